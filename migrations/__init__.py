@@ -1,0 +1,1 @@
+"""Schema migrations (Tortoise's own migration framework), applied by `popmap-gql migrate`."""

@@ -1,0 +1,1 @@
+"""Database layer: Tortoise models, ORM configuration, embedded PostgreSQL, migrations."""

