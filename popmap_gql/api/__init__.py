@@ -1,0 +1,1 @@
+"""GraphQL: context, permissions, dataloaders, types, queries, mutations, schema."""

@@ -1,0 +1,234 @@
+"""The Query root: categories, businesses and events, with filters and cursor pagination."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, TypeVar
+
+import strawberry
+from tortoise.models import Model
+
+from popmap_gql.api.context import Info
+from popmap_gql.api.ids import decode_cursor, decode_id, encode_cursor
+from popmap_gql.api.types import Business, Category, Connection, Edge, Event, EventStatus, PageInfo
+from popmap_gql.db import queries
+from popmap_gql.db.models import EventStatus as DbEventStatus
+from popmap_gql.errors import BadUserInput, Forbidden, NotFound
+
+__all__ = ["MAX_PAGE_SIZE", "Query"]
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+MAX_SLUGS = 50
+MAX_SEARCH_LENGTH = 200
+
+NodeT = TypeVar("NodeT")
+RowT = TypeVar("RowT", bound=Model)
+
+
+
+@strawberry.enum(description="How to order businesses; ties break on creation order.")
+class BusinessOrder(Enum):
+    NAME_ASC = "NAME_ASC"
+    NAME_DESC = "NAME_DESC"
+    NEWEST_FIRST = "NEWEST_FIRST"
+
+
+@strawberry.enum(description="How to order events; ties break on creation order.")
+class EventOrder(Enum):
+    STARTS_AT_ASC = "STARTS_AT_ASC"
+    STARTS_AT_DESC = "STARTS_AT_DESC"
+    NEWEST_FIRST = "NEWEST_FIRST"
+
+
+@strawberry.input
+class BusinessFilter:
+    search: str | None = strawberry.field(
+        default=None, description="Case-insensitive text in the name or description."
+    )
+    category_slugs: list[str] | None = strawberry.field(
+        default=None, description="Businesses in any of these categories."
+    )
+    available_for_hire: bool | None = None
+
+
+@strawberry.input
+class BoundingBox:
+    north: float
+    south: float
+    east: float
+    west: float
+
+
+@strawberry.input
+class EventFilter:
+    upcoming: bool | None = strawberry.field(
+        default=None, description="Only events that have not ended yet (endsAt >= now)."
+    )
+    starts_after: datetime | None = strawberry.field(
+        default=None, description="Events starting at or after this instant."
+    )
+    starts_before: datetime | None = strawberry.field(
+        default=None, description="Events starting before this instant."
+    )
+    bbox: BoundingBox | None = strawberry.field(
+        default=None, description="The visible map area; west > east crosses the antimeridian."
+    )
+    category_slugs: list[str] | None = strawberry.field(
+        default=None, description="Events where a business of any of these categories takes part."
+    )
+    business_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Events this business takes part in or hosts."
+    )
+    status: EventStatus | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="Staff only."
+    )
+
+
+def _page_size(first: int | None) -> int:
+    if first is None:
+        return DEFAULT_PAGE_SIZE
+    if not 1 <= first <= MAX_PAGE_SIZE:
+        raise BadUserInput(f"first must be between 1 and {MAX_PAGE_SIZE}", field="first")
+    return first
+
+
+def _slugs(slugs: list[str] | None, field: str) -> tuple[str, ...] | None:
+    if slugs is None:
+        return None
+    if len(slugs) > MAX_SLUGS:
+        raise BadUserInput(f"at most {MAX_SLUGS} category slugs", field=field)
+    return tuple(slugs)
+
+
+def _aware(value: datetime | None, field: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise BadUserInput(f"{field} needs a time zone offset (e.g. Z)", field=field)
+    return value
+
+
+def _bbox(box: BoundingBox | None) -> queries.BoundingBox | None:
+    if box is None:
+        return None
+    for name, value, limit in (
+        ("north", box.north, 90),
+        ("south", box.south, 90),
+        ("east", box.east, 180),
+        ("west", box.west, 180),
+    ):
+        if not (math.isfinite(value) and -limit <= value <= limit):
+            raise BadUserInput(f"bbox.{name} must be between -{limit} and {limit}", field=f"bbox.{name}")
+    if box.south > box.north:
+        raise BadUserInput("bbox.south must not be north of bbox.north", field="bbox.south")
+    return queries.BoundingBox(north=box.north, south=box.south, east=box.east, west=box.west)
+
+
+def _connection(
+    page: queries.Page[RowT],
+    order: queries.BusinessOrder | queries.EventOrder,
+    to_node: Any,
+    count: Any,
+) -> Connection[Any]:
+    edges = [
+        Edge(cursor=encode_cursor(order.name, queries.sort_value(row, order), row.pk), node=to_node(row))
+        for row in page.items
+    ]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next_page,
+            has_previous_page=False,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        count=count,
+    )
+
+
+def _after(order: queries.BusinessOrder | queries.EventOrder, after: str | None) -> queries.Position | None:
+    if after is None:
+        return None
+    kind = datetime if order.value[0].endswith("_at") else str
+    return decode_cursor(order.name, after, kind)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="All categories, by name.")
+    async def categories(self) -> list[Category]:
+        return [Category.from_row(row) for row in await queries.list_categories()]
+
+    @strawberry.field(description="Businesses the viewer can see, a page at a time.")
+    async def businesses(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        filter: BusinessFilter | None = None,  # noqa: A002  # the contract's argument name
+        order_by: BusinessOrder = BusinessOrder.NAME_ASC,
+    ) -> Connection[Business]:
+        size = _page_size(first)
+        order = queries.BusinessOrder[order_by.name]
+        flt = filter or BusinessFilter()
+        if flt.search is not None and len(flt.search) > MAX_SEARCH_LENGTH:
+            raise BadUserInput(f"search is limited to {MAX_SEARCH_LENGTH} characters", field="filter.search")
+        criteria = queries.BusinessFilter(
+            search=flt.search.strip() if flt.search else None,
+            category_slugs=_slugs(flt.category_slugs, "filter.categorySlugs"),
+            available_for_hire=flt.available_for_hire,
+        )
+        audience = info.context.viewer.audience
+        page = await queries.businesses_page(audience, criteria, order, size, _after(order, after))
+        return _connection(
+            page, order, Business.from_row, lambda: queries.count_businesses(audience, criteria)
+        )
+
+    @strawberry.field(description="One business, if the viewer can see it.")
+    async def business(self, info: Info, id: strawberry.ID) -> Business | None:  # noqa: A002
+        row = await info.context.loaders.business_by_id.load(decode_id("Business", id))
+        if row is None:
+            raise NotFound("no such business")
+        return Business.from_row(row)
+
+    @strawberry.field(description="Events the viewer can see, a page at a time.")
+    async def events(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        filter: EventFilter | None = None,  # noqa: A002  # the contract's argument name
+        order_by: EventOrder = EventOrder.STARTS_AT_ASC,
+    ) -> Connection[Event]:
+        size = _page_size(first)
+        order = queries.EventOrder[order_by.name]
+        flt = filter or EventFilter()
+        viewer = info.context.viewer
+        if flt.status is not None and not viewer.is_staff:
+            raise Forbidden("only staff may filter events by status")
+        criteria = queries.EventFilter(
+            ends_after=datetime.now(UTC) if flt.upcoming else None,
+            starts_after=_aware(flt.starts_after, "filter.startsAfter"),
+            starts_before=_aware(flt.starts_before, "filter.startsBefore"),
+            bbox=_bbox(flt.bbox),
+            category_slugs=_slugs(flt.category_slugs, "filter.categorySlugs"),
+            business_id=(
+                decode_id("Business", flt.business_id, field="filter.businessId")
+                if flt.business_id is not None
+                else None
+            ),
+            status=DbEventStatus(flt.status.value) if flt.status is not None else None,
+        )
+        audience = viewer.audience
+        page = await queries.events_page(audience, criteria, order, size, _after(order, after))
+        return _connection(
+            page, order, Event.from_row, lambda: queries.count_events(audience, criteria)
+        )
+
+    @strawberry.field(description="One event, if the viewer can see it.")
+    async def event(self, info: Info, id: strawberry.ID) -> Event | None:  # noqa: A002
+        row = await info.context.loaders.event_by_id.load(decode_id("Event", id))
+        if row is None:
+            raise NotFound("no such event")
+        return Event.from_row(row)

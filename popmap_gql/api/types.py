@@ -1,0 +1,196 @@
+"""GraphQL object types, built from the Tortoise rows they show."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+import strawberry
+
+from popmap_gql.api.context import Info
+from popmap_gql.api.ids import encode_id
+from popmap_gql.db import models
+
+__all__ = [
+    "Business",
+    "Category",
+    "Connection",
+    "Edge",
+    "Event",
+    "EventStatus",
+    "PageInfo",
+]
+
+EventStatus = strawberry.enum(models.EventStatus, name="EventStatus")
+
+NodeT = TypeVar("NodeT")
+
+
+def _or_none(value: str) -> str | None:
+    """Empty text columns are absent values to clients."""
+    return value or None
+
+
+@strawberry.type
+class Category:
+    pk: strawberry.Private[int]
+    name: str
+    slug: str
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(encode_id("Category", self.pk))
+
+    @classmethod
+    def from_row(cls, row: models.Category) -> Category:
+        return cls(pk=row.id, name=row.name, slug=row.slug)
+
+
+@strawberry.type
+class Business:
+    pk: strawberry.Private[int]
+    owner_id: strawberry.Private[int | None]
+    name: str
+    description: str
+    contact_email: str | None
+    contact_phone: str | None
+    website: str | None
+    instagram_url: str | None
+    tiktok_url: str | None
+    available_for_hire: bool
+    logo_url: str | None
+    is_verified: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(encode_id("Business", self.pk))
+
+    @strawberry.field
+    async def categories(self, info: Info) -> list[Category]:
+        rows = await info.context.loaders.categories_by_business.load(self.pk)
+        return [Category.from_row(row) for row in rows]
+
+    @strawberry.field(description="Approved events this business takes part in, soonest first.")
+    async def events(self, info: Info) -> list[Event]:
+        rows = await info.context.loaders.events_by_business.load(self.pk)
+        return [Event.from_row(row) for row in rows]
+
+    @strawberry.field(description="Events this business hosts, soonest first.")
+    async def hosted_events(self, info: Info) -> list[Event]:
+        rows = await info.context.loaders.hosted_events_by_business.load(self.pk)
+        return [Event.from_row(row) for row in rows]
+
+    @classmethod
+    def from_row(cls, row: models.Business) -> Business:
+        return cls(
+            pk=row.id,
+            owner_id=row.owner_id,
+            name=row.name,
+            description=row.description,
+            contact_email=_or_none(row.contact_email),
+            contact_phone=_or_none(row.contact_phone),
+            website=_or_none(row.website),
+            instagram_url=_or_none(row.instagram_url),
+            tiktok_url=_or_none(row.tiktok_url),
+            available_for_hire=row.available_for_hire,
+            logo_url=_or_none(row.logo_url),
+            is_verified=row.is_verified,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+@strawberry.type
+class Event:
+    pk: strawberry.Private[int]
+    host_business_id: strawberry.Private[int | None]
+    created_by_id: strawberry.Private[int | None]
+    title: str
+    description: str
+    location_name: str | None
+    address: str | None
+    latitude: float
+    longitude: float
+    starts_at: datetime
+    ends_at: datetime
+    image_url: str | None
+    status: EventStatus  # type: ignore[valid-type]  # strawberry.enum returns the enum class
+    created_at: datetime
+    updated_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(encode_id("Event", self.pk))
+
+    @strawberry.field(description="True while the event is approved and has not ended.")
+    def is_active(self) -> bool:
+        return self.status is models.EventStatus.APPROVED and self.ends_at >= datetime.now(UTC)
+
+    @strawberry.field
+    async def host_business(self, info: Info) -> Business | None:
+        if self.host_business_id is None:
+            return None
+        row = await info.context.loaders.business_by_id.load(self.host_business_id)
+        return None if row is None else Business.from_row(row)
+
+    @strawberry.field(description="Businesses taking part, in the order they joined.")
+    async def businesses(self, info: Info) -> list[Business]:
+        rows = await info.context.loaders.businesses_by_event.load(self.pk)
+        return [Business.from_row(row) for row in rows]
+
+    @strawberry.field(description="The distinct categories of the businesses taking part.")
+    async def categories(self, info: Info) -> list[Category]:
+        loaders = info.context.loaders
+        businesses = await loaders.businesses_by_event.load(self.pk)
+        per_business = await loaders.categories_by_business.load_many([b.id for b in businesses])
+        distinct = {row.id: row for rows in per_business for row in rows}
+        ordered = sorted(distinct.values(), key=lambda row: (row.name, row.id))
+        return [Category.from_row(row) for row in ordered]
+
+    @classmethod
+    def from_row(cls, row: models.Event) -> Event:
+        return cls(
+            pk=row.id,
+            host_business_id=row.host_business_id,
+            created_by_id=row.created_by_id,
+            title=row.title,
+            description=row.description,
+            location_name=_or_none(row.location_name),
+            address=_or_none(row.address),
+            latitude=row.latitude,
+            longitude=row.longitude,
+            starts_at=row.starts_at,
+            ends_at=row.ends_at,
+            image_url=_or_none(row.image_url),
+            status=row.status,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[NodeT]):
+    cursor: str
+    node: NodeT
+
+
+@strawberry.type
+class Connection(Generic[NodeT]):
+    edges: list[Edge[NodeT]]
+    page_info: PageInfo
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="How many items match the filter, across all pages.")
+    async def total_count(self) -> int:
+        return await self.count()

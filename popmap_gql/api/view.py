@@ -1,0 +1,145 @@
+"""The GraphQL HTTP endpoint: Strawberry's ASGI view with our context, errors and media types."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from graphql import ExecutionResult, GraphQLError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.http.exceptions import HTTPException
+
+from popmap_gql.api.context import Context
+from popmap_gql.api.errors import format_error
+from popmap_gql.api.schema import PopmapSchema
+from popmap_gql.config import Settings
+
+__all__ = ["GRAPHQL_RESPONSE_JSON", "GraphQLView", "error_response", "negotiate_media_type"]
+
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+
+_HTTP_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+def negotiate_media_type(accept: str) -> str:
+    """application/graphql-response+json when the client prefers it, else application/json."""
+    best, best_q = "application/json", -1.0
+    for part in accept.split(","):
+        media, _, params = part.strip().partition(";")
+        media = media.strip().lower()
+        if media not in {GRAPHQL_RESPONSE_JSON, "application/json"}:
+            continue
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q > best_q or (q == best_q and media == GRAPHQL_RESPONSE_JSON):
+            best, best_q = media, q
+    return best
+
+
+def error_response(
+    request_accept: str,
+    status_code: int,
+    message: str,
+    code: str,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A GraphQL-shaped error body, in the media type the client asked for."""
+    return JSONResponse(
+        {"errors": [{"message": message, "extensions": {"code": code}}]},
+        status_code=status_code,
+        headers=headers,
+        media_type=negotiate_media_type(request_accept),
+    )
+
+
+class GraphQLView(GraphQL[Context, None]):
+    def __init__(self, schema: PopmapSchema, settings: Settings) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if settings.graphiql else None,
+            allow_queries_via_get=True,
+            keep_alive=False,
+            subscription_protocols=(),
+        )
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            # No subscriptions: refuse websockets rather than leave them half-open.
+            response: Response = Response(status_code=404)
+            await response(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await self.run(request)
+        except HTTPException as exc:
+            code = _HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
+            response = error_response(
+                request.headers.get("accept", ""), exc.status_code, exc.reason, code
+            )
+        await response(scope, receive, send)
+
+    async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
+        return Context(request=request, response=response, settings=self.settings)
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A hash-only persisted-query GET must reach the executor, never the IDE page.
+        return super().should_render_graphql_ide(request) and "extensions" not in request.query_params
+
+    async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        request_data = kwargs.get("request_data")
+        if request_data is not None and request_data.query is None:
+            if isinstance(request_data.extensions, dict) and "persistedQuery" in request_data.extensions:
+                # Apollo's persisted-query link falls back to sending the full query on
+                # exactly this answer; any other error breaks every query of the app.
+                return ExecutionResult(
+                    data=None,
+                    errors=[
+                        GraphQLError(
+                            "PersistedQueryNotSupported",
+                            extensions={"code": "PERSISTED_QUERY_NOT_SUPPORTED"},
+                        )
+                    ],
+                )
+        try:
+            return await super().execute_single(*args, **kwargs)
+        except HTTPException as exc:
+            # GraphQL over HTTP: an operation the method may not carry is 405, not 400.
+            if exc.status_code == 400 and "not allowed when using GET" in exc.reason:
+                raise HTTPException(405, exc.reason) from exc
+            raise
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        data: GraphQLHTTPResponse = {"data": result.data}
+        if result.errors:
+            data["errors"] = [format_error(error) for error in result.errors]
+        if result.extensions:
+            data["extensions"] = result.extensions
+        return data
+
+    async def get_sub_response(self, request: Request) -> Response:  # type: ignore[override]
+        sub_response = await super().get_sub_response(request)
+        sub_response.media_type = negotiate_media_type(request.headers.get("accept", ""))
+        return sub_response
+
+    def create_response(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        media_type = sub_response.media_type or "application/json"
+        response.headers["content-type"] = f"{media_type}; charset=utf-8"
+        return response
+
+    def encode_json(self, data: object) -> str:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+

