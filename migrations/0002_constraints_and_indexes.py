@@ -5,8 +5,7 @@ from tortoise.migrations import operations as ops
 
 FORWARD = [
     "ALTER TABLE event ADD CONSTRAINT event_latitude_range CHECK (latitude BETWEEN -90 AND 90)",
-    "ALTER TABLE event ADD CONSTRAINT event_longitude_range "
-    "CHECK (longitude BETWEEN -180 AND 180)",
+    "ALTER TABLE event ADD CONSTRAINT event_longitude_range CHECK (longitude BETWEEN -180 AND 180)",
     "ALTER TABLE event ADD CONSTRAINT event_ends_after_start CHECK (ends_at > starts_at)",
     "ALTER TABLE event ADD CONSTRAINT event_status_known "
     "CHECK (status IN ('PENDING', 'APPROVED', 'REJECTED', 'CANCELLED'))",

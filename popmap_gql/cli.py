@@ -20,7 +20,7 @@ logger = logging.getLogger("popmap_gql")
 
 
 async def _database_url(settings: Settings) -> str:
-    from popmap_gql.db.embedded import embedded_database_url  # noqa: PLC0415
+    from popmap_gql.db.embedded import embedded_database_url
 
     if settings.database_url:
         return settings.database_url
@@ -28,14 +28,14 @@ async def _database_url(settings: Settings) -> str:
 
 
 async def _migrate(url: str) -> None:
-    from popmap_gql.db.migrate import migrate  # noqa: PLC0415
+    from popmap_gql.db.migrate import migrate
 
     await migrate(url)
 
 
 async def _seed(url: str, settings: Settings) -> None:
-    from popmap_gql.db.orm import tortoise_config  # noqa: PLC0415
-    from popmap_gql.db.seed import seed_demo  # noqa: PLC0415
+    from popmap_gql.db.orm import tortoise_config
+    from popmap_gql.db.seed import seed_demo
 
     await _migrate(url)
     await Tortoise.init(config=tortoise_config(url, pool_size=2))
@@ -67,7 +67,7 @@ def cmd_seed_demo(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_export_schema(_settings: Settings, args: argparse.Namespace) -> int:
-    from popmap_gql.api.schema import schema  # noqa: PLC0415
+    from popmap_gql.api.schema import schema
 
     text = schema.as_str() + "\n"
     if args.output:
@@ -78,7 +78,7 @@ def cmd_export_schema(_settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn  # noqa: PLC0415
+    import uvicorn
 
     async def prepare() -> str:
         url = await _database_url(settings)

