@@ -95,12 +95,21 @@ def _page_size(first: int | None) -> int:
     return first
 
 
+def _text(value: str, field: str, max_length: int) -> str:
+    # PostgreSQL text cannot hold NUL; refuse it here rather than fail in the driver.
+    if "\x00" in value:
+        raise BadUserInput(f"{field} must not contain NUL characters", field=field)
+    if len(value) > max_length:
+        raise BadUserInput(f"{field} is limited to {max_length} characters", field=field)
+    return value
+
+
 def _slugs(slugs: list[str] | None, field: str) -> tuple[str, ...] | None:
     if slugs is None:
         return None
     if len(slugs) > MAX_SLUGS:
         raise BadUserInput(f"at most {MAX_SLUGS} category slugs", field=field)
-    return tuple(slugs)
+    return tuple(_text(slug, field, 100) for slug in slugs)
 
 
 def _aware(value: datetime | None, field: str) -> datetime | None:
@@ -179,12 +188,9 @@ class Query:
         size = _page_size(first)
         order = queries.BusinessOrder[order_by.name]
         flt = filter or BusinessFilter()
-        if flt.search is not None and len(flt.search) > MAX_SEARCH_LENGTH:
-            raise BadUserInput(
-                f"search is limited to {MAX_SEARCH_LENGTH} characters", field="filter.search"
-            )
+        search = _text(flt.search, "filter.search", MAX_SEARCH_LENGTH) if flt.search else None
         criteria = queries.BusinessFilter(
-            search=flt.search.strip() if flt.search else None,
+            search=search.strip() or None if search else None,
             category_slugs=_slugs(flt.category_slugs, "filter.categorySlugs"),
             available_for_hire=flt.available_for_hire,
         )
