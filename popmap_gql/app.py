@@ -57,7 +57,7 @@ def create_app(settings: Settings) -> Starlette:
 
     view = GraphQLView(build_schema(settings), settings)
     middleware = [
-        Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts) or ["*"]),
+        Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts)),
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_allowed_origins),

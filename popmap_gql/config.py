@@ -80,6 +80,13 @@ def _log_level(name: str, raw: str) -> str:
     return level
 
 
+def _hosts(name: str, raw: str) -> tuple[str, ...]:
+    hosts = _parse_list(raw)
+    if not hosts:
+        raise ConfigError(f"{name} must list at least one host name (or * for any)")
+    return hosts
+
+
 def _origins(name: str, raw: str) -> tuple[str, ...]:
     origins = _parse_list(raw)
     for origin in origins:
@@ -118,7 +125,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_DATA_DIR": ("data_dir", lambda _n, raw: Path(raw)),
     "DEBUG": ("debug", _parse_bool),
     "LOG_LEVEL": ("log_level", _log_level),
-    "ALLOWED_HOSTS": ("allowed_hosts", lambda _n, raw: _parse_list(raw)),
+    "ALLOWED_HOSTS": ("allowed_hosts", _hosts),
     "CORS_ALLOWED_ORIGINS": ("cors_allowed_origins", _origins),
     "POPMAP_GRAPHIQL": ("graphiql", _parse_bool),
     "POPMAP_MAX_QUERY_DEPTH": ("max_query_depth", _positive_int),
