@@ -23,7 +23,8 @@ def test_defaults_need_no_environment() -> None:
 def test_environment_overrides_env_file(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text(
-        "# comment\nDEBUG=true\nPOPMAP_MAX_QUERY_DEPTH=7\nALLOWED_HOSTS='api.popmap.co, localhost'\n"
+        "# comment\nDEBUG=true\nPOPMAP_MAX_QUERY_DEPTH=7\n"
+        "ALLOWED_HOSTS='api.popmap.co, localhost'\n"
     )
 
     settings = load_settings({"POPMAP_MAX_QUERY_DEPTH": "12"}, env_file=env_file)

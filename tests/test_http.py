@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -295,7 +296,7 @@ async def test_streamed_body_without_length_is_limited(
 ) -> None:
     body = _body_of_size(settings.max_body_bytes + 1)
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for start in range(0, len(body), 8192):
             yield body[start : start + 8192]
 

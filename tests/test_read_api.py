@@ -397,7 +397,9 @@ async def test_anonymous_sees_only_approved_events(
 
     assert await event_titles(client) == ["Approved"]
     body = await gql(
-        client, "query ($id: ID!) { event(id: $id) { title } }", {"id": global_id("Event", hidden.id)}
+        client,
+        "query ($id: ID!) { event(id: $id) { title } }",
+        {"id": global_id("Event", hidden.id)},
     )
     assert error_codes(body) == ["NOT_FOUND"]
     body = await gql(
@@ -426,7 +428,9 @@ async def test_malformed_or_foreign_ids_are_bad_user_input(
 
 async def test_unknown_business_is_not_found(client: httpx.AsyncClient) -> None:
     body = await gql(
-        client, "query ($id: ID!) { business(id: $id) { name } }", {"id": global_id("Business", 999)}
+        client,
+        "query ($id: ID!) { business(id: $id) { name } }",
+        {"id": global_id("Business", 999)},
     )
 
     assert error_codes(body) == ["NOT_FOUND"]
