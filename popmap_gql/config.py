@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,10 +114,117 @@ class Settings:
     max_tokens: int = 2000
     max_body_bytes: int = 100_000
     db_pool_size: int = 10
+    # Cognito (see README "Connect your Cognito user pool")
+    cognito_user_pool_id: str | None = None
+    cognito_app_client_ids: tuple[str, ...] = ()
+    cognito_region: str | None = None
+    cognito_domain: str | None = None
+    cognito_oauth_scopes: tuple[str, ...] = ("openid", "email", "profile")
+    cognito_redirect_sign_in: tuple[str, ...] = ("http://localhost:5173/callback",)
+    cognito_redirect_sign_out: tuple[str, ...] = ("http://localhost:5173",)
+    cognito_identity_providers: tuple[str, ...] = ("COGNITO",)
+    cognito_issuer_override: str | None = None
+    cognito_jwks_url_override: str | None = None
+    cognito_userinfo_url_override: str | None = None
+    staff_group: str = "staff"
+    jwks_cooldown_seconds: float = 60.0
+    token_leeway_seconds: float = 30.0
+
+    @property
+    def cognito_configured(self) -> bool:
+        """A user pool is configured; the local development identity provider is then off."""
+        return self.cognito_user_pool_id is not None
+
+    @property
+    def cognito_issuer(self) -> str:
+        if self.cognito_issuer_override:
+            return self.cognito_issuer_override
+        return (
+            f"https://cognito-idp.{self.cognito_region}.amazonaws.com/{self.cognito_user_pool_id}"
+        )
+
+    @property
+    def cognito_jwks_url(self) -> str:
+        return self.cognito_jwks_url_override or f"{self.cognito_issuer}/.well-known/jwks.json"
+
+    @property
+    def cognito_hosted_ui_domain(self) -> str | None:
+        """The hosted UI's full host name; a bare prefix becomes the Amazon-hosted one."""
+        domain = self.cognito_domain
+        if not domain:
+            return None
+        if "." in domain:
+            return domain
+        return f"{domain}.auth.{self.cognito_region}.amazoncognito.com"
+
+    @property
+    def cognito_userinfo_url(self) -> str | None:
+        if self.cognito_userinfo_url_override:
+            return self.cognito_userinfo_url_override
+        domain = self.cognito_hosted_ui_domain
+        return f"https://{domain}/oauth2/userInfo" if domain else None
 
     @property
     def embedded_pgdata(self) -> Path:
         return self.data_dir / "pgdata"
+
+
+_POOL_ID = re.compile(r"^(?P<region>[a-z]{2}(-[a-z]+)+-\d)_[0-9A-Za-z]+$")
+_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+
+
+def _pool_id(name: str, raw: str) -> str | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    if not _POOL_ID.match(raw):
+        raise ConfigError(f"{name} must look like us-east-1_AbCdEf123, got {raw!r}")
+    return raw
+
+
+def _region(name: str, raw: str) -> str | None:
+    raw = raw.strip()
+    if raw and not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", raw):
+        raise ConfigError(f"{name} must be an AWS region such as us-east-1, got {raw!r}")
+    return raw or None
+
+
+def _domain(name: str, raw: str) -> str | None:
+    raw = raw.strip().lower().removeprefix("https://").rstrip("/")
+    if raw and not _DOMAIN.match(raw):
+        raise ConfigError(f"{name} must be a hosted-UI prefix or a host name, got {raw!r}")
+    return raw or None
+
+
+def _url(name: str, raw: str) -> str | None:
+    raw = raw.strip()
+    if raw and not raw.startswith(("http://", "https://")):
+        raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
+    return raw.rstrip("/") or None
+
+
+def _urls(name: str, raw: str) -> tuple[str, ...]:
+    urls = _parse_list(raw)
+    for url in urls:
+        if not url.startswith(("http://", "https://")) and ":/" not in url:
+            raise ConfigError(f"{name}: {url!r} is not a URL")
+    return urls
+
+
+def _seconds(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 <= value <= 86_400:
+        raise ConfigError(f"{name} must be between 0 and 86400 seconds, got {value}")
+    return value
+
+
+def _group(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise ConfigError(f"{name} must name a Cognito group")
+    return raw.strip()
 
 
 # name -> (attribute, parser). Parsers get the variable's name for their messages.
@@ -133,6 +241,23 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_MAX_TOKENS": ("max_tokens", _positive_int),
     "POPMAP_MAX_BODY_BYTES": ("max_body_bytes", _positive_int),
     "POPMAP_DB_POOL_SIZE": ("db_pool_size", _positive_int),
+    "AWS_COGNITO_USER_POOL_ID": ("cognito_user_pool_id", _pool_id),
+    "AWS_COGNITO_APP_CLIENT_ID": ("cognito_app_client_ids", lambda _n, raw: _parse_list(raw)),
+    "AWS_COGNITO_REGION": ("cognito_region", _region),
+    "AWS_COGNITO_DOMAIN": ("cognito_domain", _domain),
+    "AWS_COGNITO_OAUTH_SCOPES": ("cognito_oauth_scopes", lambda _n, raw: _parse_list(raw)),
+    "AWS_COGNITO_REDIRECT_SIGN_IN": ("cognito_redirect_sign_in", _urls),
+    "AWS_COGNITO_REDIRECT_SIGN_OUT": ("cognito_redirect_sign_out", _urls),
+    "AWS_COGNITO_IDENTITY_PROVIDERS": (
+        "cognito_identity_providers",
+        lambda _n, raw: _parse_list(raw),
+    ),
+    "AWS_COGNITO_ISSUER": ("cognito_issuer_override", _url),
+    "AWS_COGNITO_JWKS_URL": ("cognito_jwks_url_override", _url),
+    "AWS_COGNITO_USERINFO_URL": ("cognito_userinfo_url_override", _url),
+    "POPMAP_STAFF_GROUP": ("staff_group", _group),
+    "POPMAP_JWKS_COOLDOWN_SECONDS": ("jwks_cooldown_seconds", _seconds),
+    "POPMAP_TOKEN_LEEWAY_SECONDS": ("token_leeway_seconds", _seconds),
 }
 
 
@@ -151,4 +276,31 @@ def load_settings(
     for name, (attribute, parse) in _FIELDS.items():
         if name in source:
             kwargs[attribute] = parse(name, source[name])
-    return Settings(**kwargs)  # type: ignore[arg-type]  # values checked by their parsers
+    pool = kwargs.get("cognito_user_pool_id")
+    if isinstance(pool, str) and kwargs.get("cognito_region") is None:
+        kwargs["cognito_region"] = pool.split("_", 1)[0]  # pool ids start with their region
+    settings = Settings(**kwargs)  # type: ignore[arg-type]  # values checked by their parsers
+    _check_cognito(settings)
+    return settings
+
+
+def _check_cognito(settings: Settings) -> None:
+    """A pool needs its app clients; the region comes from the pool id unless given."""
+    pool = settings.cognito_user_pool_id
+    if pool is None:
+        for name, value in (
+            ("AWS_COGNITO_APP_CLIENT_ID", settings.cognito_app_client_ids),
+            ("AWS_COGNITO_ISSUER", settings.cognito_issuer_override),
+            ("AWS_COGNITO_JWKS_URL", settings.cognito_jwks_url_override),
+        ):
+            if value:
+                raise ConfigError(f"{name} is set but AWS_COGNITO_USER_POOL_ID is not")
+        return
+    if not settings.cognito_app_client_ids:
+        raise ConfigError("AWS_COGNITO_APP_CLIENT_ID must list the app client id(s) of the pool")
+    pool_region = pool.split("_", 1)[0]
+    if settings.cognito_region != pool_region:
+        raise ConfigError(
+            f"AWS_COGNITO_REGION {settings.cognito_region} does not match the pool's region"
+            f" {pool_region}"
+        )

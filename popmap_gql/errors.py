@@ -4,8 +4,10 @@
     ├── NotFound                 NOT_FOUND
     ├── BadUserInput             BAD_USER_INPUT (names the offending field)
     ├── Forbidden                FORBIDDEN
-    ├── Unauthenticated          UNAUTHENTICATED
-    └── ServiceUnavailable       SERVICE_UNAVAILABLE
+    ├── Unauthenticated          UNAUTHENTICATED (sign-in required; HTTP 200)
+    │   └── InvalidToken         UNAUTHENTICATED (a bad bearer token; HTTP 401)
+    └── ServiceUnavailable       SERVICE_UNAVAILABLE (HTTP 503)
+        └── KeysUnavailable      SERVICE_UNAVAILABLE (no signing keys and none cached)
 
 Anything else raised while serving a request is unexpected: the API masks it as
 INTERNAL_SERVER_ERROR and logs it in full.
@@ -16,6 +18,8 @@ from __future__ import annotations
 __all__ = [
     "BadUserInput",
     "Forbidden",
+    "InvalidToken",
+    "KeysUnavailable",
     "NotFound",
     "PopmapError",
     "ServiceUnavailable",
@@ -61,5 +65,13 @@ class Unauthenticated(PopmapError):
     code = "UNAUTHENTICATED"
 
 
+class InvalidToken(Unauthenticated):
+    """The bearer token is not one we trust; `description` goes to WWW-Authenticate."""
+
+
 class ServiceUnavailable(PopmapError):
     code = "SERVICE_UNAVAILABLE"
+
+
+class KeysUnavailable(ServiceUnavailable):
+    """The identity provider's signing keys cannot be fetched and none are cached."""

@@ -12,6 +12,11 @@ __all__ = ["ANONYMOUS_VIEWER", "Viewer"]
 @dataclass(frozen=True, slots=True)
 class Viewer:
     user_id: int | None = None
+    username: str = ""
+    email: str = ""
+    first_name: str = ""
+    last_name: str = ""
+    identity_provider: str = ""
     groups: tuple[str, ...] = ()
     is_staff: bool = False
 

@@ -1,0 +1,121 @@
+"""From an Authorization header to a viewer: the one entry point of authentication."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import httpx
+
+from popmap_gql.auth.jwks import JWKSCache
+from popmap_gql.auth.local_idp import LOCAL_CLIENT_ID, LOCAL_ISSUER, LocalIdentityProvider
+from popmap_gql.auth.provisioning import StoredUser, provision_user, update_profile
+from popmap_gql.auth.tokens import TokenClaims, TokenVerifier
+from popmap_gql.auth.userinfo import UserInfoClient
+from popmap_gql.auth.viewer import ANONYMOUS_VIEWER, Viewer
+from popmap_gql.config import Settings
+from popmap_gql.errors import InvalidToken
+
+__all__ = ["Authenticator", "build_authenticator"]
+
+logger = logging.getLogger(__name__)
+
+USERINFO_RETRY_SECONDS = 300.0
+
+
+class Authenticator:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        *,
+        staff_group: str,
+        userinfo: UserInfoClient | None = None,
+        userinfo_retry_seconds: float = USERINFO_RETRY_SECONDS,
+    ) -> None:
+        self.verifier = verifier
+        self.staff_group = staff_group
+        self.userinfo = userinfo
+        self._userinfo_retry_seconds = userinfo_retry_seconds
+        self._userinfo_not_before: dict[tuple[str, str], float] = {}
+
+    async def authenticate(self, authorization: str | None) -> Viewer:
+        """The viewer for this header; no header is anonymous, a bad one InvalidToken."""
+        if authorization is None:
+            return ANONYMOUS_VIEWER
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token or " " in token:
+            raise InvalidToken("Authorization must be 'Bearer <token>'")
+        claims = await self.verifier.verify(token)
+        user = await provision_user(claims)
+        user = await self._complete_profile(user, claims, token)
+        return Viewer(
+            user_id=user.id,
+            username=user.username,
+            email=user.email,
+            first_name=user.first_name,
+            last_name=user.last_name,
+            identity_provider=user.identity_provider,
+            groups=claims.groups,
+            is_staff=self.staff_group in claims.groups,
+        )
+
+    async def _complete_profile(
+        self, user: StoredUser, claims: TokenClaims, token: str
+    ) -> StoredUser:
+        if claims.is_id_token:
+            return await update_profile(
+                user,
+                email=claims.email,
+                first_name=claims.given_name,
+                last_name=claims.family_name,
+                issuer=claims.issuer,
+                sub=claims.sub,
+            )
+        if user.profile_complete or self.userinfo is None:
+            return user
+        # Access tokens carry no email: ask userInfo, at most once per retry interval.
+        key = (claims.issuer, claims.sub)
+        now = time.monotonic()
+        if now < self._userinfo_not_before.get(key, 0.0):
+            return user
+        self._userinfo_not_before[key] = now + self._userinfo_retry_seconds
+        profile = await self.userinfo.fetch(token)
+        if profile is None:
+            return user
+        self._userinfo_not_before.pop(key, None)
+        return await update_profile(
+            user,
+            email=profile.email,
+            first_name=profile.given_name,
+            last_name=profile.family_name,
+            issuer=claims.issuer,
+            sub=claims.sub,
+        )
+
+
+def build_authenticator(settings: Settings, http: httpx.AsyncClient) -> Authenticator:
+    """Cognito when a pool is configured; otherwise the local development provider."""
+    if settings.cognito_configured:
+        keys = JWKSCache(settings.cognito_jwks_url, http, cooldown=settings.jwks_cooldown_seconds)
+        verifier = TokenVerifier(
+            issuer=settings.cognito_issuer,
+            client_ids=settings.cognito_app_client_ids,
+            keys=keys,
+            leeway=settings.token_leeway_seconds,
+        )
+        userinfo_url = settings.cognito_userinfo_url
+        userinfo = UserInfoClient(userinfo_url, http) if userinfo_url else None
+        return Authenticator(verifier, staff_group=settings.staff_group, userinfo=userinfo)
+    logger.warning(
+        "NO COGNITO USER POOL CONFIGURED: trusting the LOCAL DEVELOPMENT identity provider"
+        " (issuer %s). Set AWS_COGNITO_USER_POOL_ID in production.",
+        LOCAL_ISSUER,
+    )
+    local = LocalIdentityProvider(settings.data_dir)
+    verifier = TokenVerifier(
+        issuer=LOCAL_ISSUER,
+        client_ids=[LOCAL_CLIENT_ID],
+        keys=local.key_source(),
+        leeway=settings.token_leeway_seconds,
+    )
+    return Authenticator(verifier, staff_group=settings.staff_group)

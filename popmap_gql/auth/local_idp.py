@@ -1,0 +1,113 @@
+"""A local identity provider for development without AWS: Cognito-shaped tokens, our own key.
+
+Active only when no user pool is configured. Its private key lives in the data folder
+(created on first use, readable by its owner only) and never leaves this machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from popmap_gql.auth.jwks import StaticKeys
+
+__all__ = ["LOCAL_CLIENT_ID", "LOCAL_ISSUER", "LocalIdentityProvider"]
+
+LOCAL_ISSUER = "http://localhost/popmap-local-idp"
+LOCAL_CLIENT_ID = "popmap-local-client"
+_SUB_NAMESPACE = uuid.UUID("8a1c3f0e-4b7d-4e52-9a61-2f0d6c1b7e93")
+
+
+class LocalIdentityProvider:
+    def __init__(self, data_dir: Path) -> None:
+        self.key_path = data_dir / "local-idp" / "private-key.pem"
+        self._private_key = self._load_or_create()
+        public_numbers = self._private_key.public_key().public_numbers()
+        self._public_jwk = {
+            "kty": "RSA",
+            "use": "sig",
+            "alg": "RS256",
+            "n": _b64uint(public_numbers.n),
+            "e": _b64uint(public_numbers.e),
+        }
+        thumbprint = json.dumps(
+            {k: self._public_jwk[k] for k in ("e", "kty", "n")}, separators=(",", ":")
+        )
+        self.kid = base64.urlsafe_b64encode(hashlib.sha256(thumbprint.encode()).digest())[
+            :22
+        ].decode()
+        self._public_jwk["kid"] = self.kid
+
+    def _load_or_create(self) -> rsa.RSAPrivateKey:
+        if not self.key_path.exists():
+            self.key_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            pem = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            try:  # O_EXCL: if two processes race, the first key wins and both use it
+                fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "wb") as file:
+                    file.write(pem)
+        loaded = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
+        if not isinstance(loaded, rsa.RSAPrivateKey):
+            raise TypeError(f"{self.key_path} does not hold an RSA key")
+        return loaded
+
+    def key_source(self) -> StaticKeys:
+        return StaticKeys({self.kid: jwt.PyJWK(self._public_jwk, algorithm="RS256")})
+
+    def mint(self, email: str, groups: list[str], *, ttl_seconds: int = 3600) -> dict[str, str]:
+        """An access token and an ID token for `email`, shaped like Cognito's."""
+        now = int(time.time())
+        sub = str(uuid.uuid5(_SUB_NAMESPACE, email.lower()))
+        common: dict[str, Any] = {
+            "sub": sub,
+            "iss": LOCAL_ISSUER,
+            "iat": now,
+            "auth_time": now,
+            "exp": now + ttl_seconds,
+            "cognito:groups": groups,
+        }
+        access = {
+            **common,
+            "token_use": "access",
+            "client_id": LOCAL_CLIENT_ID,
+            "scope": "openid email profile",
+            "username": sub,
+            "jti": str(uuid.uuid4()),
+        }
+        identity = {
+            **common,
+            "token_use": "id",
+            "aud": LOCAL_CLIENT_ID,
+            "email": email,
+            "email_verified": True,
+            "cognito:username": sub,
+            "jti": str(uuid.uuid4()),
+        }
+        headers = {"kid": self.kid}
+        return {
+            "access_token": jwt.encode(access, self._private_key, "RS256", headers=headers),
+            "id_token": jwt.encode(identity, self._private_key, "RS256", headers=headers),
+        }
+
+
+def _b64uint(value: int) -> str:
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

@@ -1,0 +1,166 @@
+"""Verification of Cognito access and ID tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+
+from popmap_gql.auth.jwks import KeySource
+from popmap_gql.errors import InvalidToken
+
+__all__ = ["MAX_TOKEN_BYTES", "TokenClaims", "TokenVerifier"]
+
+# Cognito tokens are 1-4 KB even with many groups; anything far larger is not one.
+MAX_TOKEN_BYTES = 16 * 1024
+ALGORITHM = "RS256"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """What a verified token says about its subject."""
+
+    issuer: str
+    sub: str
+    token_use: str  # "access" or "id"
+    username: str
+    groups: tuple[str, ...]
+    email: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    identity_provider: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def is_id_token(self) -> bool:
+        """ID tokens carry the profile (email, names); access tokens do not."""
+        return self.token_use == "id"  # noqa: S105  # a claim value, not a password
+
+
+def _str_claim(claims: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+    value = claims.get(name)
+    if value is None:
+        if required:
+            raise InvalidToken(f"token has no {name} claim")
+        return None
+    if not isinstance(value, str) or not value or len(value) > 512:
+        raise InvalidToken(f"token claim {name} is malformed")
+    return value
+
+
+def _groups(claims: dict[str, Any]) -> tuple[str, ...]:
+    groups = claims.get("cognito:groups", [])
+    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        raise InvalidToken("token claim cognito:groups is malformed")
+    return tuple(groups)
+
+
+def _identity_provider(claims: dict[str, Any], username: str) -> str | None:
+    """Facebook, Google, ... for federated sign-ins; None for the pool's own users."""
+    identities = claims.get("identities")
+    if isinstance(identities, list) and identities and isinstance(identities[0], dict):
+        name = identities[0].get("providerName")
+        if isinstance(name, str) and name:
+            return name[:64]
+    prefix, sep, _ = username.partition("_")
+    if sep and prefix in {"Facebook", "Google", "SignInWithApple", "LoginWithAmazon"}:
+        return prefix
+    return None
+
+
+class TokenVerifier:
+    """Checks a bearer token against one issuer, its keys and the configured app clients."""
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        client_ids: Collection[str],
+        keys: KeySource,
+        leeway: float = 30.0,
+    ) -> None:
+        self.issuer = issuer
+        self.client_ids = frozenset(client_ids)
+        self.keys = keys
+        self.leeway = leeway
+
+    async def verify(self, token: str) -> TokenClaims:
+        if len(token) > MAX_TOKEN_BYTES:
+            raise InvalidToken("token is too large")
+        if token.count(".") != 2:
+            raise InvalidToken("token is not a signed JWT")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidToken("token header is malformed") from exc
+        # Only the algorithm and kid are read from the header; jku, x5u, jwk and x5c
+        # would let the token name its own key and are never consulted.
+        if header.get("alg") != ALGORITHM:
+            raise InvalidToken("token algorithm is not RS256")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid or len(kid) > 256:
+            raise InvalidToken("token has no usable kid")
+        key = await self.keys.get_key(kid)
+        if key.algorithm_name != ALGORITHM:
+            raise InvalidToken("signing key is not an RS256 key")
+        try:
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=[ALGORITHM],
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["exp", "iat", "iss", "sub", "token_use"], "verify_aud": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(_describe(exc)) from exc
+        return self._claims(claims)
+
+    def _claims(self, claims: dict[str, Any]) -> TokenClaims:
+        kind = claims.get("token_use")
+        if kind == "access":
+            if claims.get("client_id") not in self.client_ids:
+                raise InvalidToken("token was issued to another app client")
+            username = _str_claim(claims, "username", required=True)
+        elif kind == "id":
+            audience = claims.get("aud")
+            audiences = audience if isinstance(audience, list) else [audience]
+            if not any(isinstance(a, str) and a in self.client_ids for a in audiences):
+                raise InvalidToken("token was issued to another app client")
+            username = _str_claim(claims, "cognito:username", required=True)
+        else:
+            raise InvalidToken("token_use must be access or id")
+        assert username is not None
+        sub = _str_claim(claims, "sub", required=True)
+        assert sub is not None
+        return TokenClaims(
+            issuer=self.issuer,
+            sub=sub,
+            token_use=kind,
+            username=username,
+            groups=_groups(claims),
+            email=_str_claim(claims, "email") if kind == "id" else None,
+            given_name=_str_claim(claims, "given_name"),
+            family_name=_str_claim(claims, "family_name"),
+            identity_provider=_identity_provider(claims, username),
+            raw=claims,
+        )
+
+
+def _describe(exc: jwt.PyJWTError) -> str:
+    """A short, fixed description for WWW-Authenticate; never echoes token content."""
+    match exc:
+        case jwt.ExpiredSignatureError():
+            return "token has expired"
+        case jwt.ImmatureSignatureError():
+            return "token is not yet valid"
+        case jwt.InvalidIssuerError():
+            return "token was issued by another issuer"
+        case jwt.MissingRequiredClaimError():
+            return f"token has no {exc.claim} claim"
+        case jwt.InvalidSignatureError():
+            return "token signature is invalid"
+        case _:
+            return "token is malformed"
