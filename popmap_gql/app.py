@@ -7,19 +7,22 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from tortoise.connection import connections
 from tortoise.contrib.starlette import RegisterTortoise
 
+from popmap_gql.api.errors import MASKED_MESSAGE
 from popmap_gql.api.middleware import BodySizeLimit
 from popmap_gql.api.schema import build_schema
-from popmap_gql.api.view import GraphQLView
+from popmap_gql.api.view import GraphQLView, error_response
+from popmap_gql.auth.authenticator import build_authenticator
 from popmap_gql.config import Settings, load_settings
 from popmap_gql.db.embedded import embedded_database_url
 from popmap_gql.db.orm import tortoise_config
@@ -47,12 +50,25 @@ async def readyz(_request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
+async def internal_error(request: Request, _exc: Exception) -> Response:
+    """Outside GraphQL execution (e.g. while authenticating): masked, in GraphQL's shape.
+
+    Starlette's ServerErrorMiddleware calls this, then re-raises for uvicorn to log.
+    """
+    return error_response(
+        request.headers.get("accept", ""), 500, MASKED_MESSAGE, "INTERNAL_SERVER_ERROR"
+    )
+
+
 def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         url = settings.database_url or await embedded_database_url(settings.embedded_pgdata)
         config = tortoise_config(url, pool_size=settings.db_pool_size)
-        async with RegisterTortoise(app, config=config):
+        # One client for JWKS and userInfo: short timeouts, no redirects, pooled connections.
+        http = httpx.AsyncClient(timeout=httpx.Timeout(3.0), follow_redirects=False)
+        async with http, RegisterTortoise(app, config=config):
+            app.state.authenticator = build_authenticator(settings, http)
             yield
 
     view = GraphQLView(build_schema(settings), settings)
@@ -73,7 +89,13 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
-    return Starlette(debug=settings.debug, routes=routes, middleware=middleware, lifespan=lifespan)
+    return Starlette(
+        debug=settings.debug,
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={Exception: internal_error},
+    )
 
 
 def create_app_from_environment() -> Starlette:

@@ -38,16 +38,30 @@ def _one(
     return DataLoader(load_fn=load)
 
 
+def _unfiltered(
+    fetch: Callable[[Sequence[int]], Awaitable[Mapping[int, list[V]]]],
+) -> DataLoader[int, list[V]]:
+    """A loader of rows that need no visibility filter (categories, the viewer's own)."""
+
+    async def load(keys: list[int]) -> list[list[V]]:
+        found = await fetch(keys)
+        return [found.get(key, []) for key in keys]
+
+    return DataLoader(load_fn=load)
+
+
 class Loaders:
     """The DataLoaders of one request; visibility follows the request's viewer."""
 
     def __init__(self, audience: Audience) -> None:
-        async def categories(keys: list[int]) -> list[list[Category]]:
-            found = await queries.categories_by_business_ids(keys)
-            return [found.get(key, []) for key in keys]
-
-        self.categories_by_business: DataLoader[int, list[Category]] = DataLoader(
-            load_fn=categories
+        self.categories_by_business: DataLoader[int, list[Category]] = _unfiltered(
+            queries.categories_by_business_ids
+        )
+        self.businesses_by_owner: DataLoader[int, list[Business]] = _unfiltered(
+            queries.businesses_by_owner_ids
+        )
+        self.events_by_creator: DataLoader[int, list[Event]] = _unfiltered(
+            queries.events_by_creator_ids
         )
         self.business_by_id: DataLoader[int, Business | None] = _one(
             queries.businesses_by_ids, audience

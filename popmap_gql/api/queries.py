@@ -12,7 +12,20 @@ from tortoise.models import Model
 
 from popmap_gql.api.context import Info
 from popmap_gql.api.ids import decode_cursor, decode_id, encode_cursor
-from popmap_gql.api.types import Business, Category, Connection, Edge, Event, EventStatus, PageInfo
+from popmap_gql.api.types import (
+    AuthConfig,
+    Business,
+    Category,
+    Connection,
+    Edge,
+    Event,
+    EventStatus,
+    PageInfo,
+    Viewer,
+)
+from popmap_gql.auth.local_idp import LOCAL_CLIENT_ID, LOCAL_ISSUER
+from popmap_gql.auth.viewer import Viewer as AuthViewer
+from popmap_gql.config import Settings
 from popmap_gql.db import queries
 from popmap_gql.db.models import EventStatus as DbEventStatus
 from popmap_gql.errors import BadUserInput, Forbidden, NotFound
@@ -170,8 +183,63 @@ def _after(
     return decode_cursor(order.name, after, kind)
 
 
+def _viewer(viewer: AuthViewer) -> Viewer | None:
+    if viewer.user_id is None:
+        return None
+    return Viewer(
+        pk=viewer.user_id,
+        username=viewer.username,
+        email=viewer.email or None,
+        first_name=viewer.first_name or None,
+        last_name=viewer.last_name or None,
+        groups=list(viewer.groups),
+        is_staff=viewer.is_staff,
+        identity_provider=viewer.identity_provider,
+    )
+
+
+def _auth_config(settings: Settings) -> AuthConfig:
+    if not settings.cognito_configured:
+        return AuthConfig(
+            user_pool_id=None,
+            user_pool_client_id=LOCAL_CLIENT_ID,
+            user_pool_client_ids=[LOCAL_CLIENT_ID],
+            region=None,
+            issuer=LOCAL_ISSUER,
+            domain=None,
+            scopes=list(settings.cognito_oauth_scopes),
+            redirect_sign_in=list(settings.cognito_redirect_sign_in),
+            redirect_sign_out=list(settings.cognito_redirect_sign_out),
+            response_type="code",
+            identity_providers=[],
+            local_development=True,
+        )
+    return AuthConfig(
+        user_pool_id=settings.cognito_user_pool_id,
+        user_pool_client_id=settings.cognito_app_client_ids[0],
+        user_pool_client_ids=list(settings.cognito_app_client_ids),
+        region=settings.cognito_region,
+        issuer=settings.cognito_issuer,
+        domain=settings.cognito_hosted_ui_domain,
+        scopes=list(settings.cognito_oauth_scopes),
+        redirect_sign_in=list(settings.cognito_redirect_sign_in),
+        redirect_sign_out=list(settings.cognito_redirect_sign_out),
+        response_type="code",
+        identity_providers=list(settings.cognito_identity_providers),
+        local_development=False,
+    )
+
+
 @strawberry.type
 class Query:
+    @strawberry.field(description="The signed-in viewer; null without a token.")
+    def me(self, info: Info) -> Viewer | None:
+        return _viewer(info.context.viewer)
+
+    @strawberry.field(description="Public settings for Amplify.configure and the hosted UI.")
+    def auth_config(self, info: Info) -> AuthConfig:
+        return _auth_config(info.context.settings)
+
     @strawberry.field(description="All categories, by name.")
     async def categories(self) -> list[Category]:
         return [Category.from_row(row) for row in await queries.list_categories()]

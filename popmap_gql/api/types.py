@@ -13,6 +13,7 @@ from popmap_gql.api.ids import encode_id
 from popmap_gql.db import models
 
 __all__ = [
+    "AuthConfig",
     "Business",
     "Category",
     "Connection",
@@ -20,6 +21,7 @@ __all__ = [
     "Event",
     "EventStatus",
     "PageInfo",
+    "Viewer",
 ]
 
 EventStatus = strawberry.enum(models.EventStatus, name="EventStatus")
@@ -194,3 +196,54 @@ class Connection(Generic[NodeT]):
     @strawberry.field(description="How many items match the filter, across all pages.")
     async def total_count(self) -> int:
         return await self.count()
+
+
+@strawberry.type(description="The signed-in person.")
+class Viewer:
+    pk: strawberry.Private[int]
+    username: str
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    groups: list[str]
+    is_staff: bool
+    identity_provider: str = strawberry.field(
+        description="Cognito for the pool's own users; Facebook, Google, ... for federated ones."
+    )
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(encode_id("User", self.pk))
+
+    @strawberry.field(description="Businesses the viewer owns, verified or not.")
+    async def businesses(self, info: Info) -> list[Business]:
+        rows = await info.context.loaders.businesses_by_owner.load(self.pk)
+        return [Business.from_row(row) for row in rows]
+
+    @strawberry.field(description="Events the viewer submitted, in any status, newest first.")
+    async def submitted_events(self, info: Info) -> list[Event]:
+        rows = await info.context.loaders.events_by_creator.load(self.pk)
+        return [Event.from_row(row) for row in rows]
+
+
+@strawberry.type(description="What a client needs for Amplify.configure and the hosted UI.")
+class AuthConfig:
+    user_pool_id: str | None
+    user_pool_client_id: str | None = strawberry.field(
+        description="The first configured app client (the web app's)."
+    )
+    user_pool_client_ids: list[str]
+    region: str | None
+    issuer: str
+    domain: str | None = strawberry.field(
+        description="The hosted UI's full host name"
+        " (popmap-auth.auth.us-east-1.amazoncognito.com, or a custom domain)."
+    )
+    scopes: list[str]
+    redirect_sign_in: list[str]
+    redirect_sign_out: list[str]
+    response_type: str
+    identity_providers: list[str]
+    local_development: bool = strawberry.field(
+        description="True when the server trusts its local development identity provider."
+    )

@@ -17,7 +17,9 @@ from strawberry.types import ExecutionResult
 from popmap_gql.api.context import Context
 from popmap_gql.api.errors import format_error
 from popmap_gql.api.schema import PopmapSchema
+from popmap_gql.auth.authenticator import Authenticator
 from popmap_gql.config import Settings
+from popmap_gql.errors import InvalidToken, ServiceUnavailable
 
 __all__ = ["GRAPHQL_RESPONSE_JSON", "GraphQLView", "error_response", "negotiate_media_type"]
 
@@ -81,17 +83,39 @@ class GraphQLView(GraphQL[Context, None]):
             await response(scope, receive, send)
             return
         request = Request(scope, receive)
+        accept = request.headers.get("accept", "")
         try:
+            request.state.viewer = await self.authenticator(request).authenticate(
+                request.headers.get("authorization")
+            )
             response = await self.run(request)
+        except InvalidToken as exc:
+            # 401 tells the client to refresh its token and retry (RFC 6750 section 3).
+            challenge = f'Bearer error="invalid_token", error_description="{exc.message}"'
+            response = error_response(
+                accept, 401, exc.message, exc.code, headers={"WWW-Authenticate": challenge}
+            )
+        except ServiceUnavailable as exc:
+            response = error_response(
+                accept, 503, exc.message, exc.code, headers={"Retry-After": "5"}
+            )
         except HTTPException as exc:
             code = _HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
-            response = error_response(
-                request.headers.get("accept", ""), exc.status_code, exc.reason, code
-            )
+            response = error_response(accept, exc.status_code, exc.reason, code)
         await response(scope, receive, send)
 
+    @staticmethod
+    def authenticator(request: Request) -> Authenticator:
+        authenticator: Authenticator = request.app.state.authenticator
+        return authenticator
+
     async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
-        return Context(request=request, response=response, settings=self.settings)
+        return Context(
+            request=request,
+            response=response,
+            settings=self.settings,
+            viewer=request.state.viewer,
+        )
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         # A hash-only persisted-query GET must reach the executor, never the IDE page.

@@ -27,11 +27,13 @@ __all__ = [
     "Page",
     "businesses_by_event_ids",
     "businesses_by_ids",
+    "businesses_by_owner_ids",
     "businesses_page",
     "categories_by_business_ids",
     "count_businesses",
     "count_events",
     "events_by_business_ids",
+    "events_by_creator_ids",
     "events_by_ids",
     "events_page",
     "hosted_events_by_business_ids",
@@ -304,4 +306,24 @@ async def hosted_events_by_business_ids(
     for row in rows:
         assert row.host_business_id is not None
         result[row.host_business_id].append(row)
+    return result
+
+
+async def businesses_by_owner_ids(ids: Sequence[int]) -> dict[int, list[Business]]:
+    """Every business each user owns, verified or not (only ever asked for the viewer)."""
+    rows = await Business.filter(owner_id__in=list(ids)).order_by("name", "id")
+    result: dict[int, list[Business]] = defaultdict(list)
+    for row in rows:
+        assert row.owner_id is not None
+        result[row.owner_id].append(row)
+    return result
+
+
+async def events_by_creator_ids(ids: Sequence[int]) -> dict[int, list[Event]]:
+    """Every event each user submitted, in any status, newest first."""
+    rows = await Event.filter(created_by_id__in=list(ids)).order_by("-created_at", "-id")
+    result: dict[int, list[Event]] = defaultdict(list)
+    for row in rows:
+        assert row.created_by_id is not None
+        result[row.created_by_id].append(row)
     return result
