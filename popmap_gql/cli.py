@@ -1,9 +1,10 @@
-"""Command line: serve, migrate, seed-demo, export-schema."""
+"""Command line: serve, migrate, seed-demo, export-schema, dev-token."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -106,6 +107,23 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dev_token(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.cognito_configured:
+        print(
+            "popmap-gql: dev-token works only with the local identity provider, which is off"
+            " while AWS_COGNITO_USER_POOL_ID is set",
+            file=sys.stderr,
+        )
+        return 2
+    from popmap_gql.auth.local_idp import LocalIdentityProvider
+
+    tokens = LocalIdentityProvider(settings.data_dir).mint(
+        args.email, args.group, ttl_seconds=args.ttl
+    )
+    print(json.dumps(tokens, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="popmap-gql", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export-schema", help="print the GraphQL SDL")
     export.add_argument("--output", "-o", help="write to this file instead of stdout")
     export.set_defaults(handler=cmd_export_schema)
+    token = commands.add_parser(
+        "dev-token", help="print Cognito-shaped tokens from the local identity provider"
+    )
+    token.add_argument("--email", required=True)
+    token.add_argument(
+        "--group", action="append", default=[], help="a Cognito group, e.g. staff (repeatable)"
+    )
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.set_defaults(handler=cmd_dev_token)
     return parser
 
 

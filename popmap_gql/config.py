@@ -129,6 +129,7 @@ class Settings:
     staff_group: str = "staff"
     jwks_cooldown_seconds: float = 60.0
     token_leeway_seconds: float = 30.0
+    userinfo_retry_seconds: float = 300.0
 
     @property
     def cognito_configured(self) -> bool:
@@ -258,6 +259,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_STAFF_GROUP": ("staff_group", _group),
     "POPMAP_JWKS_COOLDOWN_SECONDS": ("jwks_cooldown_seconds", _seconds),
     "POPMAP_TOKEN_LEEWAY_SECONDS": ("token_leeway_seconds", _seconds),
+    "POPMAP_USERINFO_RETRY_SECONDS": ("userinfo_retry_seconds", _seconds),
 }
 
 

@@ -20,8 +20,6 @@ __all__ = ["Authenticator", "build_authenticator"]
 
 logger = logging.getLogger(__name__)
 
-USERINFO_RETRY_SECONDS = 300.0
-
 
 class Authenticator:
     def __init__(
@@ -30,7 +28,7 @@ class Authenticator:
         *,
         staff_group: str,
         userinfo: UserInfoClient | None = None,
-        userinfo_retry_seconds: float = USERINFO_RETRY_SECONDS,
+        userinfo_retry_seconds: float = 300.0,
     ) -> None:
         self.verifier = verifier
         self.staff_group = staff_group
@@ -105,7 +103,12 @@ def build_authenticator(settings: Settings, http: httpx.AsyncClient) -> Authenti
         )
         userinfo_url = settings.cognito_userinfo_url
         userinfo = UserInfoClient(userinfo_url, http) if userinfo_url else None
-        return Authenticator(verifier, staff_group=settings.staff_group, userinfo=userinfo)
+        return Authenticator(
+            verifier,
+            staff_group=settings.staff_group,
+            userinfo=userinfo,
+            userinfo_retry_seconds=settings.userinfo_retry_seconds,
+        )
     logger.warning(
         "NO COGNITO USER POOL CONFIGURED: trusting the LOCAL DEVELOPMENT identity provider"
         " (issuer %s). Set AWS_COGNITO_USER_POOL_ID in production.",
