@@ -16,18 +16,21 @@ import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 import uvicorn
+from starlette.types import ASGIApp
 from tortoise.connection import connections
 
 from popmap_gql.app import create_app
 from popmap_gql.config import Settings
 from popmap_gql.db.embedded import create_database, start_embedded, with_database
 from popmap_gql.db.orm import connection_credentials
+from tests.fake_cognito import MOBILE_CLIENT, POOL_ID, REGION, WEB_CLIENT, FakeCognito
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = (
@@ -88,14 +91,9 @@ async def database_url(server_url: str) -> AsyncIterator[str]:
     await drop_database(server_url, url)
 
 
-@pytest.fixture(scope="session")
-def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(database_url=database_url, data_dir=tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(scope="session")
-async def api_url(settings: Settings) -> AsyncIterator[str]:
-    app = create_app(settings)
+@asynccontextmanager
+async def serving(app: ASGIApp) -> AsyncIterator[str]:
+    """Run `app` under uvicorn on a free loopback port in this event loop."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -104,9 +102,46 @@ async def api_url(settings: Settings) -> AsyncIterator[str]:
             task.result()  # re-raise the start-up failure
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture(scope="session")
+async def cognito() -> AsyncIterator[FakeCognito]:
+    fake = FakeCognito()
+    async with serving(fake.app()) as url:
+        fake.base_url = url
+        yield fake
+
+
+JWKS_COOLDOWN_SECONDS = 5.0
+
+
+@pytest.fixture(scope="session")
+def settings(
+    database_url: str, cognito: FakeCognito, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path_factory.mktemp("data"),
+        cognito_user_pool_id=POOL_ID,
+        cognito_app_client_ids=(WEB_CLIENT, MOBILE_CLIENT),
+        cognito_region=REGION,
+        cognito_domain="popmap-auth",
+        cognito_jwks_url_override=cognito.jwks_url,
+        cognito_userinfo_url_override=cognito.userinfo_url,
+        jwks_cooldown_seconds=JWKS_COOLDOWN_SECONDS,
+        userinfo_retry_seconds=1.0,
+    )
+
+
+@pytest.fixture(scope="session")
+async def api_url(settings: Settings) -> AsyncIterator[str]:
+    async with serving(create_app(settings)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,0 +1,154 @@
+"""A stand-in for Cognito's servers on loopback: JWKS and userInfo, with a hit counter.
+
+Only what lies outside this machine is faked; tokens are real RS256 JWTs signed with keys
+generated here, and the API fetches keys from this server over real HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+POOL_ID = "us-east-1_PopmapTest1"
+REGION = "us-east-1"
+ISSUER = f"https://cognito-idp.{REGION}.amazonaws.com/{POOL_ID}"
+WEB_CLIENT = "web-client-id"
+MOBILE_CLIENT = "mobile-client-id"
+
+
+def _b64uint(value: int) -> str:
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@dataclass
+class SigningKey:
+    kid: str
+    private: rsa.RSAPrivateKey = field(
+        default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    )
+
+    @property
+    def jwk(self) -> dict[str, str]:
+        numbers = self.private.public_key().public_numbers()
+        return {
+            "kid": self.kid,
+            "kty": "RSA",
+            "alg": "RS256",
+            "use": "sig",
+            "n": _b64uint(numbers.n),
+            "e": _b64uint(numbers.e),
+        }
+
+    @property
+    def public_pem(self) -> bytes:
+        return self.private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+
+@dataclass
+class FakeCognito:
+    """Serves JWKS for the pool and userInfo; tests flip `jwks_status` or `userinfo_status`."""
+
+    key: SigningKey = field(default_factory=lambda: SigningKey("pool-key-1"))
+    attacker_key: SigningKey = field(default_factory=lambda: SigningKey("attacker-key"))
+    hits: Counter[str] = field(default_factory=Counter)
+    jwks_status: int = 200
+    userinfo_status: int = 200
+    profiles: dict[str, dict[str, str]] = field(default_factory=dict)
+    base_url: str = ""
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.base_url}/{POOL_ID}/.well-known/jwks.json"
+
+    @property
+    def userinfo_url(self) -> str:
+        return f"{self.base_url}/oauth2/userInfo"
+
+    def app(self) -> Starlette:
+        async def jwks(request: Request) -> Response:
+            self.hits["jwks"] += 1
+            if self.jwks_status != 200:
+                return Response("unavailable", status_code=self.jwks_status)
+            return JSONResponse({"keys": [self.key.jwk]})
+
+        async def attacker_jwks(request: Request) -> Response:
+            self.hits["attacker"] += 1
+            return JSONResponse({"keys": [self.attacker_key.jwk]})
+
+        async def userinfo(request: Request) -> Response:
+            self.hits["userinfo"] += 1
+            if self.userinfo_status != 200:
+                return Response("unavailable", status_code=self.userinfo_status)
+            token = request.headers.get("authorization", "").removeprefix("Bearer ")
+            claims = jwt.decode(token, options={"verify_signature": False})
+            profile = self.profiles.get(claims["sub"], {})
+            return JSONResponse({"sub": claims["sub"], **profile})
+
+        return Starlette(
+            routes=[
+                Route(f"/{POOL_ID}/.well-known/jwks.json", jwks),
+                Route("/attacker/jwks.json", attacker_jwks),
+                Route("/oauth2/userInfo", userinfo),
+            ]
+        )
+
+    # --- tokens -------------------------------------------------------------------------
+
+    def claims(self, kind: str = "access", **overrides: Any) -> dict[str, Any]:
+        now = int(time.time())
+        sub = overrides.pop("sub", None) or str(uuid.uuid4())
+        base: dict[str, Any] = {
+            "sub": sub,
+            "iss": ISSUER,
+            "token_use": kind,
+            "iat": now,
+            "auth_time": now,
+            "exp": now + 3600,
+            "jti": str(uuid.uuid4()),
+        }
+        if kind == "access":
+            base.update(client_id=WEB_CLIENT, username=sub, scope="openid email profile")
+        else:
+            base.update(aud=WEB_CLIENT, **{"cognito:username": sub, "email": f"{sub}@example.com"})
+        base.update(overrides)
+        return {key: value for key, value in base.items() if value is not None}
+
+    def sign(
+        self,
+        claims: dict[str, Any],
+        *,
+        key: SigningKey | None = None,
+        algorithm: str = "RS256",
+        headers: dict[str, Any] | None = None,
+    ) -> str:
+        key = key or self.key
+        return jwt.encode(
+            claims, key.private, algorithm=algorithm, headers={"kid": key.kid, **(headers or {})}
+        )
+
+    def access_token(self, **overrides: Any) -> str:
+        return self.sign(self.claims("access", **overrides))
+
+    def id_token(self, **overrides: Any) -> str:
+        return self.sign(self.claims("id", **overrides))
+
+
+def b64url(data: dict[str, Any] | bytes) -> str:
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

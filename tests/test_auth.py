@@ -1,0 +1,411 @@
+"""Cognito tokens over HTTP: who is accepted, who is refused (401, never 500), and the viewer."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from popmap_gql.auth.local_idp import LocalIdentityProvider
+from popmap_gql.db.models import CognitoIdentity, User
+from tests.conftest import JWKS_COOLDOWN_SECONDS
+from tests.fake_cognito import ISSUER, MOBILE_CLIENT, FakeCognito, SigningKey, b64url
+from tests.helpers import error_codes
+
+ME = "{ me { id username email firstName lastName groups isStaff identityProvider } }"
+
+
+async def ask_me(client: httpx.AsyncClient, token: str | None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return await client.post("/graphql", json={"query": ME}, headers=headers)
+
+
+async def me(client: httpx.AsyncClient, token: str) -> dict[str, Any]:
+    response = await ask_me(client, token)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "errors" not in body, body
+    result: dict[str, Any] = body["data"]["me"]
+    return result
+
+
+def assert_refused(response: httpx.Response) -> None:
+    """A bad token: 401, a bearer challenge, and a GraphQL error with UNAUTHENTICATED."""
+    assert response.status_code == 401, response.text
+    challenge = response.headers["www-authenticate"]
+    assert challenge.startswith('Bearer error="invalid_token", error_description="')
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert error_codes(body) == ["UNAUTHENTICATED"]
+    assert "data" not in body
+
+
+# --- accepted tokens --------------------------------------------------------------------
+
+
+async def test_without_token_me_is_null(client: httpx.AsyncClient) -> None:
+    response = await ask_me(client, None)
+
+    assert response.json() == {"data": {"me": None}}
+
+
+async def test_access_and_id_tokens_of_one_person_give_the_same_viewer(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    sub = str(uuid.uuid4())
+    cognito.profiles[sub] = {"email": "ana@example.com"}
+
+    by_id_token = await me(
+        client,
+        cognito.id_token(
+            sub=sub,
+            email="ana@example.com",
+            given_name="Ana",
+            family_name="Diaz",
+            **{"cognito:username": "ana", "cognito:groups": ["owners"]},
+        ),
+    )
+    by_access_token = await me(client, cognito.access_token(sub=sub, username="ana"))
+
+    assert by_id_token == {
+        "id": by_id_token["id"],
+        "username": "ana",
+        "email": "ana@example.com",
+        "firstName": "Ana",
+        "lastName": "Diaz",
+        "groups": ["owners"],
+        "isStaff": False,
+        "identityProvider": "Cognito",
+    }
+    assert by_access_token["id"] == by_id_token["id"]
+    assert by_access_token["groups"] == []  # groups come from each token, not the database
+    assert await User.all().count() == 1
+
+
+async def test_mobile_app_client_is_accepted_too(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    viewer = await me(client, cognito.access_token(client_id=MOBILE_CLIENT))
+
+    assert viewer["id"]
+
+
+async def test_staff_group_makes_the_viewer_staff(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    viewer = await me(client, cognito.access_token(**{"cognito:groups": ["staff", "owners"]}))
+
+    assert viewer["isStaff"] is True
+    assert viewer["groups"] == ["staff", "owners"]
+
+
+async def test_federated_sign_in_records_the_provider(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    identities = [{"providerName": "Facebook", "providerType": "Facebook", "userId": "1234"}]
+    by_id_token = await me(
+        client,
+        cognito.id_token(identities=identities, **{"cognito:username": "Facebook_1234"}),
+    )
+    by_access_token = await me(client, cognito.access_token(username="Facebook_98765"))
+
+    assert by_id_token["identityProvider"] == "Facebook"
+    assert by_access_token["identityProvider"] == "Facebook"
+
+
+async def test_users_are_never_matched_by_email_or_username(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    first = await me(
+        client, cognito.id_token(email="same@example.com", **{"cognito:username": "x"})
+    )
+    second = await me(
+        client, cognito.id_token(email="same@example.com", **{"cognito:username": "x"})
+    )
+
+    assert first["id"] != second["id"]
+    assert await CognitoIdentity.all().count() == 2
+
+
+async def test_access_token_profile_is_filled_once_from_userinfo(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    sub = str(uuid.uuid4())
+    cognito.profiles[sub] = {"email": "bo@example.com", "given_name": "Bo"}
+    before = cognito.hits["userinfo"]
+
+    first = await me(client, cognito.access_token(sub=sub))
+    second = await me(client, cognito.access_token(sub=sub))
+
+    assert (first["email"], first["firstName"]) == ("bo@example.com", "Bo")
+    assert second["email"] == "bo@example.com"
+    assert cognito.hits["userinfo"] - before == 1
+
+
+async def test_userinfo_failure_never_fails_the_request_and_is_retried_later(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    sub = str(uuid.uuid4())
+    cognito.profiles[sub] = {"email": "cy@example.com"}
+    cognito.userinfo_status = 503
+    try:
+        during_outage = await me(client, cognito.access_token(sub=sub))
+    finally:
+        cognito.userinfo_status = 200
+    await asyncio.sleep(1.1)  # the test settings retry userInfo after a second
+    after_outage = await me(client, cognito.access_token(sub=sub))
+
+    assert during_outage["email"] is None
+    assert after_outage["email"] == "cy@example.com"
+    assert during_outage["id"] == after_outage["id"]
+
+
+async def test_fifty_concurrent_first_requests_create_one_user(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    token = cognito.id_token()
+
+    responses = await asyncio.gather(*(ask_me(client, token) for _ in range(50)))
+
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.json()["data"]["me"]["id"] for r in responses}) == 1
+    assert await User.all().count() == 1
+    assert await CognitoIdentity.all().count() == 1
+
+
+# --- refused tokens ---------------------------------------------------------------------
+
+
+def _replace_header(token: str, header: dict[str, Any]) -> str:
+    _, payload, signature = token.split(".")
+    return f"{b64url(header)}.{payload}.{signature}"
+
+
+def _flip_bit(segment: str) -> str:
+    raw = bytearray(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    raw[len(raw) // 2] ^= 0x01
+    return base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+
+
+def _hs256(secret: bytes, claims: dict[str, Any], kid: str) -> str:
+    # PyJWT refuses to HMAC-sign with a PEM key, which is the point of the attack;
+    # build the token by hand as an attacker would.
+    import hashlib
+    import hmac
+
+    signing_input = f"{b64url({'alg': 'HS256', 'typ': 'JWT', 'kid': kid})}.{b64url(claims)}"
+    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url(mac)}"
+
+
+def _refusals() -> dict[str, Callable[[FakeCognito], str]]:
+    def unsigned(c: FakeCognito) -> str:
+        header = {"alg": "none", "kid": c.key.kid}
+        return f"{b64url(header)}.{b64url(c.claims())}."
+
+    def other_pool(c: FakeCognito) -> str:
+        return c.sign(c.claims(iss=ISSUER.replace("PopmapTest1", "SomeOtherPool")))
+
+    def payload_bit(c: FakeCognito) -> str:
+        header, payload, signature = c.access_token().split(".")
+        return f"{header}.{_flip_bit(payload)}.{signature}"
+
+    def signature_bit(c: FakeCognito) -> str:
+        header, payload, signature = c.access_token().split(".")
+        return f"{header}.{payload}.{_flip_bit(signature)}"
+
+    now = int(time.time())
+    return {
+        "alg none": unsigned,
+        "HS256 with the public key as PEM": lambda c: _hs256(
+            c.key.public_pem, c.claims(), c.key.kid
+        ),
+        "HS256 with the public key as JWK text": lambda c: _hs256(
+            json.dumps(c.key.jwk).encode(), c.claims(), c.key.kid
+        ),
+        "header alg RS384 with an RS256 key": lambda c: c.sign(c.claims(), algorithm="RS384"),
+        "header alg RS256 rewritten to PS256": lambda c: _replace_header(
+            c.access_token(), {"alg": "PS256", "kid": c.key.kid}
+        ),
+        "unknown kid": lambda c: c.sign(c.claims(), key=SigningKey("no-such-kid")),
+        "expired": lambda c: c.access_token(iat=now - 7200, exp=now - 3600),
+        "missing exp": lambda c: c.access_token(exp=None),
+        "missing iat": lambda c: c.access_token(iat=None),
+        "nbf in the future": lambda c: c.access_token(nbf=now + 600),
+        "iat in the future": lambda c: c.access_token(iat=now + 600, exp=now + 4200),
+        "wrong iss": lambda c: c.access_token(iss="https://evil.example/"),
+        "valid token of another pool": other_pool,
+        "id token with wrong aud": lambda c: c.id_token(aud="someone-elses-client"),
+        "access token with wrong client_id": lambda c: c.access_token(client_id="other-client"),
+        "access token with aud instead of client_id": lambda c: c.access_token(
+            client_id=None, aud="web-client-id"
+        ),
+        "token_use missing": lambda c: c.access_token(token_use=None),
+        "token_use refresh": lambda c: c.access_token(token_use="refresh"),
+        "two segments": lambda c: ".".join(c.access_token().split(".")[:2]),
+        "four segments": lambda c: c.access_token() + ".e30",
+        "bad base64 header": lambda c: "%%%." + c.access_token().split(".", 1)[1],
+        "non-JSON header": lambda c: b64url(b"not json") + "." + c.access_token().split(".", 1)[1],
+        "sub is a number": lambda c: (
+            c.access_token(sub=None) and c.sign({**c.claims(), "sub": 12345})
+        ),
+        "groups is a string": lambda c: c.access_token(**{"cognito:groups": "staff"}),
+        "exp is a string": lambda c: c.access_token(exp="tomorrow"),
+        "oversized": lambda c: c.access_token(padding="x" * 20_000),
+        "flipped bit in payload": payload_bit,
+        "flipped bit in signature": signature_bit,
+    }
+
+
+REFUSALS = _refusals()
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+async def test_token_is_refused_with_401(
+    client: httpx.AsyncClient, cognito: FakeCognito, case: str
+) -> None:
+    token = REFUSALS[case](cognito)
+
+    assert_refused(await ask_me(client, token))
+
+
+@pytest.mark.parametrize("header", ["jku", "x5u"])
+async def test_key_url_headers_are_ignored_and_never_fetched(
+    client: httpx.AsyncClient, cognito: FakeCognito, header: str
+) -> None:
+    token = cognito.sign(
+        cognito.claims(),
+        key=cognito.attacker_key,
+        headers={header: f"{cognito.base_url}/attacker/jwks.json"},
+    )
+    before = cognito.hits["attacker"]
+
+    assert_refused(await ask_me(client, token))
+    assert cognito.hits["attacker"] == before
+
+
+async def test_embedded_jwk_header_is_ignored(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    # signed by the attacker, claiming the pool's kid, carrying the attacker's public key
+    attacker_jwk = {**cognito.attacker_key.jwk, "kid": cognito.key.kid}
+    token = jwt.encode(
+        cognito.claims(),
+        cognito.attacker_key.private,
+        algorithm="RS256",
+        headers={"kid": cognito.key.kid, "jwk": attacker_jwk},
+    )
+
+    assert_refused(await ask_me(client, token))
+
+
+@pytest.mark.parametrize(
+    "authorization", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer a b", "token abc"]
+)
+async def test_malformed_authorization_header_is_401(
+    client: httpx.AsyncClient, authorization: str
+) -> None:
+    response = await client.post(
+        "/graphql", json={"query": ME}, headers={"Authorization": authorization}
+    )
+
+    assert_refused(response)
+
+
+async def test_401_answers_in_the_media_type_apollo_asks_for(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/graphql",
+        json={"query": ME},
+        headers={
+            "Authorization": "Bearer nonsense",
+            "Accept": "application/graphql-response+json, application/json;q=0.9",
+        },
+    )
+
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/graphql-response+json")
+
+
+# --- the JWKS cache ---------------------------------------------------------------------
+
+
+async def test_known_key_is_fetched_once_and_then_served_from_cache(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    await me(client, cognito.access_token())  # the key is cached from here on
+    before = cognito.hits["jwks"]
+
+    responses = await asyncio.gather(*(ask_me(client, cognito.access_token()) for _ in range(100)))
+
+    assert {r.status_code for r in responses} == {200}
+    assert cognito.hits["jwks"] == before
+
+
+async def test_flood_of_unknown_kids_fetches_at_most_once_per_cooldown(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    await me(client, cognito.access_token())
+    await asyncio.sleep(JWKS_COOLDOWN_SECONDS)  # a refetch is allowed again
+    before = cognito.hits["jwks"]
+    started = time.monotonic()
+
+    async def forged() -> httpx.Response:
+        return await ask_me(
+            client, cognito.sign(cognito.claims(), key=SigningKey(uuid.uuid4().hex))
+        )
+
+    async def genuine() -> httpx.Response:
+        return await ask_me(client, cognito.access_token())
+
+    results = await asyncio.gather(*(forged() for _ in range(200)), *(genuine() for _ in range(20)))
+    elapsed = time.monotonic() - started
+
+    assert [r.status_code for r in results[:200]] == [401] * 200
+    assert [r.status_code for r in results[200:]] == [200] * 20
+    windows = int(elapsed // JWKS_COOLDOWN_SECONDS) + 1
+    assert 1 <= cognito.hits["jwks"] - before <= windows
+
+
+# --- authConfig and the local identity provider -----------------------------------------
+
+
+async def test_auth_config_gives_amplify_what_it_needs(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/graphql",
+        json={
+            "query": "{ authConfig { userPoolId userPoolClientId userPoolClientIds region domain"
+            " scopes redirectSignIn redirectSignOut responseType localDevelopment } }"
+        },
+    )
+
+    assert response.json()["data"]["authConfig"] == {
+        "userPoolId": "us-east-1_PopmapTest1",
+        "userPoolClientId": "web-client-id",
+        "userPoolClientIds": ["web-client-id", "mobile-client-id"],
+        "region": "us-east-1",
+        "domain": "popmap-auth.auth.us-east-1.amazoncognito.com",
+        "scopes": ["openid", "email", "profile"],
+        "redirectSignIn": ["http://localhost:5173/callback"],
+        "redirectSignOut": ["http://localhost:5173"],
+        "responseType": "code",
+        "localDevelopment": False,
+    }
+
+
+async def test_local_identity_provider_tokens_are_refused_while_a_pool_is_configured(
+    client: httpx.AsyncClient, tmp_path: Any
+) -> None:
+    tokens = LocalIdentityProvider(tmp_path).mint("mallory@example.com", ["staff"])
+
+    assert_refused(await ask_me(client, tokens["access_token"]))
+    assert_refused(await ask_me(client, tokens["id_token"]))
