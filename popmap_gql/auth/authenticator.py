@@ -76,6 +76,8 @@ class Authenticator:
         now = time.monotonic()
         if now < self._userinfo_not_before.get(key, 0.0):
             return user
+        if len(self._userinfo_not_before) > 10_000:  # bounded memory under many new users
+            self._userinfo_not_before.clear()
         self._userinfo_not_before[key] = now + self._userinfo_retry_seconds
         profile = await self.userinfo.fetch(token)
         if profile is None:
