@@ -63,6 +63,9 @@ class Loaders:
         self.events_by_creator: DataLoader[int, list[Event]] = _unfiltered(
             queries.events_by_creator_ids
         )
+        self.available_events_by_business: DataLoader[int, list[Event]] = _unfiltered(
+            queries.available_events_by_business_ids
+        )
         self.business_by_id: DataLoader[int, Business | None] = _one(
             queries.businesses_by_ids, audience
         )

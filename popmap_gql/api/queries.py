@@ -19,7 +19,6 @@ from popmap_gql.api.types import (
     Connection,
     Edge,
     Event,
-    EventStatus,
     PageInfo,
     Viewer,
 )
@@ -95,9 +94,7 @@ class EventFilter:
     business_id: strawberry.ID | None = strawberry.field(
         default=None, description="Events this business takes part in or hosts."
     )
-    status: EventStatus | None = strawberry.field(  # type: ignore[valid-type]
-        default=None, description="Staff only."
-    )
+    status: DbEventStatus | None = strawberry.field(default=None, description="Staff only.")
 
 
 def _page_size(first: int | None) -> int:
@@ -301,7 +298,7 @@ class Query:
                 if flt.business_id is not None
                 else None
             ),
-            status=DbEventStatus(flt.status.value) if flt.status is not None else None,
+            status=flt.status,
         )
         audience = viewer.audience
         page = await queries.events_page(audience, criteria, order, size, _after(order, after))

@@ -11,6 +11,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from popmap_gql.api.errors import log_unexpected
+from popmap_gql.api.mutations import Mutation
 from popmap_gql.api.queries import Query
 from popmap_gql.config import Settings
 
@@ -29,6 +30,7 @@ def build_schema(settings: Settings) -> PopmapSchema:
     # Factories, not instances: Strawberry builds each extension anew per operation.
     return PopmapSchema(
         query=Query,
+        mutation=Mutation,
         extensions=[
             partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
             partial(QueryDepthLimiter, max_depth=settings.max_query_depth),

@@ -11,6 +11,7 @@ import strawberry
 from popmap_gql.api.context import Info
 from popmap_gql.api.ids import encode_id
 from popmap_gql.db import models
+from popmap_gql.errors import Forbidden, Unauthenticated
 
 __all__ = [
     "AuthConfig",
@@ -24,6 +25,7 @@ __all__ = [
     "Viewer",
 ]
 
+# Registers the model's enum with Strawberry; annotations use models.EventStatus itself.
 EventStatus = strawberry.enum(models.EventStatus, name="EventStatus")
 
 NodeT = TypeVar("NodeT")
@@ -85,6 +87,27 @@ class Business:
         rows = await info.context.loaders.hosted_events_by_business.load(self.pk)
         return [Event.from_row(row) for row in rows]
 
+    @strawberry.field(
+        description="True when the signed-in viewer owns this business. Use this, not a"
+        " comparison of ids, to show owner-only controls."
+    )
+    def viewer_is_owner(self, info: Info) -> bool:
+        viewer_id = info.context.viewer.user_id
+        return viewer_id is not None and viewer_id == self.owner_id
+
+    @strawberry.field(
+        description="Owner and staff only (others get FORBIDDEN): approved events that have"
+        " not ended and that this business has not joined, soonest first, at most 100."
+    )
+    async def available_events(self, info: Info) -> list[Event] | None:
+        viewer = info.context.viewer
+        if not viewer.is_authenticated:
+            raise Unauthenticated("sign in to see the events your business can join")
+        if not viewer.is_staff and viewer.user_id != self.owner_id:
+            raise Forbidden("only the business's owner or staff may see this")
+        rows = await info.context.loaders.available_events_by_business.load(self.pk)
+        return [Event.from_row(row) for row in rows]
+
     @classmethod
     def from_row(cls, row: models.Business) -> Business:
         return cls(
@@ -119,7 +142,7 @@ class Event:
     starts_at: datetime
     ends_at: datetime
     image_url: str | None
-    status: EventStatus  # type: ignore[valid-type]  # strawberry.enum returns the enum class
+    status: models.EventStatus
     created_at: datetime
     updated_at: datetime
 

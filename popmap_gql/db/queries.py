@@ -18,6 +18,7 @@ from popmap_gql.db.models import Business, Category, Event, EventStatus, Partici
 
 __all__ = [
     "ANONYMOUS",
+    "AVAILABLE_EVENTS_LIMIT",
     "Audience",
     "BoundingBox",
     "BusinessFilter",
@@ -25,6 +26,8 @@ __all__ = [
     "EventFilter",
     "EventOrder",
     "Page",
+    "available_events_by_business_ids",
+    "business_visibility",
     "businesses_by_event_ids",
     "businesses_by_ids",
     "businesses_by_owner_ids",
@@ -32,6 +35,7 @@ __all__ = [
     "categories_by_business_ids",
     "count_businesses",
     "count_events",
+    "event_visibility",
     "events_by_business_ids",
     "events_by_creator_ids",
     "events_by_ids",
@@ -326,4 +330,25 @@ async def events_by_creator_ids(ids: Sequence[int]) -> dict[int, list[Event]]:
     for row in rows:
         assert row.created_by_id is not None
         result[row.created_by_id].append(row)
+    return result
+
+
+AVAILABLE_EVENTS_LIMIT = 100
+
+
+async def available_events_by_business_ids(ids: Sequence[int]) -> dict[int, list[Event]]:
+    """Approved events not yet ended that each business has not joined, soonest first."""
+    rows = await connections.get("default").execute_query_dict(
+        "SELECT b.id AS for_business, e.* FROM unnest($1::bigint[]) AS b(id)"
+        " CROSS JOIN LATERAL (SELECT * FROM event e"
+        "   WHERE e.status = 'APPROVED' AND e.ends_at >= now()"
+        "   AND NOT EXISTS (SELECT 1 FROM participation p"
+        "                   WHERE p.event_id = e.id AND p.business_id = b.id)"
+        "   ORDER BY e.starts_at, e.id LIMIT $2) e",
+        [list(ids), AVAILABLE_EVENTS_LIMIT],
+    )
+    result: dict[int, list[Event]] = defaultdict(list)
+    for row in rows:
+        business_id = row.pop("for_business")
+        result[business_id].append(Event._init_from_db(**row))
     return result

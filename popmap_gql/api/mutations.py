@@ -1,0 +1,205 @@
+"""The Mutation root: thin resolvers over the commands in `popmap_gql.db.commands`.
+
+Payloads return the changed objects with their ids, so normalised caches (Apollo, urql)
+update without a refetch.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from popmap_gql.api.context import Info
+from popmap_gql.api.ids import decode_id
+from popmap_gql.api.permissions import IsAuthenticated, IsBusinessOwner, IsStaff
+from popmap_gql.api.types import Business, Event
+from popmap_gql.db import commands
+from popmap_gql.db.models import EventStatus
+
+__all__ = ["Mutation"]
+
+
+@strawberry.input(description="A business's details; on update, omitted fields stay as they are.")
+class BusinessInput:
+    name: str | None = None
+    description: str | None = None
+    contact_email: str | None = None
+    contact_phone: str | None = strawberry.field(
+        default=None, description="+ and 9 to 15 digits, e.g. +15125550100."
+    )
+    website: str | None = None
+    instagram_url: str | None = None
+    tiktok_url: str | None = None
+    logo_url: str | None = None
+    available_for_hire: bool | None = None
+    category_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Replaces the categories (with categorySlugs)."
+    )
+    category_slugs: list[str] | None = None
+
+
+@strawberry.input
+class EventInput:
+    title: str
+    latitude: float
+    longitude: float
+    starts_at: datetime
+    ends_at: datetime
+    description: str = ""
+    location_name: str = ""
+    address: str = ""
+    image_url: str = ""
+    host_business_id: strawberry.ID | None = strawberry.field(
+        default=None, description="One of your businesses."
+    )
+
+
+@strawberry.type
+class BusinessPayload:
+    business: Business
+
+
+@strawberry.type
+class EventPayload:
+    event: Event
+
+
+@strawberry.type
+class ParticipationPayload:
+    event: Event
+    business: Business
+    changed: bool = strawberry.field(description="False when the call changed nothing.")
+
+
+def _changes(data: BusinessInput) -> commands.BusinessChanges:
+    return commands.BusinessChanges(
+        name=data.name,
+        description=data.description,
+        contact_email=data.contact_email,
+        contact_phone=data.contact_phone,
+        website=data.website,
+        instagram_url=data.instagram_url,
+        tiktok_url=data.tiktok_url,
+        logo_url=data.logo_url,
+        available_for_hire=data.available_for_hire,
+        category_ids=(
+            tuple(decode_id("Category", c, field="input.categoryIds") for c in data.category_ids)
+            if data.category_ids is not None
+            else None
+        ),
+        category_slugs=tuple(data.category_slugs) if data.category_slugs is not None else None,
+    )
+
+
+def _participation(change: commands.ParticipationChange) -> ParticipationPayload:
+    return ParticipationPayload(
+        event=Event.from_row(change.event),
+        business=Business.from_row(change.business),
+        changed=change.changed,
+    )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Submit your business; it is listed once staff verify it.",
+    )
+    async def submit_business(self, info: Info, input: BusinessInput) -> BusinessPayload:
+        viewer_id = info.context.viewer.user_id
+        assert viewer_id is not None  # IsAuthenticated
+        row = await commands.submit_business(viewer_id, _changes(input))
+        return BusinessPayload(business=Business.from_row(row))
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated, IsBusinessOwner])
+    async def update_business(
+        self,
+        info: Info,
+        business_id: strawberry.ID,
+        input: BusinessInput,
+    ) -> BusinessPayload:
+        row = await commands.update_business(
+            decode_id("Business", business_id, field="businessId"), _changes(input)
+        )
+        return BusinessPayload(business=Business.from_row(row))
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Propose an event; it is shown once staff approve it.",
+    )
+    async def submit_event(self, info: Info, input: EventInput) -> EventPayload:
+        viewer = info.context.viewer
+        assert viewer.user_id is not None  # IsAuthenticated
+        host = (
+            decode_id("Business", input.host_business_id, field="input.hostBusinessId")
+            if input.host_business_id is not None
+            else None
+        )
+        row = await commands.submit_event(
+            viewer.user_id,
+            viewer.is_staff,
+            commands.EventFields(
+                title=input.title,
+                latitude=input.latitude,
+                longitude=input.longitude,
+                starts_at=input.starts_at,
+                ends_at=input.ends_at,
+                description=input.description,
+                location_name=input.location_name,
+                address=input.address,
+                image_url=input.image_url,
+                host_business_id=host,
+            ),
+        )
+        return EventPayload(event=Event.from_row(row))
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated, IsBusinessOwner],
+        description="Join your verified business to an approved event that has not ended.",
+    )
+    async def join_event(
+        self, info: Info, event_id: strawberry.ID, business_id: strawberry.ID
+    ) -> ParticipationPayload:
+        change = await commands.join_event(
+            info.context.viewer.audience,
+            decode_id("Event", event_id, field="eventId"),
+            decode_id("Business", business_id, field="businessId"),
+        )
+        return _participation(change)
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated, IsBusinessOwner])
+    async def leave_event(
+        self, info: Info, event_id: strawberry.ID, business_id: strawberry.ID
+    ) -> ParticipationPayload:
+        change = await commands.leave_event(
+            info.context.viewer.audience,
+            decode_id("Event", event_id, field="eventId"),
+            decode_id("Business", business_id, field="businessId"),
+        )
+        return _participation(change)
+
+    @strawberry.mutation(permission_classes=[IsStaff], description="Staff only.")
+    async def verify_business(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        verified: bool = True,
+    ) -> BusinessPayload:
+        row = await commands.verify_business(decode_id("Business", id), verified)
+        return BusinessPayload(business=Business.from_row(row))
+
+    @strawberry.mutation(
+        permission_classes=[IsStaff],
+        description="Staff only. PENDING may become APPROVED, REJECTED or CANCELLED;"
+        " APPROVED may become REJECTED or CANCELLED; REJECTED may become APPROVED;"
+        " CANCELLED is final.",
+    )
+    async def moderate_event(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        status: EventStatus,
+    ) -> EventPayload:
+        row = await commands.moderate_event(decode_id("Event", id), status)
+        return EventPayload(event=Event.from_row(row))

@@ -1,0 +1,270 @@
+"""What signed-in people change: each command validates, then writes in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from popmap_gql.db.models import Business, Category, Event, EventStatus, Participation
+from popmap_gql.db.queries import Audience, business_visibility, event_visibility
+from popmap_gql.db.validation import (
+    check_coordinates,
+    check_email,
+    check_period,
+    check_phone,
+    check_text,
+    check_url,
+)
+from popmap_gql.errors import BadUserInput, Forbidden, NotFound
+
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "BusinessChanges",
+    "EventFields",
+    "ParticipationChange",
+    "join_event",
+    "leave_event",
+    "moderate_event",
+    "submit_business",
+    "submit_event",
+    "update_business",
+    "verify_business",
+]
+
+MAX_CATEGORIES = 10
+
+# Moderation: which status an event may move to from each status. CANCELLED is final;
+# a rejected event may be reconsidered; an approved one may still be pulled.
+ALLOWED_TRANSITIONS: dict[EventStatus, frozenset[EventStatus]] = {
+    EventStatus.PENDING: frozenset(
+        {EventStatus.APPROVED, EventStatus.REJECTED, EventStatus.CANCELLED}
+    ),
+    EventStatus.APPROVED: frozenset({EventStatus.REJECTED, EventStatus.CANCELLED}),
+    EventStatus.REJECTED: frozenset({EventStatus.APPROVED}),
+    EventStatus.CANCELLED: frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessChanges:
+    """Fields of a business; None leaves a field as it is ("" clears optional text)."""
+
+    name: str | None = None
+    description: str | None = None
+    contact_email: str | None = None
+    contact_phone: str | None = None
+    website: str | None = None
+    instagram_url: str | None = None
+    tiktok_url: str | None = None
+    logo_url: str | None = None
+    available_for_hire: bool | None = None
+    category_ids: tuple[int, ...] | None = None
+    category_slugs: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventFields:
+    title: str
+    latitude: float
+    longitude: float
+    starts_at: datetime
+    ends_at: datetime
+    description: str = ""
+    location_name: str = ""
+    address: str = ""
+    image_url: str = ""
+    host_business_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipationChange:
+    event: Event
+    business: Business
+    changed: bool
+
+
+def _business_columns(changes: BusinessChanges, *, creating: bool) -> dict[str, Any]:
+    p = "input."
+    columns: dict[str, Any] = {}
+    if changes.name is not None or creating:
+        columns["name"] = check_text(changes.name or "", f"{p}name", max_length=200, required=True)
+    checks = (
+        ("description", changes.description, lambda v, f: check_text(v, f, max_length=5000)),
+        ("contact_email", changes.contact_email, check_email),
+        ("contact_phone", changes.contact_phone, check_phone),
+        ("website", changes.website, check_url),
+        ("instagram_url", changes.instagram_url, check_url),
+        ("tiktok_url", changes.tiktok_url, check_url),
+        ("logo_url", changes.logo_url, check_url),
+    )
+    for column, value, check in checks:
+        if value is not None:
+            camel = column.split("_")[0] + "".join(w.title() for w in column.split("_")[1:])
+            columns[column] = check(value, f"{p}{camel}")
+    if changes.available_for_hire is not None:
+        columns["available_for_hire"] = changes.available_for_hire
+    return columns
+
+
+async def _categories(changes: BusinessChanges) -> list[Category] | None:
+    """The categories named by id and slug, or None when neither was given."""
+    if changes.category_ids is None and changes.category_slugs is None:
+        return None
+    ids = set(changes.category_ids or ())
+    slugs = {
+        check_text(s, "input.categorySlugs", max_length=100) for s in changes.category_slugs or ()
+    }
+    if len(ids) + len(slugs) > MAX_CATEGORIES:
+        raise BadUserInput(f"at most {MAX_CATEGORIES} categories", field="input.categoryIds")
+    by_id = {c.id: c for c in await Category.filter(id__in=list(ids))} if ids else {}
+    by_slug = {c.slug: c for c in await Category.filter(slug__in=list(slugs))} if slugs else {}
+    if unknown_ids := ids - by_id.keys():
+        raise BadUserInput(f"unknown category ids: {len(unknown_ids)}", field="input.categoryIds")
+    if unknown_slugs := slugs - by_slug.keys():
+        raise BadUserInput(
+            f"unknown category slugs: {', '.join(sorted(unknown_slugs))[:200]}",
+            field="input.categorySlugs",
+        )
+    return list({c.id: c for c in [*by_id.values(), *by_slug.values()]}.values())
+
+
+async def submit_business(owner_id: int, changes: BusinessChanges) -> Business:
+    """A new business owned by the submitter, unverified until staff verify it."""
+    columns = _business_columns(changes, creating=True)
+    categories = await _categories(changes)
+    async with in_transaction():
+        business = await Business.create(**columns, owner_id=owner_id, is_verified=False)
+        if categories:
+            await business.categories.add(*categories)
+    return business
+
+
+async def update_business(business_id: int, changes: BusinessChanges) -> Business:
+    columns = _business_columns(changes, creating=False)
+    categories = await _categories(changes)
+    async with in_transaction():
+        business = await Business.select_for_update().get_or_none(id=business_id)
+        if business is None:
+            raise NotFound("no such business")
+        if columns:
+            business.update_from_dict(columns)
+            await business.save()
+        if categories is not None:
+            await business.categories.clear()
+            if categories:
+                await business.categories.add(*categories)
+    return business
+
+
+async def submit_event(creator_id: int, is_staff: bool, fields: EventFields) -> Event:
+    """A new PENDING event; its host, if any, must be the submitter's business."""
+    p = "input."
+    title = check_text(fields.title, f"{p}title", max_length=200, required=True)
+    check_coordinates(fields.latitude, fields.longitude, p)
+    check_period(fields.starts_at, fields.ends_at, p)
+    columns: dict[str, Any] = {
+        "title": title,
+        "description": check_text(fields.description, f"{p}description", max_length=5000),
+        "location_name": check_text(fields.location_name, f"{p}locationName", max_length=200),
+        "address": check_text(fields.address, f"{p}address", max_length=300),
+        "image_url": check_url(fields.image_url, f"{p}imageUrl"),
+        "latitude": fields.latitude,
+        "longitude": fields.longitude,
+        "starts_at": fields.starts_at,
+        "ends_at": fields.ends_at,
+    }
+    if fields.host_business_id is not None:
+        audience = Audience(user_id=creator_id, is_staff=is_staff)
+        host = await Business.filter(
+            business_visibility(audience), id=fields.host_business_id
+        ).first()
+        if host is None:
+            raise NotFound("no such business")
+        if host.owner_id != creator_id and not is_staff:
+            raise Forbidden("the host business must be one of yours")
+    async with in_transaction():
+        return await Event.create(
+            **columns,
+            host_business_id=fields.host_business_id,
+            created_by_id=creator_id,
+            status=EventStatus.PENDING,
+        )
+
+
+async def _visible_event(audience: Audience, event_id: int) -> Event | None:
+    return await Event.filter(event_visibility(audience), id=event_id).first()
+
+
+async def join_event(audience: Audience, event_id: int, business_id: int) -> ParticipationChange:
+    """Join a verified business to an approved event that has not ended; idempotent."""
+    async with in_transaction() as conn:
+        # Row lock: moderation cannot cancel the event between our check and our insert.
+        event = (
+            await Event.filter(event_visibility(audience), id=event_id)
+            .select_for_update(no_key=True)
+            .first()
+        )
+        if event is None:
+            raise NotFound("no such event")
+        business = await Business.get(id=business_id)
+        if not business.is_verified:
+            raise BadUserInput("the business is not verified yet", field="businessId")
+        if event.status is not EventStatus.APPROVED:
+            raise BadUserInput("only approved events can be joined", field="eventId")
+        if event.ends_at < datetime.now(UTC):
+            raise BadUserInput("the event has ended", field="eventId")
+        inserted = await conn.execute_query_dict(
+            "INSERT INTO participation (business_id, event_id, joined_at) VALUES ($1, $2, now())"
+            " ON CONFLICT (business_id, event_id) DO NOTHING RETURNING id",
+            [business_id, event_id],
+        )
+    return ParticipationChange(event=event, business=business, changed=bool(inserted))
+
+
+async def leave_event(audience: Audience, event_id: int, business_id: int) -> ParticipationChange:
+    """Take a business out of an event; leaving one it is not in changes nothing."""
+    async with in_transaction() as conn:
+        event = await _visible_event(audience, event_id)
+        taking_part = await Participation.filter(
+            event_id=event_id, business_id=business_id
+        ).exists()
+        if event is None and taking_part:
+            # still in an event that was cancelled or pulled since: it may always leave
+            event = await Event.get(id=event_id)
+        if event is None:
+            raise NotFound("no such event")
+        business = await Business.get(id=business_id)
+        deleted = await conn.execute_query_dict(
+            "DELETE FROM participation WHERE business_id = $1 AND event_id = $2 RETURNING id",
+            [business_id, event_id],
+        )
+    return ParticipationChange(event=event, business=business, changed=bool(deleted))
+
+
+async def verify_business(business_id: int, verified: bool) -> Business:
+    async with in_transaction():
+        business = await Business.select_for_update().get_or_none(id=business_id)
+        if business is None:
+            raise NotFound("no such business")
+        if business.is_verified != verified:
+            business.is_verified = verified
+            await business.save(update_fields=["is_verified", "updated_at"])
+    return business
+
+
+async def moderate_event(event_id: int, status: EventStatus) -> Event:
+    async with in_transaction():
+        event = await Event.select_for_update().get_or_none(id=event_id)
+        if event is None:
+            raise NotFound("no such event")
+        if event.status is not status:
+            if status not in ALLOWED_TRANSITIONS[event.status]:
+                raise BadUserInput(
+                    f"a {event.status.value} event cannot become {status.value}", field="status"
+                )
+            event.status = status
+            await event.save(update_fields=["status", "updated_at"])
+    return event
