@@ -485,3 +485,25 @@ async def test_status_filter_is_forbidden_to_anonymous(client: httpx.AsyncClient
 
     assert error_codes(body) == ["FORBIDDEN"]
     assert body["data"] is None
+
+
+async def test_events_filter_by_ends_after_and_business_upcoming_events(
+    client: httpx.AsyncClient,
+) -> None:
+    baker = await make_business("Baker")
+    await make_event("Past", starts_in=timedelta(days=-10), businesses=[baker])
+    await make_event("Soon", starts_in=timedelta(days=2), businesses=[baker])
+    await make_event("Later", starts_in=timedelta(days=9), businesses=[baker])
+
+    still_running = {"upcoming": False, "endsAfter": (NOW + timedelta(days=5)).isoformat()}
+    assert await event_titles(client, filter=still_running) == ["Later"]
+    body = await gql(
+        client,
+        "query ($id: ID!) { business(id: $id) { all: events { title }"
+        " upcoming: events(upcoming: true) { title } } }",
+        {"id": global_id("Business", baker.id)},
+    )
+    assert body["data"]["business"] == {
+        "all": [{"title": "Past"}, {"title": "Soon"}, {"title": "Later"}],
+        "upcoming": [{"title": "Soon"}, {"title": "Later"}],
+    }

@@ -79,6 +79,10 @@ class EventFilter:
         default=True,
         description="Only events not yet ended (endsAt >= now); false includes past ones.",
     )
+    ends_after: datetime | None = strawberry.field(
+        default=None,
+        description="Events still running at or after this instant (upcoming as of then).",
+    )
     starts_after: datetime | None = strawberry.field(
         default=None, description="Events starting at or after this instant."
     )
@@ -126,6 +130,11 @@ def _aware(value: datetime | None, field: str) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise BadUserInput(f"{field} needs a time zone offset (e.g. Z)", field=field)
     return value
+
+
+def _latest(*moments: datetime | None) -> datetime | None:
+    present = [moment for moment in moments if moment is not None]
+    return max(present) if present else None
 
 
 def _bbox(box: BoundingBox | None) -> queries.BoundingBox | None:
@@ -288,7 +297,10 @@ class Query:
         if flt.status is not None and not viewer.is_staff:
             raise Forbidden("only staff may filter events by status")
         criteria = queries.EventFilter(
-            ends_after=datetime.now(UTC) if flt.upcoming else None,
+            ends_after=_latest(
+                datetime.now(UTC) if flt.upcoming else None,
+                _aware(flt.ends_after, "filter.endsAfter"),
+            ),
             starts_after=_aware(flt.starts_after, "filter.startsAfter"),
             starts_before=_aware(flt.starts_before, "filter.startsBefore"),
             bbox=_bbox(flt.bbox),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
 import strawberry
 
@@ -78,8 +78,17 @@ class Business:
         return [Category.from_row(row) for row in rows]
 
     @strawberry.field(description="Approved events this business takes part in, soonest first.")
-    async def events(self, info: Info) -> list[Event]:
+    async def events(
+        self,
+        info: Info,
+        upcoming: Annotated[
+            bool, strawberry.argument(description="Only events that have not ended yet.")
+        ] = False,
+    ) -> list[Event]:
         rows = await info.context.loaders.events_by_business.load(self.pk)
+        if upcoming:
+            now = datetime.now(UTC)
+            rows = [row for row in rows if row.ends_at >= now]
         return [Event.from_row(row) for row in rows]
 
     @strawberry.field(description="Events this business hosts, soonest first.")
