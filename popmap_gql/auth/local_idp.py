@@ -21,11 +21,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from popmap_gql.auth.jwks import StaticKeys
 
-__all__ = ["LOCAL_CLIENT_ID", "LOCAL_ISSUER", "LocalIdentityProvider"]
+__all__ = ["LOCAL_CLIENT_ID", "LOCAL_ISSUER", "LocalIdentityProvider", "local_sub"]
 
 LOCAL_ISSUER = "http://localhost/popmap-local-idp"
 LOCAL_CLIENT_ID = "popmap-local-client"
 _SUB_NAMESPACE = uuid.UUID("8a1c3f0e-4b7d-4e52-9a61-2f0d6c1b7e93")
+
+
+def local_sub(email: str) -> str:
+    """The stable `sub` the local provider gives an email address."""
+    return str(uuid.uuid5(_SUB_NAMESPACE, email.lower()))
 
 
 class LocalIdentityProvider:
@@ -75,7 +80,7 @@ class LocalIdentityProvider:
     def mint(self, email: str, groups: list[str], *, ttl_seconds: int = 3600) -> dict[str, str]:
         """An access token and an ID token for `email`, shaped like Cognito's."""
         now = int(time.time())
-        sub = str(uuid.uuid5(_SUB_NAMESPACE, email.lower()))
+        sub = local_sub(email)
         common: dict[str, Any] = {
             "sub": sub,
             "iss": LOCAL_ISSUER,
