@@ -11,7 +11,7 @@ import strawberry
 from tortoise.models import Model
 
 from popmap_gql.api.context import Info
-from popmap_gql.api.ids import decode_cursor, decode_id, encode_cursor
+from popmap_gql.api.ids import decode_cursor, decode_id, encode_cursor, encode_id
 from popmap_gql.api.types import (
     AuthConfig,
     Business,
@@ -193,6 +193,7 @@ def _viewer(viewer: AuthViewer) -> Viewer | None:
     if viewer.user_id is None:
         return None
     return Viewer(
+        id=strawberry.ID(encode_id("User", viewer.user_id)),
         pk=viewer.user_id,
         username=viewer.username,
         email=viewer.email or None,

@@ -5,8 +5,15 @@ from __future__ import annotations
 from functools import partial
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from graphql import ASTValidationRule, GraphQLError
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxTokensLimiter,
+    ParserCache,
+    ValidationCache,
+)
+from strawberry.extensions.max_aliases import create_validator as aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -26,15 +33,26 @@ class PopmapSchema(strawberry.Schema):
         log_unexpected(errors)
 
 
+# Distinct documents whose parse and validation results are kept (LRU, per process).
+DOCUMENT_CACHE_SIZE = 1024
+
+
 def build_schema(settings: Settings) -> PopmapSchema:
+    # The limit rules are built once: QueryDepthLimiter and MaxAliasesLimiter would build
+    # new rule classes per request, which defeats the validation cache (it keys on them).
+    limit_rules: list[type[ASTValidationRule]] = [
+        depth_rule(settings.max_query_depth, None, None),
+        aliases_rule(settings.max_aliases),
+    ]
     # Factories, not instances: Strawberry builds each extension anew per operation.
     return PopmapSchema(
         query=Query,
         mutation=Mutation,
         extensions=[
             partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
-            partial(QueryDepthLimiter, max_depth=settings.max_query_depth),
-            partial(MaxAliasesLimiter, max_alias_count=settings.max_aliases),
+            partial(AddValidationRules, limit_rules),
+            partial(ParserCache, maxsize=DOCUMENT_CACHE_SIZE),
+            partial(ValidationCache, maxsize=DOCUMENT_CACHE_SIZE),
         ],
         config=StrawberryConfig(auto_camel_case=True),
     )

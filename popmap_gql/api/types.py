@@ -38,21 +38,21 @@ def _or_none(value: str) -> str | None:
 
 @strawberry.type
 class Category:
+    id: strawberry.ID
     pk: strawberry.Private[int]
     name: str
     slug: str
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(encode_id("Category", self.pk))
-
     @classmethod
     def from_row(cls, row: models.Category) -> Category:
-        return cls(pk=row.id, name=row.name, slug=row.slug)
+        return cls(
+            id=strawberry.ID(encode_id("Category", row.id)), pk=row.id, name=row.name, slug=row.slug
+        )
 
 
 @strawberry.type
 class Business:
+    id: strawberry.ID
     pk: strawberry.Private[int]
     owner_id: strawberry.Private[int | None]
     name: str
@@ -67,10 +67,6 @@ class Business:
     is_verified: bool
     created_at: datetime
     updated_at: datetime
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(encode_id("Business", self.pk))
 
     @strawberry.field
     async def categories(self, info: Info) -> list[Category]:
@@ -120,6 +116,7 @@ class Business:
     @classmethod
     def from_row(cls, row: models.Business) -> Business:
         return cls(
+            id=strawberry.ID(encode_id("Business", row.id)),
             pk=row.id,
             owner_id=row.owner_id,
             name=row.name,
@@ -139,6 +136,7 @@ class Business:
 
 @strawberry.type
 class Event:
+    id: strawberry.ID
     pk: strawberry.Private[int]
     host_business_id: strawberry.Private[int | None]
     created_by_id: strawberry.Private[int | None]
@@ -154,10 +152,6 @@ class Event:
     status: models.EventStatus
     created_at: datetime
     updated_at: datetime
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(encode_id("Event", self.pk))
 
     @strawberry.field(description="True while the event is approved and has not ended.")
     def is_active(self) -> bool:
@@ -187,6 +181,7 @@ class Event:
     @classmethod
     def from_row(cls, row: models.Event) -> Event:
         return cls(
+            id=strawberry.ID(encode_id("Event", row.id)),
             pk=row.id,
             host_business_id=row.host_business_id,
             created_by_id=row.created_by_id,
@@ -232,6 +227,7 @@ class Connection(Generic[NodeT]):
 
 @strawberry.type(description="The signed-in person.")
 class Viewer:
+    id: strawberry.ID
     pk: strawberry.Private[int]
     username: str
     email: str | None
@@ -242,10 +238,6 @@ class Viewer:
     identity_provider: str = strawberry.field(
         description="Cognito for the pool's own users; Facebook, Google, ... for federated ones."
     )
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(encode_id("User", self.pk))
 
     @strawberry.field(description="Businesses the viewer owns, verified or not.")
     async def businesses(self, info: Info) -> list[Business]:

@@ -1,0 +1,1 @@
+"""Benchmark harness for the Popmap GraphQL API (see bench/README.md)."""

@@ -1,0 +1,437 @@
+"""The benchmark's data set: deterministic, loaded through the project's own migrations.
+
+`generate()` builds every row in memory from a fixed seed; `prepare_database()` makes sure
+the benchmark database holds exactly that data (creating, migrating and bulk-loading it
+when it does not) and returns its URL. Run this file to (re)load the data and print the
+rows the scenarios use:
+
+    .venv/bin/python bench/dataset.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from popmap_gql.auth.local_idp import LOCAL_ISSUER, local_sub
+from popmap_gql.db.embedded import create_database, start_embedded, with_database
+from popmap_gql.db.orm import connection_credentials
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = ROOT / "bench" / ".data"
+PGDATA = DATA_DIR / "pgdata"
+APP_DATA_DIR = DATA_DIR / "app"  # the real server's POPMAP_DATA_DIR (local IdP key)
+POPMAP_GQL = ROOT / ".venv" / "bin" / "popmap-gql"
+
+DATABASE = "popmap_bench"
+# Stored as the database's comment once the load has finished; bump it when the data
+# set changes so that old databases are rebuilt.
+DATASET_MARKER = "popmap-bench dataset v1"
+
+SEED = 20260601
+PIN = datetime(2026, 6, 1, tzinfo=UTC)
+# Events that end after this stay "upcoming" (real now) for a while yet: the scenarios
+# pick their lookup business and the event to join among them.
+FUTURE = datetime(2027, 1, 1, tzinfo=UTC)
+# The event joined and left in M1 starts after this, well after the first 100 upcoming
+# events, so the owner dashboard (Q3) does not depend on M1's join/leave state.
+JOIN_EVENT_AFTER = datetime(2027, 4, 1, tzinfo=UTC)
+
+N_USERS = 2_000
+N_BUSINESSES = 5_000
+N_EVENTS = 1_000
+N_PARTICIPATIONS = 20_000
+
+# Mixed case on purpose ("BBQ" / "Bakery"): sorting by code point and by a linguistic
+# collation disagree on them.
+CATEGORY_NAMES = (
+    "Art & Prints",
+    "Bakery",
+    "BBQ",
+    "Books",
+    "Candles",
+    "Ceramics",
+    "Coffee",
+    "Flowers",
+    "Food Truck",
+    "Ice Cream",
+    "Jewelry",
+    "Leather Goods",
+    "Live Music",
+    "Plants",
+    "Skincare",
+    "Tacos",
+    "Tea",
+    "Textiles",
+    "Vintage",
+    "Woodwork",
+)
+ADJECTIVES = (
+    "Blue", "Golden", "Little", "Lone Star", "Barton", "Cedar", "Red River", "Urban", "Happy",
+    "Wild", "Sunny", "South Congress", "East Side", "Old Town", "Bluebonnet", "Copper",
+    "Electric", "Velvet", "Humble", "Prairie", "Zilker", "Pecan", "Mesquite", "Lucky",
+)  # fmt: skip
+NOUNS = (
+    "Goat", "Armadillo", "Grackle", "Oak", "Spoon", "Lantern", "Anchor", "Workshop",
+    "Market", "Kitchen", "Studio", "Supply", "Collective", "Corner", "Garden", "Wagon",
+    "Parlor", "House", "Cart", "Co.", "Trading Post", "Atelier", "Press", "Mill",
+)  # fmt: skip
+EVENT_KINDS = (
+    "Night Market", "Makers Fair", "Pop-up", "Food Truck Rally", "Flea", "Art Walk",
+    "Holiday Bazaar", "Farmers Market", "Block Party", "Vintage Swap",
+)  # fmt: skip
+PLACES = (
+    "Zilker Park", "Mueller Lake", "East 6th", "South Lamar", "The Domain", "Rainey Street",
+    "Republic Square", "Pease Park", "Springdale", "Hyde Park", "Barton Springs", "Govalle",
+)  # fmt: skip
+FIRST_NAMES = ("Ana", "Ben", "Chloe", "Diego", "Emma", "Femi", "Grace", "Hiro", "Ivy", "Jon")
+LAST_NAMES = ("Alvarez", "Brown", "Chen", "Davis", "Evans", "Garcia", "Kim", "Lopez", "Nguyen")
+OTHER_STATUSES = ("PENDING", "REJECTED", "CANCELLED")
+
+
+@dataclass
+class Dataset:
+    """Every row of the data set, as tuples in the column order of `COLUMNS`."""
+
+    category: list[tuple[Any, ...]] = field(default_factory=list)
+    popmap_user: list[tuple[Any, ...]] = field(default_factory=list)
+    cognito_identity: list[tuple[Any, ...]] = field(default_factory=list)
+    business: list[tuple[Any, ...]] = field(default_factory=list)
+    business_category: list[tuple[Any, ...]] = field(default_factory=list)
+    event: list[tuple[Any, ...]] = field(default_factory=list)
+    participation: list[tuple[Any, ...]] = field(default_factory=list)
+    picks: Picks | None = None
+
+
+@dataclass(frozen=True)
+class Picks:
+    """The rows the scenarios use, chosen deterministically from the generated data."""
+
+    lookup_business_id: int  # Q2: verified, takes part in several events ending after FUTURE
+    owner_user_id: int  # Q3 and M1: owns 2-3 businesses, at least one verified
+    owner_email: str
+    join_business_id: int  # M1: the owner's verified business
+    join_event_id: int  # M1: approved, starts after JOIN_EVENT_AFTER, not joined in the data
+
+
+# Load order (parents first) and the columns each table is loaded with.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "category": ("id", "name", "slug"),
+    "popmap_user": (
+        "id", "username", "email", "first_name", "last_name", "identity_provider",
+        "created_at", "updated_at",
+    ),
+    "cognito_identity": ("id", "user_id", "issuer", "sub", "profile_complete", "created_at"),
+    "business": (
+        "id", "name", "description", "contact_email", "contact_phone", "website",
+        "instagram_url", "tiktok_url", "available_for_hire", "logo_url", "owner_id",
+        "is_verified", "created_at", "updated_at",
+    ),
+    "business_category": ("business_id", "category_id"),
+    "event": (
+        "id", "title", "description", "location_name", "address", "latitude", "longitude",
+        "starts_at", "ends_at", "image_url", "status", "host_business_id", "created_by_id",
+        "created_at", "updated_at",
+    ),
+    "participation": ("id", "event_id", "business_id", "joined_at"),
+}  # fmt: skip
+
+
+def user_email(user_id: int) -> str:
+    return f"user{user_id}@bench.example"
+
+
+def _slug(name: str) -> str:
+    return "-".join("".join(ch if ch.isalnum() else " " for ch in name.lower()).split())
+
+
+def _maybe(rng: random.Random, probability: float, value: str) -> str:
+    """`value` with the given probability, else "" (empty optional text)."""
+    return value if rng.random() < probability else ""
+
+
+def _users(ds: Dataset, rng: random.Random) -> None:
+    base = PIN - timedelta(days=500)
+    for user_id in range(1, N_USERS + 1):
+        email = user_email(user_id)
+        created = base + timedelta(minutes=7 * user_id)
+        sub = local_sub(email)
+        ds.popmap_user.append(
+            (
+                user_id,
+                sub,  # what the real server stores as username for an access token
+                email,
+                rng.choice(FIRST_NAMES),
+                rng.choice(LAST_NAMES),
+                "Cognito",
+                created,
+                created,
+            )
+        )
+        ds.cognito_identity.append((user_id, user_id, LOCAL_ISSUER, sub, True, created))
+
+
+def _businesses(ds: Dataset, rng: random.Random) -> None:
+    base = PIN - timedelta(days=450)
+    for business_id in range(1, N_BUSINESSES + 1):
+        # Every user owns one business; the rest go to random users, so some own several.
+        owner = business_id if business_id <= N_USERS else rng.randint(1, N_USERS)
+        name = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)}"
+        if rng.random() < 0.3:
+            name += f" {rng.randint(2, 99)}"
+        slug = _slug(name)
+        created = base + timedelta(seconds=3_599 * business_id)
+        updated = created + timedelta(days=rng.randint(0, 60))
+        ds.business.append(
+            (
+                business_id,
+                name,
+                _maybe(rng, 0.8, f"{name}: small-batch goods made in Austin since {2010 + business_id % 15}."),
+                _maybe(rng, 0.6, f"hello@{slug}.example"),
+                _maybe(rng, 0.5, f"+1512555{business_id % 10_000:04d}"),
+                _maybe(rng, 0.5, f"https://{slug}.example"),
+                _maybe(rng, 0.4, f"https://instagram.com/{slug.replace('-', '')}"),
+                _maybe(rng, 0.2, f"https://tiktok.com/@{slug.replace('-', '')}"),
+                rng.random() < 0.3,
+                _maybe(rng, 0.3, f"https://cdn.example/logos/{business_id}.png"),
+                owner,
+                rng.random() < 0.9,
+                created,
+                updated,
+            )
+        )  # fmt: skip
+        for category_id in sorted(rng.sample(range(1, len(CATEGORY_NAMES) + 1), rng.randint(1, 3))):
+            ds.business_category.append((business_id, category_id))
+
+
+def _events(ds: Dataset, rng: random.Random) -> None:
+    first_start = PIN - timedelta(days=365)
+    span_seconds = 730 * 86_400
+    owners = {row[0]: row[10] for row in ds.business}
+    for event_id in range(1, N_EVENTS + 1):
+        starts = first_start + timedelta(seconds=rng.randrange(span_seconds))
+        ends = starts + timedelta(hours=rng.randint(2, 6))
+        status = "APPROVED" if rng.random() < 0.8 else rng.choice(OTHER_STATUSES)
+        host = rng.randint(1, N_BUSINESSES) if rng.random() < 0.3 else None
+        if host is not None:
+            created_by = owners[host]
+        elif rng.random() < 0.7:
+            created_by = rng.randint(1, N_USERS)
+        else:
+            created_by = None
+        place = rng.choice(PLACES)
+        created = starts - timedelta(days=rng.randint(10, 90))
+        ds.event.append(
+            (
+                event_id,
+                f"{place} {rng.choice(EVENT_KINDS)} #{event_id}",
+                _maybe(rng, 0.7, f"Local makers, food and music at {place}."),
+                _maybe(rng, 0.8, place),
+                _maybe(rng, 0.6, f"{rng.randint(100, 9999)} {place} Blvd, Austin, TX"),
+                round(rng.uniform(30.1, 30.5), 6),
+                round(rng.uniform(-97.95, -97.55), 6),
+                starts,
+                ends,
+                _maybe(rng, 0.3, f"https://cdn.example/events/{event_id}.jpg"),
+                status,
+                host,
+                created_by,
+                created,
+                created + timedelta(days=rng.randint(0, 5)),
+            )
+        )
+
+
+def _owner_and_join_pair(ds: Dataset) -> tuple[int, int, int]:
+    """(owner user, one of their verified businesses, an event to join) for Q3 and M1."""
+    owned: dict[int, list[tuple[int, bool]]] = {}
+    for row in ds.business:
+        owned.setdefault(row[10], []).append((row[0], row[11]))
+    owner = min(
+        user
+        for user, businesses in owned.items()
+        if len(businesses) == 3 and any(verified for _, verified in businesses)
+    )
+    join_business = min(bid for bid, verified in owned[owner] if verified)
+    join_event = min(
+        (row for row in ds.event if row[10] == "APPROVED" and row[7] >= JOIN_EVENT_AFTER),
+        key=lambda row: (row[7], row[0]),
+    )[0]
+    return owner, join_business, join_event
+
+
+def _participations(ds: Dataset, rng: random.Random, excluded: tuple[int, int]) -> None:
+    starts = {row[0]: row[7] for row in ds.event}
+    pairs: set[tuple[int, int]] = set()
+    while len(pairs) < N_PARTICIPATIONS:
+        pair = (rng.randint(1, N_BUSINESSES), rng.randint(1, N_EVENTS))
+        if pair == excluded or pair in pairs:
+            continue
+        pairs.add(pair)
+        business_id, event_id = pair
+        joined = starts[event_id] - timedelta(seconds=rng.randrange(1, 60 * 86_400))
+        ds.participation.append((len(pairs), event_id, business_id, joined))
+
+
+def _lookup_business(ds: Dataset) -> int:
+    """The verified business taking part in the most approved events ending after FUTURE."""
+    future = {row[0] for row in ds.event if row[10] == "APPROVED" and row[8] >= FUTURE}
+    verified = {row[0] for row in ds.business if row[11]}
+    counts = Counter(
+        row[2] for row in ds.participation if row[1] in future and row[2] in verified
+    )
+    business_id, count = min(counts.items(), key=lambda item: (-item[1], item[0]))
+    assert count >= 3, count
+    return business_id
+
+
+def generate() -> Dataset:
+    """The whole data set; the same on every call."""
+    rng = random.Random(SEED)
+    ds = Dataset()
+    for category_id, name in enumerate(CATEGORY_NAMES, start=1):
+        ds.category.append((category_id, name, _slug(name)))
+    _users(ds, rng)
+    _businesses(ds, rng)
+    _events(ds, rng)
+    owner, join_business, join_event = _owner_and_join_pair(ds)
+    _participations(ds, rng, excluded=(join_business, join_event))
+    ds.picks = Picks(
+        lookup_business_id=_lookup_business(ds),
+        owner_user_id=owner,
+        owner_email=user_email(owner),
+        join_business_id=join_business,
+        join_event_id=join_event,
+    )
+    return ds
+
+
+# --- loading ----------------------------------------------------------------------------
+
+
+def server_admin_url() -> str:
+    """BENCH_DATABASE_URL, or the embedded PostgreSQL in bench/.data/pgdata (started here;
+    it stops when the last process using it exits)."""
+    url = os.environ.get("BENCH_DATABASE_URL")
+    if url:
+        return url
+    return start_embedded(PGDATA)
+
+
+async def _connect(url: str) -> asyncpg.Connection:
+    return await asyncpg.connect(**connection_credentials(url))
+
+
+async def _marker(admin_url: str) -> str | None:
+    conn = await _connect(admin_url)
+    try:
+        marker: str | None = await conn.fetchval(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+            DATABASE,
+        )
+        return marker
+    finally:
+        await conn.close()
+
+
+async def _is_loaded(admin_url: str, ds: Dataset) -> bool:
+    if await _marker(admin_url) != DATASET_MARKER:
+        return False
+    conn = await _connect(with_database(admin_url, DATABASE))
+    try:
+        businesses = await conn.fetchval("SELECT count(*) FROM business")
+        events = await conn.fetchval("SELECT count(*) FROM event")
+    finally:
+        await conn.close()
+    return bool(businesses == len(ds.business) and events == len(ds.event))
+
+
+async def _drop(admin_url: str) -> None:
+    conn = await _connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def _migrate(url: str) -> None:
+    result = subprocess.run(
+        [str(POPMAP_GQL), "migrate"],
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"popmap-gql migrate failed:\n{result.stdout}\n{result.stderr}")
+
+
+async def _load(url: str, ds: Dataset) -> None:
+    conn = await _connect(url)
+    try:
+        async with conn.transaction():
+            for table, columns in COLUMNS.items():
+                rows: list[tuple[Any, ...]] = getattr(ds, table)
+                await conn.copy_records_to_table(table, records=rows, columns=list(columns))
+                if "id" in columns:
+                    # ids were given explicitly: move the sequence past them
+                    await conn.execute(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                        f" (SELECT max(id) FROM {table}))"
+                    )
+        await conn.execute("ANALYZE")
+        await conn.execute(f"COMMENT ON DATABASE \"{DATABASE}\" IS '{DATASET_MARKER}'")
+    finally:
+        await conn.close()
+
+
+async def prepare_database(admin_url: str, ds: Dataset, *, log: Any = print) -> str:
+    """The URL of the benchmark database, built (fresh database, migrations, data) unless
+    it already holds this data set."""
+    url = with_database(admin_url, DATABASE)
+    if await _is_loaded(admin_url, ds):
+        log(f"dataset: reusing database {DATABASE} ({DATASET_MARKER})")
+        return url
+    started = time.monotonic()
+    log(f"dataset: building database {DATABASE} ...")
+    await _drop(admin_url)
+    await create_database(admin_url, DATABASE)
+    await asyncio.to_thread(_migrate, url)
+    await _load(url, ds)
+    log(f"dataset: loaded in {time.monotonic() - started:.1f}s")
+    return url
+
+
+def summary(ds: Dataset) -> str:
+    verified = sum(1 for row in ds.business if row[11])
+    approved = sum(1 for row in ds.event if row[10] == "APPROVED")
+    return (
+        f"{len(ds.category)} categories, {len(ds.popmap_user)} users,"
+        f" {len(ds.business)} businesses ({verified} verified), {len(ds.event)} events"
+        f" ({approved} approved), {len(ds.participation)} participations; picks {ds.picks}"
+    )
+
+
+async def _main() -> None:
+    ds = generate()
+    admin = await asyncio.to_thread(server_admin_url)
+    url = await prepare_database(admin, ds)
+    print(summary(ds))
+    print(f"database: {url.rsplit('@', 1)[-1]}")
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(_main()))
