@@ -193,11 +193,12 @@ def _businesses(ds: Dataset, rng: random.Random) -> None:
         slug = _slug(name)
         created = base + timedelta(seconds=3_599 * business_id)
         updated = created + timedelta(days=rng.randint(0, 60))
+        since = 2010 + business_id % 15
         ds.business.append(
             (
                 business_id,
                 name,
-                _maybe(rng, 0.8, f"{name}: small-batch goods made in Austin since {2010 + business_id % 15}."),
+                _maybe(rng, 0.8, f"{name}: small-batch goods, made in Austin since {since}."),
                 _maybe(rng, 0.6, f"hello@{slug}.example"),
                 _maybe(rng, 0.5, f"+1512555{business_id % 10_000:04d}"),
                 _maybe(rng, 0.5, f"https://{slug}.example"),
@@ -288,9 +289,7 @@ def _lookup_business(ds: Dataset) -> int:
     """The verified business taking part in the most approved events ending after FUTURE."""
     future = {row[0] for row in ds.event if row[10] == "APPROVED" and row[8] >= FUTURE}
     verified = {row[0] for row in ds.business if row[11]}
-    counts = Counter(
-        row[2] for row in ds.participation if row[1] in future and row[2] in verified
-    )
+    counts = Counter(row[2] for row in ds.participation if row[1] in future and row[2] in verified)
     business_id, count = min(counts.items(), key=lambda item: (-item[1], item[0]))
     assert count >= 3, count
     return business_id
