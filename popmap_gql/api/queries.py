@@ -12,6 +12,7 @@ from tortoise.models import Model
 
 from popmap_gql.api.context import Info
 from popmap_gql.api.ids import decode_cursor, decode_id, encode_cursor, encode_id
+from popmap_gql.api.prefetch import prefetch_businesses, prefetch_events, selected
 from popmap_gql.api.types import (
     AuthConfig,
     Business,
@@ -271,6 +272,7 @@ class Query:
         )
         audience = info.context.viewer.audience
         page = await queries.businesses_page(audience, criteria, order, size, _after(order, after))
+        await prefetch_businesses(info.context.loaders, page.items, selected(info, "edges", "node"))
         return _connection(
             page, order, Business.from_row, lambda: queries.count_businesses(audience, criteria)
         )
@@ -280,6 +282,7 @@ class Query:
         row = await info.context.loaders.business_by_id.load(decode_id("Business", id))
         if row is None:
             raise NotFound("no such business")
+        await prefetch_businesses(info.context.loaders, [row], selected(info))
         return Business.from_row(row)
 
     @strawberry.field(description="Events the viewer can see, a page at a time.")
@@ -315,6 +318,7 @@ class Query:
         )
         audience = viewer.audience
         page = await queries.events_page(audience, criteria, order, size, _after(order, after))
+        await prefetch_events(info.context.loaders, page.items, selected(info, "edges", "node"))
         return _connection(
             page, order, Event.from_row, lambda: queries.count_events(audience, criteria)
         )
@@ -324,4 +328,5 @@ class Query:
         row = await info.context.loaders.event_by_id.load(decode_id("Event", id))
         if row is None:
             raise NotFound("no such event")
+        await prefetch_events(info.context.loaders, [row], selected(info))
         return Event.from_row(row)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, TypeVar, cast
 
 import strawberry
 
 from popmap_gql.api.context import Info
 from popmap_gql.api.ids import encode_id
+from popmap_gql.api.loaders import Loaders
+from popmap_gql.api.prefetch import Missing, peek, ready
 from popmap_gql.db import models
 from popmap_gql.errors import Forbidden, Unauthenticated
 
@@ -68,29 +70,32 @@ class Business:
     created_at: datetime
     updated_at: datetime
 
+    # Relation resolvers are sync: the root resolvers prefetch what the query selects,
+    # and `ready` falls back to an awaitable DataLoader load when they did not.
+
     @strawberry.field
-    async def categories(self, info: Info) -> list[Category]:
-        rows = await info.context.loaders.categories_by_business.load(self.pk)
-        return [Category.from_row(row) for row in rows]
+    def categories(self, info: Info) -> list[Category]:
+        return ready(info.context.loaders.categories_by_business, self.pk, _categories)
 
     @strawberry.field(description="Approved events this business takes part in, soonest first.")
-    async def events(
+    def events(
         self,
         info: Info,
         upcoming: Annotated[
             bool, strawberry.argument(description="Only events that have not ended yet.")
         ] = False,
     ) -> list[Event]:
-        rows = await info.context.loaders.events_by_business.load(self.pk)
-        if upcoming:
-            now = datetime.now(UTC)
-            rows = [row for row in rows if row.ends_at >= now]
-        return [Event.from_row(row) for row in rows]
+        def convert(rows: list[models.Event]) -> list[Event]:
+            if upcoming:
+                now = datetime.now(UTC)
+                rows = [row for row in rows if row.ends_at >= now]
+            return [Event.from_row(row) for row in rows]
+
+        return ready(info.context.loaders.events_by_business, self.pk, convert)
 
     @strawberry.field(description="Events this business hosts, soonest first.")
-    async def hosted_events(self, info: Info) -> list[Event]:
-        rows = await info.context.loaders.hosted_events_by_business.load(self.pk)
-        return [Event.from_row(row) for row in rows]
+    def hosted_events(self, info: Info) -> list[Event]:
+        return ready(info.context.loaders.hosted_events_by_business, self.pk, _events)
 
     @strawberry.field(
         description="True when the signed-in viewer owns this business. Use this, not a"
@@ -158,25 +163,35 @@ class Event:
         return self.status is models.EventStatus.APPROVED and self.ends_at >= datetime.now(UTC)
 
     @strawberry.field
-    async def host_business(self, info: Info) -> Business | None:
+    def host_business(self, info: Info) -> Business | None:
         if self.host_business_id is None:
             return None
-        row = await info.context.loaders.business_by_id.load(self.host_business_id)
-        return None if row is None else Business.from_row(row)
+        return ready(info.context.loaders.business_by_id, self.host_business_id, _business)
 
     @strawberry.field(description="Businesses taking part, in the order they joined.")
-    async def businesses(self, info: Info) -> list[Business]:
-        rows = await info.context.loaders.businesses_by_event.load(self.pk)
-        return [Business.from_row(row) for row in rows]
+    def businesses(self, info: Info) -> list[Business]:
+        return ready(info.context.loaders.businesses_by_event, self.pk, _businesses)
 
     @strawberry.field(description="The distinct categories of the businesses taking part.")
-    async def categories(self, info: Info) -> list[Category]:
+    def categories(self, info: Info) -> list[Category]:
         loaders = info.context.loaders
+        businesses = peek(loaders.businesses_by_event, self.pk)
+        if not isinstance(businesses, Missing):
+            known: list[list[models.Category]] = []
+            for business in businesses:
+                rows = peek(loaders.categories_by_business, business.id)
+                if isinstance(rows, Missing):
+                    break
+                known.append(rows)
+            else:
+                return _distinct_categories(known)
+        # graphql-core awaits what a sync resolver returns when it is awaitable
+        return cast(list[Category], self._load_categories(loaders))
+
+    async def _load_categories(self, loaders: Loaders) -> list[Category]:
         businesses = await loaders.businesses_by_event.load(self.pk)
         per_business = await loaders.categories_by_business.load_many([b.id for b in businesses])
-        distinct = {row.id: row for rows in per_business for row in rows}
-        ordered = sorted(distinct.values(), key=lambda row: (row.name, row.id))
-        return [Category.from_row(row) for row in ordered]
+        return _distinct_categories(per_business)
 
     @classmethod
     def from_row(cls, row: models.Event) -> Event:
@@ -198,6 +213,27 @@ class Event:
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
+
+
+def _categories(rows: list[models.Category]) -> list[Category]:
+    return [Category.from_row(row) for row in rows]
+
+
+def _distinct_categories(per_business: Iterable[list[models.Category]]) -> list[Category]:
+    distinct = {row.id: row for rows in per_business for row in rows}
+    return _categories(sorted(distinct.values(), key=lambda row: (row.name, row.id)))
+
+
+def _business(row: models.Business | None) -> Business | None:
+    return None if row is None else Business.from_row(row)
+
+
+def _businesses(rows: list[models.Business]) -> list[Business]:
+    return [Business.from_row(row) for row in rows]
+
+
+def _events(rows: list[models.Event]) -> list[Event]:
+    return [Event.from_row(row) for row in rows]
 
 
 @strawberry.type
