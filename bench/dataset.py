@@ -11,6 +11,7 @@ rows the scenarios use:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import random
 import subprocess
@@ -35,9 +36,9 @@ APP_DATA_DIR = DATA_DIR / "app"  # the real server's POPMAP_DATA_DIR (local IdP 
 POPMAP_GQL = ROOT / ".venv" / "bin" / "popmap-gql"
 
 DATABASE = "popmap_bench"
-# Stored as the database's comment once the load has finished; bump it when the data
-# set changes so that old databases are rebuilt.
-DATASET_MARKER = "popmap-bench dataset v1"
+# The database's comment, set once the load has finished, is this prefix and a digest of
+# the rows: a database holding another version of the data set is rebuilt.
+MARKER_PREFIX = "popmap-bench dataset"
 
 SEED = 20260601
 PIN = datetime(2026, 6, 1, tzinfo=UTC)
@@ -295,6 +296,14 @@ def _lookup_business(ds: Dataset) -> int:
     return business_id
 
 
+def marker(ds: Dataset) -> str:
+    """What the database's comment says once it holds exactly `ds`."""
+    digest = hashlib.sha256()
+    for table in COLUMNS:
+        digest.update(repr(getattr(ds, table)).encode())
+    return f"{MARKER_PREFIX} {digest.hexdigest()[:16]}"
+
+
 def generate() -> Dataset:
     """The whole data set; the same on every call."""
     rng = random.Random(SEED)
@@ -332,7 +341,7 @@ async def _connect(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(**connection_credentials(url))
 
 
-async def _marker(admin_url: str) -> str | None:
+async def _comment(admin_url: str) -> str | None:
     conn = await _connect(admin_url)
     try:
         marker: str | None = await conn.fetchval(
@@ -345,7 +354,7 @@ async def _marker(admin_url: str) -> str | None:
 
 
 async def _is_loaded(admin_url: str, ds: Dataset) -> bool:
-    if await _marker(admin_url) != DATASET_MARKER:
+    if await _comment(admin_url) != marker(ds):
         return False
     conn = await _connect(with_database(admin_url, DATABASE))
     try:
@@ -392,17 +401,19 @@ async def _load(url: str, ds: Dataset) -> None:
                         f" (SELECT max(id) FROM {table}))"
                     )
         await conn.execute("ANALYZE")
-        await conn.execute(f"COMMENT ON DATABASE \"{DATABASE}\" IS '{DATASET_MARKER}'")
+        await conn.execute(f"COMMENT ON DATABASE \"{DATABASE}\" IS '{marker(ds)}'")
     finally:
         await conn.close()
 
 
 async def prepare_database(admin_url: str, ds: Dataset, *, log: Any = print) -> str:
     """The URL of the benchmark database, built (fresh database, migrations, data) unless
-    it already holds this data set."""
+    it already holds this data set; either way migrated to the latest migration."""
     url = with_database(admin_url, DATABASE)
     if await _is_loaded(admin_url, ds):
-        log(f"dataset: reusing database {DATABASE} ({DATASET_MARKER})")
+        # Migrations added since the load (new tables, indexes) still apply.
+        await asyncio.to_thread(_migrate, url)
+        log(f"dataset: reusing database {DATABASE} ({marker(ds)}), migrations applied")
         return url
     started = time.monotonic()
     log(f"dataset: building database {DATABASE} ...")

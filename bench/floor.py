@@ -271,9 +271,13 @@ M1_ERRORS = {
 
 
 class RequestError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    """An answer with errors; `data` is what the API answers beside them."""
+
+    def __init__(
+        self, status: int, code: str, message: str, data: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
+        self.status, self.code, self.message, self.data = status, code, message, data
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,7 +373,7 @@ def _decode_id(type_name: str, value: Any, field: str) -> int:
     except (ValueError, UnicodeError, binascii.Error):
         number, prefix = 0, ""
     if prefix != type_name or not 0 < number < 2**63:
-        raise RequestError(200, "BAD_USER_INPUT", f"{field} is not a valid {type_name} ID", field)
+        raise RequestError(200, "BAD_USER_INPUT", f"{field} is not a valid {type_name} ID")
     return number
 
 
@@ -385,7 +389,7 @@ Handler = Callable[[Floor, Viewer, dict[str, Any]], Awaitable[bytes]]
 async def q1(floor: Floor, viewer: Viewer, variables: dict[str, Any]) -> bytes:
     first = variables.get("first", 20)
     if not isinstance(first, int) or not 1 <= first <= MAX_PAGE_SIZE:
-        raise RequestError(200, "BAD_USER_INPUT", "first must be between 1 and 100", "first")
+        raise RequestError(200, "BAD_USER_INPUT", "first must be between 1 and 100")
     flt = variables.get("filter") or {}
     moments = []
     if flt.get("upcoming", True):
@@ -403,7 +407,7 @@ async def q2(floor: Floor, viewer: Viewer, variables: dict[str, Any]) -> bytes:
     uid, payload = await floor.fetchrow(Q2_SQL, *viewer.params(), business_id, True)
     _signed_in(uid, viewer)
     if payload is None:
-        raise RequestError(200, "NOT_FOUND", "no such business", "business")
+        raise RequestError(200, "NOT_FOUND", "no such business", {"business": None})
     return bytes(payload)
 
 
@@ -439,11 +443,9 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def _error(status: int, code: str, message: str) -> Response:
-    return JSONResponse(
-        {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]},
-        status_code=status,
-    )
+def _error(status: int, code: str, message: str, data: dict[str, Any] | None = None) -> Response:
+    errors = [{"message": message, "extensions": {"code": code}}]
+    return JSONResponse({"data": data, "errors": errors}, status_code=status)
 
 
 async def graphql(request: Request) -> Response:
@@ -456,7 +458,7 @@ async def graphql(request: Request) -> Response:
         viewer = floor.viewer(request.headers.get("authorization"))
         content = await handler(floor, viewer, payload.get("variables") or {})
     except RequestError as exc:
-        return _error(exc.status, exc.code, exc.message)
+        return _error(exc.status, exc.code, exc.message, exc.data)
     except (ValueError, AttributeError, TypeError) as exc:
         return _error(400, "BAD_REQUEST", f"malformed request: {exc}")
     return Response(content, media_type=JSON_TYPE)
