@@ -348,6 +348,12 @@ async def _send_samples(
         await post(http, url, scenario.bodies[index % len(scenario.bodies)], auth)
 
 
+async def _warm_up(http: httpx.AsyncClient, url: str, scenario: Scenario, token: str) -> None:
+    """One uncounted cycle of the scenario's bodies (M1: a join and a leave), so that the
+    counts describe a server in its steady state (caches filled)."""
+    await _send_samples(http, url, scenario, token, len(scenario.bodies))
+
+
 async def count_ours(
     database_url: str, scenarios: list[Scenario], token: str, response_cache: bool | None
 ) -> dict[str, float] | None:
@@ -372,6 +378,7 @@ async def count_ours(
         db_logger.addHandler(counter)
         try:
             for scenario in scenarios:
+                await _warm_up(http, url, scenario, token)
                 counter.count = 0
                 await _send_samples(http, url, scenario, token, STATEMENT_SAMPLES)
                 results[scenario.key] = counter.count / STATEMENT_SAMPLES
@@ -386,6 +393,7 @@ async def count_floor(
 ) -> dict[str, float]:
     results: dict[str, float] = {}
     for scenario in scenarios:
+        await _warm_up(http, floor.url, scenario, token)
         before = (await http.get(f"{floor.url}/stats")).json()["statements"]
         await _send_samples(http, floor.url, scenario, token, STATEMENT_SAMPLES)
         after = (await http.get(f"{floor.url}/stats")).json()["statements"]
@@ -615,6 +623,19 @@ async def benchmark(args: argparse.Namespace) -> tuple[list[Scenario], Results]:
     return scenarios, results
 
 
+def code_revision() -> str:
+    """The commit measured, "+dirty" when the work tree has changes."""
+    result = subprocess.run(
+        ["git", "describe", "--always", "--dirty=+dirty"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return result.stdout.strip() or "unknown"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds of 3 s per scenario")
@@ -630,6 +651,7 @@ def main() -> int:
         parser.error(f"{WRK} not found: apt-get install wrk")
 
     started = time.monotonic()
+    revision = code_revision()
     try:
         scenarios, results = asyncio.run(benchmark(args))
     except Mismatch as exc:
@@ -640,12 +662,14 @@ def main() -> int:
         "seconds": args.seconds,
         "connections": WRK_CONNECTIONS,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "revision": revision,
         "elapsed_seconds": round(time.monotonic() - started, 1),
     }
     if args.json:
         args.json.write_text(json.dumps(as_json(results, settings), indent=2) + "\n")
     print(
-        f"Popmap benchmark, {settings['date']}: {args.rounds} rounds x {args.seconds}s,"
+        f"Popmap benchmark, {settings['date']}, code {revision}:"
+        f" {args.rounds} rounds x {args.seconds}s,"
         f" wrk -t1 -c{WRK_CONNECTIONS}, one worker per server;"
         f" medians over rounds ({settings['elapsed_seconds']}s in all)"
     )
