@@ -114,6 +114,8 @@ class Settings:
     max_tokens: int = 2000
     max_body_bytes: int = 100_000
     db_pool_size: int = 10
+    response_cache: bool = True
+    response_cache_ttl_seconds: float = 5.0
     # Cognito (see README "Connect your Cognito user pool")
     cognito_user_pool_id: str | None = None
     cognito_app_client_ids: tuple[str, ...] = ()
@@ -242,6 +244,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_MAX_TOKENS": ("max_tokens", _positive_int),
     "POPMAP_MAX_BODY_BYTES": ("max_body_bytes", _positive_int),
     "POPMAP_DB_POOL_SIZE": ("db_pool_size", _positive_int),
+    "POPMAP_RESPONSE_CACHE": ("response_cache", _parse_bool),
+    "POPMAP_RESPONSE_CACHE_TTL_SECONDS": ("response_cache_ttl_seconds", _seconds),
     "AWS_COGNITO_USER_POOL_ID": ("cognito_user_pool_id", _pool_id),
     "AWS_COGNITO_APP_CLIENT_ID": ("cognito_app_client_ids", lambda _n, raw: _parse_list(raw)),
     "AWS_COGNITO_REGION": ("cognito_region", _region),

@@ -21,6 +21,7 @@ EXPECTED_TABLES = {
     "business_category",
     "category",
     "cognito_identity",
+    "data_version",
     "event",
     "participation",
     "popmap_user",
@@ -73,6 +74,7 @@ async def test_two_concurrent_migrations_both_succeed_and_apply_once(empty_datab
     assert [(row["name"], row["times"]) for row in applied] == [
         ("0001_initial", 1),
         ("0002_constraints_and_indexes", 1),
+        ("0003_data_version", 1),
     ]
     assert tables == EXPECTED_TABLES
 
@@ -104,6 +106,6 @@ async def test_migrate_again_is_a_no_op(empty_database: str) -> None:
 
     conn = await asyncpg.connect(**connection_credentials(empty_database))
     try:
-        assert await conn.fetchval("SELECT count(*) FROM tortoise_migrations") == 2
+        assert await conn.fetchval("SELECT count(*) FROM tortoise_migrations") == 3
     finally:
         await conn.close()

@@ -14,11 +14,14 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
 
+from popmap_gql.api.cache import ResponseCache, analyse
 from popmap_gql.api.context import Context
 from popmap_gql.api.errors import format_error
 from popmap_gql.api.schema import PopmapSchema
 from popmap_gql.auth.authenticator import Authenticator
+from popmap_gql.auth.viewer import Viewer
 from popmap_gql.config import Settings
+from popmap_gql.db import queries
 from popmap_gql.errors import InvalidToken, ServiceUnavailable
 
 __all__ = ["GRAPHQL_RESPONSE_JSON", "GraphQLView", "error_response", "negotiate_media_type"]
@@ -67,6 +70,13 @@ def error_response(
 
 class GraphQLView(GraphQL[Context, None]):
     def __init__(self, schema: PopmapSchema, settings: Settings) -> None:
+        self.response_cache = (
+            ResponseCache(ttl=settings.response_cache_ttl_seconds)
+            if settings.response_cache
+            else None
+        )
+        # (user id, data version) -> whether that user's view differs from the public one
+        self._private_views: dict[tuple[int, int], bool] = {}
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql else None,
@@ -148,6 +158,56 @@ class GraphQLView(GraphQL[Context, None]):
                     )
                 ],
             )
+        cache = self.response_cache
+        if cache is None or request_data.query is None or not analyse(request_data.query).cacheable:
+            return await self._execute(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
+        version = await queries.data_version()
+        scope = await self._scope(context.viewer, version)
+        if scope is None:
+            return await self._execute(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
+        key = cache.key(
+            scope, request_data.query, request_data.operation_name, request_data.variables
+        )
+        data = cache.get(key, version)
+        if data is not None:
+            sub_response.headers["x-popmap-cache"] = "hit"
+            return ExecutionResult(data=data, errors=None)
+        result = await self._execute(
+            request, request_adapter, sub_response, context, root_value, request_data
+        )
+        if not result.errors and result.data is not None:
+            cache.put(key, version, result.data)
+        sub_response.headers["x-popmap-cache"] = "miss"
+        return result
+
+    async def _scope(self, viewer: Viewer, version: int) -> str | None:
+        """Who may share a cached answer with this viewer; None: nobody."""
+        if viewer.user_id is None:
+            return "public"
+        if viewer.is_staff:
+            return "staff"
+        key = (viewer.user_id, version)
+        private = self._private_views.get(key)
+        if private is None:
+            if len(self._private_views) > 10_000:
+                self._private_views.clear()
+            private = await queries.sees_more_than_the_public(viewer.user_id)
+            self._private_views[key] = private
+        return None if private else "public"
+
+    async def _execute(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
         try:
             return await super().execute_single(
                 request, request_adapter, sub_response, context, root_value, request_data

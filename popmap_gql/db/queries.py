@@ -35,6 +35,7 @@ __all__ = [
     "categories_by_business_ids",
     "count_businesses",
     "count_events",
+    "data_version",
     "event_visibility",
     "events_by_business_ids",
     "events_by_creator_ids",
@@ -42,6 +43,7 @@ __all__ = [
     "events_page",
     "hosted_events_by_business_ids",
     "list_categories",
+    "sees_more_than_the_public",
     "sort_value",
 ]
 
@@ -352,3 +354,24 @@ async def available_events_by_business_ids(ids: Sequence[int]) -> dict[int, list
         business_id = row.pop("for_business")
         result[business_id].append(Event._init_from_db(**row))
     return result
+
+
+async def data_version() -> int:
+    """The committed-write counter (migration 0003); it grows with every visible change."""
+    rows = await connections.get("default").execute_query_dict(
+        "SELECT version FROM data_version WHERE id = 1"
+    )
+    version: int = rows[0]["version"]
+    return version
+
+
+async def sees_more_than_the_public(user_id: int) -> bool:
+    """Whether this user's view differs from an anonymous one (own unverified businesses or
+    own events that are not approved)."""
+    rows = await connections.get("default").execute_query_dict(
+        "SELECT EXISTS (SELECT 1 FROM business WHERE owner_id = $1 AND NOT is_verified)"
+        " OR EXISTS (SELECT 1 FROM event WHERE created_by_id = $1 AND status <> 'APPROVED')"
+        " AS private",
+        [user_id],
+    )
+    return bool(rows[0]["private"])

@@ -1,0 +1,155 @@
+"""The response cache never serves data older than the last committed write."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+
+from popmap_gql.api.cache import ResponseCache
+from popmap_gql.auth.local_idp import LocalIdentityProvider
+from popmap_gql.config import Settings
+from popmap_gql.db.models import Business
+from tests.fake_cognito import FakeCognito
+from tests.helpers import global_id, make_business
+from tests.people import person
+from tests.processes import clean_env, running_server
+
+NAMES = "{ businesses { edges { node { name } } } }"
+
+
+async def names(
+    client: httpx.AsyncClient, headers: dict[str, str] | None = None
+) -> tuple[list[str], str | None]:
+    response = await client.post("/graphql", json={"query": NAMES}, headers=headers)
+    assert response.status_code == 200, response.text
+    edges = response.json()["data"]["businesses"]["edges"]
+    return [edge["node"]["name"] for edge in edges], response.headers.get("x-popmap-cache")
+
+
+async def test_repeated_anonymous_query_is_served_from_the_cache(
+    client: httpx.AsyncClient,
+) -> None:
+    await make_business("Crumbs")
+
+    first = await names(client)
+    second = await names(client)
+
+    assert first == (["Crumbs"], "miss")
+    assert second == (["Crumbs"], "hit")
+
+
+async def test_a_mutation_is_seen_by_the_very_next_read(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    staff = await person(cognito, "moderator", groups=("staff",))
+    draft = await make_business("Draft", verified=False)
+    assert await names(client) == ([], "miss")
+    assert await names(client) == ([], "hit")
+
+    verified = await client.post(
+        "/graphql",
+        json={
+            "query": "mutation ($id: ID!) { verifyBusiness(id: $id) { business { id } } }",
+            "variables": {"id": global_id("Business", draft.id)},
+        },
+        headers=staff.headers,
+    )
+
+    assert verified.status_code == 200
+    assert await names(client) == (["Draft"], "miss")
+
+
+async def test_a_write_from_outside_the_api_is_seen_too(client: httpx.AsyncClient) -> None:
+    business = await make_business("Old name")
+    assert await names(client) == (["Old name"], "miss")
+    assert await names(client) == (["Old name"], "hit")
+
+    await Business.filter(id=business.id).update(name="New name")  # e.g. an admin in psql
+
+    assert await names(client) == (["New name"], "miss")
+
+
+async def test_signed_in_people_share_the_public_answer_unless_they_see_more(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    plain = await person(cognito, "plain")
+    owner = await person(cognito, "owner")
+    await make_business("Public")
+    await make_business("Mine, unverified", verified=False, owner=owner.user)
+    await names(client)  # warm the public entry
+
+    assert await names(client, plain.headers) == (["Public"], "hit")
+    assert await names(client, owner.headers) == (["Mine, unverified", "Public"], None)
+    assert await names(client) == (["Public"], "hit")
+
+
+async def test_viewer_dependent_fields_and_mutations_are_never_cached(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    owner = await person(cognito, "owner")
+    business = await make_business("Crumbs", owner=owner.user)
+    query = "query ($id: ID!) { business(id: $id) { name viewerIsOwner } }"
+    variables = {"id": global_id("Business", business.id)}
+
+    answers = [
+        await client.post("/graphql", json={"query": query, "variables": variables}, headers=h)
+        for h in (owner.headers, owner.headers, {})
+    ]
+
+    assert [a.json()["data"]["business"]["viewerIsOwner"] for a in answers] == [True, True, False]
+    assert all("x-popmap-cache" not in a.headers for a in answers)
+
+
+def test_entries_expire_after_their_time_to_live() -> None:
+    cache = ResponseCache(ttl=0.0)
+    key = cache.key("public", "{ categories { id } }", None, None)
+    cache.put(key, 7, {"categories": []})
+
+    assert cache.get(key, 7) is None
+    assert cache.get(key, 8) is None
+
+
+async def test_a_mutation_on_one_worker_is_seen_by_every_worker(
+    settings: Settings, tmp_path: Path, clean_db: None
+) -> None:
+    draft = await make_business("Cross-worker draft", verified=False)
+    assert settings.database_url is not None
+    env = clean_env(DATABASE_URL=settings.database_url, POPMAP_DATA_DIR=str(tmp_path))
+    # No pool configured there: the local provider signs the staff token for that server.
+    staff = LocalIdentityProvider(tmp_path).mint("staff@example.com", ["staff"])["access_token"]
+
+    before, after = await asyncio.to_thread(
+        _read_verify_read, env, staff, global_id("Business", draft.id)
+    )
+
+    assert [names_ for names_, _ in before] == [[]] * 20
+    assert [names_ for names_, _ in after] == [["Cross-worker draft"]] * 20
+    assert [cached for _, cached in before].count("hit") >= 10  # the caches were warm
+
+
+def _read_verify_read(
+    env: dict[str, str], staff_token: str, business_id: str
+) -> tuple[list[tuple[list[str], str]], list[tuple[list[str], str]]]:
+    fresh = httpx.Limits(max_keepalive_connections=0)  # a new connection: any worker
+    with running_server(env, "--workers", "2") as base, httpx.Client(limits=fresh) as http:
+
+        def read() -> tuple[list[str], str]:
+            response = http.post(f"{base}/graphql", json={"query": NAMES})
+            edges = response.json()["data"]["businesses"]["edges"]
+            return [e["node"]["name"] for e in edges], response.headers["x-popmap-cache"]
+
+        before = [read() for _ in range(20)]  # warms both workers' caches
+        verified = http.post(
+            f"{base}/graphql",
+            json={
+                "query": "mutation ($id: ID!) { verifyBusiness(id: $id) { business { id } } }",
+                "variables": {"id": business_id},
+            },
+            headers={"Authorization": f"Bearer {staff_token}"},
+        )
+        assert verified.status_code == 200, verified.text
+        assert "errors" not in verified.json(), verified.text
+        after = [read() for _ in range(20)]
+    return before, after
