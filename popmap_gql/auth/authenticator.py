@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Generic, TypeVar
 
 import httpx
 
@@ -16,9 +19,37 @@ from popmap_gql.auth.viewer import ANONYMOUS_VIEWER, Viewer
 from popmap_gql.config import Settings
 from popmap_gql.errors import InvalidToken
 
-__all__ = ["Authenticator", "build_authenticator"]
+__all__ = ["Authenticator", "BoundedCache", "build_authenticator"]
 
 logger = logging.getLogger(__name__)
+
+TOKEN_CACHE_SIZE = 10_000
+USER_CACHE_SIZE = 10_000
+# Profile fields (email, names) another worker changed show up here after this long.
+USER_CACHE_SECONDS = 60.0
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class BoundedCache(Generic[K, V]):
+    """A least-recently-used dict of at most `size` entries."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
 
 
 class Authenticator:
@@ -35,6 +66,12 @@ class Authenticator:
         self.userinfo = userinfo
         self._userinfo_retry_seconds = userinfo_retry_seconds
         self._userinfo_not_before: dict[tuple[str, str], float] = {}
+        # A verified token stays valid until it expires, and an identity's user never
+        # changes: remembering both keeps signature checks and lookups off the hot path.
+        self._tokens: BoundedCache[str, TokenClaims] = BoundedCache(TOKEN_CACHE_SIZE)
+        self._users: BoundedCache[tuple[str, str], tuple[float, StoredUser]] = BoundedCache(
+            USER_CACHE_SIZE
+        )
 
     async def authenticate(self, authorization: str | None) -> Viewer:
         """The viewer for this header; no header is anonymous, a bad one InvalidToken."""
@@ -43,9 +80,12 @@ class Authenticator:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token or " " in token:
             raise InvalidToken("Authorization must be 'Bearer <token>'")
-        claims = await self.verifier.verify(token)
-        user = await provision_user(claims)
-        user = await self._complete_profile(user, claims, token)
+        claims = await self._verify(token)
+        user = await self._user(claims)
+        completed = await self._complete_profile(user, claims, token)
+        if completed != user:
+            self._users.put((claims.issuer, claims.sub), (time.monotonic(), completed))
+        user = completed
         return Viewer(
             user_id=user.id,
             username=user.username,
@@ -56,6 +96,23 @@ class Authenticator:
             groups=claims.groups,
             is_staff=self.staff_group in claims.groups,
         )
+
+    async def _verify(self, token: str) -> TokenClaims:
+        claims = self._tokens.get(token)
+        if claims is not None and claims.expires_at > time.time():
+            return claims
+        claims = await self.verifier.verify(token)
+        self._tokens.put(token, claims)
+        return claims
+
+    async def _user(self, claims: TokenClaims) -> StoredUser:
+        key = (claims.issuer, claims.sub)
+        cached = self._users.get(key)
+        if cached is not None and time.monotonic() - cached[0] < USER_CACHE_SECONDS:
+            return cached[1]
+        user = await provision_user(claims)
+        self._users.put(key, (time.monotonic(), user))
+        return user
 
     async def _complete_profile(
         self, user: StoredUser, claims: TokenClaims, token: str

@@ -34,6 +34,11 @@ class TokenClaims:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
+    def expires_at(self) -> float:
+        """The `exp` claim, in seconds since the epoch."""
+        return float(self.raw["exp"])
+
+    @property
     def is_id_token(self) -> bool:
         """ID tokens carry the profile (email, names); access tokens do not."""
         return self.token_use == "id"  # noqa: S105  # a claim value, not a password
