@@ -18,6 +18,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from popmap_gql.api.errors import log_unexpected
+from popmap_gql.api.execution import PopmapExecutionContext, plain_scalar_fields
 from popmap_gql.api.mutations import Mutation
 from popmap_gql.api.queries import Query
 from popmap_gql.config import Settings
@@ -45,7 +46,7 @@ def build_schema(settings: Settings) -> PopmapSchema:
         aliases_rule(settings.max_aliases),
     ]
     # Factories, not instances: Strawberry builds each extension anew per operation.
-    return PopmapSchema(
+    built = PopmapSchema(
         query=Query,
         mutation=Mutation,
         extensions=[
@@ -56,6 +57,12 @@ def build_schema(settings: Settings) -> PopmapSchema:
         ],
         config=StrawberryConfig(auto_camel_case=True),
     )
+    built.execution_context_class = type(
+        "PopmapSchemaExecutionContext",
+        (PopmapExecutionContext,),
+        {"plain_fields": plain_scalar_fields(built._schema)},
+    )
+    return built
 
 
 # The schema with default settings, for `strawberry export-schema` and the drift check.
