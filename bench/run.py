@@ -25,6 +25,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -503,16 +504,22 @@ def load_all(
     rounds: int,
     seconds: int,
     results: Results,
+    cancelled: threading.Event,
 ) -> None:
+    """Runs in a worker thread; returns early once `cancelled` is set."""
     for scenario in scenarios:
         for key in SERVER_ORDER:  # warm-up, not counted
+            if cancelled.is_set():
+                return
             run_wrk(servers[key], scenario, 1, token)
         for round_number in range(1, rounds + 1):
             for key in SERVER_ORDER:
+                if cancelled.is_set():
+                    return
                 run = run_wrk(servers[key], scenario, seconds, token)
                 results[scenario.key][key].runs.append(run)
                 log(
-                    f"load: {scenario.key} round {round_number}/{rounds} {key:8}"
+                    f"load: {scenario.key:<8} round {round_number}/{rounds} {key:<8}"
                     f" {run.requests_per_second:8.1f} req/s  p50 {run.p50_ms:6.2f} ms"
                     f"  p99 {run.p99_ms:6.2f} ms  errors {run.errors}"
                 )
@@ -594,6 +601,7 @@ async def benchmark(args: argparse.Namespace) -> tuple[list[Scenario], Results]:
     scenarios = build(picks)
     results: Results = {s.key: {k: Figures() for k in SERVER_ORDER} for s in scenarios}
     servers = make_servers(database_url)
+    cancelled = threading.Event()
     try:
         for server in servers.values():
             server.start()
@@ -613,9 +621,10 @@ async def benchmark(args: argparse.Namespace) -> tuple[list[Scenario], Results]:
             if uncached_counts is not None:
                 figures[UNCACHED].statements = uncached_counts[scenario.key]
         await asyncio.to_thread(
-            load_all, servers, scenarios, token, args.rounds, args.seconds, results
+            load_all, servers, scenarios, token, args.rounds, args.seconds, results, cancelled
         )
     finally:
+        cancelled.set()  # an interrupted run: the load thread starts no more wrk
         for server in servers.values():
             server.stop()
         with contextlib.suppress(Exception):
