@@ -105,7 +105,7 @@ async def test_viewer_dependent_fields_and_mutations_are_never_cached(
 def test_entries_expire_after_their_time_to_live() -> None:
     cache = ResponseCache(ttl=0.0)
     key = cache.key("public", "{ categories { id } }", None, None)
-    cache.put(key, 7, {"categories": []})
+    cache.put(key, 7, b'{"data":{"categories":[]}}')
 
     assert cache.get(key, 7) is None
     assert cache.get(key, 8) is None

@@ -14,8 +14,10 @@ mutations are never cached.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -32,7 +34,10 @@ from graphql import (
 )
 from graphql.language import Visitor
 
-__all__ = ["CachePolicy", "ResponseCache", "analyse"]
+from popmap_gql.auth.viewer import Viewer
+from popmap_gql.db import queries
+
+__all__ = ["CachePolicy", "CachedResponses", "DataVersion", "ResponseCache", "Slot", "analyse"]
 
 PRIVATE_FIELDS = frozenset({"me", "viewerIsOwner", "availableEvents"})
 
@@ -72,11 +77,11 @@ def analyse(query: str) -> CachePolicy:
 class _Entry:
     version: int
     stored_at: float
-    data: dict[str, Any]
+    body: bytes
 
 
 class ResponseCache:
-    """An LRU of `data` objects keyed by (scope, query, operation name, variables)."""
+    """An LRU of encoded response bodies keyed by (scope, query, operation, variables)."""
 
     def __init__(self, *, max_entries: int = 2000, ttl: float = 5.0) -> None:
         self.max_entries = max_entries
@@ -93,7 +98,7 @@ class ResponseCache:
             [scope, query, operation_name, variables or {}], option=orjson.OPT_SORT_KEYS
         )
 
-    def get(self, key: bytes, version: int) -> dict[str, Any] | None:
+    def get(self, key: bytes, version: int) -> bytes | None:
         entry = self._entries.get(key)
         if (
             entry is None
@@ -104,10 +109,104 @@ class ResponseCache:
             return None
         self._entries.move_to_end(key)
         self.hits += 1
-        return entry.data
+        return entry.body
 
-    def put(self, key: bytes, version: int, data: dict[str, Any]) -> None:
-        self._entries[key] = _Entry(version=version, stored_at=time.monotonic(), data=data)
+    def put(self, key: bytes, version: int, body: bytes) -> None:
+        self._entries[key] = _Entry(version=version, stored_at=time.monotonic(), body=body)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+
+
+class DataVersion:
+    """Reads of the data version, shared by requests that arrive before a read starts.
+
+    A request may only use a read that began after it arrived (otherwise it could miss
+    a write committed just before it). Requests arriving in the same turn of the event
+    loop join one read; the read starts on the next turn, and later arrivals wait for
+    the next one.
+    """
+
+    def __init__(self, read: Callable[[], Awaitable[int]]) -> None:
+        self._read = read
+        self._next: asyncio.Future[int] | None = None
+        self.reads = 0
+
+    async def current(self) -> int:
+        if self._next is None:
+            loop = asyncio.get_running_loop()
+            self._next = loop.create_future()
+            loop.call_soon(self._start, self._next)
+        # shield: one waiter's cancellation must not cancel the read for the others
+        return await asyncio.shield(self._next)
+
+    def _start(self, future: asyncio.Future[int]) -> None:
+        self._next = None  # from here on, arrivals need a read of their own
+        self.reads += 1
+        task = asyncio.ensure_future(self._read())
+        task.add_done_callback(lambda done: _settle(future, done))
+
+
+def _settle(future: asyncio.Future[int], done: asyncio.Future[int]) -> None:
+    if future.done():
+        return
+    if done.cancelled():
+        future.cancel()
+    elif (error := done.exception()) is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(done.result())
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """Where one request's answer lives in the cache, and the version it must match."""
+
+    key: bytes
+    version: int
+
+
+class CachedResponses:
+    """The response cache as the endpoint uses it: who shares, which version, what body."""
+
+    def __init__(self, ttl: float) -> None:
+        self.store = ResponseCache(ttl=ttl)
+        self.version = DataVersion(queries.data_version)
+        # (user id, data version) -> whether that user's view differs from the public one
+        self._private_views: dict[tuple[int, int], bool] = {}
+
+    async def slot(
+        self,
+        viewer: Viewer,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+    ) -> Slot | None:
+        """The request's place in the cache, or None when its answer must not be shared."""
+        if not analyse(query).cacheable:
+            return None
+        version = await self.version.current()
+        scope = await self._scope(viewer, version)
+        if scope is None:
+            return None
+        return Slot(ResponseCache.key(scope, query, operation_name, variables), version)
+
+    def get(self, slot: Slot) -> bytes | None:
+        return self.store.get(slot.key, slot.version)
+
+    def put(self, slot: Slot, data: dict[str, Any]) -> None:
+        self.store.put(slot.key, slot.version, orjson.dumps({"data": data}))
+
+    async def _scope(self, viewer: Viewer, version: int) -> str | None:
+        if viewer.user_id is None:
+            return "public"
+        if viewer.is_staff:
+            return "staff"
+        key = (viewer.user_id, version)
+        private = self._private_views.get(key)
+        if private is None:
+            if len(self._private_views) > 10_000:
+                self._private_views.clear()
+            private = await queries.sees_more_than_the_public(viewer.user_id)
+            self._private_views[key] = private
+        return None if private else "public"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,10 +22,11 @@ class Context:
     response: Response
     settings: Settings
     viewer: Viewer = ANONYMOUS_VIEWER
-    loaders: Loaders = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.loaders = Loaders(self.viewer.audience)
+    @cached_property
+    def loaders(self) -> Loaders:
+        """Built on first use: a request answered from the response cache needs none."""
+        return Loaders(self.viewer.audience)
 
 
 Info = StrawberryInfo[Context, None]

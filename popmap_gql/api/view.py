@@ -14,14 +14,13 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
 
-from popmap_gql.api.cache import ResponseCache, analyse
+from popmap_gql.api.cache import CachedResponses, Slot
 from popmap_gql.api.context import Context
 from popmap_gql.api.errors import format_error
 from popmap_gql.api.schema import PopmapSchema
 from popmap_gql.auth.authenticator import Authenticator
 from popmap_gql.auth.viewer import Viewer
 from popmap_gql.config import Settings
-from popmap_gql.db import queries
 from popmap_gql.errors import InvalidToken, ServiceUnavailable
 
 __all__ = ["GRAPHQL_RESPONSE_JSON", "GraphQLView", "error_response", "negotiate_media_type"]
@@ -29,6 +28,27 @@ __all__ = ["GRAPHQL_RESPONSE_JSON", "GraphQLView", "error_response", "negotiate_
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 
 _HTTP_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+_UNKNOWN = object()
+
+
+async def _request_params(request: Request) -> dict[str, Any]:
+    """query, variables and operationName as sent; {} when they cannot be read cheaply."""
+    if request.method == "GET":
+        params: dict[str, Any] = dict(request.query_params)
+        raw_variables = params.get("variables")
+        if raw_variables is not None:
+            try:
+                params["variables"] = orjson.loads(raw_variables)
+            except orjson.JSONDecodeError:
+                return {}
+        return params
+    if "application/json" not in request.headers.get("content-type", ""):
+        return {}
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def negotiate_media_type(accept: str) -> str:
@@ -70,13 +90,11 @@ def error_response(
 
 class GraphQLView(GraphQL[Context, None]):
     def __init__(self, schema: PopmapSchema, settings: Settings) -> None:
-        self.response_cache = (
-            ResponseCache(ttl=settings.response_cache_ttl_seconds)
+        self.cached = (
+            CachedResponses(ttl=settings.response_cache_ttl_seconds)
             if settings.response_cache
             else None
         )
-        # (user id, data version) -> whether that user's view differs from the public one
-        self._private_views: dict[tuple[int, int], bool] = {}
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql else None,
@@ -95,10 +113,11 @@ class GraphQLView(GraphQL[Context, None]):
         request = Request(scope, receive)
         accept = request.headers.get("accept", "")
         try:
-            request.state.viewer = await self.authenticator(request).authenticate(
+            viewer = await self.authenticator(request).authenticate(
                 request.headers.get("authorization")
             )
-            response = await self.run(request)
+            request.state.viewer = viewer
+            response = await self._cached_answer(request, viewer, accept) or await self.run(request)
         except InvalidToken as exc:
             # 401 tells the client to refresh its token and retry (RFC 6750 section 3).
             challenge = f'Bearer error="invalid_token", error_description="{exc.message}"'
@@ -113,6 +132,31 @@ class GraphQLView(GraphQL[Context, None]):
             code = _HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
             response = error_response(accept, exc.status_code, exc.reason, code)
         await response(scope, receive, send)
+
+    async def _cached_answer(
+        self, request: Request, viewer: Viewer, accept: str
+    ) -> Response | None:
+        """A cache hit answered before Strawberry parses anything; None to execute normally."""
+        if self.cached is None or request.method not in {"GET", "POST"}:
+            return None
+        params = await _request_params(request)
+        query = params.get("query")
+        if not isinstance(query, str):
+            return None
+        variables = params.get("variables")
+        operation_name = params.get("operationName")
+        if not isinstance(variables, dict | None) or not isinstance(operation_name, str | None):
+            return None
+        slot = await self.cached.slot(viewer, query, operation_name, variables)
+        request.state.cache_slot = slot
+        body = None if slot is None else self.cached.get(slot)
+        if body is None:
+            return None
+        return Response(
+            body,
+            media_type=negotiate_media_type(accept),
+            headers={"x-popmap-cache": "hit"},
+        )
 
     @staticmethod
     def authenticator(request: Request) -> Authenticator:
@@ -158,46 +202,31 @@ class GraphQLView(GraphQL[Context, None]):
                     )
                 ],
             )
-        cache = self.response_cache
-        if cache is None or request_data.query is None or not analyse(request_data.query).cacheable:
+        cached = self.cached
+        if cached is None or request_data.query is None:
             return await self._execute(
                 request, request_adapter, sub_response, context, root_value, request_data
             )
-        version = await queries.data_version()
-        scope = await self._scope(context.viewer, version)
-        if scope is None:
-            return await self._execute(
-                request, request_adapter, sub_response, context, root_value, request_data
+        # _cached_answer already placed the request when it could read it; else do it here.
+        known = getattr(request.state, "cache_slot", _UNKNOWN)
+        slot = (
+            known
+            if known is None or isinstance(known, Slot)
+            else await cached.slot(
+                context.viewer,
+                request_data.query,
+                request_data.operation_name,
+                request_data.variables,
             )
-        key = cache.key(
-            scope, request_data.query, request_data.operation_name, request_data.variables
         )
-        data = cache.get(key, version)
-        if data is not None:
-            sub_response.headers["x-popmap-cache"] = "hit"
-            return ExecutionResult(data=data, errors=None)
         result = await self._execute(
             request, request_adapter, sub_response, context, root_value, request_data
         )
-        if not result.errors and result.data is not None:
-            cache.put(key, version, result.data)
-        sub_response.headers["x-popmap-cache"] = "miss"
+        if slot is not None:
+            sub_response.headers["x-popmap-cache"] = "miss"
+            if not result.errors and result.data is not None:
+                cached.put(slot, result.data)
         return result
-
-    async def _scope(self, viewer: Viewer, version: int) -> str | None:
-        """Who may share a cached answer with this viewer; None: nobody."""
-        if viewer.user_id is None:
-            return "public"
-        if viewer.is_staff:
-            return "staff"
-        key = (viewer.user_id, version)
-        private = self._private_views.get(key)
-        if private is None:
-            if len(self._private_views) > 10_000:
-                self._private_views.clear()
-            private = await queries.sees_more_than_the_public(viewer.user_id)
-            self._private_views[key] = private
-        return None if private else "public"
 
     async def _execute(
         self,
