@@ -632,6 +632,10 @@ async def benchmark(args: argparse.Namespace) -> tuple[list[Scenario], Results]:
     return scenarios, results
 
 
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def code_revision() -> str:
     """The commit measured, "+dirty" when the work tree has changes."""
     result = subprocess.run(
@@ -659,6 +663,8 @@ def main() -> int:
     if not Path(WRK).exists():
         parser.error(f"{WRK} not found: apt-get install wrk")
 
+    # SIGTERM stops the servers like Ctrl-C does (the finally clauses run).
+    signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
     revision = code_revision()
     try:
@@ -666,6 +672,9 @@ def main() -> int:
     except Mismatch as exc:
         log(f"\nCORRECTNESS CHECK FAILED: {exc}")
         return 1
+    except KeyboardInterrupt:
+        log("\ninterrupted; servers stopped")
+        return 130
     settings = {
         "rounds": args.rounds,
         "seconds": args.seconds,
