@@ -24,6 +24,7 @@ __all__ = [
     "Missing",
     "children",
     "peek",
+    "prefetch_business_ids",
     "prefetch_businesses",
     "prefetch_events",
     "ready",
@@ -129,9 +130,15 @@ async def _event_hosts(loaders: Loaders, rows: list[Event], selections: Selectio
 async def prefetch_businesses(
     loaders: Loaders, rows: list[Business], selections: Selections
 ) -> None:
-    if not rows:
+    await prefetch_business_ids(loaders, [row.id for row in rows], selections)
+
+
+async def prefetch_business_ids(loaders: Loaders, ids: list[int], selections: Selections) -> None:
+    """Like prefetch_businesses, by id alone: a lookup can load relations alongside the row
+    itself (one round trip, not two); relations of a business the viewer may not see are
+    loaded for nothing but never shown."""
+    if not ids:
         return
-    ids = [row.id for row in rows]
     steps: list[Awaitable[None]] = []
     if "categories" in selections:
         steps.append(_load(loaders.categories_by_business, ids))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import UTC, datetime
 from enum import Enum
@@ -12,7 +13,12 @@ from tortoise.models import Model
 
 from popmap_gql.api.context import Info
 from popmap_gql.api.ids import decode_cursor, decode_id, encode_cursor, encode_id
-from popmap_gql.api.prefetch import prefetch_businesses, prefetch_events, selected
+from popmap_gql.api.prefetch import (
+    prefetch_business_ids,
+    prefetch_businesses,
+    prefetch_events,
+    selected,
+)
 from popmap_gql.api.types import (
     AuthConfig,
     Business,
@@ -279,10 +285,13 @@ class Query:
 
     @strawberry.field(description="One business, if the viewer can see it.")
     async def business(self, info: Info, id: strawberry.ID) -> Business | None:
-        row = await info.context.loaders.business_by_id.load(decode_id("Business", id))
+        pk = decode_id("Business", id)
+        loaders = info.context.loaders
+        row, _ = await asyncio.gather(
+            loaders.business_by_id.load(pk), prefetch_business_ids(loaders, [pk], selected(info))
+        )
         if row is None:
             raise NotFound("no such business")
-        await prefetch_businesses(info.context.loaders, [row], selected(info))
         return Business.from_row(row)
 
     @strawberry.field(description="Events the viewer can see, a page at a time.")

@@ -171,24 +171,25 @@ def sort_value(row: Model, order: BusinessOrder | EventOrder) -> Any:
 # --- categories -----------------------------------------------------------------------
 
 
+# Code-point order, the same on any server collation, and the same order Python's sort
+# gives the distinct categories of an event.
+CATEGORY_ORDER = 'c.name COLLATE "C", c.id'
+
+
 async def list_categories() -> list[Category]:
-    return await Category.all().order_by("name", "id")
+    rows = await _rows(f"SELECT c.* FROM category c ORDER BY {CATEGORY_ORDER}", [])
+    return [Category._init_from_db(**row) for row in rows]
 
 
 async def categories_by_business_ids(ids: Sequence[int]) -> dict[int, list[Category]]:
     """Categories of each business, by name; one statement for any number of businesses."""
-    rows = await connections.get("default").execute_query_dict(
-        "SELECT bc.business_id, c.id, c.name, c.slug"
+    rows = await _rows(
+        "SELECT bc.business_id AS for_business, c.*"
         " FROM business_category bc JOIN category c ON c.id = bc.category_id"
-        " WHERE bc.business_id = ANY($1::bigint[]) ORDER BY c.name, c.id",
+        f" WHERE bc.business_id = ANY($1::bigint[]) ORDER BY {CATEGORY_ORDER}",
         [list(ids)],
     )
-    result: dict[int, list[Category]] = defaultdict(list)
-    for row in rows:
-        result[row["business_id"]].append(
-            Category(id=row["id"], name=row["name"], slug=row["slug"])
-        )
-    return result
+    return _group(rows, "for_business", Category)
 
 
 # --- businesses -----------------------------------------------------------------------
