@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from popmap_gql.api.cache import ResponseCache
+from popmap_gql.api.cache import DataVersion, ResponseCache
 from popmap_gql.auth.local_idp import LocalIdentityProvider
 from popmap_gql.config import Settings
 from popmap_gql.db.models import Business
@@ -153,3 +153,28 @@ def _read_verify_read(
         assert "errors" not in verified.json(), verified.text
         after = [read() for _ in range(20)]
     return before, after
+
+
+async def test_version_reads_are_shared_only_by_requests_that_arrived_before_the_read() -> None:
+    started = 0
+    release = asyncio.Event()
+
+    async def read() -> int:
+        nonlocal started
+        started += 1
+        number = started
+        await release.wait()
+        return number
+
+    version = DataVersion(read)
+    together = [asyncio.ensure_future(version.current()) for _ in range(5)]
+    await asyncio.sleep(0)  # the shared read starts on this turn of the loop
+    await asyncio.sleep(0)
+    latecomer = asyncio.ensure_future(version.current())  # arrives after the read started
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    release.set()
+
+    assert await asyncio.gather(*together) == [1] * 5
+    assert await latecomer == 2
+    assert version.reads == 2
