@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Generic, TypeVar, cast
 
 import strawberry
+from tortoise.models import Model
 
 from popmap_gql.api.context import Info
 from popmap_gql.api.ids import encode_id
@@ -33,6 +34,23 @@ EventStatus = strawberry.enum(models.EventStatus, name="EventStatus")
 NodeT = TypeVar("NodeT")
 
 
+RowT = TypeVar("RowT", bound=Model)
+ViewT = TypeVar("ViewT")
+
+
+def _remembered(row: RowT, build: Callable[[RowT], ViewT]) -> ViewT:
+    """The GraphQL object of a row, built once per row instance.
+
+    Loaders share one instance per row within a request (a category of many businesses),
+    so its GraphQL object is built once too. Rows are never changed after they are shown.
+    """
+    view: ViewT | None = row.__dict__.get("_graphql_view")
+    if view is None:
+        view = build(row)
+        object.__setattr__(row, "_graphql_view", view)  # Model.__setattr__ would check fields
+    return view
+
+
 def _or_none(value: str) -> str | None:
     """Empty text columns are absent values to clients."""
     return value or None
@@ -47,6 +65,10 @@ class Category:
 
     @classmethod
     def from_row(cls, row: models.Category) -> Category:
+        return _remembered(row, cls._build)
+
+    @classmethod
+    def _build(cls, row: models.Category) -> Category:
         return cls(
             id=strawberry.ID(encode_id("Category", row.id)), pk=row.id, name=row.name, slug=row.slug
         )
@@ -120,6 +142,10 @@ class Business:
 
     @classmethod
     def from_row(cls, row: models.Business) -> Business:
+        return _remembered(row, cls._build)
+
+    @classmethod
+    def _build(cls, row: models.Business) -> Business:
         return cls(
             id=strawberry.ID(encode_id("Business", row.id)),
             pk=row.id,
@@ -195,6 +221,10 @@ class Event:
 
     @classmethod
     def from_row(cls, row: models.Event) -> Event:
+        return _remembered(row, cls._build)
+
+    @classmethod
+    def _build(cls, row: models.Event) -> Event:
         return cls(
             id=strawberry.ID(encode_id("Event", row.id)),
             pk=row.id,

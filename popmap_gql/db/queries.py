@@ -112,11 +112,19 @@ async def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
 
 
 def _group(rows: list[dict[str, Any]], key: str, model: type[ModelT]) -> dict[int, list[ModelT]]:
-    """Rows with a leading `key` column, as model instances grouped by that column."""
+    """Rows with a leading `key` column, as model instances grouped by that column.
+
+    A row that appears under several keys (a category of many businesses) becomes one
+    instance, shared: read paths never change the instances they get.
+    """
     result: dict[int, list[ModelT]] = defaultdict(list)
+    instances: dict[int, ModelT] = {}
     for row in rows:
         owner = row.pop(key)
-        result[owner].append(model._init_from_db(**row))
+        instance = instances.get(row["id"])
+        if instance is None:
+            instance = instances[row["id"]] = model._init_from_db(**row)
+        result[owner].append(instance)
     return result
 
 
