@@ -102,12 +102,23 @@ async def test_viewer_dependent_fields_and_mutations_are_never_cached(
     assert all("x-popmap-cache" not in a.headers for a in answers)
 
 
-def test_entries_expire_after_their_time_to_live() -> None:
+def test_aged_entries_are_recomputed_by_one_request_while_others_get_them() -> None:
     cache = ResponseCache(ttl=0.0)
+    key = cache.key("public", "{ categories { id } }", None, None)
+    body = b'{"data":{"categories":[]}}'
+    cache.put(key, 7, body)
+
+    assert cache.get(key, 7) is None  # the first caller recomputes it
+    assert cache.get(key, 7) == body  # the others meanwhile get the answer of version 7
+    assert cache.get(key, 8) is None  # a write since: never served
+
+
+def test_an_entry_of_an_older_data_version_is_never_served() -> None:
+    cache = ResponseCache(ttl=60.0)
     key = cache.key("public", "{ categories { id } }", None, None)
     cache.put(key, 7, b'{"data":{"categories":[]}}')
 
-    assert cache.get(key, 7) is None
+    assert cache.get(key, 8) is None
     assert cache.get(key, 8) is None
 
 

@@ -6,6 +6,9 @@ seconds (answers such as "upcoming" also depend on the clock). The version is re
 every request, so a write committed through any worker or any other client invalidates
 every worker's entries at once.
 
+An entry older than the TTL with no write since is recomputed by one request while the
+others keep receiving it (for at most REFRESH_TIMEOUT more seconds).
+
 Who shares an entry (the scope): anonymous people and signed-in people whose view equals
 the public one share "public"; staff share "staff"; anyone else is not cached. Operations
 that select viewer-dependent fields (`me`, `viewerIsOwner`, `availableEvents`) and
@@ -73,11 +76,16 @@ def analyse(query: str) -> CachePolicy:
     return CachePolicy(cacheable=not finder.found)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Entry:
     version: int
     stored_at: float
     body: bytes
+    refreshing_since: float | None = None
+
+
+# How long one request may take to recompute an aged entry before another tries.
+REFRESH_TIMEOUT = 5.0
 
 
 class ResponseCache:
@@ -99,12 +107,21 @@ class ResponseCache:
         )
 
     def get(self, key: bytes, version: int) -> bytes | None:
+        """The body stored for `key` if still valid; None tells the caller to compute it.
+
+        An entry of another data version is never served. One that is merely older than
+        the TTL (no write since) is recomputed by one caller while the others keep getting
+        it, so expiry causes no stampede of identical executions.
+        """
         entry = self._entries.get(key)
-        if (
-            entry is None
-            or entry.version != version
-            or time.monotonic() - entry.stored_at > self.ttl
+        if entry is None or entry.version != version:
+            self.misses += 1
+            return None
+        now = time.monotonic()
+        if now - entry.stored_at > self.ttl and (
+            entry.refreshing_since is None or now - entry.refreshing_since > REFRESH_TIMEOUT
         ):
+            entry.refreshing_since = now
             self.misses += 1
             return None
         self._entries.move_to_end(key)
