@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from popmap_gql.api.cache import DataVersion, ResponseCache
+from popmap_gql.api.cache import MAX_CACHED_QUERY_LENGTH, DataVersion, ResponseCache
 from popmap_gql.auth.local_idp import LocalIdentityProvider
 from popmap_gql.config import Settings
 from popmap_gql.db.models import Business
@@ -189,3 +189,18 @@ async def test_version_reads_are_shared_only_by_requests_that_arrived_before_the
     assert await asyncio.gather(*together) == [1] * 5
     assert await latecomer == 2
     assert version.reads == 2
+
+
+async def test_very_long_documents_are_answered_but_never_cached(
+    client: httpx.AsyncClient,
+) -> None:
+    await make_business("Crumbs")
+    padding = "#" + "x" * MAX_CACHED_QUERY_LENGTH + "\n"  # a comment: no extra tokens
+    query = padding + NAMES
+
+    answers = [await client.post("/graphql", json={"query": query}) for _ in range(2)]
+
+    assert [a.json()["data"]["businesses"]["edges"] for a in answers] == [
+        [{"node": {"name": "Crumbs"}}]
+    ] * 2
+    assert all("x-popmap-cache" not in a.headers for a in answers)

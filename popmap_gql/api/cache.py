@@ -18,6 +18,7 @@ mutations are never cached.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -40,7 +41,15 @@ from graphql.language import Visitor
 from popmap_gql.auth.viewer import Viewer
 from popmap_gql.db import queries
 
-__all__ = ["CachePolicy", "CachedResponses", "DataVersion", "ResponseCache", "Slot", "analyse"]
+__all__ = [
+    "MAX_CACHED_QUERY_LENGTH",
+    "CachePolicy",
+    "CachedResponses",
+    "DataVersion",
+    "ResponseCache",
+    "Slot",
+    "analyse",
+]
 
 PRIVATE_FIELDS = frozenset({"me", "viewerIsOwner", "availableEvents"})
 
@@ -62,8 +71,19 @@ class _PrivateFieldFinder(Visitor):
             self.found = True
 
 
-@lru_cache(maxsize=1024)
+# Longer documents are executed but never cached, so that caches keyed on the document
+# text cannot be made to hold megabytes per entry.
+MAX_CACHED_QUERY_LENGTH = 20_000
+
+
 def analyse(query: str) -> CachePolicy:
+    if len(query) > MAX_CACHED_QUERY_LENGTH:
+        return CachePolicy(cacheable=False)
+    return _analyse(query)
+
+
+@lru_cache(maxsize=1024)
+def _analyse(query: str) -> CachePolicy:
     try:
         document: DocumentNode = parse(query, max_tokens=10_000)
     except GraphQLError:
@@ -102,8 +122,10 @@ class ResponseCache:
     def key(
         scope: str, query: str, operation_name: str | None, variables: dict[str, Any] | None
     ) -> bytes:
+        # The document enters the key as a digest: keys stay small whatever was sent.
+        digest = hashlib.blake2b(query.encode(), digest_size=16).hexdigest()
         return orjson.dumps(
-            [scope, query, operation_name, variables or {}], option=orjson.OPT_SORT_KEYS
+            [scope, digest, operation_name, variables or {}], option=orjson.OPT_SORT_KEYS
         )
 
     def get(self, key: bytes, version: int) -> bytes | None:

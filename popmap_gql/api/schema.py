@@ -34,8 +34,9 @@ class PopmapSchema(strawberry.Schema):
         log_unexpected(errors)
 
 
-# Distinct documents whose parse and validation results are kept (LRU, per process).
-DOCUMENT_CACHE_SIZE = 1024
+# Distinct documents whose parse and validation results are kept (LRU, per process);
+# with the body limit this bounds what unique documents can make the caches hold.
+DOCUMENT_CACHE_SIZE = 256
 
 
 def build_schema(settings: Settings) -> PopmapSchema:
