@@ -20,7 +20,6 @@ from popmap_gql.api.loaders import Loaders
 from popmap_gql.db.models import Business, Event
 
 __all__ = [
-    "MISSING",
     "Missing",
     "children",
     "peek",
@@ -55,11 +54,11 @@ class Missing:
     """What `peek` returns when the loader does not hold the value yet."""
 
 
-MISSING = Missing()
+_MISSING = Missing()
 
 
 def peek(loader: DataLoader[K, V], key: K) -> V | Missing:
-    """The loader's value for `key` if it already holds one, else MISSING."""
+    """The loader's value for `key` if it already holds one, else a Missing."""
     future = loader.cache_map.get(key)
     if (
         future is not None
@@ -68,7 +67,7 @@ def peek(loader: DataLoader[K, V], key: K) -> V | Missing:
         and future.exception() is None
     ):
         return future.result()
-    return MISSING
+    return _MISSING
 
 
 def selected(info: Any, *path: str) -> Selections:

@@ -62,28 +62,23 @@ class Audience:
 ANONYMOUS = Audience()
 
 
-def _where(lookup: str, value: object) -> Q:
-    """Q for a lookup whose name is computed (mypy cannot match `**{name: value}` to Q)."""
-    return Q(**{lookup: value})  # type: ignore[arg-type]
-
-
-def business_visibility(audience: Audience, prefix: str = "") -> Q:
+def business_visibility(audience: Audience) -> Q:
     """Verified businesses; an owner also sees their own; staff see all."""
     if audience.is_staff:
         return Q()
-    visible = _where(f"{prefix}is_verified", True)
+    visible = Q(is_verified=True)
     if audience.user_id is not None:
-        visible |= _where(f"{prefix}owner_id", audience.user_id)
+        visible |= Q(owner_id=audience.user_id)
     return visible
 
 
-def event_visibility(audience: Audience, prefix: str = "") -> Q:
+def event_visibility(audience: Audience) -> Q:
     """Approved events; the creator also sees their own; staff see all."""
     if audience.is_staff:
         return Q()
-    visible = _where(f"{prefix}status", EventStatus.APPROVED)
+    visible = Q(status=EventStatus.APPROVED)
     if audience.user_id is not None:
-        visible |= _where(f"{prefix}created_by_id", audience.user_id)
+        visible |= Q(created_by_id=audience.user_id)
     return visible
 
 
