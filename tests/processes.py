@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,35 +37,43 @@ def clean_env(**overrides: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_server(env: dict[str, str], *args: str) -> Iterator[str]:
-    """`popmap-gql serve` on a free port; yields its base URL once /healthz answers."""
+def running_server(env: dict[str, str], *args: str, log: Path | None = None) -> Iterator[str]:
+    """`popmap-gql serve` on a free port; yields its base URL once /healthz answers.
+
+    Its output goes to `log` (a temporary file if none is given), never to a pipe that
+    nobody reads and that could fill up and stall the server.
+    """
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "popmap_gql", "serve", "--port", str(port), *args],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                output = process.stdout.read() if process.stdout else ""
-                raise AssertionError(f"server exited with {process.returncode}:\n{output}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("server did not start within 60 s")
-            time.sleep(0.2)
-        yield base
-    finally:
-        stop(process)
+    with tempfile.TemporaryDirectory() as scratch:
+        log = log or Path(scratch) / "server.log"
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "popmap_gql", "serve", "--port", str(port), *args],
+                env=env,
+                cwd=ROOT,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        try:
+            yield _wait_until_healthy(process, f"http://127.0.0.1:{port}", log)
+        finally:
+            stop(process)
+
+
+def _wait_until_healthy(process: subprocess.Popen[str], base: str, log: Path) -> str:
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return base
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"server did not start within 60 s:\n{log.read_text()}")
+        time.sleep(0.2)
 
 
 def stop(process: subprocess.Popen[str]) -> None:

@@ -181,3 +181,33 @@ def test_unreachable_jwks_with_no_cached_key_is_503_not_401(
     assert response.status_code == 503
     assert response.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
     assert "www-authenticate" not in response.headers
+
+
+def test_local_identity_provider_is_announced_loudly_at_start_up(
+    settings: Settings, tmp_path: Path
+) -> None:
+    assert settings.database_url is not None
+    log = tmp_path / "server.log"
+    env = clean_env(DATABASE_URL=settings.database_url, POPMAP_DATA_DIR=str(tmp_path))
+    with running_server(env, log=log):
+        pass
+
+    output = log.read_text()
+    assert "WARNING" in output
+    assert "LOCAL DEVELOPMENT identity provider" in output
+
+
+def test_no_local_provider_warning_with_a_pool(settings: Settings, tmp_path: Path) -> None:
+    assert settings.database_url is not None
+    log = tmp_path / "server.log"
+    env = clean_env(
+        DATABASE_URL=settings.database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        AWS_COGNITO_USER_POOL_ID="us-east-1_RealPool1",
+        AWS_COGNITO_APP_CLIENT_ID="web",
+    )
+    with running_server(env, log=log):
+        pass
+
+    assert "LOCAL DEVELOPMENT" not in log.read_text()
+    assert not (tmp_path / "local-idp").exists()
