@@ -202,43 +202,9 @@ class GraphQLView(GraphQL[Context, None]):
                     )
                 ],
             )
-        cached = self.cached
-        if cached is None or request_data.query is None:
-            return await self._execute(
-                request, request_adapter, sub_response, context, root_value, request_data
-            )
-        # _cached_answer already placed the request when it could read it; else do it here.
-        known = getattr(request.state, "cache_slot", _UNKNOWN)
-        slot = (
-            known
-            if known is None or isinstance(known, Slot)
-            else await cached.slot(
-                context.viewer,
-                request_data.query,
-                request_data.operation_name,
-                request_data.variables,
-            )
-        )
-        result = await self._execute(
-            request, request_adapter, sub_response, context, root_value, request_data
-        )
-        if slot is not None:
-            sub_response.headers["x-popmap-cache"] = "miss"
-            if not result.errors and result.data is not None:
-                cached.put(slot, result.data)
-        return result
-
-    async def _execute(
-        self,
-        request: Request,
-        request_adapter: AsyncHTTPRequestAdapter,
-        sub_response: Response,
-        context: Context,
-        root_value: None,
-        request_data: GraphQLRequestData,
-    ) -> ExecutionResult:
+        slot = await self._slot(request, context, request_data)
         try:
-            return await super().execute_single(
+            result = await super().execute_single(
                 request, request_adapter, sub_response, context, root_value, request_data
             )
         except HTTPException as exc:
@@ -246,6 +212,25 @@ class GraphQLView(GraphQL[Context, None]):
             if exc.status_code == 400 and "not allowed when using GET" in exc.reason:
                 raise HTTPException(405, exc.reason) from exc
             raise
+        if self.cached is not None and slot is not None:
+            sub_response.headers["x-popmap-cache"] = "miss"
+            if not result.errors and result.data is not None:
+                self.cached.put(slot, result.data)
+        return result
+
+    async def _slot(
+        self, request: Request, context: Context, request_data: GraphQLRequestData
+    ) -> Slot | None:
+        """The request's place in the response cache; None when it is not to be cached."""
+        if self.cached is None or request_data.query is None:
+            return None
+        # _cached_answer already placed the request when it could read it.
+        known = getattr(request.state, "cache_slot", _UNKNOWN)
+        if known is None or isinstance(known, Slot):
+            return known
+        return await self.cached.slot(
+            context.viewer, request_data.query, request_data.operation_name, request_data.variables
+        )
 
     async def process_result(
         self, request: Request, result: ExecutionResult
