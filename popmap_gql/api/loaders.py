@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import cached_property
 from typing import TypeVar
 
 from strawberry.dataloader import DataLoader
@@ -51,31 +52,44 @@ def _unfiltered(
 
 
 class Loaders:
-    """The DataLoaders of one request; visibility follows the request's viewer."""
+    """The DataLoaders of one request, each built on first use (most requests need two or
+    three of the nine); visibility follows the request's viewer."""
 
     def __init__(self, audience: Audience) -> None:
-        self.categories_by_business: DataLoader[int, list[Category]] = _unfiltered(
-            queries.categories_by_business_ids
-        )
-        self.businesses_by_owner: DataLoader[int, list[Business]] = _unfiltered(
-            queries.businesses_by_owner_ids
-        )
-        self.events_by_creator: DataLoader[int, list[Event]] = _unfiltered(
-            queries.events_by_creator_ids
-        )
-        self.available_events_by_business: DataLoader[int, list[Event]] = _unfiltered(
-            queries.available_events_by_business_ids
-        )
-        self.business_by_id: DataLoader[int, Business | None] = _one(
-            queries.businesses_by_ids, audience
-        )
-        self.event_by_id: DataLoader[int, Event | None] = _one(queries.events_by_ids, audience)
-        self.businesses_by_event: DataLoader[int, list[Business]] = _many(
-            queries.businesses_by_event_ids, audience
-        )
-        self.events_by_business: DataLoader[int, list[Event]] = _many(
-            queries.events_by_business_ids, audience
-        )
-        self.hosted_events_by_business: DataLoader[int, list[Event]] = _many(
-            queries.hosted_events_by_business_ids, audience
-        )
+        self.audience = audience
+
+    @cached_property
+    def categories_by_business(self) -> DataLoader[int, list[Category]]:
+        return _unfiltered(queries.categories_by_business_ids)
+
+    @cached_property
+    def businesses_by_owner(self) -> DataLoader[int, list[Business]]:
+        return _unfiltered(queries.businesses_by_owner_ids)
+
+    @cached_property
+    def events_by_creator(self) -> DataLoader[int, list[Event]]:
+        return _unfiltered(queries.events_by_creator_ids)
+
+    @cached_property
+    def available_events_by_business(self) -> DataLoader[int, list[Event]]:
+        return _unfiltered(queries.available_events_by_business_ids)
+
+    @cached_property
+    def business_by_id(self) -> DataLoader[int, Business | None]:
+        return _one(queries.businesses_by_ids, self.audience)
+
+    @cached_property
+    def event_by_id(self) -> DataLoader[int, Event | None]:
+        return _one(queries.events_by_ids, self.audience)
+
+    @cached_property
+    def businesses_by_event(self) -> DataLoader[int, list[Business]]:
+        return _many(queries.businesses_by_event_ids, self.audience)
+
+    @cached_property
+    def events_by_business(self) -> DataLoader[int, list[Event]]:
+        return _many(queries.events_by_business_ids, self.audience)
+
+    @cached_property
+    def hosted_events_by_business(self) -> DataLoader[int, list[Event]]:
+        return _many(queries.hosted_events_by_business_ids, self.audience)

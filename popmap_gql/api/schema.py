@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeGuard, cast
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
-    ValidationCache,
-)
+from graphql import ASTValidationRule, GraphQLError, execute, specified_rules
+from strawberry.exceptions import MissingQueryError
+from strawberry.execution import optimized_is_awaitable as _is_awaitable
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import ExecutionContext
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
+from strawberry.utils.operation import get_first_operation, get_operation_type
 
+from popmap_gql.api.documents import Documents
 from popmap_gql.api.errors import log_unexpected
 from popmap_gql.api.execution import PopmapExecutionContext, plain_scalar_fields
 from popmap_gql.api.mutations import Mutation
@@ -25,38 +26,96 @@ from popmap_gql.config import Settings
 
 __all__ = ["PopmapSchema", "build_schema", "schema"]
 
+# Distinct documents whose parse and validation results are kept (LRU, per process);
+# with the body limit this bounds what unique documents can make the cache hold.
+DOCUMENT_CACHE_SIZE = 256
+
+_ALL_OPERATIONS = frozenset(OperationType)
+
 
 class PopmapSchema(strawberry.Schema):
+    """Strawberry's schema with a leaner `execute`.
+
+    Strawberry's own runs every request through its extension pipeline (hooks, context
+    managers, a middleware manager) although we use no per-request extension: the
+    limits are validation rules and parse options, and the documents are kept parsed and
+    validated (`Documents`). This `execute` keeps Strawberry's contract — the same
+    exceptions for a missing query, an unknown operation and an operation type the
+    method does not allow, the same order of checks — and calls graphql-core directly.
+    """
+
+    documents: Documents
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         # Expected failures are answers, not incidents: only the unexpected are logged.
         log_unexpected(errors)
 
-
-# Distinct documents whose parse and validation results are kept (LRU, per process);
-# with the body limit this bounds what unique documents can make the caches hold.
-DOCUMENT_CACHE_SIZE = 256
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        if not query:
+            raise MissingQueryError
+        prepared = self.documents.prepare(query)
+        document = prepared.document
+        if document is None:  # a syntax error
+            return ExecutionResult(data=None, errors=list(prepared.errors))
+        if operation_name is None:
+            first = get_first_operation(document)
+            operation_name = first.name.value if first is not None and first.name else None
+        try:
+            operation_type = get_operation_type(document, operation_name)
+        except RuntimeError as error:
+            raise CannotGetOperationTypeError(operation_name) from error
+        if operation_type not in (allowed_operation_types or _ALL_OPERATIONS):
+            raise InvalidOperationTypeError(operation_type)
+        if prepared.errors:
+            return ExecutionResult(data=None, errors=list(prepared.errors))
+        try:
+            outcome = execute(
+                self._schema,
+                document,
+                root_value=root_value,
+                context_value=context_value,
+                variable_values=variable_values,
+                operation_name=operation_name,
+                executor_class=self.execution_context_class,
+                is_awaitable=cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", _is_awaitable),
+                operation_extensions=operation_extensions,
+            )
+            result = await outcome if isinstance(outcome, Awaitable) else outcome
+        except Exception as exc:  # reported as an error of the operation, never raised
+            failure = (
+                exc if isinstance(exc, GraphQLError) else GraphQLError(str(exc), original_error=exc)
+            )
+            self.process_errors([failure])
+            return ExecutionResult(data=None, errors=[failure])
+        if result.errors:
+            self.process_errors(result.errors)
+        return ExecutionResult(data=result.data, errors=result.errors)
 
 
 def build_schema(settings: Settings) -> PopmapSchema:
-    # The limit rules are built once: QueryDepthLimiter and MaxAliasesLimiter would build
-    # new rule classes per request, which defeats the validation cache (it keys on them).
-    limit_rules: list[type[ASTValidationRule]] = [
+    built = PopmapSchema(
+        query=Query, mutation=Mutation, config=StrawberryConfig(auto_camel_case=True)
+    )
+    # The limit rules are built once (Strawberry's limiter extensions would build new rule
+    # classes per request).
+    rules: list[type[ASTValidationRule]] = [
+        *specified_rules,
         depth_rule(settings.max_query_depth, None, None),
         aliases_rule(settings.max_aliases),
     ]
-    # Factories, not instances: Strawberry builds each extension anew per operation.
-    built = PopmapSchema(
-        query=Query,
-        mutation=Mutation,
-        extensions=[
-            partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
-            partial(AddValidationRules, limit_rules),
-            partial(ParserCache, maxsize=DOCUMENT_CACHE_SIZE),
-            partial(ValidationCache, maxsize=DOCUMENT_CACHE_SIZE),
-        ],
-        config=StrawberryConfig(auto_camel_case=True),
+    built.documents = Documents(
+        built._schema, rules, max_tokens=settings.max_tokens, maxsize=DOCUMENT_CACHE_SIZE
     )
     built.execution_context_class = type(
         "PopmapSchemaExecutionContext",
