@@ -6,7 +6,7 @@ import httpx
 
 from popmap_gql.db.models import Business
 from tests.conftest import QueryCounter
-from tests.helpers import gql, make_business, make_category, make_event
+from tests.helpers import global_id, gql, make_business, make_category, make_event
 
 MAP_QUERY = """
 query ($first: Int) {
@@ -57,3 +57,61 @@ async def test_statement_count_does_not_grow_with_page_size(
     # businesses by event, categories by business, events by business: one statement
     # each, whatever the page size
     assert five == fifty == 7, sql_counter.statements
+
+
+LOOKUP_QUERY = """
+query ($id: ID!) {
+  business(id: $id) {
+    name
+    ...Related
+    soon: events(upcoming: true) { title }
+  }
+}
+fragment Related on Business {
+  categories { slug }
+  events { title businesses { name categories { slug } } categories { name } }
+  ... on Business { hostedEvents { title businesses { name } } }
+}
+"""
+
+
+async def _lookup_statements(
+    client: httpx.AsyncClient, counter: QueryCounter, business: Business, events: int
+) -> int:
+    counter.statements.clear()
+    body = await gql(client, LOOKUP_QUERY, {"id": global_id("Business", business.id)})
+    assert "errors" not in body, body
+    found = body["data"]["business"]
+    assert found["categories"] == [{"slug": "category-0"}, {"slug": "category-1"}]
+    assert len(found["events"]) == len(found["soon"]) == events
+    # relations selected through a fragment spread and an inline fragment are there
+    for event in found["events"]:
+        assert event["businesses"][0]["name"] == business.name
+        assert all(b["categories"] for b in event["businesses"])
+        assert event["categories"]
+    assert len(found["hostedEvents"]) == events
+    assert all(event["businesses"] for event in found["hostedEvents"])
+    return len(counter.statements)
+
+
+async def test_business_lookup_costs_the_same_for_3_events_as_for_30(
+    client: httpx.AsyncClient, sql_counter: QueryCounter
+) -> None:
+    categories = [await make_category(f"Category {n}") for n in range(3)]
+    few = await make_business("Few", categories=categories[:2])
+    many = await make_business("Many", categories=categories[:2])
+    others = [await make_business(f"Other {n}", categories=[categories[2]]) for n in range(4)]
+    for owner, count in ((few, 3), (many, 30)):
+        for number in range(count):
+            await make_event(
+                f"{owner.name} {number}",
+                businesses=[owner, others[number % 4]],
+                host_business=owner,
+            )
+
+    three = await _lookup_statements(client, sql_counter, few, 3)
+    thirty = await _lookup_statements(client, sql_counter, many, 30)
+
+    # the data-version read, the business with its categories, events and hosted events
+    # (one statement), then businesses by event and categories by business
+    assert three == thirty == 4, sql_counter.statements

@@ -10,20 +10,27 @@ synchronously (see `ready`). Anything not prefetched still loads lazily, just sl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from typing import Any, TypeVar, cast
 
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    SelectionNode,
+)
 from strawberry.dataloader import DataLoader
-from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
 from popmap_gql.api.loaders import Loaders
+from popmap_gql.db import queries
 from popmap_gql.db.models import Business, Event
 
 __all__ = [
     "Missing",
-    "children",
+    "Selections",
+    "lookup_business",
     "peek",
-    "prefetch_business_ids",
     "prefetch_businesses",
     "prefetch_events",
     "ready",
@@ -35,19 +42,51 @@ V = TypeVar("V")
 R = TypeVar("R")
 ModelT = TypeVar("ModelT", Business, Event)
 
-Selections = dict[str, list[Selection]]
+
+class Selections(dict[str, "Selections"]):
+    """The fields selected under a field, by name, merged across aliases and fragments,
+    each with its own sub-selections (arguments and directives are not looked at: at worst
+    a relation is loaded and not shown)."""
+
+    def under(self, name: str) -> Selections:
+        return self.get(name) or _NOTHING
 
 
-def children(selections: Iterable[Selection]) -> Selections:
-    """The sub-selections of each field selected here, through fragments and aliases."""
-    found: Selections = {}
-    for selection in selections:
-        if isinstance(selection, SelectedField):
-            found.setdefault(selection.name, []).extend(selection.selections)
-        elif isinstance(selection, FragmentSpread | InlineFragment):
-            for name, subselections in children(selection.selections).items():
-                found.setdefault(name, []).extend(subselections)
-    return found
+_NOTHING = Selections()
+
+
+def _collect(
+    nodes: Iterable[SelectionNode],
+    fragments: Mapping[str, FragmentDefinitionNode],
+    into: Selections,
+) -> None:
+    for node in nodes:
+        if isinstance(node, FieldNode):
+            child = into.setdefault(node.name.value, Selections())
+            if node.selection_set is not None:
+                _collect(node.selection_set.selections, fragments, child)
+        elif isinstance(node, InlineFragmentNode):
+            _collect(node.selection_set.selections, fragments, into)
+        elif isinstance(node, FragmentSpreadNode):
+            fragment = fragments.get(node.name.value)
+            if fragment is not None:  # validation rejects unknown and cyclic fragments
+                _collect(fragment.selection_set.selections, fragments, into)
+
+
+def selected(info: Any, *path: str) -> Selections:
+    """The selections under the current field, following `path` (e.g. "edges", "node").
+
+    Read from the document itself (graphql-core's nodes), not from Strawberry's
+    `selected_fields`, which converts every node, argument and directive on each call.
+    """
+    raw = info._raw_info
+    current = Selections()
+    for field_node in raw.field_nodes:
+        if field_node.selection_set is not None:
+            _collect(field_node.selection_set.selections, raw.fragments, current)
+    for name in path:
+        current = current.under(name)
+    return current
 
 
 class Missing:
@@ -70,16 +109,6 @@ def peek(loader: DataLoader[K, V], key: K) -> V | Missing:
     return _MISSING
 
 
-def selected(info: Any, *path: str) -> Selections:
-    """The selections under the current field, following `path` (e.g. "edges", "node")."""
-    current = children(
-        selection for field in info.selected_fields for selection in field.selections
-    )
-    for name in path:
-        current = children(current.get(name, []))
-    return current
-
-
 def ready(loader: DataLoader[K, V], key: K, convert: Callable[[V], R]) -> R:
     """`convert(value)` now if the loader already holds the value, else an awaitable of it.
 
@@ -97,7 +126,11 @@ def ready(loader: DataLoader[K, V], key: K, convert: Callable[[V], R]) -> R:
 
 
 async def _gather(*steps: Awaitable[None]) -> None:
-    await asyncio.gather(*steps)
+    """Run the steps concurrently; a single step is awaited as is (no task for it)."""
+    if len(steps) == 1:
+        await steps[0]
+    elif steps:
+        await asyncio.gather(*steps)
 
 
 async def prefetch_events(loaders: Loaders, rows: list[Event], selections: Selections) -> None:
@@ -107,16 +140,16 @@ async def prefetch_events(loaders: Loaders, rows: list[Event], selections: Selec
     if "businesses" in selections or "categories" in selections:
         steps.append(_event_businesses(loaders, rows, selections))
     if "hostBusiness" in selections:
-        steps.append(_event_hosts(loaders, rows, children(selections["hostBusiness"])))
+        steps.append(_event_hosts(loaders, rows, selections["hostBusiness"]))
     await _gather(*steps)
 
 
 async def _event_businesses(loaders: Loaders, rows: list[Event], selections: Selections) -> None:
     per_event = await loaders.businesses_by_event.load_many([row.id for row in rows])
     businesses = _distinct(business for group in per_event for business in group)
-    nested = children(selections.get("businesses", []))
+    nested = Selections(selections.under("businesses"))
     if "categories" in selections:
-        nested.setdefault("categories", [])  # Event.categories reads its businesses' categories
+        nested.setdefault("categories", _NOTHING)  # Event.categories reads their categories
     await prefetch_businesses(loaders, businesses, nested)
 
 
@@ -129,13 +162,7 @@ async def _event_hosts(loaders: Loaders, rows: list[Event], selections: Selectio
 async def prefetch_businesses(
     loaders: Loaders, rows: list[Business], selections: Selections
 ) -> None:
-    await prefetch_business_ids(loaders, [row.id for row in rows], selections)
-
-
-async def prefetch_business_ids(loaders: Loaders, ids: list[int], selections: Selections) -> None:
-    """Like prefetch_businesses, by id alone: a lookup can load relations alongside the row
-    itself (one round trip, not two); relations of a business the viewer may not see are
-    loaded for nothing but never shown."""
+    ids = [row.id for row in rows]
     if not ids:
         return
     steps: list[Awaitable[None]] = []
@@ -146,8 +173,35 @@ async def prefetch_business_ids(loaders: Loaders, ids: list[int], selections: Se
         ("hostedEvents", loaders.hosted_events_by_business),
     ):
         if field in selections:
-            steps.append(_business_events(loaders, loader, ids, children(selections[field])))
+            steps.append(_business_events(loaders, loader, ids, selections[field]))
     await _gather(*steps)
+
+
+async def lookup_business(loaders: Loaders, pk: int, selections: Selections) -> Business | None:
+    """One business and its selected relations in one statement; the request's loaders
+    are primed with all of it, and the events' own relations prefetched."""
+    found = await queries.business_with_relations(
+        loaders.audience,
+        pk,
+        categories="categories" in selections,
+        events="events" in selections,
+        hosted_events="hostedEvents" in selections,
+    )
+    loaders.business_by_id.prime(pk, found.business)
+    if found.business is None:
+        return None
+    if found.categories is not None:
+        loaders.categories_by_business.prime(pk, found.categories)
+    steps: list[Awaitable[None]] = []
+    for field, loader, events in (
+        ("events", loaders.events_by_business, found.events),
+        ("hostedEvents", loaders.hosted_events_by_business, found.hosted_events),
+    ):
+        if events is not None:
+            loader.prime(pk, events)
+            steps.append(prefetch_events(loaders, events, selections[field]))
+    await _gather(*steps)
+    return found.business
 
 
 async def _load(loader: DataLoader[int, Any], ids: list[int]) -> None:

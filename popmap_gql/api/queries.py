@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 from datetime import UTC, datetime
 from enum import Enum
@@ -14,7 +13,7 @@ from tortoise.models import Model
 from popmap_gql.api.context import Info
 from popmap_gql.api.ids import decode_cursor, decode_id, encode_cursor, encode_id
 from popmap_gql.api.prefetch import (
-    prefetch_business_ids,
+    lookup_business,
     prefetch_businesses,
     prefetch_events,
     selected,
@@ -286,10 +285,7 @@ class Query:
     @strawberry.field(description="One business, if the viewer can see it.")
     async def business(self, info: Info, id: strawberry.ID) -> Business | None:
         pk = decode_id("Business", id)
-        loaders = info.context.loaders
-        row, _ = await asyncio.gather(
-            loaders.business_by_id.load(pk), prefetch_business_ids(loaders, [pk], selected(info))
-        )
+        row = await lookup_business(info.context.loaders, pk, selected(info))
         if row is None:
             raise NotFound("no such business")
         return Business.from_row(row)

@@ -22,12 +22,14 @@ __all__ = [
     "Audience",
     "BoundingBox",
     "BusinessFilter",
+    "BusinessLookup",
     "BusinessOrder",
     "EventFilter",
     "EventOrder",
     "Page",
     "available_events_by_business_ids",
     "business_visibility",
+    "business_with_relations",
     "businesses_by_event_ids",
     "businesses_by_ids",
     "businesses_by_owner_ids",
@@ -238,6 +240,69 @@ async def businesses_by_ids(audience: Audience, ids: Sequence[int]) -> dict[int,
     visible = _visible_sql(audience, "b", "business", params)
     rows = await _rows(f"SELECT * FROM business b WHERE b.id = ANY($1) AND {visible}", params)
     return {row["id"]: Business._init_from_db(**row) for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessLookup:
+    """One business with the relations asked for (None: not asked)."""
+
+    business: Business | None
+    categories: list[Category] | None = None
+    events: list[Event] | None = None
+    hosted_events: list[Event] | None = None
+
+
+async def business_with_relations(
+    audience: Audience,
+    pk: int,
+    *,
+    categories: bool = False,
+    events: bool = False,
+    hosted_events: bool = False,
+) -> BusinessLookup:
+    """A business and the relations asked for, in one statement (a lookup is one round
+    trip, not one per relation). Relations come as arrays of table rows, in the same
+    order and under the same visibility as the relation loaders above."""
+    params: list[Any] = [pk]
+    columns = ["b.*"]
+    if categories:
+        columns.append(
+            "ARRAY(SELECT c FROM business_category bc JOIN category c ON c.id = bc.category_id"
+            f" WHERE bc.business_id = b.id ORDER BY {CATEGORY_ORDER}) AS relation_categories"
+        )
+    if events:
+        visible_events = _visible_sql(audience, "e", "event", params)
+        columns.append(
+            "ARRAY(SELECT e FROM participation p JOIN event e ON e.id = p.event_id"
+            f" WHERE p.business_id = b.id AND {visible_events}"
+            " ORDER BY e.starts_at, e.id) AS relation_events"
+        )
+    if hosted_events:
+        visible_hosted = _visible_sql(audience, "e", "event", params)
+        columns.append(
+            f"ARRAY(SELECT e FROM event e WHERE e.host_business_id = b.id AND {visible_hosted}"
+            " ORDER BY e.starts_at, e.id) AS relation_hosted_events"
+        )
+    visible = _visible_sql(audience, "b", "business", params)
+    rows = await _rows(
+        f"SELECT {', '.join(columns)} FROM business b WHERE b.id = $1 AND {visible}", params
+    )
+    if not rows:
+        return BusinessLookup(None)
+    row = rows[0]
+    return BusinessLookup(
+        Business._init_from_db(
+            **{key: value for key, value in row.items() if not key.startswith("relation_")}
+        ),
+        categories=_models(row, "relation_categories", Category) if categories else None,
+        events=_models(row, "relation_events", Event) if events else None,
+        hosted_events=_models(row, "relation_hosted_events", Event) if hosted_events else None,
+    )
+
+
+def _models(row: dict[str, Any], column: str, model: type[ModelT]) -> list[ModelT]:
+    """An array-of-rows column as model instances."""
+    return [model._init_from_db(**item) for item in row[column]]
 
 
 async def businesses_by_event_ids(
