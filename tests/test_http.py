@@ -210,6 +210,60 @@ async def test_request_without_query_is_a_coded_bad_request(client: httpx.AsyncC
     assert error_codes(response.json()) == ["BAD_REQUEST"]
 
 
+@pytest.mark.parametrize(
+    ("content", "content_type", "message"),
+    [
+        (b'"{ categories { id } }"', "application/json", "must be a JSON object"),
+        (b"42", "application/json", "must be a JSON object"),
+        (b'[{"query": "{ categories { id } }"}]', "application/json", "Batching is not enabled"),
+        (b"{ categories { id } }", "application/graphql", "Unsupported content type"),
+        (b'{"query": 7}', "application/json", "`query` must be a string"),
+        (
+            b'{"query": "{ categories { id } }", "variables": [1]}',
+            "application/json",
+            "`variables`",
+        ),
+        (
+            b'{"query": "{ categories { id } }", "operationName": 1}',
+            "application/json",
+            "`operationName`",
+        ),
+        (
+            b'{"query": "{ categories { id } }", "extensions": "x"}',
+            "application/json",
+            "`extensions`",
+        ),
+        (
+            b'{"query": "query A { categories { id } }", "operationName": "B"}',
+            "application/json",
+            'Unknown operation named "B"',
+        ),
+    ],
+)
+async def test_malformed_requests_are_coded_bad_requests(
+    client: httpx.AsyncClient, content: bytes, content_type: str, message: str
+) -> None:
+    response = await client.post(
+        "/graphql", content=content, headers={"content-type": content_type}
+    )
+
+    assert response.status_code == 400
+    body = response.json()
+    assert error_codes(body) == ["BAD_REQUEST"]
+    assert message in body["errors"][0]["message"]
+
+
+async def test_get_with_malformed_variables_is_a_coded_bad_request(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get(
+        "/graphql", params={"query": "{ categories { id } }", "variables": "{nope"}
+    )
+
+    assert response.status_code == 400
+    assert error_codes(response.json()) == ["BAD_REQUEST"]
+
+
 async def test_syntax_and_validation_errors_carry_codes(client: httpx.AsyncClient) -> None:
     syntax = await gql(client, "{ categories { id }")
     unknown = await gql(client, "{ nonsense }")

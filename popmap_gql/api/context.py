@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from starlette.requests import Request
-from starlette.responses import Response
 from strawberry.types import Info as StrawberryInfo
 
 from popmap_gql.api.loaders import Loaders
@@ -19,7 +18,6 @@ __all__ = ["Context", "Info"]
 @dataclass
 class Context:
     request: Request
-    response: Response
     settings: Settings
     viewer: Viewer = ANONYMOUS_VIEWER
 

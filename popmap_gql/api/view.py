@@ -1,18 +1,27 @@
-"""The GraphQL HTTP endpoint: Strawberry's ASGI view with our context, errors and media types."""
+"""The GraphQL HTTP endpoint (GraphQL over HTTP: GET for queries, POST with JSON).
+
+Our own, small, instead of Strawberry's view: on a lookup that view's per-request
+machinery (request adapters, a sub-response, hooks for uploads, batching and streaming
+we do not offer) cost more than executing the operation. It keeps that view's contract:
+the same status codes and messages for malformed requests, GET limited to queries (405
+for a mutation), GraphiQL for browsers when enabled, and Apollo's persisted-query
+fallback.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
-from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
-from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.exceptions import MissingQueryError
+from strawberry.http.ides import get_graphql_ide_html
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from popmap_gql.api.cache import CachedResponses, Slot
 from popmap_gql.api.context import Context
@@ -27,28 +36,18 @@ __all__ = ["GRAPHQL_RESPONSE_JSON", "GraphQLView", "error_response", "negotiate_
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 
-_HTTP_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
-_UNKNOWN = object()
+_GET_OPERATIONS = frozenset({OperationType.QUERY})
+_POST_OPERATIONS = frozenset(OperationType)
 
 
-async def _request_params(request: Request) -> dict[str, Any]:
-    """query, variables and operationName as sent; {} when they cannot be read cheaply."""
-    if request.method == "GET":
-        params: dict[str, Any] = dict(request.query_params)
-        raw_variables = params.get("variables")
-        if raw_variables is not None:
-            try:
-                params["variables"] = orjson.loads(raw_variables)
-            except orjson.JSONDecodeError:
-                return {}
-        return params
-    if "application/json" not in request.headers.get("content-type", ""):
-        return {}
-    try:
-        body = orjson.loads(await request.body())
-    except orjson.JSONDecodeError:
-        return {}
-    return body if isinstance(body, dict) else {}
+class BadRequest(Exception):
+    """A request the endpoint refuses before executing anything."""
+
+    def __init__(self, message: str, *, status: int = 400, code: str = "BAD_REQUEST") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
 
 
 def negotiate_media_type(accept: str) -> str:
@@ -88,21 +87,84 @@ def error_response(
     )
 
 
-class GraphQLView(GraphQL[Context, None]):
+def _json(text: str | bytes, what: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise BadRequest(f"Unable to parse {what} as JSON") from None
+
+
+async def _request_params(request: Request) -> dict[str, Any]:
+    """The GraphQL request's parameters: from the query string for GET, else a JSON body."""
+    if request.method == "GET":
+        params: dict[str, Any] = dict(request.query_params)
+        for name in ("variables", "extensions"):
+            if params.get(name):
+                params[name] = _json(params[name], f"the {name} parameter")
+            else:
+                params.pop(name, None)
+        return params
+    content_type = request.headers.get("content-type", "")
+    if "application/json" not in content_type.lower():
+        raise BadRequest("Unsupported content type")
+    body = _json(await request.body(), "request body")
+    if isinstance(body, list):
+        raise BadRequest("Batching is not enabled")
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object")
+    return body
+
+
+def _operation(params: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None, str | None]:
+    """query, variables and operationName, each of the type GraphQL over HTTP requires."""
+    query, variables = params.get("query"), params.get("variables")
+    operation_name, extensions = params.get("operationName"), params.get("extensions")
+    if not isinstance(query, str | None):
+        raise BadRequest("The GraphQL operation's `query` must be a string or null, if provided.")
+    if not isinstance(variables, dict | None):
+        raise BadRequest(
+            "The GraphQL operation's `variables` must be an object or null, if provided."
+        )
+    if not isinstance(operation_name, str | None):
+        raise BadRequest("The GraphQL operation's `operationName` must be a string, if provided.")
+    if not isinstance(extensions, dict | None):
+        raise BadRequest(
+            "The GraphQL operation's `extensions` must be an object or null, if provided."
+        )
+    return query, variables, operation_name
+
+
+def _persisted_query_only(params: dict[str, Any]) -> bool:
+    extensions = params.get("extensions")
+    return (
+        params.get("query") is None
+        and isinstance(extensions, dict)
+        and ("persistedQuery" in extensions)
+    )
+
+
+# Apollo's persisted-query link falls back to sending the full query on exactly this
+# answer; any other error breaks every query of the app.
+_PERSISTED_QUERY_NOT_SUPPORTED = ExecutionResult(
+    data=None,
+    errors=[
+        GraphQLError(
+            "PersistedQueryNotSupported", extensions={"code": "PERSISTED_QUERY_NOT_SUPPORTED"}
+        )
+    ],
+)
+
+
+class GraphQLView:
     def __init__(self, schema: PopmapSchema, settings: Settings) -> None:
+        self.schema = schema
+        self.settings = settings
         self.cached = (
             CachedResponses(ttl=settings.response_cache_ttl_seconds)
             if settings.response_cache
             else None
         )
-        super().__init__(
-            schema,
-            graphql_ide="graphiql" if settings.graphiql else None,
-            allow_queries_via_get=True,
-            keep_alive=False,
-            subscription_protocols=(),
-        )
-        self.settings = settings
+        self.ide_html = get_graphql_ide_html(graphql_ide="graphiql") if settings.graphiql else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -113,11 +175,7 @@ class GraphQLView(GraphQL[Context, None]):
         request = Request(scope, receive)
         accept = request.headers.get("accept", "")
         try:
-            viewer = await self.authenticator(request).authenticate(
-                request.headers.get("authorization")
-            )
-            request.state.viewer = viewer
-            response = await self._cached_answer(request, viewer, accept) or await self.run(request)
+            response = await self._respond(request, accept)
         except InvalidToken as exc:
             # 401 tells the client to refresh its token and retry (RFC 6750 section 3).
             challenge = f'Bearer error="invalid_token", error_description="{exc.message}"'
@@ -128,132 +186,86 @@ class GraphQLView(GraphQL[Context, None]):
             response = error_response(
                 accept, 503, exc.message, exc.code, headers={"Retry-After": "5"}
             )
-        except HTTPException as exc:
-            code = _HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
-            response = error_response(accept, exc.status_code, exc.reason, code)
+        except BadRequest as exc:
+            response = error_response(accept, exc.status, exc.message, exc.code)
         await response(scope, receive, send)
 
-    async def _cached_answer(
-        self, request: Request, viewer: Viewer, accept: str
-    ) -> Response | None:
-        """A cache hit answered before Strawberry parses anything; None to execute normally."""
-        if self.cached is None or request.method not in {"GET", "POST"}:
-            return None
+    async def _respond(self, request: Request, accept: str) -> Response:
+        if self._wants_ide(request, accept):
+            if self.ide_html is None:
+                raise BadRequest("Not Found", status=404, code="NOT_FOUND")
+            return HTMLResponse(self.ide_html)
+        authenticator: Authenticator = request.app.state.authenticator
+        viewer = await authenticator.authenticate(request.headers.get("authorization"))
         params = await _request_params(request)
-        query = params.get("query")
-        if not isinstance(query, str):
-            return None
-        variables = params.get("variables")
-        operation_name = params.get("operationName")
-        if not isinstance(variables, dict | None) or not isinstance(operation_name, str | None):
-            return None
-        slot = await self.cached.slot(viewer, query, operation_name, variables)
-        request.state.cache_slot = slot
-        body = None if slot is None else self.cached.get(slot)
-        if body is None:
-            return None
+        query, variables, operation_name = _operation(params)
+        media_type = negotiate_media_type(accept)
+        if query is None:
+            if _persisted_query_only(params):
+                return self._result_response(_PERSISTED_QUERY_NOT_SUPPORTED, media_type, {})
+            raise BadRequest("No GraphQL query found in the request")
+
+        headers: dict[str, str] = {}
+        slot: Slot | None = None
+        if self.cached is not None:
+            slot = await self.cached.slot(viewer, query, operation_name, variables)
+            if slot is not None:
+                body = self.cached.get(slot)
+                if body is not None:
+                    return Response(body, media_type=media_type, headers={"x-popmap-cache": "hit"})
+                headers["x-popmap-cache"] = "miss"
+
+        result = await self._execute(request, query, variables, operation_name, viewer)
+        if self.cached is not None and slot is not None and result.data and not result.errors:
+            self.cached.put(slot, result.data)
+        return self._result_response(result, media_type, headers)
+
+    async def _execute(
+        self,
+        request: Request,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        viewer: Viewer,
+    ) -> ExecutionResult:
+        is_get = request.method == "GET"
+        context = Context(request=request, settings=self.settings, viewer=viewer)
+        try:
+            return await self.schema.execute(
+                query,
+                variable_values=variables,
+                context_value=context,
+                operation_name=operation_name,
+                allowed_operation_types=_GET_OPERATIONS if is_get else _POST_OPERATIONS,
+            )
+        except MissingQueryError:
+            raise BadRequest("No GraphQL query found in the request") from None
+        except CannotGetOperationTypeError as exc:
+            raise BadRequest(exc.as_http_error_reason()) from None
+        except InvalidOperationTypeError as exc:
+            # GraphQL over HTTP: an operation the method may not carry is 405, not 400.
+            raise BadRequest(
+                exc.as_http_error_reason(request.method), status=405, code="METHOD_NOT_ALLOWED"
+            ) from None
+
+    @staticmethod
+    def _result_response(
+        result: ExecutionResult, media_type: str, headers: dict[str, str]
+    ) -> Response:
+        payload: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            payload["errors"] = [format_error(error) for error in result.errors]
         return Response(
-            body,
-            media_type=negotiate_media_type(accept),
-            headers={"x-popmap-cache": "hit"},
+            orjson.dumps(payload), headers=headers, media_type=f"{media_type}; charset=utf-8"
         )
 
     @staticmethod
-    def authenticator(request: Request) -> Authenticator:
-        authenticator: Authenticator = request.app.state.authenticator
-        return authenticator
-
-    async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
-        return Context(
-            request=request,
-            response=response,
-            settings=self.settings,
-            viewer=request.state.viewer,
-        )
-
-    def should_render_graphql_ide(self, request: Any) -> bool:
-        # A hash-only persisted-query GET must reach the executor, never the IDE page.
+    def _wants_ide(request: Request, accept: str) -> bool:
+        """A browser opening the endpoint; a hash-only persisted-query GET never is."""
+        params = request.query_params
         return (
-            super().should_render_graphql_ide(request) and "extensions" not in request.query_params
+            request.method == "GET"
+            and "query" not in params
+            and "extensions" not in params
+            and ("text/html" in accept or "*/*" in accept)
         )
-
-    async def execute_single(
-        self,
-        request: Request,
-        request_adapter: AsyncHTTPRequestAdapter,
-        sub_response: Response,
-        context: Context,
-        root_value: None,
-        request_data: GraphQLRequestData,
-    ) -> ExecutionResult:
-        if (
-            request_data.query is None
-            and isinstance(request_data.extensions, dict)
-            and "persistedQuery" in request_data.extensions
-        ):
-            # Apollo's persisted-query link falls back to sending the full query on
-            # exactly this answer; any other error breaks every query of the app.
-            return ExecutionResult(
-                data=None,
-                errors=[
-                    GraphQLError(
-                        "PersistedQueryNotSupported",
-                        extensions={"code": "PERSISTED_QUERY_NOT_SUPPORTED"},
-                    )
-                ],
-            )
-        slot = await self._slot(request, context, request_data)
-        try:
-            result = await super().execute_single(
-                request, request_adapter, sub_response, context, root_value, request_data
-            )
-        except HTTPException as exc:
-            # GraphQL over HTTP: an operation the method may not carry is 405, not 400.
-            if exc.status_code == 400 and "not allowed when using GET" in exc.reason:
-                raise HTTPException(405, exc.reason) from exc
-            raise
-        if self.cached is not None and slot is not None:
-            sub_response.headers["x-popmap-cache"] = "miss"
-            if not result.errors and result.data is not None:
-                self.cached.put(slot, result.data)
-        return result
-
-    async def _slot(
-        self, request: Request, context: Context, request_data: GraphQLRequestData
-    ) -> Slot | None:
-        """The request's place in the response cache; None when it is not to be cached."""
-        if self.cached is None or request_data.query is None:
-            return None
-        # _cached_answer already placed the request when it could read it.
-        known = getattr(request.state, "cache_slot", _UNKNOWN)
-        if known is None or isinstance(known, Slot):
-            return known
-        return await self.cached.slot(
-            context.viewer, request_data.query, request_data.operation_name, request_data.variables
-        )
-
-    async def process_result(
-        self, request: Request, result: ExecutionResult
-    ) -> GraphQLHTTPResponse:
-        data: GraphQLHTTPResponse = {"data": result.data}
-        if result.errors:
-            data["errors"] = [format_error(error) for error in result.errors]
-        if result.extensions:
-            data["extensions"] = result.extensions
-        return data
-
-    async def get_sub_response(self, request: Request) -> Response:  # type: ignore[override]
-        sub_response = await super().get_sub_response(request)
-        sub_response.media_type = negotiate_media_type(request.headers.get("accept", ""))
-        return sub_response
-
-    def create_response(
-        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
-    ) -> Response:
-        response = super().create_response(response_data, sub_response)
-        media_type = sub_response.media_type or "application/json"
-        response.headers["content-type"] = f"{media_type}; charset=utf-8"
-        return response
-
-    def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
