@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from strawberry.types import Info as StrawberryInfo
 
-from popmap_gql.api.loaders import Loaders
 from popmap_gql.auth.viewer import ANONYMOUS_VIEWER, Viewer
 from popmap_gql.config import Settings
+
+if TYPE_CHECKING:  # the loaders build GraphQL types, which need this module's Info
+    from popmap_gql.api.loaders import Loaders
 
 __all__ = ["Context", "Info"]
 
@@ -24,6 +27,8 @@ class Context:
     @cached_property
     def loaders(self) -> Loaders:
         """Built on first use: a request answered from the response cache needs none."""
+        from popmap_gql.api.loaders import Loaders
+
         return Loaders(self.viewer.audience)
 
 

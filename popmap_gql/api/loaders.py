@@ -1,4 +1,10 @@
-"""Per-request DataLoaders, one per relation, named "X by Y"; results align with keys."""
+"""Per-request DataLoaders, one per relation, named "X by Y"; results align with keys.
+
+They hold GraphQL objects built straight from the SQL rows: a map page shows hundreds
+of businesses, and building an ORM model for each on the way costs more than the query.
+Within one batch a row shared by several keys (a category of many businesses) becomes
+one object.
+"""
 
 from __future__ import annotations
 
@@ -8,45 +14,47 @@ from typing import TypeVar
 
 from strawberry.dataloader import DataLoader
 
+from popmap_gql.api.types import Business, Category, Event
 from popmap_gql.db import queries
-from popmap_gql.db.models import Business, Category, Event
-from popmap_gql.db.queries import Audience
+from popmap_gql.db.queries import Audience, Row
 
 __all__ = ["Loaders"]
 
-V = TypeVar("V")
+T = TypeVar("T")
+
+Build = Callable[[Row], T]
+
+
+def _builder(build: Build[T]) -> Callable[[Row], T]:
+    """`build`, once per row mapping (rows shared by several keys are one mapping)."""
+    built: dict[int, T] = {}
+
+    def once(row: Row) -> T:
+        found = built.get(id(row))
+        if found is None:
+            found = built[id(row)] = build(row)
+        return found
+
+    return once
 
 
 def _many(
-    fetch: Callable[[Audience, Sequence[int]], Awaitable[Mapping[int, list[V]]]],
-    audience: Audience,
-) -> DataLoader[int, list[V]]:
-    async def load(keys: list[int]) -> list[list[V]]:
-        found = await fetch(audience, keys)
-        return [found.get(key, []) for key in keys]
+    fetch: Callable[[Sequence[int]], Awaitable[Mapping[int, list[Row]]]], build: Build[T]
+) -> DataLoader[int, list[T]]:
+    async def load(keys: list[int]) -> list[list[T]]:
+        found = await fetch(keys)
+        once = _builder(build)
+        return [[once(row) for row in found.get(key, ())] for key in keys]
 
     return DataLoader(load_fn=load)
 
 
 def _one(
-    fetch: Callable[[Audience, Sequence[int]], Awaitable[Mapping[int, V]]],
-    audience: Audience,
-) -> DataLoader[int, V | None]:
-    async def load(keys: list[int]) -> list[V | None]:
-        found = await fetch(audience, keys)
-        return [found.get(key) for key in keys]
-
-    return DataLoader(load_fn=load)
-
-
-def _unfiltered(
-    fetch: Callable[[Sequence[int]], Awaitable[Mapping[int, list[V]]]],
-) -> DataLoader[int, list[V]]:
-    """A loader of rows that need no visibility filter (categories, the viewer's own)."""
-
-    async def load(keys: list[int]) -> list[list[V]]:
+    fetch: Callable[[Sequence[int]], Awaitable[Mapping[int, Row]]], build: Build[T]
+) -> DataLoader[int, T | None]:
+    async def load(keys: list[int]) -> list[T | None]:
         found = await fetch(keys)
-        return [found.get(key, []) for key in keys]
+        return [None if (row := found.get(key)) is None else build(row) for key in keys]
 
     return DataLoader(load_fn=load)
 
@@ -58,38 +66,48 @@ class Loaders:
     def __init__(self, audience: Audience) -> None:
         self.audience = audience
 
+    def _visible(
+        self, fetch: Callable[[Audience, Sequence[int]], Awaitable[T]]
+    ) -> Callable[[Sequence[int]], Awaitable[T]]:
+        audience = self.audience
+
+        def visible(ids: Sequence[int]) -> Awaitable[T]:
+            return fetch(audience, ids)
+
+        return visible
+
     @cached_property
     def categories_by_business(self) -> DataLoader[int, list[Category]]:
-        return _unfiltered(queries.categories_by_business_ids)
+        return _many(queries.categories_by_business_ids, Category.from_values)
 
     @cached_property
     def businesses_by_owner(self) -> DataLoader[int, list[Business]]:
-        return _unfiltered(queries.businesses_by_owner_ids)
+        return _many(queries.businesses_by_owner_ids, Business.from_values)
 
     @cached_property
     def events_by_creator(self) -> DataLoader[int, list[Event]]:
-        return _unfiltered(queries.events_by_creator_ids)
+        return _many(queries.events_by_creator_ids, Event.from_values)
 
     @cached_property
     def available_events_by_business(self) -> DataLoader[int, list[Event]]:
-        return _unfiltered(queries.available_events_by_business_ids)
+        return _many(queries.available_events_by_business_ids, Event.from_values)
 
     @cached_property
     def business_by_id(self) -> DataLoader[int, Business | None]:
-        return _one(queries.businesses_by_ids, self.audience)
+        return _one(self._visible(queries.businesses_by_ids), Business.from_values)
 
     @cached_property
     def event_by_id(self) -> DataLoader[int, Event | None]:
-        return _one(queries.events_by_ids, self.audience)
+        return _one(self._visible(queries.events_by_ids), Event.from_values)
 
     @cached_property
     def businesses_by_event(self) -> DataLoader[int, list[Business]]:
-        return _many(queries.businesses_by_event_ids, self.audience)
+        return _many(self._visible(queries.businesses_by_event_ids), Business.from_values)
 
     @cached_property
     def events_by_business(self) -> DataLoader[int, list[Event]]:
-        return _many(queries.events_by_business_ids, self.audience)
+        return _many(self._visible(queries.events_by_business_ids), Event.from_values)
 
     @cached_property
     def hosted_events_by_business(self) -> DataLoader[int, list[Event]]:
-        return _many(queries.hosted_events_by_business_ids, self.audience)
+        return _many(self._visible(queries.hosted_events_by_business_ids), Event.from_values)

@@ -4,14 +4,15 @@ graphql-core runs an async resolver as a coroutine (often a task) per object, wh
 more than the SQL for a page of events. The root resolvers therefore load every relation
 the query selects, one batched statement per relation and level, through the same
 DataLoaders; the relation resolvers then find their values ready and answer
-synchronously (see `ready`). Anything not prefetched still loads lazily, just slower.
+synchronously (see `dataloading.ready`). Anything not prefetched still loads lazily,
+just slower.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
-from typing import Any, TypeVar, cast
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from graphql import (
     FieldNode,
@@ -23,24 +24,18 @@ from graphql import (
 from strawberry.dataloader import DataLoader
 
 from popmap_gql.api.loaders import Loaders
+from popmap_gql.api.types import Business, Category, Event
 from popmap_gql.db import queries
-from popmap_gql.db.models import Business, Event
 
 __all__ = [
-    "Missing",
     "Selections",
     "lookup_business",
-    "peek",
     "prefetch_businesses",
     "prefetch_events",
-    "ready",
     "selected",
 ]
 
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-R = TypeVar("R")
-ModelT = TypeVar("ModelT", Business, Event)
+ObjectT = TypeVar("ObjectT", Business, Event)
 
 
 class Selections(dict[str, "Selections"]):
@@ -89,42 +84,6 @@ def selected(info: Any, *path: str) -> Selections:
     return current
 
 
-class Missing:
-    """What `peek` returns when the loader does not hold the value yet."""
-
-
-_MISSING = Missing()
-
-
-def peek(loader: DataLoader[K, V], key: K) -> V | Missing:
-    """The loader's value for `key` if it already holds one, else a Missing."""
-    future = loader.cache_map.get(key)
-    if (
-        future is not None
-        and future.done()
-        and not future.cancelled()
-        and future.exception() is None
-    ):
-        return future.result()
-    return _MISSING
-
-
-def ready(loader: DataLoader[K, V], key: K, convert: Callable[[V], R]) -> R:
-    """`convert(value)` now if the loader already holds the value, else an awaitable of it.
-
-    graphql-core awaits an awaitable returned by a sync resolver, so resolvers using this
-    stay correct when nothing was prefetched; the annotation states the resolved type.
-    """
-    value = peek(loader, key)
-    if not isinstance(value, Missing):
-        return convert(value)
-
-    async def later() -> R:
-        return convert(await loader.load(key))
-
-    return cast(R, later())
-
-
 async def _gather(*steps: Awaitable[None]) -> None:
     """Run the steps concurrently; a single step is awaited as is (no task for it)."""
     if len(steps) == 1:
@@ -145,7 +104,7 @@ async def prefetch_events(loaders: Loaders, rows: list[Event], selections: Selec
 
 
 async def _event_businesses(loaders: Loaders, rows: list[Event], selections: Selections) -> None:
-    per_event = await loaders.businesses_by_event.load_many([row.id for row in rows])
+    per_event = await loaders.businesses_by_event.load_many([row.pk for row in rows])
     businesses = _distinct(business for group in per_event for business in group)
     nested = Selections(selections.under("businesses"))
     if "categories" in selections:
@@ -162,7 +121,7 @@ async def _event_hosts(loaders: Loaders, rows: list[Event], selections: Selectio
 async def prefetch_businesses(
     loaders: Loaders, rows: list[Business], selections: Selections
 ) -> None:
-    ids = [row.id for row in rows]
+    ids = [row.pk for row in rows]
     if not ids:
         return
     steps: list[Awaitable[None]] = []
@@ -187,21 +146,25 @@ async def lookup_business(loaders: Loaders, pk: int, selections: Selections) -> 
         events="events" in selections,
         hosted_events="hostedEvents" in selections,
     )
-    loaders.business_by_id.prime(pk, found.business)
-    if found.business is None:
+    business = None if found.business is None else Business.from_values(found.business)
+    loaders.business_by_id.prime(pk, business)
+    if business is None:
         return None
     if found.categories is not None:
-        loaders.categories_by_business.prime(pk, found.categories)
+        loaders.categories_by_business.prime(
+            pk, [Category.from_values(row) for row in found.categories]
+        )
     steps: list[Awaitable[None]] = []
-    for field, loader, events in (
+    for field, loader, rows in (
         ("events", loaders.events_by_business, found.events),
         ("hostedEvents", loaders.hosted_events_by_business, found.hosted_events),
     ):
-        if events is not None:
+        if rows is not None:
+            events = [Event.from_values(row) for row in rows]
             loader.prime(pk, events)
             steps.append(prefetch_events(loaders, events, selections[field]))
     await _gather(*steps)
-    return found.business
+    return business
 
 
 async def _load(loader: DataLoader[int, Any], ids: list[int]) -> None:
@@ -219,5 +182,5 @@ async def _business_events(
     await prefetch_events(loaders, events, selections)
 
 
-def _distinct(rows: Iterable[ModelT]) -> list[ModelT]:
-    return list({row.id: row for row in rows}.values())
+def _distinct(rows: Iterable[ObjectT]) -> list[ObjectT]:
+    return list({row.pk: row for row in rows}.values())

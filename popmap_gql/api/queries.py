@@ -164,15 +164,12 @@ def _bbox(box: BoundingBox | None) -> queries.BoundingBox | None:
 def _connection(
     page: queries.Page[RowT],
     order: queries.BusinessOrder | queries.EventOrder,
-    to_node: Any,
+    nodes: list[NodeT],
     count: Any,
-) -> Connection[Any]:
+) -> Connection[NodeT]:
     edges = [
-        Edge(
-            cursor=encode_cursor(order.name, queries.sort_value(row, order), row.pk),
-            node=to_node(row),
-        )
-        for row in page.items
+        Edge(cursor=encode_cursor(order.name, queries.sort_value(row, order), row.pk), node=node)
+        for row, node in zip(page.items, nodes, strict=True)
     ]
     return Connection(
         edges=edges,
@@ -255,7 +252,7 @@ class Query:
 
     @strawberry.field(description="All categories, by name.")
     async def categories(self) -> list[Category]:
-        return [Category.from_row(row) for row in await queries.list_categories()]
+        return [Category.from_values(row) for row in await queries.list_categories()]
 
     @strawberry.field(description="Businesses the viewer can see, a page at a time.")
     async def businesses(
@@ -277,18 +274,17 @@ class Query:
         )
         audience = info.context.viewer.audience
         page = await queries.businesses_page(audience, criteria, order, size, _after(order, after))
-        await prefetch_businesses(info.context.loaders, page.items, selected(info, "edges", "node"))
-        return _connection(
-            page, order, Business.from_row, lambda: queries.count_businesses(audience, criteria)
-        )
+        nodes = [Business.from_row(row) for row in page.items]
+        await prefetch_businesses(info.context.loaders, nodes, selected(info, "edges", "node"))
+        return _connection(page, order, nodes, lambda: queries.count_businesses(audience, criteria))
 
     @strawberry.field(description="One business, if the viewer can see it.")
     async def business(self, info: Info, id: strawberry.ID) -> Business | None:
         pk = decode_id("Business", id)
-        row = await lookup_business(info.context.loaders, pk, selected(info))
-        if row is None:
+        business = await lookup_business(info.context.loaders, pk, selected(info))
+        if business is None:
             raise NotFound("no such business")
-        return Business.from_row(row)
+        return business
 
     @strawberry.field(description="Events the viewer can see, a page at a time.")
     async def events(
@@ -323,15 +319,14 @@ class Query:
         )
         audience = viewer.audience
         page = await queries.events_page(audience, criteria, order, size, _after(order, after))
-        await prefetch_events(info.context.loaders, page.items, selected(info, "edges", "node"))
-        return _connection(
-            page, order, Event.from_row, lambda: queries.count_events(audience, criteria)
-        )
+        nodes = [Event.from_row(row) for row in page.items]
+        await prefetch_events(info.context.loaders, nodes, selected(info, "edges", "node"))
+        return _connection(page, order, nodes, lambda: queries.count_events(audience, criteria))
 
     @strawberry.field(description="One event, if the viewer can see it.")
     async def event(self, info: Info, id: strawberry.ID) -> Event | None:
-        row = await info.context.loaders.event_by_id.load(decode_id("Event", id))
-        if row is None:
+        event = await info.context.loaders.event_by_id.load(decode_id("Event", id))
+        if event is None:
             raise NotFound("no such event")
-        await prefetch_events(info.context.loaders, [row], selected(info))
-        return Event.from_row(row)
+        await prefetch_events(info.context.loaders, [event], selected(info))
+        return event

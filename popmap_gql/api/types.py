@@ -1,20 +1,23 @@
-"""GraphQL object types, built from the Tortoise rows they show."""
+"""GraphQL object types, built from the rows they show: ORM models (lists, mutations) or
+the mappings of the SQL relation loaders, both read by column name."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar, cast
 
 import strawberry
 from tortoise.models import Model
 
 from popmap_gql.api.context import Info
+from popmap_gql.api.dataloading import Missing, peek, ready
 from popmap_gql.api.ids import encode_id
-from popmap_gql.api.loaders import Loaders
-from popmap_gql.api.prefetch import Missing, peek, ready
 from popmap_gql.db import models
 from popmap_gql.errors import Forbidden, Unauthenticated
+
+if TYPE_CHECKING:
+    from popmap_gql.api.loaders import Loaders
 
 __all__ = [
     "AuthConfig",
@@ -32,23 +35,17 @@ __all__ = [
 EventStatus = strawberry.enum(models.EventStatus, name="EventStatus")
 
 NodeT = TypeVar("NodeT")
+T = TypeVar("T")
 
 
-RowT = TypeVar("RowT", bound=Model)
-ViewT = TypeVar("ViewT")
+def _columns(row: Model) -> Mapping[str, Any]:
+    """A model's column values by column name (foreign keys as `<name>_id`), the shape of
+    a SQL row."""
+    return row.__dict__
 
 
-def _remembered(row: RowT, build: Callable[[RowT], ViewT]) -> ViewT:
-    """The GraphQL object of a row, built once per row instance.
-
-    Loaders share one instance per row within a request (a category of many businesses),
-    so its GraphQL object is built once too. Rows are never changed after they are shown.
-    """
-    view: ViewT | None = row.__dict__.get("_graphql_view")
-    if view is None:
-        view = build(row)
-        object.__setattr__(row, "_graphql_view", view)  # Model.__setattr__ would check fields
-    return view
+def _as_is(value: T) -> T:
+    return value
 
 
 def _or_none(value: str) -> str | None:
@@ -65,12 +62,13 @@ class Category:
 
     @classmethod
     def from_row(cls, row: models.Category) -> Category:
-        return _remembered(row, cls._build)
+        return cls.from_values(_columns(row))
 
     @classmethod
-    def _build(cls, row: models.Category) -> Category:
+    def from_values(cls, row: Mapping[str, Any]) -> Category:
+        pk = row["id"]
         return cls(
-            id=strawberry.ID(encode_id("Category", row.id)), pk=row.id, name=row.name, slug=row.slug
+            id=strawberry.ID(encode_id("Category", pk)), pk=pk, name=row["name"], slug=row["slug"]
         )
 
 
@@ -97,7 +95,7 @@ class Business:
 
     @strawberry.field
     def categories(self, info: Info) -> list[Category]:
-        return ready(info.context.loaders.categories_by_business, self.pk, _categories)
+        return ready(info.context.loaders.categories_by_business, self.pk, _as_is)
 
     @strawberry.field(description="Approved events this business takes part in, soonest first.")
     def events(
@@ -107,17 +105,17 @@ class Business:
             bool, strawberry.argument(description="Only events that have not ended yet.")
         ] = False,
     ) -> list[Event]:
-        def convert(rows: list[models.Event]) -> list[Event]:
+        def convert(events: list[Event]) -> list[Event]:
             if upcoming:
                 now = datetime.now(UTC)
-                rows = [row for row in rows if row.ends_at >= now]
-            return [Event.from_row(row) for row in rows]
+                return [event for event in events if event.ends_at >= now]
+            return events
 
         return ready(info.context.loaders.events_by_business, self.pk, convert)
 
     @strawberry.field(description="Events this business hosts, soonest first.")
     def hosted_events(self, info: Info) -> list[Event]:
-        return ready(info.context.loaders.hosted_events_by_business, self.pk, _events)
+        return ready(info.context.loaders.hosted_events_by_business, self.pk, _as_is)
 
     @strawberry.field(
         description="True when the signed-in viewer owns this business. Use this, not a"
@@ -137,31 +135,31 @@ class Business:
             raise Unauthenticated("sign in to see the events your business can join")
         if not viewer.is_staff and viewer.user_id != self.owner_id:
             raise Forbidden("only the business's owner or staff may see this")
-        rows = await info.context.loaders.available_events_by_business.load(self.pk)
-        return [Event.from_row(row) for row in rows]
+        return await info.context.loaders.available_events_by_business.load(self.pk)
 
     @classmethod
     def from_row(cls, row: models.Business) -> Business:
-        return _remembered(row, cls._build)
+        return cls.from_values(_columns(row))
 
     @classmethod
-    def _build(cls, row: models.Business) -> Business:
+    def from_values(cls, row: Mapping[str, Any]) -> Business:
+        pk = row["id"]
         return cls(
-            id=strawberry.ID(encode_id("Business", row.id)),
-            pk=row.id,
-            owner_id=row.owner_id,
-            name=row.name,
-            description=row.description,
-            contact_email=_or_none(row.contact_email),
-            contact_phone=_or_none(row.contact_phone),
-            website=_or_none(row.website),
-            instagram_url=_or_none(row.instagram_url),
-            tiktok_url=_or_none(row.tiktok_url),
-            available_for_hire=row.available_for_hire,
-            logo_url=_or_none(row.logo_url),
-            is_verified=row.is_verified,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
+            id=strawberry.ID(encode_id("Business", pk)),
+            pk=pk,
+            owner_id=row["owner_id"],
+            name=row["name"],
+            description=row["description"],
+            contact_email=_or_none(row["contact_email"]),
+            contact_phone=_or_none(row["contact_phone"]),
+            website=_or_none(row["website"]),
+            instagram_url=_or_none(row["instagram_url"]),
+            tiktok_url=_or_none(row["tiktok_url"]),
+            available_for_hire=row["available_for_hire"],
+            logo_url=_or_none(row["logo_url"]),
+            is_verified=row["is_verified"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
         )
 
 
@@ -192,23 +190,23 @@ class Event:
     def host_business(self, info: Info) -> Business | None:
         if self.host_business_id is None:
             return None
-        return ready(info.context.loaders.business_by_id, self.host_business_id, _business)
+        return ready(info.context.loaders.business_by_id, self.host_business_id, _as_is)
 
     @strawberry.field(description="Businesses taking part, in the order they joined.")
     def businesses(self, info: Info) -> list[Business]:
-        return ready(info.context.loaders.businesses_by_event, self.pk, _businesses)
+        return ready(info.context.loaders.businesses_by_event, self.pk, _as_is)
 
     @strawberry.field(description="The distinct categories of the businesses taking part.")
     def categories(self, info: Info) -> list[Category]:
         loaders = info.context.loaders
         businesses = peek(loaders.businesses_by_event, self.pk)
         if not isinstance(businesses, Missing):
-            known: list[list[models.Category]] = []
+            known: list[list[Category]] = []
             for business in businesses:
-                rows = peek(loaders.categories_by_business, business.id)
-                if isinstance(rows, Missing):
+                categories = peek(loaders.categories_by_business, business.pk)
+                if isinstance(categories, Missing):
                     break
-                known.append(rows)
+                known.append(categories)
             else:
                 return _distinct_categories(known)
         # graphql-core awaits what a sync resolver returns when it is awaitable
@@ -216,54 +214,39 @@ class Event:
 
     async def _load_categories(self, loaders: Loaders) -> list[Category]:
         businesses = await loaders.businesses_by_event.load(self.pk)
-        per_business = await loaders.categories_by_business.load_many([b.id for b in businesses])
+        per_business = await loaders.categories_by_business.load_many([b.pk for b in businesses])
         return _distinct_categories(per_business)
 
     @classmethod
     def from_row(cls, row: models.Event) -> Event:
-        return _remembered(row, cls._build)
+        return cls.from_values(_columns(row))
 
     @classmethod
-    def _build(cls, row: models.Event) -> Event:
+    def from_values(cls, row: Mapping[str, Any]) -> Event:
+        pk = row["id"]
         return cls(
-            id=strawberry.ID(encode_id("Event", row.id)),
-            pk=row.id,
-            host_business_id=row.host_business_id,
-            created_by_id=row.created_by_id,
-            title=row.title,
-            description=row.description,
-            location_name=_or_none(row.location_name),
-            address=_or_none(row.address),
-            latitude=row.latitude,
-            longitude=row.longitude,
-            starts_at=row.starts_at,
-            ends_at=row.ends_at,
-            image_url=_or_none(row.image_url),
-            status=row.status,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
+            id=strawberry.ID(encode_id("Event", pk)),
+            pk=pk,
+            host_business_id=row["host_business_id"],
+            created_by_id=row["created_by_id"],
+            title=row["title"],
+            description=row["description"],
+            location_name=_or_none(row["location_name"]),
+            address=_or_none(row["address"]),
+            latitude=row["latitude"],
+            longitude=row["longitude"],
+            starts_at=row["starts_at"],
+            ends_at=row["ends_at"],
+            image_url=_or_none(row["image_url"]),
+            status=models.EventStatus(row["status"]),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
         )
 
 
-def _categories(rows: list[models.Category]) -> list[Category]:
-    return [Category.from_row(row) for row in rows]
-
-
-def _distinct_categories(per_business: Iterable[list[models.Category]]) -> list[Category]:
-    distinct = {row.id: row for rows in per_business for row in rows}
-    return _categories(sorted(distinct.values(), key=lambda row: (row.name, row.id)))
-
-
-def _business(row: models.Business | None) -> Business | None:
-    return None if row is None else Business.from_row(row)
-
-
-def _businesses(rows: list[models.Business]) -> list[Business]:
-    return [Business.from_row(row) for row in rows]
-
-
-def _events(rows: list[models.Event]) -> list[Event]:
-    return [Event.from_row(row) for row in rows]
+def _distinct_categories(per_business: Iterable[list[Category]]) -> list[Category]:
+    distinct = {category.pk: category for categories in per_business for category in categories}
+    return sorted(distinct.values(), key=lambda category: (category.name, category.pk))
 
 
 @strawberry.type
@@ -307,13 +290,11 @@ class Viewer:
 
     @strawberry.field(description="Businesses the viewer owns, verified or not.")
     async def businesses(self, info: Info) -> list[Business]:
-        rows = await info.context.loaders.businesses_by_owner.load(self.pk)
-        return [Business.from_row(row) for row in rows]
+        return await info.context.loaders.businesses_by_owner.load(self.pk)
 
     @strawberry.field(description="Events the viewer submitted, in any status, newest first.")
     async def submitted_events(self, info: Info) -> list[Event]:
-        rows = await info.context.loaders.events_by_creator.load(self.pk)
-        return [Event.from_row(row) for row in rows]
+        return await info.context.loaders.events_by_creator.load(self.pk)
 
 
 @strawberry.type(description="What a client needs for Amplify.configure and the hosted UI.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -14,7 +14,7 @@ from tortoise.expressions import Q, Subquery
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
-from popmap_gql.db.models import Business, Category, Event, EventStatus, Participation
+from popmap_gql.db.models import Business, Event, EventStatus, Participation
 
 __all__ = [
     "ANONYMOUS",
@@ -27,6 +27,7 @@ __all__ = [
     "EventFilter",
     "EventOrder",
     "Page",
+    "Row",
     "available_events_by_business_ids",
     "business_visibility",
     "business_with_relations",
@@ -108,20 +109,20 @@ async def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _group(rows: list[dict[str, Any]], key: str, model: type[ModelT]) -> dict[int, list[ModelT]]:
-    """Rows with a leading `key` column, as model instances grouped by that column.
+Row = Mapping[str, Any]
 
-    A row that appears under several keys (a category of many businesses) becomes one
-    instance, shared: read paths never change the instances they get.
+
+def _group(rows: list[dict[str, Any]], key: str) -> dict[int, list[Row]]:
+    """Rows with a leading `key` column, grouped by that column (which is removed).
+
+    A row that appears under several keys (a category of many businesses) is one shared
+    mapping, so whoever builds objects from these rows can build one per row.
     """
-    result: dict[int, list[ModelT]] = defaultdict(list)
-    instances: dict[int, ModelT] = {}
+    result: dict[int, list[Row]] = defaultdict(list)
+    shared: dict[int, Row] = {}
     for row in rows:
         owner = row.pop(key)
-        instance = instances.get(row["id"])
-        if instance is None:
-            instance = instances[row["id"]] = model._init_from_db(**row)
-        result[owner].append(instance)
+        result[owner].append(shared.setdefault(row["id"], row))
     return result
 
 
@@ -181,12 +182,11 @@ def sort_value(row: Model, order: BusinessOrder | EventOrder) -> Any:
 CATEGORY_ORDER = 'c.name COLLATE "C", c.id'
 
 
-async def list_categories() -> list[Category]:
-    rows = await _rows(f"SELECT c.* FROM category c ORDER BY {CATEGORY_ORDER}", [])
-    return [Category._init_from_db(**row) for row in rows]
+async def list_categories() -> Sequence[Row]:
+    return await _rows(f"SELECT c.* FROM category c ORDER BY {CATEGORY_ORDER}", [])
 
 
-async def categories_by_business_ids(ids: Sequence[int]) -> dict[int, list[Category]]:
+async def categories_by_business_ids(ids: Sequence[int]) -> dict[int, list[Row]]:
     """Categories of each business, by name; one statement for any number of businesses."""
     rows = await _rows(
         "SELECT bc.business_id AS for_business, c.*"
@@ -194,7 +194,7 @@ async def categories_by_business_ids(ids: Sequence[int]) -> dict[int, list[Categ
         f" WHERE bc.business_id = ANY($1::bigint[]) ORDER BY {CATEGORY_ORDER}",
         [list(ids)],
     )
-    return _group(rows, "for_business", Category)
+    return _group(rows, "for_business")
 
 
 # --- businesses -----------------------------------------------------------------------
@@ -235,21 +235,21 @@ async def count_businesses(audience: Audience, flt: BusinessFilter) -> int:
     return await _business_queryset(audience, flt).count()
 
 
-async def businesses_by_ids(audience: Audience, ids: Sequence[int]) -> dict[int, Business]:
+async def businesses_by_ids(audience: Audience, ids: Sequence[int]) -> dict[int, Row]:
     params: list[Any] = [list(ids)]
     visible = _visible_sql(audience, "b", "business", params)
     rows = await _rows(f"SELECT * FROM business b WHERE b.id = ANY($1) AND {visible}", params)
-    return {row["id"]: Business._init_from_db(**row) for row in rows}
+    return {row["id"]: row for row in rows}
 
 
 @dataclass(frozen=True, slots=True)
 class BusinessLookup:
     """One business with the relations asked for (None: not asked)."""
 
-    business: Business | None
-    categories: list[Category] | None = None
-    events: list[Event] | None = None
-    hosted_events: list[Event] | None = None
+    business: Row | None
+    categories: Sequence[Row] | None = None
+    events: Sequence[Row] | None = None
+    hosted_events: Sequence[Row] | None = None
 
 
 async def business_with_relations(
@@ -261,8 +261,9 @@ async def business_with_relations(
     hosted_events: bool = False,
 ) -> BusinessLookup:
     """A business and the relations asked for, in one statement (a lookup is one round
-    trip, not one per relation). Relations come as arrays of table rows, in the same
-    order and under the same visibility as the relation loaders above."""
+    trip, not one per relation). Relations come as arrays of table rows (asyncpg records,
+    read by column name), in the same order and under the same visibility as the relation
+    loaders."""
     params: list[Any] = [pk]
     columns = ["b.*"]
     if categories:
@@ -291,23 +292,14 @@ async def business_with_relations(
         return BusinessLookup(None)
     row = rows[0]
     return BusinessLookup(
-        Business._init_from_db(
-            **{key: value for key, value in row.items() if not key.startswith("relation_")}
-        ),
-        categories=_models(row, "relation_categories", Category) if categories else None,
-        events=_models(row, "relation_events", Event) if events else None,
-        hosted_events=_models(row, "relation_hosted_events", Event) if hosted_events else None,
+        {key: value for key, value in row.items() if not key.startswith("relation_")},
+        categories=row["relation_categories"] if categories else None,
+        events=row["relation_events"] if events else None,
+        hosted_events=row["relation_hosted_events"] if hosted_events else None,
     )
 
 
-def _models(row: dict[str, Any], column: str, model: type[ModelT]) -> list[ModelT]:
-    """An array-of-rows column as model instances."""
-    return [model._init_from_db(**item) for item in row[column]]
-
-
-async def businesses_by_event_ids(
-    audience: Audience, ids: Sequence[int]
-) -> dict[int, list[Business]]:
+async def businesses_by_event_ids(audience: Audience, ids: Sequence[int]) -> dict[int, list[Row]]:
     """Visible businesses taking part in each event, in the order they joined."""
     params: list[Any] = [list(ids)]
     visible = _visible_sql(audience, "b", "business", params)
@@ -317,7 +309,7 @@ async def businesses_by_event_ids(
         f" WHERE p.event_id = ANY($1) AND {visible} ORDER BY p.joined_at, p.id",
         params,
     )
-    return _group(rows, "for_event", Business)
+    return _group(rows, "for_event")
 
 
 # --- events ---------------------------------------------------------------------------
@@ -384,14 +376,14 @@ async def count_events(audience: Audience, flt: EventFilter) -> int:
     return await _event_queryset(audience, flt).count()
 
 
-async def events_by_ids(audience: Audience, ids: Sequence[int]) -> dict[int, Event]:
+async def events_by_ids(audience: Audience, ids: Sequence[int]) -> dict[int, Row]:
     params: list[Any] = [list(ids)]
     visible = _visible_sql(audience, "e", "event", params)
     rows = await _rows(f"SELECT * FROM event e WHERE e.id = ANY($1) AND {visible}", params)
-    return {row["id"]: Event._init_from_db(**row) for row in rows}
+    return {row["id"]: row for row in rows}
 
 
-async def events_by_business_ids(audience: Audience, ids: Sequence[int]) -> dict[int, list[Event]]:
+async def events_by_business_ids(audience: Audience, ids: Sequence[int]) -> dict[int, list[Row]]:
     """Visible events each business takes part in, soonest first."""
     params: list[Any] = [list(ids)]
     visible = _visible_sql(audience, "e", "event", params)
@@ -401,12 +393,12 @@ async def events_by_business_ids(audience: Audience, ids: Sequence[int]) -> dict
         f" WHERE p.business_id = ANY($1) AND {visible} ORDER BY e.starts_at, e.id",
         params,
     )
-    return _group(rows, "for_business", Event)
+    return _group(rows, "for_business")
 
 
 async def hosted_events_by_business_ids(
     audience: Audience, ids: Sequence[int]
-) -> dict[int, list[Event]]:
+) -> dict[int, list[Row]]:
     params: list[Any] = [list(ids)]
     visible = _visible_sql(audience, "e", "event", params)
     rows = await _rows(
@@ -414,35 +406,35 @@ async def hosted_events_by_business_ids(
         f" WHERE e.host_business_id = ANY($1) AND {visible} ORDER BY e.starts_at, e.id",
         params,
     )
-    return _group(rows, "for_business", Event)
+    return _group(rows, "for_business")
 
 
-async def businesses_by_owner_ids(ids: Sequence[int]) -> dict[int, list[Business]]:
+async def businesses_by_owner_ids(ids: Sequence[int]) -> dict[int, list[Row]]:
     """Every business each user owns, verified or not (only ever asked for the viewer)."""
-    rows = await Business.filter(owner_id__in=list(ids)).order_by("name", "id")
-    result: dict[int, list[Business]] = defaultdict(list)
-    for row in rows:
-        assert row.owner_id is not None
-        result[row.owner_id].append(row)
-    return result
+    rows = await _rows(
+        "SELECT b.owner_id AS for_owner, b.* FROM business b"
+        " WHERE b.owner_id = ANY($1::bigint[]) ORDER BY b.name, b.id",
+        [list(ids)],
+    )
+    return _group(rows, "for_owner")
 
 
-async def events_by_creator_ids(ids: Sequence[int]) -> dict[int, list[Event]]:
+async def events_by_creator_ids(ids: Sequence[int]) -> dict[int, list[Row]]:
     """Every event each user submitted, in any status, newest first."""
-    rows = await Event.filter(created_by_id__in=list(ids)).order_by("-created_at", "-id")
-    result: dict[int, list[Event]] = defaultdict(list)
-    for row in rows:
-        assert row.created_by_id is not None
-        result[row.created_by_id].append(row)
-    return result
+    rows = await _rows(
+        "SELECT e.created_by_id AS for_creator, e.* FROM event e"
+        " WHERE e.created_by_id = ANY($1::bigint[]) ORDER BY e.created_at DESC, e.id DESC",
+        [list(ids)],
+    )
+    return _group(rows, "for_creator")
 
 
 AVAILABLE_EVENTS_LIMIT = 100
 
 
-async def available_events_by_business_ids(ids: Sequence[int]) -> dict[int, list[Event]]:
+async def available_events_by_business_ids(ids: Sequence[int]) -> dict[int, list[Row]]:
     """Approved events not yet ended that each business has not joined, soonest first."""
-    rows = await connections.get("default").execute_query_dict(
+    rows = await _rows(
         "SELECT b.id AS for_business, e.* FROM unnest($1::bigint[]) AS b(id)"
         " CROSS JOIN LATERAL (SELECT * FROM event e"
         "   WHERE e.status = 'APPROVED' AND e.ends_at >= now()"
@@ -451,11 +443,7 @@ async def available_events_by_business_ids(ids: Sequence[int]) -> dict[int, list
         "   ORDER BY e.starts_at, e.id LIMIT $2) e",
         [list(ids), AVAILABLE_EVENTS_LIMIT],
     )
-    result: dict[int, list[Event]] = defaultdict(list)
-    for row in rows:
-        business_id = row.pop("for_business")
-        result[business_id].append(Event._init_from_db(**row))
-    return result
+    return _group(rows, "for_business")
 
 
 async def data_version() -> int:
