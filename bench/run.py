@@ -507,22 +507,37 @@ def load_all(
     cancelled: threading.Event,
 ) -> None:
     """Runs in a worker thread; returns early once `cancelled` is set."""
-    for scenario in scenarios:
-        for key in SERVER_ORDER:  # warm-up, not counted
-            if cancelled.is_set():
-                return
-            run_wrk(servers[key], scenario, 1, token)
-        for round_number in range(1, rounds + 1):
-            for key in SERVER_ORDER:
+    for group in _groups(scenarios):
+        for scenario in group:
+            for key in SERVER_ORDER:  # warm-up, not counted
                 if cancelled.is_set():
                     return
-                run = run_wrk(servers[key], scenario, seconds, token)
-                results[scenario.key][key].runs.append(run)
-                log(
-                    f"load: {scenario.key:<8} round {round_number}/{rounds} {key:<8}"
-                    f" {run.requests_per_second:8.1f} req/s  p50 {run.p50_ms:6.2f} ms"
-                    f"  p99 {run.p99_ms:6.2f} ms  errors {run.errors}"
-                )
+                run_wrk(servers[key], scenario, 1, token)
+        for round_number in range(1, rounds + 1):
+            for scenario in group:
+                for key in SERVER_ORDER:
+                    if cancelled.is_set():
+                        return
+                    run = run_wrk(servers[key], scenario, seconds, token)
+                    results[scenario.key][key].runs.append(run)
+                    log(
+                        f"load: {scenario.key:<8} round {round_number}/{rounds} {key:<8}"
+                        f" {run.requests_per_second:8.1f} req/s  p50 {run.p50_ms:6.2f} ms"
+                        f"  p99 {run.p99_ms:6.2f} ms  errors {run.errors}"
+                    )
+
+
+def _groups(scenarios: list[Scenario]) -> list[list[Scenario]]:
+    """Consecutive scenarios sending the same bodies (Q2 anonymous and with a token) share
+    their rounds, so that auth_overhead compares runs made seconds apart, not minutes
+    apart on a machine whose speed drifts."""
+    groups: list[list[Scenario]] = []
+    for scenario in scenarios:
+        if groups and groups[-1][0].bodies == scenario.bodies:
+            groups[-1].append(scenario)
+        else:
+            groups.append([scenario])
+    return groups
 
 
 # --- report -----------------------------------------------------------------------------
