@@ -5,7 +5,9 @@ an id). graphql-core resolves each through Strawberry's resolver wrapper, a reso
 object and the completion machinery, about ten times the cost of reading the attribute.
 For fields that Strawberry would resolve by plain attribute access — no resolver, no
 arguments, no extensions or permissions — this context reads the attribute and coerces
-it with the field's own scalar or enum type. Anything else, and any value that does not
+it with the field's own scalar or enum type. An object whose selected fields are all
+plain (a category's id, name and slug, hundreds of them on a map page) is built in one
+step, without a path or a call per field. Anything else, and any value that does not
 coerce cleanly (so that errors read exactly as graphql-core words them), takes the
 normal path.
 """
@@ -64,6 +66,24 @@ def plain_scalar_fields(schema: GraphQLSchema) -> PlainFields:
     return found
 
 
+# (response name, how to read it) for each field of an all-plain selection
+PlainSelection = tuple[tuple[str, PlainField], ...]
+
+
+def _coerced(plain: PlainField, source: Any) -> Any:
+    """The field's output value, or _MISSING when only the normal path can tell."""
+    value = getattr(source, plain.attribute, _MISSING)
+    if value is None and plain.nullable:
+        return None
+    if value is None or value is _MISSING:
+        return _MISSING
+    try:
+        coerced = plain.leaf_type.coerce_output_value(value)
+    except Exception:  # the normal path reports it properly
+        return _MISSING
+    return _MISSING if coerced is Undefined or coerced is None else coerced
+
+
 class PopmapExecutionContext(StrawberryGraphQLCoreExecutionContext):
     plain_fields: ClassVar[PlainFields] = {}
 
@@ -72,6 +92,51 @@ class PopmapExecutionContext(StrawberryGraphQLCoreExecutionContext):
         # Strawberry always passes a manager; it wraps nothing unless an extension resolves.
         manager = self.middleware_manager
         self._has_middleware = manager is not None and bool(manager.middlewares)
+        # per grouped field set (memoized by graphql-core for the whole execution, and
+        # kept alive here so that its id is not reused): its plain reading, or None
+        self._plain_selections: dict[tuple[str, int], tuple[Any, PlainSelection | None]] = {}
+
+    def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: Any,
+        position_context: Any,
+    ) -> Any:
+        if not self._has_middleware:
+            selection = self._plain_selection(parent_type, grouped_field_set)
+            if selection is not None:
+                results: dict[str, Any] = {}
+                for response_name, plain in selection:
+                    value = _coerced(plain, source_value)
+                    if value is _MISSING:
+                        break
+                    results[response_name] = value
+                else:
+                    return results
+        return super().execute_fields(
+            parent_type, source_value, path, grouped_field_set, position_context
+        )
+
+    def _plain_selection(
+        self, parent_type: GraphQLObjectType, grouped_field_set: Any
+    ) -> PlainSelection | None:
+        key = (parent_type.name, id(grouped_field_set))
+        known = self._plain_selections.get(key)
+        if known is not None:
+            return known[1]
+        fields: list[tuple[str, PlainField]] = []
+        for response_name, field_details_list in grouped_field_set.items():
+            node = field_details_list[0].node
+            plain = self.plain_fields.get((parent_type.name, node.name.value))
+            if plain is None or node.arguments:
+                self._plain_selections[key] = (grouped_field_set, None)
+                return None
+            fields.append((response_name, plain))
+        selection = tuple(fields)
+        self._plain_selections[key] = (grouped_field_set, selection)
+        return selection
 
     def execute_field(
         self,
@@ -84,16 +149,9 @@ class PopmapExecutionContext(StrawberryGraphQLCoreExecutionContext):
         node = field_details_list[0].node
         plain = self.plain_fields.get((parent_type.name, node.name.value))
         if plain is not None and not node.arguments and not self._has_middleware:
-            value = getattr(source, plain.attribute, _MISSING)
-            if value is None and plain.nullable:
-                return None
-            if value is not None and value is not _MISSING:
-                try:
-                    coerced = plain.leaf_type.coerce_output_value(value)
-                except Exception:  # the normal path reports it properly
-                    coerced = Undefined
-                if coerced is not Undefined and coerced is not None:
-                    return coerced
+            value = _coerced(plain, source)
+            if value is not _MISSING:
+                return value
         return super().execute_field(
             parent_type, source, field_details_list, path, position_context
         )
