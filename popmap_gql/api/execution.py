@@ -7,13 +7,15 @@ For fields that Strawberry would resolve by plain attribute access — no resolv
 arguments, no extensions or permissions — this context reads the attribute and coerces
 it with the field's own scalar or enum type. An object whose selected fields are all
 plain (a category's id, name and slug, hundreds of them on a map page) is built in one
-step, without a path or a call per field. Anything else, and any value that does not
+step, without a path or a call per field, and so is a whole list of such objects.
+Anything else, and any value that does not
 coerce cleanly (so that errors read exactly as graphql-core words them), takes the
 normal path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -22,6 +24,8 @@ from graphql import (
     GraphQLLeafType,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLResolveInfo,
     GraphQLScalarType,
     GraphQLSchema,
 )
@@ -84,6 +88,17 @@ def _coerced(plain: PlainField, source: Any) -> Any:
     return _MISSING if coerced is Undefined or coerced is None else coerced
 
 
+def _read(selection: PlainSelection, source: Any) -> dict[str, Any] | None:
+    """The object's answer, or None when a field needs the normal path."""
+    results: dict[str, Any] = {}
+    for response_name, plain in selection:
+        value = _coerced(plain, source)
+        if value is _MISSING:
+            return None
+        results[response_name] = value
+    return results
+
+
 class PopmapExecutionContext(StrawberryGraphQLCoreExecutionContext):
     plain_fields: ClassVar[PlainFields] = {}
 
@@ -107,16 +122,47 @@ class PopmapExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if not self._has_middleware:
             selection = self._plain_selection(parent_type, grouped_field_set)
             if selection is not None:
-                results: dict[str, Any] = {}
-                for response_name, plain in selection:
-                    value = _coerced(plain, source_value)
-                    if value is _MISSING:
-                        break
-                    results[response_name] = value
-                else:
+                results = _read(selection, source_value)
+                if results is not None:
                     return results
         return super().execute_fields(
             parent_type, source_value, path, grouped_field_set, position_context
+        )
+
+    def complete_iterable_value(
+        self,
+        item_type: GraphQLOutputType,
+        field_details_list: Any,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        items: Iterable[Any],
+        position_context: Any,
+    ) -> Any:
+        """A list of objects with an all-plain selection, completed in one loop."""
+        non_null = isinstance(item_type, GraphQLNonNull)
+        object_type = item_type.of_type if isinstance(item_type, GraphQLNonNull) else item_type
+        if (
+            not self._has_middleware
+            and isinstance(object_type, GraphQLObjectType)
+            and object_type.is_type_of is None
+            and isinstance(items, list | tuple)
+        ):
+            grouped_field_set = self.collect_subfields(object_type, field_details_list)[0]
+            selection = self._plain_selection(object_type, grouped_field_set)
+            if selection is not None:
+                completed: list[Any] = []
+                for item in items:
+                    if item is None and not non_null:
+                        completed.append(None)
+                        continue
+                    results = None if item is None else _read(selection, item)
+                    if results is None:
+                        break
+                    completed.append(results)
+                else:
+                    return completed
+        return super().complete_iterable_value(
+            item_type, field_details_list, info, path, items, position_context
         )
 
     def _plain_selection(

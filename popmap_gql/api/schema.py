@@ -6,7 +6,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeGuard, cast
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError, execute, specified_rules
+from graphql import (
+    ASTValidationRule,
+    GraphQLError,
+    GraphQLObjectType,
+    GraphQLResolveInfo,
+    execute,
+    specified_rules,
+)
 from strawberry.exceptions import MissingQueryError
 from strawberry.execution import optimized_is_awaitable as _is_awaitable
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
@@ -22,6 +29,7 @@ from popmap_gql.api.errors import log_unexpected
 from popmap_gql.api.execution import PopmapExecutionContext, plain_scalar_fields
 from popmap_gql.api.mutations import Mutation
 from popmap_gql.api.queries import Query
+from popmap_gql.api.types import DIRECT_RESOLVERS
 from popmap_gql.config import Settings
 
 __all__ = ["PopmapSchema", "build_schema", "schema"]
@@ -117,12 +125,38 @@ def build_schema(settings: Settings) -> PopmapSchema:
     built.documents = Documents(
         built._schema, rules, max_tokens=settings.max_tokens, maxsize=DOCUMENT_CACHE_SIZE
     )
+    _install_direct_resolvers(built)
     built.execution_context_class = type(
         "PopmapSchemaExecutionContext",
         (PopmapExecutionContext,),
         {"plain_fields": plain_scalar_fields(built._schema)},
     )
     return built
+
+
+def _install_direct_resolvers(built: PopmapSchema) -> None:
+    """Give the fields of DIRECT_RESOLVERS a graphql-core resolver calling their method
+    with the context and the (already coerced) arguments; refused for a field with
+    permissions or extensions, which only Strawberry's wrapper would apply."""
+    for (type_name, field_name), method in DIRECT_RESOLVERS.items():
+        graphql_type = built._schema.type_map[type_name]
+        assert isinstance(graphql_type, GraphQLObjectType)
+        graphql_field = graphql_type.fields[field_name]
+        field = graphql_field.extensions["strawberry-definition"]
+        if field.permission_classes or field.extensions:
+            msg = f"{type_name}.{field_name} has permissions or extensions: no direct resolver"
+            raise TypeError(msg)
+        if {argument.python_name for argument in field.arguments} != set(graphql_field.args):
+            msg = f"{type_name}.{field_name}: arguments must keep their Python names"
+            raise TypeError(msg)
+        graphql_field.resolve = _direct(method)
+
+
+def _direct(method: Callable[..., Any]) -> Callable[..., Any]:
+    def resolve(source: Any, info: GraphQLResolveInfo[Any], **arguments: Any) -> Any:
+        return method(source, info.context, **arguments)
+
+    return resolve
 
 
 # The schema with default settings, for `strawberry export-schema` and the drift check.

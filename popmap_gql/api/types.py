@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar, cast
 import strawberry
 from tortoise.models import Model
 
-from popmap_gql.api.context import Info
+from popmap_gql.api.context import Context, Info
 from popmap_gql.api.dataloading import Missing, peek, ready
 from popmap_gql.api.ids import encode_id
 from popmap_gql.db import models
@@ -91,11 +91,16 @@ class Business:
     updated_at: datetime
 
     # Relation resolvers are sync: the root resolvers prefetch what the query selects,
-    # and `ready` falls back to an awaitable DataLoader load when they did not.
+    # and `ready` falls back to an awaitable DataLoader load when they did not. Each
+    # delegates to a method taking the context, which graphql-core calls directly (see
+    # DIRECT_RESOLVERS).
 
     @strawberry.field
     def categories(self, info: Info) -> list[Category]:
-        return ready(info.context.loaders.categories_by_business, self.pk, _as_is)
+        return self.load_categories(info.context)
+
+    def load_categories(self, context: Context) -> list[Category]:
+        return ready(context.loaders.categories_by_business, self.pk, _as_is)
 
     @strawberry.field(description="Approved events this business takes part in, soonest first.")
     def events(
@@ -105,17 +110,23 @@ class Business:
             bool, strawberry.argument(description="Only events that have not ended yet.")
         ] = False,
     ) -> list[Event]:
+        return self.load_events(info.context, upcoming=upcoming)
+
+    def load_events(self, context: Context, *, upcoming: bool = False) -> list[Event]:
         def convert(events: list[Event]) -> list[Event]:
             if upcoming:
                 now = datetime.now(UTC)
                 return [event for event in events if event.ends_at >= now]
             return events
 
-        return ready(info.context.loaders.events_by_business, self.pk, convert)
+        return ready(context.loaders.events_by_business, self.pk, convert)
 
     @strawberry.field(description="Events this business hosts, soonest first.")
     def hosted_events(self, info: Info) -> list[Event]:
-        return ready(info.context.loaders.hosted_events_by_business, self.pk, _as_is)
+        return self.load_hosted_events(info.context)
+
+    def load_hosted_events(self, context: Context) -> list[Event]:
+        return ready(context.loaders.hosted_events_by_business, self.pk, _as_is)
 
     @strawberry.field(
         description="True when the signed-in viewer owns this business. Use this, not a"
@@ -188,17 +199,26 @@ class Event:
 
     @strawberry.field
     def host_business(self, info: Info) -> Business | None:
+        return self.load_host_business(info.context)
+
+    def load_host_business(self, context: Context) -> Business | None:
         if self.host_business_id is None:
             return None
-        return ready(info.context.loaders.business_by_id, self.host_business_id, _as_is)
+        return ready(context.loaders.business_by_id, self.host_business_id, _as_is)
 
     @strawberry.field(description="Businesses taking part, in the order they joined.")
     def businesses(self, info: Info) -> list[Business]:
-        return ready(info.context.loaders.businesses_by_event, self.pk, _as_is)
+        return self.load_businesses(info.context)
+
+    def load_businesses(self, context: Context) -> list[Business]:
+        return ready(context.loaders.businesses_by_event, self.pk, _as_is)
 
     @strawberry.field(description="The distinct categories of the businesses taking part.")
     def categories(self, info: Info) -> list[Category]:
-        loaders = info.context.loaders
+        return self.load_categories(info.context)
+
+    def load_categories(self, context: Context) -> list[Category]:
+        loaders = context.loaders
         businesses = peek(loaders.businesses_by_event, self.pk)
         if not isinstance(businesses, Missing):
             known: list[list[Category]] = []
@@ -210,9 +230,9 @@ class Event:
             else:
                 return _distinct_categories(known)
         # graphql-core awaits what a sync resolver returns when it is awaitable
-        return cast(list[Category], self._load_categories(loaders))
+        return cast(list[Category], self._categories_later(loaders))
 
-    async def _load_categories(self, loaders: Loaders) -> list[Category]:
+    async def _categories_later(self, loaders: Loaders) -> list[Category]:
         businesses = await loaders.businesses_by_event.load(self.pk)
         per_business = await loaders.categories_by_business.load_many([b.pk for b in businesses])
         return _distinct_categories(per_business)
@@ -242,6 +262,20 @@ class Event:
             created_at=row["created_at"],
             updated_at=row["updated_at"],
         )
+
+
+# Relation fields whose work is a method taking the context: graphql-core calls these
+# directly (installed by the schema), skipping Strawberry's resolver wrapper, which costs
+# more than the work on a map page with hundreds of businesses. The Strawberry resolvers
+# above stay the documented fields and call the same methods.
+DIRECT_RESOLVERS: dict[tuple[str, str], Callable[..., Any]] = {
+    ("Business", "categories"): Business.load_categories,
+    ("Business", "events"): Business.load_events,
+    ("Business", "hostedEvents"): Business.load_hosted_events,
+    ("Event", "hostBusiness"): Event.load_host_business,
+    ("Event", "businesses"): Event.load_businesses,
+    ("Event", "categories"): Event.load_categories,
+}
 
 
 def _distinct_categories(per_business: Iterable[list[Category]]) -> list[Category]:
