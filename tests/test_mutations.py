@@ -316,6 +316,51 @@ async def test_join_and_leave_return_both_sides_for_caches(
     assert await Participation.all().count() == 0
 
 
+JOIN_WITH_RELATIONS = """
+mutation ($e: ID!, $b: ID!) {
+  joinEvent(eventId: $e, businessId: $b) {
+    event {
+      hostBusiness { name categories { slug } }
+      businesses { name categories { slug } soon: events(upcoming: true) { title } }
+      categories { slug }
+    }
+    business { hostedEvents { title } events { title businesses { name } } }
+  }
+}
+"""
+
+
+async def test_payload_relations_load_without_prefetch(
+    client: httpx.AsyncClient, owner: Person
+) -> None:
+    """A mutation's payload is not prefetched: every relation loads through its DataLoader
+    on demand, and answers as the prefetched reads do."""
+    bakery, music = await make_category("Bakery"), await make_category("Music")
+    host = await make_business("Host", categories=[music])
+    business = await make_business("Crumbs", owner=owner.user, categories=[bakery])
+    event = await make_event("Fair", host_business=host, businesses=[host])
+    await make_event("Own party", host_business=business)
+    ids = {"e": global_id("Event", event.id), "b": global_id("Business", business.id)}
+
+    body = await post(client, owner, JOIN_WITH_RELATIONS, ids)
+
+    assert "errors" not in body, body
+    assert body["data"]["joinEvent"] == {
+        "event": {
+            "hostBusiness": {"name": "Host", "categories": [{"slug": "music"}]},
+            "businesses": [
+                {"name": "Host", "categories": [{"slug": "music"}], "soon": [{"title": "Fair"}]},
+                {"name": "Crumbs", "categories": [{"slug": "bakery"}], "soon": [{"title": "Fair"}]},
+            ],
+            "categories": [{"slug": "bakery"}, {"slug": "music"}],
+        },
+        "business": {
+            "hostedEvents": [{"title": "Own party"}],
+            "events": [{"title": "Fair", "businesses": [{"name": "Host"}, {"name": "Crumbs"}]}],
+        },
+    }
+
+
 async def test_join_refuses_an_unverified_business(
     client: httpx.AsyncClient, owner: Person
 ) -> None:
