@@ -15,6 +15,7 @@ import jwt
 import pytest
 
 from popmap_gql.auth.local_idp import LocalIdentityProvider
+from popmap_gql.config import Settings
 from popmap_gql.db.models import CognitoIdentity, User
 from tests.conftest import JWKS_COOLDOWN_SECONDS
 from tests.fake_cognito import ISSUER, MOBILE_CLIENT, FakeCognito, SigningKey, b64url
@@ -334,6 +335,22 @@ async def test_401_answers_in_the_media_type_apollo_asks_for(
 
     assert response.status_code == 401
     assert response.headers["content-type"].startswith("application/graphql-response+json")
+
+
+async def test_a_cached_token_is_refused_once_past_its_expiry_and_leeway(
+    client: httpx.AsyncClient, cognito: FakeCognito, settings: Settings
+) -> None:
+    now = int(time.time())
+    expired = now - int(settings.token_leeway_seconds) + 2  # accepted for two more seconds
+    token = cognito.access_token(exp=expired, iat=expired - 3600)
+
+    first = await ask_me(client, token)
+    again = await ask_me(client, token)  # the verified token and its viewer are cached
+    await asyncio.sleep(max(0.0, expired + settings.token_leeway_seconds + 0.5 - time.time()))
+    late = await ask_me(client, token)
+
+    assert first.status_code == again.status_code == 200
+    assert_refused(late)
 
 
 # --- the JWKS cache ---------------------------------------------------------------------

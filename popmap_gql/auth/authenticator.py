@@ -72,6 +72,12 @@ class Authenticator:
         self._users: BoundedCache[tuple[str, str], tuple[float, StoredUser]] = BoundedCache(
             USER_CACHE_SIZE
         )
+        # The viewer a token resolved to, while both the token and the user entry it was
+        # built from are valid: a repeat request costs one lookup (token, valid until
+        # (monotonic), expiry (epoch)).
+        self._viewers: BoundedCache[str, tuple[Viewer, float, float]] = BoundedCache(
+            TOKEN_CACHE_SIZE
+        )
 
     async def authenticate(self, authorization: str | None) -> Viewer:
         """The viewer for this header; no header is anonymous, a bad one InvalidToken."""
@@ -80,13 +86,17 @@ class Authenticator:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token or " " in token:
             raise InvalidToken("Authorization must be 'Bearer <token>'")
+        known = self._viewers.get(token)
+        if known is not None and time.monotonic() < known[1] and time.time() < known[2]:
+            return known[0]
         claims = await self._verify(token)
-        user = await self._user(claims)
+        stored_at, user = await self._user(claims)
         completed = await self._complete_profile(user, claims, token)
         if completed != user:
-            self._users.put((claims.issuer, claims.sub), (time.monotonic(), completed))
+            stored_at = time.monotonic()
+            self._users.put((claims.issuer, claims.sub), (stored_at, completed))
         user = completed
-        return Viewer(
+        viewer = Viewer(
             user_id=user.id,
             username=user.username,
             email=user.email,
@@ -96,6 +106,12 @@ class Authenticator:
             groups=claims.groups,
             is_staff=self.staff_group in claims.groups,
         )
+        # Not while an incomplete profile may still be completed by userInfo.
+        if user.profile_complete or self.userinfo is None:
+            self._viewers.put(
+                token, (viewer, stored_at + USER_CACHE_SECONDS, float(claims.expires_at))
+            )
+        return viewer
 
     async def _verify(self, token: str) -> TokenClaims:
         claims = self._tokens.get(token)
@@ -105,14 +121,15 @@ class Authenticator:
         self._tokens.put(token, claims)
         return claims
 
-    async def _user(self, claims: TokenClaims) -> StoredUser:
+    async def _user(self, claims: TokenClaims) -> tuple[float, StoredUser]:
+        """The user of these claims and when that was read (monotonic)."""
         key = (claims.issuer, claims.sub)
         cached = self._users.get(key)
         if cached is not None and time.monotonic() - cached[0] < USER_CACHE_SECONDS:
-            return cached[1]
-        user = await provision_user(claims)
-        self._users.put(key, (time.monotonic(), user))
-        return user
+            return cached
+        entry = (time.monotonic(), await provision_user(claims))
+        self._users.put(key, entry)
+        return entry
 
     async def _complete_profile(
         self, user: StoredUser, claims: TokenClaims, token: str
