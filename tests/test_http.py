@@ -135,6 +135,13 @@ async def test_get_never_runs_mutations(client: httpx.AsyncClient) -> None:
     assert error_codes(response.json()) == ["METHOD_NOT_ALLOWED"]
 
 
+@pytest.mark.parametrize("method", ["HEAD", "PUT", "DELETE", "PATCH"])
+async def test_other_methods_are_not_allowed(client: httpx.AsyncClient, method: str) -> None:
+    response = await client.request(method, "/graphql", params={"query": "{ categories { id } }"})
+
+    assert response.status_code == 405
+
+
 async def test_browsers_get_graphiql(client: httpx.AsyncClient) -> None:
     response = await client.get("/graphql", headers={"Accept": "text/html"})
 

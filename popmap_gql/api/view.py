@@ -191,6 +191,12 @@ class GraphQLView:
         await response(scope, receive, send)
 
     async def _respond(self, request: Request, accept: str) -> Response:
+        if request.method not in {"GET", "POST"}:  # HEAD, which Starlette routes with GET
+            raise BadRequest(
+                "GraphQL only supports GET and POST requests.",
+                status=405,
+                code="METHOD_NOT_ALLOWED",
+            )
         if self._wants_ide(request, accept):
             if self.ide_html is None:
                 raise BadRequest("Not Found", status=404, code="NOT_FOUND")
