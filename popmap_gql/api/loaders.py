@@ -9,7 +9,7 @@ one object.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TypeVar
 
 from strawberry.dataloader import DataLoader
@@ -66,16 +66,6 @@ class Loaders:
     def __init__(self, audience: Audience) -> None:
         self.audience = audience
 
-    def _visible(
-        self, fetch: Callable[[Audience, Sequence[int]], Awaitable[T]]
-    ) -> Callable[[Sequence[int]], Awaitable[T]]:
-        audience = self.audience
-
-        def visible(ids: Sequence[int]) -> Awaitable[T]:
-            return fetch(audience, ids)
-
-        return visible
-
     @cached_property
     def categories_by_business(self) -> DataLoader[int, list[Category]]:
         return _many(queries.categories_by_business_ids, Category.from_values)
@@ -94,20 +84,22 @@ class Loaders:
 
     @cached_property
     def business_by_id(self) -> DataLoader[int, Business | None]:
-        return _one(self._visible(queries.businesses_by_ids), Business.from_values)
+        return _one(partial(queries.businesses_by_ids, self.audience), Business.from_values)
 
     @cached_property
     def event_by_id(self) -> DataLoader[int, Event | None]:
-        return _one(self._visible(queries.events_by_ids), Event.from_values)
+        return _one(partial(queries.events_by_ids, self.audience), Event.from_values)
 
     @cached_property
     def businesses_by_event(self) -> DataLoader[int, list[Business]]:
-        return _many(self._visible(queries.businesses_by_event_ids), Business.from_values)
+        return _many(partial(queries.businesses_by_event_ids, self.audience), Business.from_values)
 
     @cached_property
     def events_by_business(self) -> DataLoader[int, list[Event]]:
-        return _many(self._visible(queries.events_by_business_ids), Event.from_values)
+        return _many(partial(queries.events_by_business_ids, self.audience), Event.from_values)
 
     @cached_property
     def hosted_events_by_business(self) -> DataLoader[int, list[Event]]:
-        return _many(self._visible(queries.hosted_events_by_business_ids), Event.from_values)
+        return _many(
+            partial(queries.hosted_events_by_business_ids, self.audience), Event.from_values
+        )
