@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,35 @@ async def test_a_bad_event_id_is_bad_user_input(client: httpx.AsyncClient, owner
     assert body["errors"][0]["extensions"]["field"] == "id"
 
 
+async def test_someone_else_gets_forbidden_before_their_input_is_looked_at(
+    client: httpx.AsyncClient, owner: Person, cognito: FakeCognito
+) -> None:
+    event = await own_event(owner, EventStatus.APPROVED)
+    stranger = await person(cognito, "stranger")
+    before = await columns(event)
+
+    body = await update(client, stranger, event, {"title": " ", "latitude": 500})
+
+    assert error_codes(body) == ["FORBIDDEN"]
+    assert await columns(event) == before
+
+
+async def test_a_host_owner_cannot_reach_a_pending_event_someone_else_submitted(
+    client: httpx.AsyncClient, owner: Person, staff: Person
+) -> None:
+    host = await make_business("Crumbs", owner=owner.user)
+    event = await make_event(
+        "Fair", status=EventStatus.PENDING, host_business=host, created_by=staff.user
+    )
+
+    edited = await update(client, owner, event, {"title": "Mine now"})
+    cancelled = await post(client, owner, CANCEL_EVENT, {"id": global_id("Event", event.id)})
+
+    # pending events are visible to their submitter and staff only, and the unseen is absent
+    assert error_codes(edited) == error_codes(cancelled) == ["NOT_FOUND"]
+    assert (await Event.get(id=event.id)).status is EventStatus.PENDING
+
+
 # --- cancelling -----------------------------------------------------------------------------
 
 
@@ -265,6 +295,19 @@ async def test_a_rejected_event_can_be_neither_changed_nor_cancelled(
         assert error_codes(body) == ["BAD_USER_INPUT"]
         assert body["errors"][0]["extensions"]["field"] == "id"
     assert await columns(event) == before
+
+
+async def test_twenty_concurrent_cancels_change_the_event_once(
+    client: httpx.AsyncClient, owner: Person
+) -> None:
+    event = await own_event(owner, EventStatus.APPROVED)
+    ids = {"id": global_id("Event", event.id)}
+
+    bodies = await asyncio.gather(*(post(client, owner, CANCEL_EVENT, ids) for _ in range(20)))
+
+    assert all("errors" not in body for body in bodies), bodies
+    assert sum(body["data"]["cancelEvent"]["changed"] for body in bodies) == 1
+    assert (await Event.get(id=event.id)).status is EventStatus.CANCELLED
 
 
 # --- the response cache ---------------------------------------------------------------------
