@@ -6,6 +6,7 @@ update without a refetch.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Annotated
 
@@ -77,6 +78,13 @@ class EventUpdateInput:
     image_url: str | None = None
 
 
+# The input and the command's changes name the same fields; checked when the schema loads.
+_EVENT_CHANGE_NAMES = tuple(field.name for field in dataclasses.fields(commands.EventChanges))
+if set(_EVENT_CHANGE_NAMES) != {field.name for field in dataclasses.fields(EventUpdateInput)}:
+    msg = "EventUpdateInput and commands.EventChanges must have the same fields"
+    raise TypeError(msg)
+
+
 @strawberry.type
 class BusinessPayload:
     business: Business
@@ -131,17 +139,7 @@ def _changes(data: BusinessInput) -> commands.BusinessChanges:
 
 
 def _event_changes(data: EventUpdateInput) -> commands.EventChanges:
-    return commands.EventChanges(
-        title=data.title,
-        latitude=data.latitude,
-        longitude=data.longitude,
-        starts_at=data.starts_at,
-        ends_at=data.ends_at,
-        description=data.description,
-        location_name=data.location_name,
-        address=data.address,
-        image_url=data.image_url,
-    )
+    return commands.EventChanges(**{name: getattr(data, name) for name in _EVENT_CHANGE_NAMES})
 
 
 def _participation(change: commands.ParticipationChange) -> ParticipationPayload:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ from popmap_gql.errors import BadUserInput, Forbidden, NotFound
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "EDITABLE_STATUSES",
     "PLACE_AND_TIME",
     "BusinessChanges",
     "EventChanges",
@@ -255,7 +257,8 @@ async def _event_to_change(audience: Audience, event_id: int) -> Event:
     Call inside a transaction. An event the audience cannot see is NOT_FOUND before
     anything else, so the answer reveals nothing about other people's events.
     """
-    # FOR NO KEY UPDATE: serialises with joins and moderation, which take the same lock.
+    # FOR NO KEY UPDATE: serialises with joins, moderation and other changes, which all
+    # lock the event's row first.
     event = (
         await Event.filter(event_visibility(audience), id=event_id)
         .select_for_update(no_key=True)
@@ -270,26 +273,17 @@ async def _event_to_change(audience: Audience, event_id: int) -> Event:
     )
     host_owner_id = host.owner_id if host is not None else None
     if not who_may_change_event(audience, event, host_owner_id):
-        raise Forbidden("only the event's submitter, its host business's owner or staff may")
+        raise Forbidden("only the event's submitter, its host's owner or staff may change it")
     return event
 
 
 def _merged(event: Event, changes: EventChanges) -> EventFields:
-    def pick(name: str) -> Any:
-        given = getattr(changes, name)
-        return getattr(event, name) if given is None else given
-
-    return EventFields(
-        title=pick("title"),
-        latitude=pick("latitude"),
-        longitude=pick("longitude"),
-        starts_at=pick("starts_at"),
-        ends_at=pick("ends_at"),
-        description=pick("description"),
-        location_name=pick("location_name"),
-        address=pick("address"),
-        image_url=pick("image_url"),
-    )
+    """The event as it will be: each given change, else the stored value."""
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(EventChanges):
+        given = getattr(changes, field.name)
+        values[field.name] = getattr(event, field.name) if given is None else given
+    return EventFields(**values)
 
 
 async def update_event(audience: Audience, event_id: int, changes: EventChanges) -> EventEdit:
