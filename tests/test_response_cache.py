@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 from popmap_gql.api.cache import MAX_CACHED_QUERY_LENGTH, DataVersion, ResponseCache
 from popmap_gql.auth.local_idp import LocalIdentityProvider
 from popmap_gql.config import Settings
 from popmap_gql.db.models import Business
+from popmap_gql.db.orm import connection_credentials
 from tests.fake_cognito import FakeCognito
-from tests.helpers import global_id, make_business
-from tests.people import person
+from tests.helpers import global_id, make_business, make_category
+from tests.people import ANONYMOUS, Person, person
 from tests.processes import clean_env, running_server
 
 NAMES = "{ businesses { edges { node { name } } } }"
+MB = 1024 * 1024
 
 
 async def names(
@@ -103,7 +106,7 @@ async def test_viewer_dependent_fields_and_mutations_are_never_cached(
 
 
 def test_aged_entries_are_recomputed_by_one_request_while_others_get_them() -> None:
-    cache = ResponseCache(ttl=0.0)
+    cache = ResponseCache(max_bytes=MB, max_entry_bytes=MB, ttl=0.0)
     key = cache.key("public", "{ categories { id } }", None, None)
     body = b'{"data":{"categories":[]}}'
     cache.put(key, 7, body)
@@ -114,7 +117,7 @@ def test_aged_entries_are_recomputed_by_one_request_while_others_get_them() -> N
 
 
 def test_an_entry_of_an_older_data_version_is_never_served() -> None:
-    cache = ResponseCache(ttl=60.0)
+    cache = ResponseCache(max_bytes=MB, max_entry_bytes=MB, ttl=60.0)
     key = cache.key("public", "{ categories { id } }", None, None)
     cache.put(key, 7, b'{"data":{"categories":[]}}')
 
@@ -204,3 +207,87 @@ async def test_very_long_documents_are_answered_but_never_cached(
         [{"node": {"name": "Crumbs"}}]
     ] * 2
     assert all("x-popmap-cache" not in a.headers for a in answers)
+
+
+BAKERY_NAMES = '{ businesses(filter: {categorySlugs: ["bakery"]}) { edges { node { name } } } }'
+
+
+async def bakery_names(client: httpx.AsyncClient, who: Person) -> tuple[list[str], str | None]:
+    response = await client.post("/graphql", json={"query": BAKERY_NAMES}, headers=who.headers)
+    assert response.status_code == 200, response.text
+    edges = response.json()["data"]["businesses"]["edges"]
+    return [edge["node"]["name"] for edge in edges], response.headers.get("x-popmap-cache")
+
+
+async def _until_a_statement_waits_for(watcher: asyncpg.Connection, table: str) -> None:
+    """Return once some session of this database waits for a lock on `table`."""
+    for _ in range(1000):
+        waiting = await watcher.fetchval(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+            " WHERE NOT l.granted AND c.relname = $1"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            table,
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no statement came to wait for a lock on {table}")
+
+
+async def test_an_answer_computed_after_the_viewers_own_write_is_never_shared(
+    client: httpx.AsyncClient, cognito: FakeCognito, settings: Settings
+) -> None:
+    """The attackers' race, forced step by step with table locks held by the test.
+
+    The viewer's request reads the data version and finds their view public, then pauses
+    on its query (category is locked); meanwhile the viewer's unverified business is
+    committed. Another signed-in person's request reads the same old version and pauses
+    on its scope check (event is locked) until the viewer's answer is complete.
+    """
+    viewer = await person(cognito, "viewer")
+    other = await person(cognito, "other")
+    bakery = await make_category("Bakery")
+    await make_business("Public bakery", categories=[bakery])
+    assert settings.database_url is not None
+    credentials = connection_credentials(settings.database_url)
+    watcher, writer, scope_lock = [await asyncpg.connect(**credentials) for _ in range(3)]
+    try:
+        writing = writer.transaction()
+        await writing.start()
+        await writer.execute("LOCK TABLE category IN ACCESS EXCLUSIVE MODE")
+        viewers_read = asyncio.create_task(bakery_names(client, viewer))
+        await _until_a_statement_waits_for(watcher, "category")
+
+        holding = scope_lock.transaction()
+        await holding.start()
+        await scope_lock.execute("LOCK TABLE event IN ACCESS EXCLUSIVE MODE")
+        others_read = asyncio.create_task(bakery_names(client, other))
+        await _until_a_statement_waits_for(watcher, "event")
+
+        assert viewer.user is not None
+        submitted = await writer.fetchval(
+            "INSERT INTO business (name, description, contact_email, contact_phone, website,"
+            " instagram_url, tiktok_url, available_for_hire, logo_url, is_verified, owner_id,"
+            " created_at, updated_at)"
+            " VALUES ('Viewer''s secret bakery', '', '', '', '', '', '', false, '', false, $1,"
+            " now(), now()) RETURNING id",
+            viewer.user.id,
+        )
+        await writer.execute(
+            "INSERT INTO business_category (business_id, category_id) VALUES ($1, $2)",
+            submitted,
+            bakery.id,
+        )
+        await writing.commit()  # the viewer's write, and the paused query goes on
+        viewers_answer = await viewers_read
+        await holding.commit()
+        others_answer = await others_read
+    finally:
+        for connection in (watcher, writer, scope_lock):
+            await connection.close()
+
+    assert viewers_answer[0] == ["Public bakery", "Viewer's secret bakery"]
+    assert others_answer == (["Public bakery"], "miss")
+    assert (await bakery_names(client, ANONYMOUS))[0] == ["Public bakery"]
+    assert (await bakery_names(client, other))[0] == ["Public bakery"]
+    assert (await bakery_names(client, viewer))[0] == ["Public bakery", "Viewer's secret bakery"]
