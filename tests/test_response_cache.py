@@ -7,12 +7,23 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import orjson
 
-from popmap_gql.api.cache import MAX_CACHED_QUERY_LENGTH, DataVersion, ResponseCache
+from popmap_gql.api.cache import (
+    ENTRY_OVERHEAD,
+    MAX_CACHED_QUERY_LENGTH,
+    CachedResponses,
+    DataVersion,
+    PrivateViews,
+    ResponseCache,
+)
+from popmap_gql.api.schema import schema
 from popmap_gql.auth.local_idp import LocalIdentityProvider
+from popmap_gql.auth.viewer import ANONYMOUS_VIEWER, Viewer
 from popmap_gql.config import Settings
 from popmap_gql.db.models import Business
 from popmap_gql.db.orm import connection_credentials
+from popmap_gql.db.queries import PrivateView
 from tests.fake_cognito import FakeCognito
 from tests.helpers import global_id, make_business, make_category
 from tests.people import ANONYMOUS, Person, person
@@ -291,3 +302,136 @@ async def test_an_answer_computed_after_the_viewers_own_write_is_never_shared(
     assert (await bakery_names(client, ANONYMOUS))[0] == ["Public bakery"]
     assert (await bakery_names(client, other))[0] == ["Public bakery"]
     assert (await bakery_names(client, viewer))[0] == ["Public bakery", "Viewer's secret bakery"]
+
+
+async def test_an_answer_is_not_stored_under_a_version_that_a_write_passed_while_it_ran(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    """The store-side check, step by step: a request still holding the old version (its
+    version read returned before the write committed, its lookup runs after the answer
+    was stored: a window of event-loop scheduling that table locks cannot hold open)
+    must find nothing."""
+    viewer = await person(cognito, "viewer")
+    assert viewer.user is not None
+    await make_business("Public")
+    cached = CachedResponses(schema.documents.prepare, ttl=60.0, max_bytes=MB, max_entry_bytes=MB)
+    as_viewer = Viewer(user_id=viewer.user.id)
+    before_the_write = await cached.slot(as_viewer, NAMES, None, None)
+    assert before_the_write is not None  # the viewer's view is the public one
+
+    await make_business("Viewer's draft", verified=False, owner=viewer.user)
+    answer = (await client.post("/graphql", json={"query": NAMES}, headers=viewer.headers)).json()
+    stored = await cached.put(before_the_write, answer["data"])
+
+    edges = answer["data"]["businesses"]["edges"]
+    assert [edge["node"]["name"] for edge in edges] == ["Public", "Viewer's draft"]
+    assert stored is False
+    assert cached.get(before_the_write) is None
+    anonymous = await cached.slot(ANONYMOUS_VIEWER, NAMES, None, None)
+    assert anonymous is not None
+    assert anonymous.version > before_the_write.version
+    public = (await client.post("/graphql", json={"query": NAMES})).json()
+    assert await cached.put(anonymous, public["data"]) is True  # no write since: stored
+    assert cached.get(anonymous) == orjson.dumps(public)
+
+
+def test_remembered_private_views_are_of_the_newest_version_and_bounded() -> None:
+    views = PrivateViews(max_users=3)
+    for user_id in range(1, 6):
+        views.remember(user_id, PrivateView(version=7, private=user_id % 2 == 0))
+    views.remember(9, PrivateView(version=6, private=False))  # read before a newer one
+
+    assert len(views) == 3
+    assert [views.get(user_id, 7) for user_id in range(1, 6)] == [None, None, False, True, False]
+    assert views.get(9, 6) is None
+    assert views.get(3, 8) is None  # a write since: nobody's view is known
+    views.remember(1, PrivateView(version=8, private=True))
+    assert len(views) == 1
+    assert views.get(1, 8) is True
+
+
+def test_the_cache_never_holds_more_bytes_than_its_budget() -> None:
+    budget, cap = 50_000, 10_000
+    cache = ResponseCache(max_bytes=budget, max_entry_bytes=cap, ttl=60.0)
+    keys = [cache.key("public", f"{{ q{i} }}", None, {"i": i}) for i in range(400)]
+    sizes = [(i * 7919) % 12_000 for i in range(400)]  # some over the per-entry cap
+
+    for key, size in zip(keys, sizes, strict=True):
+        cache.put(key, 1, b"x" * size)
+        assert cache.bytes <= budget
+
+    costs = [len(key) + size + ENTRY_OVERHEAD for key, size in zip(keys, sizes, strict=True)]
+    held = [i for i, key in enumerate(keys) if cache.get(key, 1) is not None]
+    assert cache.bytes == sum(costs[i] for i in held)
+    assert all(costs[i] <= cap for i in held)
+    assert cache.bytes > budget - cap  # full, but for less than one entry's room
+    newest_that_fits = max(i for i, cost in enumerate(costs) if cost <= cap)
+    assert held[-1] == newest_that_fits  # least recently used go first
+
+
+async def test_a_document_over_the_token_limit_is_refused_without_a_cache_lookup(
+    client: httpx.AsyncClient,
+) -> None:
+    # 9,002 tokens within the cacheable length: the cache's check must parse no further
+    # than the server's own limit (2,000) before the executor refuses it.
+    query = "{" + " a" * 9000 + "}"
+    assert len(query) < MAX_CACHED_QUERY_LENGTH
+
+    response = await client.post("/graphql", json={"query": query})
+
+    assert response.status_code == 200, response.text
+    assert [e["extensions"]["code"] for e in response.json()["errors"]] == ["QUERY_TOO_LARGE"]
+    assert "x-popmap-cache" not in response.headers
+
+
+BUDGET, ENTRY_CAP = 20_000, 5_000
+DESCRIPTION = "d" * 2_000
+
+
+def described(alias: str, copies: int = 1) -> str:
+    fields = " ".join(f"d{n}: description" for n in range(copies))
+    return f"{{ {alias}: businesses {{ edges {{ node {{ {fields} }} }} }} }}"
+
+
+async def test_the_cache_holds_only_what_its_byte_budget_allows_and_no_large_answer(
+    settings: Settings, tmp_path: Path, clean_db: None
+) -> None:
+    await make_business("Crumbs", description=DESCRIPTION)
+    assert settings.database_url is not None
+    env = clean_env(
+        DATABASE_URL=settings.database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        POPMAP_RESPONSE_CACHE_TTL_SECONDS="3600",  # no entry ages during the test
+        POPMAP_RESPONSE_CACHE_MAX_BYTES=str(BUDGET),
+        POPMAP_RESPONSE_CACHE_MAX_ENTRY_BYTES=str(ENTRY_CAP),
+    )
+    queries = [described(f"b{i:02d}") for i in range(12)]
+
+    first, newest_first, large = await asyncio.to_thread(_fill_and_probe, env, queries)
+
+    cost = len(ResponseCache.key("public", queries[0], None, None)) + first[0][1] + ENTRY_OVERHEAD
+    assert {size for _, size in first} == {first[0][1]}  # every answer costs the same
+    assert [cached for cached, _ in first] == ["miss"] * 12
+    resident = BUDGET // cost
+    assert resident < 12
+    # newest to oldest: the `resident` most recent are hits, the one before is gone
+    assert newest_first[: resident + 1] == ["hit"] * resident + ["miss"]
+    assert [cached for cached, size in large] == ["miss"] * 3
+    assert all(size > ENTRY_CAP for _, size in large)
+
+
+def _fill_and_probe(
+    env: dict[str, str], queries: list[str]
+) -> tuple[list[tuple[str, int]], list[str], list[tuple[str, int]]]:
+    with running_server(env, "--workers", "1") as base, httpx.Client() as http:
+
+        def ask(query: str) -> tuple[str, int]:
+            response = http.post(f"{base}/graphql", json={"query": query})
+            assert response.status_code == 200, response.text
+            assert "errors" not in response.json(), response.text
+            return response.headers["x-popmap-cache"], len(response.content)
+
+        first = [ask(query) for query in queries]
+        newest_first = [ask(query)[0] for query in reversed(queries)]
+        large = [ask(described("big", copies=3)) for _ in range(3)]
+    return first, newest_first, large
