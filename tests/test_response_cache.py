@@ -252,8 +252,10 @@ async def test_an_answer_computed_after_the_viewers_own_write_is_never_shared(
 
     The viewer's request reads the data version and finds their view public, then pauses
     on its query (category is locked); meanwhile the viewer's unverified business is
-    committed. Another signed-in person's request reads the same old version and pauses
-    on its scope check (event is locked) until the viewer's answer is complete.
+    committed, and the query goes on to see it. Another signed-in person's request, which
+    read the data version before that commit, pauses on the check of their own view (event
+    is locked) until the viewer's answer is complete, then looks it up. No sleeps: the
+    test waits for each request to be blocked on its lock before the next step.
     """
     viewer = await person(cognito, "viewer")
     other = await person(cognito, "other")
