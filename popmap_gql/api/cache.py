@@ -114,9 +114,6 @@ class ResponseCache:
         self.hits = 0
         self.misses = 0
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     @staticmethod
     def key(
         scope: str, query: str, operation_name: str | None, variables: dict[str, Any] | None
