@@ -16,7 +16,7 @@ def test_defaults_need_no_environment() -> None:
     settings = load_settings({}, env_file=None)
 
     assert settings.database_url is None
-    assert settings.graphiql is True
+    assert settings.graphiql_enabled is True
     assert "http://localhost:5173" in settings.cors_allowed_origins
 
 
