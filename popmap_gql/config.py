@@ -343,5 +343,5 @@ def _check_emulator_pool(settings: Settings) -> None:
     if domain and "." not in domain and settings.cognito_region is None:
         raise ConfigError(
             "AWS_COGNITO_DOMAIN is a hosted-UI prefix, which needs AWS_COGNITO_REGION with an"
-            " emulator's pool; give the emulator's host name instead"
+            " emulator's pool; set the region or give a full host name"
         )

@@ -166,6 +166,23 @@ def test_graphiql_can_be_turned_off(tmp_path: Path, settings: Settings) -> None:
     assert query.status_code == 200
 
 
+def test_graphiql_is_off_by_default_once_a_user_pool_is_configured(
+    tmp_path: Path, settings: Settings
+) -> None:
+    assert settings.database_url is not None
+    env = clean_env(
+        DATABASE_URL=settings.database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        AWS_COGNITO_USER_POOL_ID="us-east-1_RealPool1",
+        AWS_COGNITO_APP_CLIENT_ID="web",
+    )
+    with running_server(env) as base:
+        page = httpx.get(f"{base}/graphql", headers={"Accept": "text/html"})
+
+    assert page.status_code == 404
+    assert "graphiql" not in page.text.lower()
+
+
 async def test_answers_in_graphql_response_json_when_asked(client: httpx.AsyncClient) -> None:
     apollo_accept = "application/graphql-response+json, application/json;q=0.9"
     ok = await client.post(
