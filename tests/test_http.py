@@ -341,6 +341,7 @@ SUBMIT = 'mutation { submitBusiness(input: { name: "Forged" }) { business { id }
         "Application/JSON;Charset=UTF-8",
         'application/json; charset="utf-8"',
         "application/json;",
+        'application/json; profile="a;b"; charset=utf-8',
         "application/graphql-response+json",
         "application/vnd.popmap+json",
     ],
@@ -377,6 +378,8 @@ async def test_post_with_a_json_media_type_is_executed(
         "application/json; charset",
         # JSON, but not in UTF-8
         "application/json; charset=iso-8859-1",
+        # longer than any real one: refused before any parsing
+        "application/json; padding=" + "a" * 300,
     ],
 )
 async def test_post_in_another_media_type_is_415_and_runs_nothing(
