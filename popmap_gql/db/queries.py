@@ -15,6 +15,7 @@ from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from popmap_gql.db.models import Business, Event, EventStatus, Participation
+from popmap_gql.db.powers import ANONYMOUS, Audience
 
 __all__ = [
     "ANONYMOUS",
@@ -55,20 +56,9 @@ ModelT = TypeVar("ModelT", bound=Model)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Audience:
-    """Who is asking, as far as visibility is concerned."""
-
-    user_id: int | None = None
-    is_staff: bool = False
-
-
-ANONYMOUS = Audience()
-
-
 def business_visibility(audience: Audience) -> Q:
     """Verified businesses; an owner also sees their own; staff see all."""
-    if audience.is_staff:
+    if audience.sees_everything:
         return Q()
     visible = Q(is_verified=True)
     if audience.user_id is not None:
@@ -77,12 +67,15 @@ def business_visibility(audience: Audience) -> Q:
 
 
 def event_visibility(audience: Audience) -> Q:
-    """Approved events; the creator also sees their own; staff see all."""
-    if audience.is_staff:
+    """Approved events; the creator (a person or a service) also sees their own; staff
+    see all."""
+    if audience.sees_everything:
         return Q()
     visible = Q(status=EventStatus.APPROVED)
     if audience.user_id is not None:
         visible |= Q(created_by_id=audience.user_id)
+    if audience.client_id is not None:
+        visible |= Q(created_by_client=audience.client_id)
     return visible
 
 
@@ -93,14 +86,17 @@ def event_visibility(audience: Audience) -> Q:
 
 def _visible_sql(audience: Audience, alias: str, kind: str, params: list[Any]) -> str:
     """SQL condition for rows of `kind` ("business" or "event") the audience may see."""
-    if audience.is_staff:
+    if audience.sees_everything:
         return "TRUE"
     public = f"{alias}.is_verified" if kind == "business" else f"{alias}.status = 'APPROVED'"
-    if audience.user_id is None:
-        return public
-    params.append(audience.user_id)
-    owner = "owner_id" if kind == "business" else "created_by_id"
-    return f"({public} OR {alias}.{owner} = ${len(params)})"
+    if audience.user_id is not None:
+        params.append(audience.user_id)
+        owner = "owner_id" if kind == "business" else "created_by_id"
+        return f"({public} OR {alias}.{owner} = ${len(params)})"
+    if audience.client_id is not None and kind == "event":  # a service owns no business
+        params.append(audience.client_id)
+        return f"({public} OR {alias}.created_by_client = ${len(params)})"
+    return public
 
 
 async def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
