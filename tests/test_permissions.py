@@ -246,7 +246,7 @@ PENDING = ["Proposal", "Imported"]
 # People: anonymous, stranger, owner, staff. Services (one app client): no scope,
 # events.write (writer), moderate (moderator), read.all (reader).
 MATRIX: dict[str, tuple[Any, Any, Any, Any, Any, Any, Any, Any]] = {
-    #                                        anon stranger owner staff | service writer moderator reader
+    #                         people: anonymous, stranger, owner, staff | services: see above
     "submitBusiness":                         (U, "OK", "OK", "OK",     F, F, F, F),
     "updateBusiness":                         (U, F, "OK", "OK",        F, F, F, F),
     "updateBusiness (unverified)":            (U, N, "OK", "OK",        F, F, F, F),
@@ -263,13 +263,15 @@ MATRIX: dict[str, tuple[Any, Any, Any, Any, Any, Any, Any, Any]] = {
     "cancelEvent (imported by the service)":  (U, N, N, "OK",           W, "OK", W, W),
     "verifyBusiness":                         (U, F, F, "OK",           M, M, "OK", M),
     "moderateEvent":                          (U, F, F, "OK",           M, M, "OK", M),
-    "Business.viewerIsOwner":                 (False, False, True, False, False, False, False, False),
+    "Business.viewerIsOwner":                 (False, False, True, False,
+                                               False, False, False, False),
     "Business.availableEvents":               (U, F, OW, OW,            R, R, R, OW),
     "me.businesses":                          (None, [], DF, [],        None, None, None, None),
     "me.submittedEvents":                     (None, [], DP, [],        None, None, None, None),
     "business(id) unverified":                (N, N, "Draft", "Draft",  N, N, N, "Draft"),
     "event(id) pending":                      (N, N, "Proposal", "Proposal", N, N, N, "Proposal"),
-    "event(id) imported, pending":            (N, N, N, "Imported",     *["Imported"] * 4),
+    "event(id) imported, pending":            (N, N, N, "Imported",
+                                               "Imported", "Imported", "Imported", "Imported"),
     "serviceClient":                          (None, None, None, None,
                                                [], ["popmap/events.write"], ["popmap/moderate"],
                                                ["popmap/read.all"]),
