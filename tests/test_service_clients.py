@@ -160,7 +160,8 @@ async def test_staff_group_on_a_service_token_makes_it_no_staff(
     client: httpx.AsyncClient, cognito: FakeCognito
 ) -> None:
     business = await make_business("Draft", verified=False)
-    token = cognito.service_token(scopes=[], **{"cognito:groups": ["staff"]})
+    groups: dict[str, Any] = {"cognito:groups": ["staff"]}
+    token = cognito.service_token(SERVICE_CLIENT, [], **groups)
 
     body = await answer(client, token, VERIFY, id=global_id("Business", business.id))
 
