@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import urllib.parse
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -129,12 +130,12 @@ class FakeCognito:
             .decode()
             .partition(":")
         )
-        form = await request.form()
+        form = dict(urllib.parse.parse_qsl((await request.body()).decode()))
         if SERVICE_SECRETS.get(client) != secret or secret == "":
             return JSONResponse({"error": "invalid_client"}, status_code=400)
         if form.get("grant_type") != "client_credentials":
             return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
-        scope = str(form.get("scope") or "")
+        scope = form.get("scope", "")
         token = (
             self.queued_service_tokens.pop(0)
             if self.queued_service_tokens

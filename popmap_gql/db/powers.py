@@ -73,7 +73,8 @@ class People(Enum):
     EVENT_EDITOR = "the event's submitter, its host business's owner, staff"
     STAFF = "staff"
     OWN_VIEW = "the signed-in person (about themself)"
-    NOBODY = "nobody (services only)"
+    OWN_ROWS = "their owner or submitter, staff"
+    NOBODY = "nobody (null for people)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,20 +90,18 @@ POWERS: dict[str, Power] = {
     "updateBusiness": Power(People.OWNER_OR_STAFF, None),
     "joinEvent": Power(People.OWNER_OR_STAFF, None),
     "leaveEvent": Power(People.OWNER_OR_STAFF, None),
-    "submitEvent": Power(People.SIGNED_IN, Scope.EVENTS_WRITE, "without a host business"),
-    "updateEvent": Power(People.EVENT_EDITOR, Scope.EVENTS_WRITE, "events it submitted"),
-    "cancelEvent": Power(People.EVENT_EDITOR, Scope.EVENTS_WRITE, "events it submitted"),
+    "submitEvent": Power(People.SIGNED_IN, Scope.EVENTS_WRITE, "no host business"),
+    "updateEvent": Power(People.EVENT_EDITOR, Scope.EVENTS_WRITE, "events it submitted only"),
+    "cancelEvent": Power(People.EVENT_EDITOR, Scope.EVENTS_WRITE, "events it submitted only"),
     "verifyBusiness": Power(People.STAFF, Scope.MODERATE),
     "moderateEvent": Power(People.STAFF, Scope.MODERATE),
     # viewer-dependent reads
     "Query.me": Power(People.OWN_VIEW, None, "null for services"),
-    "Query.serviceClient": Power(People.NOBODY, None, "any service; null for people"),
+    "Query.serviceClient": Power(People.NOBODY, None, "any service"),
     "Business.viewerIsOwner": Power(People.ANYONE, None, "false for services"),
     AVAILABLE_EVENTS: Power(People.OWNER_OR_STAFF, Scope.READ_ALL),
     STATUS_FILTER: Power(People.STAFF, Scope.READ_ALL),
-    HIDDEN_ROWS: Power(
-        People.STAFF, Scope.READ_ALL, "without it: approved events and the ones it submitted"
-    ),
+    HIDDEN_ROWS: Power(People.OWN_ROWS, Scope.READ_ALL, "without it, only the events it submitted"),
 }
 """Operation -> who may use it. Guarded mutations take their permission from here."""
 
@@ -141,7 +140,7 @@ def permission_table(resource_server: str) -> str:
         if power.scope is not None:
             services = f"`{resource_server}/{power.scope.value}`"
             if power.services_note:
-                services += f": {power.services_note}"
+                services += f"; {power.services_note}"
         else:
             services = power.services_note or "never (FORBIDDEN)"
         lines.append(f"| `{operation}` | {power.people.value} | {services} |")
