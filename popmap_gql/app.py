@@ -26,6 +26,8 @@ from popmap_gql.auth.authenticator import build_authenticator
 from popmap_gql.config import Settings, load_settings
 from popmap_gql.db.embedded import embedded_database_url
 from popmap_gql.db.orm import tortoise_config
+from popmap_gql.media.routes import FORM_OVERHEAD_BYTES, media_routes
+from popmap_gql.media.stores import UPLOAD_PATH, build_store
 
 __all__ = ["create_app", "create_app_from_environment"]
 
@@ -69,6 +71,7 @@ def create_app(settings: Settings) -> Starlette:
         http = httpx.AsyncClient(timeout=httpx.Timeout(3.0), follow_redirects=False)
         async with http, RegisterTortoise(app, config=config):
             app.state.authenticator = build_authenticator(settings, http)
+            app.state.media_store = build_store(settings)
             yield
 
     view = GraphQLView(build_schema(settings), settings)
@@ -82,12 +85,18 @@ def create_app(settings: Settings) -> Starlette:
             expose_headers=["WWW-Authenticate"],
             max_age=600,
         ),
-        Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        Middleware(
+            BodySizeLimit,
+            max_bytes=settings.max_body_bytes,
+            limits={UPLOAD_PATH: settings.media_max_bytes + FORM_OVERHEAD_BYTES},
+        ),
     ]
     routes = [
         Route("/graphql", view, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        # Without a bucket the API is the media store: it takes the uploads and serves them.
+        *(media_routes() if settings.media_bucket is None else []),
     ]
     return Starlette(
         debug=settings.debug,

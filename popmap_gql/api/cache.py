@@ -220,14 +220,20 @@ class CachedResponses:
         query: str,
         operation_name: str | None,
         variables: dict[str, Any] | None,
+        origin: str = "",
     ) -> Slot | None:
-        """The request's place in the cache, or None when its answer must not be shared."""
+        """The request's place in the cache, or None when its answer must not be shared.
+
+        `origin` separates answers that embed the URL the request came through (media
+        URLs of the embedded store): one Host header cannot leak into another's answers.
+        """
         if not analyse(query).cacheable:
             return None
         version = await self.version.current()
         scope = await self._scope(viewer, version)
         if scope is None:
             return None
+        scope = f"{scope} {origin}" if origin else scope
         return Slot(ResponseCache.key(scope, query, operation_name, variables), version)
 
     def get(self, slot: Slot) -> bytes | None:

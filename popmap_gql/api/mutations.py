@@ -16,8 +16,18 @@ from popmap_gql.api.permissions import IsAuthenticated, IsBusinessOwner, IsStaff
 from popmap_gql.api.types import Business, Event
 from popmap_gql.db import commands
 from popmap_gql.db.models import EventStatus
+from popmap_gql.db.models import UploadKind as UploadKindValue
+from popmap_gql.db.uploads import ClaimedUpload
+from popmap_gql.media.stores import MediaStore
+from popmap_gql.media.uploads import claim_upload, create_upload
 
 __all__ = ["Mutation"]
+
+
+UploadKind = strawberry.enum(UploadKindValue, name="UploadKind")
+
+_LOGO = "A key from createUpload(kind: BUSINESS_LOGO), once the file is uploaded."
+_IMAGE = "A key from createUpload(kind: EVENT_IMAGE), once the file is uploaded."
 
 
 @strawberry.input(description="A business's details; on update, omitted fields stay as they are.")
@@ -31,7 +41,10 @@ class BusinessInput:
     website: str | None = None
     instagram_url: str | None = None
     tiktok_url: str | None = None
-    logo_url: str | None = None
+    logo: str | None = strawberry.field(default=None, description=_LOGO)
+    logo_url: str | None = strawberry.field(
+        default=None, deprecation_reason="Upload the logo (createUpload) and save its key in logo."
+    )
     available_for_hire: bool | None = None
     category_ids: list[strawberry.ID] | None = strawberry.field(
         default=None, description="Replaces the categories (with categorySlugs)."
@@ -49,10 +62,31 @@ class EventInput:
     description: str = ""
     location_name: str = ""
     address: str = ""
-    image_url: str = ""
+    image: str | None = strawberry.field(default=None, description=_IMAGE)
+    image_url: str = strawberry.field(
+        default="", deprecation_reason="Upload the image (createUpload) and save its key in image."
+    )
     host_business_id: strawberry.ID | None = strawberry.field(
         default=None, description="One of your businesses."
     )
+
+
+@strawberry.type
+class UploadField:
+    name: str
+    value: str
+
+
+@strawberry.type(
+    description="Send the file with a multipart/form-data POST to url: every field, in this"
+    " order, then the file (named `file`) last. Then save key on the business or event."
+)
+class SignedUpload:
+    url: str
+    fields: list[UploadField]
+    key: str
+    expires_at: datetime = strawberry.field(description="The POST is refused after this.")
+    max_bytes: int = strawberry.field(description="The largest file the server accepts.")
 
 
 @strawberry.type
@@ -72,7 +106,22 @@ class ParticipationPayload:
     changed: bool = strawberry.field(description="False when the call changed nothing.")
 
 
-def _changes(data: BusinessInput) -> commands.BusinessChanges:
+def _media_store(info: Info) -> MediaStore:
+    store: MediaStore = info.context.request.app.state.media_store
+    return store
+
+
+async def _claim(
+    info: Info, key: str | None, kind: UploadKindValue, field: str
+) -> ClaimedUpload | None:
+    viewer_id = info.context.viewer.user_id
+    if key is None or viewer_id is None:
+        return None
+    return await claim_upload(_media_store(info), viewer_id, key, kind, field)
+
+
+async def _changes(info: Info, data: BusinessInput) -> commands.BusinessChanges:
+    logo = await _claim(info, data.logo, UploadKindValue.BUSINESS_LOGO, "input.logo")
     return commands.BusinessChanges(
         name=data.name,
         description=data.description,
@@ -82,6 +131,7 @@ def _changes(data: BusinessInput) -> commands.BusinessChanges:
         instagram_url=data.instagram_url,
         tiktok_url=data.tiktok_url,
         logo_url=data.logo_url,
+        logo=logo,
         available_for_hire=data.available_for_hire,
         category_ids=(
             tuple(decode_id("Category", c, field="input.categoryIds") for c in data.category_ids)
@@ -104,12 +154,39 @@ def _participation(change: commands.ParticipationChange) -> ParticipationPayload
 class Mutation:
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
+        description="Sign an upload of one JPEG, PNG or WebP file of exactly byteSize bytes;"
+        " the form expires within minutes, and the key must be saved within the hour.",
+    )
+    async def create_upload(
+        self, info: Info, kind: UploadKindValue, content_type: str, byte_size: int
+    ) -> SignedUpload:
+        viewer_id = info.context.viewer.user_id
+        assert viewer_id is not None  # IsAuthenticated
+        issued = await create_upload(
+            _media_store(info),
+            info.context.settings,
+            info.context.api_base,
+            viewer_id,
+            kind,
+            content_type,
+            byte_size,
+        )
+        return SignedUpload(
+            url=issued.post.url,
+            fields=[UploadField(name=name, value=value) for name, value in issued.post.fields],
+            key=issued.key,
+            expires_at=issued.expires_at,
+            max_bytes=issued.max_bytes,
+        )
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
         description="Submit your business; it is listed once staff verify it.",
     )
     async def submit_business(self, info: Info, input: BusinessInput) -> BusinessPayload:
         viewer_id = info.context.viewer.user_id
         assert viewer_id is not None  # IsAuthenticated
-        row = await commands.submit_business(viewer_id, _changes(input))
+        row = await commands.submit_business(viewer_id, await _changes(info, input))
         return BusinessPayload(business=Business.from_row(row))
 
     @strawberry.mutation(permission_classes=[IsAuthenticated, IsBusinessOwner])
@@ -120,7 +197,7 @@ class Mutation:
         input: BusinessInput,
     ) -> BusinessPayload:
         row = await commands.update_business(
-            decode_id("Business", business_id, field="businessId"), _changes(input)
+            decode_id("Business", business_id, field="businessId"), await _changes(info, input)
         )
         return BusinessPayload(business=Business.from_row(row))
 
@@ -149,6 +226,7 @@ class Mutation:
                 location_name=input.location_name,
                 address=input.address,
                 image_url=input.image_url,
+                image=await _claim(info, input.image, UploadKindValue.EVENT_IMAGE, "input.image"),
                 host_business_id=host,
             ),
         )

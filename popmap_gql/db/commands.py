@@ -10,6 +10,7 @@ from tortoise.transactions import in_transaction
 
 from popmap_gql.db.models import Business, Category, Event, EventStatus, Participation
 from popmap_gql.db.queries import Audience, business_visibility, event_visibility
+from popmap_gql.db.uploads import ClaimedUpload, mark_used
 from popmap_gql.db.validation import (
     check_coordinates,
     check_email,
@@ -60,6 +61,7 @@ class BusinessChanges:
     instagram_url: str | None = None
     tiktok_url: str | None = None
     logo_url: str | None = None
+    logo: ClaimedUpload | None = None
     available_for_hire: bool | None = None
     category_ids: tuple[int, ...] | None = None
     category_slugs: tuple[str, ...] | None = None
@@ -76,6 +78,7 @@ class EventFields:
     location_name: str = ""
     address: str = ""
     image_url: str = ""
+    image: ClaimedUpload | None = None
     host_business_id: int | None = None
 
 
@@ -106,7 +109,17 @@ def _business_columns(changes: BusinessChanges, *, creating: bool) -> dict[str, 
             columns[column] = check(value, f"{p}{camel}")
     if changes.available_for_hire is not None:
         columns["available_for_hire"] = changes.available_for_hire
+    columns.update(_picture("logo", changes.logo, changes.logo_url))
     return columns
+
+
+def _picture(name: str, upload: ClaimedUpload | None, url: str | None) -> dict[str, str]:
+    """The `<name>_key` and `<name>_url` columns: an upload or a URL, each replacing the other."""
+    if upload is None:
+        return {} if url is None else {f"{name}_key": ""}
+    if url:
+        raise BadUserInput(f"give {name} or {name}Url, not both", field=upload.field)
+    return {f"{name}_key": upload.published_key, f"{name}_url": ""}
 
 
 async def _categories(changes: BusinessChanges) -> list[Category] | None:
@@ -135,7 +148,9 @@ async def submit_business(owner_id: int, changes: BusinessChanges) -> Business:
     """A new business owned by the submitter, unverified until staff verify it."""
     columns = _business_columns(changes, creating=True)
     categories = await _categories(changes)
-    async with in_transaction():
+    async with in_transaction() as conn:
+        if changes.logo is not None:
+            await mark_used(conn, changes.logo)
         business = await Business.create(**columns, owner_id=owner_id, is_verified=False)
         if categories:
             await business.categories.add(*categories)
@@ -145,10 +160,12 @@ async def submit_business(owner_id: int, changes: BusinessChanges) -> Business:
 async def update_business(business_id: int, changes: BusinessChanges) -> Business:
     columns = _business_columns(changes, creating=False)
     categories = await _categories(changes)
-    async with in_transaction():
+    async with in_transaction() as conn:
         business = await Business.select_for_update().get_or_none(id=business_id)
         if business is None:
             raise NotFound("no such business")
+        if changes.logo is not None:
+            await mark_used(conn, changes.logo)
         if columns:
             business.update_from_dict(columns)
             await business.save()
@@ -171,6 +188,7 @@ async def submit_event(creator_id: int, is_staff: bool, fields: EventFields) -> 
         "location_name": check_text(fields.location_name, f"{p}locationName", max_length=200),
         "address": check_text(fields.address, f"{p}address", max_length=300),
         "image_url": check_url(fields.image_url, f"{p}imageUrl"),
+        **_picture("image", fields.image, fields.image_url or None),
         "latitude": fields.latitude,
         "longitude": fields.longitude,
         "starts_at": fields.starts_at,
@@ -185,7 +203,9 @@ async def submit_event(creator_id: int, is_staff: bool, fields: EventFields) -> 
             raise NotFound("no such business")
         if host.owner_id != creator_id and not is_staff:
             raise Forbidden("the host business must be one of yours")
-    async with in_transaction():
+    async with in_transaction() as conn:
+        if fields.image is not None:
+            await mark_used(conn, fields.image)
         return await Event.create(
             **columns,
             host_business_id=fields.host_business_id,
