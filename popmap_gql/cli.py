@@ -124,8 +124,8 @@ def cmd_dev_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_media_gc(settings: Settings, _args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
+def cmd_media_gc(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
 
     from popmap_gql.db.orm import tortoise_config
     from popmap_gql.media.stores import build_store
@@ -135,7 +135,9 @@ def cmd_media_gc(settings: Settings, _args: argparse.Namespace) -> int:
         url = await _database_url(settings)
         await Tortoise.init(config=tortoise_config(url, pool_size=2))
         try:
-            report = await collect_garbage(build_store(settings), datetime.now(UTC))
+            report = await collect_garbage(
+                build_store(settings), datetime.now(UTC), timedelta(hours=args.min_age_hours)
+            )
         finally:
             await Tortoise.close_connections()
         print(
@@ -181,9 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(handler=cmd_dev_token)
     media = commands.add_parser("media", help="uploaded logos and event images")
     media_commands = media.add_subparsers(dest="media_command", required=True)
-    media_commands.add_parser(
+    gc = media_commands.add_parser(
         "gc", help="delete uploads older than a day that no business or event shows"
-    ).set_defaults(handler=cmd_media_gc)
+    )
+    gc.add_argument(
+        "--min-age-hours",
+        type=float,
+        default=24.0,
+        help="leave objects and uploads younger than this (default 24)",
+    )
+    gc.set_defaults(handler=cmd_media_gc)
     return parser
 
 

@@ -36,7 +36,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Unreferenced objects and upload rows older than this are removed by `media gc`.
+# Unreferenced objects and upload rows older than this are removed by `media gc`: more
+# than the time an upload may take to be saved (CLAIM_SECONDS).
 GC_AGE = timedelta(days=1)
 
 
@@ -151,10 +152,12 @@ class GarbageReport:
     uploads_forgotten: int
 
 
-async def collect_garbage(store: MediaStore, now: datetime) -> GarbageReport:
-    """Delete objects older than GC_AGE that no business or event shows (a replaced logo,
-    an upload never saved), then the upload rows of that age."""
-    cutoff = now - GC_AGE
+async def collect_garbage(
+    store: MediaStore, now: datetime, min_age: timedelta = GC_AGE
+) -> GarbageReport:
+    """Delete objects older than `min_age` that no business or event shows (a replaced
+    logo, an upload never saved), then the upload rows of that age."""
+    cutoff = now - min_age
     deleted = 0
     async for page in store.list_pages():
         old = [item.key for item in page if item.modified_at < cutoff]
