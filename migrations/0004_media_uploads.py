@@ -78,12 +78,12 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name="Business",
             name="logo_key",
-            field=fields.CharField(default="", max_length=100),
+            field=fields.CharField(default="", db_default="", max_length=100),
         ),
         ops.AddField(
             model_name="Event",
             name="image_key",
-            field=fields.CharField(default="", max_length=100),
+            field=fields.CharField(default="", db_default="", max_length=100),
         ),
         ops.RunSQL(FORWARD, reverse_sql=REVERSE),
     ]

@@ -621,3 +621,44 @@ async def test_gc_removes_a_replaced_logo_and_unsaved_uploads_but_keeps_the_logo
     assert [upload.key for upload in await MediaUpload.all()] == [recent]
     response = await client.get(f"/{current}")
     assert response.status_code == 200
+
+
+# --- the README's flow, through the real program with no media setting ---------------------
+
+
+def test_the_real_program_with_no_media_setting_takes_an_upload_and_serves_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from popmap_gql.auth.local_idp import LocalIdentityProvider
+    from tests.processes import clean_env, running_server
+
+    assert settings.database_url is not None
+    env = clean_env(DATABASE_URL=settings.database_url, POPMAP_DATA_DIR=str(tmp_path))
+    token = LocalIdentityProvider(tmp_path).mint(f"readme-{os.getpid()}@example.com", [])
+    headers = {"Authorization": f"Bearer {token['id_token']}"}
+
+    with running_server(env) as base, httpx.Client(base_url=base, headers=headers) as api:
+        signed = api.post(
+            "/graphql",
+            json={
+                "query": CREATE_UPLOAD,
+                "variables": {"kind": "BUSINESS_LOGO", "type": "image/png", "size": len(PNG)},
+            },
+        ).json()["data"]["createUpload"]
+        parts = [(f["name"], (None, f["value"], None)) for f in signed["fields"]]
+        sent = httpx.post(signed["url"], files=[*parts, ("file", ("logo.png", PNG, "image/png"))])
+        saved = api.post(
+            "/graphql",
+            json={
+                "query": SUBMIT_BUSINESS,
+                "variables": {"input": {"name": "Readme Rolls", "logo": signed["key"]}},
+            },
+        ).json()
+        url = saved["data"]["submitBusiness"]["business"]["logoUrl"]
+        picture = httpx.get(url)
+
+    assert signed["url"] == f"{base}/media/uploads"
+    assert sent.status_code == 204, sent.text
+    assert url.startswith(f"{base}/media/business-logo/")
+    assert picture.content == PNG
+    assert (tmp_path / "media" / url.removeprefix(f"{base}/")).is_file()

@@ -86,7 +86,7 @@ class Business(Model):
     available_for_hire = fields.BooleanField(default=False)
     logo_url = fields.CharField(max_length=500, default="")
     # An uploaded logo (a published media key); logo_url is the older free-text URL.
-    logo_key = fields.CharField(max_length=100, default="")
+    logo_key = fields.CharField(max_length=100, default="", db_default="")
     categories: fields.ManyToManyRelation[Category] = fields.ManyToManyField(
         "models.Category", related_name="businesses", through="business_category"
     )
@@ -114,7 +114,7 @@ class Event(Model):
     starts_at = fields.DatetimeField()
     ends_at = fields.DatetimeField()
     image_url = fields.CharField(max_length=500, default="")
-    image_key = fields.CharField(max_length=100, default="")
+    image_key = fields.CharField(max_length=100, default="", db_default="")
     status = fields.CharEnumField(EventStatus, max_length=16, default=EventStatus.PENDING)
     host_business: fields.ForeignKeyNullableRelation[Business] = fields.ForeignKeyField(
         "models.Business", related_name="hosted_events", null=True, on_delete=fields.SET_NULL
