@@ -519,6 +519,21 @@ async def test_a_key_cannot_be_saved_twice(client: httpx.AsyncClient, ana: Perso
     assert (await Business.get(id=second.pk)).logo_key == ""
 
 
+async def test_two_saves_of_one_key_at_once_let_exactly_one_win(
+    client: httpx.AsyncClient, ana: Person
+) -> None:
+    first, second = await owned_business(ana), await owned_business(ana)
+    key = await upload(client, ana, "BUSINESS_LOGO", "image/png", PNG)
+
+    bodies = await asyncio.gather(
+        save_logo(client, ana, first, key), save_logo(client, ana, second, key)
+    )
+
+    assert sorted(error_codes(body) for body in bodies) == [[], ["BAD_USER_INPUT"]]
+    keys = [(await Business.get(id=b.pk)).logo_key for b in (first, second)]
+    assert sorted(bool(k) for k in keys) == [False, True]
+
+
 async def test_an_expired_key_is_refused(client: httpx.AsyncClient, ana: Person) -> None:
     business = await owned_business(ana)
     key = await upload(client, ana, "BUSINESS_LOGO", "image/png", PNG)
