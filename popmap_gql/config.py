@@ -132,6 +132,9 @@ class Settings:
     jwks_cooldown_seconds: float = 60.0
     token_leeway_seconds: float = 30.0
     userinfo_retry_seconds: float = 300.0
+    # Response cache memory (README "Speed and the response cache")
+    response_cache_max_bytes: int = 64 * 1024 * 1024
+    response_cache_max_entry_bytes: int = 1024 * 1024
     # Media: logos and event images (see README "Logos and event images")
     media_bucket: str | None = None
     media_region: str = "us-east-1"
@@ -301,6 +304,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_JWKS_COOLDOWN_SECONDS": ("jwks_cooldown_seconds", _seconds),
     "POPMAP_TOKEN_LEEWAY_SECONDS": ("token_leeway_seconds", _seconds),
     "POPMAP_USERINFO_RETRY_SECONDS": ("userinfo_retry_seconds", _seconds),
+    "POPMAP_RESPONSE_CACHE_MAX_BYTES": ("response_cache_max_bytes", _positive_int),
+    "POPMAP_RESPONSE_CACHE_MAX_ENTRY_BYTES": ("response_cache_max_entry_bytes", _positive_int),
     "POPMAP_MEDIA_BUCKET": ("media_bucket", _bucket),
     "POPMAP_MEDIA_REGION": ("media_region", _media_region),
     "AWS_S3_ENDPOINT_URL": ("s3_endpoint_url", _url),

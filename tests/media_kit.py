@@ -28,7 +28,7 @@ mutation ($input: BusinessInput!) {
 
 UPDATE_BUSINESS = """
 mutation ($id: ID!, $input: BusinessInput!) {
-  updateBusiness(businessId: $id, input: $input) { business { id logoUrl } }
+  updateBusiness(id: $id, input: $input) { business { id logoUrl } }
 }
 """
 

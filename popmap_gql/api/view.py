@@ -26,6 +26,7 @@ from strawberry.types.graphql import OperationType
 from popmap_gql.api.cache import CachedResponses, Slot
 from popmap_gql.api.context import Context
 from popmap_gql.api.errors import format_error
+from popmap_gql.api.nesting import MAX_JSON_DEPTH, nests_deeper_than
 from popmap_gql.api.schema import PopmapSchema
 from popmap_gql.auth.authenticator import Authenticator
 from popmap_gql.auth.viewer import Viewer
@@ -132,6 +133,12 @@ def _operation(params: dict[str, Any]) -> tuple[str | None, dict[str, Any] | Non
         raise BadRequest(
             "The GraphQL operation's `extensions` must be an object or null, if provided."
         )
+    for name, value in (("variables", variables), ("extensions", extensions)):
+        if nests_deeper_than(value, MAX_JSON_DEPTH):
+            raise BadRequest(
+                f"The GraphQL operation's `{name}` are nested more than {MAX_JSON_DEPTH} levels"
+                " deep."
+            )
     return query, variables, operation_name
 
 
@@ -161,7 +168,12 @@ class GraphQLView:
         self.schema = schema
         self.settings = settings
         self.cached = (
-            CachedResponses(ttl=settings.response_cache_ttl_seconds)
+            CachedResponses(
+                schema.documents.prepare,
+                ttl=settings.response_cache_ttl_seconds,
+                max_bytes=settings.response_cache_max_bytes,
+                max_entry_bytes=settings.response_cache_max_entry_bytes,
+            )
             if settings.response_cache
             else None
         )
@@ -227,7 +239,7 @@ class GraphQLView:
 
         result = await self._execute(request, query, variables, operation_name, viewer)
         if self.cached is not None and slot is not None and result.data and not result.errors:
-            self.cached.put(slot, result.data)
+            await self.cached.put(slot, result.data)
         return self._result_response(result, media_type, headers)
 
     async def _execute(
