@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from popmap_gql.config import Settings
-from popmap_gql.db.models import Business, MediaUpload
+from popmap_gql.db.models import Business, Event, MediaUpload
 from popmap_gql.media.policy import Policy, load_or_create_secret, sign_policy
 from tests.fake_cognito import FakeCognito
 from tests.helpers import error_codes, global_id
@@ -142,6 +142,45 @@ async def test_event_image_is_saved_when_the_event_is_submitted(
     url = body["data"]["submitEvent"]["event"]["imageUrl"]
     assert "/media/event-image/" in url
     assert (await client.get(url)).content == JPEG
+
+
+UPDATE_EVENT = """
+mutation ($id: ID!, $input: EventUpdateInput!) {
+  updateEvent(id: $id, input: $input) { changed event { id imageUrl } }
+}
+"""
+
+
+async def test_an_uploaded_image_replaces_an_events_image_url_on_update(
+    client: httpx.AsyncClient, ana: Person
+) -> None:
+    assert ana.user is not None
+    event = await Event.create(
+        title="Night market",
+        latitude=30.2,
+        longitude=-97.7,
+        starts_at=datetime.now(UTC) + timedelta(days=1),
+        ends_at=datetime.now(UTC) + timedelta(days=1, hours=3),
+        image_url="https://cdn.example/old.jpg",
+        created_by_id=ana.user.id,
+    )
+    logo_key = await upload(client, ana, "BUSINESS_LOGO", "image/png", PNG)
+    image_key = await upload(client, ana, "EVENT_IMAGE", "image/png", PNG)
+    event_id = global_id("Event", event.pk)
+
+    wrong_kind = await post(
+        client, ana, UPDATE_EVENT, {"id": event_id, "input": {"image": logo_key}}
+    )
+    body = await post(client, ana, UPDATE_EVENT, {"id": event_id, "input": {"image": image_key}})
+
+    assert bad_input_field(wrong_kind) == "input.image"
+    assert "errors" not in body, body
+    url = body["data"]["updateEvent"]["event"]["imageUrl"]
+    assert "/media/event-image/" in url
+    assert (await client.get(url)).content == PNG
+    assert (await Event.get(id=event.pk)).image_url == ""
+    reused = await post(client, ana, UPDATE_EVENT, {"id": event_id, "input": {"image": image_key}})
+    assert bad_input_field(reused) == "input.image"
 
 
 async def test_a_logo_can_be_given_when_the_business_is_submitted(

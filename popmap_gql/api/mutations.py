@@ -91,7 +91,11 @@ class EventUpdateInput:
     description: str | None = None
     location_name: str | None = None
     address: str | None = None
-    image_url: str | None = None
+    image: str | None = strawberry.field(default=None, description=_IMAGE)
+    image_url: str | None = strawberry.field(
+        default=None,
+        deprecation_reason="Upload the image (createUpload) and save its key in image.",
+    )
 
 
 # The input and the command's changes name the same fields; checked when the schema loads.
@@ -188,8 +192,11 @@ async def _changes(info: Info, data: BusinessInput) -> commands.BusinessChanges:
     )
 
 
-def _event_changes(data: EventUpdateInput) -> commands.EventChanges:
-    return commands.EventChanges(**{name: getattr(data, name) for name in _EVENT_CHANGE_NAMES})
+async def _event_changes(info: Info, data: EventUpdateInput) -> commands.EventChanges:
+    """The changes as given; an upload key becomes the checked, published upload."""
+    given = {name: getattr(data, name) for name in _EVENT_CHANGE_NAMES}
+    given["image"] = await _claim(info, data.image, UploadKindValue.EVENT_IMAGE, "input.image")
+    return commands.EventChanges(**given)
 
 
 def _participation(change: commands.ParticipationChange) -> ParticipationPayload:
@@ -301,7 +308,7 @@ class Mutation:
         self, info: Info, id: strawberry.ID, input: EventUpdateInput
     ) -> UpdateEventPayload:
         edit = await commands.update_event(
-            info.context.viewer.audience, decode_id("Event", id), _event_changes(input)
+            info.context.viewer.audience, decode_id("Event", id), await _event_changes(info, input)
         )
         return UpdateEventPayload(
             event=Event.from_row(edit.event),

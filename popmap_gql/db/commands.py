@@ -114,6 +114,7 @@ class EventChanges:
     description: str | None = None
     location_name: str | None = None
     address: str | None = None
+    image: ClaimedUpload | None = None
     image_url: str | None = None
 
 
@@ -299,21 +300,26 @@ async def _event_to_change(audience: Audience, event_id: int) -> Event:
 
 def _merged(event: Event, changes: EventChanges) -> EventFields:
     """The event as it will be: each given change, else the stored value."""
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {"image": changes.image}
     for field in dataclasses.fields(EventChanges):
         given = getattr(changes, field.name)
-        values[field.name] = getattr(event, field.name) if given is None else given
+        if field.name != "image":
+            values[field.name] = getattr(event, field.name) if given is None else given
+    if changes.image is not None and changes.image_url is None:
+        values["image_url"] = ""  # a new upload replaces the stored URL, as it would on submit
     return EventFields(**values)
 
 
 async def update_event(audience: Audience, event_id: int, changes: EventChanges) -> EventEdit:
     """Change a pending or approved event. The merged result obeys the submit rules; a
     change of place or time by anyone but staff returns an approved event to PENDING."""
-    async with in_transaction():
+    async with in_transaction() as conn:
         event = await _event_to_change(audience, event_id)
         if event.status not in EDITABLE_STATUSES:
             raise BadUserInput(f"a {event.status.value} event cannot be changed", field="id")
         columns = _event_columns(_merged(event, changes))
+        if changes.image is not None:
+            await mark_used(conn, changes.image)
         changed = {name for name, value in columns.items() if getattr(event, name) != value}
         back_to_pending = (
             event.status is EventStatus.APPROVED
