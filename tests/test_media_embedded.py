@@ -411,6 +411,21 @@ async def test_upload_endpoint_refuses_a_forged_signature(
 
 
 @pytest.mark.parametrize(
+    ("name", "value"),
+    [("x-popmap-signature", "é" * 64), ("policy", "ü€" * 40), ("x-popmap-signature", "")],
+    ids=["non-ascii-signature", "non-ascii-policy", "empty-signature"],
+)
+async def test_upload_endpoint_refuses_non_ascii_or_empty_signed_fields_with_403(
+    client: httpx.AsyncClient, ana: Person, settings: Settings, name: str, value: str
+) -> None:
+    signed = await create_upload(client, ana, "BUSINESS_LOGO", "image/png", len(PNG))
+    fields = form_fields(signed) | {name: value}
+    response = await send_form(signed, PNG, fields=fields)
+    assert response.status_code == 403, response.text
+    assert stored_files(settings) == set()
+
+
+@pytest.mark.parametrize(
     "key", ["../media.key", "/etc/passwd", "uploads/1/../../media.key", "media/business-logo/x.png"]
 )
 async def test_upload_endpoint_refuses_a_key_other_than_the_signed_one(

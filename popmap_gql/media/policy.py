@@ -73,7 +73,8 @@ def _read_secret(path: Path) -> bytes:
 
 
 def _signature(secret: bytes, encoded_policy: str) -> str:
-    return hmac.new(secret, encoded_policy.encode("ascii"), hashlib.sha256).hexdigest()
+    # utf-8: a form may carry any text here, and only our own (ASCII) policies verify
+    return hmac.new(secret, encoded_policy.encode("utf-8", "replace"), hashlib.sha256).hexdigest()
 
 
 def sign_policy(secret: bytes, policy: Policy) -> tuple[str, str]:
@@ -92,7 +93,8 @@ def sign_policy(secret: bytes, policy: Policy) -> tuple[str, str]:
 
 def verify_policy(secret: bytes, encoded: str, signature: str, now: datetime) -> Policy:
     """The policy the form carries, if we signed it and it has not expired."""
-    if not hmac.compare_digest(_signature(secret, encoded), signature.lower()):
+    expected = _signature(secret, encoded).encode()
+    if not hmac.compare_digest(expected, signature.lower().encode("utf-8", "replace")):
         raise PolicyRefused("the policy's signature does not match")
     try:
         document = json.loads(base64.b64decode(encoded, validate=True))
