@@ -368,6 +368,31 @@ async def test_upload_endpoint_refuses_fields_after_the_file(
     assert stored_files(settings) == set()
 
 
+@pytest.mark.parametrize("shape", ["json", "urlencoded", "two-files", "repeated-field"])
+async def test_upload_endpoint_refuses_forms_of_another_shape(
+    client: httpx.AsyncClient, ana: Person, settings: Settings, shape: str
+) -> None:
+    signed = await create_upload(client, ana, "BUSINESS_LOGO", "image/png", len(PNG))
+    fields = form_fields(signed)
+    parts: list[tuple[str, tuple[str | None, bytes | str, str | None]]] = [
+        (name, (None, value, None)) for name, value in fields.items()
+    ]
+    async with httpx.AsyncClient() as http:
+        if shape == "json":
+            response = await http.post(signed["url"], json=fields)
+        elif shape == "urlencoded":
+            response = await http.post(signed["url"], data=fields)
+        elif shape == "two-files":
+            files = [*parts, ("file", ("a.png", PNG, None)), ("file", ("b.png", PNG, None))]
+            response = await http.post(signed["url"], files=files)
+        else:
+            files = [*parts, ("key", (None, signed["key"], None)), ("file", ("a.png", PNG, None))]
+            response = await http.post(signed["url"], files=files)
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert stored_files(settings) == set()
+
+
 def _tampered_policy(encoded: str, **changes: Any) -> str:
     document = json.loads(base64.b64decode(encoded))
     for condition in document["conditions"]:
