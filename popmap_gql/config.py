@@ -132,6 +132,9 @@ class Settings:
     jwks_cooldown_seconds: float = 60.0
     token_leeway_seconds: float = 30.0
     userinfo_retry_seconds: float = 300.0
+    # Query limits beyond depth, aliases and tokens (README "Limits")
+    max_query_cost: int = 200_000
+    introspection: bool = True
 
     @property
     def cognito_configured(self) -> bool:
@@ -264,6 +267,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_JWKS_COOLDOWN_SECONDS": ("jwks_cooldown_seconds", _seconds),
     "POPMAP_TOKEN_LEEWAY_SECONDS": ("token_leeway_seconds", _seconds),
     "POPMAP_USERINFO_RETRY_SECONDS": ("userinfo_retry_seconds", _seconds),
+    "POPMAP_MAX_QUERY_COST": ("max_query_cost", _positive_int),
+    "POPMAP_INTROSPECTION": ("introspection", _parse_bool),
 }
 
 
