@@ -135,6 +135,9 @@ class Settings:
     # Response cache memory (README "Speed and the response cache")
     response_cache_max_bytes: int = 64 * 1024 * 1024
     response_cache_max_entry_bytes: int = 1024 * 1024
+    # Query limits beyond depth, aliases and tokens (README "Limits")
+    max_query_cost: int = 200_000
+    introspection: bool = True
 
     @property
     def cognito_configured(self) -> bool:
@@ -286,6 +289,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_USERINFO_RETRY_SECONDS": ("userinfo_retry_seconds", _seconds),
     "POPMAP_RESPONSE_CACHE_MAX_BYTES": ("response_cache_max_bytes", _positive_int),
     "POPMAP_RESPONSE_CACHE_MAX_ENTRY_BYTES": ("response_cache_max_entry_bytes", _positive_int),
+    "POPMAP_MAX_QUERY_COST": ("max_query_cost", _positive_int),
+    "POPMAP_INTROSPECTION": ("introspection", _parse_bool),
 }
 
 

@@ -523,12 +523,24 @@ def _nested(depth: int) -> str:
     return f"query ($id: ID!) {{ {opening} {{ id{' }' * len(fields)} }}"
 
 
-async def test_query_depth_is_limited(client: httpx.AsyncClient, settings: Settings) -> None:
+async def test_query_depth_is_limited(
+    client: httpx.AsyncClient, database_url: str, tmp_path: Path
+) -> None:
     business = await make_business("Shop")
     variables = {"id": global_id("Business", business.id)}
+    # Nine nested lists cost far more than the default cost limit allows, so the depth
+    # limit is shown on a server whose cost limit is out of the way.
+    env = clean_env(
+        DATABASE_URL=database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        POPMAP_MAX_QUERY_COST=str(2**53 - 1),
+    )
+    depth = Settings().max_query_depth
 
-    at_limit = await gql(client, _nested(settings.max_query_depth), variables)
-    past_limit = await gql(client, _nested(settings.max_query_depth + 1), variables)
+    with running_server(env) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as roomy:
+            at_limit = await gql(roomy, _nested(depth), variables)
+            past_limit = await gql(roomy, _nested(depth + 1), variables)
 
     assert "errors" not in at_limit, at_limit
     assert error_codes(past_limit) == ["QUERY_TOO_DEEP"]

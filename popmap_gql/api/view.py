@@ -237,7 +237,8 @@ class GraphQLView:
 
         headers: dict[str, str] = {}
         slot: Slot | None = None
-        if self.cached is not None:
+        # A refused request (invalid, too costly) runs no SQL, not even the cache's.
+        if self.cached is not None and self.schema.admits(query, operation_name, variables):
             slot = await self.cached.slot(viewer, query, operation_name, variables)
             if slot is not None:
                 body = self.cached.get(slot)
