@@ -15,12 +15,10 @@ logger = logging.getLogger("popmap_gql.errors")
 
 MASKED_MESSAGE = "Internal server error"
 
-# Errors graphql-core and Strawberry's limiters raise without a code of their own,
-# recognised by their wording (pinned by the tests of each limit).
+# Errors graphql-core raises without a code of their own, recognised by their wording
+# (pinned by the tests of each limit). Our own errors carry their code in `extensions`.
 _MESSAGE_CODES = (
     ("Syntax Error: Document contains more than", "QUERY_TOO_LARGE"),
-    ("exceeds maximum operation depth", "QUERY_TOO_DEEP"),
-    ("aliases found. Allowed:", "TOO_MANY_ALIASES"),
     ("Syntax Error", "GRAPHQL_PARSE_FAILED"),
     ("Variable '$", "BAD_USER_INPUT"),
 )

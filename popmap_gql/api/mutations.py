@@ -20,6 +20,7 @@ from popmap_gql.api.permissions import (
     IsStaff,
     business_in_arguments,
 )
+from popmap_gql.api.sizes import Capped, sized
 from popmap_gql.api.types import Business, Event
 from popmap_gql.db import commands
 from popmap_gql.db.models import EventStatus
@@ -117,7 +118,8 @@ class UploadField:
 )
 class SignedUpload:
     url: str
-    fields: list[UploadField]
+    # S3's presigned POST has 7 fields, the embedded store's 5.
+    fields: list[UploadField] = strawberry.field(metadata=sized(Capped(10)))
     key: str
     expires_at: datetime = strawberry.field(description="The POST is refused after this.")
     max_bytes: int = strawberry.field(description="The largest file the server accepts.")

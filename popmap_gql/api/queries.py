@@ -18,6 +18,7 @@ from popmap_gql.api.prefetch import (
     prefetch_events,
     selected,
 )
+from popmap_gql.api.sizes import Capped, Paged, cap_of, sized
 from popmap_gql.api.types import (
     AuthConfig,
     Business,
@@ -35,10 +36,10 @@ from popmap_gql.db import queries
 from popmap_gql.db.models import EventStatus as DbEventStatus
 from popmap_gql.errors import BadUserInput, Forbidden, NotFound
 
-__all__ = ["MAX_PAGE_SIZE", "Query"]
+__all__ = ["PAGE", "Query"]
 
-MAX_PAGE_SIZE = 100
-DEFAULT_PAGE_SIZE = 20
+# The page of every connection: `first` items, 20 when omitted, at most 100.
+PAGE = Paged(default=20, cap=100)
 MAX_SLUGS = 50
 MAX_SEARCH_LENGTH = 200
 
@@ -105,14 +106,6 @@ class EventFilter:
         default=None, description="Events this business takes part in or hosts."
     )
     status: DbEventStatus | None = strawberry.field(default=None, description="Staff only.")
-
-
-def _page_size(first: int | None) -> int:
-    if first is None:
-        return DEFAULT_PAGE_SIZE
-    if not 1 <= first <= MAX_PAGE_SIZE:
-        raise BadUserInput(f"first must be between 1 and {MAX_PAGE_SIZE}", field="first")
-    return first
 
 
 def _text(value: str, field: str, max_length: int) -> str:
@@ -250,11 +243,16 @@ class Query:
     def auth_config(self, info: Info) -> AuthConfig:
         return _auth_config(info.context.settings)
 
-    @strawberry.field(description="All categories, by name.")
+    @strawberry.field(
+        description="All categories, by name; the first 200.", metadata=sized(Capped(200))
+    )
     async def categories(self) -> list[Category]:
-        return [Category.from_values(row) for row in await queries.list_categories()]
+        rows = await queries.list_categories(CATEGORIES_CAP)
+        return [Category.from_values(row) for row in rows]
 
-    @strawberry.field(description="Businesses the viewer can see, a page at a time.")
+    @strawberry.field(
+        description="Businesses the viewer can see, a page at a time.", metadata=sized(PAGE)
+    )
     async def businesses(
         self,
         info: Info,
@@ -263,7 +261,7 @@ class Query:
         filter: BusinessFilter | None = None,  # the contract's argument name
         order_by: BusinessOrder = BusinessOrder.NAME_ASC,
     ) -> Connection[Business]:
-        size = _page_size(first)
+        size = PAGE.size(first)
         order = queries.BusinessOrder[order_by.name]
         flt = filter or BusinessFilter()
         search = _text(flt.search, "filter.search", MAX_SEARCH_LENGTH) if flt.search else None
@@ -286,7 +284,9 @@ class Query:
             raise NotFound("no such business")
         return business
 
-    @strawberry.field(description="Events the viewer can see, a page at a time.")
+    @strawberry.field(
+        description="Events the viewer can see, a page at a time.", metadata=sized(PAGE)
+    )
     async def events(
         self,
         info: Info,
@@ -295,7 +295,7 @@ class Query:
         filter: EventFilter | None = None,  # the contract's argument name
         order_by: EventOrder = EventOrder.STARTS_AT_ASC,
     ) -> Connection[Event]:
-        size = _page_size(first)
+        size = PAGE.size(first)
         order = queries.EventOrder[order_by.name]
         flt = filter or EventFilter()
         viewer = info.context.viewer
@@ -330,3 +330,6 @@ class Query:
             raise NotFound("no such event")
         await prefetch_events(info.context.loaders, [event], selected(info))
         return event
+
+
+CATEGORIES_CAP = cap_of(Query, "categories")

@@ -13,7 +13,9 @@ from tortoise.models import Model
 from popmap_gql.api.context import Context, Info
 from popmap_gql.api.dataloading import Missing, peek, ready
 from popmap_gql.api.ids import encode_id
+from popmap_gql.api.sizes import PAGE_ITEMS, Capped, cap_of, sized
 from popmap_gql.db import models
+from popmap_gql.db.commands import MAX_CATEGORIES
 from popmap_gql.errors import Forbidden, Unauthenticated
 
 if TYPE_CHECKING:
@@ -105,14 +107,21 @@ class Business:
     # delegates to a method taking the context, which graphql-core calls directly (see
     # DIRECT_RESOLVERS).
 
-    @strawberry.field
+    @strawberry.field(
+        description=f"Its categories, by name (at most {MAX_CATEGORIES}).",
+        metadata=sized(Capped(MAX_CATEGORIES)),
+    )
     def categories(self, info: Info) -> list[Category]:
         return self.load_categories(info.context)
 
     def load_categories(self, context: Context) -> list[Category]:
         return ready(context.loaders.categories_by_business, self.pk, _as_is)
 
-    @strawberry.field(description="Approved events this business takes part in, soonest first.")
+    @strawberry.field(
+        description="Approved events this business takes part in, soonest first; at most 50:"
+        " with more, the 50 that end last (so every event not ended yet, up to 50).",
+        metadata=sized(Capped(50)),
+    )
     def events(
         self,
         info: Info,
@@ -131,7 +140,11 @@ class Business:
 
         return ready(context.loaders.events_by_business, self.pk, convert)
 
-    @strawberry.field(description="Events this business hosts, soonest first.")
+    @strawberry.field(
+        description="Events this business hosts, soonest first; at most 50: with more, the"
+        " 50 that end last.",
+        metadata=sized(Capped(50)),
+    )
     def hosted_events(self, info: Info) -> list[Event]:
         return self.load_hosted_events(info.context)
 
@@ -148,7 +161,8 @@ class Business:
 
     @strawberry.field(
         description="Owner and staff only (others get FORBIDDEN): approved events that have"
-        " not ended and that this business has not joined, soonest first, at most 100."
+        " not ended and that this business has not joined, soonest first, at most 100.",
+        metadata=sized(Capped(100)),
     )
     async def available_events(self, info: Info) -> list[Event] | None:
         viewer = info.context.viewer
@@ -227,14 +241,20 @@ class Event:
             return None
         return ready(context.loaders.business_by_id, self.host_business_id, _as_is)
 
-    @strawberry.field(description="Businesses taking part, in the order they joined.")
+    @strawberry.field(
+        description="Businesses taking part, in the order they joined; the first 50.",
+        metadata=sized(Capped(50)),
+    )
     def businesses(self, info: Info) -> list[Business]:
         return self.load_businesses(info.context)
 
     def load_businesses(self, context: Context) -> list[Business]:
         return ready(context.loaders.businesses_by_event, self.pk, _as_is)
 
-    @strawberry.field(description="The distinct categories of the businesses taking part.")
+    @strawberry.field(
+        description="The distinct categories of the businesses taking part, by name; the first 20.",
+        metadata=sized(Capped(20)),
+    )
     def categories(self, info: Info) -> list[Category]:
         return self.load_categories(info.context)
 
@@ -311,7 +331,11 @@ def _picture_url(context: Context, key: str, given_url: str) -> str | None:
 
 def _distinct_categories(per_business: Iterable[list[Category]]) -> list[Category]:
     distinct = {category.pk: category for categories in per_business for category in categories}
-    return sorted(distinct.values(), key=lambda category: (category.name, category.pk))
+    ordered = sorted(distinct.values(), key=lambda category: (category.name, category.pk))
+    return ordered[:EVENT_CATEGORIES_CAP]
+
+
+EVENT_CATEGORIES_CAP = cap_of(Event, "categories")
 
 
 @strawberry.type
@@ -330,7 +354,7 @@ class Edge(Generic[NodeT]):
 
 @strawberry.type
 class Connection(Generic[NodeT]):
-    edges: list[Edge[NodeT]]
+    edges: list[Edge[NodeT]] = strawberry.field(metadata=sized(PAGE_ITEMS))
     page_info: PageInfo
     count: strawberry.Private[Callable[[], Awaitable[int]]]
 
@@ -353,11 +377,17 @@ class Viewer:
         description="Cognito for the pool's own users; Facebook, Google, ... for federated ones."
     )
 
-    @strawberry.field(description="Businesses the viewer owns, verified or not.")
+    @strawberry.field(
+        description="Businesses the viewer owns, verified or not, by name; the first 50.",
+        metadata=sized(Capped(50)),
+    )
     async def businesses(self, info: Info) -> list[Business]:
         return await info.context.loaders.businesses_by_owner.load(self.pk)
 
-    @strawberry.field(description="Events the viewer submitted, in any status, newest first.")
+    @strawberry.field(
+        description="Events the viewer submitted, in any status, newest first; the latest 100.",
+        metadata=sized(Capped(100)),
+    )
     async def submitted_events(self, info: Info) -> list[Event]:
         return await info.context.loaders.events_by_creator.load(self.pk)
 
