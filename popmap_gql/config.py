@@ -132,6 +132,12 @@ class Settings:
     jwks_cooldown_seconds: float = 60.0
     token_leeway_seconds: float = 30.0
     userinfo_retry_seconds: float = 300.0
+    # Faults and hostile connections (README "When PostgreSQL fails", "Serving")
+    db_statement_timeout_ms: int = 10_000
+    db_pool_timeout_seconds: float = 10.0
+    shutdown_timeout_seconds: float = 20.0
+    keep_alive_seconds: int = 5
+    max_connections: int = 1000
 
     @property
     def cognito_configured(self) -> bool:
@@ -224,6 +230,23 @@ def _seconds(name: str, raw: str) -> float:
     return value
 
 
+def _positive_seconds(name: str, raw: str) -> float:
+    value = _seconds(name, raw)
+    if value <= 0:
+        raise ConfigError(f"{name} must be more than 0 seconds, got {value}")
+    return value
+
+
+def _non_negative_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 or more, got {value}")
+    return value
+
+
 def _group(name: str, raw: str) -> str:
     if not raw.strip():
         raise ConfigError(f"{name} must name a Cognito group")
@@ -264,6 +287,11 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_JWKS_COOLDOWN_SECONDS": ("jwks_cooldown_seconds", _seconds),
     "POPMAP_TOKEN_LEEWAY_SECONDS": ("token_leeway_seconds", _seconds),
     "POPMAP_USERINFO_RETRY_SECONDS": ("userinfo_retry_seconds", _seconds),
+    "POPMAP_DB_STATEMENT_TIMEOUT_MS": ("db_statement_timeout_ms", _non_negative_int),
+    "POPMAP_DB_POOL_TIMEOUT_SECONDS": ("db_pool_timeout_seconds", _positive_seconds),
+    "POPMAP_SHUTDOWN_TIMEOUT_SECONDS": ("shutdown_timeout_seconds", _seconds),
+    "POPMAP_KEEP_ALIVE_SECONDS": ("keep_alive_seconds", _positive_int),
+    "POPMAP_MAX_CONNECTIONS": ("max_connections", _positive_int),
 }
 
 
