@@ -135,7 +135,7 @@ class Settings:
     # Faults and hostile connections (README "When PostgreSQL fails", "Serving")
     db_statement_timeout_ms: int = 10_000
     db_pool_timeout_seconds: float = 10.0
-    shutdown_timeout_seconds: float = 20.0
+    shutdown_timeout_seconds: int = 20
     keep_alive_seconds: int = 5
     max_connections: int = 1000
 
@@ -289,7 +289,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_USERINFO_RETRY_SECONDS": ("userinfo_retry_seconds", _seconds),
     "POPMAP_DB_STATEMENT_TIMEOUT_MS": ("db_statement_timeout_ms", _non_negative_int),
     "POPMAP_DB_POOL_TIMEOUT_SECONDS": ("db_pool_timeout_seconds", _positive_seconds),
-    "POPMAP_SHUTDOWN_TIMEOUT_SECONDS": ("shutdown_timeout_seconds", _seconds),
+    "POPMAP_SHUTDOWN_TIMEOUT_SECONDS": ("shutdown_timeout_seconds", _positive_int),
     "POPMAP_KEEP_ALIVE_SECONDS": ("keep_alive_seconds", _positive_int),
     "POPMAP_MAX_CONNECTIONS": ("max_connections", _positive_int),
 }

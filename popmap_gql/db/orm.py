@@ -10,10 +10,17 @@ import asyncpg
 from popmap_gql.config import ConfigError
 from popmap_gql.db.client import DEFAULT_POOL_TIMEOUT
 
-__all__ = ["MODELS_MODULE", "connection_credentials", "tortoise_config"]
+__all__ = [
+    "APP_LABEL",
+    "MIGRATIONS_MODULE",
+    "MODELS_MODULE",
+    "connection_credentials",
+    "tortoise_config",
+]
 
 MODELS_MODULE = "popmap_gql.db.models"
 MIGRATIONS_MODULE = "migrations"
+APP_LABEL = "models"
 
 
 def connection_credentials(url: str) -> dict[str, Any]:
@@ -73,7 +80,9 @@ def tortoise_config(
     """
     credentials = connection_credentials(url)
     credentials.update(
-        minsize=1,
+        # No floor: with one, asyncpg reconnects in the background while PostgreSQL is
+        # down and logs a traceback per attempt; connections open on demand instead.
+        minsize=0,
         maxsize=pool_size,
         reset=release_connection,
         pool_timeout=pool_timeout,
@@ -87,7 +96,7 @@ def tortoise_config(
     return {
         "connections": {"default": {"engine": "popmap_gql.db.client", "credentials": credentials}},
         "apps": {
-            "models": {
+            APP_LABEL: {
                 "models": [MODELS_MODULE],
                 "default_connection": "default",
                 "migrations": MIGRATIONS_MODULE,
