@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -70,6 +71,22 @@ async def internal_error(request: Request, _exc: Exception) -> Response:
     )
 
 
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Routing's own refusals (404, 405 on /healthz) in GraphQL's shape, headers kept.
+
+    Starlette's 405 carries the route's Allow header, which RFC 9110 requires.
+    """
+    assert isinstance(exc, HTTPException)
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "BAD_REQUEST")
+    return error_response(
+        request.headers.get("accept", ""),
+        exc.status_code,
+        exc.detail,
+        code,
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
 def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -100,7 +117,8 @@ def create_app(settings: Settings) -> Starlette:
         Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
     ]
     routes = [
-        Route("/graphql", view, methods=["GET", "POST"]),
+        # Every method reaches the view, which answers 405 with Allow itself.
+        Route("/graphql", view),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
@@ -109,7 +127,7 @@ def create_app(settings: Settings) -> Starlette:
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
-        exception_handlers={Exception: internal_error},
+        exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
 
 

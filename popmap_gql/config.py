@@ -108,7 +108,7 @@ class Settings:
     log_level: str = "INFO"
     allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
     cors_allowed_origins: tuple[str, ...] = ("http://localhost:5173", "http://127.0.0.1:5173")
-    graphiql: bool = True
+    graphiql: bool | None = None  # None: see graphiql_enabled
     max_query_depth: int = 10
     max_aliases: int = 30
     max_tokens: int = 2000
@@ -132,6 +132,9 @@ class Settings:
     jwks_cooldown_seconds: float = 60.0
     token_leeway_seconds: float = 30.0
     userinfo_retry_seconds: float = 300.0
+    # Response cache memory (README "Speed and the response cache")
+    response_cache_max_bytes: int = 64 * 1024 * 1024
+    response_cache_max_entry_bytes: int = 1024 * 1024
     # Faults and hostile connections (README "When PostgreSQL fails", "Serving")
     db_statement_timeout_ms: int = 10_000
     db_pool_timeout_seconds: float = 10.0
@@ -143,6 +146,12 @@ class Settings:
     def cognito_configured(self) -> bool:
         """A user pool is configured; the local development identity provider is then off."""
         return self.cognito_user_pool_id is not None
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        """Unless set, GraphiQL is served only in development (the local identity provider):
+        a deployment with a user pool publishes no explorer unless it asks for one."""
+        return self.graphiql if self.graphiql is not None else not self.cognito_configured
 
     @property
     def cognito_issuer(self) -> str:
@@ -179,6 +188,8 @@ class Settings:
 
 
 _POOL_ID = re.compile(r"^(?P<region>[a-z]{2}(-[a-z]+)+-\d)_[0-9A-Za-z]+$")
+# cognito-local names its pools local_<alphanumerics>; such a pool has no AWS region.
+_EMULATOR_POOL_ID = re.compile(r"^local_[0-9A-Za-z]+$")
 _DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 
 
@@ -186,9 +197,18 @@ def _pool_id(name: str, raw: str) -> str | None:
     raw = raw.strip()
     if not raw:
         return None
-    if not _POOL_ID.match(raw):
-        raise ConfigError(f"{name} must look like us-east-1_AbCdEf123, got {raw!r}")
+    if not (_POOL_ID.match(raw) or _EMULATOR_POOL_ID.match(raw)):
+        raise ConfigError(
+            f"{name} must look like us-east-1_AbCdEf123 (or local_AbCd1234 for an emulator),"
+            f" got {raw!r}"
+        )
     return raw
+
+
+def _pool_region(pool: str) -> str | None:
+    """The region an AWS pool id starts with; None for an emulator's pool."""
+    match = _POOL_ID.match(pool)
+    return match["region"] if match else None
 
 
 def _region(name: str, raw: str) -> str | None:
@@ -287,6 +307,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_JWKS_COOLDOWN_SECONDS": ("jwks_cooldown_seconds", _seconds),
     "POPMAP_TOKEN_LEEWAY_SECONDS": ("token_leeway_seconds", _seconds),
     "POPMAP_USERINFO_RETRY_SECONDS": ("userinfo_retry_seconds", _seconds),
+    "POPMAP_RESPONSE_CACHE_MAX_BYTES": ("response_cache_max_bytes", _positive_int),
+    "POPMAP_RESPONSE_CACHE_MAX_ENTRY_BYTES": ("response_cache_max_entry_bytes", _positive_int),
     "POPMAP_DB_STATEMENT_TIMEOUT_MS": ("db_statement_timeout_ms", _non_negative_int),
     "POPMAP_DB_POOL_TIMEOUT_SECONDS": ("db_pool_timeout_seconds", _positive_seconds),
     "POPMAP_SHUTDOWN_TIMEOUT_SECONDS": ("shutdown_timeout_seconds", _positive_int),
@@ -312,7 +334,7 @@ def load_settings(
             kwargs[attribute] = parse(name, source[name])
     pool = kwargs.get("cognito_user_pool_id")
     if isinstance(pool, str) and kwargs.get("cognito_region") is None:
-        kwargs["cognito_region"] = pool.split("_", 1)[0]  # pool ids start with their region
+        kwargs["cognito_region"] = _pool_region(pool)
     settings = Settings(**kwargs)  # type: ignore[arg-type]  # values checked by their parsers
     _check_cognito(settings)
     return settings
@@ -332,9 +354,27 @@ def _check_cognito(settings: Settings) -> None:
         return
     if not settings.cognito_app_client_ids:
         raise ConfigError("AWS_COGNITO_APP_CLIENT_ID must list the app client id(s) of the pool")
-    pool_region = pool.split("_", 1)[0]
-    if settings.cognito_region != pool_region:
+    pool_region = _pool_region(pool)
+    if pool_region is None:
+        _check_emulator_pool(settings)
+    elif settings.cognito_region != pool_region:
         raise ConfigError(
             f"AWS_COGNITO_REGION {settings.cognito_region} does not match the pool's region"
             f" {pool_region}"
+        )
+
+
+def _check_emulator_pool(settings: Settings) -> None:
+    """An emulator's pool (cognito-local) is not on AWS: its issuer must be given, and a
+    region only matters for a hosted-UI prefix, which names an Amazon-hosted domain."""
+    if not settings.cognito_issuer_override:
+        raise ConfigError(
+            f"AWS_COGNITO_USER_POOL_ID {settings.cognito_user_pool_id} is an emulator's pool:"
+            " set AWS_COGNITO_ISSUER to the issuer of its tokens"
+        )
+    domain = settings.cognito_domain
+    if domain and "." not in domain and settings.cognito_region is None:
+        raise ConfigError(
+            "AWS_COGNITO_DOMAIN is a hosted-UI prefix, which needs AWS_COGNITO_REGION with an"
+            " emulator's pool; set the region or give a full host name"
         )

@@ -135,6 +135,7 @@ def settings(
         cognito_userinfo_url_override=cognito.userinfo_url,
         jwks_cooldown_seconds=JWKS_COOLDOWN_SECONDS,
         userinfo_retry_seconds=1.0,
+        graphiql=True,  # off by default with a pool; the GraphiQL tests opt in
     )
 
 

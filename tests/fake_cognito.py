@@ -102,7 +102,8 @@ class FakeCognito:
 
         return Starlette(
             routes=[
-                Route(f"/{POOL_ID}/.well-known/jwks.json", jwks),
+                # any pool id: an emulator's pool (local_...) derives its JWKS URL the same way
+                Route("/{pool}/.well-known/jwks.json", jwks),
                 Route("/attacker/jwks.json", attacker_jwks),
                 Route("/oauth2/userInfo", userinfo),
             ]

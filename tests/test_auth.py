@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import json
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,9 +19,17 @@ import pytest
 from popmap_gql.auth.local_idp import LocalIdentityProvider
 from popmap_gql.config import Settings
 from popmap_gql.db.models import CognitoIdentity, User
-from tests.conftest import JWKS_COOLDOWN_SECONDS
-from tests.fake_cognito import ISSUER, MOBILE_CLIENT, FakeCognito, SigningKey, b64url
+from tests.conftest import JWKS_COOLDOWN_SECONDS, QueryCounter
+from tests.fake_cognito import (
+    ISSUER,
+    MOBILE_CLIENT,
+    WEB_CLIENT,
+    FakeCognito,
+    SigningKey,
+    b64url,
+)
 from tests.helpers import error_codes
+from tests.processes import clean_env, running_server
 
 ME = "{ me { id username email firstName lastName groups isStaff identityProvider } }"
 
@@ -260,6 +270,21 @@ def _refusals() -> dict[str, Callable[[FakeCognito], str]]:
         ),
         "groups is a string": lambda c: c.access_token(**{"cognito:groups": "staff"}),
         "exp is a string": lambda c: c.access_token(exp="tomorrow"),
+        # NumericDate claims are JSON numbers; PyJWT alone compares int(value)
+        "exp is a numeric string": lambda c: c.access_token(exp=str(now + 3600)),
+        "iat is a numeric string": lambda c: c.access_token(iat=str(now)),
+        "nbf is a numeric string": lambda c: c.access_token(nbf=str(now - 60)),
+        "exp is true": lambda c: c.access_token(exp=True),
+        "iat is false": lambda c: c.access_token(iat=False),
+        "nbf is false": lambda c: c.access_token(nbf=False),
+        "exp is infinite": lambda c: c.access_token(exp=float("inf")),
+        "exp is beyond any float": lambda c: c.access_token(exp=10**400),
+        # Cognito's ID tokens name one audience, as a string
+        "id token aud is a list holding our client": lambda c: c.id_token(aud=[WEB_CLIENT]),
+        "id token aud lists both our clients": lambda c: c.id_token(
+            aud=[WEB_CLIENT, MOBILE_CLIENT]
+        ),
+        "access token client_id is a list": lambda c: c.access_token(client_id=[WEB_CLIENT]),
         "oversized": lambda c: c.access_token(padding="x" * 20_000),
         "flipped bit in payload": payload_bit,
         "flipped bit in signature": signature_bit,
@@ -321,6 +346,60 @@ async def test_malformed_authorization_header_is_401(
     assert_refused(response)
 
 
+def _post_with_raw_authorization(base: str, authorization: str) -> tuple[int, dict[str, Any]]:
+    """POST `me` with an Authorization value sent byte for byte.
+
+    httpx (h11) refuses to send a header value with surrounding whitespace, which RFC 9110
+    lets servers receive and ignore; http.client sends it as given.
+    """
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request(
+            "POST",
+            "/graphql",
+            body=json.dumps({"query": ME}),
+            headers={"Content-Type": "application/json", "Authorization": authorization},
+        )
+        response = connection.getresponse()
+        body: dict[str, Any] = json.loads(response.read())
+        return response.status, body
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    "form",
+    ["bearer {}", "BEARER {}", "Bearer   {}", "Bearer {}  ", "Bearer {}\t", "  Bearer {}"],
+)
+async def test_authorization_header_is_read_as_rfc_6750_says(
+    api_url: str, clean_db: None, cognito: FakeCognito, form: str
+) -> None:
+    token = cognito.access_token(username="hal")
+
+    status, body = await asyncio.to_thread(
+        _post_with_raw_authorization, api_url, form.format(token)
+    )
+
+    assert status == 200, body
+    assert body["data"]["me"]["username"] == "hal"
+
+
+@pytest.mark.parametrize("form", ["Bearer\t{}", "Bearer {} {}", "Bearer {},", "Bearer,{}", "{}"])
+async def test_bearer_token_in_another_shape_is_401(
+    client: httpx.AsyncClient, cognito: FakeCognito, form: str
+) -> None:
+    token = cognito.access_token()
+
+    response = await client.post(
+        "/graphql",
+        json={"query": ME},
+        headers={"Authorization": form.format(token, token)},
+    )
+
+    assert_refused(response)
+
+
 async def test_401_answers_in_the_media_type_apollo_asks_for(
     client: httpx.AsyncClient,
 ) -> None:
@@ -351,6 +430,60 @@ async def test_a_cached_token_is_refused_once_past_its_expiry_and_leeway(
 
     assert first.status_code == again.status_code == 200
     assert_refused(late)
+
+
+async def test_numeric_dates_may_be_fractional_json_numbers(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    now = time.time()
+
+    viewer = await me(client, cognito.access_token(iat=now - 0.5, nbf=now - 0.5, exp=now + 600.5))
+
+    assert viewer["id"]
+
+
+# --- the viewer cache -------------------------------------------------------------------
+
+
+async def test_email_from_an_id_token_is_seen_at_once_by_the_same_persons_access_token(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    sub = str(uuid.uuid4())
+    cognito.profiles[sub] = {"email": "old@example.com"}
+    access = cognito.access_token(sub=sub, username="fay")
+
+    first = await me(client, access)  # profile from userInfo; the viewer is cached
+    await me(
+        client, cognito.id_token(sub=sub, email="new@example.com", **{"cognito:username": "fay"})
+    )
+    after = await me(client, access)
+
+    assert first["email"] == "old@example.com"
+    assert after["email"] == "new@example.com"
+    assert after["id"] == first["id"]
+
+
+async def test_repeat_requests_with_a_token_read_no_user_even_after_a_profile_change(
+    client: httpx.AsyncClient, cognito: FakeCognito, sql_counter: QueryCounter
+) -> None:
+    sub = str(uuid.uuid4())
+    access = cognito.access_token(sub=sub, username="gus")
+    id_token = cognito.id_token(sub=sub, email="gus@example.com", **{"cognito:username": "gus"})
+    await me(client, access)  # provisions the user
+
+    def user_reads() -> list[str]:
+        return [s for s in sql_counter.statements if "cognito_identity" in s]
+
+    sql_counter.statements.clear()
+    await me(client, access)
+    repeat = user_reads()
+    await me(client, id_token)  # records the email: one update
+    sql_counter.statements.clear()
+    after_change = await me(client, access)
+
+    assert repeat == []
+    assert user_reads() == []  # the changed profile came from memory, not a lookup
+    assert after_change["email"] == "gus@example.com"
 
 
 # --- the JWKS cache ---------------------------------------------------------------------
@@ -391,6 +524,47 @@ async def test_flood_of_unknown_kids_fetches_at_most_once_per_cooldown(
     assert [r.status_code for r in results[200:]] == [200] * 20
     windows = int(elapsed // JWKS_COOLDOWN_SECONDS) + 1
     assert 1 <= cognito.hits["jwks"] - before <= windows
+
+
+# --- an emulator's pool (cognito-local: local_...) ---------------------------------------
+
+
+async def test_tokens_of_an_emulator_pool_are_accepted_with_its_issuer(
+    cognito: FakeCognito, settings: Settings, tmp_path: Path, clean_db: None
+) -> None:
+    pool = "local_5S8LTNzW"
+    issuer = f"{cognito.base_url}/{pool}"  # the JWKS URL derives from it
+    assert settings.database_url is not None
+    env = clean_env(
+        DATABASE_URL=settings.database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        AWS_COGNITO_USER_POOL_ID=pool,
+        AWS_COGNITO_APP_CLIENT_ID=WEB_CLIENT,
+        AWS_COGNITO_ISSUER=issuer,
+    )
+    sub = str(uuid.uuid4())
+    with running_server(env) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+            by_id = await me(
+                api,
+                cognito.id_token(
+                    iss=issuer, sub=sub, email="ivy@example.com", **{"cognito:username": "ivy"}
+                ),
+            )
+            by_access = await me(api, cognito.access_token(iss=issuer, sub=sub, username="ivy"))
+            aws_pool_token = await ask_me(api, cognito.access_token())
+            config = await api.post(
+                "/graphql", json={"query": "{ authConfig { userPoolId region localDevelopment } }"}
+            )
+
+    assert by_id["email"] == by_access["email"] == "ivy@example.com"
+    assert by_access["id"] == by_id["id"]
+    assert_refused(aws_pool_token)
+    assert config.json()["data"]["authConfig"] == {
+        "userPoolId": pool,
+        "region": None,
+        "localDevelopment": False,
+    }
 
 
 # --- authConfig and the local identity provider -----------------------------------------

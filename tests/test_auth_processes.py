@@ -180,6 +180,7 @@ def test_unreachable_jwks_with_no_cached_key_is_503_not_401(
 
     assert response.status_code == 503
     assert response.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+    assert "data" not in response.json()  # a request error
     assert "www-authenticate" not in response.headers
 
 

@@ -16,7 +16,7 @@ def test_defaults_need_no_environment() -> None:
     settings = load_settings({}, env_file=None)
 
     assert settings.database_url is None
-    assert settings.graphiql is True
+    assert settings.graphiql_enabled is True
     assert "http://localhost:5173" in settings.cors_allowed_origins
 
 
@@ -74,6 +74,79 @@ def test_server_does_not_start_with_a_malformed_setting() -> None:
     assert result.returncode == 2
     assert "POPMAP_MAX_ALIASES" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- GraphiQL's default follows the identity provider -------------------------------------
+
+POOL = {"AWS_COGNITO_USER_POOL_ID": "us-east-1_RealPool1", "AWS_COGNITO_APP_CLIENT_ID": "web"}
+
+
+@pytest.mark.parametrize(
+    ("environ", "enabled"),
+    [
+        ({}, True),  # the local identity provider: development
+        ({"POPMAP_GRAPHIQL": "false"}, False),
+        (POOL, False),  # a user pool: a deployment publishes no explorer unless asked
+        ({**POOL, "POPMAP_GRAPHIQL": "true"}, True),
+        ({**POOL, "POPMAP_GRAPHIQL": "false"}, False),
+    ],
+)
+def test_graphiql_is_on_by_default_only_with_the_local_identity_provider(
+    environ: dict[str, str], enabled: bool
+) -> None:
+    assert load_settings(environ, env_file=None).graphiql_enabled is enabled
+
+
+# --- emulator pools ----------------------------------------------------------------------------
+
+EMULATOR = {
+    "AWS_COGNITO_USER_POOL_ID": "local_5S8LTNzW",
+    "AWS_COGNITO_APP_CLIENT_ID": "web",
+    "AWS_COGNITO_ISSUER": "http://127.0.0.1:9229/local_5S8LTNzW",
+}
+
+
+def test_emulator_pool_is_accepted_with_its_issuer() -> None:
+    settings = load_settings(EMULATOR, env_file=None)
+
+    assert settings.cognito_issuer == "http://127.0.0.1:9229/local_5S8LTNzW"
+    assert settings.cognito_jwks_url == (
+        "http://127.0.0.1:9229/local_5S8LTNzW/.well-known/jwks.json"
+    )
+    assert settings.cognito_region is None  # not an AWS pool: nothing to derive it from
+
+
+def test_emulator_pool_takes_any_region_given() -> None:
+    settings = load_settings(
+        {**EMULATOR, "AWS_COGNITO_REGION": "eu-west-1", "AWS_COGNITO_DOMAIN": "popmap-auth"},
+        env_file=None,
+    )
+
+    assert settings.cognito_region == "eu-west-1"
+    assert settings.cognito_hosted_ui_domain == "popmap-auth.auth.eu-west-1.amazoncognito.com"
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({**EMULATOR, "AWS_COGNITO_ISSUER": ""}, "AWS_COGNITO_ISSUER"),
+        ({**EMULATOR, "AWS_COGNITO_DOMAIN": "popmap-auth"}, "AWS_COGNITO_REGION"),
+        ({**EMULATOR, "AWS_COGNITO_USER_POOL_ID": "local_"}, "AWS_COGNITO_USER_POOL_ID"),
+        ({**EMULATOR, "AWS_COGNITO_USER_POOL_ID": "local_a-b"}, "AWS_COGNITO_USER_POOL_ID"),
+        ({**EMULATOR, "AWS_COGNITO_USER_POOL_ID": "remote_5S8LTNzW"}, "AWS_COGNITO_USER_POOL_ID"),
+    ],
+)
+def test_emulator_pool_without_what_it_needs_is_refused(
+    environ: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(environ, env_file=None)
+
+
+def test_emulator_pool_with_a_full_domain_needs_no_region() -> None:
+    settings = load_settings({**EMULATOR, "AWS_COGNITO_DOMAIN": "auth.popmap.test"}, env_file=None)
+
+    assert settings.cognito_hosted_ui_domain == "auth.popmap.test"
 
 
 @pytest.mark.parametrize(

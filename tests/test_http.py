@@ -16,8 +16,11 @@ import pytest
 from tortoise.connection import connections
 
 from popmap_gql.config import Settings
+from popmap_gql.db.models import Business
 from tests.conftest import run_cli
+from tests.fake_cognito import FakeCognito
 from tests.helpers import error_codes, global_id, gql, make_business, make_category
+from tests.people import person
 from tests.processes import clean_env, running_server
 
 DEV_ORIGIN = "http://localhost:5173"
@@ -165,12 +168,33 @@ def test_graphiql_can_be_turned_off(tmp_path: Path, settings: Settings) -> None:
     assert query.status_code == 200
 
 
+def test_graphiql_is_off_by_default_once_a_user_pool_is_configured(
+    tmp_path: Path, settings: Settings
+) -> None:
+    assert settings.database_url is not None
+    env = clean_env(
+        DATABASE_URL=settings.database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        AWS_COGNITO_USER_POOL_ID="us-east-1_RealPool1",
+        AWS_COGNITO_APP_CLIENT_ID="web",
+    )
+    with running_server(env) as base:
+        page = httpx.get(f"{base}/graphql", headers={"Accept": "text/html"})
+
+    assert page.status_code == 404
+    assert "graphiql" not in page.text.lower()
+
+
 async def test_answers_in_graphql_response_json_when_asked(client: httpx.AsyncClient) -> None:
     apollo_accept = "application/graphql-response+json, application/json;q=0.9"
     ok = await client.post(
         "/graphql", json={"query": "{ categories { id } }"}, headers={"Accept": apollo_accept}
     )
-    bad = await client.post("/graphql", content=b"{not json", headers={"Accept": apollo_accept})
+    bad = await client.post(
+        "/graphql",
+        content=b"{not json",
+        headers={"Accept": apollo_accept, "content-type": "application/json"},
+    )
     plain = await client.post("/graphql", json={"query": "{ categories { id } }"})
 
     assert ok.headers["content-type"].startswith("application/graphql-response+json")
@@ -206,10 +230,36 @@ async def test_hash_only_persisted_query_is_answered_not_supported(
     else:
         response = await client.post("/graphql", json={"extensions": extensions})
 
-    assert response.status_code == 200
+    # A request error: 4xx and no data entry (GraphQL over HTTP); Apollo's link reads the
+    # message and code from the body of a 4xx answer too.
+    assert response.status_code == 400
     body = response.json()
     assert body["errors"][0]["message"] == "PersistedQueryNotSupported"
     assert error_codes(body) == ["PERSISTED_QUERY_NOT_SUPPORTED"]
+    assert "data" not in body
+
+
+async def test_apollo_persisted_query_fallback_then_runs_the_full_query(
+    client: httpx.AsyncClient,
+) -> None:
+    await make_category("Bakery")
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": "ab" * 32}}
+    apollo_accept = "application/graphql-response+json, application/json;q=0.9"
+
+    first = await client.post(
+        "/graphql", json={"extensions": extensions}, headers={"Accept": apollo_accept}
+    )
+    # The link retries with the query, still sending the extension while it is enabled.
+    retry = await client.post(
+        "/graphql",
+        json={"query": "{ categories { name } }", "extensions": extensions},
+        headers={"Accept": apollo_accept},
+    )
+
+    assert first.headers["content-type"].startswith("application/graphql-response+json")
+    assert error_codes(first.json()) == ["PERSISTED_QUERY_NOT_SUPPORTED"]
+    assert retry.status_code == 200
+    assert retry.json() == {"data": {"categories": [{"name": "Bakery"}]}}
 
 
 async def test_request_without_query_is_a_coded_bad_request(client: httpx.AsyncClient) -> None:
@@ -225,7 +275,6 @@ async def test_request_without_query_is_a_coded_bad_request(client: httpx.AsyncC
         (b'"{ categories { id } }"', "application/json", "must be a JSON object"),
         (b"42", "application/json", "must be a JSON object"),
         (b'[{"query": "{ categories { id } }"}]', "application/json", "Batching is not enabled"),
-        (b"{ categories { id } }", "application/graphql", "Unsupported content type"),
         (b'{"query": 7}', "application/json", "`query` must be a string"),
         (
             b'{"query": "{ categories { id } }", "variables": [1]}',
@@ -279,6 +328,191 @@ async def test_syntax_and_validation_errors_carry_codes(client: httpx.AsyncClien
 
     assert error_codes(syntax) == ["GRAPHQL_PARSE_FAILED"]
     assert error_codes(unknown) == ["GRAPHQL_VALIDATION_FAILED"]
+
+
+# --- Content-Type: the CSRF guard -------------------------------------------------------
+
+SUBMIT = 'mutation { submitBusiness(input: { name: "Forged" }) { business { id } } }'
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON;Charset=UTF-8",
+        'application/json; charset="utf-8"',
+        "application/json;",
+        'application/json; profile="a;b"; charset=utf-8',
+        "application/graphql-response+json",
+        "application/vnd.popmap+json",
+    ],
+)
+async def test_post_with_a_json_media_type_is_executed(
+    client: httpx.AsyncClient, content_type: str
+) -> None:
+    response = await client.post(
+        "/graphql",
+        content=b'{"query": "{ categories { id } }"}',
+        headers={"content-type": content_type},
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"data": {"categories": []}}
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        # what a cross-site form or fetch may send without a CORS preflight
+        "text/plain;application/json",
+        "text/plain; charset=application/json",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=application/json",
+        # not JSON, or not one media type
+        "application/graphql",
+        "application/jsonp",
+        "application/+json",
+        "text/json",
+        "application/json, text/plain",
+        "application/json text/plain",
+        "application/json; charset",
+        # JSON, but not in UTF-8
+        "application/json; charset=iso-8859-1",
+        # longer than any real one: refused before any parsing
+        "application/json; padding=" + "a" * 300,
+    ],
+)
+async def test_post_in_another_media_type_is_415_and_runs_nothing(
+    client: httpx.AsyncClient, cognito: FakeCognito, content_type: str
+) -> None:
+    owner = await person(cognito, "owner")
+
+    response = await client.post(
+        "/graphql",
+        content=json.dumps({"query": SUBMIT}).encode(),
+        headers={"content-type": content_type, **owner.headers},
+    )
+
+    assert response.status_code == 415, response.text
+    body = response.json()
+    assert error_codes(body) == ["UNSUPPORTED_MEDIA_TYPE"]
+    assert "data" not in body
+    assert await Business.all().count() == 0
+
+
+async def test_post_without_content_type_is_415(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    owner = await person(cognito, "owner")
+
+    response = await client.post(
+        "/graphql", content=json.dumps({"query": SUBMIT}).encode(), headers=owner.headers
+    )
+
+    assert "content-type" not in response.request.headers
+    assert response.status_code == 415
+    assert error_codes(response.json()) == ["UNSUPPORTED_MEDIA_TYPE"]
+    assert await Business.all().count() == 0
+
+
+async def test_get_ignores_content_type(client: httpx.AsyncClient) -> None:
+    # urql and Apollo send content-type: application/json on GET; a GET has no body to judge
+    response = await client.get(
+        "/graphql",
+        params={"query": "{ categories { id } }"},
+        headers={"content-type": "text/plain"},
+    )
+
+    assert response.json() == {"data": {"categories": []}}
+
+
+# --- 405 and request errors -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/graphql", {"GET", "POST"}),
+        ("DELETE", "/graphql", {"GET", "POST"}),
+        ("PATCH", "/graphql", {"GET", "POST"}),
+        ("OPTIONS", "/graphql", {"GET", "POST"}),  # not a CORS preflight
+        ("HEAD", "/graphql", {"GET", "POST"}),
+        ("POST", "/healthz", {"GET", "HEAD"}),
+        ("DELETE", "/readyz", {"GET", "HEAD"}),
+    ],
+)
+async def test_every_405_names_the_allowed_methods(
+    client: httpx.AsyncClient, method: str, path: str, allowed: set[str]
+) -> None:
+    response = await client.request(method, path, params={"query": "{ categories { id } }"})
+
+    assert response.status_code == 405
+    assert {m.strip() for m in response.headers["allow"].split(",")} == allowed
+    if method != "HEAD":  # a HEAD answer has no body
+        body = response.json()
+        assert error_codes(body) == ["METHOD_NOT_ALLOWED"]
+        assert "data" not in body
+
+
+async def test_mutation_over_get_is_405_allowing_post(client: httpx.AsyncClient) -> None:
+    response = await client.get("/graphql", params={"query": "mutation { __typename }"})
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert "data" not in response.json()
+
+
+async def test_unknown_path_is_a_coded_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/nothing-here")
+
+    assert response.status_code == 404
+    assert error_codes(response.json()) == ["NOT_FOUND"]
+
+
+def _request_errors(limit: int) -> dict[str, dict[str, Any]]:
+    """Requests refused before execution, and the status each gets."""
+    json_type = {"content-type": "application/json"}
+    query = {"query": "{ categories { id } }"}
+    return {
+        "unparsable JSON": {"status": 400, "content": b"{nope", "headers": json_type},
+        "no query": {"status": 400, "json": {"variables": {}}},
+        "hash-only persisted query": {
+            "status": 400,
+            "json": {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "ab" * 32}}},
+        },
+        "bad token": {"status": 401, "json": query, "headers": {"Authorization": "Bearer x.y.z"}},
+        "body too large": {
+            "status": 413,
+            "content": b'{"query": "' + b" " * limit + b'{ categories { id } }"}',
+            "headers": json_type,
+        },
+        "form body": {
+            "status": 415,
+            "content": b"query=%7B+categories+%7B+id+%7D+%7D",
+            "headers": {"content-type": "application/x-www-form-urlencoded"},
+        },
+    }
+
+
+@pytest.mark.parametrize("case", list(_request_errors(0)))
+@pytest.mark.parametrize(
+    "accept", ["application/json", "application/graphql-response+json, application/json;q=0.9"]
+)
+async def test_request_errors_carry_no_data_entry(
+    client: httpx.AsyncClient, settings: Settings, case: str, accept: str
+) -> None:
+    request = _request_errors(settings.max_body_bytes)[case]
+    status = request.pop("status")
+    headers = {"Accept": accept, **request.pop("headers", {})}
+
+    response = await client.post("/graphql", headers=headers, **request)
+
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"errors"}, body
+    assert body["errors"][0]["extensions"]["code"]
 
 
 # --- limits -----------------------------------------------------------------------------

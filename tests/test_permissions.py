@@ -1,4 +1,7 @@
-"""Who may do what: every mutation and viewer-dependent field, for four kinds of viewer."""
+"""Who may do what: every mutation and viewer-dependent field, for four kinds of viewer.
+
+The owner is also the creator of `proposal` and the owner of the host of `hosted`, so the
+event rows cover an event's creator and its host's owner."""
 
 from __future__ import annotations
 
@@ -12,7 +15,15 @@ import pytest
 
 from popmap_gql.db.models import Business, Event, EventStatus
 from tests.fake_cognito import FakeCognito
-from tests.helpers import NOW, error_codes, global_id, make_business, make_category, make_event
+from tests.helpers import (
+    NOW,
+    error_codes,
+    global_id,
+    make_business,
+    make_category,
+    make_event,
+    make_user,
+)
 from tests.people import ANONYMOUS, Person, person, post
 
 
@@ -24,6 +35,7 @@ class World:
     fair: Event  # approved, upcoming
     joined: Event  # approved, upcoming, with `owned` taking part
     proposal: Event  # pending, created by the owner
+    hosted: Event  # approved, upcoming, hosted by `owned` (taking part), created by another
 
 
 @pytest.fixture
@@ -43,7 +55,14 @@ async def world(client: httpx.AsyncClient, cognito: FakeCognito) -> World:
     proposal = await make_event(
         "Proposal", starts_in=timedelta(days=4), status=EventStatus.PENDING, created_by=owner.user
     )
-    return World(people, owned, draft, fair, joined, proposal)
+    hosted = await make_event(
+        "Hosted",
+        starts_in=timedelta(days=6),
+        host_business=owned,
+        businesses=[owned],
+        created_by=await make_user("organiser"),
+    )
+    return World(people, owned, draft, fair, joined, proposal, hosted)
 
 
 EVENT_INPUT = {
@@ -80,6 +99,12 @@ OPERATIONS: dict[str, Operation] = {
         lambda w: {"id": global_id("Business", w.draft.id)},
         _ok("updateBusiness"),
     ),
+    "updateBusiness(id:)": (
+        'mutation ($id: ID!) { updateBusiness(id: $id, input: {name: "Renamed"})'
+        " { business { name } } }",
+        lambda w: {"id": global_id("Business", w.owned.id)},
+        _ok("updateBusiness"),
+    ),
     "submitEvent": (
         "mutation ($input: EventInput!) { submitEvent(input: $input) { event { status } } }",
         lambda w: {"input": EVENT_INPUT},
@@ -99,6 +124,28 @@ OPERATIONS: dict[str, Operation] = {
         "mutation ($e: ID!, $b: ID!) { leaveEvent(eventId: $e, businessId: $b) { changed } }",
         lambda w: {"e": global_id("Event", w.joined.id), "b": global_id("Business", w.owned.id)},
         _ok("leaveEvent"),
+    ),
+    "updateEvent (their proposal)": (
+        'mutation ($id: ID!) { updateEvent(id: $id, input: {title: "Renamed"})'
+        " { event { title } } }",
+        lambda w: {"id": global_id("Event", w.proposal.id)},
+        _ok("updateEvent"),
+    ),
+    "updateEvent (hosted by owned)": (
+        'mutation ($id: ID!) { updateEvent(id: $id, input: {title: "Renamed"})'
+        " { event { title } } }",
+        lambda w: {"id": global_id("Event", w.hosted.id)},
+        _ok("updateEvent"),
+    ),
+    "cancelEvent (their proposal)": (
+        "mutation ($id: ID!) { cancelEvent(id: $id) { event { status } } }",
+        lambda w: {"id": global_id("Event", w.proposal.id)},
+        _ok("cancelEvent"),
+    ),
+    "cancelEvent (hosted by owned)": (
+        "mutation ($id: ID!) { cancelEvent(id: $id) { event { status } } }",
+        lambda w: {"id": global_id("Event", w.hosted.id)},
+        _ok("cancelEvent"),
     ),
     "verifyBusiness": (
         "mutation ($id: ID!) { verifyBusiness(id: $id) { business { isVerified } } }",
@@ -155,10 +202,15 @@ MATRIX: dict[str, tuple[Any, Any, Any, Any]] = {
     "submitBusiness":               (U,        "OK",     "OK",                 "OK"),
     "updateBusiness":               (U,        F,        "OK",                 "OK"),
     "updateBusiness (unverified)":  (U,        N,        "OK",                 "OK"),
+    "updateBusiness(id:)":          (U,        F,        "OK",                 "OK"),
     "submitEvent":                  (U,        "OK",     "OK",                 "OK"),
     "submitEvent (hosted by owned)": (U,       F,        "OK",                 "OK"),
     "joinEvent":                    (U,        F,        "OK",                 "OK"),
     "leaveEvent":                   (U,        F,        "OK",                 "OK"),
+    "updateEvent (their proposal)": (U,        N,        "OK",                 "OK"),
+    "updateEvent (hosted by owned)": (U,       F,        "OK",                 "OK"),
+    "cancelEvent (their proposal)": (U,        N,        "OK",                 "OK"),
+    "cancelEvent (hosted by owned)": (U,       F,        "OK",                 "OK"),
     "verifyBusiness":               (U,        F,        F,                    "OK"),
     "moderateEvent":                (U,        F,        F,                    "OK"),
     "Business.viewerIsOwner":       (False,    False,    True,                 False),

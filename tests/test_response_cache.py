@@ -5,18 +5,32 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import asyncpg
 import httpx
+import orjson
 
-from popmap_gql.api.cache import MAX_CACHED_QUERY_LENGTH, DataVersion, ResponseCache
+from popmap_gql.api.cache import (
+    ENTRY_OVERHEAD,
+    MAX_CACHED_QUERY_LENGTH,
+    CachedResponses,
+    DataVersion,
+    PrivateViews,
+    ResponseCache,
+)
+from popmap_gql.api.schema import schema
 from popmap_gql.auth.local_idp import LocalIdentityProvider
+from popmap_gql.auth.viewer import ANONYMOUS_VIEWER, Viewer
 from popmap_gql.config import Settings
 from popmap_gql.db.models import Business
+from popmap_gql.db.orm import connection_credentials
+from popmap_gql.db.queries import PrivateView
 from tests.fake_cognito import FakeCognito
-from tests.helpers import global_id, make_business
-from tests.people import person
+from tests.helpers import global_id, make_business, make_category
+from tests.people import ANONYMOUS, Person, person
 from tests.processes import clean_env, running_server
 
 NAMES = "{ businesses { edges { node { name } } } }"
+MB = 1024 * 1024
 
 
 async def names(
@@ -103,7 +117,7 @@ async def test_viewer_dependent_fields_and_mutations_are_never_cached(
 
 
 def test_aged_entries_are_recomputed_by_one_request_while_others_get_them() -> None:
-    cache = ResponseCache(ttl=0.0)
+    cache = ResponseCache(max_bytes=MB, max_entry_bytes=MB, ttl=0.0)
     key = cache.key("public", "{ categories { id } }", None, None)
     body = b'{"data":{"categories":[]}}'
     cache.put(key, 7, body)
@@ -114,7 +128,7 @@ def test_aged_entries_are_recomputed_by_one_request_while_others_get_them() -> N
 
 
 def test_an_entry_of_an_older_data_version_is_never_served() -> None:
-    cache = ResponseCache(ttl=60.0)
+    cache = ResponseCache(max_bytes=MB, max_entry_bytes=MB, ttl=60.0)
     key = cache.key("public", "{ categories { id } }", None, None)
     cache.put(key, 7, b'{"data":{"categories":[]}}')
 
@@ -204,3 +218,222 @@ async def test_very_long_documents_are_answered_but_never_cached(
         [{"node": {"name": "Crumbs"}}]
     ] * 2
     assert all("x-popmap-cache" not in a.headers for a in answers)
+
+
+BAKERY_NAMES = '{ businesses(filter: {categorySlugs: ["bakery"]}) { edges { node { name } } } }'
+
+
+async def bakery_names(client: httpx.AsyncClient, who: Person) -> tuple[list[str], str | None]:
+    response = await client.post("/graphql", json={"query": BAKERY_NAMES}, headers=who.headers)
+    assert response.status_code == 200, response.text
+    edges = response.json()["data"]["businesses"]["edges"]
+    return [edge["node"]["name"] for edge in edges], response.headers.get("x-popmap-cache")
+
+
+async def _until_a_statement_waits_for(watcher: asyncpg.Connection, table: str) -> None:
+    """Return once some session of this database waits for a lock on `table`."""
+    for _ in range(1000):
+        waiting = await watcher.fetchval(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+            " WHERE NOT l.granted AND c.relname = $1"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            table,
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no statement came to wait for a lock on {table}")
+
+
+async def test_an_answer_computed_after_the_viewers_own_write_is_never_shared(
+    client: httpx.AsyncClient, cognito: FakeCognito, settings: Settings
+) -> None:
+    """The attackers' race, forced step by step with table locks held by the test.
+
+    The viewer's request reads the data version and finds their view public, then pauses
+    on its query (category is locked); meanwhile the viewer's unverified business is
+    committed, and the query goes on to see it. Another signed-in person's request, which
+    read the data version before that commit, pauses on the check of their own view (event
+    is locked) until the viewer's answer is complete, then looks it up. No sleeps: the
+    test waits for each request to be blocked on its lock before the next step.
+    """
+    viewer = await person(cognito, "viewer")
+    other = await person(cognito, "other")
+    bakery = await make_category("Bakery")
+    await make_business("Public bakery", categories=[bakery])
+    assert settings.database_url is not None
+    credentials = connection_credentials(settings.database_url)
+    watcher, writer, scope_lock = [await asyncpg.connect(**credentials) for _ in range(3)]
+    try:
+        writing = writer.transaction()
+        await writing.start()
+        await writer.execute("LOCK TABLE category IN ACCESS EXCLUSIVE MODE")
+        viewers_read = asyncio.create_task(bakery_names(client, viewer))
+        await _until_a_statement_waits_for(watcher, "category")
+
+        holding = scope_lock.transaction()
+        await holding.start()
+        await scope_lock.execute("LOCK TABLE event IN ACCESS EXCLUSIVE MODE")
+        others_read = asyncio.create_task(bakery_names(client, other))
+        await _until_a_statement_waits_for(watcher, "event")
+
+        assert viewer.user is not None
+        submitted = await writer.fetchval(
+            "INSERT INTO business (name, description, contact_email, contact_phone, website,"
+            " instagram_url, tiktok_url, available_for_hire, logo_url, is_verified, owner_id,"
+            " created_at, updated_at)"
+            " VALUES ('Viewer''s secret bakery', '', '', '', '', '', '', false, '', false, $1,"
+            " now(), now()) RETURNING id",
+            viewer.user.id,
+        )
+        await writer.execute(
+            "INSERT INTO business_category (business_id, category_id) VALUES ($1, $2)",
+            submitted,
+            bakery.id,
+        )
+        await writing.commit()  # the viewer's write, and the paused query goes on
+        viewers_answer = await viewers_read
+        await holding.commit()
+        others_answer = await others_read
+    finally:
+        for connection in (watcher, writer, scope_lock):
+            await connection.close()
+
+    assert viewers_answer[0] == ["Public bakery", "Viewer's secret bakery"]
+    assert others_answer == (["Public bakery"], "miss")
+    assert (await bakery_names(client, ANONYMOUS))[0] == ["Public bakery"]
+    assert (await bakery_names(client, other))[0] == ["Public bakery"]
+    assert (await bakery_names(client, viewer))[0] == ["Public bakery", "Viewer's secret bakery"]
+
+
+async def test_an_answer_is_not_stored_under_a_version_that_a_write_passed_while_it_ran(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    """The store-side check, step by step: a request still holding the old version (its
+    version read returned before the write committed, its lookup runs after the answer
+    was stored: a window of event-loop scheduling that table locks cannot hold open)
+    must find nothing."""
+    viewer = await person(cognito, "viewer")
+    assert viewer.user is not None
+    await make_business("Public")
+    cached = CachedResponses(schema.documents.prepare, ttl=60.0, max_bytes=MB, max_entry_bytes=MB)
+    as_viewer = Viewer(user_id=viewer.user.id)
+    before_the_write = await cached.slot(as_viewer, NAMES, None, None)
+    assert before_the_write is not None  # the viewer's view is the public one
+
+    await make_business("Viewer's draft", verified=False, owner=viewer.user)
+    answer = (await client.post("/graphql", json={"query": NAMES}, headers=viewer.headers)).json()
+    stored = await cached.put(before_the_write, answer["data"])
+
+    edges = answer["data"]["businesses"]["edges"]
+    assert [edge["node"]["name"] for edge in edges] == ["Public", "Viewer's draft"]
+    assert stored is False
+    assert cached.get(before_the_write) is None
+    anonymous = await cached.slot(ANONYMOUS_VIEWER, NAMES, None, None)
+    assert anonymous is not None
+    assert anonymous.version > before_the_write.version
+    public = (await client.post("/graphql", json={"query": NAMES})).json()
+    assert await cached.put(anonymous, public["data"]) is True  # no write since: stored
+    assert cached.get(anonymous) == orjson.dumps(public)
+
+
+def test_remembered_private_views_are_of_the_newest_version_and_bounded() -> None:
+    views = PrivateViews(max_users=3)
+    for user_id in range(1, 6):
+        views.remember(user_id, PrivateView(version=7, private=user_id % 2 == 0))
+    views.remember(9, PrivateView(version=6, private=False))  # read before a newer one
+
+    assert len(views) == 3
+    assert [views.get(user_id, 7) for user_id in range(1, 6)] == [None, None, False, True, False]
+    assert views.get(9, 6) is None
+    assert views.get(3, 8) is None  # a write since: nobody's view is known
+    views.remember(1, PrivateView(version=8, private=True))
+    assert len(views) == 1
+    assert views.get(1, 8) is True
+
+
+def test_the_cache_never_holds_more_bytes_than_its_budget() -> None:
+    budget, cap = 50_000, 10_000
+    cache = ResponseCache(max_bytes=budget, max_entry_bytes=cap, ttl=60.0)
+    keys = [cache.key("public", f"{{ q{i} }}", None, {"i": i}) for i in range(400)]
+    sizes = [(i * 7919) % 12_000 for i in range(400)]  # some over the per-entry cap
+
+    for key, size in zip(keys, sizes, strict=True):
+        cache.put(key, 1, b"x" * size)
+        assert cache.bytes <= budget
+
+    costs = [len(key) + size + ENTRY_OVERHEAD for key, size in zip(keys, sizes, strict=True)]
+    held = [i for i, key in enumerate(keys) if cache.get(key, 1) is not None]
+    assert cache.bytes == sum(costs[i] for i in held)
+    assert all(costs[i] <= cap for i in held)
+    assert cache.bytes > budget - cap  # full, but for less than one entry's room
+    newest_that_fits = max(i for i, cost in enumerate(costs) if cost <= cap)
+    assert held[-1] == newest_that_fits  # least recently used go first
+
+
+async def test_a_document_over_the_token_limit_is_refused_without_a_cache_lookup(
+    client: httpx.AsyncClient,
+) -> None:
+    # 9,002 tokens within the cacheable length: the cache's check must parse no further
+    # than the server's own limit (2,000) before the executor refuses it.
+    query = "{" + " a" * 9000 + "}"
+    assert len(query) < MAX_CACHED_QUERY_LENGTH
+
+    response = await client.post("/graphql", json={"query": query})
+
+    assert response.status_code == 200, response.text
+    assert [e["extensions"]["code"] for e in response.json()["errors"]] == ["QUERY_TOO_LARGE"]
+    assert "x-popmap-cache" not in response.headers
+
+
+BUDGET, ENTRY_CAP = 20_000, 5_000
+DESCRIPTION = "d" * 2_000
+
+
+def described(alias: str, copies: int = 1) -> str:
+    fields = " ".join(f"d{n}: description" for n in range(copies))
+    return f"{{ {alias}: businesses {{ edges {{ node {{ {fields} }} }} }} }}"
+
+
+async def test_the_cache_holds_only_what_its_byte_budget_allows_and_no_large_answer(
+    settings: Settings, tmp_path: Path, clean_db: None
+) -> None:
+    await make_business("Crumbs", description=DESCRIPTION)
+    assert settings.database_url is not None
+    env = clean_env(
+        DATABASE_URL=settings.database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        POPMAP_RESPONSE_CACHE_TTL_SECONDS="3600",  # no entry ages during the test
+        POPMAP_RESPONSE_CACHE_MAX_BYTES=str(BUDGET),
+        POPMAP_RESPONSE_CACHE_MAX_ENTRY_BYTES=str(ENTRY_CAP),
+    )
+    queries = [described(f"b{i:02d}") for i in range(12)]
+
+    first, newest_first, large = await asyncio.to_thread(_fill_and_probe, env, queries)
+
+    cost = len(ResponseCache.key("public", queries[0], None, None)) + first[0][1] + ENTRY_OVERHEAD
+    assert {size for _, size in first} == {first[0][1]}  # every answer costs the same
+    assert [cached for cached, _ in first] == ["miss"] * 12
+    resident = BUDGET // cost
+    assert resident < 12
+    # newest to oldest: the `resident` most recent are hits, the one before is gone
+    assert newest_first[: resident + 1] == ["hit"] * resident + ["miss"]
+    assert [cached for cached, size in large] == ["miss"] * 3
+    assert all(size > ENTRY_CAP for _, size in large)
+
+
+def _fill_and_probe(
+    env: dict[str, str], queries: list[str]
+) -> tuple[list[tuple[str, int]], list[str], list[tuple[str, int]]]:
+    with running_server(env, "--workers", "1") as base, httpx.Client() as http:
+
+        def ask(query: str) -> tuple[str, int]:
+            response = http.post(f"{base}/graphql", json={"query": query})
+            assert response.status_code == 200, response.text
+            assert "errors" not in response.json(), response.text
+            return response.headers["x-popmap-cache"], len(response.content)
+
+        first = [ask(query) for query in queries]
+        newest_first = [ask(query)[0] for query in reversed(queries)]
+        large = [ask(described("big", copies=3)) for _ in range(3)]
+    return first, newest_first, large

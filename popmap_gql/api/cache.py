@@ -4,15 +4,26 @@ Each entry records the database's `data_version` (migration 0003) read before th
 ran; an entry is served only while that version is still current and for at most `ttl`
 seconds (answers such as "upcoming" also depend on the clock). The version is read on
 every request, so a write committed through any worker or any other client invalidates
-every worker's entries at once.
+every worker's entries at once. An entry older than the TTL with no write since is
+recomputed by one request while the others keep receiving it (for at most
+REFRESH_TIMEOUT more seconds).
 
-An entry older than the TTL with no write since is recomputed by one request while the
-others keep receiving it (for at most REFRESH_TIMEOUT more seconds).
+An answer is stored under version V only if it is the answer *of* V: a version read that
+began after the query finished must still return V. Every statement of the request ran
+between the two reads, so no write committed in between and all of them saw V. Without
+this check, a write committed while the query ran (the viewer submitting a business)
+would end up in an entry that requests still reading V share.
 
 Who shares an entry (the scope): anonymous people and signed-in people whose view equals
-the public one share "public"; staff share "staff"; anyone else is not cached. Operations
-that select viewer-dependent fields (`me`, `viewerIsOwner`, `availableEvents`) and
-mutations are never cached.
+the public one share "public"; staff share "staff"; anyone else is not cached. Whether a
+signed-in person's view is the public one is read in the same statement as a version,
+so the decision holds for exactly that version; it is remembered for that version only.
+Operations that select viewer-dependent fields (`me`, `viewerIsOwner`,
+`availableEvents`), mutations and documents that do not validate are never cached.
+
+Memory is bounded in bytes: every entry costs its body, its key and ENTRY_OVERHEAD;
+least recently used entries go first, and an answer larger than the per-entry cap is
+served but not stored.
 """
 
 from __future__ import annotations
@@ -23,42 +34,28 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import orjson
-from graphql import (
-    DocumentNode,
-    FieldNode,
-    GraphQLError,
-    OperationDefinitionNode,
-    OperationType,
-    parse,
-    visit,
-)
+from graphql import DocumentNode, FieldNode, OperationDefinitionNode, OperationType, visit
 from graphql.language import Visitor
 
+from popmap_gql.api.documents import Prepared
 from popmap_gql.auth.viewer import Viewer
 from popmap_gql.db import queries
 
 __all__ = [
+    "ENTRY_OVERHEAD",
     "MAX_CACHED_QUERY_LENGTH",
-    "CachePolicy",
     "CachedResponses",
     "DataVersion",
+    "PrivateViews",
     "ResponseCache",
     "Slot",
-    "analyse",
+    "cacheable",
 ]
 
 PRIVATE_FIELDS = frozenset({"me", "viewerIsOwner", "availableEvents"})
-
-
-@dataclass(frozen=True, slots=True)
-class CachePolicy:
-    """What a document allows: only read-only documents without private fields are cached."""
-
-    cacheable: bool
 
 
 class _PrivateFieldFinder(Visitor):
@@ -76,24 +73,19 @@ class _PrivateFieldFinder(Visitor):
 MAX_CACHED_QUERY_LENGTH = 20_000
 
 
-def analyse(query: str) -> CachePolicy:
-    if len(query) > MAX_CACHED_QUERY_LENGTH:
-        return CachePolicy(cacheable=False)
-    return _analyse(query)
-
-
-@lru_cache(maxsize=1024)
-def _analyse(query: str) -> CachePolicy:
-    try:
-        document: DocumentNode = parse(query, max_tokens=10_000)
-    except GraphQLError:
-        return CachePolicy(cacheable=False)  # let the executor report it
+def cacheable(document: DocumentNode) -> bool:
+    """Only read-only documents without private fields are cached."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if any(op.operation is not OperationType.QUERY for op in operations):
-        return CachePolicy(cacheable=False)
+        return False
     finder = _PrivateFieldFinder()
     visit(document, finder)
-    return CachePolicy(cacheable=not finder.found)
+    return not finder.found
+
+
+# What a cached entry costs besides its body and key: the entry object, the two bytes
+# objects' headers and the LRU's node, so that a flood of tiny answers is bounded too.
+ENTRY_OVERHEAD = 256
 
 
 @dataclass(slots=True)
@@ -101,6 +93,7 @@ class _Entry:
     version: int
     stored_at: float
     body: bytes
+    cost: int
     refreshing_since: float | None = None
 
 
@@ -109,12 +102,15 @@ REFRESH_TIMEOUT = 5.0
 
 
 class ResponseCache:
-    """An LRU of encoded response bodies keyed by (scope, query, operation, variables)."""
+    """An LRU of encoded response bodies keyed by (scope, query, operation, variables),
+    bounded by the bytes it holds."""
 
-    def __init__(self, *, max_entries: int = 2000, ttl: float = 5.0) -> None:
-        self.max_entries = max_entries
+    def __init__(self, *, max_bytes: int, max_entry_bytes: int, ttl: float) -> None:
+        self.max_bytes = max_bytes
+        self.max_entry_bytes = min(max_entry_bytes, max_bytes)
         self.ttl = ttl
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self.bytes = 0
         self.hits = 0
         self.misses = 0
 
@@ -127,6 +123,13 @@ class ResponseCache:
         return orjson.dumps(
             [scope, digest, operation_name, variables or {}], option=orjson.OPT_SORT_KEYS
         )
+
+    @staticmethod
+    def cost(key: bytes, body: bytes) -> int:
+        return len(key) + len(body) + ENTRY_OVERHEAD
+
+    def fits(self, key: bytes, body: bytes) -> bool:
+        return self.cost(key, body) <= self.max_entry_bytes
 
     def get(self, key: bytes, version: int) -> bytes | None:
         """The body stored for `key` if still valid; None tells the caller to compute it.
@@ -150,11 +153,22 @@ class ResponseCache:
         self.hits += 1
         return entry.body
 
-    def put(self, key: bytes, version: int, body: bytes) -> None:
-        self._entries[key] = _Entry(version=version, stored_at=time.monotonic(), body=body)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+    def put(self, key: bytes, version: int, body: bytes) -> bool:
+        """Store `body` unless it is larger than one entry may be; whether it was stored."""
+        if not self.fits(key, body):
+            return False
+        self._discard(key)
+        entry = _Entry(version, time.monotonic(), body, self.cost(key, body))
+        self._entries[key] = entry
+        self.bytes += entry.cost
+        while self.bytes > self.max_bytes:
+            self._discard(next(iter(self._entries)))
+        return True
+
+    def _discard(self, key: bytes) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.bytes -= entry.cost
 
 
 class DataVersion:
@@ -197,6 +211,49 @@ def _settle(future: asyncio.Future[int], done: asyncio.Future[int]) -> None:
         future.set_result(done.result())
 
 
+class PrivateViews:
+    """Whether a user's view differs from the public one, as read at one data version.
+
+    Only the newest version's answers are kept (an older version's are of no use once a
+    newer one has been read), at most `max_users` of them, least recently used first out.
+    """
+
+    def __init__(self, max_users: int) -> None:
+        self.max_users = max_users
+        self.version = 0
+        self._private: OrderedDict[int, bool] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._private)
+
+    def get(self, user_id: int, version: int) -> bool | None:
+        if version != self.version:
+            return None
+        private = self._private.get(user_id)
+        if private is not None:
+            self._private.move_to_end(user_id)
+        return private
+
+    def remember(self, user_id: int, view: queries.PrivateView) -> None:
+        if view.version < self.version:
+            return
+        if view.version > self.version:
+            self.version = view.version
+            self._private.clear()
+        self._private[user_id] = view.private
+        self._private.move_to_end(user_id)
+        if len(self._private) > self.max_users:
+            self._private.popitem(last=False)
+
+
+# Signed-in users whose public-or-not view is remembered: a lookup each is saved on
+# every request they make until the next write.
+PRIVATE_VIEWS_SIZE = 10_000
+
+# Documents whose cache policy is remembered, by digest of their text.
+POLICY_CACHE_SIZE = 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Slot:
     """Where one request's answer lives in the cache, and the version it must match."""
@@ -206,13 +263,25 @@ class Slot:
 
 
 class CachedResponses:
-    """The response cache as the endpoint uses it: who shares, which version, what body."""
+    """The response cache as the endpoint uses it: who shares, which version, what body.
 
-    def __init__(self, ttl: float) -> None:
-        self.store = ResponseCache(ttl=ttl)
+    `prepare` is the schema's own parse-and-validate cache, so deciding whether a document
+    may be cached parses nothing the executor would not, under the same token limit.
+    """
+
+    def __init__(
+        self,
+        prepare: Callable[[str], Prepared],
+        *,
+        ttl: float,
+        max_bytes: int,
+        max_entry_bytes: int,
+    ) -> None:
+        self.prepare = prepare
+        self.store = ResponseCache(max_bytes=max_bytes, max_entry_bytes=max_entry_bytes, ttl=ttl)
         self.version = DataVersion(queries.data_version)
-        # (user id, data version) -> whether that user's view differs from the public one
-        self._private_views: dict[tuple[int, int], bool] = {}
+        self.private_views = PrivateViews(PRIVATE_VIEWS_SIZE)
+        self._policies: OrderedDict[bytes, bool] = OrderedDict()
 
     async def slot(
         self,
@@ -222,30 +291,49 @@ class CachedResponses:
         variables: dict[str, Any] | None,
     ) -> Slot | None:
         """The request's place in the cache, or None when its answer must not be shared."""
-        if not analyse(query).cacheable:
+        if not self._cacheable(query):
             return None
         version = await self.version.current()
-        scope = await self._scope(viewer, version)
-        if scope is None:
-            return None
+        if viewer.is_staff:
+            scope = "staff"
+        elif viewer.user_id is None:
+            scope = "public"
+        else:
+            private = self.private_views.get(viewer.user_id, version)
+            if private is None:
+                view = await queries.private_view(viewer.user_id)
+                self.private_views.remember(viewer.user_id, view)
+                version, private = view.version, view.private
+            if private:
+                return None
+            scope = "public"
         return Slot(ResponseCache.key(scope, query, operation_name, variables), version)
 
     def get(self, slot: Slot) -> bytes | None:
         return self.store.get(slot.key, slot.version)
 
-    def put(self, slot: Slot, data: dict[str, Any]) -> None:
-        self.store.put(slot.key, slot.version, orjson.dumps({"data": data}))
+    async def put(self, slot: Slot, data: dict[str, Any]) -> bool:
+        """Store the answer if it is the answer of the slot's version (see the module
+        docstring); whether it was stored. Call it only once the query has finished."""
+        body = orjson.dumps({"data": data})
+        if not self.store.fits(slot.key, body):
+            return False
+        if await self.version.current() != slot.version:
+            return False
+        return self.store.put(slot.key, slot.version, body)
 
-    async def _scope(self, viewer: Viewer, version: int) -> str | None:
-        if viewer.user_id is None:
-            return "public"
-        if viewer.is_staff:
-            return "staff"
-        key = (viewer.user_id, version)
-        private = self._private_views.get(key)
-        if private is None:
-            if len(self._private_views) > 10_000:
-                self._private_views.clear()
-            private = await queries.sees_more_than_the_public(viewer.user_id)
-            self._private_views[key] = private
-        return None if private else "public"
+    def _cacheable(self, query: str) -> bool:
+        if len(query) > MAX_CACHED_QUERY_LENGTH:
+            return False
+        digest = hashlib.blake2b(query.encode(), digest_size=16).digest()
+        known = self._policies.get(digest)
+        if known is not None:
+            self._policies.move_to_end(digest)
+            return known
+        prepared = self.prepare(query)
+        document = prepared.document
+        policy = document is not None and not prepared.errors and cacheable(document)
+        self._policies[digest] = policy
+        if len(self._policies) > POLICY_CACHE_SIZE:
+            self._policies.popitem(last=False)
+        return policy

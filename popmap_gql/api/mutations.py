@@ -6,13 +6,20 @@ update without a refetch.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 
 from popmap_gql.api.context import Info
 from popmap_gql.api.ids import decode_id
-from popmap_gql.api.permissions import IsAuthenticated, IsBusinessOwner, IsStaff
+from popmap_gql.api.permissions import (
+    IsAuthenticated,
+    IsBusinessOwner,
+    IsStaff,
+    business_in_arguments,
+)
 from popmap_gql.api.types import Business, Event
 from popmap_gql.db import commands
 from popmap_gql.db.models import EventStatus
@@ -55,6 +62,29 @@ class EventInput:
     )
 
 
+@strawberry.input(
+    description="An event's details to change; omitted fields stay as they are. The rules"
+    " are those of EventInput, applied to the event as it will be."
+)
+class EventUpdateInput:
+    title: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    description: str | None = None
+    location_name: str | None = None
+    address: str | None = None
+    image_url: str | None = None
+
+
+# The input and the command's changes name the same fields; checked when the schema loads.
+_EVENT_CHANGE_NAMES = tuple(field.name for field in dataclasses.fields(commands.EventChanges))
+if set(_EVENT_CHANGE_NAMES) != {field.name for field in dataclasses.fields(EventUpdateInput)}:
+    msg = "EventUpdateInput and commands.EventChanges must have the same fields"
+    raise TypeError(msg)
+
+
 @strawberry.type
 class BusinessPayload:
     business: Business
@@ -63,6 +93,22 @@ class BusinessPayload:
 @strawberry.type
 class EventPayload:
     event: Event
+
+
+@strawberry.type
+class UpdateEventPayload:
+    event: Event
+    changed: bool = strawberry.field(description="False when every value was already so.")
+    returned_to_pending: bool = strawberry.field(
+        description="True when this change of place or time sent the approved event back to"
+        " staff for approval: it is PENDING and hidden from the public until approved again."
+    )
+
+
+@strawberry.type
+class CancelEventPayload:
+    event: Event
+    changed: bool = strawberry.field(description="False when the event was already cancelled.")
 
 
 @strawberry.type
@@ -92,6 +138,10 @@ def _changes(data: BusinessInput) -> commands.BusinessChanges:
     )
 
 
+def _event_changes(data: EventUpdateInput) -> commands.EventChanges:
+    return commands.EventChanges(**{name: getattr(data, name) for name in _EVENT_CHANGE_NAMES})
+
+
 def _participation(change: commands.ParticipationChange) -> ParticipationPayload:
     return ParticipationPayload(
         event=Event.from_row(change.event),
@@ -112,16 +162,25 @@ class Mutation:
         row = await commands.submit_business(viewer_id, _changes(input))
         return BusinessPayload(business=Business.from_row(row))
 
-    @strawberry.mutation(permission_classes=[IsAuthenticated, IsBusinessOwner])
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated, IsBusinessOwner],
+        description="Owner or staff. Name the business with `id`.",
+    )
     async def update_business(
         self,
         info: Info,
-        business_id: strawberry.ID,
+        *,
+        id: strawberry.ID | None = None,
         input: BusinessInput,
+        business_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(
+                deprecation_reason="Use `id`, as every mutation of one object does."
+            ),
+        ] = None,
     ) -> BusinessPayload:
-        row = await commands.update_business(
-            decode_id("Business", business_id, field="businessId"), _changes(input)
-        )
+        business = business_in_arguments({"id": id, "business_id": business_id})
+        row = await commands.update_business(business, _changes(input))
         return BusinessPayload(business=Business.from_row(row))
 
     @strawberry.mutation(
@@ -153,6 +212,33 @@ class Mutation:
             ),
         )
         return EventPayload(event=Event.from_row(row))
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="The event's submitter, its host business's owner, or staff. Pending and"
+        " approved events can change; an approved one returns to PENDING when anyone but"
+        " staff changes its place or time.",
+    )
+    async def update_event(
+        self, info: Info, id: strawberry.ID, input: EventUpdateInput
+    ) -> UpdateEventPayload:
+        edit = await commands.update_event(
+            info.context.viewer.audience, decode_id("Event", id), _event_changes(input)
+        )
+        return UpdateEventPayload(
+            event=Event.from_row(edit.event),
+            changed=edit.changed,
+            returned_to_pending=edit.returned_to_pending,
+        )
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="The event's submitter, its host business's owner, or staff. Final:"
+        " a cancelled event cannot change again; cancelling it again changes nothing.",
+    )
+    async def cancel_event(self, info: Info, id: strawberry.ID) -> CancelEventPayload:
+        edit = await commands.cancel_event(info.context.viewer.audience, decode_id("Event", id))
+        return CancelEventPayload(event=Event.from_row(edit.event), changed=edit.changed)
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated, IsBusinessOwner],

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from strawberry.permission import BasePermission
 
 from popmap_gql.api.context import Info
 from popmap_gql.api.ids import decode_id
-from popmap_gql.errors import Forbidden, NotFound, Unauthenticated
+from popmap_gql.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
 
-__all__ = ["IsAuthenticated", "IsBusinessOwner", "IsStaff"]
+__all__ = ["IsAuthenticated", "IsBusinessOwner", "IsStaff", "business_in_arguments"]
+
+# A mutation of one business names it `id`; joinEvent and leaveEvent name it `businessId`.
+# updateBusiness took `businessId` before the rule and still does, deprecated, for a release.
+_BUSINESS_ARGUMENTS = (("id", "id"), ("business_id", "businessId"))
+
+
+def business_in_arguments(arguments: Mapping[str, Any]) -> int:
+    """The primary key of the business a mutation names: exactly one of its business
+    arguments must be given, else BAD_USER_INPUT."""
+    given = [
+        (field, arguments[name])
+        for name, field in _BUSINESS_ARGUMENTS
+        if arguments.get(name) is not None
+    ]
+    if len(given) != 1:
+        raise BadUserInput("give exactly one of id and the deprecated businessId", field="id")
+    [(field, value)] = given
+    return decode_id("Business", value, field=field)
 
 
 def _require_sign_in(info: Info) -> None:
@@ -38,7 +57,7 @@ class IsStaff(BasePermission):
 
 
 class IsBusinessOwner(BasePermission):
-    """The viewer owns the business named by the `businessId` argument, or is staff.
+    """The viewer owns the business named by the mutation's arguments, or is staff.
 
     A business the viewer cannot see is NOT_FOUND, checked before ownership, so the
     answer reveals nothing about unverified businesses of others.
@@ -48,7 +67,7 @@ class IsBusinessOwner(BasePermission):
 
     async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         _require_sign_in(info)
-        business_id = decode_id("Business", kwargs["business_id"], field="businessId")
+        business_id = business_in_arguments(kwargs)
         business = await info.context.loaders.business_by_id.load(business_id)
         if business is None:
             raise NotFound("no such business")

@@ -3,9 +3,10 @@
 Our own, small, instead of Strawberry's view: on a lookup that view's per-request
 machinery (request adapters, a sub-response, hooks for uploads, batching and streaming
 we do not offer) cost more than executing the operation. It keeps that view's contract:
-the same status codes and messages for malformed requests, GET limited to queries (405
-for a mutation), GraphiQL for browsers when enabled, and Apollo's persisted-query
-fallback.
+the same messages for malformed requests, GET limited to queries (405 for a mutation),
+GraphiQL for browsers when enabled, and Apollo's persisted-query fallback. Request errors
+(the request is refused before execution) follow GraphQL over HTTP: a 4xx or 5xx status
+and a body with `errors` and no `data` entry.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -26,6 +26,8 @@ from strawberry.types.graphql import OperationType
 from popmap_gql.api.cache import CachedResponses, Slot
 from popmap_gql.api.context import Context
 from popmap_gql.api.errors import RETRY_AFTER_SECONDS, fault_log, format_error, service_fault
+from popmap_gql.api.media_types import UnsupportedMediaType, json_request_media_type
+from popmap_gql.api.nesting import MAX_JSON_DEPTH, nests_deeper_than
 from popmap_gql.api.schema import PopmapSchema
 from popmap_gql.auth.authenticator import Authenticator
 from popmap_gql.auth.viewer import Viewer
@@ -38,16 +40,26 @@ GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 
 _GET_OPERATIONS = frozenset({OperationType.QUERY})
 _POST_OPERATIONS = frozenset(OperationType)
+# RFC 9110 section 15.5.6: a 405 lists the methods the resource supports.
+ALLOWED_METHODS = "GET, POST"
 
 
 class BadRequest(Exception):
     """A request the endpoint refuses before executing anything."""
 
-    def __init__(self, message: str, *, status: int = 400, code: str = "BAD_REQUEST") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        code: str = "BAD_REQUEST",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
+        self.headers = headers
 
 
 def negotiate_media_type(accept: str) -> str:
@@ -104,9 +116,11 @@ async def _request_params(request: Request) -> dict[str, Any]:
             else:
                 params.pop(name, None)
         return params
-    content_type = request.headers.get("content-type", "")
-    if "application/json" not in content_type.lower():
-        raise BadRequest("Unsupported content type")
+    try:
+        json_request_media_type(request.headers.get("content-type"))
+    except UnsupportedMediaType as exc:
+        # GraphQL over HTTP: 415 for a Content-Type the server does not support.
+        raise BadRequest(str(exc), status=415, code="UNSUPPORTED_MEDIA_TYPE") from None
     body = _json(await request.body(), "request body")
     if isinstance(body, list):
         raise BadRequest("Batching is not enabled")
@@ -131,6 +145,12 @@ def _operation(params: dict[str, Any]) -> tuple[str | None, dict[str, Any] | Non
         raise BadRequest(
             "The GraphQL operation's `extensions` must be an object or null, if provided."
         )
+    for name, value in (("variables", variables), ("extensions", extensions)):
+        if nests_deeper_than(value, MAX_JSON_DEPTH):
+            raise BadRequest(
+                f"The GraphQL operation's `{name}` are nested more than {MAX_JSON_DEPTH} levels"
+                " deep."
+            )
     return query, variables, operation_name
 
 
@@ -143,16 +163,12 @@ def _persisted_query_only(params: dict[str, Any]) -> bool:
     )
 
 
-# Apollo's persisted-query link falls back to sending the full query on exactly this
-# answer; any other error breaks every query of the app.
-_PERSISTED_QUERY_NOT_SUPPORTED = ExecutionResult(
-    data=None,
-    errors=[
-        GraphQLError(
-            "PersistedQueryNotSupported", extensions={"code": "PERSISTED_QUERY_NOT_SUPPORTED"}
-        )
-    ],
-)
+def _persisted_query_not_supported() -> BadRequest:
+    """Apollo's persisted-query link falls back to the full query on exactly this message
+    or code; any other error breaks every query of the app. It reads them from a 4xx body
+    as well as from a 200 one, and a request error may not be a 200 (GraphQL over HTTP).
+    """
+    return BadRequest("PersistedQueryNotSupported", code="PERSISTED_QUERY_NOT_SUPPORTED")
 
 
 class GraphQLView:
@@ -160,11 +176,18 @@ class GraphQLView:
         self.schema = schema
         self.settings = settings
         self.cached = (
-            CachedResponses(ttl=settings.response_cache_ttl_seconds)
+            CachedResponses(
+                schema.documents.prepare,
+                ttl=settings.response_cache_ttl_seconds,
+                max_bytes=settings.response_cache_max_bytes,
+                max_entry_bytes=settings.response_cache_max_entry_bytes,
+            )
             if settings.response_cache
             else None
         )
-        self.ide_html = get_graphql_ide_html(graphql_ide="graphiql") if settings.graphiql else None
+        self.ide_html = (
+            get_graphql_ide_html(graphql_ide="graphiql") if settings.graphiql_enabled else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -192,15 +215,16 @@ class GraphQLView:
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         except BadRequest as exc:
-            response = error_response(accept, exc.status, exc.message, exc.code)
+            response = error_response(accept, exc.status, exc.message, exc.code, exc.headers)
         await response(scope, receive, send)
 
     async def _respond(self, request: Request, accept: str) -> Response:
-        if request.method not in {"GET", "POST"}:  # HEAD, which Starlette routes with GET
+        if request.method not in {"GET", "POST"}:  # the route sends every method here
             raise BadRequest(
                 "GraphQL only supports GET and POST requests.",
                 status=405,
                 code="METHOD_NOT_ALLOWED",
+                headers={"Allow": ALLOWED_METHODS},
             )
         if self._wants_ide(request, accept):
             if self.ide_html is None:
@@ -213,7 +237,7 @@ class GraphQLView:
         media_type = negotiate_media_type(accept)
         if query is None:
             if _persisted_query_only(params):
-                return self._result_response(_PERSISTED_QUERY_NOT_SUPPORTED, media_type, {})
+                raise _persisted_query_not_supported()
             raise BadRequest("No GraphQL query found in the request")
 
         headers: dict[str, str] = {}
@@ -231,7 +255,7 @@ class GraphQLView:
         if fault is not None:
             raise fault
         if self.cached is not None and slot is not None and result.data and not result.errors:
-            self.cached.put(slot, result.data)
+            await self.cached.put(slot, result.data)
         return self._result_response(result, media_type, headers)
 
     async def _execute(
@@ -258,8 +282,12 @@ class GraphQLView:
             raise BadRequest(exc.as_http_error_reason()) from None
         except InvalidOperationTypeError as exc:
             # GraphQL over HTTP: an operation the method may not carry is 405, not 400.
+            # Allow names the method this operation may use, as graphql-http does.
             raise BadRequest(
-                exc.as_http_error_reason(request.method), status=405, code="METHOD_NOT_ALLOWED"
+                exc.as_http_error_reason(request.method),
+                status=405,
+                code="METHOD_NOT_ALLOWED",
+                headers={"Allow": "POST"},
             ) from None
 
     @staticmethod

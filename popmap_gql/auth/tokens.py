@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,26 @@ def _str_claim(claims: dict[str, Any], name: str, *, required: bool = False) -> 
     if not isinstance(value, str) or not value or len(value) > 512:
         raise InvalidToken(f"token claim {name} is malformed")
     return value
+
+
+def _check_numeric_dates(claims: dict[str, Any]) -> None:
+    """exp, iat and nbf are JSON numbers (RFC 7519 NumericDate), as AWS documents them.
+
+    PyJWT compares int(value), so it takes "1700000000" and true; we refuse those, and
+    numbers no float can hold, which the expiry arithmetic could not use.
+    """
+    for name in ("exp", "iat", "nbf"):
+        if name not in claims:
+            continue  # exp and iat are required, and PyJWT has checked that
+        value = claims[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidToken(f"token claim {name} is not a number")
+        try:
+            finite = math.isfinite(float(value))
+        except OverflowError:
+            finite = False
+        if not finite:
+            raise InvalidToken(f"token claim {name} is out of range")
 
 
 def _groups(claims: dict[str, Any]) -> tuple[str, ...]:
@@ -121,19 +142,22 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(_describe(exc)) from exc
+        _check_numeric_dates(claims)
         return self._claims(claims)
+
+    def _check_client(self, client: object) -> None:
+        """The claim names one configured app client, as a string (a list is unhashable)."""
+        if not isinstance(client, str) or client not in self.client_ids:
+            raise InvalidToken("token was issued to another app client")
 
     def _claims(self, claims: dict[str, Any]) -> TokenClaims:
         kind = claims.get("token_use")
         if kind == "access":
-            if claims.get("client_id") not in self.client_ids:
-                raise InvalidToken("token was issued to another app client")
+            self._check_client(claims.get("client_id"))
             username = _str_claim(claims, "username", required=True)
         elif kind == "id":
-            audience = claims.get("aud")
-            audiences = audience if isinstance(audience, list) else [audience]
-            if not any(isinstance(a, str) and a in self.client_ids for a in audiences):
-                raise InvalidToken("token was issued to another app client")
+            # Cognito's (and OIDC's usual) single audience: a string, never a list.
+            self._check_client(claims.get("aud"))
             username = _str_claim(claims, "cognito:username", required=True)
         else:
             raise InvalidToken("token_use must be access or id")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,16 +23,23 @@ from popmap_gql.errors import BadUserInput, Forbidden, NotFound
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "EDITABLE_STATUSES",
+    "PLACE_AND_TIME",
     "BusinessChanges",
+    "EventChanges",
+    "EventEdit",
     "EventFields",
     "ParticipationChange",
+    "cancel_event",
     "join_event",
     "leave_event",
     "moderate_event",
     "submit_business",
     "submit_event",
     "update_business",
+    "update_event",
     "verify_business",
+    "who_may_change_event",
 ]
 
 MAX_CATEGORIES = 10
@@ -46,6 +54,15 @@ ALLOWED_TRANSITIONS: dict[EventStatus, frozenset[EventStatus]] = {
     EventStatus.REJECTED: frozenset({EventStatus.APPROVED}),
     EventStatus.CANCELLED: frozenset(),
 }
+
+# What staff approved when they approved an event: a change of any of these by anyone
+# but staff sends an approved event back to PENDING for another look.
+PLACE_AND_TIME = frozenset(
+    {"starts_at", "ends_at", "location_name", "address", "latitude", "longitude"}
+)
+
+# Events whose details may still change; a rejected or cancelled one is closed.
+EDITABLE_STATUSES = frozenset({EventStatus.PENDING, EventStatus.APPROVED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +94,31 @@ class EventFields:
     address: str = ""
     image_url: str = ""
     host_business_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventChanges:
+    """Fields of an event to change; None leaves a field as it is ("" clears optional text).
+
+    The host business is not among them: it decides who may change the event.
+    """
+
+    title: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    description: str | None = None
+    location_name: str | None = None
+    address: str | None = None
+    image_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventEdit:
+    event: Event
+    changed: bool
+    returned_to_pending: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,13 +201,14 @@ async def update_business(business_id: int, changes: BusinessChanges) -> Busines
     return business
 
 
-async def submit_event(creator_id: int, is_staff: bool, fields: EventFields) -> Event:
-    """A new PENDING event; its host, if any, must be the submitter's business."""
+def _event_columns(fields: EventFields) -> dict[str, Any]:
+    """The event's columns as stored, or BAD_USER_INPUT naming the first bad field; the
+    one set of rules for submitting and for the merged result of an update."""
     p = "input."
     title = check_text(fields.title, f"{p}title", max_length=200, required=True)
     check_coordinates(fields.latitude, fields.longitude, p)
     check_period(fields.starts_at, fields.ends_at, p)
-    columns: dict[str, Any] = {
+    return {
         "title": title,
         "description": check_text(fields.description, f"{p}description", max_length=5000),
         "location_name": check_text(fields.location_name, f"{p}locationName", max_length=200),
@@ -176,6 +219,11 @@ async def submit_event(creator_id: int, is_staff: bool, fields: EventFields) -> 
         "starts_at": fields.starts_at,
         "ends_at": fields.ends_at,
     }
+
+
+async def submit_event(creator_id: int, is_staff: bool, fields: EventFields) -> Event:
+    """A new PENDING event; its host, if any, must be the submitter's business."""
+    columns = _event_columns(fields)
     if fields.host_business_id is not None:
         audience = Audience(user_id=creator_id, is_staff=is_staff)
         host = await Business.filter(
@@ -192,6 +240,86 @@ async def submit_event(creator_id: int, is_staff: bool, fields: EventFields) -> 
             created_by_id=creator_id,
             status=EventStatus.PENDING,
         )
+
+
+def who_may_change_event(audience: Audience, event: Event, host_owner_id: int | None) -> bool:
+    """The one rule for changing an event: its submitter, the owner of its host business,
+    staff. (A service with `events.write` for its own events belongs here too.)"""
+    if audience.is_staff:
+        return True
+    user = audience.user_id
+    return user is not None and user in (event.created_by_id, host_owner_id)
+
+
+async def _event_to_change(audience: Audience, event_id: int) -> Event:
+    """The event, locked until the transaction ends, if the audience may change it.
+
+    Call inside a transaction. An event the audience cannot see is NOT_FOUND before
+    anything else, so the answer reveals nothing about other people's events.
+    """
+    # FOR NO KEY UPDATE: serialises with joins, moderation and other changes, which all
+    # lock the event's row first.
+    event = (
+        await Event.filter(event_visibility(audience), id=event_id)
+        .select_for_update(no_key=True)
+        .first()
+    )
+    if event is None:
+        raise NotFound("no such event")
+    host = (
+        await Business.get_or_none(id=event.host_business_id)
+        if event.host_business_id is not None
+        else None
+    )
+    host_owner_id = host.owner_id if host is not None else None
+    if not who_may_change_event(audience, event, host_owner_id):
+        raise Forbidden("only the event's submitter, its host's owner or staff may change it")
+    return event
+
+
+def _merged(event: Event, changes: EventChanges) -> EventFields:
+    """The event as it will be: each given change, else the stored value."""
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(EventChanges):
+        given = getattr(changes, field.name)
+        values[field.name] = getattr(event, field.name) if given is None else given
+    return EventFields(**values)
+
+
+async def update_event(audience: Audience, event_id: int, changes: EventChanges) -> EventEdit:
+    """Change a pending or approved event. The merged result obeys the submit rules; a
+    change of place or time by anyone but staff returns an approved event to PENDING."""
+    async with in_transaction():
+        event = await _event_to_change(audience, event_id)
+        if event.status not in EDITABLE_STATUSES:
+            raise BadUserInput(f"a {event.status.value} event cannot be changed", field="id")
+        columns = _event_columns(_merged(event, changes))
+        changed = {name for name, value in columns.items() if getattr(event, name) != value}
+        back_to_pending = (
+            event.status is EventStatus.APPROVED
+            and not audience.is_staff
+            and bool(changed & PLACE_AND_TIME)
+        )
+        if changed:
+            event.update_from_dict({name: columns[name] for name in changed})
+            if back_to_pending:
+                event.status = EventStatus.PENDING
+                changed.add("status")
+            await event.save(update_fields=[*sorted(changed), "updated_at"])
+    return EventEdit(event=event, changed=bool(changed), returned_to_pending=back_to_pending)
+
+
+async def cancel_event(audience: Audience, event_id: int) -> EventEdit:
+    """Cancel for good; cancelling a cancelled event changes nothing and is no error."""
+    async with in_transaction():
+        event = await _event_to_change(audience, event_id)
+        if event.status is EventStatus.CANCELLED:
+            return EventEdit(event=event, changed=False, returned_to_pending=False)
+        if EventStatus.CANCELLED not in ALLOWED_TRANSITIONS[event.status]:
+            raise BadUserInput(f"a {event.status.value} event cannot be cancelled", field="id")
+        event.status = EventStatus.CANCELLED
+        await event.save(update_fields=["status", "updated_at"])
+    return EventEdit(event=event, changed=True, returned_to_pending=False)
 
 
 async def _visible_event(audience: Audience, event_id: int) -> Event | None:

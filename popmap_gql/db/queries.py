@@ -27,6 +27,7 @@ __all__ = [
     "EventFilter",
     "EventOrder",
     "Page",
+    "PrivateView",
     "Row",
     "available_events_by_business_ids",
     "business_visibility",
@@ -46,7 +47,7 @@ __all__ = [
     "events_page",
     "hosted_events_by_business_ids",
     "list_categories",
-    "sees_more_than_the_public",
+    "private_view",
     "sort_value",
 ]
 
@@ -455,13 +456,24 @@ async def data_version() -> int:
     return version
 
 
-async def sees_more_than_the_public(user_id: int) -> bool:
+@dataclass(frozen=True, slots=True)
+class PrivateView:
+    """Whether a user's view differs from the public one, and the data version it holds for."""
+
+    version: int
+    private: bool
+
+
+async def private_view(user_id: int) -> PrivateView:
     """Whether this user's view differs from an anonymous one (own unverified businesses or
-    own events that are not approved)."""
+    own events that are not approved), read in one statement with the data version: one
+    snapshot, so the answer is exactly that version's."""
     rows = await connections.get("default").execute_query_dict(
-        "SELECT EXISTS (SELECT 1 FROM business WHERE owner_id = $1 AND NOT is_verified)"
+        "SELECT version,"
+        " EXISTS (SELECT 1 FROM business WHERE owner_id = $1 AND NOT is_verified)"
         " OR EXISTS (SELECT 1 FROM event WHERE created_by_id = $1 AND status <> 'APPROVED')"
-        " AS private",
+        " AS private"
+        " FROM data_version WHERE id = 1",
         [user_id],
     )
-    return bool(rows[0]["private"])
+    return PrivateView(version=rows[0]["version"], private=bool(rows[0]["private"]))
