@@ -138,6 +138,12 @@ class Settings:
     # Query limits beyond depth, aliases and tokens (README "Limits")
     max_query_cost: int = 200_000
     introspection: bool = True
+    # Faults and hostile connections (README "When PostgreSQL fails", "Serving")
+    db_statement_timeout_ms: int = 10_000
+    db_pool_timeout_seconds: float = 10.0
+    shutdown_timeout_seconds: int = 20
+    keep_alive_seconds: int = 5
+    max_connections: int = 1000
     # Media: logos and event images (see README "Logos and event images")
     media_bucket: str | None = None
     media_region: str = "us-east-1"
@@ -258,6 +264,23 @@ def _seconds(name: str, raw: str) -> float:
     return value
 
 
+def _positive_seconds(name: str, raw: str) -> float:
+    value = _seconds(name, raw)
+    if value <= 0:
+        raise ConfigError(f"{name} must be more than 0 seconds, got {value}")
+    return value
+
+
+def _non_negative_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 or more, got {value}")
+    return value
+
+
 def _group(name: str, raw: str) -> str:
     if not raw.strip():
         raise ConfigError(f"{name} must name a Cognito group")
@@ -328,6 +351,11 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_RESPONSE_CACHE_MAX_ENTRY_BYTES": ("response_cache_max_entry_bytes", _positive_int),
     "POPMAP_MAX_QUERY_COST": ("max_query_cost", _positive_int),
     "POPMAP_INTROSPECTION": ("introspection", _parse_bool),
+    "POPMAP_DB_STATEMENT_TIMEOUT_MS": ("db_statement_timeout_ms", _non_negative_int),
+    "POPMAP_DB_POOL_TIMEOUT_SECONDS": ("db_pool_timeout_seconds", _positive_seconds),
+    "POPMAP_SHUTDOWN_TIMEOUT_SECONDS": ("shutdown_timeout_seconds", _positive_int),
+    "POPMAP_KEEP_ALIVE_SECONDS": ("keep_alive_seconds", _positive_int),
+    "POPMAP_MAX_CONNECTIONS": ("max_connections", _positive_int),
     "POPMAP_MEDIA_BUCKET": ("media_bucket", _bucket),
     "POPMAP_MEDIA_REGION": ("media_region", _media_region),
     "AWS_S3_ENDPOINT_URL": ("s3_endpoint_url", _url),

@@ -17,6 +17,7 @@ from tortoise.connection import connections
 
 from popmap_gql.config import Settings
 from popmap_gql.db.models import Business
+from tests.conftest import run_cli
 from tests.fake_cognito import FakeCognito
 from tests.helpers import error_codes, global_id, gql, make_business, make_category
 from tests.people import person
@@ -37,6 +38,7 @@ async def test_healthz_and_readyz_answer_when_the_database_is_up(
 
 def test_readyz_is_503_once_the_database_is_gone(tmp_path: Path) -> None:
     env = clean_env(POPMAP_DATA_DIR=str(tmp_path))
+    run_cli("migrate", env=env)  # serve refuses a database without its tables
     with running_server(env) as base:
         assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200
 

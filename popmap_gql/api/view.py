@@ -25,7 +25,7 @@ from strawberry.types.graphql import OperationType
 
 from popmap_gql.api.cache import CachedResponses, Slot
 from popmap_gql.api.context import Context
-from popmap_gql.api.errors import format_error
+from popmap_gql.api.errors import RETRY_AFTER_SECONDS, fault_log, format_error, service_fault
 from popmap_gql.api.media_types import UnsupportedMediaType, json_request_media_type
 from popmap_gql.api.nesting import MAX_JSON_DEPTH, nests_deeper_than
 from popmap_gql.api.schema import PopmapSchema
@@ -209,8 +209,13 @@ class GraphQLView:
                 accept, 401, exc.message, exc.code, headers={"WWW-Authenticate": challenge}
             )
         except ServiceUnavailable as exc:
+            fault_log.report(exc)
             response = error_response(
-                accept, 503, exc.message, exc.code, headers={"Retry-After": "5"}
+                accept,
+                503,
+                exc.message,
+                exc.code,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         except BadRequest as exc:
             response = error_response(accept, exc.status, exc.message, exc.code, exc.headers)
@@ -251,6 +256,9 @@ class GraphQLView:
                 headers["x-popmap-cache"] = "miss"
 
         result = await self._execute(request, query, variables, operation_name, viewer)
+        fault = service_fault(result.errors)
+        if fault is not None:
+            raise fault
         if self.cached is not None and slot is not None and result.data and not result.errors:
             await self.cached.put(slot, result.data)
         return self._result_response(result, media_type, headers)
