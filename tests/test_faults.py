@@ -20,6 +20,7 @@ import asyncpg
 import httpx
 import pytest
 
+from popmap_gql.db.client import breaks_connection, fault_kind
 from popmap_gql.db.orm import connection_credentials
 from tests.conftest import drop_database, fresh_database, run_cli
 from tests.fake_cognito import POOL_ID, WEB_CLIENT, FakeCognito
@@ -342,3 +343,15 @@ async def test_exhausted_pool_answers_503_and_readyz_says_not_ready(
     assert "service unavailable (database no connection within the pool timeout)" in (
         server.log_text()
     )
+
+
+def test_a_driver_that_lost_its_protocol_state_is_a_fault_that_retires_the_connection() -> None:
+    # Seen in bench/soak.py: PostgreSQL shutting down in the middle of a statement left
+    # asyncpg saying "cannot switch to state 12; another operation (2) is in progress",
+    # which surfaced as a masked 500 and stayed on a pooled connection.
+    lost = asyncpg.InternalClientError("cannot switch to state 12")
+
+    assert fault_kind(lost) == "connection broken"
+    assert breaks_connection(lost)
+    assert not breaks_connection(asyncpg.QueryCanceledError("statement timeout"))
+    assert not breaks_connection(None)

@@ -515,6 +515,51 @@ async def test_request_errors_carry_no_data_entry(
     assert body["errors"][0]["extensions"]["code"]
 
 
+_DOCUMENT_REQUEST_ERRORS = {
+    "syntax": ({"query": "{ categories { name }"}, "GRAPHQL_PARSE_FAILED"),
+    "validation": ({"query": "{ categories { nope } }"}, "GRAPHQL_VALIDATION_FAILED"),
+    "variables": (
+        {"query": "query ($n: Int!) { events(first: $n) { totalCount } }", "variables": {}},
+        "BAD_USER_INPUT",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_DOCUMENT_REQUEST_ERRORS))
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [("application/graphql-response+json", 400), ("application/json", 200)],
+)
+async def test_a_document_refused_before_execution_has_no_data_entry(
+    client: httpx.AsyncClient, case: str, accept: str, status: int
+) -> None:
+    payload, code = _DOCUMENT_REQUEST_ERRORS[case]
+
+    response = await client.post("/graphql", json=payload, headers={"Accept": accept})
+
+    # GraphQL over HTTP: its own media type says 4xx when nothing ran; plain JSON stays 200.
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"errors"}, body
+    assert error_codes(body) == [code]
+
+
+async def test_a_field_error_keeps_the_data_entry(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/graphql",
+        json={
+            "query": "query ($id: ID!) { business(id: $id) { name } categories { name } }",
+            "variables": {"id": global_id("Business", 999_999)},
+        },
+        headers={"Accept": "application/graphql-response+json"},
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["data"] == {"business": None, "categories": []}
+    assert error_codes(body) == ["NOT_FOUND"]
+
+
 # --- limits -----------------------------------------------------------------------------
 
 

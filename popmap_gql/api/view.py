@@ -172,6 +172,16 @@ def _persisted_query_not_supported() -> BadRequest:
     return BadRequest("PersistedQueryNotSupported", code="PERSISTED_QUERY_NOT_SUPPORTED")
 
 
+def _is_request_error(result: ExecutionResult) -> bool:
+    """Parsing, validation, a limit or the variables refused the request: errors raised
+    while executing a field carry its path, request errors never do."""
+    return (
+        result.data is None
+        and bool(result.errors)
+        and all(error.path is None for error in result.errors or ())
+    )
+
+
 class GraphQLView:
     def __init__(self, schema: PopmapSchema, settings: Settings) -> None:
         self.schema = schema
@@ -299,11 +309,21 @@ class GraphQLView:
     def _result_response(
         result: ExecutionResult, media_type: str, headers: dict[str, str]
     ) -> Response:
-        payload: dict[str, Any] = {"data": result.data}
+        status = 200
+        payload: dict[str, Any] = {}
+        if _is_request_error(result):
+            # Nothing was executed: GraphQL says no `data` entry, and GraphQL over HTTP a
+            # 4xx for its own media type (application/json keeps 200 for older clients).
+            status = 400 if media_type == GRAPHQL_RESPONSE_JSON else 200
+        else:
+            payload["data"] = result.data
         if result.errors:
             payload["errors"] = [format_error(error) for error in result.errors]
         return Response(
-            orjson.dumps(payload), headers=headers, media_type=f"{media_type}; charset=utf-8"
+            orjson.dumps(payload),
+            status_code=status,
+            headers=headers,
+            media_type=f"{media_type}; charset=utf-8",
         )
 
     @staticmethod

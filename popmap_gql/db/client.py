@@ -26,7 +26,13 @@ from tortoise.exceptions import DBConnectionError, TransactionManagementError
 
 from popmap_gql.errors import DatabaseUnavailable
 
-__all__ = ["DEFAULT_POOL_TIMEOUT", "PopmapDBClient", "client_class", "fault_kind"]
+__all__ = [
+    "DEFAULT_POOL_TIMEOUT",
+    "PopmapDBClient",
+    "breaks_connection",
+    "client_class",
+    "fault_kind",
+]
 
 T = TypeVar("T")
 
@@ -46,6 +52,13 @@ _UNREACHABLE = (
 )
 
 
+def breaks_connection(exc: BaseException | None) -> bool:
+    """The connection that raised `exc` must not be used again: the server or the network
+    dropped it, or the driver lost track of its protocol state (seen when PostgreSQL shuts
+    down in the middle of a statement: "cannot switch to state ...")."""
+    return isinstance(exc, (*_UNREACHABLE, asyncpg.InternalClientError))
+
+
 def fault_kind(exc: BaseException, *, timeout: str = "statement timeout") -> str | None:
     """What kind of database fault `exc` is, or None when it is not one.
 
@@ -60,6 +73,8 @@ def fault_kind(exc: BaseException, *, timeout: str = "statement timeout") -> str
         return "server out of resources"  # 53xxx, e.g. too many connections
     if isinstance(exc, _UNREACHABLE):
         return "unreachable"
+    if isinstance(exc, asyncpg.InternalClientError):
+        return "connection broken"
     return None
 
 
@@ -90,8 +105,8 @@ class _PoolConnection:
         self.connection = await self.client.borrow()
         return self.connection
 
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.client.give_back(self.connection)
+    async def __aexit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
+        await self.client.give_back(self.connection, broken=breaks_connection(exc))
 
 
 class PopmapDBClient(AsyncpgDBClient):
@@ -131,8 +146,10 @@ class PopmapDBClient(AsyncpgDBClient):
         assert self._pool is not None
         return await self._pool.acquire()
 
-    async def give_back(self, connection: Any) -> None:
+    async def give_back(self, connection: Any, *, broken: bool = False) -> None:
         if self._pool is not None and connection is not None:
+            if broken:
+                connection.terminate()  # the pool replaces it on the next acquire
             await self._pool.release(connection)
 
     def acquire_connection(self) -> Any:
@@ -197,7 +214,7 @@ class _PooledTransaction(TransactionContext):
                     await self.client.rollback()
         finally:
             get_connections().reset(self.token)
-            await self.parent.give_back(self.client._connection)
+            await self.parent.give_back(self.client._connection, broken=breaks_connection(exc_val))
 
 
 client_class = PopmapDBClient
