@@ -28,6 +28,8 @@ from popmap_gql.config import Settings, load_settings
 from popmap_gql.db.embedded import embedded_database_url
 from popmap_gql.db.orm import tortoise_config
 from popmap_gql.errors import DatabaseUnavailable, ServiceUnavailable
+from popmap_gql.media.routes import FORM_OVERHEAD_BYTES, media_routes
+from popmap_gql.media.stores import UPLOAD_PATH, build_store
 
 __all__ = ["create_app", "create_app_from_environment"]
 
@@ -71,6 +73,20 @@ async def internal_error(request: Request, _exc: Exception) -> Response:
     )
 
 
+async def service_unavailable(request: Request, exc: Exception) -> Response:
+    """A dependency's fault in a route other than GraphQL's (the media upload endpoint
+    reading the database): 503 with Retry-After, as the GraphQL endpoint answers."""
+    assert isinstance(exc, ServiceUnavailable)
+    fault_log.report(exc)
+    return error_response(
+        request.headers.get("accept", ""),
+        503,
+        exc.message,
+        exc.code,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     """Routing's own refusals (404, 405 on /healthz) in GraphQL's shape, headers kept.
 
@@ -101,6 +117,7 @@ def create_app(settings: Settings) -> Starlette:
         http = httpx.AsyncClient(timeout=httpx.Timeout(3.0), follow_redirects=False)
         async with http, RegisterTortoise(app, config=config):
             app.state.authenticator = build_authenticator(settings, http)
+            app.state.media_store = build_store(settings)
             yield
 
     view = GraphQLView(build_schema(settings), settings)
@@ -114,20 +131,30 @@ def create_app(settings: Settings) -> Starlette:
             expose_headers=["WWW-Authenticate"],
             max_age=600,
         ),
-        Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        Middleware(
+            BodySizeLimit,
+            max_bytes=settings.max_body_bytes,
+            limits={UPLOAD_PATH: settings.media_max_bytes + FORM_OVERHEAD_BYTES},
+        ),
     ]
     routes = [
         # Every method reaches the view, which answers 405 with Allow itself.
         Route("/graphql", view),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        # Without a bucket the API is the media store: it takes the uploads and serves them.
+        *(media_routes() if settings.media_bucket is None else []),
     ]
     return Starlette(
         debug=settings.debug,
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
-        exception_handlers={HTTPException: http_error, Exception: internal_error},
+        exception_handlers={
+            HTTPException: http_error,
+            ServiceUnavailable: service_unavailable,
+            Exception: internal_error,
+        },
     )
 
 

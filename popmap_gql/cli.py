@@ -1,4 +1,4 @@
-"""Command line: serve, migrate, seed-demo, export-schema, dev-token."""
+"""Command line: serve, migrate, seed-demo, export-schema, dev-token, media gc."""
 
 from __future__ import annotations
 
@@ -181,6 +181,31 @@ def cmd_dev_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_media_gc(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from popmap_gql.db.orm import tortoise_config
+    from popmap_gql.media.stores import build_store
+    from popmap_gql.media.uploads import collect_garbage
+
+    async def run() -> None:
+        url = await _database_url(settings)
+        await Tortoise.init(config=tortoise_config(url, pool_size=2))
+        try:
+            report = await collect_garbage(
+                build_store(settings), datetime.now(UTC), timedelta(hours=args.min_age_hours)
+            )
+        finally:
+            await Tortoise.close_connections()
+        print(
+            f"media gc: {report.objects_deleted} objects deleted,"
+            f" {report.uploads_forgotten} uploads forgotten"
+        )
+
+    asyncio.run(run())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="popmap-gql", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -213,6 +238,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     token.set_defaults(handler=cmd_dev_token)
+    media = commands.add_parser("media", help="uploaded logos and event images")
+    media_commands = media.add_subparsers(dest="media_command", required=True)
+    gc = media_commands.add_parser(
+        "gc", help="delete uploads older than a day that no business or event shows"
+    )
+    gc.add_argument(
+        "--min-age-hours",
+        type=float,
+        default=24.0,
+        help="leave objects and uploads younger than this (default 24)",
+    )
+    gc.set_defaults(handler=cmd_media_gc)
     return parser
 
 

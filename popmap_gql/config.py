@@ -144,6 +144,12 @@ class Settings:
     shutdown_timeout_seconds: int = 20
     keep_alive_seconds: int = 5
     max_connections: int = 1000
+    # Media: logos and event images (see README "Logos and event images")
+    media_bucket: str | None = None
+    media_region: str = "us-east-1"
+    s3_endpoint_url: str | None = None
+    media_base_url: str | None = None
+    media_max_bytes: int = 5 * 1024 * 1024
 
     @property
     def cognito_configured(self) -> bool:
@@ -188,6 +194,11 @@ class Settings:
     @property
     def embedded_pgdata(self) -> Path:
         return self.data_dir / "pgdata"
+
+    @property
+    def media_dir(self) -> Path:
+        """Where the embedded media store keeps files (no bucket configured)."""
+        return self.data_dir / "media"
 
 
 _POOL_ID = re.compile(r"^(?P<region>[a-z]{2}(-[a-z]+)+-\d)_[0-9A-Za-z]+$")
@@ -276,6 +287,32 @@ def _group(name: str, raw: str) -> str:
     return raw.strip()
 
 
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# Uploads are read into memory to be checked (Pillow); this bounds that per request.
+MEDIA_MAX_BYTES_LIMIT = 50 * 1024 * 1024
+
+
+def _bucket(name: str, raw: str) -> str | None:
+    raw = raw.strip()
+    if raw and not _BUCKET.match(raw):
+        raise ConfigError(f"{name} must be an S3 bucket name such as popmap-media, got {raw!r}")
+    return raw or None
+
+
+def _media_region(name: str, raw: str) -> str:
+    region = _region(name, raw)
+    if region is None:
+        raise ConfigError(f"{name} must be an AWS region such as us-east-1")
+    return region
+
+
+def _media_max_bytes(name: str, raw: str) -> int:
+    value = _positive_int(name, raw)
+    if value > MEDIA_MAX_BYTES_LIMIT:
+        raise ConfigError(f"{name} must be at most {MEDIA_MAX_BYTES_LIMIT}, got {value}")
+    return value
+
+
 # name -> (attribute, parser). Parsers get the variable's name for their messages.
 _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "DATABASE_URL": ("database_url", _database_url),
@@ -319,6 +356,11 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_SHUTDOWN_TIMEOUT_SECONDS": ("shutdown_timeout_seconds", _positive_int),
     "POPMAP_KEEP_ALIVE_SECONDS": ("keep_alive_seconds", _positive_int),
     "POPMAP_MAX_CONNECTIONS": ("max_connections", _positive_int),
+    "POPMAP_MEDIA_BUCKET": ("media_bucket", _bucket),
+    "POPMAP_MEDIA_REGION": ("media_region", _media_region),
+    "AWS_S3_ENDPOINT_URL": ("s3_endpoint_url", _url),
+    "POPMAP_MEDIA_BASE_URL": ("media_base_url", _url),
+    "POPMAP_MEDIA_MAX_BYTES": ("media_max_bytes", _media_max_bytes),
 }
 
 

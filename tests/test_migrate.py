@@ -23,6 +23,7 @@ EXPECTED_TABLES = {
     "cognito_identity",
     "data_version",
     "event",
+    "media_upload",
     "participation",
     "popmap_user",
     "tortoise_migrations",
@@ -75,6 +76,7 @@ async def test_two_concurrent_migrations_both_succeed_and_apply_once(empty_datab
         ("0001_initial", 1),
         ("0002_constraints_and_indexes", 1),
         ("0003_data_version", 1),
+        ("0004_media_uploads", 1),
     ]
     assert tables == EXPECTED_TABLES
 
@@ -106,6 +108,6 @@ async def test_migrate_again_is_a_no_op(empty_database: str) -> None:
 
     conn = await asyncpg.connect(**connection_credentials(empty_database))
     try:
-        assert await conn.fetchval("SELECT count(*) FROM tortoise_migrations") == 3
+        assert await conn.fetchval("SELECT count(*) FROM tortoise_migrations") == 4
     finally:
         await conn.close()

@@ -87,10 +87,20 @@ class Business:
     instagram_url: str | None
     tiktok_url: str | None
     available_for_hire: bool
-    logo_url: str | None
+    logo_key: strawberry.Private[str]
+    given_logo_url: strawberry.Private[str]
     is_verified: bool
     created_at: datetime
     updated_at: datetime
+
+    @strawberry.field(
+        description="The uploaded logo's public URL, or the URL given in logoUrl (deprecated)."
+    )
+    def logo_url(self, info: Info) -> str | None:
+        return self.load_logo_url(info.context)
+
+    def load_logo_url(self, context: Context) -> str | None:
+        return _picture_url(context, self.logo_key, self.given_logo_url)
 
     # Relation resolvers are sync: the root resolvers prefetch what the query selects,
     # and `ready` falls back to an awaitable DataLoader load when they did not. Each
@@ -181,7 +191,8 @@ class Business:
             instagram_url=_or_none(row["instagram_url"]),
             tiktok_url=_or_none(row["tiktok_url"]),
             available_for_hire=row["available_for_hire"],
-            logo_url=_or_none(row["logo_url"]),
+            logo_key=row["logo_key"],
+            given_logo_url=row["logo_url"],
             is_verified=row["is_verified"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
@@ -202,10 +213,20 @@ class Event:
     longitude: float
     starts_at: datetime
     ends_at: datetime
-    image_url: str | None
+    image_key: strawberry.Private[str]
+    given_image_url: strawberry.Private[str]
     status: models.EventStatus
     created_at: datetime
     updated_at: datetime
+
+    @strawberry.field(
+        description="The uploaded image's public URL, or the URL given in imageUrl (deprecated)."
+    )
+    def image_url(self, info: Info) -> str | None:
+        return self.load_image_url(info.context)
+
+    def load_image_url(self, context: Context) -> str | None:
+        return _picture_url(context, self.image_key, self.given_image_url)
 
     @strawberry.field(description="True while the event is approved and has not ended.")
     def is_active(self) -> bool:
@@ -277,7 +298,8 @@ class Event:
             longitude=row["longitude"],
             starts_at=row["starts_at"],
             ends_at=row["ends_at"],
-            image_url=_or_none(row["image_url"]),
+            image_key=row["image_key"],
+            given_image_url=row["image_url"],
             status=models.EventStatus(row["status"]),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
@@ -289,6 +311,8 @@ class Event:
 # more than the work on a map page with hundreds of businesses. The Strawberry resolvers
 # above stay the documented fields and call the same methods.
 DIRECT_RESOLVERS: dict[tuple[str, str], Callable[..., Any]] = {
+    ("Business", "logoUrl"): Business.load_logo_url,
+    ("Event", "imageUrl"): Event.load_image_url,
     ("Business", "categories"): Business.load_categories,
     ("Business", "events"): Business.load_events,
     ("Business", "hostedEvents"): Business.load_hosted_events,
@@ -296,6 +320,13 @@ DIRECT_RESOLVERS: dict[tuple[str, str], Callable[..., Any]] = {
     ("Event", "businesses"): Event.load_businesses,
     ("Event", "categories"): Event.load_categories,
 }
+
+
+def _picture_url(context: Context, key: str, given_url: str) -> str | None:
+    """An uploaded picture's URL is built when asked, so a new CDN applies to every row."""
+    if key:
+        return f"{context.media_base}/{key}"
+    return given_url or None
 
 
 def _distinct_categories(per_business: Iterable[list[Category]]) -> list[Category]:

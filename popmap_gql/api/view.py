@@ -33,6 +33,7 @@ from popmap_gql.auth.authenticator import Authenticator
 from popmap_gql.auth.viewer import Viewer
 from popmap_gql.config import Settings
 from popmap_gql.errors import InvalidToken, ServiceUnavailable
+from popmap_gql.media.stores import public_base
 
 __all__ = ["GRAPHQL_RESPONSE_JSON", "GraphQLView", "error_response", "negotiate_media_type"]
 
@@ -195,6 +196,8 @@ class GraphQLView:
             if settings.response_cache
             else None
         )
+        # Media URLs then start with the origin the request came through (see Context).
+        self.answers_embed_origin = public_base(settings) is None
         self.ide_html = (
             get_graphql_ide_html(graphql_ide="graphiql") if settings.graphiql_enabled else None
         )
@@ -254,7 +257,8 @@ class GraphQLView:
         slot: Slot | None = None
         # A refused request (invalid, too costly) runs no SQL, not even the cache's.
         if self.cached is not None and self.schema.admits(query, operation_name, variables):
-            slot = await self.cached.slot(viewer, query, operation_name, variables)
+            origin = str(request.base_url) if self.answers_embed_origin else ""
+            slot = await self.cached.slot(viewer, query, operation_name, variables, origin)
             if slot is not None:
                 body = self.cached.get(slot)
                 if body is not None:
