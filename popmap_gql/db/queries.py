@@ -387,9 +387,11 @@ def _event_queryset(audience: Audience, flt: EventFilter) -> QuerySet[Event]:
         taking_part = Participation.filter(business_id__in=Subquery(businesses)).values("event_id")
         queryset = queryset.filter(id__in=Subquery(taking_part))
     if flt.business_id is not None:
-        taking_part = Participation.filter(business_id=flt.business_id).values("event_id")
+        # The business counts only if the audience can see it: a hidden one has no events.
+        business = Business.filter(business_visibility(audience), id=flt.business_id).values("id")
+        taking_part = Participation.filter(business_id__in=Subquery(business)).values("event_id")
         queryset = queryset.filter(
-            Q(id__in=Subquery(taking_part)) | Q(host_business_id=flt.business_id)
+            Q(id__in=Subquery(taking_part)) | Q(host_business_id__in=Subquery(business))
         )
     if flt.status is not None:
         queryset = queryset.filter(status=flt.status)
