@@ -104,6 +104,27 @@ async def test_submitted_event_instants_beyond_the_utc_range_are_bad_user_input(
     assert await Event.all().count() == 0
 
 
+@pytest.mark.parametrize("value", BEYOND_UTC_RANGE)
+@pytest.mark.parametrize("name", ["startsAt", "endsAt"])
+async def test_updated_event_instants_beyond_the_utc_range_are_bad_user_input(
+    client: httpx.AsyncClient, cognito: FakeCognito, name: str, value: str
+) -> None:
+    owner = await person(cognito, "owner")
+    event = await make_event("Fair", status=EventStatus.PENDING, created_by=owner.user)
+
+    body = await post(
+        client,
+        owner,
+        "mutation ($id: ID!, $input: EventUpdateInput!) {"
+        " updateEvent(id: $id, input: $input) { event { startsAt endsAt } } }",
+        {"id": global_id("Event", event.id), "input": {name: value}},
+    )
+
+    refused(body, f"input.{name}")
+    stored = await Event.get(id=event.id)
+    assert (stored.starts_at, stored.ends_at) == (event.starts_at, event.ends_at)
+
+
 # --- cursors ----------------------------------------------------------------------------
 
 
