@@ -104,6 +104,32 @@ async def test_submitted_event_instants_beyond_the_utc_range_are_bad_user_input(
     assert await Event.all().count() == 0
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("startsAt", "0001-01-01T00:00:00Z"), ("endsAt", "9999-12-31T23:59:59.999999Z")],
+)
+async def test_submitted_event_at_the_first_or_last_representable_instant_is_refused(
+    client: httpx.AsyncClient, cognito: FakeCognito, name: str, value: str
+) -> None:
+    # asyncpg would store these as -infinity/infinity and read them back without a zone:
+    # every later read of the event comparing them with now() would be a 500
+    owner = await person(cognito, "owner")
+    event = {
+        "title": "Forever",
+        "latitude": 30.27,
+        "longitude": -97.74,
+        "startsAt": (NOW + timedelta(days=5)).isoformat(),
+        "endsAt": (NOW + timedelta(days=6)).isoformat(),
+        name: value,
+    }
+
+    body = await post(client, owner, SUBMIT_EVENT, {"input": event})
+    mine = await post(client, owner, "{ me { submittedEvents { isActive } } }")
+
+    refused(body, f"input.{name}")
+    assert mine == {"data": {"me": {"submittedEvents": []}}}
+
+
 @pytest.mark.parametrize("value", BEYOND_UTC_RANGE)
 @pytest.mark.parametrize("name", ["startsAt", "endsAt"])
 async def test_updated_event_instants_beyond_the_utc_range_are_bad_user_input(

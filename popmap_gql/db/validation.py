@@ -84,15 +84,23 @@ def check_coordinates(latitude: float, longitude: float, prefix: str) -> None:
         raise BadUserInput("longitude must be between -180 and 180", field=f"{prefix}longitude")
 
 
+# asyncpg writes these two UTC times as PostgreSQL's -infinity and infinity, and reads
+# those back without a time zone, which then fails every comparison with an aware time.
+_DRIVER_INFINITIES = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+
+
 def check_instant(value: datetime, field: str) -> datetime:
     """The same instant in UTC; it needs an offset, and its UTC time must be a datetime
     (9999-12-31T23:59:59-14:00 is not), or every comparison and the driver would fail."""
     if value.utcoffset() is None:
         raise BadUserInput(f"{field} needs a time zone offset (e.g. Z)", field=field)
     try:
-        return value.astimezone(UTC)
+        utc = value.astimezone(UTC)
     except OverflowError:
         raise BadUserInput(f"{field} is out of range", field=field) from None
+    if utc in _DRIVER_INFINITIES:
+        raise BadUserInput(f"{field} is out of range", field=field)
+    return utc
 
 
 def check_period(starts_at: datetime, ends_at: datetime, prefix: str) -> tuple[datetime, datetime]:
