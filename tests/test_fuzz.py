@@ -34,7 +34,7 @@ from tests.fake_cognito import FakeCognito
 from tests.helpers import global_id, gql, make_business, make_category, make_event
 from tests.people import ANONYMOUS, Person, person
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "250"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "400"))
 
 Node = graphql.ValueNode
 T = TypeVar("T")
