@@ -34,6 +34,7 @@ from popmap_gql.auth.viewer import Viewer as AuthViewer
 from popmap_gql.config import Settings
 from popmap_gql.db import queries
 from popmap_gql.db.models import EventStatus as DbEventStatus
+from popmap_gql.db.validation import check_instant, check_storable
 from popmap_gql.errors import BadUserInput, Forbidden, NotFound
 
 __all__ = ["PAGE", "Query"]
@@ -108,27 +109,16 @@ class EventFilter:
     status: DbEventStatus | None = strawberry.field(default=None, description="Staff only.")
 
 
-def _text(value: str, field: str, max_length: int) -> str:
-    # PostgreSQL text cannot hold NUL; refuse it here rather than fail in the driver.
-    if "\x00" in value:
-        raise BadUserInput(f"{field} must not contain NUL characters", field=field)
-    if len(value) > max_length:
-        raise BadUserInput(f"{field} is limited to {max_length} characters", field=field)
-    return value
-
-
 def _slugs(slugs: list[str] | None, field: str) -> tuple[str, ...] | None:
     if slugs is None:
         return None
     if len(slugs) > MAX_SLUGS:
         raise BadUserInput(f"at most {MAX_SLUGS} category slugs", field=field)
-    return tuple(_text(slug, field, 100) for slug in slugs)
+    return tuple(check_storable(slug, field, max_length=100) for slug in slugs)
 
 
-def _aware(value: datetime | None, field: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise BadUserInput(f"{field} needs a time zone offset (e.g. Z)", field=field)
-    return value
+def _instant(value: datetime | None, field: str) -> datetime | None:
+    return None if value is None else check_instant(value, field)
 
 
 def _latest(*moments: datetime | None) -> datetime | None:
@@ -264,7 +254,11 @@ class Query:
         size = PAGE.size(first)
         order = queries.BusinessOrder[order_by.name]
         flt = filter or BusinessFilter()
-        search = _text(flt.search, "filter.search", MAX_SEARCH_LENGTH) if flt.search else None
+        search = (
+            check_storable(flt.search, "filter.search", max_length=MAX_SEARCH_LENGTH)
+            if flt.search
+            else None
+        )
         criteria = queries.BusinessFilter(
             search=search.strip() or None if search else None,
             category_slugs=_slugs(flt.category_slugs, "filter.categorySlugs"),
@@ -304,10 +298,10 @@ class Query:
         criteria = queries.EventFilter(
             ends_after=_latest(
                 datetime.now(UTC) if flt.upcoming else None,
-                _aware(flt.ends_after, "filter.endsAfter"),
+                _instant(flt.ends_after, "filter.endsAfter"),
             ),
-            starts_after=_aware(flt.starts_after, "filter.startsAfter"),
-            starts_before=_aware(flt.starts_before, "filter.startsBefore"),
+            starts_after=_instant(flt.starts_after, "filter.startsAfter"),
+            starts_before=_instant(flt.starts_before, "filter.startsBefore"),
             bbox=_bbox(flt.bbox),
             category_slugs=_slugs(flt.category_slugs, "filter.categorySlugs"),
             business_id=(

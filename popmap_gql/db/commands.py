@@ -225,7 +225,7 @@ def _event_columns(fields: EventFields) -> dict[str, Any]:
     p = "input."
     title = check_text(fields.title, f"{p}title", max_length=200, required=True)
     check_coordinates(fields.latitude, fields.longitude, p)
-    check_period(fields.starts_at, fields.ends_at, p)
+    starts_at, ends_at = check_period(fields.starts_at, fields.ends_at, p)
     return {
         "title": title,
         "description": check_text(fields.description, f"{p}description", max_length=5000),
@@ -235,8 +235,8 @@ def _event_columns(fields: EventFields) -> dict[str, Any]:
         **_picture("image", fields.image, fields.image_url or None),
         "latitude": fields.latitude,
         "longitude": fields.longitude,
-        "starts_at": fields.starts_at,
-        "ends_at": fields.ends_at,
+        "starts_at": starts_at,
+        "ends_at": ends_at,
     }
 
 

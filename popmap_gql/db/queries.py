@@ -18,6 +18,8 @@ from popmap_gql.db.models import Business, Event, EventStatus, Participation
 
 __all__ = [
     "ANONYMOUS",
+    "BUSINESS_VISIBILITY",
+    "EVENT_VISIBILITY",
     "Audience",
     "BoundingBox",
     "BusinessFilter",
@@ -28,6 +30,7 @@ __all__ = [
     "Page",
     "PrivateView",
     "Row",
+    "Visibility",
     "available_events_by_business_ids",
     "business_visibility",
     "business_with_relations",
@@ -65,41 +68,67 @@ class Audience:
 ANONYMOUS = Audience()
 
 
+@dataclass(frozen=True, slots=True)
+class Visibility:
+    """The one statement of who sees the rows of a table: everyone sees the public ones
+    (`public_column` = `public_value`), a user also their own (`owner_column`), staff all.
+    The ORM filter and the SQL fragment below are both derived from it."""
+
+    public_column: str
+    public_value: bool | EventStatus
+    owner_column: str
+
+    def q(self, audience: Audience) -> Q:
+        if audience.is_staff:
+            return Q()
+        public: dict[str, Any] = {self.public_column: self.public_value}
+        visible = Q(**public)
+        if audience.user_id is not None:
+            own: dict[str, Any] = {self.owner_column: audience.user_id}
+            visible |= Q(**own)
+        return visible
+
+    def sql(self, audience: Audience, alias: str, params: list[Any]) -> str:
+        """SQL condition on `alias`; the user id is appended to `params` as a parameter."""
+        if audience.is_staff:
+            return "TRUE"
+        public = f"{alias}.{self.public_column} = {self._literal}"
+        if audience.user_id is None:
+            return public
+        params.append(audience.user_id)
+        return f"({public} OR {alias}.{self.owner_column} = ${len(params)})"
+
+    @property
+    def _literal(self) -> str:
+        # a constant of our own declaration, never a client's value
+        if isinstance(self.public_value, EventStatus):
+            return f"'{self.public_value.value}'"
+        return "TRUE" if self.public_value else "FALSE"
+
+
+BUSINESS_VISIBILITY = Visibility("is_verified", True, "owner_id")
+EVENT_VISIBILITY = Visibility("status", EventStatus.APPROVED, "created_by_id")
+_VISIBILITY = {"business": BUSINESS_VISIBILITY, "event": EVENT_VISIBILITY}
+
+
 def business_visibility(audience: Audience) -> Q:
     """Verified businesses; an owner also sees their own; staff see all."""
-    if audience.is_staff:
-        return Q()
-    visible = Q(is_verified=True)
-    if audience.user_id is not None:
-        visible |= Q(owner_id=audience.user_id)
-    return visible
+    return BUSINESS_VISIBILITY.q(audience)
 
 
 def event_visibility(audience: Audience) -> Q:
     """Approved events; the creator also sees their own; staff see all."""
-    if audience.is_staff:
-        return Q()
-    visible = Q(status=EventStatus.APPROVED)
-    if audience.user_id is not None:
-        visible |= Q(created_by_id=audience.user_id)
-    return visible
+    return EVENT_VISIBILITY.q(audience)
 
 
 # The relation loaders below run on every request that shows a list, so they are written
 # in SQL: a constant statement text per audience (asyncpg prepares it once per connection)
-# and no query building in Python. Visibility is the same rule as the Q objects above.
+# and no query building in Python.
 
 
 def _visible_sql(audience: Audience, alias: str, kind: str, params: list[Any]) -> str:
     """SQL condition for rows of `kind` ("business" or "event") the audience may see."""
-    if audience.is_staff:
-        return "TRUE"
-    public = f"{alias}.is_verified" if kind == "business" else f"{alias}.status = 'APPROVED'"
-    if audience.user_id is None:
-        return public
-    params.append(audience.user_id)
-    owner = "owner_id" if kind == "business" else "created_by_id"
-    return f"({public} OR {alias}.{owner} = ${len(params)})"
+    return _VISIBILITY[kind].sql(audience, alias, params)
 
 
 async def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -387,9 +416,11 @@ def _event_queryset(audience: Audience, flt: EventFilter) -> QuerySet[Event]:
         taking_part = Participation.filter(business_id__in=Subquery(businesses)).values("event_id")
         queryset = queryset.filter(id__in=Subquery(taking_part))
     if flt.business_id is not None:
-        taking_part = Participation.filter(business_id=flt.business_id).values("event_id")
+        # The business counts only if the audience can see it: a hidden one has no events.
+        business = Business.filter(business_visibility(audience), id=flt.business_id).values("id")
+        taking_part = Participation.filter(business_id__in=Subquery(business)).values("event_id")
         queryset = queryset.filter(
-            Q(id__in=Subquery(taking_part)) | Q(host_business_id=flt.business_id)
+            Q(id__in=Subquery(taking_part)) | Q(host_business_id__in=Subquery(business))
         )
     if flt.status is not None:
         queryset = queryset.filter(status=flt.status)
@@ -508,10 +539,15 @@ async def private_view(user_id: int) -> PrivateView:
     """Whether this user's view differs from an anonymous one (own unverified businesses or
     own events that are not approved), read in one statement with the data version: one
     snapshot, so the answer is exactly that version's."""
+    params: list[Any] = []
+    public_business = BUSINESS_VISIBILITY.sql(ANONYMOUS, "b", params)
+    public_event = EVENT_VISIBILITY.sql(ANONYMOUS, "e", params)
     rows = await connections.get("default").execute_query_dict(
         "SELECT version,"
-        " EXISTS (SELECT 1 FROM business WHERE owner_id = $1 AND NOT is_verified)"
-        " OR EXISTS (SELECT 1 FROM event WHERE created_by_id = $1 AND status <> 'APPROVED')"
+        " EXISTS (SELECT 1 FROM business b"
+        f" WHERE b.owner_id = $1 AND NOT ({public_business}))"
+        " OR EXISTS (SELECT 1 FROM event e"
+        f" WHERE e.created_by_id = $1 AND NOT ({public_event}))"
         " AS private"
         " FROM data_version WHERE id = 1",
         [user_id],
