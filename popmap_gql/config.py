@@ -135,6 +135,21 @@ class Settings:
     # Response cache memory (README "Speed and the response cache")
     response_cache_max_bytes: int = 64 * 1024 * 1024
     response_cache_max_entry_bytes: int = 1024 * 1024
+    # Query limits beyond depth, aliases and tokens (README "Limits")
+    max_query_cost: int = 200_000
+    introspection: bool = True
+    # Faults and hostile connections (README "When PostgreSQL fails", "Serving")
+    db_statement_timeout_ms: int = 10_000
+    db_pool_timeout_seconds: float = 10.0
+    shutdown_timeout_seconds: int = 20
+    keep_alive_seconds: int = 5
+    max_connections: int = 1000
+    # Media: logos and event images (see README "Logos and event images")
+    media_bucket: str | None = None
+    media_region: str = "us-east-1"
+    s3_endpoint_url: str | None = None
+    media_base_url: str | None = None
+    media_max_bytes: int = 5 * 1024 * 1024
     # Other servers (README "Calling the API from another server")
     cognito_service_client_ids: tuple[str, ...] = ()
     cognito_resource_server: str = "popmap"
@@ -182,6 +197,11 @@ class Settings:
     @property
     def embedded_pgdata(self) -> Path:
         return self.data_dir / "pgdata"
+
+    @property
+    def media_dir(self) -> Path:
+        """Where the embedded media store keeps files (no bucket configured)."""
+        return self.data_dir / "media"
 
 
 _POOL_ID = re.compile(r"^(?P<region>[a-z]{2}(-[a-z]+)+-\d)_[0-9A-Za-z]+$")
@@ -247,10 +267,53 @@ def _seconds(name: str, raw: str) -> float:
     return value
 
 
+def _positive_seconds(name: str, raw: str) -> float:
+    value = _seconds(name, raw)
+    if value <= 0:
+        raise ConfigError(f"{name} must be more than 0 seconds, got {value}")
+    return value
+
+
+def _non_negative_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 or more, got {value}")
+    return value
+
+
 def _group(name: str, raw: str) -> str:
     if not raw.strip():
         raise ConfigError(f"{name} must name a Cognito group")
     return raw.strip()
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# Uploads are read into memory to be checked (Pillow); this bounds that per request.
+MEDIA_MAX_BYTES_LIMIT = 50 * 1024 * 1024
+
+
+def _bucket(name: str, raw: str) -> str | None:
+    raw = raw.strip()
+    if raw and not _BUCKET.match(raw):
+        raise ConfigError(f"{name} must be an S3 bucket name such as popmap-media, got {raw!r}")
+    return raw or None
+
+
+def _media_region(name: str, raw: str) -> str:
+    region = _region(name, raw)
+    if region is None:
+        raise ConfigError(f"{name} must be an AWS region such as us-east-1")
+    return region
+
+
+def _media_max_bytes(name: str, raw: str) -> int:
+    value = _positive_int(name, raw)
+    if value > MEDIA_MAX_BYTES_LIMIT:
+        raise ConfigError(f"{name} must be at most {MEDIA_MAX_BYTES_LIMIT}, got {value}")
+    return value
 
 
 def _resource_server(name: str, raw: str) -> str:
@@ -298,6 +361,18 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_USERINFO_RETRY_SECONDS": ("userinfo_retry_seconds", _seconds),
     "POPMAP_RESPONSE_CACHE_MAX_BYTES": ("response_cache_max_bytes", _positive_int),
     "POPMAP_RESPONSE_CACHE_MAX_ENTRY_BYTES": ("response_cache_max_entry_bytes", _positive_int),
+    "POPMAP_MAX_QUERY_COST": ("max_query_cost", _positive_int),
+    "POPMAP_INTROSPECTION": ("introspection", _parse_bool),
+    "POPMAP_DB_STATEMENT_TIMEOUT_MS": ("db_statement_timeout_ms", _non_negative_int),
+    "POPMAP_DB_POOL_TIMEOUT_SECONDS": ("db_pool_timeout_seconds", _positive_seconds),
+    "POPMAP_SHUTDOWN_TIMEOUT_SECONDS": ("shutdown_timeout_seconds", _positive_int),
+    "POPMAP_KEEP_ALIVE_SECONDS": ("keep_alive_seconds", _positive_int),
+    "POPMAP_MAX_CONNECTIONS": ("max_connections", _positive_int),
+    "POPMAP_MEDIA_BUCKET": ("media_bucket", _bucket),
+    "POPMAP_MEDIA_REGION": ("media_region", _media_region),
+    "AWS_S3_ENDPOINT_URL": ("s3_endpoint_url", _url),
+    "POPMAP_MEDIA_BASE_URL": ("media_base_url", _url),
+    "POPMAP_MEDIA_MAX_BYTES": ("media_max_bytes", _media_max_bytes),
     "AWS_COGNITO_SERVICE_CLIENT_IDS": (
         "cognito_service_client_ids",
         lambda _n, raw: _parse_list(raw),

@@ -6,8 +6,10 @@
     ├── Forbidden                FORBIDDEN
     ├── Unauthenticated          UNAUTHENTICATED (sign-in required; HTTP 200)
     │   └── InvalidToken         UNAUTHENTICATED (a bad bearer token; HTTP 401)
-    └── ServiceUnavailable       SERVICE_UNAVAILABLE (HTTP 503)
-        └── KeysUnavailable      SERVICE_UNAVAILABLE (no signing keys and none cached)
+    └── ServiceUnavailable       SERVICE_UNAVAILABLE (HTTP 503 with Retry-After)
+        ├── KeysUnavailable      SERVICE_UNAVAILABLE (no signing keys and none cached)
+        └── DatabaseUnavailable  SERVICE_UNAVAILABLE (PostgreSQL unreachable, restarting,
+                                 too slow, or no pooled connection free in time)
 
 Anything else raised while serving a request is unexpected: the API masks it as
 INTERNAL_SERVER_ERROR and logs it in full.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 __all__ = [
     "BadUserInput",
+    "DatabaseUnavailable",
     "Forbidden",
     "InvalidToken",
     "KeysUnavailable",
@@ -87,3 +90,15 @@ class ServiceUnavailable(PopmapError):
 
 class KeysUnavailable(ServiceUnavailable):
     """The identity provider's signing keys cannot be fetched and none are cached."""
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """A fault of PostgreSQL or of the way to it, converted where the driver's errors enter.
+
+    `kind` names the fault for the log ("unreachable", "statement timeout", ...); the
+    client sees only the message, never the driver's words.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__("The database is unavailable; retry shortly")
+        self.kind = kind

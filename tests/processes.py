@@ -43,22 +43,31 @@ def running_server(env: dict[str, str], *args: str, log: Path | None = None) -> 
     Its output goes to `log` (a temporary file if none is given), never to a pipe that
     nobody reads and that could fill up and stall the server.
     """
-    port = free_port()
     with tempfile.TemporaryDirectory() as scratch:
         log = log or Path(scratch) / "server.log"
-        with log.open("w") as output:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "popmap_gql", "serve", "--port", str(port), *args],
-                env=env,
-                cwd=ROOT,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        try:
-            yield _wait_until_healthy(process, f"http://127.0.0.1:{port}", log)
-        finally:
-            stop(process)
+        with server_process(env, *args, log=log) as (_, base):
+            yield base
+
+
+@contextmanager
+def server_process(
+    env: dict[str, str], *args: str, log: Path
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Like running_server, also yielding the process (to signal it, read its exit status)."""
+    port = free_port()
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "popmap_gql", "serve", "--port", str(port), *args],
+            env=env,
+            cwd=ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        yield process, _wait_until_healthy(process, f"http://127.0.0.1:{port}", log)
+    finally:
+        stop(process)
 
 
 def _wait_until_healthy(process: subprocess.Popen[str], base: str, log: Path) -> str:

@@ -147,3 +147,26 @@ def test_emulator_pool_with_a_full_domain_needs_no_region() -> None:
     settings = load_settings({**EMULATOR, "AWS_COGNITO_DOMAIN": "auth.popmap.test"}, env_file=None)
 
     assert settings.cognito_hosted_ui_domain == "auth.popmap.test"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("POPMAP_DB_STATEMENT_TIMEOUT_MS", "-1"),
+        ("POPMAP_DB_POOL_TIMEOUT_SECONDS", "0"),
+        ("POPMAP_SHUTDOWN_TIMEOUT_SECONDS", "2.5"),
+        ("POPMAP_KEEP_ALIVE_SECONDS", "0"),
+        ("POPMAP_MAX_CONNECTIONS", "lots"),
+    ],
+)
+def test_malformed_fault_or_connection_limit_is_refused_with_its_name(
+    name: str, value: str
+) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value}, env_file=None)
+
+
+def test_statement_timeout_is_turned_off_with_zero() -> None:
+    settings = load_settings({"POPMAP_DB_STATEMENT_TIMEOUT_MS": "0"}, env_file=None)
+
+    assert settings.db_statement_timeout_ms == 0

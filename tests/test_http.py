@@ -17,6 +17,7 @@ from tortoise.connection import connections
 
 from popmap_gql.config import Settings
 from popmap_gql.db.models import Business
+from tests.conftest import run_cli
 from tests.fake_cognito import FakeCognito
 from tests.helpers import error_codes, global_id, gql, make_business, make_category
 from tests.people import person
@@ -37,6 +38,7 @@ async def test_healthz_and_readyz_answer_when_the_database_is_up(
 
 def test_readyz_is_503_once_the_database_is_gone(tmp_path: Path) -> None:
     env = clean_env(POPMAP_DATA_DIR=str(tmp_path))
+    run_cli("migrate", env=env)  # serve refuses a database without its tables
     with running_server(env) as base:
         assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200
 
@@ -513,6 +515,51 @@ async def test_request_errors_carry_no_data_entry(
     assert body["errors"][0]["extensions"]["code"]
 
 
+_DOCUMENT_REQUEST_ERRORS = {
+    "syntax": ({"query": "{ categories { name }"}, "GRAPHQL_PARSE_FAILED"),
+    "validation": ({"query": "{ categories { nope } }"}, "GRAPHQL_VALIDATION_FAILED"),
+    "variables": (
+        {"query": "query ($n: Int!) { events(first: $n) { totalCount } }", "variables": {}},
+        "BAD_USER_INPUT",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_DOCUMENT_REQUEST_ERRORS))
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [("application/graphql-response+json", 400), ("application/json", 200)],
+)
+async def test_a_document_refused_before_execution_has_no_data_entry(
+    client: httpx.AsyncClient, case: str, accept: str, status: int
+) -> None:
+    payload, code = _DOCUMENT_REQUEST_ERRORS[case]
+
+    response = await client.post("/graphql", json=payload, headers={"Accept": accept})
+
+    # GraphQL over HTTP: its own media type says 4xx when nothing ran; plain JSON stays 200.
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"errors"}, body
+    assert error_codes(body) == [code]
+
+
+async def test_a_field_error_keeps_the_data_entry(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/graphql",
+        json={
+            "query": "query ($id: ID!) { business(id: $id) { name } categories { name } }",
+            "variables": {"id": global_id("Business", 999_999)},
+        },
+        headers={"Accept": "application/graphql-response+json"},
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["data"] == {"business": None, "categories": []}
+    assert error_codes(body) == ["NOT_FOUND"]
+
+
 # --- limits -----------------------------------------------------------------------------
 
 
@@ -523,12 +570,24 @@ def _nested(depth: int) -> str:
     return f"query ($id: ID!) {{ {opening} {{ id{' }' * len(fields)} }}"
 
 
-async def test_query_depth_is_limited(client: httpx.AsyncClient, settings: Settings) -> None:
+async def test_query_depth_is_limited(
+    client: httpx.AsyncClient, database_url: str, tmp_path: Path
+) -> None:
     business = await make_business("Shop")
     variables = {"id": global_id("Business", business.id)}
+    # Nine nested lists cost far more than the default cost limit allows, so the depth
+    # limit is shown on a server whose cost limit is out of the way.
+    env = clean_env(
+        DATABASE_URL=database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        POPMAP_MAX_QUERY_COST=str(2**53 - 1),
+    )
+    depth = Settings().max_query_depth
 
-    at_limit = await gql(client, _nested(settings.max_query_depth), variables)
-    past_limit = await gql(client, _nested(settings.max_query_depth + 1), variables)
+    with running_server(env) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as roomy:
+            at_limit = await gql(roomy, _nested(depth), variables)
+            past_limit = await gql(roomy, _nested(depth + 1), variables)
 
     assert "errors" not in at_limit, at_limit
     assert error_codes(past_limit) == ["QUERY_TOO_DEEP"]

@@ -26,6 +26,7 @@ EXPECTED_TABLES = {
     "cognito_identity",
     "data_version",
     "event",
+    "media_upload",
     "participation",
     "popmap_user",
     "tortoise_migrations",

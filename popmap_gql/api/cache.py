@@ -290,8 +290,13 @@ class CachedResponses:
         query: str,
         operation_name: str | None,
         variables: dict[str, Any] | None,
+        origin: str = "",
     ) -> Slot | None:
-        """The request's place in the cache, or None when its answer must not be shared."""
+        """The request's place in the cache, or None when its answer must not be shared.
+
+        `origin` separates answers that embed the URL the request came through (media
+        URLs of the embedded store): one Host header cannot leak into another's answers.
+        """
         if not self._cacheable(query):
             return None
         version = await self.version.current()
@@ -310,6 +315,7 @@ class CachedResponses:
             if private:
                 return None
             scope = "public"
+        scope = f"{scope} {origin}" if origin else scope
         return Slot(ResponseCache.key(scope, query, operation_name, variables), version)
 
     def get(self, slot: Slot) -> bytes | None:

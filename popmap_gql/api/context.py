@@ -11,6 +11,7 @@ from strawberry.types import Info as StrawberryInfo
 
 from popmap_gql.auth.viewer import ANONYMOUS_VIEWER, Viewer
 from popmap_gql.config import Settings
+from popmap_gql.media.stores import public_base
 
 if TYPE_CHECKING:  # the loaders build GraphQL types, which need this module's Info
     from popmap_gql.api.loaders import Loaders
@@ -30,6 +31,16 @@ class Context:
         from popmap_gql.api.loaders import Loaders
 
         return Loaders(self.viewer.audience)
+
+    @cached_property
+    def api_base(self) -> str:
+        """The API's origin as this request reached it (behind trusted proxies, theirs)."""
+        return str(self.request.base_url).rstrip("/")
+
+    @cached_property
+    def media_base(self) -> str:
+        """What published media keys are appended to, to make their public URLs."""
+        return public_base(self.settings) or self.api_base
 
 
 Info = StrawberryInfo[Context, None]

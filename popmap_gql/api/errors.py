@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from graphql import GraphQLError
 
-from popmap_gql.errors import PopmapError
+from popmap_gql.errors import DatabaseUnavailable, PopmapError, ServiceUnavailable
 
-__all__ = ["MASKED_MESSAGE", "format_error", "is_unexpected", "log_unexpected"]
+__all__ = [
+    "MASKED_MESSAGE",
+    "RETRY_AFTER_SECONDS",
+    "FaultLog",
+    "fault_log",
+    "format_error",
+    "is_unexpected",
+    "log_unexpected",
+    "service_fault",
+]
 
 logger = logging.getLogger("popmap_gql.errors")
 
 MASKED_MESSAGE = "Internal server error"
 
-# Errors graphql-core and Strawberry's limiters raise without a code of their own,
-# recognised by their wording (pinned by the tests of each limit).
+# Errors graphql-core raises without a code of their own, recognised by their wording
+# (pinned by the tests of each limit). Our own errors carry their code in `extensions`.
 _MESSAGE_CODES = (
     ("Syntax Error: Document contains more than", "QUERY_TOO_LARGE"),
-    ("exceeds maximum operation depth", "QUERY_TOO_DEEP"),
-    ("aliases found. Allowed:", "TOO_MANY_ALIASES"),
     ("Syntax Error", "GRAPHQL_PARSE_FAILED"),
     ("Variable '$", "BAD_USER_INPUT"),
 )
@@ -73,3 +82,64 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
         extensions = formatted.setdefault("extensions", {})
         extensions.setdefault("code", _code_for(error))
     return formatted
+
+
+# What a 503 asks clients to wait before retrying: about a restart or a failover.
+RETRY_AFTER_SECONDS = 5
+
+
+def service_fault(errors: Iterable[GraphQLError] | None) -> ServiceUnavailable | None:
+    """The dependency fault behind any of these errors: the whole answer is then a 503.
+
+    A field that failed because PostgreSQL is down says nothing about the query, and a
+    200 with a masked error would tell the client not to retry.
+    """
+    for error in errors or ():
+        if isinstance(error.original_error, ServiceUnavailable):
+            return error.original_error
+    return None
+
+
+FAULT_LOG_INTERVAL_SECONDS = 10.0
+
+
+class FaultLog:
+    """One log line per kind of fault per interval, with how many went unlogged.
+
+    While PostgreSQL is down every request fails the same way: a traceback each would
+    bury the log (and cost more than answering).
+    """
+
+    def __init__(
+        self,
+        interval: float = FAULT_LOG_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self.clock = clock
+        # kind -> (when it was last logged, how many since then were not)
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def report(self, fault: ServiceUnavailable) -> None:
+        kind = (
+            f"database {fault.kind}"
+            if isinstance(fault, DatabaseUnavailable)
+            else type(fault).__name__
+        )
+        now = self.clock()
+        logged_at, unlogged = self._last.get(kind, (float("-inf"), 0))
+        if now - logged_at < self.interval:
+            self._last[kind] = (logged_at, unlogged + 1)
+            return
+        self._last[kind] = (now, 0)
+        cause = fault.__cause__
+        logger.warning(
+            "service unavailable (%s): answering 503; cause: %s%s",
+            kind,
+            f"{type(cause).__name__}: {cause}".replace("\n", " ") if cause else fault.message,
+            f" ({unlogged} more since the last report)" if unlogged else "",
+        )
+
+
+# One per process: every 503, from the endpoint or the readiness check, is reported here.
+fault_log = FaultLog()

@@ -1,4 +1,11 @@
-"""Opaque global IDs ("Business:42") and pagination cursors, both base64url text."""
+"""Opaque global IDs ("Business:42") and pagination cursors, both base64url text.
+
+Each has exactly one accepted form, the one the encoder writes: the decoders are lenient
+by nature (base64 skips characters outside its alphabet and ignores padding; int() reads
+spaces, underscores and any Unicode digit; JSON allows any spacing), so they decode,
+re-encode and compare. Otherwise "Business: 1", "Business:01" or "Business:" with an
+Arabic-Indic digit one would all name row 1.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,17 @@ import json
 from datetime import datetime
 from typing import Any
 
+from popmap_gql.db.validation import check_instant, check_storable
 from popmap_gql.errors import BadUserInput
 
 __all__ = ["decode_cursor", "decode_id", "encode_cursor", "encode_id"]
 
 _MAX_ID = 2**63 - 1  # bigint
+_MAX_ID_LENGTH = 64
+_MAX_CURSOR_LENGTH = 1024
+# What decoding can raise on hostile text (a cursor is too short to nest JSON deep
+# enough for a RecursionError).
+_UNDECODABLE = (ValueError, TypeError, UnicodeError, binascii.Error)
 
 
 def _b64encode(text: str) -> str:
@@ -30,15 +43,16 @@ def encode_id(type_name: str, pk: int) -> str:
 
 def decode_id(type_name: str, value: str, *, field: str = "id") -> int:
     """The primary key inside a global ID of `type_name`, or BAD_USER_INPUT."""
+    invalid = BadUserInput(f"{field} is not a valid {type_name} ID", field=field)
+    if len(value) > _MAX_ID_LENGTH:
+        raise invalid
     try:
-        if len(value) > 64:
-            raise ValueError("too long")
-        prefix, _, raw_pk = _b64decode(value).partition(":")
-        pk = int(raw_pk)
-    except (ValueError, UnicodeError, binascii.Error):
-        raise BadUserInput(f"{field} is not a valid {type_name} ID", field=field) from None
-    if prefix != type_name or not 0 < pk <= _MAX_ID:
-        raise BadUserInput(f"{field} is not a valid {type_name} ID", field=field)
+        prefix, _, digits = _b64decode(value).partition(":")
+        pk = int(digits)
+    except _UNDECODABLE:
+        raise invalid from None
+    if prefix != type_name or not 0 < pk <= _MAX_ID or encode_id(type_name, pk) != value:
+        raise invalid
     return pk
 
 
@@ -49,19 +63,27 @@ def encode_cursor(order: str, value: Any, pk: int) -> str:
 
 
 def decode_cursor(order: str, cursor: str, kind: type) -> tuple[Any, int]:
-    """(sort value, id) of a cursor made for `order`; anything else is BAD_USER_INPUT."""
+    """(sort value, id) of a cursor made for `order`; anything else is BAD_USER_INPUT.
+
+    The sort value goes to PostgreSQL as a parameter, so it passes the same checks as
+    any text or instant a client sends.
+    """
+    invalid = BadUserInput("after is not a valid cursor for this list", field="after")
+    if len(cursor) > _MAX_CURSOR_LENGTH:
+        raise invalid
+    value: Any
     try:
-        if len(cursor) > 1024:
-            raise ValueError("too long")
-        made_for, value, pk = json.loads(_b64decode(cursor))
-        if made_for != order or not isinstance(pk, int) or not 0 < pk <= _MAX_ID:
-            raise ValueError("cursor of another list")
+        made_for, raw, pk = json.loads(_b64decode(cursor))
         if kind is datetime:
-            value = datetime.fromisoformat(value)
-            if value.tzinfo is None:
-                raise ValueError("naive timestamp")
-        elif not isinstance(value, kind):
-            raise ValueError("wrong value type")
-    except (ValueError, TypeError, UnicodeError, binascii.Error):
-        raise BadUserInput("after is not a valid cursor for this list", field="after") from None
+            value = check_instant(datetime.fromisoformat(raw), "after")
+        elif kind is str and type(raw) is str:
+            value = check_storable(raw, "after", max_length=_MAX_CURSOR_LENGTH)
+        else:
+            raise invalid
+    except (*_UNDECODABLE, BadUserInput):
+        raise invalid from None
+    if made_for != order or type(pk) is not int or not 0 < pk <= _MAX_ID:
+        raise invalid
+    if encode_cursor(order, raw, pk) != cursor:
+        raise invalid
     return value, pk

@@ -14,11 +14,30 @@ from typing import TypeVar
 
 from strawberry.dataloader import DataLoader
 
-from popmap_gql.api.types import Business, Category, Event
+from popmap_gql.api.sizes import cap_of
+from popmap_gql.api.types import Business, Category, Event, Viewer
 from popmap_gql.db import queries
 from popmap_gql.db.queries import Audience, Row
 
-__all__ = ["Loaders"]
+__all__ = [
+    "AVAILABLE_EVENTS",
+    "BUSINESS_CATEGORIES",
+    "BUSINESS_EVENTS",
+    "EVENT_BUSINESSES",
+    "HOSTED_EVENTS",
+    "OWNED_BUSINESSES",
+    "SUBMITTED_EVENTS",
+    "Loaders",
+]
+
+# Each relation loads at most what its field declares (see sizes.py).
+BUSINESS_CATEGORIES = cap_of(Business, "categories")
+BUSINESS_EVENTS = cap_of(Business, "events")
+HOSTED_EVENTS = cap_of(Business, "hosted_events")
+AVAILABLE_EVENTS = cap_of(Business, "available_events")
+EVENT_BUSINESSES = cap_of(Event, "businesses")
+OWNED_BUSINESSES = cap_of(Viewer, "businesses")
+SUBMITTED_EVENTS = cap_of(Viewer, "submitted_events")
 
 T = TypeVar("T")
 
@@ -68,19 +87,29 @@ class Loaders:
 
     @cached_property
     def categories_by_business(self) -> DataLoader[int, list[Category]]:
-        return _many(queries.categories_by_business_ids, Category.from_values)
+        return _many(
+            partial(queries.categories_by_business_ids, limit=BUSINESS_CATEGORIES),
+            Category.from_values,
+        )
 
     @cached_property
     def businesses_by_owner(self) -> DataLoader[int, list[Business]]:
-        return _many(queries.businesses_by_owner_ids, Business.from_values)
+        return _many(
+            partial(queries.businesses_by_owner_ids, limit=OWNED_BUSINESSES), Business.from_values
+        )
 
     @cached_property
     def events_by_creator(self) -> DataLoader[int, list[Event]]:
-        return _many(queries.events_by_creator_ids, Event.from_values)
+        return _many(
+            partial(queries.events_by_creator_ids, limit=SUBMITTED_EVENTS), Event.from_values
+        )
 
     @cached_property
     def available_events_by_business(self) -> DataLoader[int, list[Event]]:
-        return _many(queries.available_events_by_business_ids, Event.from_values)
+        return _many(
+            partial(queries.available_events_by_business_ids, limit=AVAILABLE_EVENTS),
+            Event.from_values,
+        )
 
     @cached_property
     def business_by_id(self) -> DataLoader[int, Business | None]:
@@ -92,14 +121,21 @@ class Loaders:
 
     @cached_property
     def businesses_by_event(self) -> DataLoader[int, list[Business]]:
-        return _many(partial(queries.businesses_by_event_ids, self.audience), Business.from_values)
+        return _many(
+            partial(queries.businesses_by_event_ids, self.audience, limit=EVENT_BUSINESSES),
+            Business.from_values,
+        )
 
     @cached_property
     def events_by_business(self) -> DataLoader[int, list[Event]]:
-        return _many(partial(queries.events_by_business_ids, self.audience), Event.from_values)
+        return _many(
+            partial(queries.events_by_business_ids, self.audience, limit=BUSINESS_EVENTS),
+            Event.from_values,
+        )
 
     @cached_property
     def hosted_events_by_business(self) -> DataLoader[int, list[Event]]:
         return _many(
-            partial(queries.hosted_events_by_business_ids, self.audience), Event.from_values
+            partial(queries.hosted_events_by_business_ids, self.audience, limit=HOSTED_EVENTS),
+            Event.from_values,
         )

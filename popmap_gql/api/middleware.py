@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from popmap_gql.api.view import error_response
@@ -14,21 +16,26 @@ class _TooLarge(Exception):
 
 
 class BodySizeLimit:
-    """Refuse request bodies over `max_bytes` with 413, declared or streamed."""
+    """Refuse request bodies over `max_bytes` with 413, declared or streamed; paths in
+    `limits` (an upload endpoint) have their own."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, limits: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.limits = dict(limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limits.get(scope["path"], self.max_bytes)
         headers = dict(scope["headers"])
         accept = headers.get(b"accept", b"").decode("latin-1")
         declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._refuse(accept, scope, receive, send)
+        if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+            await self._refuse(accept, max_bytes, scope, receive, send)
             return
 
         received = 0
@@ -39,7 +46,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     raise _TooLarge
             return message
 
@@ -53,13 +60,16 @@ class BodySizeLimit:
         except _TooLarge:
             if response_started:
                 raise
-            await self._refuse(accept, scope, receive, send)
+            await self._refuse(accept, max_bytes, scope, receive, send)
 
-    async def _refuse(self, accept: str, scope: Scope, receive: Receive, send: Send) -> None:
+    @staticmethod
+    async def _refuse(
+        accept: str, max_bytes: int, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         response = error_response(
             accept,
             413,
-            f"request body is larger than {self.max_bytes} bytes",
+            f"request body is larger than {max_bytes} bytes",
             "PAYLOAD_TOO_LARGE",
             headers={"connection": "close"},
         )

@@ -16,12 +16,23 @@ from strawberry.utils.str_converters import to_camel_case
 from popmap_gql.api.context import Info
 from popmap_gql.api.ids import decode_id
 from popmap_gql.api.permissions import business_in_arguments, guard
+from popmap_gql.api.sizes import Capped, sized
 from popmap_gql.api.types import Business, Event
 from popmap_gql.db import commands
 from popmap_gql.db.models import EventStatus
+from popmap_gql.db.models import UploadKind as UploadKindValue
 from popmap_gql.db.powers import POWERS
+from popmap_gql.db.uploads import ClaimedUpload
+from popmap_gql.media.stores import MediaStore
+from popmap_gql.media.uploads import claim_upload, create_upload
 
 __all__ = ["Mutation"]
+
+
+UploadKind = strawberry.enum(UploadKindValue, name="UploadKind")
+
+_LOGO = "A key from createUpload(kind: BUSINESS_LOGO), once the file is uploaded."
+_IMAGE = "A key from createUpload(kind: EVENT_IMAGE), once the file is uploaded."
 
 
 @strawberry.input(description="A business's details; on update, omitted fields stay as they are.")
@@ -35,7 +46,10 @@ class BusinessInput:
     website: str | None = None
     instagram_url: str | None = None
     tiktok_url: str | None = None
-    logo_url: str | None = None
+    logo: str | None = strawberry.field(default=None, description=_LOGO)
+    logo_url: str | None = strawberry.field(
+        default=None, deprecation_reason="Upload the logo (createUpload) and save its key in logo."
+    )
     available_for_hire: bool | None = None
     category_ids: list[strawberry.ID] | None = strawberry.field(
         default=None, description="Replaces the categories (with categorySlugs)."
@@ -53,7 +67,10 @@ class EventInput:
     description: str = ""
     location_name: str = ""
     address: str = ""
-    image_url: str = ""
+    image: str | None = strawberry.field(default=None, description=_IMAGE)
+    image_url: str = strawberry.field(
+        default="", deprecation_reason="Upload the image (createUpload) and save its key in image."
+    )
     host_business_id: strawberry.ID | None = strawberry.field(
         default=None, description="One of your businesses."
     )
@@ -72,7 +89,11 @@ class EventUpdateInput:
     description: str | None = None
     location_name: str | None = None
     address: str | None = None
-    image_url: str | None = None
+    image: str | None = strawberry.field(default=None, description=_IMAGE)
+    image_url: str | None = strawberry.field(
+        default=None,
+        deprecation_reason="Upload the image (createUpload) and save its key in image.",
+    )
 
 
 # The input and the command's changes name the same fields; checked when the schema loads.
@@ -80,6 +101,25 @@ _EVENT_CHANGE_NAMES = tuple(field.name for field in dataclasses.fields(commands.
 if set(_EVENT_CHANGE_NAMES) != {field.name for field in dataclasses.fields(EventUpdateInput)}:
     msg = "EventUpdateInput and commands.EventChanges must have the same fields"
     raise TypeError(msg)
+
+
+@strawberry.type
+class UploadField:
+    name: str
+    value: str
+
+
+@strawberry.type(
+    description="Send the file with a multipart/form-data POST to url: every field, in this"
+    " order, then the file (named `file`) last. Then save key on the business or event."
+)
+class SignedUpload:
+    url: str
+    # S3's presigned POST has 7 fields, the embedded store's 5.
+    fields: list[UploadField] = strawberry.field(metadata=sized(Capped(10)))
+    key: str
+    expires_at: datetime = strawberry.field(description="The POST is refused after this.")
+    max_bytes: int = strawberry.field(description="The largest file the server accepts.")
 
 
 @strawberry.type
@@ -115,7 +155,22 @@ class ParticipationPayload:
     changed: bool = strawberry.field(description="False when the call changed nothing.")
 
 
-def _changes(data: BusinessInput) -> commands.BusinessChanges:
+def _media_store(info: Info) -> MediaStore:
+    store: MediaStore = info.context.request.app.state.media_store
+    return store
+
+
+async def _claim(
+    info: Info, key: str | None, kind: UploadKindValue, field: str
+) -> ClaimedUpload | None:
+    viewer_id = info.context.viewer.user_id
+    if key is None or viewer_id is None:
+        return None
+    return await claim_upload(_media_store(info), viewer_id, key, kind, field)
+
+
+async def _changes(info: Info, data: BusinessInput) -> commands.BusinessChanges:
+    logo = await _claim(info, data.logo, UploadKindValue.BUSINESS_LOGO, "input.logo")
     return commands.BusinessChanges(
         name=data.name,
         description=data.description,
@@ -125,6 +180,7 @@ def _changes(data: BusinessInput) -> commands.BusinessChanges:
         instagram_url=data.instagram_url,
         tiktok_url=data.tiktok_url,
         logo_url=data.logo_url,
+        logo=logo,
         available_for_hire=data.available_for_hire,
         category_ids=(
             tuple(decode_id("Category", c, field="input.categoryIds") for c in data.category_ids)
@@ -135,8 +191,11 @@ def _changes(data: BusinessInput) -> commands.BusinessChanges:
     )
 
 
-def _event_changes(data: EventUpdateInput) -> commands.EventChanges:
-    return commands.EventChanges(**{name: getattr(data, name) for name in _EVENT_CHANGE_NAMES})
+async def _event_changes(info: Info, data: EventUpdateInput) -> commands.EventChanges:
+    """The changes as given; an upload key becomes the checked, published upload."""
+    given = {name: getattr(data, name) for name in _EVENT_CHANGE_NAMES}
+    given["image"] = await _claim(info, data.image, UploadKindValue.EVENT_IMAGE, "input.image")
+    return commands.EventChanges(**given)
 
 
 def _participation(change: commands.ParticipationChange) -> ParticipationPayload:
@@ -150,13 +209,41 @@ def _participation(change: commands.ParticipationChange) -> ParticipationPayload
 @strawberry.type
 class Mutation:
     @strawberry.mutation(
+        permission_classes=guard("createUpload"),
+        description="Sign an upload of one JPEG, PNG or WebP file of exactly byteSize bytes;"
+        " the form expires within minutes, and the key must be saved within the hour."
+        " Signed-in people only (uploads belong to a person; services are FORBIDDEN).",
+    )
+    async def create_upload(
+        self, info: Info, kind: UploadKindValue, content_type: str, byte_size: int
+    ) -> SignedUpload:
+        viewer_id = info.context.viewer.user_id
+        assert viewer_id is not None  # a person: POWERS gives services no createUpload
+        issued = await create_upload(
+            _media_store(info),
+            info.context.settings,
+            info.context.api_base,
+            viewer_id,
+            kind,
+            content_type,
+            byte_size,
+        )
+        return SignedUpload(
+            url=issued.post.url,
+            fields=[UploadField(name=name, value=value) for name, value in issued.post.fields],
+            key=issued.key,
+            expires_at=issued.expires_at,
+            max_bytes=issued.max_bytes,
+        )
+
+    @strawberry.mutation(
         permission_classes=guard("submitBusiness"),
         description="Submit your business; it is listed once staff verify it.",
     )
     async def submit_business(self, info: Info, input: BusinessInput) -> BusinessPayload:
         viewer_id = info.context.viewer.user_id
         assert viewer_id is not None  # IsAuthenticated
-        row = await commands.submit_business(viewer_id, _changes(input))
+        row = await commands.submit_business(viewer_id, await _changes(info, input))
         return BusinessPayload(business=Business.from_row(row))
 
     @strawberry.mutation(
@@ -177,7 +264,7 @@ class Mutation:
         ] = None,
     ) -> BusinessPayload:
         business = business_in_arguments({"id": id, "business_id": business_id})
-        row = await commands.update_business(business, _changes(input))
+        row = await commands.update_business(business, await _changes(info, input))
         return BusinessPayload(business=Business.from_row(row))
 
     @strawberry.mutation(
@@ -203,6 +290,7 @@ class Mutation:
                 location_name=input.location_name,
                 address=input.address,
                 image_url=input.image_url,
+                image=await _claim(info, input.image, UploadKindValue.EVENT_IMAGE, "input.image"),
                 host_business_id=host,
             ),
         )
@@ -219,7 +307,7 @@ class Mutation:
         self, info: Info, id: strawberry.ID, input: EventUpdateInput
     ) -> UpdateEventPayload:
         edit = await commands.update_event(
-            info.context.viewer.audience, decode_id("Event", id), _event_changes(input)
+            info.context.viewer.audience, decode_id("Event", id), await _event_changes(info, input)
         )
         return UpdateEventPayload(
             event=Event.from_row(edit.event),

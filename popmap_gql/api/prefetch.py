@@ -23,7 +23,7 @@ from graphql import (
 )
 from strawberry.dataloader import DataLoader
 
-from popmap_gql.api.loaders import Loaders
+from popmap_gql.api.loaders import BUSINESS_CATEGORIES, BUSINESS_EVENTS, HOSTED_EVENTS, Loaders
 from popmap_gql.api.types import Business, Category, Event
 from popmap_gql.db import queries
 
@@ -142,9 +142,9 @@ async def lookup_business(loaders: Loaders, pk: int, selections: Selections) -> 
     found = await queries.business_with_relations(
         loaders.audience,
         pk,
-        categories="categories" in selections,
-        events="events" in selections,
-        hosted_events="hostedEvents" in selections,
+        categories=BUSINESS_CATEGORIES if "categories" in selections else None,
+        events=BUSINESS_EVENTS if "events" in selections else None,
+        hosted_events=HOSTED_EVENTS if "hostedEvents" in selections else None,
     )
     business = None if found.business is None else Business.from_values(found.business)
     loaders.business_by_id.prime(pk, business)

@@ -20,6 +20,7 @@ from popmap_gql.api.prefetch import (
     selected,
 )
 from popmap_gql.api.services import ServiceClient, service_client
+from popmap_gql.api.sizes import Capped, Paged, cap_of, sized
 from popmap_gql.api.types import (
     AuthConfig,
     Business,
@@ -36,12 +37,13 @@ from popmap_gql.config import Settings
 from popmap_gql.db import queries
 from popmap_gql.db.models import EventStatus as DbEventStatus
 from popmap_gql.db.powers import STATUS_FILTER
+from popmap_gql.db.validation import check_instant, check_storable
 from popmap_gql.errors import BadUserInput, Forbidden, NotFound
 
-__all__ = ["MAX_PAGE_SIZE", "Query"]
+__all__ = ["PAGE", "Query"]
 
-MAX_PAGE_SIZE = 100
-DEFAULT_PAGE_SIZE = 20
+# The page of every connection: `first` items, 20 when omitted, at most 100.
+PAGE = Paged(default=20, cap=100)
 MAX_SLUGS = 50
 MAX_SEARCH_LENGTH = 200
 
@@ -112,35 +114,16 @@ class EventFilter:
     )
 
 
-def _page_size(first: int | None) -> int:
-    if first is None:
-        return DEFAULT_PAGE_SIZE
-    if not 1 <= first <= MAX_PAGE_SIZE:
-        raise BadUserInput(f"first must be between 1 and {MAX_PAGE_SIZE}", field="first")
-    return first
-
-
-def _text(value: str, field: str, max_length: int) -> str:
-    # PostgreSQL text cannot hold NUL; refuse it here rather than fail in the driver.
-    if "\x00" in value:
-        raise BadUserInput(f"{field} must not contain NUL characters", field=field)
-    if len(value) > max_length:
-        raise BadUserInput(f"{field} is limited to {max_length} characters", field=field)
-    return value
-
-
 def _slugs(slugs: list[str] | None, field: str) -> tuple[str, ...] | None:
     if slugs is None:
         return None
     if len(slugs) > MAX_SLUGS:
         raise BadUserInput(f"at most {MAX_SLUGS} category slugs", field=field)
-    return tuple(_text(slug, field, 100) for slug in slugs)
+    return tuple(check_storable(slug, field, max_length=100) for slug in slugs)
 
 
-def _aware(value: datetime | None, field: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise BadUserInput(f"{field} needs a time zone offset (e.g. Z)", field=field)
-    return value
+def _instant(value: datetime | None, field: str) -> datetime | None:
+    return None if value is None else check_instant(value, field)
 
 
 def _latest(*moments: datetime | None) -> datetime | None:
@@ -262,11 +245,16 @@ class Query:
     def auth_config(self, info: Info) -> AuthConfig:
         return _auth_config(info.context.settings)
 
-    @strawberry.field(description="All categories, by name.")
+    @strawberry.field(
+        description="All categories, by name; the first 200.", metadata=sized(Capped(200))
+    )
     async def categories(self) -> list[Category]:
-        return [Category.from_values(row) for row in await queries.list_categories()]
+        rows = await queries.list_categories(CATEGORIES_CAP)
+        return [Category.from_values(row) for row in rows]
 
-    @strawberry.field(description="Businesses the viewer can see, a page at a time.")
+    @strawberry.field(
+        description="Businesses the viewer can see, a page at a time.", metadata=sized(PAGE)
+    )
     async def businesses(
         self,
         info: Info,
@@ -275,10 +263,14 @@ class Query:
         filter: BusinessFilter | None = None,  # the contract's argument name
         order_by: BusinessOrder = BusinessOrder.NAME_ASC,
     ) -> Connection[Business]:
-        size = _page_size(first)
+        size = PAGE.size(first)
         order = queries.BusinessOrder[order_by.name]
         flt = filter or BusinessFilter()
-        search = _text(flt.search, "filter.search", MAX_SEARCH_LENGTH) if flt.search else None
+        search = (
+            check_storable(flt.search, "filter.search", max_length=MAX_SEARCH_LENGTH)
+            if flt.search
+            else None
+        )
         criteria = queries.BusinessFilter(
             search=search.strip() or None if search else None,
             category_slugs=_slugs(flt.category_slugs, "filter.categorySlugs"),
@@ -298,7 +290,9 @@ class Query:
             raise NotFound("no such business")
         return business
 
-    @strawberry.field(description="Events the viewer can see, a page at a time.")
+    @strawberry.field(
+        description="Events the viewer can see, a page at a time.", metadata=sized(PAGE)
+    )
     async def events(
         self,
         info: Info,
@@ -307,7 +301,7 @@ class Query:
         filter: EventFilter | None = None,  # the contract's argument name
         order_by: EventOrder = EventOrder.STARTS_AT_ASC,
     ) -> Connection[Event]:
-        size = _page_size(first)
+        size = PAGE.size(first)
         order = queries.EventOrder[order_by.name]
         flt = filter or EventFilter()
         viewer = info.context.viewer
@@ -318,10 +312,10 @@ class Query:
         criteria = queries.EventFilter(
             ends_after=_latest(
                 datetime.now(UTC) if flt.upcoming else None,
-                _aware(flt.ends_after, "filter.endsAfter"),
+                _instant(flt.ends_after, "filter.endsAfter"),
             ),
-            starts_after=_aware(flt.starts_after, "filter.startsAfter"),
-            starts_before=_aware(flt.starts_before, "filter.startsBefore"),
+            starts_after=_instant(flt.starts_after, "filter.startsAfter"),
+            starts_before=_instant(flt.starts_before, "filter.startsBefore"),
             bbox=_bbox(flt.bbox),
             category_slugs=_slugs(flt.category_slugs, "filter.categorySlugs"),
             business_id=(
@@ -344,3 +338,6 @@ class Query:
             raise NotFound("no such event")
         await prefetch_events(info.context.loaders, [event], selected(info))
         return event
+
+
+CATEGORIES_CAP = cap_of(Query, "categories")

@@ -12,21 +12,22 @@ from graphql import (
     GraphQLObjectType,
     GraphQLResolveInfo,
     execute,
+    get_operation_ast,
     specified_rules,
 )
 from strawberry.exceptions import MissingQueryError
 from strawberry.execution import optimized_is_awaitable as _is_awaitable
-from strawberry.extensions.max_aliases import create_validator as aliases_rule
-from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.utils.operation import get_first_operation, get_operation_type
 
-from popmap_gql.api.documents import Documents
+from popmap_gql.api.cost import CostModel, too_costly
+from popmap_gql.api.documents import COSTS_KEPT, Documents, Prepared
 from popmap_gql.api.errors import log_unexpected
 from popmap_gql.api.execution import PopmapExecutionContext, plain_scalar_fields
+from popmap_gql.api.limits import ShapeLimits
 from popmap_gql.api.mutations import Mutation
 from popmap_gql.api.queries import Query
 from popmap_gql.api.types import DIRECT_RESOLVERS
@@ -46,13 +47,17 @@ class PopmapSchema(strawberry.Schema):
 
     Strawberry's own runs every request through its extension pipeline (hooks, context
     managers, a middleware manager) although we use no per-request extension: the
-    limits are validation rules and parse options, and the documents are kept parsed and
-    validated (`Documents`). This `execute` keeps Strawberry's contract — the same
-    exceptions for a missing query, an unknown operation and an operation type the
-    method does not allow, the same order of checks — and calls graphql-core directly.
+    limits are validation rules, parse options and the cost check, and the documents are
+    kept parsed and validated (`Documents`). This `execute` keeps Strawberry's contract —
+    the same exceptions for a missing query, an unknown operation and an operation type
+    the method does not allow, the same order of checks — and calls graphql-core
+    directly.
     """
 
     documents: Documents
+    cost_model: CostModel
+    max_query_cost: int
+    hide_suggestions: bool
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -87,6 +92,9 @@ class PopmapSchema(strawberry.Schema):
             raise InvalidOperationTypeError(operation_type)
         if prepared.errors:
             return ExecutionResult(data=None, errors=list(prepared.errors))
+        refusal = self.cost_refusal(prepared, operation_name, variable_values)
+        if refusal is not None:
+            return ExecutionResult(data=None, errors=[refusal])
         try:
             outcome = execute(
                 self._schema,
@@ -98,6 +106,7 @@ class PopmapSchema(strawberry.Schema):
                 executor_class=self.execution_context_class,
                 is_awaitable=cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", _is_awaitable),
                 operation_extensions=operation_extensions,
+                hide_suggestions=self.hide_suggestions,
             )
             result = await outcome if isinstance(outcome, Awaitable) else outcome
         except Exception as exc:  # reported as an error of the operation, never raised
@@ -110,21 +119,73 @@ class PopmapSchema(strawberry.Schema):
             self.process_errors(result.errors)
         return ExecutionResult(data=result.data, errors=result.errors)
 
+    def admits(
+        self, query: str, operation_name: str | None, variable_values: dict[str, Any] | None
+    ) -> bool:
+        """Whether the request is valid and within the cost limit (without executing it);
+        a caller consulting anything that costs I/O first, such as the response cache,
+        asks this so that a refused request causes none."""
+        prepared = self.documents.prepare(query)
+        return (
+            prepared.document is not None
+            and not prepared.errors
+            and self.cost_refusal(prepared, operation_name, variable_values) is None
+        )
+
+    def cost_refusal(
+        self,
+        prepared: Prepared,
+        operation_name: str | None,
+        variable_values: dict[str, Any] | None,
+    ) -> GraphQLError | None:
+        """QUERY_TOO_COSTLY for a valid document's operation over the limit, else None
+        (also when there is no such operation: execution reports that)."""
+        assert prepared.document is not None
+        operation = get_operation_ast(prepared.document, operation_name)
+        if operation is None:
+            return None
+        # Only integer (or null) variables can set a page size: they key the memo.
+        paging = tuple(
+            sorted(
+                (name, value)
+                for name, value in (variable_values or {}).items()
+                if value is None or isinstance(value, int)
+            )
+        )
+        key = (operation_name, paging)
+        cost = prepared.costs.get(key)
+        if cost is None:
+            root = self._schema.get_root_type(operation.operation)
+            assert root is not None  # validated
+            cost = self.cost_model.cost(prepared.fragments, operation, root.name, variable_values)
+            if len(prepared.costs) >= COSTS_KEPT:
+                prepared.costs.clear()
+            prepared.costs[key] = cost
+        return (
+            too_costly(cost, self.max_query_cost, operation) if cost > self.max_query_cost else None
+        )
+
 
 def build_schema(settings: Settings) -> PopmapSchema:
     built = PopmapSchema(
         query=Query, mutation=Mutation, config=StrawberryConfig(auto_camel_case=True)
     )
-    # The limit rules are built once (Strawberry's limiter extensions would build new rule
-    # classes per request).
-    rules: list[type[ASTValidationRule]] = [
-        *specified_rules,
-        depth_rule(settings.max_query_depth, None, None),
-        aliases_rule(settings.max_aliases),
-    ]
-    built.documents = Documents(
-        built._schema, rules, max_tokens=settings.max_tokens, maxsize=DOCUMENT_CACHE_SIZE
+    rules: list[type[ASTValidationRule]] = list(specified_rules)
+    shape = ShapeLimits(
+        max_depth=settings.max_query_depth,
+        max_aliases=settings.max_aliases,
+        introspection=settings.introspection,
     )
+    built.documents = Documents(
+        built._schema,
+        rules,
+        shape=shape,
+        max_tokens=settings.max_tokens,
+        maxsize=DOCUMENT_CACHE_SIZE,
+    )
+    built.cost_model = CostModel(built._schema)  # fails on a list without a declared size
+    built.max_query_cost = settings.max_query_cost
+    built.hide_suggestions = not settings.introspection
     _install_direct_resolvers(built)
     built.execution_context_class = type(
         "PopmapSchemaExecutionContext",

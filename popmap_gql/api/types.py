@@ -14,7 +14,9 @@ from popmap_gql.api.context import Context, Info
 from popmap_gql.api.dataloading import Missing, peek, ready
 from popmap_gql.api.ids import encode_id
 from popmap_gql.api.permissions import require_service_power
+from popmap_gql.api.sizes import PAGE_ITEMS, Capped, cap_of, sized
 from popmap_gql.db import models
+from popmap_gql.db.commands import MAX_CATEGORIES
 from popmap_gql.db.powers import AVAILABLE_EVENTS
 from popmap_gql.errors import Forbidden, Unauthenticated
 
@@ -87,24 +89,41 @@ class Business:
     instagram_url: str | None
     tiktok_url: str | None
     available_for_hire: bool
-    logo_url: str | None
+    logo_key: strawberry.Private[str]
+    given_logo_url: strawberry.Private[str]
     is_verified: bool
     created_at: datetime
     updated_at: datetime
+
+    @strawberry.field(
+        description="The uploaded logo's public URL, or the URL given in logoUrl (deprecated)."
+    )
+    def logo_url(self, info: Info) -> str | None:
+        return self.load_logo_url(info.context)
+
+    def load_logo_url(self, context: Context) -> str | None:
+        return _picture_url(context, self.logo_key, self.given_logo_url)
 
     # Relation resolvers are sync: the root resolvers prefetch what the query selects,
     # and `ready` falls back to an awaitable DataLoader load when they did not. Each
     # delegates to a method taking the context, which graphql-core calls directly (see
     # DIRECT_RESOLVERS).
 
-    @strawberry.field
+    @strawberry.field(
+        description=f"Its categories, by name (at most {MAX_CATEGORIES}).",
+        metadata=sized(Capped(MAX_CATEGORIES)),
+    )
     def categories(self, info: Info) -> list[Category]:
         return self.load_categories(info.context)
 
     def load_categories(self, context: Context) -> list[Category]:
         return ready(context.loaders.categories_by_business, self.pk, _as_is)
 
-    @strawberry.field(description="Approved events this business takes part in, soonest first.")
+    @strawberry.field(
+        description="Approved events this business takes part in, soonest first; at most 50:"
+        " with more, the 50 that end last (so every event not ended yet, up to 50).",
+        metadata=sized(Capped(50)),
+    )
     def events(
         self,
         info: Info,
@@ -123,7 +142,11 @@ class Business:
 
         return ready(context.loaders.events_by_business, self.pk, convert)
 
-    @strawberry.field(description="Events this business hosts, soonest first.")
+    @strawberry.field(
+        description="Events this business hosts, soonest first; at most 50: with more, the"
+        " 50 that end last.",
+        metadata=sized(Capped(50)),
+    )
     def hosted_events(self, info: Info) -> list[Event]:
         return self.load_hosted_events(info.context)
 
@@ -140,7 +163,8 @@ class Business:
 
     @strawberry.field(
         description="Owner and staff only (others get FORBIDDEN): approved events that have"
-        " not ended and that this business has not joined, soonest first, at most 100."
+        " not ended and that this business has not joined, soonest first, at most 100.",
+        metadata=sized(Capped(100)),
     )
     async def available_events(self, info: Info) -> list[Event] | None:
         viewer = info.context.viewer
@@ -171,7 +195,8 @@ class Business:
             instagram_url=_or_none(row["instagram_url"]),
             tiktok_url=_or_none(row["tiktok_url"]),
             available_for_hire=row["available_for_hire"],
-            logo_url=_or_none(row["logo_url"]),
+            logo_key=row["logo_key"],
+            given_logo_url=row["logo_url"],
             is_verified=row["is_verified"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
@@ -192,10 +217,20 @@ class Event:
     longitude: float
     starts_at: datetime
     ends_at: datetime
-    image_url: str | None
+    image_key: strawberry.Private[str]
+    given_image_url: strawberry.Private[str]
     status: models.EventStatus
     created_at: datetime
     updated_at: datetime
+
+    @strawberry.field(
+        description="The uploaded image's public URL, or the URL given in imageUrl (deprecated)."
+    )
+    def image_url(self, info: Info) -> str | None:
+        return self.load_image_url(info.context)
+
+    def load_image_url(self, context: Context) -> str | None:
+        return _picture_url(context, self.image_key, self.given_image_url)
 
     @strawberry.field(description="True while the event is approved and has not ended.")
     def is_active(self) -> bool:
@@ -210,14 +245,20 @@ class Event:
             return None
         return ready(context.loaders.business_by_id, self.host_business_id, _as_is)
 
-    @strawberry.field(description="Businesses taking part, in the order they joined.")
+    @strawberry.field(
+        description="Businesses taking part, in the order they joined; the first 50.",
+        metadata=sized(Capped(50)),
+    )
     def businesses(self, info: Info) -> list[Business]:
         return self.load_businesses(info.context)
 
     def load_businesses(self, context: Context) -> list[Business]:
         return ready(context.loaders.businesses_by_event, self.pk, _as_is)
 
-    @strawberry.field(description="The distinct categories of the businesses taking part.")
+    @strawberry.field(
+        description="The distinct categories of the businesses taking part, by name; the first 20.",
+        metadata=sized(Capped(20)),
+    )
     def categories(self, info: Info) -> list[Category]:
         return self.load_categories(info.context)
 
@@ -261,7 +302,8 @@ class Event:
             longitude=row["longitude"],
             starts_at=row["starts_at"],
             ends_at=row["ends_at"],
-            image_url=_or_none(row["image_url"]),
+            image_key=row["image_key"],
+            given_image_url=row["image_url"],
             status=models.EventStatus(row["status"]),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
@@ -273,6 +315,8 @@ class Event:
 # more than the work on a map page with hundreds of businesses. The Strawberry resolvers
 # above stay the documented fields and call the same methods.
 DIRECT_RESOLVERS: dict[tuple[str, str], Callable[..., Any]] = {
+    ("Business", "logoUrl"): Business.load_logo_url,
+    ("Event", "imageUrl"): Event.load_image_url,
     ("Business", "categories"): Business.load_categories,
     ("Business", "events"): Business.load_events,
     ("Business", "hostedEvents"): Business.load_hosted_events,
@@ -282,9 +326,20 @@ DIRECT_RESOLVERS: dict[tuple[str, str], Callable[..., Any]] = {
 }
 
 
+def _picture_url(context: Context, key: str, given_url: str) -> str | None:
+    """An uploaded picture's URL is built when asked, so a new CDN applies to every row."""
+    if key:
+        return f"{context.media_base}/{key}"
+    return given_url or None
+
+
 def _distinct_categories(per_business: Iterable[list[Category]]) -> list[Category]:
     distinct = {category.pk: category for categories in per_business for category in categories}
-    return sorted(distinct.values(), key=lambda category: (category.name, category.pk))
+    ordered = sorted(distinct.values(), key=lambda category: (category.name, category.pk))
+    return ordered[:EVENT_CATEGORIES_CAP]
+
+
+EVENT_CATEGORIES_CAP = cap_of(Event, "categories")
 
 
 @strawberry.type
@@ -303,7 +358,7 @@ class Edge(Generic[NodeT]):
 
 @strawberry.type
 class Connection(Generic[NodeT]):
-    edges: list[Edge[NodeT]]
+    edges: list[Edge[NodeT]] = strawberry.field(metadata=sized(PAGE_ITEMS))
     page_info: PageInfo
     count: strawberry.Private[Callable[[], Awaitable[int]]]
 
@@ -326,11 +381,17 @@ class Viewer:
         description="Cognito for the pool's own users; Facebook, Google, ... for federated ones."
     )
 
-    @strawberry.field(description="Businesses the viewer owns, verified or not.")
+    @strawberry.field(
+        description="Businesses the viewer owns, verified or not, by name; the first 50.",
+        metadata=sized(Capped(50)),
+    )
     async def businesses(self, info: Info) -> list[Business]:
         return await info.context.loaders.businesses_by_owner.load(self.pk)
 
-    @strawberry.field(description="Events the viewer submitted, in any status, newest first.")
+    @strawberry.field(
+        description="Events the viewer submitted, in any status, newest first; the latest 100.",
+        metadata=sized(Capped(100)),
+    )
     async def submitted_events(self, info: Info) -> list[Event]:
         return await info.context.loaders.events_by_creator.load(self.pk)
 

@@ -25,7 +25,7 @@ from strawberry.types.graphql import OperationType
 
 from popmap_gql.api.cache import CachedResponses, Slot
 from popmap_gql.api.context import Context
-from popmap_gql.api.errors import format_error
+from popmap_gql.api.errors import RETRY_AFTER_SECONDS, fault_log, format_error, service_fault
 from popmap_gql.api.media_types import UnsupportedMediaType, json_request_media_type
 from popmap_gql.api.nesting import MAX_JSON_DEPTH, nests_deeper_than
 from popmap_gql.api.schema import PopmapSchema
@@ -33,6 +33,7 @@ from popmap_gql.auth.authenticator import Authenticator
 from popmap_gql.auth.viewer import Viewer
 from popmap_gql.config import Settings
 from popmap_gql.errors import InvalidToken, ServiceUnavailable
+from popmap_gql.media.stores import public_base
 
 __all__ = ["GRAPHQL_RESPONSE_JSON", "GraphQLView", "error_response", "negotiate_media_type"]
 
@@ -171,6 +172,16 @@ def _persisted_query_not_supported() -> BadRequest:
     return BadRequest("PersistedQueryNotSupported", code="PERSISTED_QUERY_NOT_SUPPORTED")
 
 
+def _is_request_error(result: ExecutionResult) -> bool:
+    """Parsing, validation, a limit or the variables refused the request: errors raised
+    while executing a field carry its path, request errors never do."""
+    return (
+        result.data is None
+        and bool(result.errors)
+        and all(error.path is None for error in result.errors or ())
+    )
+
+
 class GraphQLView:
     def __init__(self, schema: PopmapSchema, settings: Settings) -> None:
         self.schema = schema
@@ -185,6 +196,8 @@ class GraphQLView:
             if settings.response_cache
             else None
         )
+        # Media URLs then start with the origin the request came through (see Context).
+        self.answers_embed_origin = public_base(settings) is None
         self.ide_html = (
             get_graphql_ide_html(graphql_ide="graphiql") if settings.graphiql_enabled else None
         )
@@ -206,8 +219,13 @@ class GraphQLView:
                 accept, 401, exc.message, exc.code, headers={"WWW-Authenticate": challenge}
             )
         except ServiceUnavailable as exc:
+            fault_log.report(exc)
             response = error_response(
-                accept, 503, exc.message, exc.code, headers={"Retry-After": "5"}
+                accept,
+                503,
+                exc.message,
+                exc.code,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         except BadRequest as exc:
             response = error_response(accept, exc.status, exc.message, exc.code, exc.headers)
@@ -237,8 +255,10 @@ class GraphQLView:
 
         headers: dict[str, str] = {}
         slot: Slot | None = None
-        if self.cached is not None:
-            slot = await self.cached.slot(viewer, query, operation_name, variables)
+        # A refused request (invalid, too costly) runs no SQL, not even the cache's.
+        if self.cached is not None and self.schema.admits(query, operation_name, variables):
+            origin = str(request.base_url) if self.answers_embed_origin else ""
+            slot = await self.cached.slot(viewer, query, operation_name, variables, origin)
             if slot is not None:
                 body = self.cached.get(slot)
                 if body is not None:
@@ -246,6 +266,9 @@ class GraphQLView:
                 headers["x-popmap-cache"] = "miss"
 
         result = await self._execute(request, query, variables, operation_name, viewer)
+        fault = service_fault(result.errors)
+        if fault is not None:
+            raise fault
         if self.cached is not None and slot is not None and result.data and not result.errors:
             await self.cached.put(slot, result.data)
         return self._result_response(result, media_type, headers)
@@ -286,11 +309,21 @@ class GraphQLView:
     def _result_response(
         result: ExecutionResult, media_type: str, headers: dict[str, str]
     ) -> Response:
-        payload: dict[str, Any] = {"data": result.data}
+        status = 200
+        payload: dict[str, Any] = {}
+        if _is_request_error(result):
+            # Nothing was executed: GraphQL says no `data` entry, and GraphQL over HTTP a
+            # 4xx for its own media type (application/json keeps 200 for older clients).
+            status = 400 if media_type == GRAPHQL_RESPONSE_JSON else 200
+        else:
+            payload["data"] = result.data
         if result.errors:
             payload["errors"] = [format_error(error) for error in result.errors]
         return Response(
-            orjson.dumps(payload), headers=headers, media_type=f"{media_type}; charset=utf-8"
+            orjson.dumps(payload),
+            status_code=status,
+            headers=headers,
+            media_type=f"{media_type}; charset=utf-8",
         )
 
     @staticmethod

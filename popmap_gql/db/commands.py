@@ -12,6 +12,7 @@ from tortoise.transactions import in_transaction
 from popmap_gql.db.models import Business, Category, Event, EventStatus, Participation
 from popmap_gql.db.powers import Audience, EventOwners, who_may_change_event
 from popmap_gql.db.queries import business_visibility, event_visibility
+from popmap_gql.db.uploads import ClaimedUpload, mark_used
 from popmap_gql.db.validation import (
     check_coordinates,
     check_email,
@@ -78,6 +79,7 @@ class BusinessChanges:
     instagram_url: str | None = None
     tiktok_url: str | None = None
     logo_url: str | None = None
+    logo: ClaimedUpload | None = None
     available_for_hire: bool | None = None
     category_ids: tuple[int, ...] | None = None
     category_slugs: tuple[str, ...] | None = None
@@ -94,6 +96,7 @@ class EventFields:
     location_name: str = ""
     address: str = ""
     image_url: str = ""
+    image: ClaimedUpload | None = None
     host_business_id: int | None = None
 
 
@@ -112,6 +115,7 @@ class EventChanges:
     description: str | None = None
     location_name: str | None = None
     address: str | None = None
+    image: ClaimedUpload | None = None
     image_url: str | None = None
 
 
@@ -149,7 +153,17 @@ def _business_columns(changes: BusinessChanges, *, creating: bool) -> dict[str, 
             columns[column] = check(value, f"{p}{camel}")
     if changes.available_for_hire is not None:
         columns["available_for_hire"] = changes.available_for_hire
+    columns.update(_picture("logo", changes.logo, changes.logo_url))
     return columns
+
+
+def _picture(name: str, upload: ClaimedUpload | None, url: str | None) -> dict[str, str]:
+    """The `<name>_key` and `<name>_url` columns: an upload or a URL, each replacing the other."""
+    if upload is None:
+        return {} if url is None else {f"{name}_key": ""}
+    if url:
+        raise BadUserInput(f"give {name} or {name}Url, not both", field=upload.field)
+    return {f"{name}_key": upload.published_key, f"{name}_url": ""}
 
 
 async def _categories(changes: BusinessChanges) -> list[Category] | None:
@@ -178,7 +192,9 @@ async def submit_business(owner_id: int, changes: BusinessChanges) -> Business:
     """A new business owned by the submitter, unverified until staff verify it."""
     columns = _business_columns(changes, creating=True)
     categories = await _categories(changes)
-    async with in_transaction():
+    async with in_transaction() as conn:
+        if changes.logo is not None:
+            await mark_used(conn, changes.logo)
         business = await Business.create(**columns, owner_id=owner_id, is_verified=False)
         if categories:
             await business.categories.add(*categories)
@@ -188,10 +204,12 @@ async def submit_business(owner_id: int, changes: BusinessChanges) -> Business:
 async def update_business(business_id: int, changes: BusinessChanges) -> Business:
     columns = _business_columns(changes, creating=False)
     categories = await _categories(changes)
-    async with in_transaction():
+    async with in_transaction() as conn:
         business = await Business.select_for_update().get_or_none(id=business_id)
         if business is None:
             raise NotFound("no such business")
+        if changes.logo is not None:
+            await mark_used(conn, changes.logo)
         if columns:
             business.update_from_dict(columns)
             await business.save()
@@ -208,17 +226,18 @@ def _event_columns(fields: EventFields) -> dict[str, Any]:
     p = "input."
     title = check_text(fields.title, f"{p}title", max_length=200, required=True)
     check_coordinates(fields.latitude, fields.longitude, p)
-    check_period(fields.starts_at, fields.ends_at, p)
+    starts_at, ends_at = check_period(fields.starts_at, fields.ends_at, p)
     return {
         "title": title,
         "description": check_text(fields.description, f"{p}description", max_length=5000),
         "location_name": check_text(fields.location_name, f"{p}locationName", max_length=200),
         "address": check_text(fields.address, f"{p}address", max_length=300),
         "image_url": check_url(fields.image_url, f"{p}imageUrl"),
+        **_picture("image", fields.image, fields.image_url or None),
         "latitude": fields.latitude,
         "longitude": fields.longitude,
-        "starts_at": fields.starts_at,
-        "ends_at": fields.ends_at,
+        "starts_at": starts_at,
+        "ends_at": ends_at,
     }
 
 
@@ -235,7 +254,9 @@ async def submit_event(audience: Audience, fields: EventFields) -> Event:
         mine = audience.user_id is not None and host.owner_id == audience.user_id
         if not (mine or audience.is_staff):
             raise Forbidden("the host business must be one of yours")
-    async with in_transaction():
+    async with in_transaction() as conn:
+        if fields.image is not None:
+            await mark_used(conn, fields.image)
         return await Event.create(
             **columns,
             host_business_id=fields.host_business_id,
@@ -277,21 +298,26 @@ async def _event_to_change(audience: Audience, event_id: int) -> Event:
 
 def _merged(event: Event, changes: EventChanges) -> EventFields:
     """The event as it will be: each given change, else the stored value."""
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {"image": changes.image}
     for field in dataclasses.fields(EventChanges):
         given = getattr(changes, field.name)
-        values[field.name] = getattr(event, field.name) if given is None else given
+        if field.name != "image":
+            values[field.name] = getattr(event, field.name) if given is None else given
+    if changes.image is not None and changes.image_url is None:
+        values["image_url"] = ""  # a new upload replaces the stored URL, as it would on submit
     return EventFields(**values)
 
 
 async def update_event(audience: Audience, event_id: int, changes: EventChanges) -> EventEdit:
     """Change a pending or approved event. The merged result obeys the submit rules; a
     change of place or time by anyone but staff returns an approved event to PENDING."""
-    async with in_transaction():
+    async with in_transaction() as conn:
         event = await _event_to_change(audience, event_id)
         if event.status not in EDITABLE_STATUSES:
             raise BadUserInput(f"a {event.status.value} event cannot be changed", field="id")
         columns = _event_columns(_merged(event, changes))
+        if changes.image is not None:
+            await mark_used(conn, changes.image)
         changed = {name for name, value in columns.items() if getattr(event, name) != value}
         back_to_pending = (
             event.status is EventStatus.APPROVED

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import logging
+import pkgutil
 
 import asyncpg
 from tortoise import Tortoise
 from tortoise.migrations.api import migrate as tortoise_migrate
+from tortoise.migrations.recorder import MigrationRecorder
 
-from popmap_gql.db.orm import connection_credentials, tortoise_config
+from popmap_gql.db.orm import (
+    APP_LABEL,
+    MIGRATIONS_MODULE,
+    connection_credentials,
+    tortoise_config,
+)
 
-__all__ = ["MIGRATION_LOCK_KEY", "migrate"]
+__all__ = ["MIGRATION_LOCK_KEY", "migrate", "pending_migrations"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,3 +44,37 @@ async def migrate(url: str) -> None:
     finally:
         await lock_conn.close()
     logger.info("database schema is up to date")
+
+
+# Where Tortoise records the migrations it applied: its recorder's default table.
+_RECORD_TABLE: str = inspect.signature(MigrationRecorder).parameters["table_name"].default
+
+
+def _migrations_on_disk() -> list[str]:
+    """The migrations shipped in MIGRATIONS_MODULE, named as Tortoise's loader names them."""
+    package = importlib.import_module(MIGRATIONS_MODULE)
+    return sorted(
+        name
+        for _, name, is_package in pkgutil.iter_modules(package.__path__)
+        if not is_package and name[0] not in "_~"
+    )
+
+
+async def pending_migrations(url: str) -> list[str]:
+    """The migrations not yet applied to the database at `url` (one small query).
+
+    Raises asyncpg's and OSError's exceptions when the database cannot be reached.
+    """
+    conn = await asyncpg.connect(**connection_credentials(url), timeout=10)
+    try:
+        if await conn.fetchval("SELECT to_regclass($1)", _RECORD_TABLE) is None:
+            applied: set[str] = set()
+        else:
+            rows = await conn.fetch(
+                f'SELECT name FROM "{_RECORD_TABLE}" WHERE app = $1',  # noqa: S608  # a constant
+                APP_LABEL,
+            )
+            applied = {row["name"] for row in rows}
+    finally:
+        await conn.close()
+    return [name for name in _migrations_on_disk() if name not in applied]

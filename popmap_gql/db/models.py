@@ -13,7 +13,9 @@ __all__ = [
     "CognitoIdentity",
     "Event",
     "EventStatus",
+    "MediaUpload",
     "Participation",
+    "UploadKind",
     "User",
 ]
 
@@ -23,6 +25,11 @@ class EventStatus(StrEnum):
     APPROVED = "APPROVED"
     REJECTED = "REJECTED"
     CANCELLED = "CANCELLED"
+
+
+class UploadKind(StrEnum):
+    BUSINESS_LOGO = "BUSINESS_LOGO"
+    EVENT_IMAGE = "EVENT_IMAGE"
 
 
 class User(Model):
@@ -78,6 +85,8 @@ class Business(Model):
     tiktok_url = fields.CharField(max_length=500, default="")
     available_for_hire = fields.BooleanField(default=False)
     logo_url = fields.CharField(max_length=500, default="")
+    # An uploaded logo (a published media key); logo_url is the older free-text URL.
+    logo_key = fields.CharField(max_length=100, default="", db_default="")
     categories: fields.ManyToManyRelation[Category] = fields.ManyToManyField(
         "models.Category", related_name="businesses", through="business_category"
     )
@@ -105,6 +114,7 @@ class Event(Model):
     starts_at = fields.DatetimeField()
     ends_at = fields.DatetimeField()
     image_url = fields.CharField(max_length=500, default="")
+    image_key = fields.CharField(max_length=100, default="", db_default="")
     status = fields.CharEnumField(EventStatus, max_length=16, default=EventStatus.PENDING)
     host_business: fields.ForeignKeyNullableRelation[Business] = fields.ForeignKeyField(
         "models.Business", related_name="hosted_events", null=True, on_delete=fields.SET_NULL
@@ -114,7 +124,7 @@ class Event(Model):
         "models.User", related_name="submitted_events", null=True, on_delete=fields.SET_NULL
     )
     created_by_id: int | None
-    # The app client of the service that submitted it (migration 0004); created_by is
+    # The app client of the service that submitted it (migration 0005); created_by is
     # then null, as a service has no user row.
     created_by_client = fields.CharField(max_length=128, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -144,3 +154,24 @@ class Participation(Model):
     class Meta:
         table = "participation"
         unique_together = (("business", "event"),)
+
+
+class MediaUpload(Model):
+    """An upload the API signed for one viewer and one use; `used_at` once it is saved."""
+
+    id = fields.BigIntField(primary_key=True)
+    key = fields.CharField(max_length=100, unique=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="media_uploads", on_delete=fields.CASCADE
+    )
+    user_id: int
+    kind = fields.CharEnumField(UploadKind, max_length=16)
+    content_type = fields.CharField(max_length=32)
+    byte_size = fields.IntField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "media_upload"
+        indexes = (("user_id", "created_at"),)

@@ -8,11 +8,19 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import asyncpg
 
 from popmap_gql.config import ConfigError
+from popmap_gql.db.client import DEFAULT_POOL_TIMEOUT
 
-__all__ = ["MODELS_MODULE", "connection_credentials", "tortoise_config"]
+__all__ = [
+    "APP_LABEL",
+    "MIGRATIONS_MODULE",
+    "MODELS_MODULE",
+    "connection_credentials",
+    "tortoise_config",
+]
 
 MODELS_MODULE = "popmap_gql.db.models"
 MIGRATIONS_MODULE = "migrations"
+APP_LABEL = "models"
 
 
 def connection_credentials(url: str) -> dict[str, Any]:
@@ -48,15 +56,47 @@ async def release_connection(connection: asyncpg.Connection) -> None:
         await connection.execute("ROLLBACK")
 
 
-def tortoise_config(url: str, *, pool_size: int = 10) -> dict[str, Any]:
+# A connection attempt that gets no answer (a host gone, a black-holed network) gives up
+# after this many seconds; a refused one fails at once.
+CONNECT_TIMEOUT_SECONDS = 5.0
+# The client-side timeout waits this much longer than statement_timeout, so that the
+# server cancels first (and reports it) whenever it still can answer at all.
+_COMMAND_TIMEOUT_MARGIN_SECONDS = 2.0
+
+
+def tortoise_config(
+    url: str,
+    *,
+    pool_size: int = 10,
+    statement_timeout_ms: int = 0,
+    pool_timeout: float = DEFAULT_POOL_TIMEOUT,
+) -> dict[str, Any]:
+    """Tortoise's configuration on our fault-converting client (`popmap_gql.db.client`).
+
+    `statement_timeout_ms` (0: none) becomes PostgreSQL's `statement_timeout` on every
+    pooled connection, so that a statement stuck behind a lock or running too long is
+    cancelled by the server, plus a client-side timeout a little longer for a server
+    that no longer answers at all.
+    """
     credentials = connection_credentials(url)
-    credentials.update(minsize=1, maxsize=pool_size, reset=release_connection)
+    credentials.update(
+        # No floor: with one, asyncpg reconnects in the background while PostgreSQL is
+        # down and logs a traceback per attempt; connections open on demand instead.
+        minsize=0,
+        maxsize=pool_size,
+        reset=release_connection,
+        pool_timeout=pool_timeout,
+        timeout=CONNECT_TIMEOUT_SECONDS,
+    )
+    if statement_timeout_ms > 0:
+        credentials["server_settings"] = {"statement_timeout": str(statement_timeout_ms)}
+        credentials["command_timeout"] = (
+            statement_timeout_ms / 1000 + _COMMAND_TIMEOUT_MARGIN_SECONDS
+        )
     return {
-        "connections": {
-            "default": {"engine": "tortoise.backends.asyncpg", "credentials": credentials}
-        },
+        "connections": {"default": {"engine": "popmap_gql.db.client", "credentials": credentials}},
         "apps": {
-            "models": {
+            APP_LABEL: {
                 "models": [MODELS_MODULE],
                 "default_connection": "default",
                 "migrations": MIGRATIONS_MODULE,

@@ -90,6 +90,8 @@ POWERS: dict[str, Power] = {
     "updateBusiness": Power(People.OWNER_OR_STAFF, None),
     "joinEvent": Power(People.OWNER_OR_STAFF, None),
     "leaveEvent": Power(People.OWNER_OR_STAFF, None),
+    # Uploads are owned by a user (media_upload.user_id); a service has none.
+    "createUpload": Power(People.SIGNED_IN, None),
     "submitEvent": Power(People.SIGNED_IN, Scope.EVENTS_WRITE, "no host business"),
     "updateEvent": Power(People.EVENT_EDITOR, Scope.EVENTS_WRITE, "events it submitted only"),
     "cancelEvent": Power(People.EVENT_EDITOR, Scope.EVENTS_WRITE, "events it submitted only"),

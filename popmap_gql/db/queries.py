@@ -19,7 +19,8 @@ from popmap_gql.db.powers import ANONYMOUS, Audience
 
 __all__ = [
     "ANONYMOUS",
-    "AVAILABLE_EVENTS_LIMIT",
+    "BUSINESS_VISIBILITY",
+    "EVENT_VISIBILITY",
     "Audience",
     "BoundingBox",
     "BusinessFilter",
@@ -30,6 +31,7 @@ __all__ = [
     "Page",
     "PrivateView",
     "Row",
+    "Visibility",
     "available_events_by_business_ids",
     "business_visibility",
     "business_with_relations",
@@ -56,47 +58,81 @@ ModelT = TypeVar("ModelT", bound=Model)
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class Visibility:
+    """The one statement of who sees the rows of a table: everyone sees the public ones
+    (`public_column` = `public_value`), a user also their own (`owner_column`), a service
+    also the rows it submitted (`client_column`, where services submit rows), and whoever
+    sees everything (staff, services with read.all) all of them. The ORM filter and the SQL
+    fragment below are both derived from it."""
+
+    public_column: str
+    public_value: bool | EventStatus
+    owner_column: str
+    client_column: str | None = None
+
+    def q(self, audience: Audience) -> Q:
+        if audience.sees_everything:
+            return Q()
+        public: dict[str, Any] = {self.public_column: self.public_value}
+        visible = Q(**public)
+        for column, value in self._own(audience):
+            own: dict[str, Any] = {column: value}
+            visible |= Q(**own)
+        return visible
+
+    def sql(self, audience: Audience, alias: str, params: list[Any]) -> str:
+        """SQL condition on `alias`; the user or client id is appended to `params`."""
+        if audience.sees_everything:
+            return "TRUE"
+        terms = [f"{alias}.{self.public_column} = {self._literal}"]
+        for column, value in self._own(audience):
+            params.append(value)
+            terms.append(f"{alias}.{column} = ${len(params)}")
+        return terms[0] if len(terms) == 1 else f"({' OR '.join(terms)})"
+
+    def _own(self, audience: Audience) -> list[tuple[str, int | str]]:
+        """The (column, value) pairs naming the audience's own rows."""
+        own: list[tuple[str, int | str]] = []
+        if audience.user_id is not None:
+            own.append((self.owner_column, audience.user_id))
+        if audience.client_id is not None and self.client_column is not None:
+            own.append((self.client_column, audience.client_id))
+        return own
+
+    @property
+    def _literal(self) -> str:
+        # a constant of our own declaration, never a client's value
+        if isinstance(self.public_value, EventStatus):
+            return f"'{self.public_value.value}'"
+        return "TRUE" if self.public_value else "FALSE"
+
+
+BUSINESS_VISIBILITY = Visibility("is_verified", True, "owner_id")
+# A service owns no business; it may submit events (migration 0005).
+EVENT_VISIBILITY = Visibility("status", EventStatus.APPROVED, "created_by_id", "created_by_client")
+_VISIBILITY = {"business": BUSINESS_VISIBILITY, "event": EVENT_VISIBILITY}
+
+
 def business_visibility(audience: Audience) -> Q:
-    """Verified businesses; an owner also sees their own; staff see all."""
-    if audience.sees_everything:
-        return Q()
-    visible = Q(is_verified=True)
-    if audience.user_id is not None:
-        visible |= Q(owner_id=audience.user_id)
-    return visible
+    """Verified businesses; an owner also sees their own; staff and read.all see all."""
+    return BUSINESS_VISIBILITY.q(audience)
 
 
 def event_visibility(audience: Audience) -> Q:
-    """Approved events; the creator (a person or a service) also sees their own; staff
-    see all."""
-    if audience.sees_everything:
-        return Q()
-    visible = Q(status=EventStatus.APPROVED)
-    if audience.user_id is not None:
-        visible |= Q(created_by_id=audience.user_id)
-    if audience.client_id is not None:
-        visible |= Q(created_by_client=audience.client_id)
-    return visible
+    """Approved events; the submitter (a person or a service) also sees their own; staff
+    and read.all see all."""
+    return EVENT_VISIBILITY.q(audience)
 
 
 # The relation loaders below run on every request that shows a list, so they are written
 # in SQL: a constant statement text per audience (asyncpg prepares it once per connection)
-# and no query building in Python. Visibility is the same rule as the Q objects above.
+# and no query building in Python.
 
 
 def _visible_sql(audience: Audience, alias: str, kind: str, params: list[Any]) -> str:
     """SQL condition for rows of `kind` ("business" or "event") the audience may see."""
-    if audience.sees_everything:
-        return "TRUE"
-    public = f"{alias}.is_verified" if kind == "business" else f"{alias}.status = 'APPROVED'"
-    if audience.user_id is not None:
-        params.append(audience.user_id)
-        owner = "owner_id" if kind == "business" else "created_by_id"
-        return f"({public} OR {alias}.{owner} = ${len(params)})"
-    if audience.client_id is not None and kind == "event":  # a service owns no business
-        params.append(audience.client_id)
-        return f"({public} OR {alias}.created_by_client = ${len(params)})"
-    return public
+    return _VISIBILITY[kind].sql(audience, alias, params)
 
 
 async def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -109,8 +145,9 @@ async def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
 Row = Mapping[str, Any]
 
 
-def _group(rows: list[dict[str, Any]], key: str) -> dict[int, list[Row]]:
-    """Rows with a leading `key` column, grouped by that column (which is removed).
+def _group(rows: list[dict[str, Any]], key: str, *helpers: str) -> dict[int, list[Row]]:
+    """Rows with a leading `key` column, grouped by that column (which is removed, as are
+    the `helpers` columns that only served the statement's ordering).
 
     A row that appears under several keys (a category of many businesses) is one shared
     mapping, so whoever builds objects from these rows can build one per row.
@@ -119,8 +156,16 @@ def _group(rows: list[dict[str, Any]], key: str) -> dict[int, list[Row]]:
     shared: dict[int, Row] = {}
     for row in rows:
         owner = row.pop(key)
+        for helper in helpers:
+            del row[helper]
         result[owner].append(shared.setdefault(row["id"], row))
     return result
+
+
+# Relation loaders return at most `limit` rows per key (the field's declared size): a
+# LATERAL subquery per key stops at the limit, and the outer ORDER BY gives each key's
+# rows their documented order (grouping keeps it).
+_PER_KEY = "FROM unnest($1::bigint[]) AS k(id) CROSS JOIN LATERAL"
 
 
 # --- ordering and keyset pagination ---------------------------------------------------
@@ -179,17 +224,19 @@ def sort_value(row: Model, order: BusinessOrder | EventOrder) -> Any:
 CATEGORY_ORDER = 'c.name COLLATE "C", c.id'
 
 
-async def list_categories() -> Sequence[Row]:
-    return await _rows(f"SELECT c.* FROM category c ORDER BY {CATEGORY_ORDER}", [])
+async def list_categories(limit: int) -> Sequence[Row]:
+    return await _rows(f"SELECT c.* FROM category c ORDER BY {CATEGORY_ORDER} LIMIT $1", [limit])
 
 
-async def categories_by_business_ids(ids: Sequence[int]) -> dict[int, list[Row]]:
-    """Categories of each business, by name; one statement for any number of businesses."""
+async def categories_by_business_ids(ids: Sequence[int], limit: int) -> dict[int, list[Row]]:
+    """The first `limit` categories of each business by name; one statement for any
+    number of businesses."""
     rows = await _rows(
-        "SELECT bc.business_id AS for_business, c.*"
-        " FROM business_category bc JOIN category c ON c.id = bc.category_id"
-        f" WHERE bc.business_id = ANY($1::bigint[]) ORDER BY {CATEGORY_ORDER}",
-        [list(ids)],
+        f"SELECT k.id AS for_business, c.* {_PER_KEY} (SELECT c.*"
+        "   FROM business_category bc JOIN category c ON c.id = bc.category_id"
+        f"  WHERE bc.business_id = k.id ORDER BY {CATEGORY_ORDER} LIMIT $2) c"
+        f" ORDER BY {CATEGORY_ORDER}",
+        [list(ids), limit],
     )
     return _group(rows, "for_business")
 
@@ -239,6 +286,12 @@ async def businesses_by_ids(audience: Audience, ids: Sequence[int]) -> dict[int,
     return {row["id"]: row for row in rows}
 
 
+# Event lists of a business keep, past their limit, the events that end last (so every
+# event not ended yet, up to the limit), and show them soonest first.
+_LATEST_ENDING = "ORDER BY {alias}.ends_at DESC, {alias}.id DESC"
+EVENT_ORDER = "e.starts_at, e.id"
+
+
 @dataclass(frozen=True, slots=True)
 class BusinessLookup:
     """One business with the relations asked for (None: not asked)."""
@@ -253,33 +306,40 @@ async def business_with_relations(
     audience: Audience,
     pk: int,
     *,
-    categories: bool = False,
-    events: bool = False,
-    hosted_events: bool = False,
+    categories: int | None = None,
+    events: int | None = None,
+    hosted_events: int | None = None,
 ) -> BusinessLookup:
-    """A business and the relations asked for, in one statement (a lookup is one round
-    trip, not one per relation). Relations come as arrays of table rows (asyncpg records,
-    read by column name), in the same order and under the same visibility as the relation
-    loaders."""
+    """A business and the relations asked for (each with its limit; None: not asked), in
+    one statement (a lookup is one round trip, not one per relation). Relations come as
+    arrays of table rows (asyncpg records, read by column name), with the same limits, in
+    the same order and under the same visibility as the relation loaders."""
     params: list[Any] = [pk]
     columns = ["b.*"]
-    if categories:
+    if categories is not None:
+        params.append(categories)
         columns.append(
             "ARRAY(SELECT c FROM business_category bc JOIN category c ON c.id = bc.category_id"
-            f" WHERE bc.business_id = b.id ORDER BY {CATEGORY_ORDER}) AS relation_categories"
+            f" WHERE bc.business_id = b.id ORDER BY {CATEGORY_ORDER} LIMIT ${len(params)})"
+            " AS relation_categories"
         )
-    if events:
-        visible_events = _visible_sql(audience, "e", "event", params)
+    if events is not None:
+        visible_events = _visible_sql(audience, "x", "event", params)
+        params.append(events)
         columns.append(
-            "ARRAY(SELECT e FROM participation p JOIN event e ON e.id = p.event_id"
-            f" WHERE p.business_id = b.id AND {visible_events}"
-            " ORDER BY e.starts_at, e.id) AS relation_events"
+            "ARRAY(SELECT e FROM event e WHERE e.id IN (SELECT x.id FROM participation p"
+            "   JOIN event x ON x.id = p.event_id WHERE p.business_id = b.id"
+            f"  AND {visible_events} {_LATEST_ENDING.format(alias='x')} LIMIT ${len(params)})"
+            f" ORDER BY {EVENT_ORDER}) AS relation_events"
         )
-    if hosted_events:
-        visible_hosted = _visible_sql(audience, "e", "event", params)
+    if hosted_events is not None:
+        visible_hosted = _visible_sql(audience, "x", "event", params)
+        params.append(hosted_events)
         columns.append(
-            f"ARRAY(SELECT e FROM event e WHERE e.host_business_id = b.id AND {visible_hosted}"
-            " ORDER BY e.starts_at, e.id) AS relation_hosted_events"
+            "ARRAY(SELECT e FROM event e WHERE e.id IN (SELECT x.id FROM event x"
+            f"   WHERE x.host_business_id = b.id AND {visible_hosted}"
+            f"   {_LATEST_ENDING.format(alias='x')} LIMIT ${len(params)})"
+            f" ORDER BY {EVENT_ORDER}) AS relation_hosted_events"
         )
     visible = _visible_sql(audience, "b", "business", params)
     rows = await _rows(
@@ -290,23 +350,29 @@ async def business_with_relations(
     row = rows[0]
     return BusinessLookup(
         {key: value for key, value in row.items() if not key.startswith("relation_")},
-        categories=row["relation_categories"] if categories else None,
-        events=row["relation_events"] if events else None,
-        hosted_events=row["relation_hosted_events"] if hosted_events else None,
+        categories=row["relation_categories"] if categories is not None else None,
+        events=row["relation_events"] if events is not None else None,
+        hosted_events=row["relation_hosted_events"] if hosted_events is not None else None,
     )
 
 
-async def businesses_by_event_ids(audience: Audience, ids: Sequence[int]) -> dict[int, list[Row]]:
-    """Visible businesses taking part in each event, in the order they joined."""
+async def businesses_by_event_ids(
+    audience: Audience, ids: Sequence[int], limit: int
+) -> dict[int, list[Row]]:
+    """The first `limit` visible businesses to join each event, in the order they joined."""
     params: list[Any] = [list(ids)]
     visible = _visible_sql(audience, "b", "business", params)
+    params.append(limit)
     rows = await _rows(
-        "SELECT p.event_id AS for_event, b.* FROM participation p"
-        " JOIN business b ON b.id = p.business_id"
-        f" WHERE p.event_id = ANY($1) AND {visible} ORDER BY p.joined_at, p.id",
+        f"SELECT k.id AS for_event, b.* {_PER_KEY} (SELECT b.*,"
+        "   p.joined_at AS joined_at_for_order, p.id AS joined_id_for_order"
+        "   FROM participation p JOIN business b ON b.id = p.business_id"
+        f"  WHERE p.event_id = k.id AND {visible}"
+        f"  ORDER BY p.joined_at, p.id LIMIT ${len(params)}) b"
+        " ORDER BY b.joined_at_for_order, b.joined_id_for_order",
         params,
     )
-    return _group(rows, "for_event")
+    return _group(rows, "for_event", "joined_at_for_order", "joined_id_for_order")
 
 
 # --- events ---------------------------------------------------------------------------
@@ -354,9 +420,11 @@ def _event_queryset(audience: Audience, flt: EventFilter) -> QuerySet[Event]:
         taking_part = Participation.filter(business_id__in=Subquery(businesses)).values("event_id")
         queryset = queryset.filter(id__in=Subquery(taking_part))
     if flt.business_id is not None:
-        taking_part = Participation.filter(business_id=flt.business_id).values("event_id")
+        # The business counts only if the audience can see it: a hidden one has no events.
+        business = Business.filter(business_visibility(audience), id=flt.business_id).values("id")
+        taking_part = Participation.filter(business_id__in=Subquery(business)).values("event_id")
         queryset = queryset.filter(
-            Q(id__in=Subquery(taking_part)) | Q(host_business_id=flt.business_id)
+            Q(id__in=Subquery(taking_part)) | Q(host_business_id__in=Subquery(business))
         )
     if flt.status is not None:
         queryset = queryset.filter(status=flt.status)
@@ -380,65 +448,76 @@ async def events_by_ids(audience: Audience, ids: Sequence[int]) -> dict[int, Row
     return {row["id"]: row for row in rows}
 
 
-async def events_by_business_ids(audience: Audience, ids: Sequence[int]) -> dict[int, list[Row]]:
-    """Visible events each business takes part in, soonest first."""
+async def events_by_business_ids(
+    audience: Audience, ids: Sequence[int], limit: int
+) -> dict[int, list[Row]]:
+    """Visible events each business takes part in, soonest first; past `limit`, the
+    `limit` that end last."""
     params: list[Any] = [list(ids)]
     visible = _visible_sql(audience, "e", "event", params)
+    params.append(limit)
     rows = await _rows(
-        "SELECT p.business_id AS for_business, e.* FROM participation p"
-        " JOIN event e ON e.id = p.event_id"
-        f" WHERE p.business_id = ANY($1) AND {visible} ORDER BY e.starts_at, e.id",
+        f"SELECT k.id AS for_business, e.* {_PER_KEY} (SELECT e.* FROM participation p"
+        "   JOIN event e ON e.id = p.event_id WHERE p.business_id = k.id AND"
+        f"  {visible} {_LATEST_ENDING.format(alias='e')} LIMIT ${len(params)}) e"
+        f" ORDER BY {EVENT_ORDER}",
         params,
     )
     return _group(rows, "for_business")
 
 
 async def hosted_events_by_business_ids(
-    audience: Audience, ids: Sequence[int]
+    audience: Audience, ids: Sequence[int], limit: int
 ) -> dict[int, list[Row]]:
+    """Visible events each business hosts, soonest first; past `limit`, the `limit` that
+    end last."""
     params: list[Any] = [list(ids)]
     visible = _visible_sql(audience, "e", "event", params)
+    params.append(limit)
     rows = await _rows(
-        "SELECT e.host_business_id AS for_business, e.* FROM event e"
-        f" WHERE e.host_business_id = ANY($1) AND {visible} ORDER BY e.starts_at, e.id",
+        f"SELECT k.id AS for_business, e.* {_PER_KEY} (SELECT e.* FROM event e"
+        f"  WHERE e.host_business_id = k.id AND {visible}"
+        f"  {_LATEST_ENDING.format(alias='e')} LIMIT ${len(params)}) e"
+        f" ORDER BY {EVENT_ORDER}",
         params,
     )
     return _group(rows, "for_business")
 
 
-async def businesses_by_owner_ids(ids: Sequence[int]) -> dict[int, list[Row]]:
-    """Every business each user owns, verified or not (only ever asked for the viewer)."""
+async def businesses_by_owner_ids(ids: Sequence[int], limit: int) -> dict[int, list[Row]]:
+    """The first `limit` businesses each user owns by name, verified or not (only ever
+    asked for the viewer)."""
     rows = await _rows(
-        "SELECT b.owner_id AS for_owner, b.* FROM business b"
-        " WHERE b.owner_id = ANY($1::bigint[]) ORDER BY b.name, b.id",
-        [list(ids)],
+        f"SELECT k.id AS for_owner, b.* {_PER_KEY} (SELECT b.* FROM business b"
+        "   WHERE b.owner_id = k.id ORDER BY b.name, b.id LIMIT $2) b"
+        " ORDER BY b.name, b.id",
+        [list(ids), limit],
     )
     return _group(rows, "for_owner")
 
 
-async def events_by_creator_ids(ids: Sequence[int]) -> dict[int, list[Row]]:
-    """Every event each user submitted, in any status, newest first."""
+async def events_by_creator_ids(ids: Sequence[int], limit: int) -> dict[int, list[Row]]:
+    """The latest `limit` events each user submitted, in any status, newest first."""
     rows = await _rows(
-        "SELECT e.created_by_id AS for_creator, e.* FROM event e"
-        " WHERE e.created_by_id = ANY($1::bigint[]) ORDER BY e.created_at DESC, e.id DESC",
-        [list(ids)],
+        f"SELECT k.id AS for_creator, e.* {_PER_KEY} (SELECT e.* FROM event e"
+        "   WHERE e.created_by_id = k.id ORDER BY e.created_at DESC, e.id DESC LIMIT $2) e"
+        " ORDER BY e.created_at DESC, e.id DESC",
+        [list(ids), limit],
     )
     return _group(rows, "for_creator")
 
 
-AVAILABLE_EVENTS_LIMIT = 100
-
-
-async def available_events_by_business_ids(ids: Sequence[int]) -> dict[int, list[Row]]:
-    """Approved events not yet ended that each business has not joined, soonest first."""
+async def available_events_by_business_ids(ids: Sequence[int], limit: int) -> dict[int, list[Row]]:
+    """The first `limit` approved events not yet ended that each business has not joined,
+    soonest first."""
     rows = await _rows(
-        "SELECT b.id AS for_business, e.* FROM unnest($1::bigint[]) AS b(id)"
-        " CROSS JOIN LATERAL (SELECT * FROM event e"
+        f"SELECT k.id AS for_business, e.* {_PER_KEY} (SELECT * FROM event e"
         "   WHERE e.status = 'APPROVED' AND e.ends_at >= now()"
         "   AND NOT EXISTS (SELECT 1 FROM participation p"
-        "                   WHERE p.event_id = e.id AND p.business_id = b.id)"
-        "   ORDER BY e.starts_at, e.id LIMIT $2) e",
-        [list(ids), AVAILABLE_EVENTS_LIMIT],
+        "                   WHERE p.event_id = e.id AND p.business_id = k.id)"
+        f"  ORDER BY {EVENT_ORDER} LIMIT $2) e"
+        f" ORDER BY {EVENT_ORDER}",
+        [list(ids), limit],
     )
     return _group(rows, "for_business")
 
@@ -464,10 +543,15 @@ async def private_view(user_id: int) -> PrivateView:
     """Whether this user's view differs from an anonymous one (own unverified businesses or
     own events that are not approved), read in one statement with the data version: one
     snapshot, so the answer is exactly that version's."""
+    params: list[Any] = []
+    public_business = BUSINESS_VISIBILITY.sql(ANONYMOUS, "b", params)
+    public_event = EVENT_VISIBILITY.sql(ANONYMOUS, "e", params)
     rows = await connections.get("default").execute_query_dict(
         "SELECT version,"
-        " EXISTS (SELECT 1 FROM business WHERE owner_id = $1 AND NOT is_verified)"
-        " OR EXISTS (SELECT 1 FROM event WHERE created_by_id = $1 AND status <> 'APPROVED')"
+        " EXISTS (SELECT 1 FROM business b"
+        f" WHERE b.{BUSINESS_VISIBILITY.owner_column} = $1 AND NOT ({public_business}))"
+        " OR EXISTS (SELECT 1 FROM event e"
+        f" WHERE e.{EVENT_VISIBILITY.owner_column} = $1 AND NOT ({public_event}))"
         " AS private"
         " FROM data_version WHERE id = 1",
         [user_id],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from popmap_gql.errors import BadUserInput
@@ -12,8 +12,10 @@ from popmap_gql.errors import BadUserInput
 __all__ = [
     "check_coordinates",
     "check_email",
+    "check_instant",
     "check_period",
     "check_phone",
+    "check_storable",
     "check_text",
     "check_url",
 ]
@@ -22,15 +24,26 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+[0-9]{9,15}$")
 
 
-def check_text(value: str, field: str, *, max_length: int, required: bool = False) -> str:
-    """Trimmed text; blank is refused when required, NUL always (PostgreSQL cannot store it)."""
-    value = value.strip()
-    if "\x00" in value:
-        raise BadUserInput(f"{field} must not contain NUL characters", field=field)
-    if required and not value:
-        raise BadUserInput(f"{field} must not be blank", field=field)
+def check_storable(value: str, field: str, *, max_length: int) -> str:
+    """Text PostgreSQL can take as a parameter, as it is: asyncpg refuses NUL in text and
+    cannot encode a lone surrogate (which JSON escapes such as \\ud800 can carry)."""
     if len(value) > max_length:
         raise BadUserInput(f"{field} is limited to {max_length} characters", field=field)
+    if "\x00" in value:
+        raise BadUserInput(f"{field} must not contain NUL characters", field=field)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadUserInput(f"{field} is not valid Unicode text", field=field) from None
+    return value
+
+
+def check_text(value: str, field: str, *, max_length: int, required: bool = False) -> str:
+    """Trimmed storable text; blank is refused when required."""
+    value = check_storable(value.strip(), field, max_length=max_length)
+    if required and not value:
+        raise BadUserInput(f"{field} must not be blank", field=field)
     return value
 
 
@@ -71,9 +84,29 @@ def check_coordinates(latitude: float, longitude: float, prefix: str) -> None:
         raise BadUserInput("longitude must be between -180 and 180", field=f"{prefix}longitude")
 
 
-def check_period(starts_at: datetime, ends_at: datetime, prefix: str) -> None:
-    for name, value in (("startsAt", starts_at), ("endsAt", ends_at)):
-        if value.tzinfo is None:
-            raise BadUserInput(f"{name} needs a time zone offset", field=f"{prefix}{name}")
+# asyncpg writes these two UTC times as PostgreSQL's -infinity and infinity, and reads
+# those back without a time zone, which then fails every comparison with an aware time.
+_DRIVER_INFINITIES = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+
+
+def check_instant(value: datetime, field: str) -> datetime:
+    """The same instant in UTC; it needs an offset, and its UTC time must be a datetime
+    (9999-12-31T23:59:59-14:00 is not), or every comparison and the driver would fail."""
+    if value.utcoffset() is None:
+        raise BadUserInput(f"{field} needs a time zone offset (e.g. Z)", field=field)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise BadUserInput(f"{field} is out of range", field=field) from None
+    if utc in _DRIVER_INFINITIES:
+        raise BadUserInput(f"{field} is out of range", field=field)
+    return utc
+
+
+def check_period(starts_at: datetime, ends_at: datetime, prefix: str) -> tuple[datetime, datetime]:
+    """(start, end) in UTC; the end must come after the start."""
+    starts_at = check_instant(starts_at, f"{prefix}startsAt")
+    ends_at = check_instant(ends_at, f"{prefix}endsAt")
     if ends_at <= starts_at:
         raise BadUserInput("endsAt must be after startsAt", field=f"{prefix}endsAt")
+    return starts_at, ends_at

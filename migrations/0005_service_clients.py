@@ -11,7 +11,7 @@ INDEX = (
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0003_data_version")]
+    dependencies = [("models", "0004_media_uploads")]
 
     operations = [
         ops.AddField(

@@ -1,0 +1,277 @@
+"""The cost of an operation: how many objects its answer can hold at most.
+
+Computed before anything executes, as GitHub's node limit: each object the answer can
+contain costs 1. A field returning one object costs 1 plus its selections; a list of
+at most N objects costs N times (1 plus its selections), so sizes multiply down the
+tree. Scalars, enums and lists of them cost nothing (the token limit bounds how many
+a document names). A connection costs 1 plus its selections, and its `edges` hold
+`first` items (default and cap as declared, see sizes.py). The sizes come from the
+declarations on the fields; the model is built from the schema at start-up and fails
+there if a list of objects has none. Introspection lists are sized from the schema
+itself (how many types, the most fields of a type, ...).
+
+The walk is linear in the document: a fragment's cost is computed once per page size
+it is spread under, then multiplied at each spread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLInputObjectType,
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLSchema,
+    GraphQLUnionType,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    VariableNode,
+    get_named_type,
+    is_leaf_type,
+)
+from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef
+
+from popmap_gql.api.sizes import Capped, Paged, PageItems, declared
+
+__all__ = ["MAX_REPORTED_COST", "CostModel", "too_costly"]
+
+# Costs saturate here (the largest integer a JavaScript client reads exactly).
+MAX_REPORTED_COST = 2**53 - 1
+
+
+class _Kind(Enum):
+    LEAF = "leaf"  # scalars, enums, lists of them
+    ONE = "one"  # one object
+    LIST = "list"  # a list of at most `cap` objects
+    PAGED = "paged"  # a connection: `first` items in its edges
+    PAGE_ITEMS = "page items"  # a connection's edges
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    kind: _Kind
+    type_name: str  # the named type of its value
+    cap: int = 1
+    paged: Paged | None = None
+
+
+def _is_list(graphql_type: GraphQLOutputType) -> bool:
+    while isinstance(graphql_type, GraphQLNonNull | GraphQLList):
+        if isinstance(graphql_type, GraphQLList):
+            return True
+        graphql_type = graphql_type.of_type
+    return False
+
+
+def _introspection_caps(schema: GraphQLSchema) -> dict[tuple[str, str], int]:
+    """The longest each introspection list can be in this schema."""
+    types = list(schema.type_map.values())
+    with_fields = [t for t in types if isinstance(t, GraphQLObjectType | GraphQLInterfaceType)]
+    fields = [f for t in with_fields for f in t.fields.values()]
+    abstract = [t for t in types if isinstance(t, GraphQLInterfaceType | GraphQLUnionType)]
+    return {
+        ("__Schema", "types"): len(types),
+        ("__Schema", "directives"): len(schema.directives),
+        ("__Type", "fields"): max((len(t.fields) for t in with_fields), default=0),
+        ("__Type", "interfaces"): max((len(t.interfaces) for t in with_fields), default=0),
+        ("__Type", "possibleTypes"): max(
+            (len(schema.get_possible_types(t)) for t in abstract), default=0
+        ),
+        ("__Type", "enumValues"): max((len(getattr(t, "values", ())) for t in types), default=0),
+        ("__Type", "inputFields"): max(
+            (len(t.fields) for t in types if isinstance(t, GraphQLInputObjectType)), default=0
+        ),
+        ("__Field", "args"): max((len(f.args) for f in fields), default=0),
+        ("__Directive", "args"): max((len(d.args) for d in schema.directives), default=0),
+    }
+
+
+def _describe(
+    type_name: str, name: str, field: GraphQLField, introspection: Mapping[tuple[str, str], int]
+) -> _Field:
+    named = get_named_type(field.type)
+    if is_leaf_type(named):
+        return _Field(_Kind.LEAF, named.name)
+    definition = field.extensions.get("strawberry-definition")
+    size = declared(getattr(definition, "metadata", None))
+    listed = _is_list(field.type)
+    where = f"{type_name}.{name}"
+    if isinstance(size, Paged):
+        return _Field(_Kind.PAGED, named.name, paged=size)
+    if isinstance(size, PageItems) and listed:
+        return _Field(_Kind.PAGE_ITEMS, named.name)
+    if isinstance(size, Capped) and listed:
+        return _Field(_Kind.LIST, named.name, cap=size.cap)
+    if size is not None:
+        msg = f"{where}: {size!r} does not fit a field of type {field.type}"
+        raise TypeError(msg)
+    if not listed:
+        return _Field(_Kind.ONE, named.name)
+    if (type_name, name) in introspection:
+        return _Field(_Kind.LIST, named.name, cap=introspection[(type_name, name)])
+    msg = f"{where} is a list of objects without a declared size (see popmap_gql.api.sizes)"
+    raise TypeError(msg)
+
+
+def _check_pages(fields: Mapping[tuple[str, str], _Field]) -> None:
+    """A connection's edges take their size from the field that returned it, so every
+    field returning a type with edges must be paged, and only such fields."""
+    with_edges = {key[0] for key, field in fields.items() if field.kind is _Kind.PAGE_ITEMS}
+    for (type_name, name), field in fields.items():
+        if (field.kind is _Kind.PAGED) != (field.type_name in with_edges):
+            msg = f"{type_name}.{name}: connections and paged fields must go together"
+            raise TypeError(msg)
+
+
+class CostModel:
+    """Every field's size, from the schema; costs operations against it."""
+
+    def __init__(self, schema: GraphQLSchema) -> None:
+        introspection = _introspection_caps(schema)
+        self.fields: dict[tuple[str, str], _Field] = {}
+        for graphql_type in schema.type_map.values():
+            if isinstance(graphql_type, GraphQLObjectType | GraphQLInterfaceType):
+                for name, field in graphql_type.fields.items():
+                    self.fields[(graphql_type.name, name)] = _describe(
+                        graphql_type.name, name, field, introspection
+                    )
+        _check_pages(self.fields)
+        self._meta = {
+            "__schema": _Field(_Kind.ONE, get_named_type(SchemaMetaFieldDef.type).name),
+            "__type": _Field(_Kind.ONE, get_named_type(TypeMetaFieldDef.type).name),
+        }
+
+    def field(self, type_name: str, name: str) -> _Field:
+        found = self.fields.get((type_name, name))
+        if found is not None:
+            return found
+        # __typename anywhere, __schema and __type on the query root
+        return self._meta.get(name, _Field(_Kind.LEAF, "String"))
+
+    def cost(
+        self,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        operation: OperationDefinitionNode,
+        root_type: str,
+        variables: Mapping[str, Any] | None,
+    ) -> int:
+        """The operation's cost with these variable values (of a validated document)."""
+        return _Costing(self, fragments, operation, variables or {}).selection_set(
+            operation.selection_set, root_type, None
+        )
+
+
+def _add(a: int, b: int) -> int:
+    return min(a + b, MAX_REPORTED_COST)
+
+
+def _times(a: int, b: int) -> int:
+    return min(a * b, MAX_REPORTED_COST)
+
+
+class _Costing:
+    def __init__(
+        self,
+        model: CostModel,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        operation: OperationDefinitionNode,
+        variables: Mapping[str, Any],
+    ) -> None:
+        self.model = model
+        self.fragments = fragments
+        self.variables = variables
+        self.defaults = {
+            definition.variable.name.value: definition.default_value
+            for definition in operation.variable_definitions or ()
+        }
+        # (fragment name, page size of the enclosing connection) -> cost of one spread
+        self.memo: dict[tuple[str, int | None], int] = {}
+
+    def selection_set(
+        self, selection_set: SelectionSetNode, type_name: str, page: int | None
+    ) -> int:
+        total = 0
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                total = _add(total, self._field(selection, type_name, page))
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                inner = condition.name.value if condition else type_name
+                total = _add(total, self.selection_set(selection.selection_set, inner, page))
+            elif isinstance(selection, FragmentSpreadNode):
+                total = _add(total, self._spread(selection.name.value, page))
+        return total
+
+    def _spread(self, name: str, page: int | None) -> int:
+        key = (name, page)
+        known = self.memo.get(key)
+        if known is None:
+            fragment = self.fragments[name]
+            known = self.memo[key] = self.selection_set(
+                fragment.selection_set, fragment.type_condition.name.value, page
+            )
+        return known
+
+    def _field(self, node: FieldNode, type_name: str, page: int | None) -> int:
+        field = self.model.field(type_name, node.name.value)
+        if field.kind is _Kind.LEAF:
+            return 0
+        if field.kind is _Kind.PAGED:
+            assert field.paged is not None
+            page = self._page_size(node, field.paged)
+        inner = 0
+        if node.selection_set is not None:
+            inner = self.selection_set(node.selection_set, field.type_name, page)
+        one = _add(1, inner)
+        if field.kind is _Kind.LIST:
+            return _times(field.cap, one)
+        if field.kind is _Kind.PAGE_ITEMS:
+            return _times(page if page is not None else 0, one)
+        return one
+
+    def _page_size(self, node: FieldNode, paged: Paged) -> int:
+        """`first` as the request gives it; a value the resolver would refuse counts as
+        the cap (the request fails either way)."""
+        value: Any = None
+        for argument in node.arguments or ():
+            if argument.name.value == "first":
+                value = self._value(argument.value)
+        if value is None:
+            return paged.default
+        if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= paged.cap:
+            return value
+        return paged.cap
+
+    def _value(self, node: Any) -> Any:
+        if isinstance(node, IntValueNode):
+            return int(node.value)
+        if isinstance(node, VariableNode):
+            name = node.name.value
+            if name in self.variables:
+                return self.variables[name]
+            default = self.defaults.get(name)
+            return None if default is None else self._value(default)
+        return None  # null, or a literal validation has refused
+
+
+def too_costly(cost: int, limit: int, operation: OperationDefinitionNode) -> GraphQLError:
+    return GraphQLError(
+        f"Query cost {cost} exceeds the limit of {limit}; ask for smaller pages or fewer"
+        " nested lists.",
+        operation,
+        extensions={"code": "QUERY_TOO_COSTLY", "cost": cost, "maxCost": limit},
+    )

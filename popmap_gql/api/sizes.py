@@ -1,0 +1,79 @@
+"""How many items each list field returns at most, declared once on the field.
+
+The declaration is field metadata (`metadata=sized(...)`). The query cost limit reads it
+from the schema (`cost.CostModel`), the loaders read it to stop loading there
+(`cap_of`), and building the schema fails if a list of objects declares nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from strawberry.types.base import get_object_definition
+
+from popmap_gql.errors import BadUserInput
+
+__all__ = ["PAGE_ITEMS", "Capped", "PageItems", "Paged", "Size", "cap_of", "declared", "sized"]
+
+_KEY = "popmap.size"
+
+
+@dataclass(frozen=True, slots=True)
+class Capped:
+    """A plain list of at most `cap` items: the loader returns no more (the field's
+    description says which ones are kept)."""
+
+    cap: int
+
+
+@dataclass(frozen=True, slots=True)
+class Paged:
+    """A field returning a connection: a page of `first` items (`default` when omitted,
+    at most `cap`); the page's `edges` hold that many."""
+
+    default: int
+    cap: int
+
+    def size(self, first: int | None) -> int:
+        """The page size a resolver loads; an out-of-range `first` is the client's error."""
+        if first is None:
+            return self.default
+        if not 1 <= first <= self.cap:
+            raise BadUserInput(f"first must be between 1 and {self.cap}", field="first")
+        return first
+
+
+@dataclass(frozen=True, slots=True)
+class PageItems:
+    """A connection's `edges`: as many as the field that returned the connection asked for."""
+
+
+PAGE_ITEMS = PageItems()
+
+Size = Capped | Paged | PageItems
+
+
+def sized(size: Size) -> dict[str, Size]:
+    """Field metadata declaring the field's size."""
+    return {_KEY: size}
+
+
+def declared(metadata: Any) -> Size | None:
+    """The size declared in a Strawberry field's metadata, if any."""
+    if not metadata:
+        return None
+    size = metadata.get(_KEY)
+    return size if isinstance(size, Capped | Paged | PageItems) else None
+
+
+def cap_of(cls: type, field_name: str) -> int:
+    """The declared cap of the plain list `cls.field_name` (Python name), for its loader."""
+    definition = get_object_definition(cls, strict=True)
+    for field in definition.fields:
+        if field.python_name == field_name:
+            size = declared(field.metadata)
+            if isinstance(size, Capped):
+                return size.cap
+    msg = f"{definition.name}.{field_name} declares no Capped size"
+    raise TypeError(msg)

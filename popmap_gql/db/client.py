@@ -1,0 +1,220 @@
+"""The database client: where asyncpg's and Tortoise's failures enter our code.
+
+Tortoise's asyncpg client with one change of behaviour: a fault of PostgreSQL or of the
+way to it (refused or dropped connections, a server shutting down or starting up, a
+statement cancelled by `statement_timeout`, no pooled connection free within the pool
+timeout) leaves every query, transaction and pool acquisition as `DatabaseUnavailable`,
+raised from the driver's exception. Everything above this module sees one exception
+for "PostgreSQL cannot serve now" and answers 503; anything else (a bug, a constraint)
+passes through unchanged.
+
+Tortoise loads this module as the connection's engine (`engine` in `orm.tortoise_config`)
+and instantiates `client_class`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+from tortoise.backends.asyncpg.client import AsyncpgDBClient, TransactionWrapper
+from tortoise.backends.base.client import NestedTransactionContext, TransactionContext
+from tortoise.connection import get_connections
+from tortoise.exceptions import DBConnectionError, TransactionManagementError
+
+from popmap_gql.errors import DatabaseUnavailable
+
+__all__ = [
+    "DEFAULT_POOL_TIMEOUT",
+    "PopmapDBClient",
+    "breaks_connection",
+    "client_class",
+    "fault_kind",
+]
+
+T = TypeVar("T")
+
+DEFAULT_POOL_TIMEOUT = 10.0
+# A timeout while waiting for a connection: all are busy, or connecting takes too long.
+_NO_CONNECTION = "no connection within the pool timeout"
+
+# Failures that say nothing about the statement and everything about the server or the
+# network: retrying later (after a restart, a failover, a load spike) can succeed.
+_UNREACHABLE = (
+    OSError,  # refused, reset, no such socket, unreachable network
+    asyncpg.PostgresConnectionError,  # 08xxx: the connection failed or was dropped
+    asyncpg.CannotConnectNowError,  # 57P03: starting up or shutting down
+    asyncpg.AdminShutdownError,  # 57P01: terminated by a (fast) shutdown
+    asyncpg.CrashShutdownError,  # 57P02
+    DBConnectionError,  # Tortoise's own, when creating the pool
+)
+
+
+def breaks_connection(exc: BaseException | None) -> bool:
+    """The connection that raised `exc` must not be used again: the server or the network
+    dropped it, or the driver lost track of its protocol state (seen when PostgreSQL shuts
+    down in the middle of a statement: "cannot switch to state ...")."""
+    return isinstance(exc, (*_UNREACHABLE, asyncpg.InternalClientError))
+
+
+def fault_kind(exc: BaseException, *, timeout: str = "statement timeout") -> str | None:
+    """What kind of database fault `exc` is, or None when it is not one.
+
+    `timeout` names what a TimeoutError means where it was raised: while running a
+    statement it is the client-side command timeout behind statement_timeout.
+    """
+    if isinstance(exc, TimeoutError):
+        return timeout
+    if isinstance(exc, asyncpg.QueryCanceledError):
+        return "statement timeout"  # our statement_timeout
+    if isinstance(exc, asyncpg.InsufficientResourcesError):
+        return "server out of resources"  # 53xxx, e.g. too many connections
+    if isinstance(exc, _UNREACHABLE):
+        return "unreachable"
+    if isinstance(exc, asyncpg.InternalClientError):
+        return "connection broken"
+    return None
+
+
+async def _converted(
+    call: Callable[[], Awaitable[T]], *, timeout_kind: str = "statement timeout"
+) -> T:
+    try:
+        return await call()
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        kind = fault_kind(exc, timeout=timeout_kind)
+        if kind is None:
+            raise
+        raise DatabaseUnavailable(kind) from exc
+
+
+class _PoolConnection:
+    """A connection borrowed from the pool for one statement; gives up after the timeout."""
+
+    __slots__ = ("client", "connection")
+
+    def __init__(self, client: PopmapDBClient) -> None:
+        self.client = client
+        self.connection: Any = None
+
+    async def __aenter__(self) -> Any:
+        self.connection = await self.client.borrow()
+        return self.connection
+
+    async def __aexit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
+        await self.client.give_back(self.connection, broken=breaks_connection(exc))
+
+
+class PopmapDBClient(AsyncpgDBClient):
+    """Tortoise's asyncpg client whose every failure of the database is DatabaseUnavailable.
+
+    `pool_timeout` (a connection option, seconds) bounds the wait for a pooled
+    connection, including creating the pool and connecting.
+    """
+
+    def __init__(
+        self, *args: Any, pool_timeout: float = DEFAULT_POOL_TIMEOUT, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.pool_timeout = pool_timeout
+
+    async def _translate_exceptions(
+        self, func: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+    ) -> Any:
+        # Every execute_* method of Tortoise's client passes through here.
+        return await _converted(
+            lambda: super(PopmapDBClient, self)._translate_exceptions(func, *args, **kwargs)
+        )
+
+    async def borrow(self) -> Any:
+        """A connection from the pool (created on first use), or DatabaseUnavailable."""
+        return await _converted(self._acquire, timeout_kind=_NO_CONNECTION)
+
+    async def _acquire(self) -> Any:
+        async with asyncio.timeout(self.pool_timeout):
+            return await self._acquire_unbounded()
+
+    async def _acquire_unbounded(self) -> Any:
+        if self._pool is None:
+            async with self._pool_init_lock:  # one task creates it; the others wait
+                if self._pool is None:
+                    await self.create_connection(with_db=True)
+        assert self._pool is not None
+        return await self._pool.acquire()
+
+    async def give_back(self, connection: Any, *, broken: bool = False) -> None:
+        if self._pool is not None and connection is not None:
+            if broken:
+                connection.terminate()  # the pool replaces it on the next acquire
+            await self._pool.release(connection)
+
+    def acquire_connection(self) -> Any:
+        return _PoolConnection(self)
+
+    def _in_transaction(self) -> TransactionContext:
+        return _PooledTransaction(_Transaction(self), self)
+
+
+class _Transaction(TransactionWrapper):
+    """Tortoise's transaction client, converting faults like PopmapDBClient."""
+
+    async def _translate_exceptions(
+        self, func: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+    ) -> Any:
+        return await _converted(
+            lambda: super(_Transaction, self)._translate_exceptions(func, *args, **kwargs)
+        )
+
+    async def commit(self) -> None:
+        await _converted(super().commit)
+
+    async def rollback(self) -> None:
+        await _converted(super().rollback)
+
+    def _in_transaction(self) -> TransactionContext:
+        return NestedTransactionContext(_Transaction(self))
+
+
+class _PooledTransaction(TransactionContext):
+    """A transaction on a pooled connection that is given back however the transaction ends.
+
+    Tortoise's own context keeps the connection when BEGIN fails (as it does on a
+    connection that PostgreSQL dropped while it sat in the pool): each restart of the
+    server would then shrink the pool for good.
+    """
+
+    client: _Transaction
+
+    def __init__(self, client: _Transaction, parent: PopmapDBClient) -> None:
+        self.client = client
+        self.parent = parent
+        self.token: Any = None
+
+    async def __aenter__(self) -> _Transaction:
+        connection = await self.parent.borrow()
+        self.client._connection = connection
+        try:
+            await self.client.begin()
+        except BaseException:
+            await self.parent.give_back(connection)
+            raise
+        self.token = get_connections().set(self.client.connection_name, self.client)
+        return self.client
+
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        try:
+            if not self.client._finalized:
+                if exc_type is None:
+                    await self.client.commit()
+                elif exc_type is not TransactionManagementError:  # nothing left to roll back
+                    await self.client.rollback()
+        finally:
+            get_connections().reset(self.token)
+            await self.parent.give_back(self.client._connection, broken=breaks_connection(exc_val))
+
+
+client_class = PopmapDBClient

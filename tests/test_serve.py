@@ -1,0 +1,224 @@
+"""`popmap-gql serve` as a process manager runs it: start-up checks, stop signals, workers,
+and the limits on connections."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from popmap_gql.config import Settings
+from tests.conftest import drop_database, fresh_database, run_cli
+from tests.postgres_control import postmaster_pid, scratch_folder, wait_until_gone
+from tests.processes import ROOT, clean_env, running_server, server_process
+
+# --- start-up -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def unmigrated_database(server_url: str) -> AsyncIterator[str]:
+    url = await fresh_database(server_url)
+    yield url
+    await drop_database(server_url, url)
+
+
+def test_serve_refuses_an_unmigrated_database_and_names_the_migrate_command(
+    unmigrated_database: str, tmp_path: Path
+) -> None:
+    env = clean_env(DATABASE_URL=unmigrated_database, POPMAP_DATA_DIR=str(tmp_path))
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "popmap_gql", "serve", "--port", "0"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as still_running:
+        raise AssertionError("serve started on a database without its tables") from still_running
+
+    assert result.returncode != 0
+    assert "popmap-gql migrate" in result.stderr
+    assert "0001_initial" in result.stderr
+
+
+# --- stop signals -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def data_dir() -> Iterator[Path]:
+    """A data folder whose embedded PostgreSQL is migrated once, then started by each serve."""
+    with scratch_folder() as folder:
+        run_cli("migrate", env=clean_env(POPMAP_DATA_DIR=str(folder)))
+        yield folder
+
+
+@asynccontextmanager
+async def category_locked(pgdata: Path) -> AsyncIterator[asyncpg.Connection]:
+    """The category table locked by a connection of the test's own to the embedded server.
+
+    Yields the connection; the lock goes with `release(conn)` or at the end of the block.
+    """
+    # postmaster.pid: pid, data folder, start time, port, socket folder, ...
+    lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    conn = await asyncpg.connect(
+        host=lines[4], port=int(lines[3]), user="postgres", database="popmap"
+    )
+    try:
+        await conn.execute("BEGIN; LOCK TABLE category IN ACCESS EXCLUSIVE MODE")
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def release(conn: asyncpg.Connection) -> None:
+    await conn.execute("ROLLBACK")
+
+
+async def one_request_waits_for_the_lock(conn: asyncpg.Connection) -> bool:
+    await conn.execute("SELECT pg_stat_clear_snapshot()")  # not the transaction's snapshot
+    waiting: int = await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    return waiting == 1
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not await condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+async def test_stop_signal_drains_the_request_in_flight_and_stops_the_embedded_postgres(
+    stop_signal: signal.Signals, data_dir: Path
+) -> None:
+    pgdata = data_dir / "pgdata"
+    log = data_dir / f"serve-{stop_signal.name}.log"
+    env = clean_env(POPMAP_DATA_DIR=str(data_dir), POPMAP_DB_STATEMENT_TIMEOUT_MS="60000")
+
+    async def shutting_down() -> bool:
+        return "Shutting down" in log.read_text()
+
+    with server_process(env, log=log) as (process, base):
+        postmaster = postmaster_pid(pgdata)
+        try:
+            async with (
+                category_locked(pgdata) as locker,
+                httpx.AsyncClient(base_url=base, timeout=60) as http,
+            ):
+                in_flight = asyncio.create_task(
+                    http.post("/graphql", json={"query": "{ categories { name } }"})
+                )
+                await eventually(partial(one_request_waits_for_the_lock, locker), "the request")
+                process.send_signal(stop_signal)
+                await eventually(shutting_down, "the server to start shutting down")
+                await release(locker)  # only now can the request in flight finish
+                response = await in_flight
+            exit_status = await asyncio.to_thread(process.wait, 60)
+        finally:
+            stopped = await asyncio.to_thread(wait_until_gone, postmaster)
+            if not stopped:
+                os.kill(postmaster, signal.SIGINT)  # leave no server behind, pass or fail
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"data": {"categories": []}}
+    assert exit_status == 0, log.read_text()
+    assert stopped, "the embedded PostgreSQL is still running"
+
+
+# --- workers and connection limits --------------------------------------------------------
+
+LOG_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) \S+: "
+)
+
+
+def test_every_worker_logs_in_the_configured_format(settings: Settings, tmp_path: Path) -> None:
+    assert settings.database_url is not None
+    log = tmp_path / "server.log"
+    env = clean_env(DATABASE_URL=settings.database_url, POPMAP_DATA_DIR=str(tmp_path))
+    with running_server(env, "--workers", "2", log=log):
+        deadline = time.monotonic() + 60
+        while log.read_text().count("Application startup complete") < 2:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+    lines = log.read_text().splitlines()
+
+    # each worker announces the local identity provider from its own lifespan
+    warnings = [line for line in lines if "NO COGNITO USER POOL CONFIGURED" in line]
+    assert len(warnings) == 2, lines
+    for line in warnings:
+        assert LOG_LINE.match(line), line
+        assert " WARNING popmap_gql.auth.authenticator: " in line
+    startups = [line for line in lines if "Application startup complete" in line]
+    assert all(LOG_LINE.match(line) for line in startups), startups
+
+
+def _raw_connection(base: str) -> socket.socket:
+    host, port = base.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def test_idle_keep_alive_connection_is_closed_after_the_configured_time(
+    settings: Settings, tmp_path: Path
+) -> None:
+    assert settings.database_url is not None
+    env = clean_env(
+        DATABASE_URL=settings.database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        POPMAP_KEEP_ALIVE_SECONDS="1",
+    )
+    with running_server(env) as base, _raw_connection(base) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b'{"status":"ok"}'):
+            answer += conn.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200")
+        # uvicorn's default would keep it for 5 s; the setting says 1 s
+        conn.settimeout(3.5)
+        closed_by_server = conn.recv(4096) == b""
+
+    assert closed_by_server
+
+
+def test_connections_beyond_the_limit_are_answered_503(settings: Settings, tmp_path: Path) -> None:
+    assert settings.database_url is not None
+    env = clean_env(
+        DATABASE_URL=settings.database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        POPMAP_MAX_CONNECTIONS="3",
+    )
+    with running_server(env) as base:
+        # connections that never send a request (or send it slowly) hold their place
+        idle = [_raw_connection(base) for _ in range(3)]
+        try:
+            refused = httpx.get(f"{base}/healthz", timeout=10)
+        finally:
+            for conn in idle:
+                conn.close()
+        # once they are gone (as soon as the server has seen them close) there is room
+        deadline = time.monotonic() + 10
+        while (accepted := httpx.get(f"{base}/healthz", timeout=10)).status_code == 503:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+    assert refused.status_code == 503
+    assert accepted.status_code == 200
