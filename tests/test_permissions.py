@@ -128,6 +128,12 @@ OPERATIONS: dict[str, Operation] = {
         lambda w: {"input": {**EVENT_INPUT, "hostBusinessId": global_id("Business", w.owned.id)}},
         _ok("submitEvent"),
     ),
+    "createUpload (event image)": (
+        'mutation { createUpload(kind: EVENT_IMAGE, contentType: "image/png", byteSize: 100)'
+        " { key } }",
+        lambda w: {},
+        _ok("createUpload"),
+    ),
     "joinEvent": (
         "mutation ($e: ID!, $b: ID!) { joinEvent(eventId: $e, businessId: $b) { changed } }",
         lambda w: {"e": global_id("Event", w.fair.id), "b": global_id("Business", w.owned.id)},
@@ -253,6 +259,7 @@ MATRIX: dict[str, tuple[Any, Any, Any, Any, Any, Any, Any, Any]] = {
     "updateBusiness(id:)":                    (U, F, "OK", "OK",        F, F, F, F),
     "submitEvent":                            (U, "OK", "OK", "OK",     W, "OK", W, W),
     "submitEvent (hosted by owned)":          (U, F, "OK", "OK",        W, F, W, W),
+    "createUpload (event image)":             (U, "OK", "OK", "OK",     F, F, F, F),
     "joinEvent":                              (U, F, "OK", "OK",        F, F, F, F),
     "leaveEvent":                             (U, F, "OK", "OK",        F, F, F, F),
     "updateEvent (their proposal)":           (U, N, "OK", "OK",        W, N, W, W),

@@ -23,6 +23,7 @@ from popmap_gql.db.models import EventStatus
 from popmap_gql.db.models import UploadKind as UploadKindValue
 from popmap_gql.db.powers import POWERS
 from popmap_gql.db.uploads import ClaimedUpload
+from popmap_gql.errors import BadUserInput
 from popmap_gql.media.stores import MediaStore
 from popmap_gql.media.uploads import claim_upload, create_upload
 
@@ -163,9 +164,13 @@ def _media_store(info: Info) -> MediaStore:
 async def _claim(
     info: Info, key: str | None, kind: UploadKindValue, field: str
 ) -> ClaimedUpload | None:
-    viewer_id = info.context.viewer.user_id
-    if key is None or viewer_id is None:
+    if key is None:
         return None
+    viewer_id = info.context.viewer.user_id
+    if viewer_id is None:
+        # A service: uploads belong to people (createUpload is not among its powers), so
+        # no key is its own. Refused rather than ignored, which would drop the picture.
+        raise BadUserInput("no upload of yours has this key", field=field)
     return await claim_upload(_media_store(info), viewer_id, key, kind, field)
 
 
