@@ -13,11 +13,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from tortoise import Tortoise
 
 from popmap_gql.config import ConfigError, Settings, load_settings
 from popmap_gql.logs import logging_config
+
+if TYPE_CHECKING:  # imported where used, so the other commands do not load the key code
+    from popmap_gql.auth.local_idp import LocalIdentityProvider
 
 __all__ = ["main"]
 
@@ -174,9 +178,13 @@ def cmd_dev_token(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     from popmap_gql.auth.local_idp import LocalIdentityProvider
 
-    tokens = LocalIdentityProvider(settings.data_dir).mint(
-        args.email, args.group, ttl_seconds=args.ttl
-    )
+    local = LocalIdentityProvider(settings.data_dir)
+    if args.client_credentials:
+        return _dev_service_token(local, settings, args)
+    if args.email is None:
+        print("popmap-gql: dev-token needs --email (or --client-credentials)", file=sys.stderr)
+        return 2
+    tokens = local.mint(args.email, args.group, ttl_seconds=args.ttl)
     print(json.dumps(tokens, indent=2))
     return 0
 
@@ -206,6 +214,24 @@ def cmd_media_gc(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _dev_service_token(
+    local: LocalIdentityProvider, settings: Settings, args: argparse.Namespace
+) -> int:
+    """A client-credentials token, as Cognito's token endpoint would answer a service."""
+    from popmap_gql.auth.local_idp import local_service_client_ids
+
+    client_id = args.client_id or local_service_client_ids(settings)[0]
+    if client_id not in local_service_client_ids(settings):
+        print(
+            f"popmap-gql: warning: {client_id} is not in AWS_COGNITO_SERVICE_CLIENT_IDS;"
+            " serve will refuse this token",
+            file=sys.stderr,
+        )
+    token = local.mint_client_credentials(client_id, args.scope, ttl_seconds=args.ttl)
+    print(json.dumps(token, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="popmap-gql", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -232,9 +258,23 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser(
         "dev-token", help="print Cognito-shaped tokens from the local identity provider"
     )
-    token.add_argument("--email", required=True)
+    token.add_argument("--email", help="a person's token for this address")
     token.add_argument(
         "--group", action="append", default=[], help="a Cognito group, e.g. staff (repeatable)"
+    )
+    token.add_argument(
+        "--client-credentials",
+        action="store_true",
+        help="a service's token (client-credentials grant) instead of a person's",
+    )
+    token.add_argument(
+        "--client-id", help="the service's app client (default: the local service client)"
+    )
+    token.add_argument(
+        "--scope",
+        action="append",
+        default=[],
+        help="a service scope, e.g. popmap/moderate (repeatable)",
     )
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     token.set_defaults(handler=cmd_dev_token)

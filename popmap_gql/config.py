@@ -150,6 +150,9 @@ class Settings:
     s3_endpoint_url: str | None = None
     media_base_url: str | None = None
     media_max_bytes: int = 5 * 1024 * 1024
+    # Other servers (README "Calling the API from another server")
+    cognito_service_client_ids: tuple[str, ...] = ()
+    cognito_resource_server: str = "popmap"
 
     @property
     def cognito_configured(self) -> bool:
@@ -313,6 +316,15 @@ def _media_max_bytes(name: str, raw: str) -> int:
     return value
 
 
+def _resource_server(name: str, raw: str) -> str:
+    """A Cognito resource server identifier: scopes are `<identifier>/<name>`, so it may
+    not be empty or contain spaces (a scope claim is space-separated)."""
+    value = raw.strip()
+    if not value or any(c.isspace() for c in value) or len(value) > 256:
+        raise ConfigError(f"{name} must be a resource server identifier such as popmap")
+    return value
+
+
 # name -> (attribute, parser). Parsers get the variable's name for their messages.
 _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "DATABASE_URL": ("database_url", _database_url),
@@ -361,6 +373,11 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "AWS_S3_ENDPOINT_URL": ("s3_endpoint_url", _url),
     "POPMAP_MEDIA_BASE_URL": ("media_base_url", _url),
     "POPMAP_MEDIA_MAX_BYTES": ("media_max_bytes", _media_max_bytes),
+    "AWS_COGNITO_SERVICE_CLIENT_IDS": (
+        "cognito_service_client_ids",
+        lambda _n, raw: _parse_list(raw),
+    ),
+    "AWS_COGNITO_RESOURCE_SERVER": ("cognito_resource_server", _resource_server),
 }
 
 
@@ -384,7 +401,19 @@ def load_settings(
         kwargs["cognito_region"] = _pool_region(pool)
     settings = Settings(**kwargs)  # type: ignore[arg-type]  # values checked by their parsers
     _check_cognito(settings)
+    _check_service_clients(settings)
     return settings
+
+
+def _check_service_clients(settings: Settings) -> None:
+    """A client that signs people in must not also be a service: its people's tokens
+    would then need no username, and a service never acts as a person."""
+    shared = set(settings.cognito_app_client_ids) & set(settings.cognito_service_client_ids)
+    if shared:
+        raise ConfigError(
+            "AWS_COGNITO_SERVICE_CLIENT_IDS names app clients of AWS_COGNITO_APP_CLIENT_ID:"
+            f" {', '.join(sorted(shared))}; give services their own app clients"
+        )
 
 
 def _check_cognito(settings: Settings) -> None:

@@ -61,7 +61,19 @@ class BadUserInput(PopmapError):
 
 
 class Forbidden(PopmapError):
+    """Not allowed for this viewer; for a service lacking a scope, `required_scope` names it."""
+
     code = "FORBIDDEN"
+
+    def __init__(self, message: str, *, required_scope: str | None = None) -> None:
+        super().__init__(message)
+        self.required_scope = required_scope
+
+    @property
+    def extensions(self) -> dict[str, object]:
+        if self.required_scope is None:
+            return {"code": self.code}
+        return {"code": self.code, "requiredScope": self.required_scope}
 
 
 class Unauthenticated(PopmapError):

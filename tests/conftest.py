@@ -30,7 +30,15 @@ from popmap_gql.app import create_app
 from popmap_gql.config import Settings
 from popmap_gql.db.embedded import create_database, start_embedded, with_database
 from popmap_gql.db.orm import connection_credentials
-from tests.fake_cognito import MOBILE_CLIENT, POOL_ID, REGION, WEB_CLIENT, FakeCognito
+from tests.fake_cognito import (
+    MOBILE_CLIENT,
+    OTHER_SERVICE_CLIENT,
+    POOL_ID,
+    REGION,
+    SERVICE_CLIENT,
+    WEB_CLIENT,
+    FakeCognito,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = (
@@ -133,6 +141,7 @@ def settings(
         cognito_domain="popmap-auth",
         cognito_jwks_url_override=cognito.jwks_url,
         cognito_userinfo_url_override=cognito.userinfo_url,
+        cognito_service_client_ids=(SERVICE_CLIENT, OTHER_SERVICE_CLIENT),
         jwks_cooldown_seconds=JWKS_COOLDOWN_SECONDS,
         userinfo_retry_seconds=1.0,
         graphiql=True,  # off by default with a pool; the GraphiQL tests opt in

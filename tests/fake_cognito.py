@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import urllib.parse
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,6 +28,11 @@ REGION = "us-east-1"
 ISSUER = f"https://cognito-idp.{REGION}.amazonaws.com/{POOL_ID}"
 WEB_CLIENT = "web-client-id"
 MOBILE_CLIENT = "mobile-client-id"
+# App clients with the client-credentials grant (other servers), and their secrets.
+SERVICE_CLIENT = "service-client-id"
+OTHER_SERVICE_CLIENT = "other-service-client-id"
+SERVICE_SECRETS = {SERVICE_CLIENT: "service-secret", OTHER_SERVICE_CLIENT: "other-secret"}
+RESOURCE_SERVER = "popmap"
 
 
 def _b64uint(value: int) -> str:
@@ -71,6 +77,8 @@ class FakeCognito:
     userinfo_status: int = 200
     profiles: dict[str, dict[str, str]] = field(default_factory=dict)
     base_url: str = ""
+    # Tokens the token endpoint hands out before good ones (e.g. one the API refuses).
+    queued_service_tokens: list[str] = field(default_factory=list)
 
     @property
     def jwks_url(self) -> str:
@@ -79,6 +87,10 @@ class FakeCognito:
     @property
     def userinfo_url(self) -> str:
         return f"{self.base_url}/oauth2/userInfo"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.base_url}/oauth2/token"
 
     def app(self) -> Starlette:
         async def jwks(request: Request) -> Response:
@@ -106,8 +118,30 @@ class FakeCognito:
                 Route("/{pool}/.well-known/jwks.json", jwks),
                 Route("/attacker/jwks.json", attacker_jwks),
                 Route("/oauth2/userInfo", userinfo),
+                Route("/oauth2/token", self._token_endpoint, methods=["POST"]),
             ]
         )
+
+    async def _token_endpoint(self, request: Request) -> Response:
+        """Cognito's client-credentials grant: HTTP Basic client id and secret, a form body."""
+        self.hits["token"] += 1
+        client, _, secret = (
+            base64.b64decode(request.headers.get("authorization", "").removeprefix("Basic "))
+            .decode()
+            .partition(":")
+        )
+        form = dict(urllib.parse.parse_qsl((await request.body()).decode()))
+        if SERVICE_SECRETS.get(client) != secret or secret == "":
+            return JSONResponse({"error": "invalid_client"}, status_code=400)
+        if form.get("grant_type") != "client_credentials":
+            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+        scope = form.get("scope", "")
+        token = (
+            self.queued_service_tokens.pop(0)
+            if self.queued_service_tokens
+            else self.service_token(client, scope.split())
+        )
+        return JSONResponse({"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
 
     # --- tokens -------------------------------------------------------------------------
 
@@ -148,6 +182,32 @@ class FakeCognito:
 
     def id_token(self, **overrides: Any) -> str:
         return self.sign(self.claims("id", **overrides))
+
+    def service_claims(
+        self, client: str = SERVICE_CLIENT, scopes: list[str] | None = None, **overrides: Any
+    ) -> dict[str, Any]:
+        """What Cognito puts in a client-credentials access token: `sub` and `client_id`
+        are the app client, `scope` the granted custom scopes, no username."""
+        now = int(time.time())
+        base: dict[str, Any] = {
+            "sub": client,
+            "iss": ISSUER,
+            "token_use": "access",
+            "client_id": client,
+            "scope": " ".join(scopes or []),
+            "auth_time": now,
+            "iat": now,
+            "exp": now + 3600,
+            "version": 2,
+            "jti": str(uuid.uuid4()),
+        }
+        base.update(overrides)
+        return {key: value for key, value in base.items() if value is not None}
+
+    def service_token(
+        self, client: str = SERVICE_CLIENT, scopes: list[str] | None = None, **overrides: Any
+    ) -> str:
+        return self.sign(self.service_claims(client, scopes, **overrides))
 
 
 def b64url(data: dict[str, Any] | bytes) -> str:

@@ -1,4 +1,5 @@
-"""Signed-in people for tests: a user row linked to a Cognito identity, and their token."""
+"""Signed-in people for tests (a user row linked to a Cognito identity, and their token), and
+services (another server's client-credentials token)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import httpx
 
 from popmap_gql.db.models import CognitoIdentity, User
-from tests.fake_cognito import ISSUER, FakeCognito
+from tests.fake_cognito import ISSUER, RESOURCE_SERVER, SERVICE_CLIENT, FakeCognito
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,15 @@ async def person(cognito: FakeCognito, name: str, groups: tuple[str, ...] = ()) 
         **{"cognito:username": name, "cognito:groups": list(groups)},
     )
     return Person(name, user, token)
+
+
+def service(
+    cognito: FakeCognito, name: str, scopes: tuple[str, ...] = (), client: str = SERVICE_CLIENT
+) -> Person:
+    """Another server signed in with client credentials: no user row, a token with `scopes`
+    (names of our resource server, e.g. "moderate")."""
+    token = cognito.service_token(client, [f"{RESOURCE_SERVER}/{scope}" for scope in scopes])
+    return Person(name, None, token)
 
 
 async def post(

@@ -1,7 +1,9 @@
-"""Who may do what: every mutation and viewer-dependent field, for four kinds of viewer.
+"""Who may do what: every mutation and viewer-dependent field, for four kinds of person and
+four services (client-credentials tokens of one app client, with no scope or one scope each).
 
 The owner is also the creator of `proposal` and the owner of the host of `hosted`, so the
-event rows cover an event's creator and its host's owner."""
+event rows cover an event's creator and its host's owner; `imported` was submitted by the
+services' app client. The README's permission table is the one these cells check."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import httpx
 import pytest
 
 from popmap_gql.db.models import Business, Event, EventStatus
-from tests.fake_cognito import FakeCognito
+from tests.fake_cognito import SERVICE_CLIENT, FakeCognito
 from tests.helpers import (
     NOW,
     error_codes,
@@ -24,7 +26,7 @@ from tests.helpers import (
     make_event,
     make_user,
 )
-from tests.people import ANONYMOUS, Person, person, post
+from tests.people import ANONYMOUS, Person, person, post, service
 
 
 @dataclass
@@ -36,6 +38,7 @@ class World:
     joined: Event  # approved, upcoming, with `owned` taking part
     proposal: Event  # pending, created by the owner
     hosted: Event  # approved, upcoming, hosted by `owned` (taking part), created by another
+    imported: Event  # pending, submitted by the services' app client
 
 
 @pytest.fixture
@@ -46,6 +49,10 @@ async def world(client: httpx.AsyncClient, cognito: FakeCognito) -> World:
         "stranger": await person(cognito, "stranger"),
         "owner": owner,
         "staff": await person(cognito, "moderator", groups=("staff",)),
+        "service": service(cognito, "service"),
+        "writer": service(cognito, "writer", ("events.write",)),
+        "moderator": service(cognito, "moderator", ("moderate",)),
+        "reader": service(cognito, "reader", ("read.all",)),
     }
     await make_category("Bakery")
     owned = await make_business("Owned", owner=owner.user)
@@ -62,7 +69,13 @@ async def world(client: httpx.AsyncClient, cognito: FakeCognito) -> World:
         businesses=[owned],
         created_by=await make_user("organiser"),
     )
-    return World(people, owned, draft, fair, joined, proposal, hosted)
+    imported = await make_event(
+        "Imported",
+        starts_in=timedelta(days=7),
+        status=EventStatus.PENDING,
+        created_by_client=SERVICE_CLIENT,
+    )
+    return World(people, owned, draft, fair, joined, proposal, hosted, imported)
 
 
 EVENT_INPUT = {
@@ -115,6 +128,12 @@ OPERATIONS: dict[str, Operation] = {
         lambda w: {"input": {**EVENT_INPUT, "hostBusinessId": global_id("Business", w.owned.id)}},
         _ok("submitEvent"),
     ),
+    "createUpload (event image)": (
+        'mutation { createUpload(kind: EVENT_IMAGE, contentType: "image/png", byteSize: 100)'
+        " { key } }",
+        lambda w: {},
+        _ok("createUpload"),
+    ),
     "joinEvent": (
         "mutation ($e: ID!, $b: ID!) { joinEvent(eventId: $e, businessId: $b) { changed } }",
         lambda w: {"e": global_id("Event", w.fair.id), "b": global_id("Business", w.owned.id)},
@@ -145,6 +164,17 @@ OPERATIONS: dict[str, Operation] = {
     "cancelEvent (hosted by owned)": (
         "mutation ($id: ID!) { cancelEvent(id: $id) { event { status } } }",
         lambda w: {"id": global_id("Event", w.hosted.id)},
+        _ok("cancelEvent"),
+    ),
+    "updateEvent (imported by the service)": (
+        'mutation ($id: ID!) { updateEvent(id: $id, input: {title: "Renamed"})'
+        " { event { title } } }",
+        lambda w: {"id": global_id("Event", w.imported.id)},
+        _ok("updateEvent"),
+    ),
+    "cancelEvent (imported by the service)": (
+        "mutation ($id: ID!) { cancelEvent(id: $id) { event { status } } }",
+        lambda w: {"id": global_id("Event", w.imported.id)},
         _ok("cancelEvent"),
     ),
     "verifyBusiness": (
@@ -187,6 +217,16 @@ OPERATIONS: dict[str, Operation] = {
         lambda w: {"id": global_id("Event", w.proposal.id)},
         lambda data: data["event"]["title"],
     ),
+    "event(id) imported, pending": (
+        "query ($id: ID!) { event(id: $id) { title } }",
+        lambda w: {"id": global_id("Event", w.imported.id)},
+        lambda data: data["event"]["title"],
+    ),
+    "serviceClient": (
+        "{ serviceClient { clientId scopes } }",
+        lambda w: {},
+        lambda data: data["serviceClient"] and data["serviceClient"]["scopes"],
+    ),
     "events(status: PENDING)": (
         "{ events(filter: {status: PENDING}) { edges { node { title } } } }",
         lambda w: {},
@@ -196,33 +236,56 @@ OPERATIONS: dict[str, Operation] = {
 
 U, F, N = "UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND"
 
+
+@dataclass(frozen=True)
+class Needs:
+    """FORBIDDEN for a service that lacks this scope, naming it in `requiredScope`."""
+
+    scope: str
+
+
+W, M, R = Needs("popmap/events.write"), Needs("popmap/moderate"), Needs("popmap/read.all")
+DF, DP, OW = ["Draft", "Owned"], ["Proposal"], ["Fair"]
+PENDING = ["Proposal", "Imported"]
+
 # What each viewer gets: "OK", an error code, or the value read from the answer.
-MATRIX: dict[str, tuple[Any, Any, Any, Any]] = {
-    #                               anonymous  stranger  owner                 staff
-    "submitBusiness":               (U,        "OK",     "OK",                 "OK"),
-    "updateBusiness":               (U,        F,        "OK",                 "OK"),
-    "updateBusiness (unverified)":  (U,        N,        "OK",                 "OK"),
-    "updateBusiness(id:)":          (U,        F,        "OK",                 "OK"),
-    "submitEvent":                  (U,        "OK",     "OK",                 "OK"),
-    "submitEvent (hosted by owned)": (U,       F,        "OK",                 "OK"),
-    "joinEvent":                    (U,        F,        "OK",                 "OK"),
-    "leaveEvent":                   (U,        F,        "OK",                 "OK"),
-    "updateEvent (their proposal)": (U,        N,        "OK",                 "OK"),
-    "updateEvent (hosted by owned)": (U,       F,        "OK",                 "OK"),
-    "cancelEvent (their proposal)": (U,        N,        "OK",                 "OK"),
-    "cancelEvent (hosted by owned)": (U,       F,        "OK",                 "OK"),
-    "verifyBusiness":               (U,        F,        F,                    "OK"),
-    "moderateEvent":                (U,        F,        F,                    "OK"),
-    "Business.viewerIsOwner":       (False,    False,    True,                 False),
-    "Business.availableEvents":     (U,        F,        ["Fair"],             ["Fair"]),
-    "me.businesses":                (None,     [],       ["Draft", "Owned"],   []),
-    "me.submittedEvents":           (None,     [],       ["Proposal"],         []),
-    "business(id) unverified":      (N,        N,        "Draft",              "Draft"),
-    "event(id) pending":            (N,        N,        "Proposal",           "Proposal"),
-    "events(status: PENDING)":      (F,        F,        F,                    ["Proposal"]),
+# People: anonymous, stranger, owner, staff. Services (one app client): no scope,
+# events.write (writer), moderate (moderator), read.all (reader).
+MATRIX: dict[str, tuple[Any, Any, Any, Any, Any, Any, Any, Any]] = {
+    #                         people: anonymous, stranger, owner, staff | services: see above
+    "submitBusiness":                         (U, "OK", "OK", "OK",     F, F, F, F),
+    "updateBusiness":                         (U, F, "OK", "OK",        F, F, F, F),
+    "updateBusiness (unverified)":            (U, N, "OK", "OK",        F, F, F, F),
+    "updateBusiness(id:)":                    (U, F, "OK", "OK",        F, F, F, F),
+    "submitEvent":                            (U, "OK", "OK", "OK",     W, "OK", W, W),
+    "submitEvent (hosted by owned)":          (U, F, "OK", "OK",        W, F, W, W),
+    "createUpload (event image)":             (U, "OK", "OK", "OK",     F, F, F, F),
+    "joinEvent":                              (U, F, "OK", "OK",        F, F, F, F),
+    "leaveEvent":                             (U, F, "OK", "OK",        F, F, F, F),
+    "updateEvent (their proposal)":           (U, N, "OK", "OK",        W, N, W, W),
+    "updateEvent (hosted by owned)":          (U, F, "OK", "OK",        W, F, W, W),
+    "updateEvent (imported by the service)":  (U, N, N, "OK",           W, "OK", W, W),
+    "cancelEvent (their proposal)":           (U, N, "OK", "OK",        W, N, W, W),
+    "cancelEvent (hosted by owned)":          (U, F, "OK", "OK",        W, F, W, W),
+    "cancelEvent (imported by the service)":  (U, N, N, "OK",           W, "OK", W, W),
+    "verifyBusiness":                         (U, F, F, "OK",           M, M, "OK", M),
+    "moderateEvent":                          (U, F, F, "OK",           M, M, "OK", M),
+    "Business.viewerIsOwner":                 (False, False, True, False,
+                                               False, False, False, False),
+    "Business.availableEvents":               (U, F, OW, OW,            R, R, R, OW),
+    "me.businesses":                          (None, [], DF, [],        None, None, None, None),
+    "me.submittedEvents":                     (None, [], DP, [],        None, None, None, None),
+    "business(id) unverified":                (N, N, "Draft", "Draft",  N, N, N, "Draft"),
+    "event(id) pending":                      (N, N, "Proposal", "Proposal", N, N, N, "Proposal"),
+    "event(id) imported, pending":            (N, N, N, "Imported",
+                                               "Imported", "Imported", "Imported", "Imported"),
+    "serviceClient":                          (None, None, None, None,
+                                               [], ["popmap/events.write"], ["popmap/moderate"],
+                                               ["popmap/read.all"]),
+    "events(status: PENDING)":                (F, F, F, PENDING,        R, R, R, PENDING),
 }  # fmt: skip
 
-VIEWERS = ("anonymous", "stranger", "owner", "staff")
+VIEWERS = ("anonymous", "stranger", "owner", "staff", "service", "writer", "moderator", "reader")
 CELLS = [
     pytest.param(operation, viewer, MATRIX[operation][index], id=f"{operation}-{viewer}")
     for operation in MATRIX
@@ -242,8 +305,12 @@ async def test_authorization_matrix(
 
     body = await post(client, world.people[viewer], query, variables(world))
 
-    if expected in (U, F, N):
+    if isinstance(expected, Needs):
+        assert error_codes(body) == [F], body
+        assert body["errors"][0]["extensions"]["requiredScope"] == expected.scope
+    elif expected in (U, F, N):
         assert error_codes(body) == [expected], body
+        assert "requiredScope" not in body["errors"][0]["extensions"]
     else:
         assert "errors" not in body, body
         assert read(body["data"]) == expected

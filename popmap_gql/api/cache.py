@@ -15,10 +15,11 @@ this check, a write committed while the query ran (the viewer submitting a busin
 would end up in an entry that requests still reading V share.
 
 Who shares an entry (the scope): anonymous people and signed-in people whose view equals
-the public one share "public"; staff share "staff"; anyone else is not cached. Whether a
+the public one share "public"; staff and services that see everything (read.all) share
+"staff"; anyone else, other services included, is not cached. Whether a
 signed-in person's view is the public one is read in the same statement as a version,
 so the decision holds for exactly that version; it is remembered for that version only.
-Operations that select viewer-dependent fields (`me`, `viewerIsOwner`,
+Operations that select viewer-dependent fields (`me`, `serviceClient`, `viewerIsOwner`,
 `availableEvents`), mutations and documents that do not validate are never cached.
 
 Memory is bounded in bytes: every entry costs its body, its key and ENTRY_OVERHEAD;
@@ -55,7 +56,7 @@ __all__ = [
     "cacheable",
 ]
 
-PRIVATE_FIELDS = frozenset({"me", "viewerIsOwner", "availableEvents"})
+PRIVATE_FIELDS = frozenset({"me", "viewerIsOwner", "availableEvents", "serviceClient"})
 
 
 class _PrivateFieldFinder(Visitor):
@@ -299,8 +300,10 @@ class CachedResponses:
         if not self._cacheable(query):
             return None
         version = await self.version.current()
-        if viewer.is_staff:
+        if viewer.audience.sees_everything:  # staff, and services with read.all
             scope = "staff"
+        elif viewer.is_service:
+            return None  # it also sees the events it submitted: a view of its own
         elif viewer.user_id is None:
             scope = "public"
         else:

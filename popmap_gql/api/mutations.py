@@ -11,21 +11,19 @@ from datetime import datetime
 from typing import Annotated
 
 import strawberry
+from strawberry.utils.str_converters import to_camel_case
 
 from popmap_gql.api.context import Info
 from popmap_gql.api.ids import decode_id
-from popmap_gql.api.permissions import (
-    IsAuthenticated,
-    IsBusinessOwner,
-    IsStaff,
-    business_in_arguments,
-)
+from popmap_gql.api.permissions import business_in_arguments, guard
 from popmap_gql.api.sizes import Capped, sized
 from popmap_gql.api.types import Business, Event
 from popmap_gql.db import commands
 from popmap_gql.db.models import EventStatus
 from popmap_gql.db.models import UploadKind as UploadKindValue
+from popmap_gql.db.powers import POWERS
 from popmap_gql.db.uploads import ClaimedUpload
+from popmap_gql.errors import BadUserInput
 from popmap_gql.media.stores import MediaStore
 from popmap_gql.media.uploads import claim_upload, create_upload
 
@@ -166,9 +164,13 @@ def _media_store(info: Info) -> MediaStore:
 async def _claim(
     info: Info, key: str | None, kind: UploadKindValue, field: str
 ) -> ClaimedUpload | None:
-    viewer_id = info.context.viewer.user_id
-    if key is None or viewer_id is None:
+    if key is None:
         return None
+    viewer_id = info.context.viewer.user_id
+    if viewer_id is None:
+        # A service: uploads belong to people (createUpload is not among its powers), so
+        # no key is its own. Refused rather than ignored, which would drop the picture.
+        raise BadUserInput("no upload of yours has this key", field=field)
     return await claim_upload(_media_store(info), viewer_id, key, kind, field)
 
 
@@ -212,15 +214,16 @@ def _participation(change: commands.ParticipationChange) -> ParticipationPayload
 @strawberry.type
 class Mutation:
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
+        permission_classes=guard("createUpload"),
         description="Sign an upload of one JPEG, PNG or WebP file of exactly byteSize bytes;"
-        " the form expires within minutes, and the key must be saved within the hour.",
+        " the form expires within minutes, and the key must be saved within the hour."
+        " Signed-in people only (uploads belong to a person; services are FORBIDDEN).",
     )
     async def create_upload(
         self, info: Info, kind: UploadKindValue, content_type: str, byte_size: int
     ) -> SignedUpload:
         viewer_id = info.context.viewer.user_id
-        assert viewer_id is not None  # IsAuthenticated
+        assert viewer_id is not None  # a person: POWERS gives services no createUpload
         issued = await create_upload(
             _media_store(info),
             info.context.settings,
@@ -239,7 +242,7 @@ class Mutation:
         )
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
+        permission_classes=guard("submitBusiness"),
         description="Submit your business; it is listed once staff verify it.",
     )
     async def submit_business(self, info: Info, input: BusinessInput) -> BusinessPayload:
@@ -249,7 +252,7 @@ class Mutation:
         return BusinessPayload(business=Business.from_row(row))
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated, IsBusinessOwner],
+        permission_classes=guard("updateBusiness"),
         description="Owner or staff. Name the business with `id`.",
     )
     async def update_business(
@@ -270,20 +273,18 @@ class Mutation:
         return BusinessPayload(business=Business.from_row(row))
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Propose an event; it is shown once staff approve it.",
+        permission_classes=guard("submitEvent"),
+        description="Propose an event; it is shown once staff approve it. Services: with"
+        " the events.write scope, and without a host business.",
     )
     async def submit_event(self, info: Info, input: EventInput) -> EventPayload:
-        viewer = info.context.viewer
-        assert viewer.user_id is not None  # IsAuthenticated
         host = (
             decode_id("Business", input.host_business_id, field="input.hostBusinessId")
             if input.host_business_id is not None
             else None
         )
         row = await commands.submit_event(
-            viewer.user_id,
-            viewer.is_staff,
+            info.context.viewer.audience,
             commands.EventFields(
                 title=input.title,
                 latitude=input.latitude,
@@ -301,8 +302,9 @@ class Mutation:
         return EventPayload(event=Event.from_row(row))
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="The event's submitter, its host business's owner, or staff. Pending and"
+        permission_classes=guard("updateEvent"),
+        description="The event's submitter (a service: with events.write), its host"
+        " business's owner, or staff. Pending and"
         " approved events can change; an approved one returns to PENDING when anyone but"
         " staff changes its place or time.",
     )
@@ -319,8 +321,9 @@ class Mutation:
         )
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="The event's submitter, its host business's owner, or staff. Final:"
+        permission_classes=guard("cancelEvent"),
+        description="The event's submitter (a service: with events.write), its host"
+        " business's owner, or staff. Final:"
         " a cancelled event cannot change again; cancelling it again changes nothing.",
     )
     async def cancel_event(self, info: Info, id: strawberry.ID) -> CancelEventPayload:
@@ -328,7 +331,7 @@ class Mutation:
         return CancelEventPayload(event=Event.from_row(edit.event), changed=edit.changed)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated, IsBusinessOwner],
+        permission_classes=guard("joinEvent"),
         description="Join your verified business to an approved event that has not ended.",
     )
     async def join_event(
@@ -341,7 +344,7 @@ class Mutation:
         )
         return _participation(change)
 
-    @strawberry.mutation(permission_classes=[IsAuthenticated, IsBusinessOwner])
+    @strawberry.mutation(permission_classes=guard("leaveEvent"))
     async def leave_event(
         self, info: Info, event_id: strawberry.ID, business_id: strawberry.ID
     ) -> ParticipationPayload:
@@ -352,7 +355,10 @@ class Mutation:
         )
         return _participation(change)
 
-    @strawberry.mutation(permission_classes=[IsStaff], description="Staff only.")
+    @strawberry.mutation(
+        permission_classes=guard("verifyBusiness"),
+        description="Staff, or a service with the moderate scope.",
+    )
     async def verify_business(
         self,
         info: Info,
@@ -363,8 +369,9 @@ class Mutation:
         return BusinessPayload(business=Business.from_row(row))
 
     @strawberry.mutation(
-        permission_classes=[IsStaff],
-        description="Staff only. PENDING may become APPROVED, REJECTED or CANCELLED;"
+        permission_classes=guard("moderateEvent"),
+        description="Staff, or a service with the moderate scope. PENDING may become"
+        " APPROVED, REJECTED or CANCELLED;"
         " APPROVED may become REJECTED or CANCELLED; REJECTED may become APPROVED;"
         " CANCELLED is final.",
     )
@@ -376,3 +383,17 @@ class Mutation:
     ) -> EventPayload:
         row = await commands.moderate_event(decode_id("Event", id), status)
         return EventPayload(event=Event.from_row(row))
+
+
+def _check_every_mutation_has_a_power() -> None:
+    """A new mutation needs its row in POWERS (who may use it); found when the schema loads."""
+    definition = Mutation.__strawberry_definition__  # type: ignore[attr-defined]  # set by @strawberry.type
+    missing = [
+        f.python_name for f in definition.fields if to_camel_case(f.python_name) not in POWERS
+    ]
+    if missing:
+        msg = f"mutations without a row in popmap_gql.db.powers.POWERS: {missing}"
+        raise TypeError(msg)
+
+
+_check_every_mutation_has_a_power()

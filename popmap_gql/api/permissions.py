@@ -1,4 +1,6 @@
-"""Permission classes: they read the context only, and fail with our error codes."""
+"""Permission classes: they read the context only, and fail with our error codes.
+
+Who may do what is `popmap_gql.db.powers.POWERS`; these classes apply it."""
 
 from __future__ import annotations
 
@@ -9,9 +11,17 @@ from strawberry.permission import BasePermission
 
 from popmap_gql.api.context import Info
 from popmap_gql.api.ids import decode_id
+from popmap_gql.db.powers import POWERS, People
 from popmap_gql.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
 
-__all__ = ["IsAuthenticated", "IsBusinessOwner", "IsStaff", "business_in_arguments"]
+__all__ = [
+    "IsAuthenticated",
+    "IsBusinessOwner",
+    "IsStaff",
+    "business_in_arguments",
+    "guard",
+    "require_service_power",
+]
 
 # A mutation of one business names it `id`; joinEvent and leaveEvent name it `businessId`.
 # updateBusiness took `businessId` before the rule and still does, deprecated, for a release.
@@ -32,12 +42,31 @@ def business_in_arguments(arguments: Mapping[str, Any]) -> int:
     return decode_id("Business", value, field=field)
 
 
-def _require_sign_in(info: Info) -> None:
-    if not info.context.viewer.is_authenticated:
+def require_service_power(info: Info, operation: str) -> None:
+    """A service may use `operation` only with the scope POWERS names for it: FORBIDDEN
+    otherwise, with `requiredScope` when a scope would allow it."""
+    power = POWERS[operation]
+    if power.scope is None:
+        raise Forbidden("services cannot do this")
+    if power.scope not in info.context.viewer.scopes:
+        scope = f"{info.context.settings.cognito_resource_server}/{power.scope.value}"
+        raise Forbidden(f"this needs the scope {scope}", required_scope=scope)
+
+
+def _require_sign_in(info: Info) -> bool:
+    """Whether the viewer is a person; a service is checked against its scopes instead."""
+    viewer = info.context.viewer
+    if not viewer.is_authenticated:
         raise Unauthenticated("sign in to do this")
+    if viewer.is_service:
+        require_service_power(info, info.field_name)
+        return False
+    return True
 
 
 class IsAuthenticated(BasePermission):
+    """Signed in: any person, or a service holding the operation's scope."""
+
     message = "sign in to do this"
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
@@ -46,11 +75,12 @@ class IsAuthenticated(BasePermission):
 
 
 class IsStaff(BasePermission):
+    """Staff, or a service holding the operation's scope."""
+
     message = "only staff may do this"
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        _require_sign_in(info)
-        return info.context.viewer.is_staff
+        return not _require_sign_in(info) or info.context.viewer.is_staff
 
     def on_unauthorized(self) -> None:
         raise Forbidden(self.message)
@@ -66,7 +96,8 @@ class IsBusinessOwner(BasePermission):
     message = "only the business's owner or staff may do this"
 
     async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        _require_sign_in(info)
+        if not _require_sign_in(info):
+            return True  # a service the operation's scope allows (none may act as an owner)
         business_id = business_in_arguments(kwargs)
         business = await info.context.loaders.business_by_id.load(business_id)
         if business is None:
@@ -76,3 +107,17 @@ class IsBusinessOwner(BasePermission):
 
     def on_unauthorized(self) -> None:
         raise Forbidden(self.message)
+
+
+_GUARDS: dict[People, list[type[BasePermission]]] = {
+    People.SIGNED_IN: [IsAuthenticated],
+    # The command applies the event rule (who_may_change_event) to the event it locks.
+    People.EVENT_EDITOR: [IsAuthenticated],
+    People.OWNER_OR_STAFF: [IsAuthenticated, IsBusinessOwner],
+    People.STAFF: [IsStaff],
+}
+
+
+def guard(mutation: str) -> list[type[BasePermission]]:
+    """The permission classes of a mutation, from its row in POWERS."""
+    return _GUARDS[POWERS[mutation].people]

@@ -12,12 +12,14 @@ from tortoise.models import Model
 
 from popmap_gql.api.context import Info
 from popmap_gql.api.ids import decode_cursor, decode_id, encode_cursor, encode_id
+from popmap_gql.api.permissions import require_service_power
 from popmap_gql.api.prefetch import (
     lookup_business,
     prefetch_businesses,
     prefetch_events,
     selected,
 )
+from popmap_gql.api.services import ServiceClient, service_client
 from popmap_gql.api.sizes import Capped, Paged, cap_of, sized
 from popmap_gql.api.types import (
     AuthConfig,
@@ -34,6 +36,7 @@ from popmap_gql.auth.viewer import Viewer as AuthViewer
 from popmap_gql.config import Settings
 from popmap_gql.db import queries
 from popmap_gql.db.models import EventStatus as DbEventStatus
+from popmap_gql.db.powers import STATUS_FILTER
 from popmap_gql.db.validation import check_instant, check_storable
 from popmap_gql.errors import BadUserInput, Forbidden, NotFound
 
@@ -106,7 +109,9 @@ class EventFilter:
     business_id: strawberry.ID | None = strawberry.field(
         default=None, description="Events this business takes part in or hosts."
     )
-    status: DbEventStatus | None = strawberry.field(default=None, description="Staff only.")
+    status: DbEventStatus | None = strawberry.field(
+        default=None, description="Staff, or a service with read.all."
+    )
 
 
 def _slugs(slugs: list[str] | None, field: str) -> tuple[str, ...] | None:
@@ -225,9 +230,16 @@ def _auth_config(settings: Settings) -> AuthConfig:
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="The signed-in viewer; null without a token.")
+    @strawberry.field(description="The signed-in person; null without a token and for services.")
     def me(self, info: Info) -> Viewer | None:
         return _viewer(info.context.viewer)
+
+    @strawberry.field(
+        description="The service a server-to-server request acts for; null for people and"
+        " anonymous callers."
+    )
+    def service_client(self, info: Info) -> ServiceClient | None:
+        return service_client(info.context.viewer, info.context.settings)
 
     @strawberry.field(description="Public settings for Amplify.configure and the hosted UI.")
     def auth_config(self, info: Info) -> AuthConfig:
@@ -293,7 +305,9 @@ class Query:
         order = queries.EventOrder[order_by.name]
         flt = filter or EventFilter()
         viewer = info.context.viewer
-        if flt.status is not None and not viewer.is_staff:
+        if flt.status is not None and viewer.is_service:
+            require_service_power(info, STATUS_FILTER)
+        elif flt.status is not None and not viewer.is_staff:
             raise Forbidden("only staff may filter events by status")
         criteria = queries.EventFilter(
             ends_after=_latest(

@@ -13,9 +13,11 @@ from tortoise.models import Model
 from popmap_gql.api.context import Context, Info
 from popmap_gql.api.dataloading import Missing, peek, ready
 from popmap_gql.api.ids import encode_id
+from popmap_gql.api.permissions import require_service_power
 from popmap_gql.api.sizes import PAGE_ITEMS, Capped, cap_of, sized
 from popmap_gql.db import models
 from popmap_gql.db.commands import MAX_CATEGORIES
+from popmap_gql.db.powers import AVAILABLE_EVENTS
 from popmap_gql.errors import Forbidden, Unauthenticated
 
 if TYPE_CHECKING:
@@ -168,7 +170,9 @@ class Business:
         viewer = info.context.viewer
         if not viewer.is_authenticated:
             raise Unauthenticated("sign in to see the events your business can join")
-        if not viewer.is_staff and viewer.user_id != self.owner_id:
+        if viewer.is_service:
+            require_service_power(info, AVAILABLE_EVENTS)
+        elif not viewer.is_staff and viewer.user_id != self.owner_id:
             raise Forbidden("only the business's owner or staff may see this")
         return await info.context.loaders.available_events_by_business.load(self.pk)
 

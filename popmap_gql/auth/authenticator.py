@@ -13,7 +13,12 @@ from typing import Generic, TypeVar
 import httpx
 
 from popmap_gql.auth.jwks import JWKSCache
-from popmap_gql.auth.local_idp import LOCAL_CLIENT_ID, LOCAL_ISSUER, LocalIdentityProvider
+from popmap_gql.auth.local_idp import (
+    LOCAL_CLIENT_ID,
+    LOCAL_ISSUER,
+    LocalIdentityProvider,
+    local_service_client_ids,
+)
 from popmap_gql.auth.provisioning import StoredUser, provision_user, update_profile
 from popmap_gql.auth.tokens import TokenClaims, TokenVerifier
 from popmap_gql.auth.userinfo import UserInfoClient
@@ -94,6 +99,9 @@ class Authenticator:
             return known.viewer
         token = bearer_token(authorization)
         claims = await self._verify(token)
+        if claims.is_service:
+            # No user row, no profile, no groups: the token's scopes are its only powers.
+            return Viewer(client_id=claims.service_client, scopes=claims.scopes)
         entry = await self._user(claims)
         user = entry[1]
         completed = await self._complete_profile(user, claims, token)
@@ -211,6 +219,8 @@ def build_authenticator(settings: Settings, http: httpx.AsyncClient) -> Authenti
             client_ids=settings.cognito_app_client_ids,
             keys=keys,
             leeway=settings.token_leeway_seconds,
+            service_client_ids=settings.cognito_service_client_ids,
+            resource_server=settings.cognito_resource_server,
         )
         userinfo_url = settings.cognito_userinfo_url
         userinfo = UserInfoClient(userinfo_url, http) if userinfo_url else None
@@ -231,5 +241,7 @@ def build_authenticator(settings: Settings, http: httpx.AsyncClient) -> Authenti
         client_ids=[LOCAL_CLIENT_ID],
         keys=local.key_source(),
         leeway=settings.token_leeway_seconds,
+        service_client_ids=local_service_client_ids(settings),
+        resource_server=settings.cognito_resource_server,
     )
     return Authenticator(verifier, staff_group=settings.staff_group)

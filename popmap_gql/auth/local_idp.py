@@ -20,12 +20,28 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from popmap_gql.auth.jwks import StaticKeys
+from popmap_gql.config import Settings
 
-__all__ = ["LOCAL_CLIENT_ID", "LOCAL_ISSUER", "LocalIdentityProvider", "local_sub"]
+__all__ = [
+    "LOCAL_CLIENT_ID",
+    "LOCAL_ISSUER",
+    "LOCAL_SERVICE_CLIENT_ID",
+    "LocalIdentityProvider",
+    "local_service_client_ids",
+    "local_sub",
+]
 
 LOCAL_ISSUER = "http://localhost/popmap-local-idp"
 LOCAL_CLIENT_ID = "popmap-local-client"
+# The service client the local provider trusts when AWS_COGNITO_SERVICE_CLIENT_IDS is unset,
+# so that `dev-token --client-credentials` works against `serve` with no settings.
+LOCAL_SERVICE_CLIENT_ID = "popmap-local-service"
 _SUB_NAMESPACE = uuid.UUID("8a1c3f0e-4b7d-4e52-9a61-2f0d6c1b7e93")
+
+
+def local_service_client_ids(settings: Settings) -> tuple[str, ...]:
+    """The service clients the local provider's tokens may name."""
+    return settings.cognito_service_client_ids or (LOCAL_SERVICE_CLIENT_ID,)
 
 
 def local_sub(email: str) -> str:
@@ -111,6 +127,27 @@ class LocalIdentityProvider:
             "access_token": jwt.encode(access, self._private_key, "RS256", headers=headers),
             "id_token": jwt.encode(identity, self._private_key, "RS256", headers=headers),
         }
+
+    def mint_client_credentials(
+        self, client_id: str, scopes: list[str], *, ttl_seconds: int = 3600
+    ) -> dict[str, str | int]:
+        """What Cognito's token endpoint answers to the client-credentials grant: an
+        access token whose `sub` and `client_id` are the app client, with no username."""
+        now = int(time.time())
+        access = {
+            "sub": client_id,
+            "iss": LOCAL_ISSUER,
+            "iat": now,
+            "auth_time": now,
+            "exp": now + ttl_seconds,
+            "token_use": "access",
+            "client_id": client_id,
+            "scope": " ".join(scopes),
+            "version": 2,
+            "jti": str(uuid.uuid4()),
+        }
+        token = jwt.encode(access, self._private_key, "RS256", headers={"kid": self.kid})
+        return {"access_token": token, "expires_in": ttl_seconds, "token_type": "Bearer"}
 
 
 def _b64uint(value: int) -> str:

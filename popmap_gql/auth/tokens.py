@@ -10,9 +10,11 @@ from typing import Any
 import jwt
 
 from popmap_gql.auth.jwks import KeySource
+from popmap_gql.config import ConfigError
+from popmap_gql.db.powers import Scope
 from popmap_gql.errors import InvalidToken
 
-__all__ = ["MAX_TOKEN_BYTES", "TokenClaims", "TokenVerifier"]
+__all__ = ["MAX_TOKEN_BYTES", "TokenClaims", "TokenVerifier", "service_scopes"]
 
 # Cognito tokens are 1-4 KB even with many groups; anything far larger is not one.
 MAX_TOKEN_BYTES = 16 * 1024
@@ -32,12 +34,20 @@ class TokenClaims:
     given_name: str | None = None
     family_name: str | None = None
     identity_provider: str | None = None
+    # A service's token (client credentials): its app client and its scopes of our
+    # resource server. None for people, whose tokens never carry service powers.
+    service_client: str | None = None
+    scopes: frozenset[Scope] = frozenset()
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def expires_at(self) -> float:
         """The `exp` claim, in seconds since the epoch."""
         return float(self.raw["exp"])
+
+    @property
+    def is_service(self) -> bool:
+        return self.service_client is not None
 
     @property
     def is_id_token(self) -> bool:
@@ -96,8 +106,23 @@ def _identity_provider(claims: dict[str, Any], username: str) -> str | None:
     return None
 
 
+def service_scopes(claims: dict[str, Any], resource_server: str) -> frozenset[Scope]:
+    """The known scopes of our resource server in a client-credentials token's `scope`.
+
+    Scopes of other resource servers, and names of ours that this version does not know
+    (a scope added in Cognito before the API uses it), are ignored: the token keeps the
+    powers it names that we know. A `scope` that is not a string is a malformed token.
+    """
+    value = claims.get("scope", "")
+    if not isinstance(value, str):
+        raise InvalidToken("token claim scope is malformed")
+    known = {f"{resource_server}/{scope.value}": scope for scope in Scope}
+    return frozenset(known[item] for item in value.split() if item in known)
+
+
 class TokenVerifier:
-    """Checks a bearer token against one issuer, its keys and the configured app clients."""
+    """Checks a bearer token against one issuer, its keys and the configured app clients:
+    `client_ids` issue people's tokens, `service_client_ids` services' (client credentials)."""
 
     def __init__(
         self,
@@ -106,9 +131,16 @@ class TokenVerifier:
         client_ids: Collection[str],
         keys: KeySource,
         leeway: float = 30.0,
+        service_client_ids: Collection[str] = (),
+        resource_server: str = "popmap",
     ) -> None:
         self.issuer = issuer
         self.client_ids = frozenset(client_ids)
+        self.service_client_ids = frozenset(service_client_ids)
+        if shared := self.client_ids & self.service_client_ids:
+            # A people's client with client credentials would let one token be both.
+            raise ConfigError(f"app clients both for people and services: {sorted(shared)}")
+        self.resource_server = resource_server
         self.keys = keys
         self.leeway = leeway
 
@@ -152,6 +184,9 @@ class TokenVerifier:
 
     def _claims(self, claims: dict[str, Any]) -> TokenClaims:
         kind = claims.get("token_use")
+        client = claims.get("client_id")
+        if kind == "access" and isinstance(client, str) and client in self.service_client_ids:
+            return self._service_claims(claims, client)
         if kind == "access":
             self._check_client(claims.get("client_id"))
             username = _str_claim(claims, "username", required=True)
@@ -174,6 +209,26 @@ class TokenVerifier:
             given_name=_str_claim(claims, "given_name"),
             family_name=_str_claim(claims, "family_name"),
             identity_provider=_identity_provider(claims, username),
+            raw=claims,
+        )
+
+    def _service_claims(self, claims: dict[str, Any], client: str) -> TokenClaims:
+        """A service's access token: client credentials name no user, and `sub` is the
+        client itself. A service client never issues people's tokens, so a username on
+        one is refused rather than trusted either way."""
+        if "username" in claims:
+            raise InvalidToken("a service client's token must not name a user")
+        sub = _str_claim(claims, "sub", required=True)
+        if sub != client:
+            raise InvalidToken("a service token's sub must be its client_id")
+        return TokenClaims(
+            issuer=self.issuer,
+            sub=client,
+            token_use="access",  # noqa: S106  # a claim value, not a password
+            username="",
+            groups=(),  # never staff through groups
+            service_client=client,
+            scopes=service_scopes(claims, self.resource_server),
             raw=claims,
         )
 

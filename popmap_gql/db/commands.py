@@ -1,4 +1,4 @@
-"""What signed-in people change: each command validates, then writes in one transaction."""
+"""What people and services change: each command validates, then writes in one transaction."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from popmap_gql.db.models import Business, Category, Event, EventStatus, Participation
-from popmap_gql.db.queries import Audience, business_visibility, event_visibility
+from popmap_gql.db.powers import Audience, EventOwners, who_may_change_event
+from popmap_gql.db.queries import business_visibility, event_visibility
 from popmap_gql.db.uploads import ClaimedUpload, mark_used
 from popmap_gql.db.validation import (
     check_coordinates,
@@ -240,17 +241,18 @@ def _event_columns(fields: EventFields) -> dict[str, Any]:
     }
 
 
-async def submit_event(creator_id: int, is_staff: bool, fields: EventFields) -> Event:
-    """A new PENDING event; its host, if any, must be the submitter's business."""
+async def submit_event(audience: Audience, fields: EventFields) -> Event:
+    """A new PENDING event by a person or a service; its host, if any, must be the
+    submitter's business (a service owns none)."""
     columns = _event_columns(fields)
     if fields.host_business_id is not None:
-        audience = Audience(user_id=creator_id, is_staff=is_staff)
         host = await Business.filter(
             business_visibility(audience), id=fields.host_business_id
         ).first()
         if host is None:
             raise NotFound("no such business")
-        if host.owner_id != creator_id and not is_staff:
+        mine = audience.user_id is not None and host.owner_id == audience.user_id
+        if not (mine or audience.is_staff):
             raise Forbidden("the host business must be one of yours")
     async with in_transaction() as conn:
         if fields.image is not None:
@@ -258,18 +260,10 @@ async def submit_event(creator_id: int, is_staff: bool, fields: EventFields) -> 
         return await Event.create(
             **columns,
             host_business_id=fields.host_business_id,
-            created_by_id=creator_id,
+            created_by_id=audience.user_id,
+            created_by_client=audience.client_id,
             status=EventStatus.PENDING,
         )
-
-
-def who_may_change_event(audience: Audience, event: Event, host_owner_id: int | None) -> bool:
-    """The one rule for changing an event: its submitter, the owner of its host business,
-    staff. (A service with `events.write` for its own events belongs here too.)"""
-    if audience.is_staff:
-        return True
-    user = audience.user_id
-    return user is not None and user in (event.created_by_id, host_owner_id)
 
 
 async def _event_to_change(audience: Audience, event_id: int) -> Event:
@@ -292,8 +286,12 @@ async def _event_to_change(audience: Audience, event_id: int) -> Event:
         if event.host_business_id is not None
         else None
     )
-    host_owner_id = host.owner_id if host is not None else None
-    if not who_may_change_event(audience, event, host_owner_id):
+    owners = EventOwners(
+        creator_id=event.created_by_id,
+        client_id=event.created_by_client,
+        host_owner_id=host.owner_id if host is not None else None,
+    )
+    if not who_may_change_event(audience, owners):
         raise Forbidden("only the event's submitter, its host's owner or staff may change it")
     return event
 

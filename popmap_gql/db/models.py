@@ -124,6 +124,9 @@ class Event(Model):
         "models.User", related_name="submitted_events", null=True, on_delete=fields.SET_NULL
     )
     created_by_id: int | None
+    # The app client of the service that submitted it (migration 0005); created_by is
+    # then null, as a service has no user row.
+    created_by_client = fields.CharField(max_length=128, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

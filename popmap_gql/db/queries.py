@@ -15,6 +15,7 @@ from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from popmap_gql.db.models import Business, Event, EventStatus, Participation
+from popmap_gql.db.powers import ANONYMOUS, Audience
 
 __all__ = [
     "ANONYMOUS",
@@ -58,45 +59,46 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class Audience:
-    """Who is asking, as far as visibility is concerned."""
-
-    user_id: int | None = None
-    is_staff: bool = False
-
-
-ANONYMOUS = Audience()
-
-
-@dataclass(frozen=True, slots=True)
 class Visibility:
     """The one statement of who sees the rows of a table: everyone sees the public ones
-    (`public_column` = `public_value`), a user also their own (`owner_column`), staff all.
-    The ORM filter and the SQL fragment below are both derived from it."""
+    (`public_column` = `public_value`), a user also their own (`owner_column`), a service
+    also the rows it submitted (`client_column`, where services submit rows), and whoever
+    sees everything (staff, services with read.all) all of them. The ORM filter and the SQL
+    fragment below are both derived from it."""
 
     public_column: str
     public_value: bool | EventStatus
     owner_column: str
+    client_column: str | None = None
 
     def q(self, audience: Audience) -> Q:
-        if audience.is_staff:
+        if audience.sees_everything:
             return Q()
         public: dict[str, Any] = {self.public_column: self.public_value}
         visible = Q(**public)
-        if audience.user_id is not None:
-            own: dict[str, Any] = {self.owner_column: audience.user_id}
+        for column, value in self._own(audience):
+            own: dict[str, Any] = {column: value}
             visible |= Q(**own)
         return visible
 
     def sql(self, audience: Audience, alias: str, params: list[Any]) -> str:
-        """SQL condition on `alias`; the user id is appended to `params` as a parameter."""
-        if audience.is_staff:
+        """SQL condition on `alias`; the user or client id is appended to `params`."""
+        if audience.sees_everything:
             return "TRUE"
-        public = f"{alias}.{self.public_column} = {self._literal}"
-        if audience.user_id is None:
-            return public
-        params.append(audience.user_id)
-        return f"({public} OR {alias}.{self.owner_column} = ${len(params)})"
+        terms = [f"{alias}.{self.public_column} = {self._literal}"]
+        for column, value in self._own(audience):
+            params.append(value)
+            terms.append(f"{alias}.{column} = ${len(params)}")
+        return terms[0] if len(terms) == 1 else f"({' OR '.join(terms)})"
+
+    def _own(self, audience: Audience) -> list[tuple[str, int | str]]:
+        """The (column, value) pairs naming the audience's own rows."""
+        own: list[tuple[str, int | str]] = []
+        if audience.user_id is not None:
+            own.append((self.owner_column, audience.user_id))
+        if audience.client_id is not None and self.client_column is not None:
+            own.append((self.client_column, audience.client_id))
+        return own
 
     @property
     def _literal(self) -> str:
@@ -107,17 +109,19 @@ class Visibility:
 
 
 BUSINESS_VISIBILITY = Visibility("is_verified", True, "owner_id")
-EVENT_VISIBILITY = Visibility("status", EventStatus.APPROVED, "created_by_id")
+# A service owns no business; it may submit events (migration 0005).
+EVENT_VISIBILITY = Visibility("status", EventStatus.APPROVED, "created_by_id", "created_by_client")
 _VISIBILITY = {"business": BUSINESS_VISIBILITY, "event": EVENT_VISIBILITY}
 
 
 def business_visibility(audience: Audience) -> Q:
-    """Verified businesses; an owner also sees their own; staff see all."""
+    """Verified businesses; an owner also sees their own; staff and read.all see all."""
     return BUSINESS_VISIBILITY.q(audience)
 
 
 def event_visibility(audience: Audience) -> Q:
-    """Approved events; the creator also sees their own; staff see all."""
+    """Approved events; the submitter (a person or a service) also sees their own; staff
+    and read.all see all."""
     return EVENT_VISIBILITY.q(audience)
 
 
@@ -545,9 +549,9 @@ async def private_view(user_id: int) -> PrivateView:
     rows = await connections.get("default").execute_query_dict(
         "SELECT version,"
         " EXISTS (SELECT 1 FROM business b"
-        f" WHERE b.owner_id = $1 AND NOT ({public_business}))"
+        f" WHERE b.{BUSINESS_VISIBILITY.owner_column} = $1 AND NOT ({public_business}))"
         " OR EXISTS (SELECT 1 FROM event e"
-        f" WHERE e.created_by_id = $1 AND NOT ({public_event}))"
+        f" WHERE e.{EVENT_VISIBILITY.owner_column} = $1 AND NOT ({public_event}))"
         " AS private"
         " FROM data_version WHERE id = 1",
         [user_id],

@@ -1,0 +1,149 @@
+"""Who may do what: the audience of a request and, per operation, which people and which
+service scope may use it. The one statement of these rules; permissions, commands,
+visibility and the README's table all read it.
+
+People are signed-in users (staff by Cognito group). Services are other servers signed in
+with the client-credentials grant: they have no user row and act only through the scopes
+of their token, never through groups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+
+__all__ = [
+    "ANONYMOUS",
+    "AVAILABLE_EVENTS",
+    "HIDDEN_ROWS",
+    "POWERS",
+    "STATUS_FILTER",
+    "Audience",
+    "EventOwners",
+    "People",
+    "Power",
+    "Scope",
+    "permission_table",
+    "who_may_change_event",
+]
+
+
+class Scope(StrEnum):
+    """The custom scopes of our resource server, by name (the token says `popmap/<name>`)."""
+
+    EVENTS_WRITE = "events.write"
+    MODERATE = "moderate"
+    READ_ALL = "read.all"
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Who is asking: a person (user_id), a service (client_id), or nobody."""
+
+    user_id: int | None = None
+    is_staff: bool = False
+    client_id: str | None = None  # the app client a service signs in as
+    scopes: frozenset[Scope] = field(default_factory=frozenset)
+
+    @property
+    def is_service(self) -> bool:
+        return self.client_id is not None
+
+    @property
+    def sees_everything(self) -> bool:
+        """Every status of every row: staff, and services with the scope for it."""
+        return self.is_staff or POWERS[HIDDEN_ROWS].scope in self.scopes
+
+
+ANONYMOUS = Audience()
+
+
+# The reads that visibility guards (every list, every lookup by id).
+HIDDEN_ROWS = "unverified businesses, events not approved"
+STATUS_FILTER = "events(filter: {status})"
+AVAILABLE_EVENTS = "Business.availableEvents"
+
+
+class People(Enum):
+    """Which people may use an operation (the README's words)."""
+
+    ANYONE = "anyone"
+    SIGNED_IN = "signed in"
+    OWNER_OR_STAFF = "the business's owner, staff"
+    EVENT_EDITOR = "the event's submitter, its host business's owner, staff"
+    STAFF = "staff"
+    OWN_VIEW = "the signed-in person (about themself)"
+    OWN_ROWS = "their owner or submitter, staff"
+    NOBODY = "nobody (null for people)"
+
+
+@dataclass(frozen=True, slots=True)
+class Power:
+    people: People
+    scope: Scope | None  # what a service needs; None: no service, ever
+    services_note: str = ""  # what a service with the scope may do, when narrower
+
+
+POWERS: dict[str, Power] = {
+    # mutations
+    "submitBusiness": Power(People.SIGNED_IN, None),
+    "updateBusiness": Power(People.OWNER_OR_STAFF, None),
+    "joinEvent": Power(People.OWNER_OR_STAFF, None),
+    "leaveEvent": Power(People.OWNER_OR_STAFF, None),
+    # Uploads are owned by a user (media_upload.user_id); a service has none.
+    "createUpload": Power(People.SIGNED_IN, None),
+    "submitEvent": Power(People.SIGNED_IN, Scope.EVENTS_WRITE, "no host business"),
+    "updateEvent": Power(People.EVENT_EDITOR, Scope.EVENTS_WRITE, "events it submitted only"),
+    "cancelEvent": Power(People.EVENT_EDITOR, Scope.EVENTS_WRITE, "events it submitted only"),
+    "verifyBusiness": Power(People.STAFF, Scope.MODERATE),
+    "moderateEvent": Power(People.STAFF, Scope.MODERATE),
+    # viewer-dependent reads
+    "Query.me": Power(People.OWN_VIEW, None, "null for services"),
+    "Query.serviceClient": Power(People.NOBODY, None, "any service"),
+    "Business.viewerIsOwner": Power(People.ANYONE, None, "false for services"),
+    AVAILABLE_EVENTS: Power(People.OWNER_OR_STAFF, Scope.READ_ALL),
+    STATUS_FILTER: Power(People.STAFF, Scope.READ_ALL),
+    HIDDEN_ROWS: Power(People.OWN_ROWS, Scope.READ_ALL, "without it, only the events it submitted"),
+}
+"""Operation -> who may use it. Guarded mutations take their permission from here."""
+
+
+def who_may_change_event(audience: Audience, event_owners: EventOwners) -> bool:
+    """The one rule for changing an event: its submitter, the owner of its host business,
+    staff, or the service that submitted it when it holds events.write."""
+    if audience.is_staff:
+        return True
+    if audience.is_service:
+        return (
+            POWERS["updateEvent"].scope in audience.scopes
+            and event_owners.client_id is not None
+            and event_owners.client_id == audience.client_id
+        )
+    user = audience.user_id
+    return user is not None and user in (event_owners.creator_id, event_owners.host_owner_id)
+
+
+@dataclass(frozen=True, slots=True)
+class EventOwners:
+    """Who an event belongs to: the person or service that submitted it, its host's owner."""
+
+    creator_id: int | None
+    client_id: str | None
+    host_owner_id: int | None
+
+
+def permission_table(resource_server: str) -> str:
+    """The README's table of POWERS, in Markdown."""
+    lines = [
+        "| operation | people | services (scope) |",
+        "| --- | --- | --- |",
+    ]
+    for operation, power in POWERS.items():
+        if power.scope is not None:
+            services = f"`{resource_server}/{power.scope.value}`"
+            if power.services_note:
+                services += f"; {power.services_note}"
+        else:
+            services = power.services_note or "never (FORBIDDEN)"
+        lines.append(f"| `{operation}` | {power.people.value} | {services} |")
+    return "\n".join(lines) + "\n"
