@@ -18,7 +18,7 @@ from typing import Any
 from popmap_gql.db.validation import check_instant, check_storable
 from popmap_gql.errors import BadUserInput
 
-__all__ = ["decode_cursor", "decode_id", "encode_cursor", "encode_id"]
+__all__ = ["decode_cursor", "decode_id", "encode_cursor", "encode_id", "lookup_pk"]
 
 _MAX_ID = 2**63 - 1  # bigint
 _MAX_ID_LENGTH = 64
@@ -54,6 +54,15 @@ def decode_id(type_name: str, value: str, *, field: str = "id") -> int:
     if prefix != type_name or not 0 < pk <= _MAX_ID or encode_id(type_name, pk) != value:
         raise invalid
     return pk
+
+
+def lookup_pk(type_name: str, value: str) -> int | None:
+    """The primary key a lookup by `value` names, or None when it names nothing: an ID
+    in any other form than the one the API writes is simply no ID of that type."""
+    try:
+        return decode_id(type_name, value)
+    except BadUserInput:
+        return None
 
 
 def encode_cursor(order: str, value: Any, pk: int) -> str:

@@ -11,7 +11,7 @@ import strawberry
 from tortoise.models import Model
 
 from popmap_gql.api.context import Info
-from popmap_gql.api.ids import decode_cursor, decode_id, encode_cursor, encode_id
+from popmap_gql.api.ids import decode_cursor, decode_id, encode_cursor, encode_id, lookup_pk
 from popmap_gql.api.permissions import require_service_power
 from popmap_gql.api.prefetch import (
     lookup_business,
@@ -284,8 +284,10 @@ class Query:
 
     @strawberry.field(description="One business, if the viewer can see it.")
     async def business(self, info: Info, id: strawberry.ID) -> Business | None:
-        pk = decode_id("Business", id)
-        business = await lookup_business(info.context.loaders, pk, selected(info))
+        pk = lookup_pk("Business", id)
+        business = (
+            None if pk is None else await lookup_business(info.context.loaders, pk, selected(info))
+        )
         if business is None:
             raise NotFound("no such business")
         return business
@@ -333,7 +335,8 @@ class Query:
 
     @strawberry.field(description="One event, if the viewer can see it.")
     async def event(self, info: Info, id: strawberry.ID) -> Event | None:
-        event = await info.context.loaders.event_by_id.load(decode_id("Event", id))
+        pk = lookup_pk("Event", id)
+        event = None if pk is None else await info.context.loaders.event_by_id.load(pk)
         if event is None:
             raise NotFound("no such event")
         await prefetch_events(info.context.loaders, [event], selected(info))
