@@ -266,14 +266,10 @@ async def submit_event(audience: Audience, fields: EventFields) -> Event:
         )
 
 
-async def _event_to_change(audience: Audience, event_id: int) -> Event:
-    """The event, locked until the transaction ends, if the audience may change it.
-
-    Call inside a transaction. An event the audience cannot see is NOT_FOUND before
-    anything else, so the answer reveals nothing about other people's events.
-    """
-    # FOR NO KEY UPDATE: serialises with joins, moderation and other changes, which all
-    # lock the event's row first.
+async def _locked_visible_event(audience: Audience, event_id: int) -> Event:
+    """The event if the audience can see it (else NOT_FOUND), locked until the transaction
+    ends. FOR NO KEY UPDATE serialises joins, moderation and changes of one event, which
+    all lock its row first, while its participations can still reference it."""
     event = (
         await Event.filter(event_visibility(audience), id=event_id)
         .select_for_update(no_key=True)
@@ -281,6 +277,16 @@ async def _event_to_change(audience: Audience, event_id: int) -> Event:
     )
     if event is None:
         raise NotFound("no such event")
+    return event
+
+
+async def _event_to_change(audience: Audience, event_id: int) -> Event:
+    """The event, locked until the transaction ends, if the audience may change it.
+
+    Call inside a transaction. An event the audience cannot see is NOT_FOUND before
+    anything else, so the answer reveals nothing about other people's events.
+    """
+    event = await _locked_visible_event(audience, event_id)
     host = (
         await Business.get_or_none(id=event.host_business_id)
         if event.host_business_id is not None
@@ -354,13 +360,7 @@ async def join_event(audience: Audience, event_id: int, business_id: int) -> Par
     """Join a verified business to an approved event that has not ended; idempotent."""
     async with in_transaction() as conn:
         # Row lock: moderation cannot cancel the event between our check and our insert.
-        event = (
-            await Event.filter(event_visibility(audience), id=event_id)
-            .select_for_update(no_key=True)
-            .first()
-        )
-        if event is None:
-            raise NotFound("no such event")
+        event = await _locked_visible_event(audience, event_id)
         business = await Business.get(id=business_id)
         if not business.is_verified:
             raise BadUserInput("the business is not verified yet", field="businessId")
