@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from popmap_gql.auth.local_idp import LocalIdentityProvider
+from popmap_gql.auth.local_idp import LOCAL_SERVICE_CLIENT_ID, LocalIdentityProvider
 from popmap_gql.config import Settings
-from popmap_gql.db.models import Business, MediaUpload
+from popmap_gql.db.models import Business, Event, MediaUpload
 from tests.helpers import error_codes, global_id
 from tests.media_kit import (
     SUBMIT_BUSINESS,
+    SUBMIT_EVENT,
     UPDATE_BUSINESS,
     create_upload,
     form_fields,
@@ -303,3 +304,35 @@ async def test_gc_deletes_old_uploads_and_replaced_logos_from_the_bucket(
     assert {first, second, replaced, never_saved}.isdisjoint(remaining)
     assert "4 objects deleted, 3 uploads forgotten" in output
     assert await MediaUpload.all().count() == 0
+
+
+async def test_a_service_uploads_an_event_image_to_the_bucket_and_gc_collects_its_unsaved_one(
+    s3_client: httpx.AsyncClient, s3: S3Client, s3_env: dict[str, str]
+) -> None:
+    tokens = LocalIdentityProvider(Path(s3_env["POPMAP_DATA_DIR"])).mint_client_credentials(
+        LOCAL_SERVICE_CLIENT_ID, ["popmap/events.write"]
+    )
+    importer = Person("importer", None, str(tokens["access_token"]))
+    saved = await upload(s3_client, importer, "EVENT_IMAGE", "image/png", PNG)
+    never_saved = await upload(s3_client, importer, "EVENT_IMAGE", "image/png", PNG)
+    assert saved.startswith("uploads/c")
+    assert object_exists(s3, saved)
+    starts = datetime.now(UTC) + timedelta(days=3)
+    event = {
+        "title": "Imported",
+        "latitude": 30.27,
+        "longitude": -97.74,
+        "startsAt": starts.isoformat(),
+        "endsAt": (starts + timedelta(hours=2)).isoformat(),
+        "image": saved,
+    }
+
+    body = await post(s3_client, importer, SUBMIT_EVENT, {"input": event})
+    assert "errors" not in body, body
+    shown = (await Event.get(title="Imported")).image_key
+    output = run_gc(s3_env)
+
+    remaining = {item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
+    assert remaining == {shown}
+    assert "2 objects deleted, 2 uploads forgotten" in output
+    assert never_saved not in remaining

@@ -134,6 +134,12 @@ OPERATIONS: dict[str, Operation] = {
         lambda w: {},
         _ok("createUpload"),
     ),
+    "createUpload (business logo)": (
+        'mutation { createUpload(kind: BUSINESS_LOGO, contentType: "image/png", byteSize: 100)'
+        " { key } }",
+        lambda w: {},
+        _ok("createUpload"),
+    ),
     "joinEvent": (
         "mutation ($e: ID!, $b: ID!) { joinEvent(eventId: $e, businessId: $b) { changed } }",
         lambda w: {"e": global_id("Event", w.fair.id), "b": global_id("Business", w.owned.id)},
@@ -259,7 +265,8 @@ MATRIX: dict[str, tuple[Any, Any, Any, Any, Any, Any, Any, Any]] = {
     "updateBusiness(id:)":                    (U, F, "OK", "OK",        F, F, F, F),
     "submitEvent":                            (U, "OK", "OK", "OK",     W, "OK", W, W),
     "submitEvent (hosted by owned)":          (U, F, "OK", "OK",        W, F, W, W),
-    "createUpload (event image)":             (U, "OK", "OK", "OK",     F, F, F, F),
+    "createUpload (event image)":             (U, "OK", "OK", "OK",     W, "OK", W, W),
+    "createUpload (business logo)":           (U, "OK", "OK", "OK",     F, F, F, F),
     "joinEvent":                              (U, F, "OK", "OK",        F, F, F, F),
     "leaveEvent":                             (U, F, "OK", "OK",        F, F, F, F),
     "updateEvent (their proposal)":           (U, N, "OK", "OK",        W, N, W, W),

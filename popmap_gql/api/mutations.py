@@ -22,8 +22,7 @@ from popmap_gql.db import commands
 from popmap_gql.db.models import EventStatus
 from popmap_gql.db.models import UploadKind as UploadKindValue
 from popmap_gql.db.powers import POWERS
-from popmap_gql.db.uploads import ClaimedUpload
-from popmap_gql.errors import BadUserInput
+from popmap_gql.db.uploads import ClaimedUpload, UploadOwner
 from popmap_gql.media.stores import MediaStore
 from popmap_gql.media.uploads import claim_upload, create_upload
 
@@ -161,17 +160,18 @@ def _media_store(info: Info) -> MediaStore:
     return store
 
 
+def _uploader(info: Info) -> UploadOwner:
+    owner = UploadOwner.of(info.context.viewer.audience)
+    assert owner is not None  # the mutations that take uploads are for the signed-in
+    return owner
+
+
 async def _claim(
     info: Info, key: str | None, kind: UploadKindValue, field: str
 ) -> ClaimedUpload | None:
     if key is None:
         return None
-    viewer_id = info.context.viewer.user_id
-    if viewer_id is None:
-        # A service: uploads belong to people (createUpload is not among its powers), so
-        # no key is its own. Refused rather than ignored, which would drop the picture.
-        raise BadUserInput("no upload of yours has this key", field=field)
-    return await claim_upload(_media_store(info), viewer_id, key, kind, field)
+    return await claim_upload(_media_store(info), _uploader(info), key, kind, field)
 
 
 async def _changes(info: Info, data: BusinessInput) -> commands.BusinessChanges:
@@ -217,18 +217,17 @@ class Mutation:
         permission_classes=guard("createUpload"),
         description="Sign an upload of one JPEG, PNG or WebP file of exactly byteSize bytes;"
         " the form expires within minutes, and the key must be saved within the hour."
-        " Signed-in people only (uploads belong to a person; services are FORBIDDEN).",
+        " Signed-in people; services with the events.write scope, for EVENT_IMAGE only."
+        " An upload is saved only by whoever created it.",
     )
     async def create_upload(
         self, info: Info, kind: UploadKindValue, content_type: str, byte_size: int
     ) -> SignedUpload:
-        viewer_id = info.context.viewer.user_id
-        assert viewer_id is not None  # a person: POWERS gives services no createUpload
         issued = await create_upload(
             _media_store(info),
             info.context.settings,
             info.context.api_base,
-            viewer_id,
+            _uploader(info),
             kind,
             content_type,
             byte_size,

@@ -11,13 +11,14 @@ from strawberry.permission import BasePermission
 
 from popmap_gql.api.context import Info
 from popmap_gql.api.ids import decode_id
-from popmap_gql.db.powers import POWERS, People
+from popmap_gql.db.powers import POWERS, UPLOAD_SAVED_BY, People
 from popmap_gql.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
 
 __all__ = [
     "IsAuthenticated",
     "IsBusinessOwner",
     "IsStaff",
+    "MayUpload",
     "business_in_arguments",
     "guard",
     "require_service_power",
@@ -109,6 +110,20 @@ class IsBusinessOwner(BasePermission):
         raise Forbidden(self.message)
 
 
+class MayUpload(BasePermission):
+    """Signed in; a service only for a kind of upload it may save (UPLOAD_SAVED_BY), so a
+    logo is FORBIDDEN to every service and names no scope, whatever scopes it holds."""
+
+    message = "sign in to do this"
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        if info.context.viewer.is_service:
+            require_service_power(info, UPLOAD_SAVED_BY[kwargs["kind"]])
+            return True
+        _require_sign_in(info)
+        return True
+
+
 _GUARDS: dict[People, list[type[BasePermission]]] = {
     People.SIGNED_IN: [IsAuthenticated],
     # The command applies the event rule (who_may_change_event) to the event it locks.
@@ -118,6 +133,12 @@ _GUARDS: dict[People, list[type[BasePermission]]] = {
 }
 
 
+# Where a service's permission depends on an argument, not on the operation alone.
+_BY_ARGUMENT: dict[str, list[type[BasePermission]]] = {"createUpload": [MayUpload]}
+if POWERS["createUpload"].people is not People.SIGNED_IN:
+    raise TypeError("MayUpload lets every signed-in person create uploads: update it")
+
+
 def guard(mutation: str) -> list[type[BasePermission]]:
     """The permission classes of a mutation, from its row in POWERS."""
-    return _GUARDS[POWERS[mutation].people]
+    return _BY_ARGUMENT.get(mutation) or _GUARDS[POWERS[mutation].people]

@@ -161,10 +161,12 @@ class MediaUpload(Model):
 
     id = fields.BigIntField(primary_key=True)
     key = fields.CharField(max_length=100, unique=True)
-    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
-        "models.User", related_name="media_uploads", on_delete=fields.CASCADE
+    # The owner: a person (user) or a service (its app client's id); exactly one is set.
+    user: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="media_uploads", on_delete=fields.CASCADE, null=True
     )
-    user_id: int
+    user_id: int | None
+    client_id = fields.CharField(max_length=128, null=True)
     kind = fields.CharEnumField(UploadKind, max_length=16)
     content_type = fields.CharField(max_length=32)
     byte_size = fields.IntField()

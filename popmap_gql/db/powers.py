@@ -12,12 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 
+from popmap_gql.db.models import UploadKind
+
 __all__ = [
     "ANONYMOUS",
     "AVAILABLE_EVENTS",
     "HIDDEN_ROWS",
     "POWERS",
     "STATUS_FILTER",
+    "UPLOAD_SAVED_BY",
     "Audience",
     "EventOwners",
     "People",
@@ -90,8 +93,8 @@ POWERS: dict[str, Power] = {
     "updateBusiness": Power(People.OWNER_OR_STAFF, None),
     "joinEvent": Power(People.OWNER_OR_STAFF, None),
     "leaveEvent": Power(People.OWNER_OR_STAFF, None),
-    # Uploads are owned by a user (media_upload.user_id); a service has none.
-    "createUpload": Power(People.SIGNED_IN, None),
+    # A service may upload only what it may save (UPLOAD_SAVED_BY); checked below.
+    "createUpload": Power(People.SIGNED_IN, Scope.EVENTS_WRITE, "kind EVENT_IMAGE only"),
     "submitEvent": Power(People.SIGNED_IN, Scope.EVENTS_WRITE, "no host business"),
     "updateEvent": Power(People.EVENT_EDITOR, Scope.EVENTS_WRITE, "events it submitted only"),
     "cancelEvent": Power(People.EVENT_EDITOR, Scope.EVENTS_WRITE, "events it submitted only"),
@@ -106,6 +109,29 @@ POWERS: dict[str, Power] = {
     HIDDEN_ROWS: Power(People.OWN_ROWS, Scope.READ_ALL, "without it, only the events it submitted"),
 }
 """Operation -> who may use it. Guarded mutations take their permission from here."""
+
+# The mutation that saves each kind of upload: whoever may create an upload of a kind is
+# whoever may save it, so a service gets no key it could never use.
+UPLOAD_SAVED_BY: dict[UploadKind, str] = {
+    UploadKind.BUSINESS_LOGO: "submitBusiness",
+    UploadKind.EVENT_IMAGE: "submitEvent",
+}
+
+
+def _check_upload_power() -> None:
+    """createUpload's row states, for the README, the scope its savers' rows imply."""
+    if set(UPLOAD_SAVED_BY) != set(UploadKind):
+        raise TypeError("UPLOAD_SAVED_BY must name the saving mutation of every UploadKind")
+    implied = {POWERS[saver].scope for saver in UPLOAD_SAVED_BY.values()} - {None}
+    allowed = [kind.value for kind, saver in UPLOAD_SAVED_BY.items() if POWERS[saver].scope]
+    stated = POWERS["createUpload"]
+    note = f"kind {', '.join(allowed)} only" if allowed else ""
+    if implied != {stated.scope} - {None} or stated.services_note != note:
+        msg = f"POWERS['createUpload'] must have the scope of its savers, {implied}, and {note!r}"
+        raise TypeError(msg)
+
+
+_check_upload_power()
 
 
 def who_may_change_event(audience: Audience, event_owners: EventOwners) -> bool:

@@ -9,9 +9,50 @@ from datetime import datetime
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.connection import connections
 
+from popmap_gql.db.powers import Audience
 from popmap_gql.errors import BadUserInput
 
-__all__ = ["ClaimedUpload", "delete_uploads_before", "mark_used", "referenced_keys"]
+__all__ = [
+    "ClaimedUpload",
+    "UploadOwner",
+    "delete_uploads_before",
+    "mark_used",
+    "referenced_keys",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class UploadOwner:
+    """Whom an upload belongs to: a person (user_id) or a service (client_id), never both,
+    as media_upload's CHECK says. Only its owner may save an upload."""
+
+    user_id: int | None = None
+    client_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.user_id is None) == (self.client_id is None):
+            raise ValueError("an upload has exactly one owner: a user or a client")
+
+    @classmethod
+    def of(cls, audience: Audience) -> UploadOwner | None:
+        """The owner the audience uploads as; None for the anonymous."""
+        if audience.client_id is not None:
+            return cls(client_id=audience.client_id)
+        if audience.user_id is not None:
+            return cls(user_id=audience.user_id)
+        return None
+
+    @property
+    def column(self) -> dict[str, int | str]:
+        """The owner column of media_upload that is set, to filter on: the other is NULL
+        on every row of this owner."""
+        if self.client_id is not None:
+            return {"client_id": self.client_id}
+        assert self.user_id is not None  # __post_init__
+        return {"user_id": self.user_id}
+
+    def owns(self, user_id: int | None, client_id: str | None) -> bool:
+        return user_id == self.user_id and client_id == self.client_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +61,7 @@ class ClaimedUpload:
 
     upload_key: str
     published_key: str
-    user_id: int
+    owner: UploadOwner
     field: str
 
 
@@ -28,9 +69,10 @@ async def mark_used(conn: BaseDBAsyncClient, claimed: ClaimedUpload) -> None:
     """Spend the upload in the writer's transaction: two saves of one key cannot both win."""
     used = await conn.execute_query_dict(
         "UPDATE media_upload SET used_at = now()"
-        " WHERE key = $1 AND user_id = $2 AND used_at IS NULL AND expires_at > now()"
+        " WHERE key = $1 AND user_id IS NOT DISTINCT FROM $2"
+        " AND client_id IS NOT DISTINCT FROM $3 AND used_at IS NULL AND expires_at > now()"
         " RETURNING id",
-        [claimed.upload_key, claimed.user_id],
+        [claimed.upload_key, claimed.owner.user_id, claimed.owner.client_id],
     )
     if not used:
         raise BadUserInput("this upload was already used or has expired", field=claimed.field)

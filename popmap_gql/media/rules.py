@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from dataclasses import dataclass
 
 from popmap_gql.db.models import UploadKind
+from popmap_gql.db.uploads import UploadOwner
 
 __all__ = [
     "CLAIM_SECONDS",
@@ -21,6 +23,7 @@ __all__ = [
     "ImageType",
     "content_type_of_key",
     "new_upload_key",
+    "owner_prefix",
     "published_key",
 ]
 
@@ -45,7 +48,8 @@ _EXTENSIONS = "|".join(_BY_EXTENSION)
 # for an hour after it was issued. Uploads never saved are removed by `media gc`.
 POLICY_SECONDS = 300
 CLAIM_SECONDS = 3600
-# Unsaved, unexpired uploads one person may hold at once: bounds rows and stored objects.
+# Unsaved, unexpired uploads one owner (a person, a service) may hold at once: bounds
+# rows and stored objects.
 MAX_PENDING_UPLOADS = 20
 
 # A logo or an event picture needs no more; larger images cost memory to decode (a
@@ -56,9 +60,13 @@ MAX_IMAGE_PIXELS = 24_000_000
 IMMUTABLE_CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 _RANDOM_PART = r"[A-Za-z0-9_-]{22}"
-# Where the browser uploads: under the viewer's own prefix.
+# Where the browser uploads: under the owner's own prefix. A person's is their user id; a
+# service's is `c` and a digest of its client id (free text, so never part of a path).
+# The two cannot collide: a user id starts with a digit.
+_CLIENT_DIGEST_CHARS = 32  # 128 bits of SHA-256
 UPLOAD_KEY = re.compile(
-    rf"uploads/(?P<user>[1-9][0-9]{{0,18}})/(?P<token>{_RANDOM_PART})\.(?P<ext>{_EXTENSIONS})"
+    rf"uploads/(?P<owner>[1-9][0-9]{{0,18}}|c[0-9a-f]{{{_CLIENT_DIGEST_CHARS}}})"
+    rf"/(?P<token>{_RANDOM_PART})\.(?P<ext>{_EXTENSIONS})"
 )
 # Where a checked upload is published (and what public URLs name): nobody can write there
 # with a signed POST, so a saved picture cannot be replaced behind the API's back.
@@ -68,9 +76,17 @@ PUBLISHED_KEY = re.compile(
 )
 
 
-def new_upload_key(user_id: int, content_type: str) -> str:
+def owner_prefix(owner: UploadOwner) -> str:
+    """The folder under `uploads/` that holds this owner's uploads."""
+    if owner.client_id is not None:
+        digest = hashlib.sha256(owner.client_id.encode("utf-8", "replace")).hexdigest()
+        return f"c{digest[:_CLIENT_DIGEST_CHARS]}"
+    return str(owner.user_id)
+
+
+def new_upload_key(owner: UploadOwner, content_type: str) -> str:
     token = secrets.token_urlsafe(16)  # 22 characters, 128 random bits
-    return f"uploads/{user_id}/{token}.{CONTENT_TYPES[content_type].extension}"
+    return f"uploads/{owner_prefix(owner)}/{token}.{CONTENT_TYPES[content_type].extension}"
 
 
 def published_key(upload_key: str, kind: UploadKind) -> str:

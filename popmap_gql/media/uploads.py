@@ -53,12 +53,12 @@ async def create_upload(
     store: MediaStore,
     settings: Settings,
     api_base: str,
-    user_id: int,
+    owner: uploads.UploadOwner,
     kind: UploadKind,
     content_type: str,
     byte_size: int,
 ) -> IssuedUpload:
-    """A signed POST for one file of this type and exactly this size, for this viewer."""
+    """A signed POST for one file of this type and exactly this size, for this owner."""
     if content_type not in CONTENT_TYPES:
         raise BadUserInput(
             f"contentType must be one of {', '.join(CONTENT_TYPES)}", field="contentType"
@@ -69,17 +69,18 @@ async def create_upload(
         )
     now = datetime.now(UTC)
     pending = await MediaUpload.filter(
-        user_id=user_id, used_at__isnull=True, expires_at__gt=now
+        **owner.column, used_at__isnull=True, expires_at__gt=now
     ).count()
     if pending >= MAX_PENDING_UPLOADS:
         raise BadUserInput(
             f"at most {MAX_PENDING_UPLOADS} uploads may wait to be saved; save or wait",
             field="kind",
         )
-    key = new_upload_key(user_id, content_type)
+    key = new_upload_key(owner, content_type)
     await MediaUpload.create(
         key=key,
-        user_id=user_id,
+        user_id=owner.user_id,
+        client_id=owner.client_id,
         kind=kind,
         content_type=content_type,
         byte_size=byte_size,
@@ -101,19 +102,19 @@ async def create_upload(
 
 
 async def claim_upload(
-    store: MediaStore, user_id: int, key: str, kind: UploadKind, field: str
+    store: MediaStore, owner: uploads.UploadOwner, key: str, kind: UploadKind, field: str
 ) -> uploads.ClaimedUpload:
     """Check the upload `key` and publish its bytes; the caller saves it with `mark_used`.
 
-    Refused (BadUserInput on `field`) unless the key was issued to this viewer for this
+    Refused (BadUserInput on `field`) unless the key was issued to this owner for this
     kind, is unexpired and unused, and the stored object has the declared type and size
     and is a real image of that type. A refused object is deleted.
     """
     if not UPLOAD_KEY.fullmatch(key):
         raise BadUserInput("not an upload key from createUpload", field=field)
     upload = await MediaUpload.get_or_none(key=key)
-    if upload is None or upload.user_id != user_id:
-        # the same answer for another person's key: keys are not confirmed to strangers
+    if upload is None or not owner.owns(upload.user_id, upload.client_id):
+        # the same answer for another owner's key: keys are not confirmed to strangers
         raise BadUserInput("no upload of yours has this key", field=field)
     if upload.kind is not kind:
         raise BadUserInput(f"this upload was made for {upload.kind.value}", field=field)
@@ -143,7 +144,7 @@ async def claim_upload(
     target = published_key(key, kind)
     # The upload itself stays (a failed save may be retried) until `media gc`.
     await store.publish(target, stored.data, upload.content_type)
-    return uploads.ClaimedUpload(upload_key=key, published_key=target, user_id=user_id, field=field)
+    return uploads.ClaimedUpload(upload_key=key, published_key=target, owner=owner, field=field)
 
 
 @dataclass(frozen=True, slots=True)
