@@ -202,17 +202,48 @@ class Gadget(Thing):
 
 
 @strawberry.type
+class Gizmo(Thing):
+    label: str = "plain"
+
+
+@strawberry.interface
+class Secret:
+    code: str = strawberry.field(metadata=private())
+
+
+@strawberry.type
+class Locker(Secret):
+    code: str = "1234"
+
+
+@strawberry.type
 class Things:
     @strawberry.field
     def thing(self) -> Thing:
         return Gadget()
 
+    @strawberry.field
+    def secret(self) -> Secret:
+        return Locker()
 
-def test_an_interface_field_is_private_when_a_type_implementing_it_marks_it() -> None:
-    things = strawberry.Schema(query=Things, types=[Gadget])
-    fields = PrivateFields(things._schema)
-    query = parse("{ thing { label } }")
-    assert validate(things._schema, query) == []
 
-    assert ("Thing", "label") in fields.coordinates
-    assert not cacheable(query, fields)
+THINGS = strawberry.Schema(query=Things, types=[Gadget, Gizmo, Locker])
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ thing { label } }",
+        "{ thing { ... on Gizmo { label } } }",
+        "{ secret { ... on Locker { code } } }",
+    ],
+)
+def test_a_field_marked_on_an_interface_or_one_of_its_types_is_private_on_all(
+    query: str,
+) -> None:
+    fields = PrivateFields(THINGS._schema)
+    parsed = parse(query)
+    assert validate(THINGS._schema, parsed) == []
+
+    assert not cacheable(parsed, fields)
+    assert cacheable(parse("{ thing { __typename } }"), fields)

@@ -17,8 +17,10 @@ Building the schema checks the declarations against it and fails naming the fiel
 - a field returning a private type (or a union or interface one of whose types is
   private), in any list or non-null wrapping, must be marked itself;
 - a mark on an input field means nothing and is refused.
-Since marks sit on the fields, no mark can name a field that does not exist. A field of
-an interface counts as private when it is marked there or on any type implementing it.
+Since marks sit on the fields, no mark can name a field that does not exist. A field an
+interface shares with the types implementing it is private on all of them when it is
+marked on any of them (there is nothing to check: whichever way a document reaches it,
+it is found).
 """
 
 from __future__ import annotations
@@ -113,15 +115,20 @@ def private_coordinates(schema: GraphQLSchema) -> frozenset[Coordinate]:
                 raise TypeError(msg)
             if marked:
                 found.add((graphql_type.name, name))
-    for interface in schema.type_map.values():
-        if isinstance(interface, GraphQLInterfaceType):
-            for implementation in schema.get_possible_types(interface):
-                found.update(
-                    (interface.name, name)
-                    for name in interface.fields
-                    if (implementation.name, name) in found
-                )
+    _spread_over_interfaces(schema, found)
     return frozenset(found)
+
+
+def _spread_over_interfaces(schema: GraphQLSchema, found: set[Coordinate]) -> None:
+    """A field an interface shares with its types is private on all of them when marked
+    on any: a document may reach it through the interface or through any of the types."""
+    for interface in schema.type_map.values():
+        if not isinstance(interface, GraphQLInterfaceType):
+            continue
+        owners = [interface.name, *(t.name for t in schema.get_possible_types(interface))]
+        for name in interface.fields:
+            if any((owner, name) in found for owner in owners):
+                found.update((owner, name) for owner in owners)
 
 
 class _Finder(Visitor):
