@@ -44,7 +44,7 @@ from graphql import (
     visit,
 )
 
-__all__ = ["PrivateFields", "is_private", "private", "private_type"]
+__all__ = ["PrivateFields", "is_private", "private", "private_coordinates", "private_type"]
 
 _KEY = "popmap.private"
 _TYPE_MARK = "__popmap_private_type__"
