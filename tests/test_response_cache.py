@@ -316,7 +316,13 @@ async def test_an_answer_is_not_stored_under_a_version_that_a_write_passed_while
     viewer = await person(cognito, "viewer")
     assert viewer.user is not None
     await make_business("Public")
-    cached = CachedResponses(schema.documents.prepare, ttl=60.0, max_bytes=MB, max_entry_bytes=MB)
+    cached = CachedResponses(
+        schema.documents.prepare,
+        private=schema.private_fields,
+        ttl=60.0,
+        max_bytes=MB,
+        max_entry_bytes=MB,
+    )
     as_viewer = Viewer(user_id=viewer.user.id)
     before_the_write = await cached.slot(as_viewer, NAMES, None, None)
     assert before_the_write is not None  # the viewer's view is the public one

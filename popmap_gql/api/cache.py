@@ -19,8 +19,10 @@ the public one share "public"; staff and services that see everything (read.all)
 "staff"; anyone else, other services included, is not cached. Whether a
 signed-in person's view is the public one is read in the same statement as a version,
 so the decision holds for exactly that version; it is remembered for that version only.
-Operations that select viewer-dependent fields (`me`, `serviceClient`, `viewerIsOwner`,
-`availableEvents`), mutations and documents that do not validate are never cached.
+Operations that select a field marked private (its answer depends on who asks, see
+privacy.py; the marks are read from the schema at start-up, matched by type and field
+through aliases and fragments), mutations and documents that do not validate are never
+cached.
 
 Memory is bounded in bytes: every entry costs its body, its key and ENTRY_OVERHEAD;
 least recently used entries go first, and an answer larger than the per-entry cap is
@@ -38,10 +40,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from graphql import DocumentNode, FieldNode, OperationDefinitionNode, OperationType, visit
-from graphql.language import Visitor
+from graphql import DocumentNode, OperationDefinitionNode, OperationType
 
 from popmap_gql.api.documents import Prepared
+from popmap_gql.api.privacy import PrivateFields
 from popmap_gql.auth.viewer import Viewer
 from popmap_gql.db import queries
 
@@ -56,32 +58,17 @@ __all__ = [
     "cacheable",
 ]
 
-PRIVATE_FIELDS = frozenset({"me", "viewerIsOwner", "availableEvents", "serviceClient"})
-
-
-class _PrivateFieldFinder(Visitor):
-    def __init__(self) -> None:
-        super().__init__()
-        self.found = False
-
-    def enter_field(self, node: FieldNode, *_args: Any) -> None:
-        if node.name.value in PRIVATE_FIELDS:
-            self.found = True
-
-
 # Longer documents are executed but never cached, so that caches keyed on the document
 # text cannot be made to hold megabytes per entry.
 MAX_CACHED_QUERY_LENGTH = 20_000
 
 
-def cacheable(document: DocumentNode) -> bool:
-    """Only read-only documents without private fields are cached."""
+def cacheable(document: DocumentNode, private: PrivateFields) -> bool:
+    """Only read-only validated documents selecting no private field are cached."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if any(op.operation is not OperationType.QUERY for op in operations):
         return False
-    finder = _PrivateFieldFinder()
-    visit(document, finder)
-    return not finder.found
+    return not private.selected_by(document)
 
 
 # What a cached entry costs besides its body and key: the entry object, the two bytes
@@ -267,18 +254,21 @@ class CachedResponses:
     """The response cache as the endpoint uses it: who shares, which version, what body.
 
     `prepare` is the schema's own parse-and-validate cache, so deciding whether a document
-    may be cached parses nothing the executor would not, under the same token limit.
+    may be cached parses nothing the executor would not, under the same token limit;
+    `private` is the same schema's private fields.
     """
 
     def __init__(
         self,
         prepare: Callable[[str], Prepared],
         *,
+        private: PrivateFields,
         ttl: float,
         max_bytes: int,
         max_entry_bytes: int,
     ) -> None:
         self.prepare = prepare
+        self.private = private
         self.store = ResponseCache(max_bytes=max_bytes, max_entry_bytes=max_entry_bytes, ttl=ttl)
         self.version = DataVersion(queries.data_version)
         self.private_views = PrivateViews(PRIVATE_VIEWS_SIZE)
@@ -341,7 +331,7 @@ class CachedResponses:
             return known
         prepared = self.prepare(query)
         document = prepared.document
-        policy = document is not None and not prepared.errors and cacheable(document)
+        policy = document is not None and not prepared.errors and cacheable(document, self.private)
         self._policies[digest] = policy
         if len(self._policies) > POLICY_CACHE_SIZE:
             self._policies.popitem(last=False)

@@ -19,6 +19,7 @@ from popmap_gql.api.prefetch import (
     prefetch_events,
     selected,
 )
+from popmap_gql.api.privacy import private
 from popmap_gql.api.services import ServiceClient, service_client
 from popmap_gql.api.sizes import Capped, Paged, cap_of, sized
 from popmap_gql.api.types import (
@@ -230,13 +231,17 @@ def _auth_config(settings: Settings) -> AuthConfig:
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="The signed-in person; null without a token and for services.")
+    @strawberry.field(
+        description="The signed-in person; null without a token and for services.",
+        metadata=private(),
+    )
     def me(self, info: Info) -> Viewer | None:
         return _viewer(info.context.viewer)
 
     @strawberry.field(
         description="The service a server-to-server request acts for; null for people and"
-        " anonymous callers."
+        " anonymous callers.",
+        metadata=private(),
     )
     def service_client(self, info: Info) -> ServiceClient | None:
         return service_client(info.context.viewer, info.context.settings)

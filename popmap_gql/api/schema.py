@@ -29,6 +29,7 @@ from popmap_gql.api.errors import log_unexpected
 from popmap_gql.api.execution import PopmapExecutionContext, plain_scalar_fields
 from popmap_gql.api.limits import ShapeLimits
 from popmap_gql.api.mutations import Mutation
+from popmap_gql.api.privacy import PrivateFields
 from popmap_gql.api.queries import Query
 from popmap_gql.api.types import DIRECT_RESOLVERS
 from popmap_gql.config import Settings
@@ -56,6 +57,7 @@ class PopmapSchema(strawberry.Schema):
 
     documents: Documents
     cost_model: CostModel
+    private_fields: PrivateFields
     max_query_cost: int
     hide_suggestions: bool
 
@@ -184,6 +186,7 @@ def build_schema(settings: Settings) -> PopmapSchema:
         maxsize=DOCUMENT_CACHE_SIZE,
     )
     built.cost_model = CostModel(built._schema)  # fails on a list without a declared size
+    built.private_fields = PrivateFields(built._schema)  # fails on an unmarked private field
     built.max_query_cost = settings.max_query_cost
     built.hide_suggestions = not settings.introspection
     _install_direct_resolvers(built)

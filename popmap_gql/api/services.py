@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import strawberry
 
+from popmap_gql.api.privacy import private_type
 from popmap_gql.auth.viewer import Viewer as AuthViewer
 from popmap_gql.config import Settings
 
 __all__ = ["ServiceClient", "service_client"]
 
 
+@private_type
 @strawberry.type(description="The other server a request acts for (client credentials).")
 class ServiceClient:
     client_id: str = strawberry.field(description="Its Cognito app client id.")

@@ -14,6 +14,7 @@ from popmap_gql.api.context import Context, Info
 from popmap_gql.api.dataloading import Missing, peek, ready
 from popmap_gql.api.ids import encode_id
 from popmap_gql.api.permissions import require_service_power
+from popmap_gql.api.privacy import private, private_type
 from popmap_gql.api.sizes import PAGE_ITEMS, Capped, cap_of, sized
 from popmap_gql.db import models
 from popmap_gql.db.commands import MAX_CATEGORIES
@@ -155,7 +156,8 @@ class Business:
 
     @strawberry.field(
         description="True when the signed-in viewer owns this business. Use this, not a"
-        " comparison of ids, to show owner-only controls."
+        " comparison of ids, to show owner-only controls.",
+        metadata=private(),
     )
     def viewer_is_owner(self, info: Info) -> bool:
         viewer_id = info.context.viewer.user_id
@@ -164,7 +166,7 @@ class Business:
     @strawberry.field(
         description="Owner and staff only (others get FORBIDDEN): approved events that have"
         " not ended and that this business has not joined, soonest first, at most 100.",
-        metadata=sized(Capped(100)),
+        metadata=sized(Capped(100)) | private(),
     )
     async def available_events(self, info: Info) -> list[Event] | None:
         viewer = info.context.viewer
@@ -367,6 +369,7 @@ class Connection(Generic[NodeT]):
         return await self.count()
 
 
+@private_type
 @strawberry.type(description="The signed-in person.")
 class Viewer:
     id: strawberry.ID

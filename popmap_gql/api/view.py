@@ -189,6 +189,7 @@ class GraphQLView:
         self.cached = (
             CachedResponses(
                 schema.documents.prepare,
+                private=schema.private_fields,
                 ttl=settings.response_cache_ttl_seconds,
                 max_bytes=settings.response_cache_max_bytes,
                 max_entry_bytes=settings.response_cache_max_entry_bytes,
