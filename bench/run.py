@@ -543,13 +543,14 @@ def run_mixed(server: Server, q1: Scenario, m1: Scenario, seconds: int, token: s
     writer = threading.Thread(
         target=write_steadily, args=(server.url, m1, token, stop, writes), daemon=True
     )
+    started = time.monotonic()
     writer.start()
     try:
         run = run_wrk(server, q1, seconds, token)
     finally:
         stop.set()
         writer.join(timeout=60)
-    run.writes_per_second = writes.sent / seconds
+    run.writes_per_second = writes.sent / (time.monotonic() - started)
     run.errors += writes.failed
     return run
 
