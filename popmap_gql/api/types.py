@@ -19,6 +19,7 @@ from popmap_gql.api.sizes import PAGE_ITEMS, Capped, cap_of, sized
 from popmap_gql.db import models
 from popmap_gql.db.commands import MAX_CATEGORIES
 from popmap_gql.db.powers import AVAILABLE_EVENTS
+from popmap_gql.db.queries import ACTIVE_EVENTS, ended
 from popmap_gql.errors import Forbidden, Unauthenticated
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ class Business:
         def convert(events: list[Event]) -> list[Event]:
             if upcoming:
                 now = datetime.now(UTC)
-                return [event for event in events if event.ends_at >= now]
+                return [event for event in events if not ended(event.ends_at, now)]
             return events
 
         return ready(context.loaders.events_by_business, self.pk, convert)
@@ -236,7 +237,7 @@ class Event:
 
     @strawberry.field(description="True while the event is approved and has not ended.")
     def is_active(self) -> bool:
-        return self.status is models.EventStatus.APPROVED and self.ends_at >= datetime.now(UTC)
+        return ACTIVE_EVENTS.holds(self.status, self.ends_at, datetime.now(UTC))
 
     @strawberry.field
     def host_business(self, info: Info) -> Business | None:
