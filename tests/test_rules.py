@@ -34,7 +34,9 @@ async def test_active_events_in_sql_and_in_python_are_the_same_events(
     assert [row["title"] for row in rows] == in_python == ["APPROVED coming", "APPROVED running"]
 
 
-async def test_is_active_shows_the_rule_for_a_running_and_an_ended_event(client: httpx.AsyncClient) -> None:
+async def test_is_active_shows_the_rule_for_a_running_and_an_ended_event(
+    client: httpx.AsyncClient,
+) -> None:
     ended = await make_event("Ended", starts_in=timedelta(days=-2))
     running = await make_event("Running", starts_in=timedelta(hours=-1))
 
