@@ -18,7 +18,7 @@ from popmap_gql.api.privacy import private, private_type
 from popmap_gql.api.sizes import PAGE_ITEMS, Capped, cap_of, sized
 from popmap_gql.db import models
 from popmap_gql.db.commands import MAX_CATEGORIES
-from popmap_gql.db.powers import AVAILABLE_EVENTS
+from popmap_gql.db.powers import AVAILABLE_EVENTS, may_act_for_business
 from popmap_gql.db.queries import ACTIVE_EVENTS, ended
 from popmap_gql.errors import Forbidden, Unauthenticated
 
@@ -175,7 +175,7 @@ class Business:
             raise Unauthenticated("sign in to see the events your business can join")
         if viewer.is_service:
             require_service_power(info, AVAILABLE_EVENTS)
-        elif not viewer.is_staff and viewer.user_id != self.owner_id:
+        elif not may_act_for_business(viewer.audience, self.owner_id):
             raise Forbidden("only the business's owner or staff may see this")
         return await info.context.loaders.available_events_by_business.load(self.pk)
 

@@ -10,7 +10,7 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from popmap_gql.db.models import Business, Category, Event, EventStatus, Participation
-from popmap_gql.db.powers import Audience, EventOwners, who_may_change_event
+from popmap_gql.db.powers import Audience, EventOwners, may_act_for_business, who_may_change_event
 from popmap_gql.db.queries import ACTIVE_EVENTS, business_visibility, event_visibility
 from popmap_gql.db.uploads import ClaimedUpload, mark_used
 from popmap_gql.db.validation import (
@@ -251,8 +251,7 @@ async def submit_event(audience: Audience, fields: EventFields) -> Event:
         ).first()
         if host is None:
             raise NotFound("no such business")
-        mine = audience.user_id is not None and host.owner_id == audience.user_id
-        if not (mine or audience.is_staff):
+        if not may_act_for_business(audience, host.owner_id):
             raise Forbidden("the host business must be one of yours")
     async with in_transaction() as conn:
         if fields.image is not None:
