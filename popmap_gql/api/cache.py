@@ -38,8 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from graphql import DocumentNode, FieldNode, OperationDefinitionNode, OperationType, visit
-from graphql.language import Visitor
+from graphql import DocumentNode, FieldNode, OperationDefinitionNode, OperationType, Visitor, visit
 
 from popmap_gql.api.documents import Prepared
 from popmap_gql.auth.viewer import Viewer
