@@ -293,7 +293,7 @@ def _lookup_business(ds: Dataset) -> int:
     counts = Counter(row[2] for row in ds.participation if row[1] in future and row[2] in verified)
     business_id, count = min(counts.items(), key=lambda item: (-item[1], item[0]))
     assert count >= 3, count
-    return business_id
+    return int(business_id)  # rows are tuples of Any
 
 
 def marker(ds: Dataset) -> str:

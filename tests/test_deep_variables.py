@@ -15,6 +15,7 @@ from graphql import (
     GraphQLSchema,
 )
 
+from popmap_gql.api.engine import graphql_schema
 from popmap_gql.api.nesting import MAX_JSON_DEPTH
 from popmap_gql.api.schema import schema
 from tests.helpers import make_business
@@ -114,10 +115,10 @@ def _input_depth(graphql_type: GraphQLInputType, seen: frozenset[str] = frozense
 
 
 def test_every_input_of_the_schema_fits_within_the_depth_limit() -> None:
-    graphql_schema: GraphQLSchema = schema._schema
+    core: GraphQLSchema = graphql_schema(schema)
     arguments = [
         argument
-        for root in (graphql_schema.query_type, graphql_schema.mutation_type)
+        for root in (core.query_type, core.mutation_type)
         if root is not None
         for field in root.fields.values()
         for argument in field.args.values()

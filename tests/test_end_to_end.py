@@ -46,7 +46,9 @@ def call(base: str, token: str, query: str, **variables: Any) -> dict[str, Any]:
 
 
 def test_owner_submits_staff_verifies_owner_joins_and_leaves(
-    settings: Settings, tmp_path: Path
+    settings: Settings,
+    tmp_path: Path,
+    clean_db: None,  # it expects exactly its own events: no rows left by earlier tests
 ) -> None:
     assert settings.database_url is not None
     env = clean_env(DATABASE_URL=settings.database_url, POPMAP_DATA_DIR=str(tmp_path))

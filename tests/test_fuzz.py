@@ -4,8 +4,9 @@ hypothesis-graphql writes queries and mutations from the exported schema; the sc
 are drawn from hostile values (NUL, lone surrogates, instants whose UTC time overflows,
 IDs in forms other than the canonical one, forged cursors) mixed with the real IDs of
 seeded rows, so that documents also reach the resolvers and the SQL. Each document is
-sent by a viewer drawn from anonymous, a stranger, an owner and staff (real signed
-tokens). Refusals of any kind are fine; a 5xx or an INTERNAL_SERVER_ERROR is not.
+sent by a viewer drawn from anonymous, a stranger, an owner, staff and two other servers
+(client-credentials tokens with every scope and with none); all tokens are really signed.
+Refusals of any kind are fine; a 5xx or an INTERNAL_SERVER_ERROR is not.
 
 The run is derandomized (the same examples on every run, so CI does not flake) and
 small; raise FUZZ_EXAMPLES locally for a longer hunt.
@@ -32,9 +33,9 @@ from popmap_gql.api.schema import schema
 from popmap_gql.db.models import EventStatus
 from tests.fake_cognito import FakeCognito
 from tests.helpers import global_id, gql, make_business, make_category, make_event
-from tests.people import ANONYMOUS, Person, person
+from tests.people import ANONYMOUS, Person, person, service
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "400"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "600"))
 
 Node = graphql.ValueNode
 T = TypeVar("T")
@@ -196,6 +197,8 @@ async def seed(client: httpx.AsyncClient, cognito: FakeCognito) -> Seeded:
         owner,
         await person(cognito, "stranger"),
         ANONYMOUS,
+        service(cognito, "importer", ("events.write", "read.all", "moderate")),
+        service(cognito, "scopeless"),
     ]
     bakery, music = await make_category("Bakery"), await make_category("Music")
     shop = await make_business("Shop", owner=owner.user, categories=[bakery])

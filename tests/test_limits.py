@@ -16,6 +16,7 @@ import strawberry
 from graphql import get_introspection_query, get_operation_ast
 
 from popmap_gql.api.cost import CostModel
+from popmap_gql.api.engine import graphql_schema
 from popmap_gql.api.schema import build_schema
 from popmap_gql.config import Settings, load_settings
 from popmap_gql.db.models import Category
@@ -186,7 +187,7 @@ def _cost(document: str, variables: dict[str, Any] | None = None) -> int:
     assert not prepared.errors, prepared.errors
     operation = get_operation_ast(prepared.document)
     assert operation is not None
-    root = schema._schema.get_root_type(operation.operation)
+    root = graphql_schema(schema).get_root_type(operation.operation)
     assert root is not None
     return schema.cost_model.cost(prepared.fragments, operation, root.name, variables)
 
@@ -252,7 +253,7 @@ class UndeclaredQuery:
 
 def test_a_list_field_without_a_declared_size_fails_at_schema_build() -> None:
     with pytest.raises(TypeError, match=r"UndeclaredQuery\.things is a list of objects"):
-        CostModel(strawberry.Schema(query=UndeclaredQuery)._schema)
+        CostModel(graphql_schema(strawberry.Schema(query=UndeclaredQuery)))
 
 
 def test_the_cost_settings_are_read_from_the_environment() -> None:

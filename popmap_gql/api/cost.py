@@ -38,13 +38,15 @@ from graphql import (
     InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
+    SchemaMetaFieldDef,
     SelectionSetNode,
+    TypeMetaFieldDef,
     VariableNode,
     get_named_type,
     is_leaf_type,
 )
-from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef
 
+from popmap_gql.api.engine import strawberry_field
 from popmap_gql.api.sizes import Capped, Paged, PageItems, declared
 
 __all__ = ["MAX_REPORTED_COST", "CostModel", "too_costly"]
@@ -106,7 +108,7 @@ def _describe(
     named = get_named_type(field.type)
     if is_leaf_type(named):
         return _Field(_Kind.LEAF, named.name)
-    definition = field.extensions.get("strawberry-definition")
+    definition = strawberry_field(field)
     size = declared(getattr(definition, "metadata", None))
     listed = _is_list(field.type)
     where = f"{type_name}.{name}"

@@ -11,9 +11,10 @@ from datetime import datetime
 from typing import Annotated
 
 import strawberry
-from strawberry.utils.str_converters import to_camel_case
+from strawberry.types import get_object_definition
 
 from popmap_gql.api.context import Info
+from popmap_gql.api.engine import to_camel_case
 from popmap_gql.api.ids import decode_id
 from popmap_gql.api.permissions import business_in_arguments, guard
 from popmap_gql.api.sizes import Capped, sized
@@ -386,7 +387,7 @@ class Mutation:
 
 def _check_every_mutation_has_a_power() -> None:
     """A new mutation needs its row in POWERS (who may use it); found when the schema loads."""
-    definition = Mutation.__strawberry_definition__  # type: ignore[attr-defined]  # set by @strawberry.type
+    definition = get_object_definition(Mutation, strict=True)
     missing = [
         f.python_name for f in definition.fields if to_camel_case(f.python_name) not in POWERS
     ]

@@ -11,7 +11,7 @@ from strawberry.permission import BasePermission
 
 from popmap_gql.api.context import Info
 from popmap_gql.api.ids import decode_id
-from popmap_gql.db.powers import POWERS, UPLOAD_SAVED_BY, People
+from popmap_gql.db.powers import POWERS, UPLOAD_SAVED_BY, People, may_act_for_business
 from popmap_gql.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
 
 __all__ = [
@@ -103,8 +103,7 @@ class IsBusinessOwner(BasePermission):
         business = await info.context.loaders.business_by_id.load(business_id)
         if business is None:
             raise NotFound("no such business")
-        viewer = info.context.viewer
-        return viewer.is_staff or business.owner_id == viewer.user_id
+        return may_act_for_business(info.context.viewer.audience, business.owner_id)
 
     def on_unauthorized(self) -> None:
         raise Forbidden(self.message)

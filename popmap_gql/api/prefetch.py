@@ -23,6 +23,7 @@ from graphql import (
 )
 from strawberry.dataloader import DataLoader
 
+from popmap_gql.api.engine import raw_info
 from popmap_gql.api.loaders import BUSINESS_CATEGORIES, BUSINESS_EVENTS, HOSTED_EVENTS, Loaders
 from popmap_gql.api.types import Business, Category, Event
 from popmap_gql.db import queries
@@ -74,7 +75,7 @@ def selected(info: Any, *path: str) -> Selections:
     Read from the document itself (graphql-core's nodes), not from Strawberry's
     `selected_fields`, which converts every node, argument and directive on each call.
     """
-    raw = info._raw_info
+    raw = raw_info(info)
     current = Selections()
     for field_node in raw.field_nodes:
         if field_node.selection_set is not None:

@@ -44,6 +44,8 @@ from graphql import (
     visit,
 )
 
+from popmap_gql.api.engine import strawberry_definition
+
 __all__ = ["PrivateFields", "is_private", "private", "private_coordinates", "private_type"]
 
 _KEY = "popmap.private"
@@ -71,13 +73,12 @@ def private_type(cls: T) -> T:
 
 
 def _metadata(holder: Any) -> Any:
-    definition = holder.extensions.get("strawberry-definition")
-    return getattr(definition, "metadata", None)
+    return getattr(strawberry_definition(holder), "metadata", None)
 
 
 def _private_as_a_whole(graphql_type: GraphQLNamedType) -> bool:
-    definition = graphql_type.extensions.get("strawberry-definition")
-    return bool(getattr(getattr(definition, "origin", None), _TYPE_MARK, False))
+    origin = getattr(strawberry_definition(graphql_type), "origin", None)
+    return bool(getattr(origin, _TYPE_MARK, False))
 
 
 def _leads_to_private_type(schema: GraphQLSchema, field: GraphQLField) -> bool:

@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeGuard, cast
+from collections.abc import Awaitable, Iterable
+from typing import Any
 
 import strawberry
 from graphql import (
     ASTValidationRule,
     GraphQLError,
-    GraphQLObjectType,
-    GraphQLResolveInfo,
     execute,
     get_operation_ast,
     specified_rules,
 )
 from strawberry.exceptions import MissingQueryError
-from strawberry.execution import optimized_is_awaitable as _is_awaitable
 from strawberry.schema.config import StrawberryConfig
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
-from strawberry.utils.operation import get_first_operation, get_operation_type
 
 from popmap_gql.api.cost import CostModel, too_costly
 from popmap_gql.api.documents import COSTS_KEPT, Documents, Prepared
+from popmap_gql.api.engine import (
+    CannotGetOperationTypeError,
+    InvalidOperationTypeError,
+    PopmapExecutionContext,
+    get_first_operation,
+    get_operation_type,
+    graphql_schema,
+    install_direct_resolvers,
+    is_awaitable,
+    plain_scalar_fields,
+)
 from popmap_gql.api.errors import log_unexpected
-from popmap_gql.api.execution import PopmapExecutionContext, plain_scalar_fields
 from popmap_gql.api.limits import ShapeLimits
 from popmap_gql.api.mutations import Mutation
 from popmap_gql.api.privacy import PrivateFields
@@ -47,7 +52,8 @@ class PopmapSchema(strawberry.Schema):
     """Strawberry's schema with a leaner `execute`.
 
     Strawberry's own runs every request through its extension pipeline (hooks, context
-    managers, a middleware manager) although we use no per-request extension: the
+    managers, a middleware manager) although we use no per-request extension (and the
+    schema refuses any, so that none is added believing it runs): the
     limits are validation rules, parse options and the cost check, and the documents are
     kept parsed and validated (`Documents`). This `execute` keeps Strawberry's contract —
     the same exceptions for a missing query, an unknown operation and an operation type
@@ -60,6 +66,22 @@ class PopmapSchema(strawberry.Schema):
     private_fields: PrivateFields
     max_query_cost: int
     hide_suggestions: bool
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # `execute` bypasses Strawberry's extension pipeline, so a SchemaExtension (or an
+        # operation directive, which Strawberry applies through one) would silently never
+        # run: tracing or error masking added later would do nothing. Refused here instead.
+        if self.extensions or self.directives:
+            added = [getattr(e, "__name__", type(e).__name__) for e in self.extensions]
+            added += [directive.python_name for directive in self.directives]
+            msg = (
+                f"PopmapSchema does not run schema extensions or operation directives "
+                f"({', '.join(added)}): its execute() skips Strawberry's extension pipeline. "
+                "Add the behaviour to PopmapSchema.execute or to the execution context "
+                "(popmap_gql/api/engine.py) instead."
+            )
+            raise TypeError(msg)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -99,14 +121,14 @@ class PopmapSchema(strawberry.Schema):
             return ExecutionResult(data=None, errors=[refusal])
         try:
             outcome = execute(
-                self._schema,
+                graphql_schema(self),
                 document,
                 root_value=root_value,
                 context_value=context_value,
                 variable_values=variable_values,
                 operation_name=operation_name,
                 executor_class=self.execution_context_class,
-                is_awaitable=cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", _is_awaitable),
+                is_awaitable=is_awaitable,
                 operation_extensions=operation_extensions,
                 hide_suggestions=self.hide_suggestions,
             )
@@ -157,7 +179,7 @@ class PopmapSchema(strawberry.Schema):
         key = (operation_name, paging)
         cost = prepared.costs.get(key)
         if cost is None:
-            root = self._schema.get_root_type(operation.operation)
+            root = graphql_schema(self).get_root_type(operation.operation)
             assert root is not None  # validated
             cost = self.cost_model.cost(prepared.fragments, operation, root.name, variable_values)
             if len(prepared.costs) >= COSTS_KEPT:
@@ -172,6 +194,7 @@ def build_schema(settings: Settings) -> PopmapSchema:
     built = PopmapSchema(
         query=Query, mutation=Mutation, config=StrawberryConfig(auto_camel_case=True)
     )
+    core = graphql_schema(built)
     rules: list[type[ASTValidationRule]] = list(specified_rules)
     shape = ShapeLimits(
         max_depth=settings.max_query_depth,
@@ -179,48 +202,23 @@ def build_schema(settings: Settings) -> PopmapSchema:
         introspection=settings.introspection,
     )
     built.documents = Documents(
-        built._schema,
+        core,
         rules,
         shape=shape,
         max_tokens=settings.max_tokens,
         maxsize=DOCUMENT_CACHE_SIZE,
     )
-    built.cost_model = CostModel(built._schema)  # fails on a list without a declared size
-    built.private_fields = PrivateFields(built._schema)  # fails on an unmarked private field
+    built.cost_model = CostModel(core)  # fails on a list without a declared size
+    built.private_fields = PrivateFields(core)  # fails on an unmarked private field
     built.max_query_cost = settings.max_query_cost
     built.hide_suggestions = not settings.introspection
-    _install_direct_resolvers(built)
+    install_direct_resolvers(core, DIRECT_RESOLVERS)
     built.execution_context_class = type(
         "PopmapSchemaExecutionContext",
         (PopmapExecutionContext,),
-        {"plain_fields": plain_scalar_fields(built._schema)},
+        {"plain_fields": plain_scalar_fields(core)},
     )
     return built
-
-
-def _install_direct_resolvers(built: PopmapSchema) -> None:
-    """Give the fields of DIRECT_RESOLVERS a graphql-core resolver calling their method
-    with the context and the (already coerced) arguments; refused for a field with
-    permissions or extensions, which only Strawberry's wrapper would apply."""
-    for (type_name, field_name), method in DIRECT_RESOLVERS.items():
-        graphql_type = built._schema.type_map[type_name]
-        assert isinstance(graphql_type, GraphQLObjectType)
-        graphql_field = graphql_type.fields[field_name]
-        field = graphql_field.extensions["strawberry-definition"]
-        if field.permission_classes or field.extensions:
-            msg = f"{type_name}.{field_name} has permissions or extensions: no direct resolver"
-            raise TypeError(msg)
-        if {argument.python_name for argument in field.arguments} != set(graphql_field.args):
-            msg = f"{type_name}.{field_name}: arguments must keep their Python names"
-            raise TypeError(msg)
-        graphql_field.resolve = _direct(method)
-
-
-def _direct(method: Callable[..., Any]) -> Callable[..., Any]:
-    def resolve(source: Any, info: GraphQLResolveInfo[Any], **arguments: Any) -> Any:
-        return method(source, info.context, **arguments)
-
-    return resolve
 
 
 # The schema with default settings, for `strawberry export-schema` and the drift check.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from strawberry.types.base import get_object_definition
+from strawberry.types import get_object_definition
 
 from popmap_gql.errors import BadUserInput
 

@@ -18,7 +18,8 @@ from popmap_gql.api.privacy import private, private_type
 from popmap_gql.api.sizes import PAGE_ITEMS, Capped, cap_of, sized
 from popmap_gql.db import models
 from popmap_gql.db.commands import MAX_CATEGORIES
-from popmap_gql.db.powers import AVAILABLE_EVENTS
+from popmap_gql.db.powers import AVAILABLE_EVENTS, may_act_for_business
+from popmap_gql.db.queries import ACTIVE_EVENTS, ended
 from popmap_gql.errors import Forbidden, Unauthenticated
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ class Business:
         def convert(events: list[Event]) -> list[Event]:
             if upcoming:
                 now = datetime.now(UTC)
-                return [event for event in events if event.ends_at >= now]
+                return [event for event in events if not ended(event.ends_at, now)]
             return events
 
         return ready(context.loaders.events_by_business, self.pk, convert)
@@ -174,7 +175,7 @@ class Business:
             raise Unauthenticated("sign in to see the events your business can join")
         if viewer.is_service:
             require_service_power(info, AVAILABLE_EVENTS)
-        elif not viewer.is_staff and viewer.user_id != self.owner_id:
+        elif not may_act_for_business(viewer.audience, self.owner_id):
             raise Forbidden("only the business's owner or staff may see this")
         return await info.context.loaders.available_events_by_business.load(self.pk)
 
@@ -236,7 +237,7 @@ class Event:
 
     @strawberry.field(description="True while the event is approved and has not ended.")
     def is_active(self) -> bool:
-        return self.status is models.EventStatus.APPROVED and self.ends_at >= datetime.now(UTC)
+        return ACTIVE_EVENTS.holds(self.status, self.ends_at, datetime.now(UTC))
 
     @strawberry.field
     def host_business(self, info: Info) -> Business | None:

@@ -18,13 +18,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
-from strawberry.http.ides import get_graphql_ide_html
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from popmap_gql.api.cache import CachedResponses, Lookup
 from popmap_gql.api.context import Context
+from popmap_gql.api.engine import (
+    CannotGetOperationTypeError,
+    InvalidOperationTypeError,
+    graphiql_html,
+)
 from popmap_gql.api.errors import RETRY_AFTER_SECONDS, fault_log, format_error, service_fault
 from popmap_gql.api.media_types import UnsupportedMediaType, json_request_media_type
 from popmap_gql.api.nesting import MAX_JSON_DEPTH, nests_deeper_than
@@ -199,9 +202,7 @@ class GraphQLView:
         )
         # Media URLs then start with the origin the request came through (see Context).
         self.answers_embed_origin = public_base(settings) is None
-        self.ide_html = (
-            get_graphql_ide_html(graphql_ide="graphiql") if settings.graphiql_enabled else None
-        )
+        self.ide_html = graphiql_html() if settings.graphiql_enabled else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -10,8 +10,8 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from popmap_gql.db.models import Business, Category, Event, EventStatus, Participation
-from popmap_gql.db.powers import Audience, EventOwners, who_may_change_event
-from popmap_gql.db.queries import business_visibility, event_visibility
+from popmap_gql.db.powers import Audience, EventOwners, may_act_for_business, who_may_change_event
+from popmap_gql.db.queries import ACTIVE_EVENTS, business_visibility, event_visibility
 from popmap_gql.db.uploads import ClaimedUpload, mark_used
 from popmap_gql.db.validation import (
     check_coordinates,
@@ -251,8 +251,7 @@ async def submit_event(audience: Audience, fields: EventFields) -> Event:
         ).first()
         if host is None:
             raise NotFound("no such business")
-        mine = audience.user_id is not None and host.owner_id == audience.user_id
-        if not (mine or audience.is_staff):
+        if not may_act_for_business(audience, host.owner_id):
             raise Forbidden("the host business must be one of yours")
     async with in_transaction() as conn:
         if fields.image is not None:
@@ -364,10 +363,11 @@ async def join_event(audience: Audience, event_id: int, business_id: int) -> Par
         business = await Business.get(id=business_id)
         if not business.is_verified:
             raise BadUserInput("the business is not verified yet", field="businessId")
-        if event.status is not EventStatus.APPROVED:
-            raise BadUserInput("only approved events can be joined", field="eventId")
-        if event.ends_at < datetime.now(UTC):
-            raise BadUserInput("the event has ended", field="eventId")
+        if not ACTIVE_EVENTS.holds(event.status, event.ends_at, datetime.now(UTC)):
+            reason = "has ended" if event.status is ACTIVE_EVENTS.status else "is not approved"
+            raise BadUserInput(
+                f"only active events can be joined: this one {reason}", field="eventId"
+            )
         inserted = await conn.execute_query_dict(
             "INSERT INTO participation (business_id, event_id, joined_at) VALUES ($1, $2, now())"
             " ON CONFLICT (business_id, event_id) DO NOTHING RETURNING id",

@@ -26,6 +26,7 @@ __all__ = [
     "People",
     "Power",
     "Scope",
+    "may_act_for_business",
     "permission_table",
     "who_may_change_event",
 ]
@@ -132,6 +133,14 @@ def _check_upload_power() -> None:
 
 
 _check_upload_power()
+
+
+def may_act_for_business(audience: Audience, owner_id: int | None) -> bool:
+    """The one rule "owner or staff": a person acts for a business they own, staff for any.
+    A service owns no business and never acts as its owner."""
+    if audience.is_staff:
+        return True
+    return audience.user_id is not None and owner_id == audience.user_id
 
 
 def who_may_change_event(audience: Audience, event_owners: EventOwners) -> bool:

@@ -18,9 +18,11 @@ from popmap_gql.db.models import Business, Event, EventStatus, Participation
 from popmap_gql.db.powers import ANONYMOUS, Audience
 
 __all__ = [
+    "ACTIVE_EVENTS",
     "ANONYMOUS",
     "BUSINESS_VISIBILITY",
     "EVENT_VISIBILITY",
+    "ActiveEvents",
     "Audience",
     "BoundingBox",
     "BusinessFilter",
@@ -43,6 +45,7 @@ __all__ = [
     "count_businesses",
     "count_events",
     "data_version",
+    "ended",
     "event_visibility",
     "events_by_business_ids",
     "events_by_creator_ids",
@@ -108,6 +111,28 @@ class Visibility:
         return "TRUE" if self.public_value else "FALSE"
 
 
+@dataclass(frozen=True, slots=True)
+class ActiveEvents:
+    """The one statement of "active": approved and not ended. Joining needs it,
+    `Event.isActive` shows it and `availableEvents` lists by it; the check of an event in
+    hand and the SQL condition are both derived from these two facts."""
+
+    status: EventStatus = EventStatus.APPROVED
+    end_column: str = "ends_at"
+
+    def holds(self, status: EventStatus, ends_at: datetime, now: datetime) -> bool:
+        return status is self.status and not ended(ends_at, now)
+
+    def sql(self, alias: str) -> str:
+        return f"{alias}.status = '{self.status.value}' AND {alias}.{self.end_column} >= now()"
+
+
+def ended(ends_at: datetime, now: datetime) -> bool:
+    """An event has ended once its end lies before now (it is still on at its last instant)."""
+    return ends_at < now
+
+
+ACTIVE_EVENTS = ActiveEvents()
 BUSINESS_VISIBILITY = Visibility("is_verified", True, "owner_id")
 # A service owns no business; it may submit events (migration 0005).
 EVENT_VISIBILITY = Visibility("status", EventStatus.APPROVED, "created_by_id", "created_by_client")
@@ -512,7 +537,7 @@ async def available_events_by_business_ids(ids: Sequence[int], limit: int) -> di
     soonest first."""
     rows = await _rows(
         f"SELECT k.id AS for_business, e.* {_PER_KEY} (SELECT * FROM event e"
-        "   WHERE e.status = 'APPROVED' AND e.ends_at >= now()"
+        f"   WHERE {ACTIVE_EVENTS.sql('e')}"
         "   AND NOT EXISTS (SELECT 1 FROM participation p"
         "                   WHERE p.event_id = e.id AND p.business_id = k.id)"
         f"  ORDER BY {EVENT_ORDER} LIMIT $2) e"

@@ -1,26 +1,50 @@
-"""A graphql-core execution context with a short path for plain scalar fields.
+"""The adapter: the one module that uses private graphql-core and Strawberry APIs.
 
-Most fields of a Popmap answer are plain attributes holding a scalar (a title, a time,
-an id). graphql-core resolves each through Strawberry's resolver wrapper, a resolve-info
-object and the completion machinery, about ten times the cost of reading the attribute.
-For fields that Strawberry would resolve by plain attribute access — no resolver, no
-arguments, no extensions or permissions — this context reads the attribute and coerces
-it with the field's own scalar or enum type. An object whose selected fields are all
-plain (a category's id, name and slug, hundreds of them on a map page) is built in one
-step, without a path or a call per field, and so is a whole list of such objects.
-Anything else, and any value that does not
-coerce cleanly (so that errors read exactly as graphql-core words them), takes the
-normal path.
+Everything else in the package imports graphql-core only from the top-level `graphql`
+package (its `__all__`) and Strawberry only from its documented modules; whatever needs
+more comes from here (tests/test_engine_boundary.py fails on any private use elsewhere).
+pyproject.toml pins both libraries exactly: before raising a pin, re-check every item of
+this list against the new release, then run the differential test
+(tests/test_differential.py), which compares our answers with plain Strawberry's.
+
+Private APIs used, and what each assumes:
+- `strawberry.Schema._schema`: the built graphql-core schema (`graphql_schema`).
+- `Info._raw_info`: graphql-core's resolve info behind Strawberry's (`raw_info`).
+- `GraphQLField.extensions["strawberry-definition"]`: the StrawberryField a graphql-core
+  field was built from (`strawberry_field`).
+- `strawberry.schema.schema.StrawberryGraphQLCoreExecutionContext` and its
+  `middleware_manager`, and graphql-core's `ExecutionContext.execute_fields`,
+  `execute_field`, `complete_iterable_value` and `collect_subfields` (signatures and
+  the grouped-field-set shape): overridden by `PopmapExecutionContext` below.
+- Replacing a built field's `resolve` (`install_direct_resolvers`): assumes Strawberry's
+  resolver wrapper does nothing for a field without permissions or extensions but call
+  the method with the coerced arguments.
+- `strawberry.execution.optimized_is_awaitable`, `strawberry.utils.operation`,
+  `strawberry.schema.exceptions`, `strawberry.utils.str_converters.to_camel_case`,
+  `strawberry.http.ides.get_graphql_ide_html`: non-public modules, re-exported.
+
+The fast path: most fields of a Popmap answer are plain attributes holding a scalar (a
+title, a time, an id). graphql-core resolves each through Strawberry's resolver wrapper,
+a resolve-info object and the completion machinery, about ten times the cost of reading
+the attribute. For fields that Strawberry would resolve by plain attribute access — no
+resolver, no arguments, no extensions or permissions — `PopmapExecutionContext` reads the
+attribute and coerces it with the field's own scalar or enum type. An object whose
+selected fields are all plain (a category's id, name and slug, hundreds of them on a map
+page) is built in one step, without a path or a call per field, and so is a whole list
+of such objects. Anything else, and any value that does not coerce cleanly (so that
+errors read exactly as graphql-core words them), takes the normal path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard, cast
 
+import strawberry
 from graphql import (
     GraphQLEnumType,
+    GraphQLField,
     GraphQLLeafType,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -28,12 +52,95 @@ from graphql import (
     GraphQLResolveInfo,
     GraphQLScalarType,
     GraphQLSchema,
+    Undefined,
 )
-from graphql.pyutils import Path, Undefined
+from graphql.pyutils import Path
+from strawberry.execution import optimized_is_awaitable
+from strawberry.http.ides import get_graphql_ide_html
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types import Info
 from strawberry.types.field import StrawberryField
+from strawberry.utils.operation import get_first_operation, get_operation_type
+from strawberry.utils.str_converters import to_camel_case
 
-__all__ = ["PlainField", "PopmapExecutionContext", "plain_scalar_fields"]
+__all__ = [
+    "CannotGetOperationTypeError",
+    "InvalidOperationTypeError",
+    "PlainField",
+    "PopmapExecutionContext",
+    "get_first_operation",
+    "get_operation_type",
+    "graphiql_html",
+    "graphql_schema",
+    "install_direct_resolvers",
+    "is_awaitable",
+    "plain_scalar_fields",
+    "raw_info",
+    "strawberry_definition",
+    "strawberry_field",
+    "to_camel_case",
+]
+
+# graphql-core's `execute` wants a TypeGuard; Strawberry's (faster) check is typed as bool.
+is_awaitable = cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", optimized_is_awaitable)
+
+
+def graphql_schema(schema: strawberry.Schema) -> GraphQLSchema:
+    """The graphql-core schema Strawberry built."""
+    return schema._schema
+
+
+def raw_info(info: Info[Any, Any]) -> GraphQLResolveInfo[Any]:
+    """graphql-core's resolve info (the document's nodes, without Strawberry's conversion)."""
+    return info._raw_info
+
+
+def strawberry_definition(holder: Any) -> Any:
+    """What Strawberry built a graphql-core field, input field or named type from (a
+    field, or a type definition whose `origin` is our class), or None."""
+    extensions = getattr(holder, "extensions", None) or {}
+    return extensions.get("strawberry-definition")
+
+
+def strawberry_field(graphql_field: GraphQLField) -> StrawberryField | None:
+    """The Strawberry field a graphql-core field was built from, if any."""
+    found = strawberry_definition(graphql_field)
+    return found if isinstance(found, StrawberryField) else None
+
+
+def graphiql_html() -> str:
+    """Strawberry's GraphiQL page."""
+    return get_graphql_ide_html(graphql_ide="graphiql")
+
+
+def install_direct_resolvers(
+    schema: GraphQLSchema, resolvers: Mapping[tuple[str, str], Callable[..., Any]]
+) -> None:
+    """Give each (type name, field name) a graphql-core resolver calling its method with
+    the context and the (already coerced) arguments; refused for a field with
+    permissions or extensions, which only Strawberry's wrapper would apply."""
+    for (type_name, field_name), method in resolvers.items():
+        graphql_type = schema.type_map[type_name]
+        assert isinstance(graphql_type, GraphQLObjectType)
+        graphql_field = graphql_type.fields[field_name]
+        field = strawberry_field(graphql_field)
+        assert field is not None
+        if field.permission_classes or field.extensions:
+            msg = f"{type_name}.{field_name} has permissions or extensions: no direct resolver"
+            raise TypeError(msg)
+        if {argument.python_name for argument in field.arguments} != set(graphql_field.args):
+            msg = f"{type_name}.{field_name}: arguments must keep their Python names"
+            raise TypeError(msg)
+        graphql_field.resolve = _direct(method)
+
+
+def _direct(method: Callable[..., Any]) -> Callable[..., Any]:
+    def resolve(source: Any, info: GraphQLResolveInfo[Any], **arguments: Any) -> Any:
+        return method(source, info.context, **arguments)
+
+    return resolve
+
 
 _MISSING = object()
 
@@ -55,8 +162,8 @@ def plain_scalar_fields(schema: GraphQLSchema) -> PlainFields:
         if not isinstance(graphql_type, GraphQLObjectType):
             continue
         for name, graphql_field in graphql_type.fields.items():
-            field = graphql_field.extensions.get("strawberry-definition")
-            if not isinstance(field, StrawberryField) or graphql_field.args:
+            field = strawberry_field(graphql_field)
+            if field is None or graphql_field.args:
                 continue
             if field.base_resolver or field.extensions or field.permission_classes:
                 continue

