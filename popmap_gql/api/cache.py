@@ -358,8 +358,14 @@ class CachedResponses:
 
     def land(self, lookup: Lookup) -> None:
         """The computing request is done: if it shared nothing, its waiters execute."""
-        if lookup.flight is not None and lookup.slot is not None:
-            self._settle(lookup.slot, _FAILED)
+        slot = lookup.slot
+        # only its own flight: another request may lead a new one for the same slot by now
+        if (
+            slot is not None
+            and lookup.flight is not None
+            and self._flights.get(slot) is lookup.flight
+        ):
+            self._settle(slot, _FAILED)
 
     def _settle(self, slot: Slot, outcome: _Outcome) -> None:
         flight = self._flights.pop(slot, None)
