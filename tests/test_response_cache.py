@@ -646,3 +646,41 @@ async def test_a_waiter_that_gives_up_does_not_end_the_computation_for_the_other
     assert (await patient).body == orjson.dumps(answer)
     assert quitter.cancelled()
     assert cached.waiting == 0
+
+
+async def test_a_finished_computation_does_not_end_a_newer_one_for_the_same_entry(
+    client: httpx.AsyncClient,
+) -> None:
+    """Answers too large to store are never shared: the first computation ends by its
+    put, a second request starts computing the same entry, and the first request's own
+    end must leave the second one's waiter waiting."""
+    await make_business("Crumbs")
+    cached = CachedResponses(
+        schema.documents.prepare,
+        private=schema.private_fields,
+        ttl=60.0,
+        max_bytes=MB,
+        max_entry_bytes=ENTRY_OVERHEAD,  # no answer fits
+    )
+    first = await cached.lookup(ANONYMOUS_VIEWER, NAMES, None, None)
+    assert first.slot is not None
+    answer = (await client.post("/graphql", json={"query": NAMES})).json()
+    assert await cached.put(first.slot, answer["data"]) is False  # too large: ends the flight
+    second = await cached.lookup(ANONYMOUS_VIEWER, NAMES, None, None)
+    assert second.flight is not None
+    waiter = asyncio.create_task(cached.lookup(ANONYMOUS_VIEWER, NAMES, None, None))
+
+    async def one_waits() -> bool:
+        return cached.waiting == 1
+
+    await _until(one_waits, "a request waits for the second computation")
+    cached.land(first)
+    for _ in range(100):  # turns of the loop in which a wrongly ended flight would wake it
+        await asyncio.sleep(0)
+    still_waiting = cached.waiting
+    cached.land(second)
+    released = await waiter
+
+    assert still_waiting == 1
+    assert released.body is None  # nothing to share: it executes the query itself
+    assert released.flight is None
