@@ -7,7 +7,9 @@ Starts, side by side on the benchmark database, one worker each of: the real ser
 (bench/floor.py). Checks that all three give JSON-equal answers to every scenario, then
 loads them in turn with wrk (ours, uncached, floor, ours, ...) for a few rounds per
 scenario, counts SQL statements per request, prints a table and, as the last line,
-`ratio_vs_floor Q1=.. Q2=.. auth_overhead=.. uncached_Q1=.. uncached_Q2=..`.
+`ratio_vs_floor Q1=.. Q2=.. auth_overhead=.. uncached_Q1=.. uncached_Q2=.. Q3=.. M1=..
+mixed_Q1=..`. Q1_mixed is Q1 on ours while a writer joins and leaves M1's pair through
+the API at MIXED_WRITES_PER_SECOND; it shares Q1's rounds.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ TOKEN_TTL_SECONDS = 86_400
 
 OURS, UNCACHED, FLOOR = "ours", "uncached", "floor"
 SERVER_ORDER = (OURS, UNCACHED, FLOOR)
+MIXED = "Q1_mixed"  # Q1 on ours while a writer joins and leaves M1's pair
+MIXED_WRITES_PER_SECOND = 5.0
 
 
 def log(message: str) -> None:
@@ -412,6 +416,7 @@ class WrkRun:
     p99_ms: float
     requests: int
     errors: int
+    writes_per_second: float | None = None  # Q1_mixed: the writer's achieved rate
 
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -497,6 +502,59 @@ class Figures:
 Results = dict[str, dict[str, Figures]]  # scenario key -> server key -> figures
 
 
+@dataclass
+class Writes:
+    sent: int = 0
+    failed: int = 0
+
+
+def write_steadily(
+    url: str, m1: Scenario, token: str, stop: threading.Event, writes: Writes
+) -> None:
+    """Join, leave, join, ... at MIXED_WRITES_PER_SECOND (each write once the previous one
+    was answered), always ending on a leave, so the pair is as the data set has it."""
+    headers = {
+        "content-type": "application/json",
+        "accept": "application/json",
+        "authorization": f"Bearer {token}",
+    }
+    started = time.monotonic()
+    with httpx.Client(timeout=30) as http:
+        index = 0
+        while index % 2 == 1 or not stop.is_set():
+            due = started + index / MIXED_WRITES_PER_SECOND
+            time.sleep(max(0.0, due - time.monotonic()))
+            writes.sent += 1
+            try:
+                response = http.post(
+                    f"{url}/graphql", content=m1.bodies[index % 2], headers=headers
+                )
+            except httpx.TransportError:
+                writes.failed += 1
+            else:
+                if response.status_code != 200 or b'"errors"' in response.content:
+                    writes.failed += 1
+            index += 1
+
+
+def run_mixed(server: Server, q1: Scenario, m1: Scenario, seconds: int, token: str) -> WrkRun:
+    """wrk on Q1 while the writer runs; the writer's failures count as errors."""
+    stop, writes = threading.Event(), Writes()
+    writer = threading.Thread(
+        target=write_steadily, args=(server.url, m1, token, stop, writes), daemon=True
+    )
+    started = time.monotonic()
+    writer.start()
+    try:
+        run = run_wrk(server, q1, seconds, token)
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+    run.writes_per_second = writes.sent / (time.monotonic() - started)
+    run.errors += writes.failed
+    return run
+
+
 def load_all(
     servers: dict[str, Server],
     scenarios: list[Scenario],
@@ -507,6 +565,7 @@ def load_all(
     cancelled: threading.Event,
 ) -> None:
     """Runs in a worker thread; returns early once `cancelled` is set."""
+    by_key = {scenario.key: scenario for scenario in scenarios}
     for group in _groups(scenarios):
         for scenario in group:
             for key in SERVER_ORDER:  # warm-up, not counted
@@ -520,11 +579,21 @@ def load_all(
                         return
                     run = run_wrk(servers[key], scenario, seconds, token)
                     results[scenario.key][key].runs.append(run)
-                    log(
-                        f"load: {scenario.key:<8} round {round_number}/{rounds} {key:<8}"
-                        f" {run.requests_per_second:8.1f} req/s  p50 {run.p50_ms:6.2f} ms"
-                        f"  p99 {run.p99_ms:6.2f} ms  errors {run.errors}"
-                    )
+                    _log_run(scenario.key, round_number, rounds, key, run)
+                if scenario.key == "Q1" and not cancelled.is_set():
+                    # in Q1's rounds, so mixed_Q1 compares runs made seconds apart
+                    run = run_mixed(servers[OURS], scenario, by_key["M1"], seconds, token)
+                    results[MIXED][OURS].runs.append(run)
+                    _log_run(MIXED, round_number, rounds, OURS, run)
+
+
+def _log_run(scenario: str, round_number: int, rounds: int, server: str, run: WrkRun) -> None:
+    writes = "" if run.writes_per_second is None else f"  writes/s {run.writes_per_second:.1f}"
+    log(
+        f"load: {scenario:<8} round {round_number}/{rounds} {server:<8}"
+        f" {run.requests_per_second:8.1f} req/s  p50 {run.p50_ms:6.2f} ms"
+        f"  p99 {run.p99_ms:6.2f} ms  errors {run.errors}{writes}"
+    )
 
 
 def _groups(scenarios: list[Scenario]) -> list[list[Scenario]]:
@@ -563,6 +632,14 @@ def table(scenarios: list[Scenario], results: Results) -> str:
                 f" {figures.p99:>8.2f} {figures.errors:>7d}"
                 f" {_ratio(figures.rps, floor_rps):>9.2f} {statements:>10}"
             )
+        if scenario.key == "Q1" and results[MIXED][OURS].runs:
+            # no mixed run of the floor: it caches nothing, so writes cost it nothing
+            figures = results[MIXED][OURS]
+            lines.append(
+                f"{MIXED:<10} {OURS:<9} {figures.rps:>9.1f} {figures.p50:>8.2f}"
+                f" {figures.p99:>8.2f} {figures.errors:>7d}"
+                f" {_ratio(figures.rps, floor_rps):>9.2f} {'n/a':>10}"
+            )
     return "\n".join(lines)
 
 
@@ -571,10 +648,13 @@ def final_line(results: Results) -> str:
         return _ratio(results[scenario][server].rps, results[scenario][FLOOR].rps)
 
     auth = _ratio(results["Q2"][OURS].rps, results["Q2_token"][OURS].rps)
+    mixed = results[MIXED][OURS]
+    mixed_q1 = _ratio(mixed.rps, results["Q1"][OURS].rps) if mixed.runs else float("nan")
     return (
         f"ratio_vs_floor Q1={vs_floor('Q1', OURS):.2f} Q2={vs_floor('Q2', OURS):.2f}"
         f" auth_overhead={auth:.2f} uncached_Q1={vs_floor('Q1', UNCACHED):.2f}"
-        f" uncached_Q2={vs_floor('Q2', UNCACHED):.2f}"
+        f" uncached_Q2={vs_floor('Q2', UNCACHED):.2f} Q3={vs_floor('Q3', OURS):.2f}"
+        f" M1={vs_floor('M1', OURS):.2f} mixed_Q1={mixed_q1:.2f}"
     )
 
 
@@ -615,6 +695,7 @@ async def benchmark(args: argparse.Namespace) -> tuple[list[Scenario], Results]:
     token = await asyncio.to_thread(mint_token, picks.owner_email)
     scenarios = build(picks)
     results: Results = {s.key: {k: Figures() for k in SERVER_ORDER} for s in scenarios}
+    results[MIXED] = {OURS: Figures()}
     servers = make_servers(database_url)
     cancelled = threading.Event()
     try:

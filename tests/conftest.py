@@ -23,6 +23,7 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
+from starlette.applications import Starlette
 from starlette.types import ASGIApp
 from tortoise.connection import connections
 
@@ -149,8 +150,14 @@ def settings(
 
 
 @pytest.fixture(scope="session")
-async def api_url(settings: Settings) -> AsyncIterator[str]:
-    async with serving(create_app(settings)) as url:
+def api_app(settings: Settings) -> Starlette:
+    """The app `client` talks to, for tests that watch its state (never to patch it)."""
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+async def api_url(api_app: Starlette) -> AsyncIterator[str]:
+    async with serving(api_app) as url:
         yield url
 
 

@@ -320,10 +320,11 @@ async def test_exhausted_pool_answers_503_and_readyz_says_not_ready(
 ) -> None:
     async with httpx.AsyncClient(base_url=server.base, timeout=CLIENT_TIMEOUT) as others:
         async with table_locked(database, "category") as locker:
-            # every pooled connection waits for the lock (a query no earlier test cached)
+            # every pooled connection waits for the lock: queries no earlier test cached,
+            # each its own (identical ones would wait for the first one's answer)
             stuck = [
-                asyncio.create_task(ask(others, "{ categories { slug } }"))
-                for _ in range(POOL_SIZE)
+                asyncio.create_task(ask(others, f"{{ c{n}: categories {{ slug }} }}"))
+                for n in range(POOL_SIZE)
             ]
             deadline = time.monotonic() + 20
             while await waiting_on_locks(locker) < POOL_SIZE and time.monotonic() < deadline:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 import httpx
 import orjson
+from asyncpg.transaction import Transaction
+from starlette.applications import Starlette
+from starlette.routing import Route
 
 from popmap_gql.api.cache import (
     ENTRY_OVERHEAD,
@@ -18,12 +22,14 @@ from popmap_gql.api.cache import (
     ResponseCache,
 )
 from popmap_gql.api.schema import schema
+from popmap_gql.api.view import GraphQLView
 from popmap_gql.auth.local_idp import LocalIdentityProvider
 from popmap_gql.auth.viewer import ANONYMOUS_VIEWER, Viewer
 from popmap_gql.config import Settings
 from popmap_gql.db.models import Business
 from popmap_gql.db.orm import connection_credentials
 from popmap_gql.db.queries import PrivateView
+from tests.conftest import QueryCounter
 from tests.fake_cognito import FakeCognito
 from tests.helpers import global_id, make_business, make_category
 from tests.people import ANONYMOUS, Person, person
@@ -443,3 +449,238 @@ def _fill_and_probe(
         newest_first = [ask(query)[0] for query in reversed(queries)]
         large = [ask(described("big", copies=3)) for _ in range(3)]
     return first, newest_first, large
+
+
+# --- single flight ------------------------------------------------------------------------
+
+TOGETHER = 5  # identical requests sent while the first one's statement is held
+
+
+def response_cache_of(app: Starlette) -> CachedResponses:
+    view = next(
+        route.endpoint
+        for route in app.routes
+        if isinstance(route, Route) and route.path == "/graphql"
+    )
+    assert isinstance(view, GraphQLView)
+    assert view.cached is not None
+    return view.cached
+
+
+def executions(counter: QueryCounter) -> int:
+    """Statements that answer the query (not the cache's data-version reads)."""
+    return sum("data_version" not in statement for statement in counter.statements)
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    for _ in range(1000):
+        if await condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never: {what}")
+
+
+async def _waiting_on_business(watcher: asyncpg.Connection) -> int:
+    count: int = await watcher.fetchval(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+        " WHERE NOT l.granted AND c.relname = 'business'"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    return count
+
+
+async def _hold_business(
+    settings: Settings,
+) -> tuple[asyncpg.Connection, asyncpg.Connection, Transaction]:
+    """A watcher, and a connection whose open transaction locks `business`."""
+    assert settings.database_url is not None
+    credentials = connection_credentials(settings.database_url)
+    watcher, holder = [await asyncpg.connect(**credentials) for _ in range(2)]
+    holding = holder.transaction()
+    await holding.start()
+    await holder.execute("LOCK TABLE business IN ACCESS EXCLUSIVE MODE")
+    return watcher, holder, holding
+
+
+async def _send_together(
+    client: httpx.AsyncClient, watcher: asyncpg.Connection, cached: CachedResponses
+) -> list[asyncio.Task[httpx.Response]]:
+    """The first request blocked on the lock, then the others until every one of them is
+    either blocked on it too or waiting for the first one's answer."""
+    requests = [asyncio.create_task(client.post("/graphql", json={"query": NAMES}))]
+
+    async def first_blocked() -> bool:
+        return await _waiting_on_business(watcher) == 1
+
+    await _until(first_blocked, "the first request waits for the lock")
+    requests += [
+        asyncio.create_task(client.post("/graphql", json={"query": NAMES}))
+        for _ in range(TOGETHER - 1)
+    ]
+
+    async def all_held() -> bool:
+        return await _waiting_on_business(watcher) + cached.waiting == TOGETHER
+
+    await _until(all_held, "every request is held")
+    return requests
+
+
+async def test_identical_requests_during_a_computation_share_its_one_execution(
+    client: httpx.AsyncClient, api_app: Starlette, settings: Settings, sql_counter: QueryCounter
+) -> None:
+    await make_business("Crumbs")
+    cached = response_cache_of(api_app)
+    watcher, holder, holding = await _hold_business(settings)
+    try:
+        sql_counter.statements.clear()
+        requests = await _send_together(client, watcher, cached)
+        await holding.commit()
+        answers = await asyncio.gather(*requests)
+    finally:
+        await watcher.close()
+        await holder.close()
+
+    assert executions(sql_counter) == 1
+    assert [a.status_code for a in answers] == [200] * TOGETHER
+    assert {a.content for a in answers} == {answers[0].content}
+    assert answers[0].json()["data"]["businesses"]["edges"] == [{"node": {"name": "Crumbs"}}]
+    assert [a.headers["x-popmap-cache"] for a in answers] == ["miss"] + ["hit"] * (TOGETHER - 1)
+    assert cached.waiting == 0
+
+
+async def test_an_answer_a_write_overtook_is_not_shared_and_waiters_recompute_once(
+    client: httpx.AsyncClient, api_app: Starlette, settings: Settings, sql_counter: QueryCounter
+) -> None:
+    """The first request's query runs after a write committed at its version (the lock
+    holder's own insert), so its answer is of no single version: the waiters read the
+    version again and one of them computes the new version's answer for the others."""
+    await make_business("Crumbs")
+    cached = response_cache_of(api_app)
+    watcher, holder, holding = await _hold_business(settings)
+    try:
+        sql_counter.statements.clear()
+        requests = await _send_together(client, watcher, cached)
+        await holder.execute(
+            "INSERT INTO business (name, description, contact_email, contact_phone, website,"
+            " instagram_url, tiktok_url, available_for_hire, logo_url, is_verified,"
+            " created_at, updated_at)"
+            " VALUES ('Late', '', '', '', '', '', '', false, '', true, now(), now())"
+        )
+        await holding.commit()
+        answers = await asyncio.gather(*requests)
+    finally:
+        await watcher.close()
+        await holder.close()
+
+    assert executions(sql_counter) == 2  # the first request, then one for the new version
+    names_ = [[e["node"]["name"] for e in a.json()["data"]["businesses"]["edges"]] for a in answers]
+    assert names_ == [["Crumbs", "Late"]] * TOGETHER
+    assert [a.headers["x-popmap-cache"] for a in answers].count("miss") == 2
+    assert await names(client) == (["Crumbs", "Late"], "hit")  # the new version's entry
+
+
+async def test_when_the_computing_request_fails_its_waiters_execute_the_query_themselves(
+    client: httpx.AsyncClient, api_app: Starlette, settings: Settings
+) -> None:
+    await make_business("Crumbs")
+    cached = response_cache_of(api_app)
+    watcher, holder, holding = await _hold_business(settings)
+    try:
+        requests = await _send_together(client, watcher, cached)
+        cancelled = await watcher.fetchval(
+            "SELECT pg_cancel_backend(l.pid) FROM pg_locks l JOIN pg_class c"
+            " ON c.oid = l.relation WHERE NOT l.granted AND c.relname = 'business'"
+        )
+        assert cancelled is True
+        first = await requests[0]
+        for _ in range(100):  # turns of the loop, not time: none waits for its timeout
+            if cached.waiting == 0:
+                break
+            await asyncio.sleep(0)
+        assert cached.waiting == 0
+
+        async def waiters_execute() -> bool:
+            return await _waiting_on_business(watcher) == TOGETHER - 1
+
+        await _until(waiters_execute, "the waiters execute the query themselves")
+        await holding.commit()
+        others = await asyncio.gather(*requests[1:])
+    finally:
+        await watcher.close()
+        await holder.close()
+
+    assert "data" not in first.json() or first.json()["data"] is None
+    assert [e["extensions"]["code"] for e in first.json()["errors"]] != []
+    assert [o.json()["data"]["businesses"]["edges"] for o in others] == [
+        [{"node": {"name": "Crumbs"}}]
+    ] * (TOGETHER - 1)
+    assert cached.waiting == 0
+
+
+async def test_a_waiter_that_gives_up_does_not_end_the_computation_for_the_others(
+    client: httpx.AsyncClient,
+) -> None:
+    await make_business("Crumbs")
+    cached = CachedResponses(
+        schema.documents.prepare,
+        private=schema.private_fields,
+        ttl=60.0,
+        max_bytes=MB,
+        max_entry_bytes=MB,
+    )
+    leader = await cached.lookup(ANONYMOUS_VIEWER, NAMES, None, None)
+    assert leader.flight is not None
+    assert leader.slot is not None
+    quitter = asyncio.create_task(cached.lookup(ANONYMOUS_VIEWER, NAMES, None, None))
+    patient = asyncio.create_task(cached.lookup(ANONYMOUS_VIEWER, NAMES, None, None))
+
+    async def both_wait() -> bool:
+        return cached.waiting == 2
+
+    await _until(both_wait, "both requests wait for the first one's answer")
+    quitter.cancel()
+    answer = (await client.post("/graphql", json={"query": NAMES})).json()
+    assert await cached.put(leader.slot, answer["data"]) is True
+    cached.land(leader)
+
+    assert (await patient).body == orjson.dumps(answer)
+    assert quitter.cancelled()
+    assert cached.waiting == 0
+
+
+async def test_a_finished_computation_does_not_end_a_newer_one_for_the_same_entry(
+    client: httpx.AsyncClient,
+) -> None:
+    """Answers too large to store are never shared: the first computation ends by its
+    put, a second request starts computing the same entry, and the first request's own
+    end must leave the second one's waiter waiting."""
+    await make_business("Crumbs")
+    cached = CachedResponses(
+        schema.documents.prepare,
+        private=schema.private_fields,
+        ttl=60.0,
+        max_bytes=MB,
+        max_entry_bytes=ENTRY_OVERHEAD,  # no answer fits
+    )
+    first = await cached.lookup(ANONYMOUS_VIEWER, NAMES, None, None)
+    assert first.slot is not None
+    answer = (await client.post("/graphql", json={"query": NAMES})).json()
+    assert await cached.put(first.slot, answer["data"]) is False  # too large: ends the flight
+    second = await cached.lookup(ANONYMOUS_VIEWER, NAMES, None, None)
+    assert second.flight is not None
+    waiter = asyncio.create_task(cached.lookup(ANONYMOUS_VIEWER, NAMES, None, None))
+
+    async def one_waits() -> bool:
+        return cached.waiting == 1
+
+    await _until(one_waits, "a request waits for the second computation")
+    cached.land(first)
+    for _ in range(100):  # turns of the loop in which a wrongly ended flight would wake it
+        await asyncio.sleep(0)
+    still_waiting = cached.waiting
+    cached.land(second)
+    released = await waiter
+
+    assert still_waiting == 1
+    assert released.body is None  # nothing to share: it executes the query itself
+    assert released.flight is None

@@ -24,6 +24,17 @@ privacy.py; the marks are read from the schema at start-up, matched by type and 
 through aliases and fragments), mutations and documents that do not validate are never
 cached.
 
+Single flight: a request that finds no valid entry for its (key, version) while another
+request is already computing that same (key, version) waits for that computation (at
+most REFRESH_TIMEOUT seconds) and is answered with its body, instead of executing the
+query again; after a write, one request per entry recomputes it while the others wait.
+The computing request shares its answer only when it passes the check above (the answer
+*of* that version, which every waiter also read, and for the same scope), so a waiter
+never gets an answer it could not have got from the cache. When the version moved
+during the computation, waiters read the version again and join or lead the flight of
+the new one; when the computation failed, was cancelled or its answer was too large to
+store, each waiter executes the query itself.
+
 Memory is bounded in bytes: every entry costs its body, its key and ENTRY_OVERHEAD;
 least recently used entries go first, and an answer larger than the per-entry cap is
 served but not stored.
@@ -52,6 +63,7 @@ __all__ = [
     "MAX_CACHED_QUERY_LENGTH",
     "CachedResponses",
     "DataVersion",
+    "Lookup",
     "PrivateViews",
     "ResponseCache",
     "Slot",
@@ -159,6 +171,11 @@ class ResponseCache:
             self.bytes -= entry.cost
 
 
+def _loop_time(monotonic: float) -> float:
+    """A time.monotonic() instant on the running loop's clock."""
+    return asyncio.get_running_loop().time() + (monotonic - time.monotonic())
+
+
 class DataVersion:
     """Reads of the data version, shared by requests that arrive before a read starts.
 
@@ -250,6 +267,26 @@ class Slot:
     version: int
 
 
+# How a flight ends for its waiters, when not with a body: the version moved while it
+# ran (the waiters read it again), or there is nothing to share (they execute).
+_MOVED = "moved"
+_FAILED = "failed"
+_Outcome = bytes | str
+
+
+@dataclass(slots=True)
+class Lookup:
+    """What the cache has for one request: a body to send, or the slot to compute.
+
+    `flight` is set when this request computes the slot's answer for waiting requests;
+    it must then call `CachedResponses.land` when done, whatever happened.
+    """
+
+    slot: Slot | None
+    body: bytes | None = None
+    flight: asyncio.Future[_Outcome] | None = None
+
+
 class CachedResponses:
     """The response cache as the endpoint uses it: who shares, which version, what body.
 
@@ -273,6 +310,67 @@ class CachedResponses:
         self.version = DataVersion(queries.data_version)
         self.private_views = PrivateViews(PRIVATE_VIEWS_SIZE)
         self._policies: OrderedDict[bytes, bool] = OrderedDict()
+        # One per (key, version) being computed: at most one per request in progress.
+        self._flights: dict[Slot, asyncio.Future[_Outcome]] = {}
+        self.waiting = 0  # requests waiting for another's computation right now
+        self.shared = 0  # answers sent from another request's computation
+
+    async def lookup(
+        self,
+        viewer: Viewer,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+        origin: str = "",
+    ) -> Lookup:
+        """The cached body, or one computed meanwhile by another request, or the slot this
+        request must compute (see "Single flight" in the module docstring)."""
+        deadline = time.monotonic() + REFRESH_TIMEOUT
+        while True:
+            slot = await self.slot(viewer, query, operation_name, variables, origin)
+            if slot is None:
+                return Lookup(None)
+            body = self.get(slot)
+            if body is not None:
+                return Lookup(slot, body)
+            flight = self._flights.get(slot)
+            if flight is None:
+                flight = asyncio.get_running_loop().create_future()
+                self._flights[slot] = flight
+                return Lookup(slot, flight=flight)
+            outcome = await self._wait(flight, deadline)
+            if isinstance(outcome, bytes):
+                self.shared += 1
+                return Lookup(slot, outcome)
+            if outcome != _MOVED or time.monotonic() >= deadline:
+                return Lookup(slot)  # execute it, without making anyone wait for it
+
+    async def _wait(self, flight: asyncio.Future[_Outcome], deadline: float) -> _Outcome:
+        self.waiting += 1
+        try:
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                # shield: a waiter's cancellation must not end the flight for the others
+                return await asyncio.shield(flight)
+        except TimeoutError:
+            return _FAILED
+        finally:
+            self.waiting -= 1
+
+    def land(self, lookup: Lookup) -> None:
+        """The computing request is done: if it shared nothing, its waiters execute."""
+        slot = lookup.slot
+        # only its own flight: another request may lead a new one for the same slot by now
+        if (
+            slot is not None
+            and lookup.flight is not None
+            and self._flights.get(slot) is lookup.flight
+        ):
+            self._settle(slot, _FAILED)
+
+    def _settle(self, slot: Slot, outcome: _Outcome) -> None:
+        flight = self._flights.pop(slot, None)
+        if flight is not None and not flight.done():
+            flight.set_result(outcome)
 
     async def slot(
         self,
@@ -316,9 +414,12 @@ class CachedResponses:
         docstring); whether it was stored. Call it only once the query has finished."""
         body = orjson.dumps({"data": data})
         if not self.store.fits(slot.key, body):
+            self._settle(slot, _FAILED)
             return False
         if await self.version.current() != slot.version:
+            self._settle(slot, _MOVED)
             return False
+        self._settle(slot, body)
         return self.store.put(slot.key, slot.version, body)
 
     def _cacheable(self, query: str) -> bool:

@@ -21,7 +21,7 @@ from strawberry.exceptions import MissingQueryError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from popmap_gql.api.cache import CachedResponses, Slot
+from popmap_gql.api.cache import CachedResponses, Lookup
 from popmap_gql.api.context import Context
 from popmap_gql.api.engine import (
     CannotGetOperationTypeError,
@@ -256,23 +256,26 @@ class GraphQLView:
             raise BadRequest("No GraphQL query found in the request")
 
         headers: dict[str, str] = {}
-        slot: Slot | None = None
+        found = Lookup(None)
         # A refused request (invalid, too costly) runs no SQL, not even the cache's.
         if self.cached is not None and self.schema.admits(query, operation_name, variables):
             origin = str(request.base_url) if self.answers_embed_origin else ""
-            slot = await self.cached.slot(viewer, query, operation_name, variables, origin)
-            if slot is not None:
-                body = self.cached.get(slot)
-                if body is not None:
-                    return Response(body, media_type=media_type, headers={"x-popmap-cache": "hit"})
+            found = await self.cached.lookup(viewer, query, operation_name, variables, origin)
+            if found.body is not None:
+                hit = {"x-popmap-cache": "hit"}
+                return Response(found.body, media_type=media_type, headers=hit)
+            if found.slot is not None:
                 headers["x-popmap-cache"] = "miss"
-
-        result = await self._execute(request, query, variables, operation_name, viewer)
-        fault = service_fault(result.errors)
-        if fault is not None:
-            raise fault
-        if self.cached is not None and slot is not None and result.data and not result.errors:
-            await self.cached.put(slot, result.data)
+        try:
+            result = await self._execute(request, query, variables, operation_name, viewer)
+            fault = service_fault(result.errors)
+            if fault is not None:
+                raise fault
+            if self.cached and found.slot is not None and result.data and not result.errors:
+                await self.cached.put(found.slot, result.data)
+        finally:
+            if self.cached is not None:
+                self.cached.land(found)  # requests waiting for this answer: not to be had
         return self._result_response(result, media_type, headers)
 
     async def _execute(
