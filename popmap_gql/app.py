@@ -20,15 +20,15 @@ from tortoise.connection import connections
 from tortoise.contrib.starlette import RegisterTortoise
 
 from popmap_gql.api.errors import MASKED_MESSAGE, RETRY_AFTER_SECONDS, fault_log
-from popmap_gql.api.middleware import BodySizeLimit
 from popmap_gql.api.schema import build_schema
-from popmap_gql.api.view import GraphQLView, error_response
 from popmap_gql.auth.authenticator import build_authenticator
 from popmap_gql.config import Settings, load_settings
 from popmap_gql.db.embedded import embedded_database_url
 from popmap_gql.db.orm import tortoise_config
 from popmap_gql.errors import DatabaseUnavailable, ServiceUnavailable
-from popmap_gql.media.routes import FORM_OVERHEAD_BYTES, media_routes
+from popmap_gql.http.media_routes import FORM_OVERHEAD_BYTES, media_routes
+from popmap_gql.http.middleware import BodySizeLimit
+from popmap_gql.http.view import GraphQLView, error_response
 from popmap_gql.media.stores import UPLOAD_PATH, build_store
 
 __all__ = ["create_app", "create_app_from_environment"]

@@ -16,8 +16,8 @@ from graphql import (
 )
 
 from popmap_gql.api.engine import graphql_schema
-from popmap_gql.api.nesting import MAX_JSON_DEPTH
 from popmap_gql.api.schema import schema
+from popmap_gql.http.nesting import MAX_JSON_DEPTH
 from tests.helpers import make_business
 
 NAMES = "{ businesses { edges { node { name } } } }"

@@ -7,10 +7,10 @@ import pytest
 import strawberry
 from graphql import DocumentNode, parse, validate
 
-from popmap_gql.api.cache import cacheable
 from popmap_gql.api.privacy import PrivateFields, private, private_type
 from popmap_gql.api.schema import schema
 from popmap_gql.api.types import Viewer
+from popmap_gql.http.cache import cacheable
 from tests.fake_cognito import FakeCognito
 from tests.helpers import global_id, make_business
 from tests.people import person

@@ -13,7 +13,14 @@ from asyncpg.transaction import Transaction
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from popmap_gql.api.cache import (
+from popmap_gql.api.schema import schema
+from popmap_gql.auth.local_idp import LocalIdentityProvider
+from popmap_gql.auth.viewer import ANONYMOUS_VIEWER, Viewer
+from popmap_gql.config import Settings
+from popmap_gql.db.models import Business
+from popmap_gql.db.orm import connection_credentials
+from popmap_gql.db.queries import PrivateView
+from popmap_gql.http.cache import (
     ENTRY_OVERHEAD,
     MAX_CACHED_QUERY_LENGTH,
     CachedResponses,
@@ -21,14 +28,7 @@ from popmap_gql.api.cache import (
     PrivateViews,
     ResponseCache,
 )
-from popmap_gql.api.schema import schema
-from popmap_gql.api.view import GraphQLView
-from popmap_gql.auth.local_idp import LocalIdentityProvider
-from popmap_gql.auth.viewer import ANONYMOUS_VIEWER, Viewer
-from popmap_gql.config import Settings
-from popmap_gql.db.models import Business
-from popmap_gql.db.orm import connection_credentials
-from popmap_gql.db.queries import PrivateView
+from popmap_gql.http.view import GraphQLView
 from tests.conftest import QueryCounter
 from tests.fake_cognito import FakeCognito
 from tests.helpers import global_id, make_business, make_category

@@ -21,7 +21,6 @@ from strawberry.exceptions import MissingQueryError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from popmap_gql.api.cache import CachedResponses, Lookup
 from popmap_gql.api.context import Context
 from popmap_gql.api.engine import (
     CannotGetOperationTypeError,
@@ -29,13 +28,14 @@ from popmap_gql.api.engine import (
     graphiql_html,
 )
 from popmap_gql.api.errors import RETRY_AFTER_SECONDS, fault_log, format_error, service_fault
-from popmap_gql.api.media_types import UnsupportedMediaType, json_request_media_type
-from popmap_gql.api.nesting import MAX_JSON_DEPTH, nests_deeper_than
 from popmap_gql.api.schema import PopmapSchema
 from popmap_gql.auth.authenticator import Authenticator
 from popmap_gql.auth.viewer import Viewer
 from popmap_gql.config import Settings
 from popmap_gql.errors import InvalidToken, ServiceUnavailable
+from popmap_gql.http.cache import CachedResponses, Lookup
+from popmap_gql.http.media_types import UnsupportedMediaType, json_request_media_type
+from popmap_gql.http.nesting import MAX_JSON_DEPTH, nests_deeper_than
 from popmap_gql.media.stores import public_base
 
 __all__ = ["GRAPHQL_RESPONSE_JSON", "GraphQLView", "error_response", "negotiate_media_type"]

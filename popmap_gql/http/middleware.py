@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from popmap_gql.api.view import error_response
+from popmap_gql.http.view import error_response
 
 __all__ = ["BodySizeLimit"]
 

@@ -1,0 +1,1 @@
+"""HTTP transport: the GraphQL endpoint, middleware, the response cache, the media routes."""
