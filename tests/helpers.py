@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from popmap_gql.db.models import Business, Category, Event, EventStatus, Participation, User
 
@@ -83,3 +84,12 @@ async def make_event(
     for business in businesses or []:
         await Participation.create(event=event, business=business)
     return event
+
+
+def matrix_cells(matrix: dict[str, tuple[Any, ...]], viewers: tuple[str, ...]) -> list[Any]:
+    """pytest params (row, viewer, expected) for a table of rows by viewers, one per cell."""
+    return [
+        pytest.param(row, viewer, matrix[row][index], id=f"{row}-{viewer}")
+        for row in matrix
+        for index, viewer in enumerate(viewers)
+    ]

@@ -17,7 +17,7 @@ import pytest
 
 from popmap_gql.db.models import Business, Event, EventStatus
 from tests.fake_cognito import FakeCognito
-from tests.helpers import global_id, make_business, make_category, make_event
+from tests.helpers import global_id, make_business, make_category, make_event, matrix_cells
 from tests.people import ANONYMOUS, Person, person, post
 
 
@@ -182,11 +182,7 @@ MATRIX: dict[str, tuple[Any, Any, Any, Any]] = {
 }  # fmt: skip
 
 VIEWERS = ("anonymous", "stranger", "owner", "staff")
-CELLS = [
-    pytest.param(check, viewer, MATRIX[check][index], id=f"{check}-{viewer}")
-    for check in MATRIX
-    for index, viewer in enumerate(VIEWERS)
-]
+CELLS = matrix_cells(MATRIX, VIEWERS)
 
 
 def test_matrix_covers_every_check() -> None:

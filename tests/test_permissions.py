@@ -25,6 +25,7 @@ from tests.helpers import (
     make_category,
     make_event,
     make_user,
+    matrix_cells,
 )
 from tests.people import ANONYMOUS, Person, person, post, service
 
@@ -293,11 +294,7 @@ MATRIX: dict[str, tuple[Any, Any, Any, Any, Any, Any, Any, Any]] = {
 }  # fmt: skip
 
 VIEWERS = ("anonymous", "stranger", "owner", "staff", "service", "writer", "moderator", "reader")
-CELLS = [
-    pytest.param(operation, viewer, MATRIX[operation][index], id=f"{operation}-{viewer}")
-    for operation in MATRIX
-    for index, viewer in enumerate(VIEWERS)
-]
+CELLS = matrix_cells(MATRIX, VIEWERS)
 
 
 def test_matrix_covers_every_operation() -> None:
