@@ -115,6 +115,9 @@ class Settings:
     max_body_bytes: int = 100_000
     db_pool_size: int = 10
     response_cache: bool = True
+    # Reads on read-model fields answered by SQL building the JSON (api/fast.py); off,
+    # every read runs the resolvers (the same answers, slower).
+    compiled_reads: bool = True
     response_cache_ttl_seconds: float = 5.0
     # Cognito (see README "Connect your Cognito user pool")
     cognito_user_pool_id: str | None = None
@@ -340,6 +343,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_MAX_BODY_BYTES": ("max_body_bytes", _positive_int),
     "POPMAP_DB_POOL_SIZE": ("db_pool_size", _positive_int),
     "POPMAP_RESPONSE_CACHE": ("response_cache", _parse_bool),
+    "POPMAP_COMPILED_READS": ("compiled_reads", _parse_bool),
     "POPMAP_RESPONSE_CACHE_TTL_SECONDS": ("response_cache_ttl_seconds", _seconds),
     "AWS_COGNITO_USER_POOL_ID": ("cognito_user_pool_id", _pool_id),
     "AWS_COGNITO_APP_CLIENT_ID": ("cognito_app_client_ids", lambda _n, raw: _parse_list(raw)),

@@ -19,6 +19,9 @@ Private APIs used, and what each assumes:
 - Replacing a built field's `resolve` (`install_direct_resolvers`): assumes Strawberry's
   resolver wrapper does nothing for a field without permissions or extensions but call
   the method with the coerced arguments.
+- `strawberry.types.arguments.convert_arguments` and `Schema.schema_converter.scalar_registry`:
+  how Strawberry turns graphql-core's coerced arguments into resolver arguments (input
+  classes, enums), used by the compiled read path (`strawberry_arguments`).
 - `strawberry.execution.optimized_is_awaitable`, `strawberry.utils.operation`,
   `strawberry.schema.exceptions`, `strawberry.utils.str_converters.to_camel_case`,
   `strawberry.http.ides.get_graphql_ide_html`: non-public modules, re-exported.
@@ -60,6 +63,7 @@ from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import Info
+from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 from strawberry.utils.operation import get_first_operation, get_operation_type
 from strawberry.utils.str_converters import to_camel_case
@@ -77,6 +81,7 @@ __all__ = [
     "is_awaitable",
     "plain_scalar_fields",
     "raw_info",
+    "strawberry_arguments",
     "strawberry_definition",
     "strawberry_field",
     "to_camel_case",
@@ -107,6 +112,19 @@ def strawberry_field(graphql_field: GraphQLField) -> StrawberryField | None:
     """The Strawberry field a graphql-core field was built from, if any."""
     found = strawberry_definition(graphql_field)
     return found if isinstance(found, StrawberryField) else None
+
+
+def strawberry_arguments(
+    schema: strawberry.Schema, field: StrawberryField, raw: dict[str, Any]
+) -> dict[str, Any]:
+    """graphql-core's coerced arguments of `field` as its resolver receives them (by
+    Python name, inputs as their classes, enums as members)."""
+    return convert_arguments(
+        raw,
+        field.arguments,
+        scalar_registry=schema.schema_converter.scalar_registry,
+        config=schema.config,
+    )
 
 
 def graphiql_html() -> str:

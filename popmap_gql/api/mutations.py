@@ -15,7 +15,6 @@ from strawberry.types import get_object_definition
 
 from popmap_gql.api.context import Info
 from popmap_gql.api.engine import to_camel_case
-from popmap_gql.api.ids import decode_id
 from popmap_gql.api.permissions import business_in_arguments, guard
 from popmap_gql.api.sizes import Capped, sized
 from popmap_gql.api.types import Business, Event
@@ -26,6 +25,7 @@ from popmap_gql.db.powers import POWERS
 from popmap_gql.db.uploads import ClaimedUpload, UploadOwner
 from popmap_gql.media.stores import MediaStore
 from popmap_gql.media.uploads import claim_upload, create_upload
+from popmap_gql.read.ids import decode_id
 
 __all__ = ["Mutation"]
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from strawberry.permission import BasePermission
 
-from popmap_gql.api.context import Info
-from popmap_gql.api.ids import decode_id
+from popmap_gql.api.context import Context, Info
 from popmap_gql.db.powers import POWERS, UPLOAD_SAVED_BY, People, may_act_for_business
 from popmap_gql.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
+from popmap_gql.read.ids import decode_id
 
 __all__ = [
     "IsAuthenticated",
@@ -21,6 +21,7 @@ __all__ = [
     "MayUpload",
     "business_in_arguments",
     "guard",
+    "require_power_in",
     "require_service_power",
 ]
 
@@ -46,11 +47,16 @@ def business_in_arguments(arguments: Mapping[str, Any]) -> int:
 def require_service_power(info: Info, operation: str) -> None:
     """A service may use `operation` only with the scope POWERS names for it: FORBIDDEN
     otherwise, with `requiredScope` when a scope would allow it."""
+    require_power_in(info.context, operation)
+
+
+def require_power_in(context: Context, operation: str) -> None:
+    """`require_service_power` given the request's context."""
     power = POWERS[operation]
     if power.scope is None:
         raise Forbidden("services cannot do this")
-    if power.scope not in info.context.viewer.scopes:
-        scope = f"{info.context.settings.cognito_resource_server}/{power.scope.value}"
+    if power.scope not in context.viewer.scopes:
+        scope = f"{context.settings.cognito_resource_server}/{power.scope.value}"
         raise Forbidden(f"this needs the scope {scope}", required_scope=scope)
 
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import strawberry
-from tortoise.models import Model
 
-from popmap_gql.api.context import Info
-from popmap_gql.api.ids import decode_cursor, decode_id, encode_cursor, encode_id, lookup_pk
-from popmap_gql.api.permissions import require_service_power
+from popmap_gql.api.context import Context, Info
+from popmap_gql.api.permissions import require_power_in
 from popmap_gql.api.prefetch import (
     lookup_business,
     prefetch_businesses,
@@ -40,8 +38,9 @@ from popmap_gql.db.models import EventStatus as DbEventStatus
 from popmap_gql.db.powers import STATUS_FILTER
 from popmap_gql.db.validation import check_instant, check_storable
 from popmap_gql.errors import BadUserInput, Forbidden, NotFound
+from popmap_gql.read.ids import decode_cursor, decode_id, encode_cursor, encode_id, lookup_pk
 
-__all__ = ["PAGE", "Query"]
+__all__ = ["PAGE", "Query", "business_list_query", "event_list_query", "viewer_object"]
 
 # The page of every connection: `first` items, 20 when omitted, at most 100.
 PAGE = Paged(default=20, cap=100)
@@ -49,7 +48,6 @@ MAX_SLUGS = 50
 MAX_SEARCH_LENGTH = 200
 
 NodeT = TypeVar("NodeT")
-RowT = TypeVar("RowT", bound=Model)
 
 
 @strawberry.enum(description="How to order businesses; ties break on creation order.")
@@ -151,13 +149,12 @@ def _bbox(box: BoundingBox | None) -> queries.BoundingBox | None:
 
 
 def _connection(
-    page: queries.Page[RowT],
-    order: queries.BusinessOrder | queries.EventOrder,
+    page: queries.Page[queries.Row],
+    query: queries.ListQuery,
     nodes: list[NodeT],
-    count: Any,
 ) -> Connection[NodeT]:
     edges = [
-        Edge(cursor=encode_cursor(order.name, queries.sort_value(row, order), row.pk), node=node)
+        Edge(cursor=encode_cursor(query.order.name, query.sort_value(row), row["id"]), node=node)
         for row, node in zip(page.items, nodes, strict=True)
     ]
     return Connection(
@@ -168,8 +165,71 @@ def _connection(
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
         ),
-        count=count,
+        count=lambda: queries.count_of(query),
     )
+
+
+def business_list_query(
+    context: Context,
+    first: int | None = None,
+    after: str | None = None,
+    filter: BusinessFilter | None = None,
+    order_by: BusinessOrder = BusinessOrder.NAME_ASC,
+) -> queries.ListQuery:
+    """`Query.businesses`'s arguments checked and turned into the list's SQL (for the
+    resolver and the compiled read path alike)."""
+    size = PAGE.size(first)
+    order = queries.BusinessOrder[order_by.name]
+    flt = filter or BusinessFilter()
+    search = (
+        check_storable(flt.search, "filter.search", max_length=MAX_SEARCH_LENGTH)
+        if flt.search
+        else None
+    )
+    criteria = queries.BusinessFilter(
+        search=search.strip() or None if search else None,
+        category_slugs=_slugs(flt.category_slugs, "filter.categorySlugs"),
+        available_for_hire=flt.available_for_hire,
+    )
+    return queries.business_list(
+        context.viewer.audience, criteria, order, size, _after(order, after)
+    )
+
+
+def event_list_query(
+    context: Context,
+    first: int | None = None,
+    after: str | None = None,
+    filter: EventFilter | None = None,
+    order_by: EventOrder = EventOrder.STARTS_AT_ASC,
+) -> queries.ListQuery:
+    """`Query.events`'s arguments checked and turned into the list's SQL (for the resolver
+    and the compiled read path alike)."""
+    size = PAGE.size(first)
+    order = queries.EventOrder[order_by.name]
+    flt = filter or EventFilter()
+    viewer = context.viewer
+    if flt.status is not None and viewer.is_service:
+        require_power_in(context, STATUS_FILTER)
+    elif flt.status is not None and not viewer.is_staff:
+        raise Forbidden("only staff may filter events by status")
+    criteria = queries.EventFilter(
+        ends_after=_latest(
+            datetime.now(UTC) if flt.upcoming else None,
+            _instant(flt.ends_after, "filter.endsAfter"),
+        ),
+        starts_after=_instant(flt.starts_after, "filter.startsAfter"),
+        starts_before=_instant(flt.starts_before, "filter.startsBefore"),
+        bbox=_bbox(flt.bbox),
+        category_slugs=_slugs(flt.category_slugs, "filter.categorySlugs"),
+        business_id=(
+            decode_id("Business", flt.business_id, field="filter.businessId")
+            if flt.business_id is not None
+            else None
+        ),
+        status=flt.status,
+    )
+    return queries.event_list(viewer.audience, criteria, order, size, _after(order, after))
 
 
 def _after(
@@ -181,7 +241,7 @@ def _after(
     return decode_cursor(order.name, after, kind)
 
 
-def _viewer(viewer: AuthViewer) -> Viewer | None:
+def viewer_object(viewer: AuthViewer) -> Viewer | None:
     if viewer.user_id is None:
         return None
     return Viewer(
@@ -236,7 +296,7 @@ class Query:
         metadata=private(),
     )
     def me(self, info: Info) -> Viewer | None:
-        return _viewer(info.context.viewer)
+        return viewer_object(info.context.viewer)
 
     @strawberry.field(
         description="The service a server-to-server request acts for; null for people and"
@@ -268,24 +328,11 @@ class Query:
         filter: BusinessFilter | None = None,  # the contract's argument name
         order_by: BusinessOrder = BusinessOrder.NAME_ASC,
     ) -> Connection[Business]:
-        size = PAGE.size(first)
-        order = queries.BusinessOrder[order_by.name]
-        flt = filter or BusinessFilter()
-        search = (
-            check_storable(flt.search, "filter.search", max_length=MAX_SEARCH_LENGTH)
-            if flt.search
-            else None
-        )
-        criteria = queries.BusinessFilter(
-            search=search.strip() or None if search else None,
-            category_slugs=_slugs(flt.category_slugs, "filter.categorySlugs"),
-            available_for_hire=flt.available_for_hire,
-        )
-        audience = info.context.viewer.audience
-        page = await queries.businesses_page(audience, criteria, order, size, _after(order, after))
-        nodes = [Business.from_row(row) for row in page.items]
+        query = business_list_query(info.context, first, after, filter, order_by)
+        page = await queries.page_of(query)
+        nodes = [Business.from_values(row) for row in page.items]
         await prefetch_businesses(info.context.loaders, nodes, selected(info, "edges", "node"))
-        return _connection(page, order, nodes, lambda: queries.count_businesses(audience, criteria))
+        return _connection(page, query, nodes)
 
     @strawberry.field(description="One business, if the viewer can see it.")
     async def business(self, info: Info, id: strawberry.ID) -> Business | None:
@@ -308,35 +355,11 @@ class Query:
         filter: EventFilter | None = None,  # the contract's argument name
         order_by: EventOrder = EventOrder.STARTS_AT_ASC,
     ) -> Connection[Event]:
-        size = PAGE.size(first)
-        order = queries.EventOrder[order_by.name]
-        flt = filter or EventFilter()
-        viewer = info.context.viewer
-        if flt.status is not None and viewer.is_service:
-            require_service_power(info, STATUS_FILTER)
-        elif flt.status is not None and not viewer.is_staff:
-            raise Forbidden("only staff may filter events by status")
-        criteria = queries.EventFilter(
-            ends_after=_latest(
-                datetime.now(UTC) if flt.upcoming else None,
-                _instant(flt.ends_after, "filter.endsAfter"),
-            ),
-            starts_after=_instant(flt.starts_after, "filter.startsAfter"),
-            starts_before=_instant(flt.starts_before, "filter.startsBefore"),
-            bbox=_bbox(flt.bbox),
-            category_slugs=_slugs(flt.category_slugs, "filter.categorySlugs"),
-            business_id=(
-                decode_id("Business", flt.business_id, field="filter.businessId")
-                if flt.business_id is not None
-                else None
-            ),
-            status=flt.status,
-        )
-        audience = viewer.audience
-        page = await queries.events_page(audience, criteria, order, size, _after(order, after))
-        nodes = [Event.from_row(row) for row in page.items]
+        query = event_list_query(info.context, first, after, filter, order_by)
+        page = await queries.page_of(query)
+        nodes = [Event.from_values(row) for row in page.items]
         await prefetch_events(info.context.loaders, nodes, selected(info, "edges", "node"))
-        return _connection(page, order, nodes, lambda: queries.count_events(audience, criteria))
+        return _connection(page, query, nodes)
 
     @strawberry.field(description="One event, if the viewer can see it.")
     async def event(self, info: Info, id: strawberry.ID) -> Event | None:

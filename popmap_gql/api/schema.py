@@ -18,6 +18,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from popmap_gql.api.binding import bind
 from popmap_gql.api.cost import CostModel, too_costly
 from popmap_gql.api.documents import COSTS_KEPT, Documents, Prepared
 from popmap_gql.api.engine import (
@@ -32,6 +33,7 @@ from popmap_gql.api.engine import (
     plain_scalar_fields,
 )
 from popmap_gql.api.errors import log_unexpected
+from popmap_gql.api.fast import FastReads
 from popmap_gql.api.limits import ShapeLimits
 from popmap_gql.api.mutations import Mutation
 from popmap_gql.api.privacy import PrivateFields
@@ -66,6 +68,8 @@ class PopmapSchema(strawberry.Schema):
     private_fields: PrivateFields
     max_query_cost: int
     hide_suggestions: bool
+    fast: FastReads
+    compiled_reads: bool
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -120,6 +124,11 @@ class PopmapSchema(strawberry.Schema):
         if refusal is not None:
             return ExecutionResult(data=None, errors=[refusal])
         try:
+            operation = get_operation_ast(document, operation_name)
+            if self.compiled_reads and operation is not None and context_value is not None:
+                data = await self.fast.answer(document, operation, variable_values, context_value)
+                if data is not None:
+                    return ExecutionResult(data=data, errors=None)
             outcome = execute(
                 graphql_schema(self),
                 document,
@@ -212,6 +221,8 @@ def build_schema(settings: Settings) -> PopmapSchema:
     built.private_fields = PrivateFields(core)  # fails on an unmarked private field
     built.max_query_cost = settings.max_query_cost
     built.hide_suggestions = not settings.introspection
+    built.fast = FastReads(built, core, bind(core))  # fails when schema and read model differ
+    built.compiled_reads = settings.compiled_reads
     install_direct_resolvers(core, DIRECT_RESOLVERS)
     built.execution_context_class = type(
         "PopmapSchemaExecutionContext",

@@ -12,7 +12,6 @@ from tortoise.models import Model
 
 from popmap_gql.api.context import Context, Info
 from popmap_gql.api.dataloading import Missing, peek, ready
-from popmap_gql.api.ids import encode_id
 from popmap_gql.api.permissions import require_service_power
 from popmap_gql.api.privacy import private, private_type
 from popmap_gql.api.sizes import PAGE_ITEMS, Capped, cap_of, sized
@@ -21,6 +20,7 @@ from popmap_gql.db.commands import MAX_CATEGORIES
 from popmap_gql.db.powers import AVAILABLE_EVENTS, may_act_for_business
 from popmap_gql.db.queries import ACTIVE_EVENTS, ended
 from popmap_gql.errors import Forbidden, Unauthenticated
+from popmap_gql.read.ids import encode_id
 
 if TYPE_CHECKING:
     from popmap_gql.api.loaders import Loaders

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
+from typing import Any
 
 from popmap_gql.db.models import UploadKind
 
 __all__ = [
+    "ACTS_FOR_BUSINESS",
     "ANONYMOUS",
     "AVAILABLE_EVENTS",
     "HIDDEN_ROWS",
     "POWERS",
     "STATUS_FILTER",
     "UPLOAD_SAVED_BY",
+    "ActsForBusiness",
     "Audience",
     "EventOwners",
     "People",
@@ -135,12 +138,34 @@ def _check_upload_power() -> None:
 _check_upload_power()
 
 
-def may_act_for_business(audience: Audience, owner_id: int | None) -> bool:
+@dataclass(frozen=True, slots=True)
+class ActsForBusiness:
     """The one rule "owner or staff": a person acts for a business they own, staff for any.
-    A service owns no business and never acts as its owner."""
-    if audience.is_staff:
-        return True
-    return audience.user_id is not None and owner_id == audience.user_id
+    A service owns no business and never acts as its owner. `holds` checks a business in
+    hand; `sql` is the same rule as a condition on a business row (the owner column)."""
+
+    owner_column: str = "owner_id"
+
+    def holds(self, audience: Audience, owner_id: int | None) -> bool:
+        if audience.is_staff:
+            return True
+        return audience.user_id is not None and owner_id == audience.user_id
+
+    def sql(self, audience: Audience, alias: str, params: list[Any]) -> str:
+        if audience.is_staff:
+            return "TRUE"
+        if audience.user_id is None:
+            return "FALSE"
+        params.append(audience.user_id)
+        return f"{alias}.{self.owner_column} = ${len(params)}"
+
+
+ACTS_FOR_BUSINESS = ActsForBusiness()
+
+
+def may_act_for_business(audience: Audience, owner_id: int | None) -> bool:
+    """`ACTS_FOR_BUSINESS` for a business in hand."""
+    return ACTS_FOR_BUSINESS.holds(audience, owner_id)
 
 
 def who_may_change_event(audience: Audience, event_owners: EventOwners) -> bool:

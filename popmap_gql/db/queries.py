@@ -10,11 +10,9 @@ from enum import Enum
 from typing import Any, Generic, TypeVar
 
 from tortoise.connection import connections
-from tortoise.expressions import Q, Subquery
-from tortoise.models import Model
-from tortoise.queryset import QuerySet
+from tortoise.expressions import Q
 
-from popmap_gql.db.models import Business, Event, EventStatus, Participation
+from popmap_gql.db.models import EventStatus
 from popmap_gql.db.powers import ANONYMOUS, Audience
 
 __all__ = [
@@ -30,34 +28,33 @@ __all__ = [
     "BusinessOrder",
     "EventFilter",
     "EventOrder",
+    "ListQuery",
     "Page",
     "PrivateView",
     "Row",
     "Visibility",
     "available_events_by_business_ids",
+    "business_list",
     "business_visibility",
     "business_with_relations",
     "businesses_by_event_ids",
     "businesses_by_ids",
     "businesses_by_owner_ids",
-    "businesses_page",
     "categories_by_business_ids",
-    "count_businesses",
-    "count_events",
+    "count_of",
     "data_version",
     "ended",
+    "event_list",
     "event_visibility",
     "events_by_business_ids",
     "events_by_creator_ids",
     "events_by_ids",
-    "events_page",
     "hosted_events_by_business_ids",
     "list_categories",
+    "page_of",
     "private_view",
-    "sort_value",
 ]
 
-ModelT = TypeVar("ModelT", bound=Model)
 T = TypeVar("T")
 
 
@@ -218,27 +215,76 @@ class Page(Generic[T]):
     has_next_page: bool
 
 
-async def _keyset_page(
-    queryset: QuerySet[ModelT],
-    order: BusinessOrder | EventOrder,
-    first: int,
-    after: Position | None,
-) -> Page[ModelT]:
-    """One page after `after`, ordered by (field, id); stable under inserts elsewhere."""
-    field, descending = order.value
-    if after is not None:
-        value, last_id = after
-        op = "lt" if descending else "gt"
-        queryset = queryset.filter(
-            Q(**{f"{field}__{op}": value}) | Q(**{field: value, f"id__{op}": last_id})
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """A page of a list as SQL: `select(columns)` is the statement for a page of rows of
+    table alias `alias` (`first` + 1 rows, to tell whether there is a next page), in the
+    list's order; `count()` counts every row the filter admits. Built once per request
+    from the filter, the order and the position, with its parameters."""
+
+    table: str
+    alias: str
+    conditions: tuple[str, ...]
+    order: BusinessOrder | EventOrder
+    first: int
+    after: Position | None
+    params: tuple[Any, ...]
+
+    def where(self, params: list[Any]) -> str:
+        """The WHERE clause; the conditions' parameters are the first of `params`."""
+        assert list(params[: len(self.params)]) == list(self.params)
+        return " AND ".join(self.conditions) or "TRUE"
+
+    def keyset(self, params: list[Any]) -> str:
+        """The condition "after the position" (ordered by (field, id)), or TRUE."""
+        if self.after is None:
+            return "TRUE"
+        column, descending = self.order.value
+        value, last_id = self.after
+        params.append(value)
+        at_value = f"${len(params)}"
+        params.append(last_id)
+        at_id = f"${len(params)}"
+        op = "<" if descending else ">"
+        a = self.alias
+        return (
+            f"({a}.{column} {op} {at_value} OR ({a}.{column} = {at_value} AND {a}.id {op} {at_id}))"
         )
-    sign = "-" if descending else ""
-    rows = await queryset.order_by(f"{sign}{field}", f"{sign}id").limit(first + 1)
-    return Page(items=list(rows[:first]), has_next_page=len(rows) > first)
+
+    def order_by(self, alias: str | None = None) -> str:
+        column, descending = self.order.value
+        a = alias or self.alias
+        direction = " DESC" if descending else ""
+        return f"{a}.{column}{direction}, {a}.id{direction}"
+
+    def page_sql(self, params: list[Any]) -> str:
+        """The page's rows (all columns), `first` + 1 of them, in order."""
+        where = self.where(params)
+        keyset = self.keyset(params)
+        params.append(self.first + 1)
+        return (
+            f"SELECT {self.alias}.* FROM {self.table} {self.alias} WHERE {where} AND {keyset}"
+            f" ORDER BY {self.order_by()} LIMIT ${len(params)}"
+        )
+
+    def sort_value(self, row: Row) -> Any:
+        return row[self.order.value[0]]
 
 
-def sort_value(row: Model, order: BusinessOrder | EventOrder) -> Any:
-    return getattr(row, order.value[0])
+async def page_of(query: ListQuery) -> Page[Row]:
+    params = list(query.params)
+    rows: list[Row] = list(await _rows(query.page_sql(params), params))
+    return Page(items=rows[: query.first], has_next_page=len(rows) > query.first)
+
+
+async def count_of(query: ListQuery) -> int:
+    params = list(query.params)
+    rows = await _rows(
+        f"SELECT count(*) AS n FROM {query.table} {query.alias} WHERE {query.where(params)}",
+        params,
+    )
+    count: int = rows[0]["n"]
+    return count
 
 
 # --- categories -----------------------------------------------------------------------
@@ -276,32 +322,34 @@ class BusinessFilter:
     available_for_hire: bool | None = None
 
 
-def _business_queryset(audience: Audience, flt: BusinessFilter) -> QuerySet[Business]:
-    queryset = Business.filter(business_visibility(audience))
-    if flt.search:
-        queryset = queryset.filter(
-            Q(name__icontains=flt.search) | Q(description__icontains=flt.search)
-        )
-    if flt.category_slugs is not None:
-        in_categories = Business.filter(categories__slug__in=flt.category_slugs).values("id")
-        queryset = queryset.filter(id__in=Subquery(in_categories))
-    if flt.available_for_hire is not None:
-        queryset = queryset.filter(available_for_hire=flt.available_for_hire)
-    return queryset
+def _like(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, its own wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
-async def businesses_page(
+def business_list(
     audience: Audience,
     flt: BusinessFilter,
     order: BusinessOrder,
     first: int,
     after: Position | None,
-) -> Page[Business]:
-    return await _keyset_page(_business_queryset(audience, flt), order, first, after)
-
-
-async def count_businesses(audience: Audience, flt: BusinessFilter) -> int:
-    return await _business_queryset(audience, flt).count()
+) -> ListQuery:
+    params: list[Any] = []
+    conditions = [BUSINESS_VISIBILITY.sql(audience, "b", params)]
+    if flt.search:
+        params.append(_like(flt.search))
+        conditions.append(f"(b.name ILIKE ${len(params)} OR b.description ILIKE ${len(params)})")
+    if flt.category_slugs is not None:
+        params.append(list(flt.category_slugs))
+        conditions.append(
+            "b.id IN (SELECT bc.business_id FROM business_category bc"
+            f" JOIN category c ON c.id = bc.category_id WHERE c.slug = ANY(${len(params)}))"
+        )
+    if flt.available_for_hire is not None:
+        params.append(flt.available_for_hire)
+        conditions.append(f"b.available_for_hire = ${len(params)}")
+    return ListQuery("business", "b", tuple(conditions), order, first, after, tuple(params))
 
 
 async def businesses_by_ids(audience: Audience, ids: Sequence[int]) -> dict[int, Row]:
@@ -422,48 +470,51 @@ class EventFilter:
     status: EventStatus | None = None
 
 
-def _event_queryset(audience: Audience, flt: EventFilter) -> QuerySet[Event]:
-    queryset = Event.filter(event_visibility(audience))
+def event_list(
+    audience: Audience, flt: EventFilter, order: EventOrder, first: int, after: Position | None
+) -> ListQuery:
+    params: list[Any] = []
+    conditions = [EVENT_VISIBILITY.sql(audience, "e", params)]
+
+    def param(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
     if flt.ends_after is not None:
-        queryset = queryset.filter(ends_at__gte=flt.ends_after)
+        conditions.append(f"e.ends_at >= {param(flt.ends_after)}")
     if flt.starts_after is not None:
-        queryset = queryset.filter(starts_at__gte=flt.starts_after)
+        conditions.append(f"e.starts_at >= {param(flt.starts_after)}")
     if flt.starts_before is not None:
-        queryset = queryset.filter(starts_at__lt=flt.starts_before)
+        conditions.append(f"e.starts_at < {param(flt.starts_before)}")
     if flt.bbox is not None:
         box = flt.bbox
-        queryset = queryset.filter(latitude__gte=box.south, latitude__lte=box.north)
+        conditions.append(f"e.latitude BETWEEN {param(box.south)} AND {param(box.north)}")
         if box.west <= box.east:
-            queryset = queryset.filter(longitude__gte=box.west, longitude__lte=box.east)
+            conditions.append(f"e.longitude BETWEEN {param(box.west)} AND {param(box.east)}")
         else:  # the box crosses the antimeridian
-            queryset = queryset.filter(Q(longitude__gte=box.west) | Q(longitude__lte=box.east))
+            conditions.append(
+                f"(e.longitude >= {param(box.west)} OR e.longitude <= {param(box.east)})"
+            )
     if flt.category_slugs is not None:
         # Only businesses the audience can see count, so a hidden business reveals nothing.
-        businesses = Business.filter(
-            business_visibility(audience), categories__slug__in=flt.category_slugs
-        ).values("id")
-        taking_part = Participation.filter(business_id__in=Subquery(businesses)).values("event_id")
-        queryset = queryset.filter(id__in=Subquery(taking_part))
+        visible = BUSINESS_VISIBILITY.sql(audience, "b", params)
+        conditions.append(
+            "e.id IN (SELECT p.event_id FROM participation p WHERE p.business_id IN"
+            " (SELECT b.id FROM business b JOIN business_category bc ON bc.business_id = b.id"
+            f" JOIN category c ON c.id = bc.category_id WHERE {visible}"
+            f" AND c.slug = ANY({param(list(flt.category_slugs))})))"
+        )
     if flt.business_id is not None:
         # The business counts only if the audience can see it: a hidden one has no events.
-        business = Business.filter(business_visibility(audience), id=flt.business_id).values("id")
-        taking_part = Participation.filter(business_id__in=Subquery(business)).values("event_id")
-        queryset = queryset.filter(
-            Q(id__in=Subquery(taking_part)) | Q(host_business_id__in=Subquery(business))
+        visible = BUSINESS_VISIBILITY.sql(audience, "b", params)
+        named = f"(SELECT b.id FROM business b WHERE b.id = {param(flt.business_id)} AND {visible})"
+        conditions.append(
+            f"(e.id IN (SELECT p.event_id FROM participation p WHERE p.business_id IN {named})"
+            f" OR e.host_business_id IN {named})"
         )
     if flt.status is not None:
-        queryset = queryset.filter(status=flt.status)
-    return queryset
-
-
-async def events_page(
-    audience: Audience, flt: EventFilter, order: EventOrder, first: int, after: Position | None
-) -> Page[Event]:
-    return await _keyset_page(_event_queryset(audience, flt), order, first, after)
-
-
-async def count_events(audience: Audience, flt: EventFilter) -> int:
-    return await _event_queryset(audience, flt).count()
+        conditions.append(f"e.status = {param(flt.status.value)}")
+    return ListQuery("event", "e", tuple(conditions), order, first, after, tuple(params))
 
 
 async def events_by_ids(audience: Audience, ids: Sequence[int]) -> dict[int, Row]:

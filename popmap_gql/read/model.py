@@ -1,0 +1,497 @@
+"""The read model: one declaration per GraphQL object type that shows rows of a table.
+
+Each `Entity` says which table a type reads, how each of its fields is read from a row
+(`Column` and its `Form`, or a `Computed` field with both a Python and a SQL form), who
+sees which rows (the table's `Visibility`), and its relations (`Relation`: the keyed SQL
+that finds the related rows, which of them are kept past the field's declared size, and
+the order they are shown in). Everything else is derived from these declarations:
+
+- the object builders (`Entity.values`): a row to the keyword arguments of the type;
+- the relation loaders' SQL (`read.sql.relation_rows`) and the DataLoaders;
+- the look-ahead plan that fills those loaders for a whole selection (`read.plan`);
+- the compiler that turns a selection into one SQL statement building the JSON answer
+  (`read.compile`).
+
+`read.binding.bind` checks the declarations against the built GraphQL schema when the
+schema is built: a field of a bound type that the read model does not know, or a
+declaration naming a field the type does not have, stops start-up.
+
+Nothing here imports Strawberry or graphql-core; field names are the Python names of
+the Strawberry types' fields (snake case).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+import dataclasses
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from popmap_gql.db.models import EventStatus
+from popmap_gql.db.powers import ACTS_FOR_BUSINESS, ActsForBusiness, Audience
+from popmap_gql.db.queries import (
+    ACTIVE_EVENTS,
+    BUSINESS_VISIBILITY,
+    EVENT_VISIBILITY,
+    ActiveEvents,
+    Visibility,
+)
+from popmap_gql.read.ids import encode_id
+
+__all__ = [
+    "CATEGORY_ORDER",
+    "ENTITIES",
+    "EVENT_ORDER",
+    "Column",
+    "Computed",
+    "Entity",
+    "Form",
+    "Relation",
+    "SqlScope",
+]
+
+
+# --- how a column's value is shown ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Form:
+    """How a stored value becomes the field's value, in Python and in SQL (for the JSON
+    PostgreSQL builds). The two forms of each kind are written side by side here."""
+
+    kind: str  # "plain", "optional_text", "instant", "enum", "id"
+    type_name: str = ""  # for "id": the GraphQL type the id names
+
+    def python(self, value: Any) -> Any:
+        if self.kind == "optional_text":
+            return value or None
+        if self.kind == "enum":
+            return EventStatus(value)
+        if self.kind == "id":
+            return encode_id(self.type_name, value)
+        return value
+
+    def sql(self, expression: str) -> str:
+        if self.kind == "optional_text":
+            return f"NULLIF({expression}, '')"
+        if self.kind == "instant":
+            return iso_sql(expression)
+        if self.kind == "id":
+            return global_id_sql(self.type_name, expression)
+        return expression
+
+
+PLAIN = Form("plain")
+OPTIONAL_TEXT = Form("optional_text")  # an empty text column is an absent value
+INSTANT = Form("instant")
+ENUM = Form("enum")
+
+
+def global_id_sql(type_name: str, expression: str) -> str:
+    """SQL for the global ID of a key (ids.encode_id): base64url of "Type:pk", unpadded.
+    The type name is a constant of our declarations, never a client's value."""
+    raw = f"encode(convert_to('{type_name}:' || {expression}, 'UTF8'), 'base64')"
+    # encode() wraps base64 at 76 characters; ids are far shorter
+    return f"rtrim(translate({raw}, '+/', '-_'), '=')"
+
+
+def iso_sql(expression: str) -> str:
+    """SQL for Python's isoformat() of a UTC timestamptz (what the GraphQL DateTime scalar
+    writes): seconds, microseconds only when not zero, and +00:00."""
+    return (
+        f"to_char({expression} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+        f" || CASE WHEN to_char({expression}, 'US') = '000000' THEN ''"
+        f" ELSE '.' || to_char({expression}, 'US') END || '+00:00'"
+    )
+
+
+# --- what a statement being built offers a declaration ---------------------------------
+
+
+class SqlScope:
+    """What SQL fragments of the read model may use while a statement is built: the
+    request's audience, its parameters, and the visibility of the other entities."""
+
+    def __init__(
+        self,
+        audience: Audience,
+        params: list[Any],
+        *,
+        caps: Mapping[tuple[str, str], int],
+        media_base: str = "",
+    ) -> None:
+        self.audience = audience
+        self.params = params
+        self.caps = caps  # (entity, relation field) -> the field's declared size
+        self.media_base = media_base
+        self._aliases = 0
+
+    def param(self, value: Any) -> str:
+        self.params.append(value)
+        return f"${len(self.params)}"
+
+    def alias(self, prefix: str) -> str:
+        self._aliases += 1
+        return f"{prefix}{self._aliases}"
+
+    def visible(self, entity_name: str, alias: str) -> str:
+        visibility = ENTITIES[entity_name].visibility
+        return "TRUE" if visibility is None else visibility.sql(self.audience, alias, self.params)
+
+
+# --- fields --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A field read from one column of the row (`column`, the field's name by default)."""
+
+    field: str
+    form: Form = PLAIN
+    column: str = ""
+
+    @property
+    def source(self) -> str:
+        return self.column or self.field
+
+
+@dataclass(frozen=True, slots=True)
+class Computed:
+    """A field computed from the row: `python(obj, context)` for the objects built from
+    rows (reading their column fields and carried attributes, and the request's context),
+    `sql(alias, scope)` for answers built by PostgreSQL; both are given here, once."""
+
+    field: str
+    python: Callable[[Any, Any], Any]
+    sql: Callable[[str, SqlScope], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Relation:
+    """A field listing (or naming one of) another entity's rows.
+
+    `source(parent_key, alias, scope)` is the SQL after SELECT: FROM and WHERE, finding the
+    related rows of table alias `alias` for the parent row whose key (`key`, a column of
+    the parent, "id" by default) is the SQL expression `parent_key`. `pick` orders the rows
+    when only the field's declared size of them is kept; `order` orders what is shown.
+    Both are lists of SQL expressions (on `alias` and the source's own aliases; `{a}`
+    stands for `alias`). The target's visibility is applied unless `visible` is False
+    (the source already restricts the rows, e.g. to the viewer's own). `arguments`: for
+    each GraphQL argument (Python name), a function giving an extra SQL condition for its
+    value (or None). `guard`: who may read the field (FORBIDDEN for others).
+    """
+
+    field: str
+    target: str
+    source: Callable[[str, str, SqlScope], str]
+    order: tuple[str, ...]
+    pick: tuple[str, ...] = ()
+    many: bool = True
+    key: str = "id"
+    visible: bool = True
+    arguments: Mapping[str, Callable[[Any, str], str | None]] = dataclasses.field(default_factory=dict)
+    guard: ActsForBusiness | None = None
+
+    def orders(self, alias: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(pick, order) with `{a}` replaced by `alias`."""
+        order = tuple(term.format(a=alias) for term in self.order)
+        pick = tuple(term.format(a=alias) for term in self.pick) or order
+        return pick, order
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """A GraphQL object type backed by a table (or, without `table`, by the viewer)."""
+
+    name: str  # the GraphQL type's name
+    table: str
+    visibility: Visibility | None
+    columns: tuple[Column, ...] = ()
+    computed: tuple[Computed, ...] = ()
+    relations: tuple[Relation, ...] = ()
+    # fields the object gives itself (the viewer's, from the token): not read from a table
+    given: tuple[str, ...] = ()
+    # (attribute, column): columns the Python object carries for its resolvers and
+    # computed fields, which are not GraphQL fields
+    carried: tuple[tuple[str, str], ...] = ()
+
+    def column(self, name: str) -> Column | None:
+        return next((column for column in self.columns if column.field == name), None)
+
+    def relation(self, name: str) -> Relation | None:
+        return next((relation for relation in self.relations if relation.field == name), None)
+
+    def computed_field(self, name: str) -> Computed | None:
+        return next((item for item in self.computed if item.field == name), None)
+
+    @property
+    def field_names(self) -> frozenset[str]:
+        return frozenset(
+            [column.field for column in self.columns]
+            + [item.field for item in self.computed]
+            + [relation.field for relation in self.relations]
+        )
+
+    def values(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The keyword arguments of the GraphQL object for `row` (columns by name): its
+        column fields, `pk` and the carried columns."""
+        values = {column.field: column.form.python(row[column.source]) for column in self.columns}
+        values["pk"] = row["id"]
+        for attribute, column in self.carried:
+            values[attribute] = row[column]
+        return values
+
+
+# --- the rules the declarations share -----------------------------------------------------
+
+
+# Code-point order, the same on any server collation (and Python's order of str).
+CATEGORY_ORDER = ('{a}.name COLLATE "C"', "{a}.id")
+EVENT_ORDER = ("{a}.starts_at", "{a}.id")
+# Event lists of a business keep, past their size, the events that end last (so every
+# event not ended yet, up to the size), and show them soonest first.
+LATEST_ENDING = ("{a}.ends_at DESC", "{a}.id DESC")
+
+
+def _not_ended(upcoming: Any, alias: str) -> str | None:
+    return f"{alias}.ends_at >= now()" if upcoming else None
+
+
+def _picture(
+    key_column: str, url_column: str, url_attribute: str
+) -> tuple[Callable[..., Any], Callable[..., str]]:
+    """An uploaded picture's URL (the media base, then its key; built when asked, so a new
+    CDN applies to every row), else the URL given, else none."""
+
+    def python(obj: Any, context: Any) -> str | None:
+        key = getattr(obj, key_column)
+        return f"{context.media_base}/{key}" if key else (getattr(obj, url_attribute) or None)
+
+    def sql(alias: str, scope: SqlScope) -> str:
+        base = scope.param(scope.media_base)
+        return (
+            f"CASE WHEN {alias}.{key_column} <> '' THEN {base}::text || '/' || {alias}.{key_column}"
+            f" ELSE NULLIF({alias}.{url_column}, '') END"
+        )
+
+    return python, sql
+
+
+def _active(active: ActiveEvents) -> tuple[Callable[..., Any], Callable[..., str]]:
+    def python(obj: Any, _: Any) -> bool:
+        return active.holds(obj.status, obj.ends_at, datetime.now(UTC))
+
+    def sql(alias: str, _: SqlScope) -> str:
+        return f"({active.sql(alias)})"
+
+    return python, sql
+
+
+def _viewer_is_owner_sql(alias: str, scope: SqlScope) -> str:
+    uid = scope.audience.user_id
+    if uid is None:
+        return "FALSE"
+    return f"COALESCE({alias}.owner_id = {scope.param(uid)}, FALSE)"
+
+
+def _viewer_is_owner(obj: Any, context: Any) -> bool:
+    viewer_id = context.viewer.user_id
+    return viewer_id is not None and viewer_id == obj.owner_id
+
+
+# --- relations, each with its SQL ---------------------------------------------------------
+
+
+def _business_categories(key: str, a: str, _: SqlScope) -> str:
+    return (
+        f"FROM business_category bc JOIN category {a} ON {a}.id = bc.category_id"
+        f" WHERE bc.business_id = {key}"
+    )
+
+
+def _business_events(key: str, a: str, _: SqlScope) -> str:
+    return f"FROM participation p JOIN event {a} ON {a}.id = p.event_id WHERE p.business_id = {key}"
+
+
+def _hosted_events(key: str, a: str, _: SqlScope) -> str:
+    return f"FROM event {a} WHERE {a}.host_business_id = {key}"
+
+
+def _available_events(key: str, a: str, _: SqlScope) -> str:
+    return (
+        f"FROM event {a} WHERE {ACTIVE_EVENTS.sql(a)} AND NOT EXISTS (SELECT 1 FROM"
+        f" participation p WHERE p.event_id = {a}.id AND p.business_id = {key})"
+    )
+
+
+def _host_business(key: str, a: str, _: SqlScope) -> str:
+    return f"FROM business {a} WHERE {a}.id = {key}"
+
+
+# The businesses an event shows: visible ones, in the order they joined, the first
+# EVENT_BUSINESSES of them (Event.businesses declares the same size).
+EVENT_BUSINESSES = 50
+
+
+def _event_businesses(key: str, a: str, _: SqlScope) -> str:
+    return (
+        f"FROM participation p JOIN business {a} ON {a}.id = p.business_id WHERE p.event_id = {key}"
+    )
+
+
+def _event_categories(key: str, a: str, scope: SqlScope) -> str:
+    # the distinct categories of the businesses the event shows
+    shown = scope.alias("eb")
+    return (
+        f"FROM category {a} WHERE {a}.id IN (SELECT bc.category_id FROM business_category bc"
+        f" WHERE bc.business_id IN (SELECT {shown}.id FROM participation p"
+        f" JOIN business {shown} ON {shown}.id = p.business_id WHERE p.event_id = {key}"
+        f" AND {scope.visible('Business', shown)} ORDER BY p.joined_at, p.id"
+        f" LIMIT {EVENT_BUSINESSES}))"
+    )
+
+
+def _owned_businesses(key: str, a: str, _: SqlScope) -> str:
+    return f"FROM business {a} WHERE {a}.owner_id = {key}"
+
+
+def _submitted_events(key: str, a: str, _: SqlScope) -> str:
+    return f"FROM event {a} WHERE {a}.created_by_id = {key}"
+
+
+_logo_python, _logo_sql = _picture("logo_key", "logo_url", "given_logo_url")
+_image_python, _image_sql = _picture("image_key", "image_url", "given_image_url")
+_active_python, _active_sql = _active(ACTIVE_EVENTS)
+
+CATEGORY = Entity(
+    name="Category",
+    table="category",
+    visibility=None,
+    columns=(Column("id", Form("id", "Category")), Column("name"), Column("slug")),
+)
+
+BUSINESS = Entity(
+    name="Business",
+    table="business",
+    visibility=BUSINESS_VISIBILITY,
+    columns=(
+        Column("id", Form("id", "Business")),
+        Column("name"),
+        Column("description"),
+        Column("contact_email", OPTIONAL_TEXT),
+        Column("contact_phone", OPTIONAL_TEXT),
+        Column("website", OPTIONAL_TEXT),
+        Column("instagram_url", OPTIONAL_TEXT),
+        Column("tiktok_url", OPTIONAL_TEXT),
+        Column("available_for_hire"),
+        Column("is_verified"),
+        Column("created_at", INSTANT),
+        Column("updated_at", INSTANT),
+    ),
+    computed=(
+        Computed("logo_url", _logo_python, _logo_sql),
+        Computed("viewer_is_owner", _viewer_is_owner, _viewer_is_owner_sql),
+    ),
+    relations=(
+        Relation("categories", "Category", _business_categories, CATEGORY_ORDER),
+        Relation(
+            "events",
+            "Event",
+            _business_events,
+            EVENT_ORDER,
+            pick=LATEST_ENDING,
+            arguments={"upcoming": _not_ended},
+        ),
+        Relation("hosted_events", "Event", _hosted_events, EVENT_ORDER, pick=LATEST_ENDING),
+        Relation(
+            "available_events",
+            "Event",
+            _available_events,
+            EVENT_ORDER,
+            visible=False,  # active events are approved, which everyone sees
+            guard=ACTS_FOR_BUSINESS,
+        ),
+    ),
+    carried=(("owner_id", "owner_id"), ("logo_key", "logo_key"), ("given_logo_url", "logo_url")),
+)
+
+EVENT = Entity(
+    name="Event",
+    table="event",
+    visibility=EVENT_VISIBILITY,
+    columns=(
+        Column("id", Form("id", "Event")),
+        Column("title"),
+        Column("description"),
+        Column("location_name", OPTIONAL_TEXT),
+        Column("address", OPTIONAL_TEXT),
+        Column("latitude"),
+        Column("longitude"),
+        Column("starts_at", INSTANT),
+        Column("ends_at", INSTANT),
+        Column("status", ENUM),
+        Column("created_at", INSTANT),
+        Column("updated_at", INSTANT),
+    ),
+    computed=(
+        Computed("image_url", _image_python, _image_sql),
+        Computed("is_active", _active_python, _active_sql),
+    ),
+    relations=(
+        Relation(
+            "host_business",
+            "Business",
+            _host_business,
+            ("{a}.id",),
+            many=False,
+            key="host_business_id",
+        ),
+        Relation("businesses", "Business", _event_businesses, ("p.joined_at", "p.id")),
+        Relation("categories", "Category", _event_categories, CATEGORY_ORDER),
+    ),
+    carried=(
+        ("host_business_id", "host_business_id"),
+        ("created_by_id", "created_by_id"),
+        ("image_key", "image_key"),
+        ("given_image_url", "image_url"),
+    ),
+)
+
+# The signed-in person: not a row of ours to read (the viewer comes from the token), but
+# its lists are relations keyed by the user's id.
+VIEWER = Entity(
+    name="Viewer",
+    table="",
+    visibility=None,
+    given=(
+        "id",
+        "username",
+        "email",
+        "first_name",
+        "last_name",
+        "groups",
+        "is_staff",
+        "identity_provider",
+    ),
+    relations=(
+        Relation(
+            "businesses",
+            "Business",
+            _owned_businesses,
+            ("{a}.name", "{a}.id"),
+            visible=False,  # the viewer's own, verified or not
+        ),
+        Relation(
+            "submitted_events",
+            "Event",
+            _submitted_events,
+            ("{a}.created_at DESC", "{a}.id DESC"),
+            visible=False,  # the viewer's own, in any status
+        ),
+    ),
+)
+
+ENTITIES: dict[str, Entity] = {
+    entity.name: entity for entity in (CATEGORY, BUSINESS, EVENT, VIEWER)
+}
