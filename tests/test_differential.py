@@ -1,8 +1,9 @@
 """Our fast path answers exactly what plain Strawberry answers.
 
 Every read query below goes through the real endpoint over HTTP (the leaner
-`PopmapSchema.execute`, the short path for plain fields, the direct relation resolvers,
-the prefetch, the response cache) and through `strawberry.Schema.execute` of a schema
+`PopmapSchema.execute`, the compiled read path that builds the JSON in SQL from the read
+model, and where it declines, the short path for plain fields, the direct relation
+resolvers, the prefetch; the response cache) and through `strawberry.Schema.execute` of a schema
 built separately from the same root types, which has none of that: Strawberry's own
 pipeline, resolver wrappers and execution context. The context for the plain run is
 made as the endpoint makes it (the viewer from the same token, through the same
@@ -29,12 +30,12 @@ from strawberry.schema.config import StrawberryConfig
 
 from bench.scenarios import Q1, Q2, Q3
 from popmap_gql.api.context import Context
-from popmap_gql.api.engine import graphql_schema
+from popmap_gql.api.engine import graphql_schema, to_camel_case
 from popmap_gql.api.errors import format_error
 from popmap_gql.api.mutations import Mutation
 from popmap_gql.api.queries import Query
 from popmap_gql.api.schema import build_schema
-from popmap_gql.api.types import DIRECT_RESOLVERS
+from popmap_gql.api.types import direct_resolvers
 from popmap_gql.auth.authenticator import Authenticator, build_authenticator
 from popmap_gql.config import Settings
 from popmap_gql.db.models import Business, Event, EventStatus
@@ -269,7 +270,10 @@ async def authenticator(settings: Settings) -> AsyncIterator[Authenticator]:
 def test_the_plain_schema_has_none_of_our_direct_resolvers(settings: Settings) -> None:
     ours = graphql_schema(build_schema(settings))
     plain = graphql_schema(_plain_schema())
-    for type_name, field_name in DIRECT_RESOLVERS:
+    resolvers = direct_resolvers()
+    assert resolvers
+    for type_name, python_name in resolvers:
+        field_name = to_camel_case(python_name)
         ours_type, plain_type = ours.type_map[type_name], plain.type_map[type_name]
         assert isinstance(ours_type, GraphQLObjectType)
         assert isinstance(plain_type, GraphQLObjectType)

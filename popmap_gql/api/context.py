@@ -29,8 +29,9 @@ class Context:
     def loaders(self) -> Loaders:
         """Built on first use: a request answered from the response cache needs none."""
         from popmap_gql.api.loaders import Loaders
+        from popmap_gql.api.types import BUILDERS, RELATION_CAPS
 
-        return Loaders(self.viewer.audience)
+        return Loaders(self.viewer.audience, RELATION_CAPS, BUILDERS)
 
     @cached_property
     def api_base(self) -> str:

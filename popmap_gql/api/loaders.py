@@ -1,141 +1,104 @@
-"""Per-request DataLoaders, one per relation, named "X by Y"; results align with keys.
+"""Per-request DataLoaders, derived from the read model: one per relation (and argument
+values) that the request uses, and one per type for lookups by id.
 
-They hold GraphQL objects built straight from the SQL rows: a map page shows hundreds
-of businesses, and building an ORM model for each on the way costs more than the query.
-Within one batch a row shared by several keys (a category of many businesses) becomes
-one object.
+Each relation's statement is the read model's (`read.sql.relation_rows_sql`): the same
+SQL, limits, orders and visibility as the compiled read path. Objects are built straight
+from the rows by the GraphQL type's builder; within one batch a row shared by several
+keys (a category of many businesses) becomes one object.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from functools import cached_property, partial
-from typing import TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from strawberry.dataloader import DataLoader
+from tortoise.connection import connections
 
-from popmap_gql.api.sizes import cap_of
-from popmap_gql.api.types import Business, Category, Event, Viewer
 from popmap_gql.db import queries
-from popmap_gql.db.queries import Audience, Row
+from popmap_gql.db.queries import Audience
+from popmap_gql.read.model import ENTITIES, SqlScope
+from popmap_gql.read.sql import group_rows, relation_rows_sql
 
-__all__ = [
-    "AVAILABLE_EVENTS",
-    "BUSINESS_CATEGORIES",
-    "BUSINESS_EVENTS",
-    "EVENT_BUSINESSES",
-    "HOSTED_EVENTS",
-    "OWNED_BUSINESSES",
-    "SUBMITTED_EVENTS",
-    "Loaders",
-]
+__all__ = ["Builders", "Loaders"]
 
-# Each relation loads at most what its field declares (see sizes.py).
-BUSINESS_CATEGORIES = cap_of(Business, "categories")
-BUSINESS_EVENTS = cap_of(Business, "events")
-HOSTED_EVENTS = cap_of(Business, "hosted_events")
-AVAILABLE_EVENTS = cap_of(Business, "available_events")
-EVENT_BUSINESSES = cap_of(Event, "businesses")
-OWNED_BUSINESSES = cap_of(Viewer, "businesses")
-SUBMITTED_EVENTS = cap_of(Viewer, "submitted_events")
-
-T = TypeVar("T")
-
-Build = Callable[[Row], T]
-
-
-def _builder(build: Build[T]) -> Callable[[Row], T]:
-    """`build`, once per row mapping (rows shared by several keys are one mapping)."""
-    built: dict[int, T] = {}
-
-    def once(row: Row) -> T:
-        found = built.get(id(row))
-        if found is None:
-            found = built[id(row)] = build(row)
-        return found
-
-    return once
-
-
-def _many(
-    fetch: Callable[[Sequence[int]], Awaitable[Mapping[int, list[Row]]]], build: Build[T]
-) -> DataLoader[int, list[T]]:
-    async def load(keys: list[int]) -> list[list[T]]:
-        found = await fetch(keys)
-        once = _builder(build)
-        return [[once(row) for row in found.get(key, ())] for key in keys]
-
-    return DataLoader(load_fn=load)
-
-
-def _one(
-    fetch: Callable[[Sequence[int]], Awaitable[Mapping[int, Row]]], build: Build[T]
-) -> DataLoader[int, T | None]:
-    async def load(keys: list[int]) -> list[T | None]:
-        found = await fetch(keys)
-        return [None if (row := found.get(key)) is None else build(row) for key in keys]
-
-    return DataLoader(load_fn=load)
+# GraphQL type name -> the function building its object from a row
+Builders = Mapping[str, Callable[[Mapping[str, Any]], Any]]
 
 
 class Loaders:
-    """The DataLoaders of one request, each built on first use (most requests need two or
-    three of the nine); visibility follows the request's viewer."""
+    """The DataLoaders of one request, each built on first use; visibility follows the
+    request's viewer."""
 
-    def __init__(self, audience: Audience) -> None:
+    def __init__(
+        self, audience: Audience, caps: Mapping[tuple[str, str], int], builders: Builders
+    ) -> None:
         self.audience = audience
+        self.caps = caps
+        self.builders = builders
+        self._loaders: dict[Any, DataLoader[Any, Any]] = {}
 
-    @cached_property
-    def categories_by_business(self) -> DataLoader[int, list[Category]]:
-        return _many(
-            partial(queries.categories_by_business_ids, limit=BUSINESS_CATEGORIES),
-            Category.from_values,
-        )
+    def related(
+        self, entity_name: str, field: str, arguments: Mapping[str, Any] | None = None
+    ) -> DataLoader[Any, Any]:
+        """Objects of the relation `entity_name.field` by the parent's key (a list, or for
+        a to-one relation the object or None)."""
+        given = tuple(sorted((arguments or {}).items()))
+        key = (entity_name, field, given)
+        loader = self._loaders.get(key)
+        if loader is None:
+            loader = self._loaders[key] = self._relation_loader(entity_name, field, dict(given))
+        return loader
 
-    @cached_property
-    def businesses_by_owner(self) -> DataLoader[int, list[Business]]:
-        return _many(
-            partial(queries.businesses_by_owner_ids, limit=OWNED_BUSINESSES), Business.from_values
-        )
+    def by_id(self, entity_name: str) -> DataLoader[int, Any]:
+        """Visible objects of `entity_name` by id (None when hidden or missing)."""
+        key = (entity_name, "id")
+        loader = self._loaders.get(key)
+        if loader is None:
+            loader = self._loaders[key] = self._id_loader(entity_name)
+        return loader
 
-    @cached_property
-    def events_by_creator(self) -> DataLoader[int, list[Event]]:
-        return _many(
-            partial(queries.events_by_creator_ids, limit=SUBMITTED_EVENTS), Event.from_values
-        )
+    def _relation_loader(
+        self, entity_name: str, field: str, arguments: Mapping[str, Any]
+    ) -> DataLoader[Any, Any]:
+        relation = ENTITIES[entity_name].relation(field)
+        assert relation is not None
+        cap = self.caps[(entity_name, field)]
+        build = self.builders[relation.target]
 
-    @cached_property
-    def available_events_by_business(self) -> DataLoader[int, list[Event]]:
-        return _many(
-            partial(queries.available_events_by_business_ids, limit=AVAILABLE_EVENTS),
-            Event.from_values,
-        )
+        async def load(keys: list[Any]) -> list[Any]:
+            params: list[Any] = []
+            scope = SqlScope(self.audience, params, caps=self.caps)
+            sql = relation_rows_sql(relation, scope, keys, cap, arguments)
+            rows = await connections.get("default").execute_query_dict(sql, params)
+            grouped = group_rows(rows)
+            built: dict[int, Any] = {}
 
-    @cached_property
-    def business_by_id(self) -> DataLoader[int, Business | None]:
-        return _one(partial(queries.businesses_by_ids, self.audience), Business.from_values)
+            def once(row: Mapping[str, Any]) -> Any:
+                found = built.get(id(row))
+                if found is None:
+                    found = built[id(row)] = build(row)
+                return found
 
-    @cached_property
-    def event_by_id(self) -> DataLoader[int, Event | None]:
-        return _one(partial(queries.events_by_ids, self.audience), Event.from_values)
+            if relation.many:
+                return [[once(row) for row in grouped.get(key, ())] for key in keys]
+            return [next((once(row) for row in grouped.get(key, ())), None) for key in keys]
 
-    @cached_property
-    def businesses_by_event(self) -> DataLoader[int, list[Business]]:
-        return _many(
-            partial(queries.businesses_by_event_ids, self.audience, limit=EVENT_BUSINESSES),
-            Business.from_values,
-        )
+        return DataLoader(load_fn=load)
 
-    @cached_property
-    def events_by_business(self) -> DataLoader[int, list[Event]]:
-        return _many(
-            partial(queries.events_by_business_ids, self.audience, limit=BUSINESS_EVENTS),
-            Event.from_values,
-        )
+    def _id_loader(self, entity_name: str) -> DataLoader[int, Any]:
+        entity = ENTITIES[entity_name]
+        build = self.builders[entity_name]
 
-    @cached_property
-    def hosted_events_by_business(self) -> DataLoader[int, list[Event]]:
-        return _many(
-            partial(queries.hosted_events_by_business_ids, self.audience, limit=HOSTED_EVENTS),
-            Event.from_values,
-        )
+        async def load(keys: list[int]) -> list[Any]:
+            found = await queries.visible_by_ids(
+                self.audience, entity.table, entity.visibility, keys
+            )
+            return [None if (row := found.get(key)) is None else build(row) for key in keys]
+
+        return DataLoader(load_fn=load)
+
+
+def keys_of(objects: Sequence[Any], attribute: str) -> list[Any]:
+    """The distinct non-null keys of `objects`, in order."""
+    return list(dict.fromkeys(k for o in objects if (k := getattr(o, attribute)) is not None))

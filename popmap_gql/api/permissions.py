@@ -106,7 +106,7 @@ class IsBusinessOwner(BasePermission):
         if not _require_sign_in(info):
             return True  # a service the operation's scope allows (none may act as an owner)
         business_id = business_in_arguments(kwargs)
-        business = await info.context.loaders.business_by_id.load(business_id)
+        business = await info.context.loaders.by_id("Business").load(business_id)
         if business is None:
             raise NotFound("no such business")
         return may_act_for_business(info.context.viewer.audience, business.owner_id)

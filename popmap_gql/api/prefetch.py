@@ -1,18 +1,22 @@
-"""Look-ahead loading: fill the request's DataLoaders for a whole selection, level by level.
+"""Look-ahead loading for the resolver path, derived from the read model: fill the
+request's DataLoaders for a whole selection, one statement per relation and level.
 
 graphql-core runs an async resolver as a coroutine (often a task) per object, which costs
 more than the SQL for a page of events. The root resolvers therefore load every relation
-the query selects, one batched statement per relation and level, through the same
-DataLoaders; the relation resolvers then find their values ready and answer
-synchronously (see `dataloading.ready`). Anything not prefetched still loads lazily,
-just slower.
+of the read model that the query selects, through the same DataLoaders the relation
+resolvers read (`types.related`), which then find their values ready and answer
+synchronously. Anything not prefetched (a relation selected with non-default
+arguments, a guarded one) still loads lazily, just slower.
+
+Most reads never come here: the compiled path (api/fast.py) answers them in SQL. This is
+the path for what it declines, and for mutation payloads.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 from graphql import (
     FieldNode,
@@ -21,28 +25,19 @@ from graphql import (
     InlineFragmentNode,
     SelectionNode,
 )
-from strawberry.dataloader import DataLoader
 
-from popmap_gql.api.engine import raw_info
-from popmap_gql.api.loaders import BUSINESS_CATEGORIES, BUSINESS_EVENTS, HOSTED_EVENTS, Loaders
-from popmap_gql.api.types import Business, Category, Event
-from popmap_gql.db import queries
+from popmap_gql.api.engine import raw_info, to_camel_case
+from popmap_gql.api.loaders import Loaders, keys_of
+from popmap_gql.api.types import key_attribute
+from popmap_gql.read.model import ENTITIES
 
-__all__ = [
-    "Selections",
-    "lookup_business",
-    "prefetch_businesses",
-    "prefetch_events",
-    "selected",
-]
-
-ObjectT = TypeVar("ObjectT", Business, Event)
+__all__ = ["Selections", "prefetch", "selected"]
 
 
 class Selections(dict[str, "Selections"]):
-    """The fields selected under a field, by name, merged across aliases and fragments,
-    each with its own sub-selections (arguments and directives are not looked at: at worst
-    a relation is loaded and not shown)."""
+    """The fields selected under a field, by GraphQL name, merged across aliases and
+    fragments, each with its own sub-selections (arguments and directives are not looked
+    at: at worst a relation is loaded and not shown)."""
 
     def under(self, name: str) -> Selections:
         return self.get(name) or _NOTHING
@@ -70,11 +65,7 @@ def _collect(
 
 
 def selected(info: Any, *path: str) -> Selections:
-    """The selections under the current field, following `path` (e.g. "edges", "node").
-
-    Read from the document itself (graphql-core's nodes), not from Strawberry's
-    `selected_fields`, which converts every node, argument and directive on each call.
-    """
+    """The selections under the current field, following `path` (e.g. "edges", "node")."""
     raw = raw_info(info)
     current = Selections()
     for field_node in raw.field_nodes:
@@ -85,103 +76,32 @@ def selected(info: Any, *path: str) -> Selections:
     return current
 
 
-async def _gather(*steps: Awaitable[None]) -> None:
-    """Run the steps concurrently; a single step is awaited as is (no task for it)."""
+async def prefetch(
+    loaders: Loaders, entity_name: str, objects: list[Any], selections: Selections
+) -> None:
+    """Load every unguarded relation of `entity_name` selected under `selections` for
+    `objects`, then theirs, level by level."""
+    if not objects:
+        return
+    steps: list[Awaitable[None]] = []
+    for relation in ENTITIES[entity_name].relations:
+        below = selections.get(to_camel_case(relation.field))
+        if below is None or relation.guard is not None:
+            continue
+        steps.append(_relation(loaders, entity_name, relation.field, objects, below))
     if len(steps) == 1:
         await steps[0]
     elif steps:
         await asyncio.gather(*steps)
 
 
-async def prefetch_events(loaders: Loaders, rows: list[Event], selections: Selections) -> None:
-    if not rows:
-        return
-    steps: list[Awaitable[None]] = []
-    if "businesses" in selections or "categories" in selections:
-        steps.append(_event_businesses(loaders, rows, selections))
-    if "hostBusiness" in selections:
-        steps.append(_event_hosts(loaders, rows, selections["hostBusiness"]))
-    await _gather(*steps)
-
-
-async def _event_businesses(loaders: Loaders, rows: list[Event], selections: Selections) -> None:
-    per_event = await loaders.businesses_by_event.load_many([row.pk for row in rows])
-    businesses = _distinct(business for group in per_event for business in group)
-    nested = Selections(selections.under("businesses"))
-    if "categories" in selections:
-        nested.setdefault("categories", _NOTHING)  # Event.categories reads their categories
-    await prefetch_businesses(loaders, businesses, nested)
-
-
-async def _event_hosts(loaders: Loaders, rows: list[Event], selections: Selections) -> None:
-    host_ids = sorted({row.host_business_id for row in rows if row.host_business_id is not None})
-    hosts = await loaders.business_by_id.load_many(host_ids)
-    await prefetch_businesses(loaders, [host for host in hosts if host is not None], selections)
-
-
-async def prefetch_businesses(
-    loaders: Loaders, rows: list[Business], selections: Selections
+async def _relation(
+    loaders: Loaders, entity_name: str, field: str, objects: list[Any], below: Selections
 ) -> None:
-    ids = [row.pk for row in rows]
-    if not ids:
-        return
-    steps: list[Awaitable[None]] = []
-    if "categories" in selections:
-        steps.append(_load(loaders.categories_by_business, ids))
-    for field, loader in (
-        ("events", loaders.events_by_business),
-        ("hostedEvents", loaders.hosted_events_by_business),
-    ):
-        if field in selections:
-            steps.append(_business_events(loaders, loader, ids, selections[field]))
-    await _gather(*steps)
-
-
-async def lookup_business(loaders: Loaders, pk: int, selections: Selections) -> Business | None:
-    """One business and its selected relations in one statement; the request's loaders
-    are primed with all of it, and the events' own relations prefetched."""
-    found = await queries.business_with_relations(
-        loaders.audience,
-        pk,
-        categories=BUSINESS_CATEGORIES if "categories" in selections else None,
-        events=BUSINESS_EVENTS if "events" in selections else None,
-        hosted_events=HOSTED_EVENTS if "hostedEvents" in selections else None,
-    )
-    business = None if found.business is None else Business.from_values(found.business)
-    loaders.business_by_id.prime(pk, business)
-    if business is None:
-        return None
-    if found.categories is not None:
-        loaders.categories_by_business.prime(
-            pk, [Category.from_values(row) for row in found.categories]
-        )
-    steps: list[Awaitable[None]] = []
-    for field, loader, rows in (
-        ("events", loaders.events_by_business, found.events),
-        ("hostedEvents", loaders.hosted_events_by_business, found.hosted_events),
-    ):
-        if rows is not None:
-            events = [Event.from_values(row) for row in rows]
-            loader.prime(pk, events)
-            steps.append(prefetch_events(loaders, events, selections[field]))
-    await _gather(*steps)
-    return business
-
-
-async def _load(loader: DataLoader[int, Any], ids: list[int]) -> None:
-    await loader.load_many(ids)
-
-
-async def _business_events(
-    loaders: Loaders,
-    loader: DataLoader[int, list[Event]],
-    ids: list[int],
-    selections: Selections,
-) -> None:
-    per_business = await loader.load_many(ids)
-    events = _distinct(event for group in per_business for event in group)
-    await prefetch_events(loaders, events, selections)
-
-
-def _distinct(rows: Iterable[ObjectT]) -> list[ObjectT]:
-    return list({row.pk: row for row in rows}.values())
+    relation = ENTITIES[entity_name].relation(field)
+    assert relation is not None
+    keys = keys_of(objects, key_attribute(relation.key))
+    found = await loaders.related(entity_name, field).load_many(keys)
+    children = [child for group in found for child in (group if relation.many else [group])]
+    distinct = list({id(child): child for child in children if child is not None}.values())
+    await prefetch(loaders, relation.target, distinct, below)

@@ -5,18 +5,13 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from enum import Enum
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import strawberry
 
 from popmap_gql.api.context import Context, Info
 from popmap_gql.api.permissions import require_power_in
-from popmap_gql.api.prefetch import (
-    lookup_business,
-    prefetch_businesses,
-    prefetch_events,
-    selected,
-)
+from popmap_gql.api.prefetch import prefetch, selected
 from popmap_gql.api.privacy import private
 from popmap_gql.api.services import ServiceClient, service_client
 from popmap_gql.api.sizes import Capped, Paged, cap_of, sized
@@ -331,18 +326,18 @@ class Query:
         query = business_list_query(info.context, first, after, filter, order_by)
         page = await queries.page_of(query)
         nodes = [Business.from_values(row) for row in page.items]
-        await prefetch_businesses(info.context.loaders, nodes, selected(info, "edges", "node"))
+        await prefetch(info.context.loaders, "Business", nodes, selected(info, "edges", "node"))
         return _connection(page, query, nodes)
 
     @strawberry.field(description="One business, if the viewer can see it.")
     async def business(self, info: Info, id: strawberry.ID) -> Business | None:
         pk = lookup_pk("Business", id)
-        business = (
-            None if pk is None else await lookup_business(info.context.loaders, pk, selected(info))
-        )
+        loaders = info.context.loaders
+        business = None if pk is None else await loaders.by_id("Business").load(pk)
         if business is None:
             raise NotFound("no such business")
-        return business
+        await prefetch(loaders, "Business", [business], selected(info))
+        return cast(Business, business)
 
     @strawberry.field(
         description="Events the viewer can see, a page at a time.", metadata=sized(PAGE)
@@ -358,17 +353,18 @@ class Query:
         query = event_list_query(info.context, first, after, filter, order_by)
         page = await queries.page_of(query)
         nodes = [Event.from_values(row) for row in page.items]
-        await prefetch_events(info.context.loaders, nodes, selected(info, "edges", "node"))
+        await prefetch(info.context.loaders, "Event", nodes, selected(info, "edges", "node"))
         return _connection(page, query, nodes)
 
     @strawberry.field(description="One event, if the viewer can see it.")
     async def event(self, info: Info, id: strawberry.ID) -> Event | None:
         pk = lookup_pk("Event", id)
-        event = None if pk is None else await info.context.loaders.event_by_id.load(pk)
+        loaders = info.context.loaders
+        event = None if pk is None else await loaders.by_id("Event").load(pk)
         if event is None:
             raise NotFound("no such event")
-        await prefetch_events(info.context.loaders, [event], selected(info))
-        return event
+        await prefetch(loaders, "Event", [event], selected(info))
+        return cast(Event, event)
 
 
 CATEGORIES_CAP = cap_of(Query, "categories")

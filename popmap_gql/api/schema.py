@@ -38,7 +38,7 @@ from popmap_gql.api.limits import ShapeLimits
 from popmap_gql.api.mutations import Mutation
 from popmap_gql.api.privacy import PrivateFields
 from popmap_gql.api.queries import Query
-from popmap_gql.api.types import DIRECT_RESOLVERS
+from popmap_gql.api.types import direct_resolvers
 from popmap_gql.config import Settings
 
 __all__ = ["PopmapSchema", "build_schema", "schema"]
@@ -221,9 +221,17 @@ def build_schema(settings: Settings) -> PopmapSchema:
     built.private_fields = PrivateFields(core)  # fails on an unmarked private field
     built.max_query_cost = settings.max_query_cost
     built.hide_suggestions = not settings.introspection
-    built.fast = FastReads(built, core, bind(core))  # fails when schema and read model differ
+    bound = bind(core)  # fails when the schema and the read model disagree
+    built.fast = FastReads(built, core, bound)
     built.compiled_reads = settings.compiled_reads
-    install_direct_resolvers(core, DIRECT_RESOLVERS)
+    graphql_names = {(t, b.python_name): f for (t, f), b in bound.binding.items()}
+    install_direct_resolvers(
+        core,
+        {
+            (type_name, graphql_names[(type_name, field)]): resolve
+            for (type_name, field), resolve in direct_resolvers().items()
+        },
+    )
     built.execution_context_class = type(
         "PopmapSchemaExecutionContext",
         (PopmapExecutionContext,),

@@ -3,29 +3,29 @@ the mappings of the SQL relation loaders, both read by column name."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar, cast
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from functools import partial
+from typing import Annotated, Any, Generic, TypeVar, cast
 
 import strawberry
 from tortoise.models import Model
 
 from popmap_gql.api.context import Context, Info
-from popmap_gql.api.dataloading import Missing, peek, ready
+from popmap_gql.api.dataloading import ready
 from popmap_gql.api.permissions import require_service_power
 from popmap_gql.api.privacy import private, private_type
 from popmap_gql.api.sizes import PAGE_ITEMS, Capped, cap_of, sized
 from popmap_gql.db import models
 from popmap_gql.db.commands import MAX_CATEGORIES
 from popmap_gql.db.powers import AVAILABLE_EVENTS, may_act_for_business
-from popmap_gql.db.queries import ACTIVE_EVENTS, ended
 from popmap_gql.errors import Forbidden, Unauthenticated
-from popmap_gql.read.ids import encode_id
-
-if TYPE_CHECKING:
-    from popmap_gql.api.loaders import Loaders
+from popmap_gql.read.model import BUSINESS, CATEGORY, ENTITIES, EVENT, EVENT_BUSINESSES, Entity
 
 __all__ = [
+    "BUILDERS",
+    "CLASSES",
+    "RELATION_CAPS",
     "AuthConfig",
     "Business",
     "Category",
@@ -35,6 +35,10 @@ __all__ = [
     "EventStatus",
     "PageInfo",
     "Viewer",
+    "computed",
+    "direct_resolvers",
+    "key_attribute",
+    "related",
 ]
 
 # Registers the model's enum with Strawberry; annotations use models.EventStatus itself.
@@ -54,11 +58,6 @@ def _as_is(value: T) -> T:
     return value
 
 
-def _or_none(value: str) -> str | None:
-    """Empty text columns are absent values to clients."""
-    return value or None
-
-
 @strawberry.type
 class Category:
     id: strawberry.ID
@@ -72,10 +71,7 @@ class Category:
 
     @classmethod
     def from_values(cls, row: Mapping[str, Any]) -> Category:
-        pk = row["id"]
-        return cls(
-            id=strawberry.ID(encode_id("Category", pk)), pk=pk, name=row["name"], slug=row["slug"]
-        )
+        return cls(**CATEGORY.values(row))
 
 
 @strawberry.type
@@ -101,25 +97,18 @@ class Business:
         description="The uploaded logo's public URL, or the URL given in logoUrl (deprecated)."
     )
     def logo_url(self, info: Info) -> str | None:
-        return self.load_logo_url(info.context)
-
-    def load_logo_url(self, context: Context) -> str | None:
-        return _picture_url(context, self.logo_key, self.given_logo_url)
+        return cast(str | None, computed(self, info.context, "logo_url"))
 
     # Relation resolvers are sync: the root resolvers prefetch what the query selects,
-    # and `ready` falls back to an awaitable DataLoader load when they did not. Each
-    # delegates to a method taking the context, which graphql-core calls directly (see
-    # DIRECT_RESOLVERS).
+    # and `related` falls back to an awaitable DataLoader load when they did not.
+    # graphql-core calls `related` directly for these fields (see direct_resolvers).
 
     @strawberry.field(
         description=f"Its categories, by name (at most {MAX_CATEGORIES}).",
         metadata=sized(Capped(MAX_CATEGORIES)),
     )
     def categories(self, info: Info) -> list[Category]:
-        return self.load_categories(info.context)
-
-    def load_categories(self, context: Context) -> list[Category]:
-        return ready(context.loaders.categories_by_business, self.pk, _as_is)
+        return cast(list[Category], related(self, info.context, "categories"))
 
     @strawberry.field(
         description="Approved events this business takes part in, soonest first; at most 50:"
@@ -133,16 +122,7 @@ class Business:
             bool, strawberry.argument(description="Only events that have not ended yet.")
         ] = False,
     ) -> list[Event]:
-        return self.load_events(info.context, upcoming=upcoming)
-
-    def load_events(self, context: Context, *, upcoming: bool = False) -> list[Event]:
-        def convert(events: list[Event]) -> list[Event]:
-            if upcoming:
-                now = datetime.now(UTC)
-                return [event for event in events if not ended(event.ends_at, now)]
-            return events
-
-        return ready(context.loaders.events_by_business, self.pk, convert)
+        return cast(list[Event], related(self, info.context, "events", upcoming=upcoming))
 
     @strawberry.field(
         description="Events this business hosts, soonest first; at most 50: with more, the"
@@ -150,10 +130,7 @@ class Business:
         metadata=sized(Capped(50)),
     )
     def hosted_events(self, info: Info) -> list[Event]:
-        return self.load_hosted_events(info.context)
-
-    def load_hosted_events(self, context: Context) -> list[Event]:
-        return ready(context.loaders.hosted_events_by_business, self.pk, _as_is)
+        return cast(list[Event], related(self, info.context, "hosted_events"))
 
     @strawberry.field(
         description="True when the signed-in viewer owns this business. Use this, not a"
@@ -161,8 +138,7 @@ class Business:
         metadata=private(),
     )
     def viewer_is_owner(self, info: Info) -> bool:
-        viewer_id = info.context.viewer.user_id
-        return viewer_id is not None and viewer_id == self.owner_id
+        return cast(bool, computed(self, info.context, "viewer_is_owner"))
 
     @strawberry.field(
         description="Owner and staff only (others get FORBIDDEN): approved events that have"
@@ -177,7 +153,8 @@ class Business:
             require_service_power(info, AVAILABLE_EVENTS)
         elif not may_act_for_business(viewer.audience, self.owner_id):
             raise Forbidden("only the business's owner or staff may see this")
-        return await info.context.loaders.available_events_by_business.load(self.pk)
+        loader = info.context.loaders.related("Business", "available_events")
+        return cast(list[Event], await loader.load(self.pk))
 
     @classmethod
     def from_row(cls, row: models.Business) -> Business:
@@ -185,25 +162,7 @@ class Business:
 
     @classmethod
     def from_values(cls, row: Mapping[str, Any]) -> Business:
-        pk = row["id"]
-        return cls(
-            id=strawberry.ID(encode_id("Business", pk)),
-            pk=pk,
-            owner_id=row["owner_id"],
-            name=row["name"],
-            description=row["description"],
-            contact_email=_or_none(row["contact_email"]),
-            contact_phone=_or_none(row["contact_phone"]),
-            website=_or_none(row["website"]),
-            instagram_url=_or_none(row["instagram_url"]),
-            tiktok_url=_or_none(row["tiktok_url"]),
-            available_for_hire=row["available_for_hire"],
-            logo_key=row["logo_key"],
-            given_logo_url=row["logo_url"],
-            is_verified=row["is_verified"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-        )
+        return cls(**BUSINESS.values(row))
 
 
 @strawberry.type
@@ -230,60 +189,29 @@ class Event:
         description="The uploaded image's public URL, or the URL given in imageUrl (deprecated)."
     )
     def image_url(self, info: Info) -> str | None:
-        return self.load_image_url(info.context)
-
-    def load_image_url(self, context: Context) -> str | None:
-        return _picture_url(context, self.image_key, self.given_image_url)
+        return cast(str | None, computed(self, info.context, "image_url"))
 
     @strawberry.field(description="True while the event is approved and has not ended.")
-    def is_active(self) -> bool:
-        return ACTIVE_EVENTS.holds(self.status, self.ends_at, datetime.now(UTC))
+    def is_active(self, info: Info) -> bool:
+        return cast(bool, computed(self, info.context, "is_active"))
 
     @strawberry.field
     def host_business(self, info: Info) -> Business | None:
-        return self.load_host_business(info.context)
-
-    def load_host_business(self, context: Context) -> Business | None:
-        if self.host_business_id is None:
-            return None
-        return ready(context.loaders.business_by_id, self.host_business_id, _as_is)
+        return cast(Business | None, related(self, info.context, "host_business"))
 
     @strawberry.field(
         description="Businesses taking part, in the order they joined; the first 50.",
-        metadata=sized(Capped(50)),
+        metadata=sized(Capped(EVENT_BUSINESSES)),
     )
     def businesses(self, info: Info) -> list[Business]:
-        return self.load_businesses(info.context)
-
-    def load_businesses(self, context: Context) -> list[Business]:
-        return ready(context.loaders.businesses_by_event, self.pk, _as_is)
+        return cast(list[Business], related(self, info.context, "businesses"))
 
     @strawberry.field(
         description="The distinct categories of the businesses taking part, by name; the first 20.",
         metadata=sized(Capped(20)),
     )
     def categories(self, info: Info) -> list[Category]:
-        return self.load_categories(info.context)
-
-    def load_categories(self, context: Context) -> list[Category]:
-        loaders = context.loaders
-        businesses = peek(loaders.businesses_by_event, self.pk)
-        if not isinstance(businesses, Missing):
-            known: list[list[Category]] = []
-            for business in businesses:
-                categories = peek(loaders.categories_by_business, business.pk)
-                if isinstance(categories, Missing):
-                    break
-                known.append(categories)
-            else:
-                return _distinct_categories(known)
-        # graphql-core awaits what a sync resolver returns when it is awaitable
-        return cast(list[Category], self._categories_later(loaders))
-
-    async def _categories_later(self, loaders: Loaders) -> list[Category]:
-        businesses = await loaders.businesses_by_event.load(self.pk)
-        per_business = await loaders.categories_by_business.load_many([b.pk for b in businesses])
-        return _distinct_categories(per_business)
+        return cast(list[Category], related(self, info.context, "categories"))
 
     @classmethod
     def from_row(cls, row: models.Event) -> Event:
@@ -291,58 +219,7 @@ class Event:
 
     @classmethod
     def from_values(cls, row: Mapping[str, Any]) -> Event:
-        pk = row["id"]
-        return cls(
-            id=strawberry.ID(encode_id("Event", pk)),
-            pk=pk,
-            host_business_id=row["host_business_id"],
-            created_by_id=row["created_by_id"],
-            title=row["title"],
-            description=row["description"],
-            location_name=_or_none(row["location_name"]),
-            address=_or_none(row["address"]),
-            latitude=row["latitude"],
-            longitude=row["longitude"],
-            starts_at=row["starts_at"],
-            ends_at=row["ends_at"],
-            image_key=row["image_key"],
-            given_image_url=row["image_url"],
-            status=models.EventStatus(row["status"]),
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-        )
-
-
-# Relation fields whose work is a method taking the context: graphql-core calls these
-# directly (installed by the schema), skipping Strawberry's resolver wrapper, which costs
-# more than the work on a map page with hundreds of businesses. The Strawberry resolvers
-# above stay the documented fields and call the same methods.
-DIRECT_RESOLVERS: dict[tuple[str, str], Callable[..., Any]] = {
-    ("Business", "logoUrl"): Business.load_logo_url,
-    ("Event", "imageUrl"): Event.load_image_url,
-    ("Business", "categories"): Business.load_categories,
-    ("Business", "events"): Business.load_events,
-    ("Business", "hostedEvents"): Business.load_hosted_events,
-    ("Event", "hostBusiness"): Event.load_host_business,
-    ("Event", "businesses"): Event.load_businesses,
-    ("Event", "categories"): Event.load_categories,
-}
-
-
-def _picture_url(context: Context, key: str, given_url: str) -> str | None:
-    """An uploaded picture's URL is built when asked, so a new CDN applies to every row."""
-    if key:
-        return f"{context.media_base}/{key}"
-    return given_url or None
-
-
-def _distinct_categories(per_business: Iterable[list[Category]]) -> list[Category]:
-    distinct = {category.pk: category for categories in per_business for category in categories}
-    ordered = sorted(distinct.values(), key=lambda category: (category.name, category.pk))
-    return ordered[:EVENT_CATEGORIES_CAP]
-
-
-EVENT_CATEGORIES_CAP = cap_of(Event, "categories")
+        return cls(**EVENT.values(row))
 
 
 @strawberry.type
@@ -389,15 +266,15 @@ class Viewer:
         description="Businesses the viewer owns, verified or not, by name; the first 50.",
         metadata=sized(Capped(50)),
     )
-    async def businesses(self, info: Info) -> list[Business]:
-        return await info.context.loaders.businesses_by_owner.load(self.pk)
+    def businesses(self, info: Info) -> list[Business]:
+        return cast(list[Business], related(self, info.context, "businesses"))
 
     @strawberry.field(
         description="Events the viewer submitted, in any status, newest first; the latest 100.",
         metadata=sized(Capped(100)),
     )
-    async def submitted_events(self, info: Info) -> list[Event]:
-        return await info.context.loaders.events_by_creator.load(self.pk)
+    def submitted_events(self, info: Info) -> list[Event]:
+        return cast(list[Event], related(self, info.context, "submitted_events"))
 
 
 @strawberry.type(description="What a client needs for Amplify.configure and the hosted UI.")
@@ -421,3 +298,79 @@ class AuthConfig:
     local_development: bool = strawberry.field(
         description="True when the server trusts its local development identity provider."
     )
+
+
+# --- derived from the read model ------------------------------------------------------
+
+# The GraphQL class of each read-model entity: builders and resolvers find theirs here.
+CLASSES: dict[str, type] = {
+    "Category": Category,
+    "Business": Business,
+    "Event": Event,
+    "Viewer": Viewer,
+}
+BUILDERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "Category": Category.from_values,
+    "Business": Business.from_values,
+    "Event": Event.from_values,
+}
+# (entity, relation) -> the size its field declares, for the loaders
+RELATION_CAPS: dict[tuple[str, str], int] = {
+    (entity.name, relation.field): cap_of(CLASSES[entity.name], relation.field)
+    if relation.many
+    else 1
+    for entity in ENTITIES.values()
+    for relation in entity.relations
+}
+
+
+def _entity_of(obj: Any) -> Entity:
+    return ENTITIES[type(obj).__name__]
+
+
+def related(obj: Any, context: Context, field: str, **arguments: Any) -> Any:
+    """The relation `field` of `obj` from the request's loader: now if prefetched, else an
+    awaitable (graphql-core awaits it)."""
+    entity = _entity_of(obj)
+    relation = entity.relation(field)
+    assert relation is not None
+    key = getattr(obj, key_attribute(relation.key))
+    if key is None:
+        return [] if relation.many else None
+    loader = context.loaders.related(entity.name, field, arguments)
+    return ready(loader, key, _as_is)
+
+
+def computed(obj: Any, context: Context, field: str) -> Any:
+    """A computed field of `obj`, by the read model's Python form."""
+    found = _entity_of(obj).computed_field(field)
+    assert found is not None
+    return found.python(obj, context)
+
+
+def key_attribute(column: str) -> str:
+    """The attribute holding a relation's key column on an object (the id is `pk`)."""
+    return "pk" if column == "id" else column
+
+
+def direct_resolvers() -> dict[tuple[str, str], Callable[..., Any]]:
+    """graphql-core resolvers for every unguarded relation and computed field (by GraphQL
+    type name and Python field name), calling `related` and `computed` with the context
+    and skipping Strawberry's resolver wrapper, which costs more than the work on a page
+    with hundreds of businesses."""
+    resolvers: dict[tuple[str, str], Callable[..., Any]] = {}
+    for entity in ENTITIES.values():
+        for relation in entity.relations:
+            if relation.guard is None:
+                resolvers[(entity.name, relation.field)] = partial(_related, relation.field)
+        for item in entity.computed:
+            resolvers[(entity.name, item.field)] = partial(_computed, item.field)
+    return resolvers
+
+
+def _related(field: str, obj: Any, context: Context, **arguments: Any) -> Any:
+    return related(obj, context, field, **arguments)
+
+
+def _computed(field: str, obj: Any, context: Context) -> Any:
+    return computed(obj, context, field)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,12 +18,12 @@ __all__ = [
     "ACTIVE_EVENTS",
     "ANONYMOUS",
     "BUSINESS_VISIBILITY",
+    "CATEGORY_ORDER",
     "EVENT_VISIBILITY",
     "ActiveEvents",
     "Audience",
     "BoundingBox",
     "BusinessFilter",
-    "BusinessLookup",
     "BusinessOrder",
     "EventFilter",
     "EventOrder",
@@ -33,26 +32,18 @@ __all__ = [
     "PrivateView",
     "Row",
     "Visibility",
-    "available_events_by_business_ids",
     "business_list",
     "business_visibility",
-    "business_with_relations",
-    "businesses_by_event_ids",
-    "businesses_by_ids",
-    "businesses_by_owner_ids",
-    "categories_by_business_ids",
+    "category_order",
     "count_of",
     "data_version",
     "ended",
     "event_list",
     "event_visibility",
-    "events_by_business_ids",
-    "events_by_creator_ids",
-    "events_by_ids",
-    "hosted_events_by_business_ids",
     "list_categories",
     "page_of",
     "private_view",
+    "visible_by_ids",
 ]
 
 T = TypeVar("T")
@@ -133,7 +124,6 @@ ACTIVE_EVENTS = ActiveEvents()
 BUSINESS_VISIBILITY = Visibility("is_verified", True, "owner_id")
 # A service owns no business; it may submit events (migration 0005).
 EVENT_VISIBILITY = Visibility("status", EventStatus.APPROVED, "created_by_id", "created_by_client")
-_VISIBILITY = {"business": BUSINESS_VISIBILITY, "event": EVENT_VISIBILITY}
 
 
 def business_visibility(audience: Audience) -> Q:
@@ -147,16 +137,6 @@ def event_visibility(audience: Audience) -> Q:
     return EVENT_VISIBILITY.q(audience)
 
 
-# The relation loaders below run on every request that shows a list, so they are written
-# in SQL: a constant statement text per audience (asyncpg prepares it once per connection)
-# and no query building in Python.
-
-
-def _visible_sql(audience: Audience, alias: str, kind: str, params: list[Any]) -> str:
-    """SQL condition for rows of `kind` ("business" or "event") the audience may see."""
-    return _VISIBILITY[kind].sql(audience, alias, params)
-
-
 async def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
     # Statements here are assembled from fixed fragments only (_visible_sql); every value
     # travels as a parameter.
@@ -165,29 +145,6 @@ async def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
 
 
 Row = Mapping[str, Any]
-
-
-def _group(rows: list[dict[str, Any]], key: str, *helpers: str) -> dict[int, list[Row]]:
-    """Rows with a leading `key` column, grouped by that column (which is removed, as are
-    the `helpers` columns that only served the statement's ordering).
-
-    A row that appears under several keys (a category of many businesses) is one shared
-    mapping, so whoever builds objects from these rows can build one per row.
-    """
-    result: dict[int, list[Row]] = defaultdict(list)
-    shared: dict[int, Row] = {}
-    for row in rows:
-        owner = row.pop(key)
-        for helper in helpers:
-            del row[helper]
-        result[owner].append(shared.setdefault(row["id"], row))
-    return result
-
-
-# Relation loaders return at most `limit` rows per key (the field's declared size): a
-# LATERAL subquery per key stops at the limit, and the outer ORDER BY gives each key's
-# rows their documented order (grouping keeps it).
-_PER_KEY = "FROM unnest($1::bigint[]) AS k(id) CROSS JOIN LATERAL"
 
 
 # --- ordering and keyset pagination ---------------------------------------------------
@@ -292,24 +249,28 @@ async def count_of(query: ListQuery) -> int:
 
 # Code-point order, the same on any server collation, and the same order Python's sort
 # gives the distinct categories of an event.
-CATEGORY_ORDER = 'c.name COLLATE "C", c.id'
+CATEGORY_ORDER = ('{a}.name COLLATE "C"', "{a}.id")
+
+
+def category_order(alias: str) -> str:
+    return ", ".join(term.format(a=alias) for term in CATEGORY_ORDER)
 
 
 async def list_categories(limit: int) -> Sequence[Row]:
-    return await _rows(f"SELECT c.* FROM category c ORDER BY {CATEGORY_ORDER} LIMIT $1", [limit])
-
-
-async def categories_by_business_ids(ids: Sequence[int], limit: int) -> dict[int, list[Row]]:
-    """The first `limit` categories of each business by name; one statement for any
-    number of businesses."""
-    rows = await _rows(
-        f"SELECT k.id AS for_business, c.* {_PER_KEY} (SELECT c.*"
-        "   FROM business_category bc JOIN category c ON c.id = bc.category_id"
-        f"  WHERE bc.business_id = k.id ORDER BY {CATEGORY_ORDER} LIMIT $2) c"
-        f" ORDER BY {CATEGORY_ORDER}",
-        [list(ids), limit],
+    return await _rows(
+        f"SELECT c.* FROM category c ORDER BY {category_order('c')} LIMIT $1", [limit]
     )
-    return _group(rows, "for_business")
+
+
+async def visible_by_ids(
+    audience: Audience, table: str, visibility: Visibility | None, ids: Sequence[int]
+) -> dict[int, Row]:
+    """The rows of `table` (a constant of the read model) with these ids that the
+    audience may see, by id."""
+    params: list[Any] = [list(ids)]
+    visible = "TRUE" if visibility is None else visibility.sql(audience, "t", params)
+    rows = await _rows(f"SELECT * FROM {table} t WHERE t.id = ANY($1) AND {visible}", params)
+    return {row["id"]: row for row in rows}
 
 
 # --- businesses -----------------------------------------------------------------------
@@ -350,102 +311,6 @@ def business_list(
         params.append(flt.available_for_hire)
         conditions.append(f"b.available_for_hire = ${len(params)}")
     return ListQuery("business", "b", tuple(conditions), order, first, after, tuple(params))
-
-
-async def businesses_by_ids(audience: Audience, ids: Sequence[int]) -> dict[int, Row]:
-    params: list[Any] = [list(ids)]
-    visible = _visible_sql(audience, "b", "business", params)
-    rows = await _rows(f"SELECT * FROM business b WHERE b.id = ANY($1) AND {visible}", params)
-    return {row["id"]: row for row in rows}
-
-
-# Event lists of a business keep, past their limit, the events that end last (so every
-# event not ended yet, up to the limit), and show them soonest first.
-_LATEST_ENDING = "ORDER BY {alias}.ends_at DESC, {alias}.id DESC"
-EVENT_ORDER = "e.starts_at, e.id"
-
-
-@dataclass(frozen=True, slots=True)
-class BusinessLookup:
-    """One business with the relations asked for (None: not asked)."""
-
-    business: Row | None
-    categories: Sequence[Row] | None = None
-    events: Sequence[Row] | None = None
-    hosted_events: Sequence[Row] | None = None
-
-
-async def business_with_relations(
-    audience: Audience,
-    pk: int,
-    *,
-    categories: int | None = None,
-    events: int | None = None,
-    hosted_events: int | None = None,
-) -> BusinessLookup:
-    """A business and the relations asked for (each with its limit; None: not asked), in
-    one statement (a lookup is one round trip, not one per relation). Relations come as
-    arrays of table rows (asyncpg records, read by column name), with the same limits, in
-    the same order and under the same visibility as the relation loaders."""
-    params: list[Any] = [pk]
-    columns = ["b.*"]
-    if categories is not None:
-        params.append(categories)
-        columns.append(
-            "ARRAY(SELECT c FROM business_category bc JOIN category c ON c.id = bc.category_id"
-            f" WHERE bc.business_id = b.id ORDER BY {CATEGORY_ORDER} LIMIT ${len(params)})"
-            " AS relation_categories"
-        )
-    if events is not None:
-        visible_events = _visible_sql(audience, "x", "event", params)
-        params.append(events)
-        columns.append(
-            "ARRAY(SELECT e FROM event e WHERE e.id IN (SELECT x.id FROM participation p"
-            "   JOIN event x ON x.id = p.event_id WHERE p.business_id = b.id"
-            f"  AND {visible_events} {_LATEST_ENDING.format(alias='x')} LIMIT ${len(params)})"
-            f" ORDER BY {EVENT_ORDER}) AS relation_events"
-        )
-    if hosted_events is not None:
-        visible_hosted = _visible_sql(audience, "x", "event", params)
-        params.append(hosted_events)
-        columns.append(
-            "ARRAY(SELECT e FROM event e WHERE e.id IN (SELECT x.id FROM event x"
-            f"   WHERE x.host_business_id = b.id AND {visible_hosted}"
-            f"   {_LATEST_ENDING.format(alias='x')} LIMIT ${len(params)})"
-            f" ORDER BY {EVENT_ORDER}) AS relation_hosted_events"
-        )
-    visible = _visible_sql(audience, "b", "business", params)
-    rows = await _rows(
-        f"SELECT {', '.join(columns)} FROM business b WHERE b.id = $1 AND {visible}", params
-    )
-    if not rows:
-        return BusinessLookup(None)
-    row = rows[0]
-    return BusinessLookup(
-        {key: value for key, value in row.items() if not key.startswith("relation_")},
-        categories=row["relation_categories"] if categories is not None else None,
-        events=row["relation_events"] if events is not None else None,
-        hosted_events=row["relation_hosted_events"] if hosted_events is not None else None,
-    )
-
-
-async def businesses_by_event_ids(
-    audience: Audience, ids: Sequence[int], limit: int
-) -> dict[int, list[Row]]:
-    """The first `limit` visible businesses to join each event, in the order they joined."""
-    params: list[Any] = [list(ids)]
-    visible = _visible_sql(audience, "b", "business", params)
-    params.append(limit)
-    rows = await _rows(
-        f"SELECT k.id AS for_event, b.* {_PER_KEY} (SELECT b.*,"
-        "   p.joined_at AS joined_at_for_order, p.id AS joined_id_for_order"
-        "   FROM participation p JOIN business b ON b.id = p.business_id"
-        f"  WHERE p.event_id = k.id AND {visible}"
-        f"  ORDER BY p.joined_at, p.id LIMIT ${len(params)}) b"
-        " ORDER BY b.joined_at_for_order, b.joined_id_for_order",
-        params,
-    )
-    return _group(rows, "for_event", "joined_at_for_order", "joined_id_for_order")
 
 
 # --- events ---------------------------------------------------------------------------
@@ -515,87 +380,6 @@ def event_list(
     if flt.status is not None:
         conditions.append(f"e.status = {param(flt.status.value)}")
     return ListQuery("event", "e", tuple(conditions), order, first, after, tuple(params))
-
-
-async def events_by_ids(audience: Audience, ids: Sequence[int]) -> dict[int, Row]:
-    params: list[Any] = [list(ids)]
-    visible = _visible_sql(audience, "e", "event", params)
-    rows = await _rows(f"SELECT * FROM event e WHERE e.id = ANY($1) AND {visible}", params)
-    return {row["id"]: row for row in rows}
-
-
-async def events_by_business_ids(
-    audience: Audience, ids: Sequence[int], limit: int
-) -> dict[int, list[Row]]:
-    """Visible events each business takes part in, soonest first; past `limit`, the
-    `limit` that end last."""
-    params: list[Any] = [list(ids)]
-    visible = _visible_sql(audience, "e", "event", params)
-    params.append(limit)
-    rows = await _rows(
-        f"SELECT k.id AS for_business, e.* {_PER_KEY} (SELECT e.* FROM participation p"
-        "   JOIN event e ON e.id = p.event_id WHERE p.business_id = k.id AND"
-        f"  {visible} {_LATEST_ENDING.format(alias='e')} LIMIT ${len(params)}) e"
-        f" ORDER BY {EVENT_ORDER}",
-        params,
-    )
-    return _group(rows, "for_business")
-
-
-async def hosted_events_by_business_ids(
-    audience: Audience, ids: Sequence[int], limit: int
-) -> dict[int, list[Row]]:
-    """Visible events each business hosts, soonest first; past `limit`, the `limit` that
-    end last."""
-    params: list[Any] = [list(ids)]
-    visible = _visible_sql(audience, "e", "event", params)
-    params.append(limit)
-    rows = await _rows(
-        f"SELECT k.id AS for_business, e.* {_PER_KEY} (SELECT e.* FROM event e"
-        f"  WHERE e.host_business_id = k.id AND {visible}"
-        f"  {_LATEST_ENDING.format(alias='e')} LIMIT ${len(params)}) e"
-        f" ORDER BY {EVENT_ORDER}",
-        params,
-    )
-    return _group(rows, "for_business")
-
-
-async def businesses_by_owner_ids(ids: Sequence[int], limit: int) -> dict[int, list[Row]]:
-    """The first `limit` businesses each user owns by name, verified or not (only ever
-    asked for the viewer)."""
-    rows = await _rows(
-        f"SELECT k.id AS for_owner, b.* {_PER_KEY} (SELECT b.* FROM business b"
-        "   WHERE b.owner_id = k.id ORDER BY b.name, b.id LIMIT $2) b"
-        " ORDER BY b.name, b.id",
-        [list(ids), limit],
-    )
-    return _group(rows, "for_owner")
-
-
-async def events_by_creator_ids(ids: Sequence[int], limit: int) -> dict[int, list[Row]]:
-    """The latest `limit` events each user submitted, in any status, newest first."""
-    rows = await _rows(
-        f"SELECT k.id AS for_creator, e.* {_PER_KEY} (SELECT e.* FROM event e"
-        "   WHERE e.created_by_id = k.id ORDER BY e.created_at DESC, e.id DESC LIMIT $2) e"
-        " ORDER BY e.created_at DESC, e.id DESC",
-        [list(ids), limit],
-    )
-    return _group(rows, "for_creator")
-
-
-async def available_events_by_business_ids(ids: Sequence[int], limit: int) -> dict[int, list[Row]]:
-    """The first `limit` approved events not yet ended that each business has not joined,
-    soonest first."""
-    rows = await _rows(
-        f"SELECT k.id AS for_business, e.* {_PER_KEY} (SELECT * FROM event e"
-        f"   WHERE {ACTIVE_EVENTS.sql('e')}"
-        "   AND NOT EXISTS (SELECT 1 FROM participation p"
-        "                   WHERE p.event_id = e.id AND p.business_id = k.id)"
-        f"  ORDER BY {EVENT_ORDER} LIMIT $2) e"
-        f" ORDER BY {EVENT_ORDER}",
-        [list(ids), limit],
-    )
-    return _group(rows, "for_business")
 
 
 async def data_version() -> int:

@@ -22,8 +22,8 @@ the Strawberry types' fields (snake case).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +33,7 @@ from popmap_gql.db.powers import ACTS_FOR_BUSINESS, ActsForBusiness, Audience
 from popmap_gql.db.queries import (
     ACTIVE_EVENTS,
     BUSINESS_VISIBILITY,
+    CATEGORY_ORDER,
     EVENT_VISIBILITY,
     ActiveEvents,
     Visibility,
@@ -190,7 +191,9 @@ class Relation:
     many: bool = True
     key: str = "id"
     visible: bool = True
-    arguments: Mapping[str, Callable[[Any, str], str | None]] = dataclasses.field(default_factory=dict)
+    arguments: Mapping[str, Callable[[Any, str], str | None]] = dataclasses.field(
+        default_factory=dict
+    )
     guard: ActsForBusiness | None = None
 
     def orders(self, alias: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -246,8 +249,6 @@ class Entity:
 # --- the rules the declarations share -----------------------------------------------------
 
 
-# Code-point order, the same on any server collation (and Python's order of str).
-CATEGORY_ORDER = ('{a}.name COLLATE "C"', "{a}.id")
 EVENT_ORDER = ("{a}.starts_at", "{a}.id")
 # Event lists of a business keep, past their size, the events that end last (so every
 # event not ended yet, up to the size), and show them soonest first.
