@@ -17,6 +17,7 @@ only ever written by the resolvers; tests/test_differential.py compares both pat
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,13 +49,15 @@ from popmap_gql.api.queries import (
     viewer_object,
 )
 from popmap_gql.db.queries import ListQuery, count_of
-from popmap_gql.errors import PopmapError
+from popmap_gql.errors import DatabaseUnavailable, PopmapError
 from popmap_gql.read.compile import Selector
 from popmap_gql.read.ids import encode_cursor, lookup_pk
 from popmap_gql.read.model import CATEGORY_ORDER, ENTITIES, SqlScope
 from popmap_gql.read.sql import FALLBACK_MARK, NotCompilable, object_json, relation_json
 
 __all__ = ["FastReads"]
+
+logger = logging.getLogger(__name__)
 
 
 class _Fallback(Exception):
@@ -145,7 +148,16 @@ class FastReads:
                     return None
                 runs.append((key, root(request, name, nodes)))
             return {key: await run() for key, run in runs}
-        except (NotCompilable, PopmapError, _Fallback):
+        except (NotCompilable, _Fallback):
+            return None
+        except DatabaseUnavailable:
+            raise  # a fault of the database: 503, as on the resolvers' path
+        except PopmapError:
+            return None  # a coded error: the resolvers report it, with its path
+        except Exception:
+            # Not expected: logged in full, and the resolvers answer (their own failure,
+            # if any, is reported and masked as usual).
+            logger.exception("the compiled read failed; the resolvers answer instead")
             return None
 
     # --- helpers -------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from popmap_gql.db import models
 from popmap_gql.db.commands import MAX_CATEGORIES
 from popmap_gql.db.powers import AVAILABLE_EVENTS, may_act_for_business
 from popmap_gql.errors import Forbidden, Unauthenticated
-from popmap_gql.read.model import BUSINESS, CATEGORY, ENTITIES, EVENT, EVENT_BUSINESSES, Entity
+from popmap_gql.read.model import BUSINESS, CATEGORY, ENTITIES, EVENT, Entity
 
 __all__ = [
     "BUILDERS",
@@ -201,7 +201,7 @@ class Event:
 
     @strawberry.field(
         description="Businesses taking part, in the order they joined; the first 50.",
-        metadata=sized(Capped(EVENT_BUSINESSES)),
+        metadata=sized(Capped(50)),
     )
     def businesses(self, info: Info) -> list[Business]:
         return cast(list[Business], related(self, info.context, "businesses"))

@@ -330,11 +330,6 @@ def _host_business(key: str, a: str, _: SqlScope) -> str:
     return f"FROM business {a} WHERE {a}.id = {key}"
 
 
-# The businesses an event shows: visible ones, in the order they joined, the first
-# EVENT_BUSINESSES of them (Event.businesses declares the same size).
-EVENT_BUSINESSES = 50
-
-
 def _event_businesses(key: str, a: str, _: SqlScope) -> str:
     return (
         f"FROM participation p JOIN business {a} ON {a}.id = p.business_id WHERE p.event_id = {key}"
@@ -342,14 +337,21 @@ def _event_businesses(key: str, a: str, _: SqlScope) -> str:
 
 
 def _event_categories(key: str, a: str, scope: SqlScope) -> str:
-    # the distinct categories of the businesses the event shows
+    # the distinct categories in the lists the event's businesses show: Event.businesses
+    # and Business.categories, each with its declared size
     shown = scope.alias("eb")
+    listed = scope.alias("ec")
+    by_name = ", ".join(term.format(a=listed) for term in CATEGORY_ORDER)
     return (
-        f"FROM category {a} WHERE {a}.id IN (SELECT bc.category_id FROM business_category bc"
-        f" WHERE bc.business_id IN (SELECT {shown}.id FROM participation p"
+        f"FROM category {a} WHERE {a}.id IN (SELECT cats.id FROM"
+        f" (SELECT {shown}.id FROM participation p"
         f" JOIN business {shown} ON {shown}.id = p.business_id WHERE p.event_id = {key}"
         f" AND {scope.visible('Business', shown)} ORDER BY p.joined_at, p.id"
-        f" LIMIT {EVENT_BUSINESSES}))"
+        f" LIMIT {scope.caps[('Event', 'businesses')]}) shown"
+        f" CROSS JOIN LATERAL (SELECT {listed}.id FROM business_category bc"
+        f" JOIN category {listed} ON {listed}.id = bc.category_id"
+        f" WHERE bc.business_id = shown.id ORDER BY {by_name}"
+        f" LIMIT {scope.caps[('Business', 'categories')]}) cats)"
     )
 
 
