@@ -35,7 +35,7 @@ from popmap_gql.api.errors import format_error
 from popmap_gql.api.mutations import Mutation
 from popmap_gql.api.queries import Query
 from popmap_gql.api.schema import build_schema
-from popmap_gql.api.types import direct_resolvers
+from popmap_gql.api.types import LOADER_SETUP, direct_resolvers
 from popmap_gql.auth.authenticator import Authenticator, build_authenticator
 from popmap_gql.config import Settings
 from popmap_gql.db.models import Business, Event, EventStatus
@@ -245,7 +245,7 @@ async def _plain_answer(
 ) -> Any:
     request = _request_like_the_endpoints(api_url, who)
     viewer = await authenticator.authenticate(request.headers.get("authorization"))
-    context = Context(request=request, settings=settings, viewer=viewer)
+    context = Context(request=request, settings=settings, loader_setup=LOADER_SETUP, viewer=viewer)
     result = await plain.execute(case.query, variable_values=case.variables, context_value=context)
     payload: dict[str, Any] = {"data": result.data}
     if result.errors:

@@ -23,7 +23,7 @@ from graphql import (
 from popmap_gql.api.engine import strawberry_field
 from popmap_gql.api.sizes import Capped, declared
 from popmap_gql.read.compile import Binding, FieldBinding
-from popmap_gql.read.model import ENTITIES, Entity
+from popmap_gql.read.model import ENTITIES, Entity, graphql_name
 
 __all__ = ["Bound", "ReadModelMismatch", "bind"]
 
@@ -69,6 +69,8 @@ def _bind(
         if python_name not in declared_names:
             problems.append(f"{where} is not declared in the read model")
             continue
+        if graphql_name(python_name) != name:
+            problems.append(f"{where}: its GraphQL name is not {graphql_name(python_name)}")
         arguments = {
             argument.graphql_name or argument.python_name: argument.python_name
             for argument in (field.arguments if field is not None else [])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from strawberry.types import Info as StrawberryInfo
@@ -12,9 +11,7 @@ from strawberry.types import Info as StrawberryInfo
 from popmap_gql.auth.viewer import ANONYMOUS_VIEWER, Viewer
 from popmap_gql.config import Settings
 from popmap_gql.media.stores import public_base
-
-if TYPE_CHECKING:  # the loaders build GraphQL types, which need this module's Info
-    from popmap_gql.api.loaders import Loaders
+from popmap_gql.read.loaders import Loaders, LoaderSetup
 
 __all__ = ["Context", "Info"]
 
@@ -23,15 +20,14 @@ __all__ = ["Context", "Info"]
 class Context:
     request: Request
     settings: Settings
+    # how this schema's loaders build its objects (the schema's `loader_setup`)
+    loader_setup: LoaderSetup
     viewer: Viewer = ANONYMOUS_VIEWER
 
     @cached_property
     def loaders(self) -> Loaders:
         """Built on first use: a request answered from the response cache needs none."""
-        from popmap_gql.api.loaders import Loaders
-        from popmap_gql.api.types import BUILDERS, RELATION_CAPS
-
-        return Loaders(self.viewer.audience, RELATION_CAPS, BUILDERS)
+        return self.loader_setup.loaders(self.viewer.audience)
 
     @cached_property
     def api_base(self) -> str:

@@ -11,7 +11,7 @@ import strawberry
 
 from popmap_gql.api.context import Context, Info
 from popmap_gql.api.permissions import require_power_in
-from popmap_gql.api.prefetch import prefetch, selected
+from popmap_gql.api.prefetch import selected
 from popmap_gql.api.privacy import private
 from popmap_gql.api.services import ServiceClient, service_client
 from popmap_gql.api.sizes import Capped, Paged, cap_of, sized
@@ -34,6 +34,7 @@ from popmap_gql.db.powers import STATUS_FILTER
 from popmap_gql.db.validation import check_instant, check_storable
 from popmap_gql.errors import BadUserInput, Forbidden, NotFound
 from popmap_gql.read.ids import decode_cursor, decode_id, encode_cursor, encode_id, lookup_pk
+from popmap_gql.read.plan import prefetch
 
 __all__ = ["PAGE", "Query", "business_list_query", "event_list_query", "viewer_object"]
 

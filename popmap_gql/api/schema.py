@@ -38,8 +38,9 @@ from popmap_gql.api.limits import ShapeLimits
 from popmap_gql.api.mutations import Mutation
 from popmap_gql.api.privacy import PrivateFields
 from popmap_gql.api.queries import Query
-from popmap_gql.api.types import direct_resolvers
+from popmap_gql.api.types import LOADER_SETUP, direct_resolvers
 from popmap_gql.config import Settings
+from popmap_gql.read.loaders import LoaderSetup
 
 __all__ = ["PopmapSchema", "build_schema", "schema"]
 
@@ -70,6 +71,7 @@ class PopmapSchema(strawberry.Schema):
     hide_suggestions: bool
     fast: FastReads
     compiled_reads: bool
+    loader_setup: LoaderSetup
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -224,6 +226,7 @@ def build_schema(settings: Settings) -> PopmapSchema:
     bound = bind(core)  # fails when the schema and the read model disagree
     built.fast = FastReads(built, core, bound)
     built.compiled_reads = settings.compiled_reads
+    built.loader_setup = LOADER_SETUP
     graphql_names = {(t, b.python_name): f for (t, f), b in bound.binding.items()}
     install_direct_resolvers(
         core,

@@ -20,12 +20,13 @@ from popmap_gql.db import models
 from popmap_gql.db.commands import MAX_CATEGORIES
 from popmap_gql.db.powers import AVAILABLE_EVENTS, may_act_for_business
 from popmap_gql.errors import Forbidden, Unauthenticated
+from popmap_gql.read.loaders import LoaderSetup
 from popmap_gql.read.model import BUSINESS, CATEGORY, ENTITIES, EVENT, Entity
 
 __all__ = [
     "BUILDERS",
     "CLASSES",
-    "RELATION_CAPS",
+    "LOADER_SETUP",
     "AuthConfig",
     "Business",
     "Category",
@@ -37,7 +38,6 @@ __all__ = [
     "Viewer",
     "computed",
     "direct_resolvers",
-    "key_attribute",
     "related",
 ]
 
@@ -314,14 +314,17 @@ BUILDERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "Business": Business.from_values,
     "Event": Event.from_values,
 }
-# (entity, relation) -> the size its field declares, for the loaders
-RELATION_CAPS: dict[tuple[str, str], int] = {
-    (entity.name, relation.field): cap_of(CLASSES[entity.name], relation.field)
-    if relation.many
-    else 1
-    for entity in ENTITIES.values()
-    for relation in entity.relations
-}
+# The loaders' setup: each type's builder and each relation's declared size
+LOADER_SETUP = LoaderSetup(
+    caps={
+        (entity.name, relation.field): cap_of(CLASSES[entity.name], relation.field)
+        if relation.many
+        else 1
+        for entity in ENTITIES.values()
+        for relation in entity.relations
+    },
+    builders=BUILDERS,
+)
 
 
 def _entity_of(obj: Any) -> Entity:
@@ -334,7 +337,7 @@ def related(obj: Any, context: Context, field: str, **arguments: Any) -> Any:
     entity = _entity_of(obj)
     relation = entity.relation(field)
     assert relation is not None
-    key = getattr(obj, key_attribute(relation.key))
+    key = getattr(obj, relation.key_attribute)
     if key is None:
         return [] if relation.many else None
     loader = context.loaders.related(entity.name, field, arguments)
@@ -346,11 +349,6 @@ def computed(obj: Any, context: Context, field: str) -> Any:
     found = _entity_of(obj).computed_field(field)
     assert found is not None
     return found.python(obj, context)
-
-
-def key_attribute(column: str) -> str:
-    """The attribute holding a relation's key column on an object (the id is `pk`)."""
-    return "pk" if column == "id" else column
 
 
 def direct_resolvers() -> dict[tuple[str, str], Callable[..., Any]]:

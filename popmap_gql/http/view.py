@@ -287,7 +287,12 @@ class GraphQLView:
         viewer: Viewer,
     ) -> ExecutionResult:
         is_get = request.method == "GET"
-        context = Context(request=request, settings=self.settings, viewer=viewer)
+        context = Context(
+            request=request,
+            settings=self.settings,
+            loader_setup=self.schema.loader_setup,
+            viewer=viewer,
+        )
         try:
             return await self.schema.execute(
                 query,

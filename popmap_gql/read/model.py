@@ -50,6 +50,7 @@ __all__ = [
     "Form",
     "Relation",
     "SqlScope",
+    "graphql_name",
 ]
 
 
@@ -105,6 +106,13 @@ def iso_sql(expression: str) -> str:
         f" || CASE WHEN to_char({expression}, 'US') = '000000' THEN ''"
         f" ELSE '.' || to_char({expression}, 'US') END || '+00:00'"
     )
+
+
+def graphql_name(python_name: str) -> str:
+    """A field's GraphQL name: the Python name in camel case (the schema is built with
+    auto_camel_case; the binding checks every field against this)."""
+    first, *rest = python_name.split("_")
+    return first + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 # --- what a statement being built offers a declaration ---------------------------------
@@ -195,6 +203,11 @@ class Relation:
         default_factory=dict
     )
     guard: ActsForBusiness | None = None
+
+    @property
+    def key_attribute(self) -> str:
+        """The attribute holding the key column on the parent's object (the id is `pk`)."""
+        return "pk" if self.key == "id" else self.key
 
     def orders(self, alias: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(pick, order) with `{a}` replaced by `alias`."""

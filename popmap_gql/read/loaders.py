@@ -10,6 +10,7 @@ keys (a category of many businesses) becomes one object.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from strawberry.dataloader import DataLoader
@@ -20,10 +21,22 @@ from popmap_gql.db.queries import Audience
 from popmap_gql.read.model import ENTITIES, SqlScope
 from popmap_gql.read.sql import group_rows, relation_rows_sql
 
-__all__ = ["Builders", "Loaders"]
+__all__ = ["Builders", "LoaderSetup", "Loaders", "keys_of"]
 
 # GraphQL type name -> the function building its object from a row
 Builders = Mapping[str, Callable[[Mapping[str, Any]], Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class LoaderSetup:
+    """What a request's loaders need from the schema: each relation's declared size and
+    each type's builder."""
+
+    caps: Mapping[tuple[str, str], int]
+    builders: Builders
+
+    def loaders(self, audience: Audience) -> Loaders:
+        return Loaders(audience, self.caps, self.builders)
 
 
 class Loaders:
