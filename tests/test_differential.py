@@ -200,6 +200,11 @@ def _cases(world: World) -> list[Case]:
             {"filter": {"categorySlugs": ["crafts"]}, "orderBy": "NEWEST_FIRST"},
         ),
         Case(
+            "categories with their businesses and those businesses' categories",
+            "{ categories { slug businesses { name viewerIsOwner categories { slug } } } }",
+            {},
+        ),
+        Case(
             "lookups, a pending event and an unknown id",
             LOOKUPS,
             {"business": owned, "event": pending, "unknown": global_id("Business", 999999)},
@@ -306,7 +311,9 @@ async def test_the_fast_path_answers_every_read_query_as_plain_strawberry_does(
             assert fast == slow, (case.name, who.name)
             answers[(case.name, who.name)] = fast["data"]
     # The cases reach what they are meant to: pages, owner-only and staff-only answers.
-    assert len(answers) == 13 * 4
+    assert len(answers) == 14 * 4
+    shown = answers[("categories with their businesses and those businesses' categories", "owner")]
+    assert any(category["businesses"] for category in shown["categories"])
     assert len(answers[("README map", "anonymous")]["events"]["edges"]) == 20
     owned = answers[("every business", "owner")]["businesses"]["edges"]
     assert sum(edge["node"]["viewerIsOwner"] for edge in owned) == 3

@@ -65,6 +65,13 @@ class Category:
     name: str
     slug: str
 
+    @strawberry.field(
+        description="Businesses in this category that the viewer can see, by name; the first 50.",
+        metadata=sized(Capped(50)),
+    )
+    def businesses(self, info: Info) -> list[Business]:
+        return cast(list[Business], related(self, info.context, "businesses"))
+
     @classmethod
     def from_row(cls, row: models.Category) -> Category:
         return cls.from_values(_columns(row))

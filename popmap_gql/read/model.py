@@ -324,6 +324,13 @@ def _business_categories(key: str, a: str, _: SqlScope) -> str:
     )
 
 
+def _category_businesses(key: str, a: str, _: SqlScope) -> str:
+    return (
+        f"FROM business_category bc JOIN business {a} ON {a}.id = bc.business_id"
+        f" WHERE bc.category_id = {key}"
+    )
+
+
 def _business_events(key: str, a: str, _: SqlScope) -> str:
     return f"FROM participation p JOIN event {a} ON {a}.id = p.event_id WHERE p.business_id = {key}"
 
@@ -385,6 +392,7 @@ CATEGORY = Entity(
     table="category",
     visibility=None,
     columns=(Column("id", Form("id", "Category")), Column("name"), Column("slug")),
+    relations=(Relation("businesses", "Business", _category_businesses, ("{a}.name", "{a}.id")),),
 )
 
 BUSINESS = Entity(
