@@ -8,6 +8,11 @@ and its selection turned into SQL from the read model (`read.sql`). The JSON com
 as text and is embedded in the answer as is (orjson `Fragment`s): no object is built per
 row and no resolver runs.
 
+A compiled plan depends only on the document, the operation, the variables, who asks
+(the audience: user, staff, service and scopes) and the media base URL, so plans are
+kept (`PLANS_KEPT`, least recently used out first) and a repeated request only runs its
+statements. Nothing in a plan depends on the clock: "not ended" is PostgreSQL's `now()`.
+
 Whenever a root field, a selection or a viewer needs more than the read model declares
 (an error to report, a guarded field the viewer may not read, a directive other than
 @skip/@include, a field without SQL), `answer` returns None and graphql-core runs the
@@ -18,7 +23,8 @@ only ever written by the resolvers; tests/test_differential.py compares both pat
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +40,7 @@ from graphql import (
     GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
+    SelectionSetNode,
     get_named_type,
     get_variable_values,
 )
@@ -55,34 +62,19 @@ from popmap_gql.read.ids import encode_cursor, lookup_pk
 from popmap_gql.read.model import CATEGORY_ORDER, ENTITIES, SqlScope
 from popmap_gql.read.sql import FALLBACK_MARK, NotCompilable, object_json, relation_json
 
-__all__ = ["FastReads"]
+__all__ = ["PLANS_KEPT", "FastReads"]
 
 logger = logging.getLogger(__name__)
+
+# Compiled plans kept per process (each a few kilobytes of SQL at most).
+PLANS_KEPT = 1024
 
 
 class _Fallback(Exception):
     """The resolvers must answer this request."""
 
 
-Run = Callable[[], Awaitable[Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    selector: Selector
-    context: Context
-    caps: Mapping[tuple[str, str], int]
-
-    def scope(self, params: list[Any]) -> SqlScope:
-        return SqlScope(
-            self.context.viewer.audience,
-            params,
-            caps=self.caps,
-            media_base=self.context.media_base,
-        )
-
-
-async def _texts(sql: str, params: list[Any]) -> list[dict[str, Any]]:
+async def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = await connections.get("default").execute_query_dict(sql, params)
     return rows
 
@@ -97,6 +89,139 @@ def _fragment(text: str | None) -> Any:
     return orjson.Fragment(text)
 
 
+# --- plans: pure data, shared by every request with the same key ---------------------
+
+
+class Root:
+    """One root field's plan."""
+
+    async def run(self, context: Context) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class _Constant(Root):
+    value: Any
+
+    async def run(self, context: Context) -> Any:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class _Value(Root):
+    """A statement answering one JSON value (`must_exist`: no row means NOT_FOUND, which
+    the resolver reports)."""
+
+    sql: str
+    params: tuple[Any, ...]
+    must_exist: bool = False
+
+    async def run(self, context: Context) -> Any:
+        rows = await _rows(self.sql, list(self.params))
+        if not rows:
+            if self.must_exist:
+                raise _Fallback
+            return None
+        return _fragment(rows[0]["value"])
+
+
+# (response key, what it is) for each field of a selection of fixed fields
+Shape = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Connection(Root):
+    sql: str
+    params: tuple[Any, ...]
+    query: ListQuery
+    top: tuple[tuple[str, str, Shape], ...]  # (key, field, shape below)
+    type_names: Mapping[str, str]  # "connection", "edge", "page_info" -> type name
+
+    async def run(self, context: Context) -> Any:
+        query = self.query
+        rows = await _rows(self.sql, list(self.params))
+        items = rows[: query.first]
+        order = query.order.name
+        cursors = [encode_cursor(order, row["sort"], row["id"]) for row in items]
+        result: dict[str, Any] = {}
+        for key, field, shape in self.top:
+            if field == "__typename":
+                result[key] = self.type_names["connection"]
+            elif field == "totalCount":
+                result[key] = await count_of(query)
+            elif field == "pageInfo":
+                info = {
+                    "hasNextPage": len(rows) > query.first,
+                    "hasPreviousPage": False,
+                    "startCursor": cursors[0] if cursors else None,
+                    "endCursor": cursors[-1] if cursors else None,
+                    "__typename": self.type_names["page_info"],
+                }
+                result[key] = {k: info[name] for k, name in shape}
+            else:  # edges
+                edge = self.type_names["edge"]
+                result[key] = [
+                    {
+                        k: _fragment(row["node"])
+                        if name == "node"
+                        else cursor
+                        if name == "cursor"
+                        else edge
+                        for k, name in shape
+                    }
+                    for row, cursor in zip(items, cursors, strict=True)
+                ]
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Me(Root):
+    """The viewer: fields the viewer object gives (read at run time, from this request's
+    viewer), relations from one statement."""
+
+    fields: tuple[tuple[str, str, str], ...]  # (key, "given"|"relation"|"typename", name)
+    sql: str
+    params: tuple[Any, ...]
+    type_name: str
+    serializers: Mapping[str, Callable[[Any], Any]]
+
+    async def run(self, context: Context) -> Any:
+        viewer = viewer_object(context.viewer)
+        if viewer is None:
+            return None
+        row = (await _rows(self.sql, list(self.params)))[0] if self.sql else {}
+        shown: dict[str, Any] = {}
+        for key, kind, name in self.fields:
+            if kind == "typename":
+                shown[key] = self.type_name
+            elif kind == "relation":
+                shown[key] = _fragment(row[name])
+            else:
+                shown[key] = self.serializers[name](getattr(viewer, name))
+        return shown
+
+
+Plan = tuple[tuple[str, Root], ...]
+
+
+# --- compiling ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiling:
+    selector: Selector
+    context: Context
+    caps: Mapping[tuple[str, str], int]
+
+    def scope(self, params: list[Any]) -> SqlScope:
+        return SqlScope(
+            self.context.viewer.audience,
+            params,
+            caps=self.caps,
+            media_base=self.context.media_base,
+        )
+
+
 class FastReads:
     def __init__(self, strawberry_schema: Any, schema: GraphQLSchema, bound: Bound) -> None:
         self.strawberry_schema = strawberry_schema
@@ -105,7 +230,7 @@ class FastReads:
         query_type = schema.query_type
         assert query_type is not None
         self.query_type = query_type
-        self.roots: dict[str, Callable[[_Request, str, list[FieldNode]], Run]] = {
+        self.roots: dict[str, Callable[[_Compiling, str, list[FieldNode]], Root]] = {
             "events": self._events,
             "businesses": self._businesses,
             "event": self._event,
@@ -113,6 +238,8 @@ class FastReads:
             "categories": self._categories,
             "me": self._me,
         }
+        # key -> (document kept alive so that its id is not reused, plan or None)
+        self._plans: OrderedDict[tuple[Any, ...], tuple[DocumentNode, Plan | None]] = OrderedDict()
 
     async def answer(
         self,
@@ -124,6 +251,63 @@ class FastReads:
         """The operation's `data`, or None when the resolvers must answer it."""
         if operation.operation is not OperationType.QUERY:
             return None
+        try:
+            plan = self._plan(document, operation, variable_values, context)
+            if plan is None:
+                return None
+            return {key: await root.run(context) for key, root in plan}
+        except _Fallback:
+            return None
+        except DatabaseUnavailable:
+            raise  # a fault of the database: 503, as on the resolvers' path
+        except PopmapError:
+            return None  # a coded error: the resolvers report it, with its path
+        except Exception:
+            # Not expected: logged in full, and the resolvers answer (their own failure,
+            # if any, is reported and masked as usual).
+            logger.exception("the compiled read failed; the resolvers answer instead")
+            return None
+
+    def _plan(
+        self,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        variable_values: dict[str, Any] | None,
+        context: Context,
+    ) -> Plan | None:
+        audience = context.viewer.audience
+        key = (
+            id(document),
+            id(operation),
+            orjson.dumps(variable_values or {}, option=orjson.OPT_SORT_KEYS),
+            audience.user_id,
+            audience.is_staff,
+            audience.client_id,
+            audience.scopes,
+            context.media_base,
+        )
+        known = self._plans.get(key)
+        if known is not None:
+            self._plans.move_to_end(key)
+            return known[1]
+        try:
+            plan: Plan | None = self._compile(document, operation, variable_values, context)
+        except NotCompilable:
+            plan = None
+        # (a PopmapError, from checking arguments, propagates uncached: the resolvers
+        # report it, and the next request checks again)
+        self._plans[key] = (document, plan)
+        if len(self._plans) > PLANS_KEPT:
+            self._plans.popitem(last=False)
+        return plan
+
+    def _compile(
+        self,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        variable_values: dict[str, Any] | None,
+        context: Context,
+    ) -> Plan | None:
         coerced = get_variable_values(
             self.schema, operation.variable_definitions or (), variable_values or {}
         )
@@ -135,30 +319,18 @@ class FastReads:
             if isinstance(definition, FragmentDefinitionNode)
         }
         selector = Selector(self.schema, self.bound.binding, fragments, coerced)
-        request = _Request(selector, context, self.bound.caps)
-        try:
-            runs: list[tuple[str, Run]] = []
-            for key, nodes in selector.fields("Query", [operation.selection_set]).items():
-                name = nodes[0].name.value
-                if name == "__typename":
-                    runs.append((key, _constant("Query")))
-                    continue
-                root = self.roots.get(name)
-                if root is None:
-                    return None
-                runs.append((key, root(request, name, nodes)))
-            return {key: await run() for key, run in runs}
-        except (NotCompilable, _Fallback):
-            return None
-        except DatabaseUnavailable:
-            raise  # a fault of the database: 503, as on the resolvers' path
-        except PopmapError:
-            return None  # a coded error: the resolvers report it, with its path
-        except Exception:
-            # Not expected: logged in full, and the resolvers answer (their own failure,
-            # if any, is reported and masked as usual).
-            logger.exception("the compiled read failed; the resolvers answer instead")
-            return None
+        compiling = _Compiling(selector, context, self.bound.caps)
+        plan: list[tuple[str, Root]] = []
+        for key, nodes in selector.fields("Query", [operation.selection_set]).items():
+            name = nodes[0].name.value
+            if name == "__typename":
+                plan.append((key, _Constant("Query")))
+                continue
+            root = self.roots.get(name)
+            if root is None:
+                return None
+            plan.append((key, root(compiling, name, nodes)))
+        return tuple(plan)
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -174,212 +346,153 @@ class FastReads:
         assert isinstance(named, GraphQLObjectType)
         return named
 
+    @staticmethod
+    def _shape(selector: Selector, type_name: str, nodes: list[FieldNode]) -> Shape:
+        return tuple(
+            (key, found[0].name.value)
+            for key, found in selector.fields(type_name, _sets(nodes)).items()
+        )
+
     # --- roots ---------------------------------------------------------------------------
 
-    def _events(self, request: _Request, name: str, nodes: list[FieldNode]) -> Run:
-        arguments = self._arguments(request.selector, name, nodes[0])
-        query = event_list_query(request.context, **arguments)
-        return self._connection(request, name, nodes, "Event", query)
+    def _events(self, compiling: _Compiling, name: str, nodes: list[FieldNode]) -> Root:
+        arguments = self._arguments(compiling.selector, name, nodes[0])
+        query = event_list_query(compiling.context, **arguments)
+        return self._connection(compiling, name, nodes, "Event", query)
 
-    def _businesses(self, request: _Request, name: str, nodes: list[FieldNode]) -> Run:
-        arguments = self._arguments(request.selector, name, nodes[0])
-        query = business_list_query(request.context, **arguments)
-        return self._connection(request, name, nodes, "Business", query)
+    def _businesses(self, compiling: _Compiling, name: str, nodes: list[FieldNode]) -> Root:
+        arguments = self._arguments(compiling.selector, name, nodes[0])
+        query = business_list_query(compiling.context, **arguments)
+        return self._connection(compiling, name, nodes, "Business", query)
 
     def _connection(
         self,
-        request: _Request,
+        compiling: _Compiling,
         name: str,
         nodes: list[FieldNode],
         entity_name: str,
         query: ListQuery,
-    ) -> Run:
-        selector = request.selector
+    ) -> Root:
+        selector = compiling.selector
         connection_type = self._type_of(self.query_type, name)
         edge_type = self._type_of(connection_type, "edges")
         page_info_type = self._type_of(connection_type, "pageInfo")
-        top = selector.fields(connection_type.name, _sets(nodes))
-        edge_fields: dict[str, list[FieldNode]] = {}
-        for field_nodes in top.values():
-            if field_nodes[0].name.value == "edges":
-                for key, found in selector.fields(edge_type.name, _sets(field_nodes)).items():
-                    edge_fields.setdefault(key, []).extend(found)
-        node_nodes = [
-            n for found in edge_fields.values() if found[0].name.value == "node" for n in found
-        ]
+        top: list[tuple[str, str, Shape]] = []
+        node_nodes: list[FieldNode] = []
+        for key, field_nodes in selector.fields(connection_type.name, _sets(nodes)).items():
+            field = field_nodes[0].name.value
+            shape: Shape = ()
+            if field == "edges":
+                for found in selector.fields(edge_type.name, _sets(field_nodes)).values():
+                    if found[0].name.value == "node":
+                        node_nodes.extend(found)
+                shape = self._shape(selector, edge_type.name, field_nodes)
+            elif field == "pageInfo":
+                shape = self._shape(selector, page_info_type.name, field_nodes)
+            top.append((key, field, shape))
         selection = selector.selected(entity_name, node_nodes)
         params: list[Any] = list(query.params)
         page = query.page_sql(params)
-        scope = request.scope(params)
-        node_json = object_json(ENTITIES[entity_name], "r", selection, scope)
-        column = query.order.value[0]
+        node_json = object_json(ENTITIES[entity_name], "r", selection, compiling.scope(params))
         sql = (
-            f"SELECT ({node_json})::text AS node, r.{column} AS sort, r.id AS id"
+            f"SELECT ({node_json})::text AS node, r.{query.order.value[0]} AS sort, r.id AS id"
             f" FROM ({page}) r ORDER BY {query.order_by('r')}"
         )
-        order_name = query.order.name
+        return _Connection(
+            sql,
+            tuple(params),
+            query,
+            tuple(top),
+            {
+                "connection": connection_type.name,
+                "edge": edge_type.name,
+                "page_info": page_info_type.name,
+            },
+        )
 
-        async def run() -> Any:
-            rows = await _texts(sql, params)
-            items = rows[: query.first]
-            cursors = [encode_cursor(order_name, row["sort"], row["id"]) for row in items]
-            result: dict[str, Any] = {}
-            for key, field_nodes in top.items():
-                field_name = field_nodes[0].name.value
-                if field_name == "__typename":
-                    result[key] = connection_type.name
-                elif field_name == "totalCount":
-                    result[key] = await count_of(query)
-                elif field_name == "pageInfo":
-                    info = {
-                        "hasNextPage": len(rows) > query.first,
-                        "hasPreviousPage": False,
-                        "startCursor": cursors[0] if cursors else None,
-                        "endCursor": cursors[-1] if cursors else None,
-                        "__typename": page_info_type.name,
-                    }
-                    result[key] = {
-                        k: info[n[0].name.value]
-                        for k, n in selector.fields(page_info_type.name, _sets(field_nodes)).items()
-                    }
-                else:  # edges
-                    edges_here = selector.fields(edge_type.name, _sets(field_nodes))
-                    result[key] = [
-                        {
-                            k: (
-                                _fragment(row["node"])
-                                if n[0].name.value == "node"
-                                else cursor
-                                if n[0].name.value == "cursor"
-                                else edge_type.name
-                            )
-                            for k, n in edges_here.items()
-                        }
-                        for row, cursor in zip(items, cursors, strict=True)
-                    ]
-            return result
+    def _event(self, compiling: _Compiling, name: str, nodes: list[FieldNode]) -> Root:
+        return self._lookup(compiling, name, nodes, "Event")
 
-        return run
-
-    def _event(self, request: _Request, name: str, nodes: list[FieldNode]) -> Run:
-        return self._lookup(request, name, nodes, "Event", "event")
-
-    def _business(self, request: _Request, name: str, nodes: list[FieldNode]) -> Run:
-        return self._lookup(request, name, nodes, "Business", "business")
+    def _business(self, compiling: _Compiling, name: str, nodes: list[FieldNode]) -> Root:
+        return self._lookup(compiling, name, nodes, "Business")
 
     def _lookup(
-        self, request: _Request, name: str, nodes: list[FieldNode], entity_name: str, table: str
-    ) -> Run:
-        arguments = self._arguments(request.selector, name, nodes[0])
+        self, compiling: _Compiling, name: str, nodes: list[FieldNode], entity_name: str
+    ) -> Root:
+        arguments = self._arguments(compiling.selector, name, nodes[0])
         pk = lookup_pk(entity_name, arguments["id"])
         if pk is None:
-            raise _Fallback  # NOT_FOUND, from the resolver
+            raise NotCompilable("no such id: NOT_FOUND, from the resolver")
         entity = ENTITIES[entity_name]
-        selection = request.selector.selected(entity_name, nodes)
+        selection = compiling.selector.selected(entity_name, nodes)
         params: list[Any] = [pk]
-        scope = request.scope(params)
+        scope = compiling.scope(params)
         visible = scope.visible(entity_name, "r")
         shown = object_json(entity, "r", selection, scope)
-        sql = f"SELECT ({shown})::text AS value FROM {table} r WHERE r.id = $1 AND {visible}"
+        sql = f"SELECT ({shown})::text AS value FROM {entity.table} r WHERE r.id = $1 AND {visible}"
+        return _Value(sql, tuple(params), must_exist=True)
 
-        async def run() -> Any:
-            rows = await _texts(sql, params)
-            if not rows:
-                raise _Fallback  # NOT_FOUND, from the resolver
-            return _fragment(rows[0]["value"])
-
-        return run
-
-    def _categories(self, request: _Request, name: str, nodes: list[FieldNode]) -> Run:
-        cap = CATEGORIES_CAP
-        selection = request.selector.selected("Category", nodes)
+    def _categories(self, compiling: _Compiling, name: str, nodes: list[FieldNode]) -> Root:
+        selection = compiling.selector.selected("Category", nodes)
         params: list[Any] = []
-        scope = request.scope(params)
+        shown = object_json(ENTITIES["Category"], "r", selection, compiling.scope(params))
         order = ", ".join(term.format(a="r") for term in CATEGORY_ORDER)
-        shown = object_json(ENTITIES["Category"], "r", selection, scope)
         sql = (
             f"SELECT (COALESCE(json_agg({shown} ORDER BY {order}), '[]'::json))::text AS value"
             f" FROM (SELECT c.* FROM category c ORDER BY"
-            f" {', '.join(term.format(a='c') for term in CATEGORY_ORDER)} LIMIT {cap}) r"
+            f" {', '.join(term.format(a='c') for term in CATEGORY_ORDER)}"
+            f" LIMIT {CATEGORIES_CAP}) r"
         )
+        return _Value(sql, tuple(params))
 
-        async def run() -> Any:
-            rows = await _texts(sql, params)
-            return _fragment(rows[0]["value"])
-
-        return run
-
-    def _me(self, request: _Request, name: str, nodes: list[FieldNode]) -> Run:
-        viewer = viewer_object(request.context.viewer)
+    def _me(self, compiling: _Compiling, name: str, nodes: list[FieldNode]) -> Root:
+        viewer = viewer_object(compiling.context.viewer)
         if viewer is None:
-            return _constant(None)
+            return _Constant(None)
         entity = ENTITIES["Viewer"]
         viewer_type = self._type_of(self.query_type, name)
-        selection = request.selector.selected("Viewer", nodes)
+        selection = compiling.selector.selected("Viewer", nodes)
         params: list[Any] = []
-        scope = request.scope(params)
+        scope = compiling.scope(params)
         user = scope.param(viewer.pk)
         columns: list[str] = []
-        shown: dict[str, Any] = {}
+        fields: list[tuple[str, str, str]] = []
+        serializers: dict[str, Callable[[Any], Any]] = {}
+        graphql_names = {
+            bound.python_name: graphql
+            for (type_name, graphql), bound in self.bound.binding.items()
+            if type_name == "Viewer"
+        }
         for position, selected in enumerate(selection):
             if selected.name is None:
-                shown[selected.key] = viewer_type.name
+                fields.append((selected.key, "typename", ""))
                 continue
             relation = entity.relation(selected.name)
             if relation is None:
-                graphql_name = next(
-                    graphql
-                    for (type_name, graphql), bound in self.bound.binding.items()
-                    if type_name == "Viewer" and bound.python_name == selected.name
-                )
-                value = getattr(viewer, selected.name)
-                shown[selected.key] = _serialize(viewer_type.fields[graphql_name].type, value)
+                field_type = viewer_type.fields[graphql_names[selected.name]].type
+                serializers[selected.name] = _serializer(field_type)
+                fields.append((selected.key, "given", selected.name))
                 continue
-            column = _Column(f"v{position}")
-            columns.append(
-                f"({relation_json(entity, relation, user, selected, scope)})::text AS {column.name}"
-            )
-            shown[selected.key] = column
+            column = f"v{position}"
+            json = relation_json(entity, relation, user, selected, scope)
+            columns.append(f"({json})::text AS {column}")
+            fields.append((selected.key, "relation", column))
         sql = f"SELECT {', '.join(columns)}" if columns else ""
-
-        async def run() -> Any:
-            if not sql:
-                return shown
-            row = (await _texts(sql, params))[0]
-            return {
-                key: _fragment(row[value.name]) if isinstance(value, _Column) else value
-                for key, value in shown.items()
-            }
-
-        return run
+        return _Me(tuple(fields), sql, tuple(params), viewer_type.name, serializers)
 
 
-@dataclass(frozen=True, slots=True)
-class _Column:
-    """Where a relation's JSON is in the statement's row."""
-
-    name: str
-
-
-def _sets(nodes: list[FieldNode]) -> list[Any]:
+def _sets(nodes: list[FieldNode]) -> list[SelectionSetNode]:
     return [node.selection_set for node in nodes if node.selection_set is not None]
 
 
-def _constant(value: Any) -> Run:
-    async def run() -> Any:
-        return value
-
-    return run
-
-
-def _serialize(field_type: Any, value: Any) -> Any:
-    """A value the object gives itself, as graphql-core would write it."""
+def _serializer(field_type: Any) -> Callable[[Any], Any]:
+    """How graphql-core writes a value of this leaf (or list of leaves) type."""
     if isinstance(field_type, GraphQLNonNull):
         field_type = field_type.of_type
-    if value is None:
-        return None
     if isinstance(field_type, GraphQLList):
-        return [_serialize(field_type.of_type, item) for item in value]
+        item = _serializer(field_type.of_type)
+        return lambda value: None if value is None else [item(v) for v in value]
     if isinstance(field_type, GraphQLLeafType):
-        return field_type.serialize(value)
+        leaf = field_type
+        return lambda value: None if value is None else leaf.serialize(value)
     raise NotCompilable("an object-valued field given by the object")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from typing import TypeVar, cast
 
@@ -121,11 +121,6 @@ def _instant(value: datetime | None, field: str) -> datetime | None:
     return None if value is None else check_instant(value, field)
 
 
-def _latest(*moments: datetime | None) -> datetime | None:
-    present = [moment for moment in moments if moment is not None]
-    return max(present) if present else None
-
-
 def _bbox(box: BoundingBox | None) -> queries.BoundingBox | None:
     if box is None:
         return None
@@ -210,10 +205,8 @@ def event_list_query(
     elif flt.status is not None and not viewer.is_staff:
         raise Forbidden("only staff may filter events by status")
     criteria = queries.EventFilter(
-        ends_after=_latest(
-            datetime.now(UTC) if flt.upcoming else None,
-            _instant(flt.ends_after, "filter.endsAfter"),
-        ),
+        upcoming=flt.upcoming,
+        ends_after=_instant(flt.ends_after, "filter.endsAfter"),
         starts_after=_instant(flt.starts_after, "filter.startsAfter"),
         starts_before=_instant(flt.starts_before, "filter.startsBefore"),
         bbox=_bbox(flt.bbox),

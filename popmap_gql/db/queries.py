@@ -38,6 +38,7 @@ __all__ = [
     "count_of",
     "data_version",
     "ended",
+    "ended_sql",
     "event_list",
     "event_visibility",
     "list_categories",
@@ -112,12 +113,17 @@ class ActiveEvents:
         return status is self.status and not ended(ends_at, now)
 
     def sql(self, alias: str) -> str:
-        return f"{alias}.status = '{self.status.value}' AND {alias}.{self.end_column} >= now()"
+        return f"{alias}.status = '{self.status.value}' AND NOT ({ended_sql(alias)})"
 
 
 def ended(ends_at: datetime, now: datetime) -> bool:
     """An event has ended once its end lies before now (it is still on at its last instant)."""
     return ends_at < now
+
+
+def ended_sql(alias: str) -> str:
+    """`ended` as a condition on an event row, as of the statement's start."""
+    return f"{alias}.ends_at < now()"
 
 
 ACTIVE_EVENTS = ActiveEvents()
@@ -326,7 +332,8 @@ class BoundingBox:
 
 @dataclass(frozen=True, slots=True)
 class EventFilter:
-    ends_after: datetime | None = None  # "upcoming": still running or yet to start
+    upcoming: bool = False  # not ended yet: still running or yet to start
+    ends_after: datetime | None = None  # still running at or after this instant
     starts_after: datetime | None = None
     starts_before: datetime | None = None
     bbox: BoundingBox | None = None
@@ -345,6 +352,8 @@ def event_list(
         params.append(value)
         return f"${len(params)}"
 
+    if flt.upcoming:
+        conditions.append(f"NOT ({ended_sql('e')})")
     if flt.ends_after is not None:
         conditions.append(f"e.ends_at >= {param(flt.ends_after)}")
     if flt.starts_after is not None:

@@ -74,7 +74,8 @@ class Loaders:
     def _relation_loader(
         self, entity_name: str, field: str, arguments: Mapping[str, Any]
     ) -> DataLoader[Any, Any]:
-        relation = ENTITIES[entity_name].relation(field)
+        entity = ENTITIES[entity_name]
+        relation = entity.relation(field)
         assert relation is not None
         cap = self.caps[(entity_name, field)]
         build = self.builders[relation.target]
@@ -82,7 +83,7 @@ class Loaders:
         async def load(keys: list[Any]) -> list[Any]:
             params: list[Any] = []
             scope = SqlScope(self.audience, params, caps=self.caps)
-            sql = relation_rows_sql(relation, scope, keys, cap, arguments)
+            sql = relation_rows_sql(entity, relation, scope, keys, cap, arguments)
             rows = await connections.get("default").execute_query_dict(sql, params)
             grouped = group_rows(rows)
             built: dict[int, Any] = {}

@@ -37,6 +37,7 @@ from popmap_gql.db.queries import (
     EVENT_VISIBILITY,
     ActiveEvents,
     Visibility,
+    ended_sql,
 )
 from popmap_gql.read.ids import encode_id
 
@@ -193,9 +194,12 @@ class Relation:
 
     field: str
     target: str
-    source: Callable[[str, str, SqlScope], str]
+    source: Callable[[str, str, SqlScope], str] | None
     order: tuple[str, ...]
     pick: tuple[str, ...] = ()
+    # instead of `source`: the distinct rows reached through these relations of the
+    # parent, each step with its own declared size, visibility and pick
+    through: tuple[str, ...] = ()
     many: bool = True
     key: str = "id"
     visible: bool = True
@@ -269,7 +273,7 @@ LATEST_ENDING = ("{a}.ends_at DESC", "{a}.id DESC")
 
 
 def _not_ended(upcoming: Any, alias: str) -> str | None:
-    return f"{alias}.ends_at >= now()" if upcoming else None
+    return f"NOT ({ended_sql(alias)})" if upcoming else None
 
 
 def _picture(
@@ -324,15 +328,26 @@ def _business_categories(key: str, a: str, _: SqlScope) -> str:
     )
 
 
+def linked(table: str, alias: str, id_expression: str) -> str:
+    """Join the row of `table` whose id is `id_expression` (a linking row's column) by one
+    index lookup per linking row. Written as a LATERAL subquery that PostgreSQL does not
+    flatten (OFFSET 0): as a plain join, the planner may hash the whole table to find the
+    few rows one event or business links to, which is the slowest plan on the map page."""
+    return (
+        f"CROSS JOIN LATERAL (SELECT * FROM {table} WHERE {table}.id = {id_expression}"
+        f" OFFSET 0) {alias}"
+    )
+
+
 def _category_businesses(key: str, a: str, _: SqlScope) -> str:
     return (
-        f"FROM business_category bc JOIN business {a} ON {a}.id = bc.business_id"
+        f"FROM business_category bc {linked('business', a, 'bc.business_id')}"
         f" WHERE bc.category_id = {key}"
     )
 
 
 def _business_events(key: str, a: str, _: SqlScope) -> str:
-    return f"FROM participation p JOIN event {a} ON {a}.id = p.event_id WHERE p.business_id = {key}"
+    return f"FROM participation p {linked('event', a, 'p.event_id')} WHERE p.business_id = {key}"
 
 
 def _hosted_events(key: str, a: str, _: SqlScope) -> str:
@@ -351,28 +366,7 @@ def _host_business(key: str, a: str, _: SqlScope) -> str:
 
 
 def _event_businesses(key: str, a: str, _: SqlScope) -> str:
-    return (
-        f"FROM participation p JOIN business {a} ON {a}.id = p.business_id WHERE p.event_id = {key}"
-    )
-
-
-def _event_categories(key: str, a: str, scope: SqlScope) -> str:
-    # the distinct categories in the lists the event's businesses show: Event.businesses
-    # and Business.categories, each with its declared size
-    shown = scope.alias("eb")
-    listed = scope.alias("ec")
-    by_name = ", ".join(term.format(a=listed) for term in CATEGORY_ORDER)
-    return (
-        f"FROM category {a} WHERE {a}.id IN (SELECT cats.id FROM"
-        f" (SELECT {shown}.id FROM participation p"
-        f" JOIN business {shown} ON {shown}.id = p.business_id WHERE p.event_id = {key}"
-        f" AND {scope.visible('Business', shown)} ORDER BY p.joined_at, p.id"
-        f" LIMIT {scope.caps[('Event', 'businesses')]}) shown"
-        f" CROSS JOIN LATERAL (SELECT {listed}.id FROM business_category bc"
-        f" JOIN category {listed} ON {listed}.id = bc.category_id"
-        f" WHERE bc.business_id = shown.id ORDER BY {by_name}"
-        f" LIMIT {scope.caps[('Business', 'categories')]}) cats)"
-    )
+    return f"FROM participation p {linked('business', a, 'p.business_id')} WHERE p.event_id = {key}"
 
 
 def _owned_businesses(key: str, a: str, _: SqlScope) -> str:
@@ -472,7 +466,10 @@ EVENT = Entity(
             key="host_business_id",
         ),
         Relation("businesses", "Business", _event_businesses, ("p.joined_at", "p.id")),
-        Relation("categories", "Category", _event_categories, CATEGORY_ORDER),
+        # the distinct categories in the lists its businesses show
+        Relation(
+            "categories", "Category", None, CATEGORY_ORDER, through=("businesses", "categories")
+        ),
     ),
     carried=(
         ("host_business_id", "host_business_id"),

@@ -52,6 +52,7 @@ def _split(term: str) -> tuple[str, str]:
 
 
 def _inner(
+    entity: Entity,
     relation: Relation,
     parent_key: str,
     alias: str,
@@ -59,8 +60,9 @@ def _inner(
     arguments: Mapping[str, Any],
     limit: str,
 ) -> tuple[str, list[str]]:
-    """The SELECT of the related rows of one parent (table row `alias` plus its display
-    order as columns _o0, _o1, ...), and the outer ORDER BY terms on those columns."""
+    """The SELECT of the related rows of one parent of `entity` (table row `alias` plus
+    its display order as columns _o0, _o1, ...), and the outer ORDER BY terms on those
+    columns."""
     pick, order = relation.orders(alias)
     helpers: list[str] = []
     outer: list[str] = []
@@ -68,7 +70,7 @@ def _inner(
         expression, direction = _split(term)
         helpers.append(f", {expression} AS _o{position}")
         outer.append(f"_o{position}{direction}")
-    conditions = [relation.source(parent_key, alias, scope)]
+    conditions = [_source(entity, relation, parent_key, alias, scope)]
     target = ENTITIES[relation.target]
     if relation.visible and target.visibility is not None:
         conditions.append(f"AND {scope.visible(target.name, alias)}")
@@ -83,7 +85,33 @@ def _inner(
     return select, outer
 
 
+def _source(
+    entity: Entity, relation: Relation, parent_key: str, alias: str, scope: SqlScope
+) -> str:
+    """FROM ... WHERE finding the relation's rows for one parent."""
+    if relation.source is not None:
+        return relation.source(parent_key, alias, scope)
+    # through other relations: each step's rows (as its own field would list them) feed
+    # the next step's key; the last step's ids name the rows
+    key = parent_key
+    steps: list[str] = []
+    current = entity
+    for position, name in enumerate(relation.through):
+        step = current.relation(name)
+        assert step is not None
+        assert step.many
+        step_alias = scope.alias("s")
+        cap = str(scope.caps[(current.name, name)])
+        select, _ = _inner(current, step, key, scope.alias("t"), scope, {}, cap)
+        join = "FROM" if position == 0 else "CROSS JOIN LATERAL"
+        steps.append(f"{join} ({select}) {step_alias}")
+        key = f"{step_alias}.id"
+        current = ENTITIES[step.target]
+    return f"FROM {current.table} {alias} WHERE {alias}.id IN (SELECT {key} {' '.join(steps)})"
+
+
 def relation_rows_sql(
+    entity: Entity,
     relation: Relation,
     scope: SqlScope,
     keys: Sequence[Any],
@@ -94,7 +122,7 @@ def relation_rows_sql(
     a leading `_key` column (the parent's key) and helper columns `_o*`, in display order
     within each key (see `group_rows`)."""
     keys_param = scope.param(list(keys))
-    select, outer = _inner(relation, "k.id", "t", scope, arguments, scope.param(limit))
+    select, outer = _inner(entity, relation, "k.id", "t", scope, arguments, scope.param(limit))
     return (
         f"SELECT k.id AS _key, x.* FROM unnest({keys_param}::bigint[]) AS k(id)"
         f" CROSS JOIN LATERAL ({select}) x ORDER BY k.id, {', '.join(f'x.{o}' for o in outer)}"
@@ -154,7 +182,7 @@ def relation_json(
     `parent_key`."""
     cap = scope.caps[(entity.name, relation.field)]
     alias = scope.alias("t")
-    select, outer = _inner(relation, parent_key, alias, scope, selected.arguments, str(cap))
+    select, outer = _inner(entity, relation, parent_key, alias, scope, selected.arguments, str(cap))
     rows = scope.alias("x")
     target = ENTITIES[relation.target]
     shown = object_json(target, rows, selected.below, scope)
