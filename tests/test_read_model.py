@@ -5,14 +5,20 @@ worked example in ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import httpx
 import pytest
+import strawberry
 from graphql import build_schema as build_sdl
 
-from popmap_gql.api.binding import ReadModelMismatch, bind
+from popmap_gql.api.binding import ReadModelMismatch, bind, derive_columns
 from popmap_gql.api.engine import graphql_schema
 from popmap_gql.api.schema import build_schema
+from popmap_gql.api.types import READ_MODEL
 from popmap_gql.config import Settings
+from popmap_gql.db.models import EventStatus
+from popmap_gql.read.model import ENUM, INSTANT, OPTIONAL_TEXT, PLAIN, Entity, Form
 from tests.conftest import QueryCounter
 from tests.fake_cognito import FakeCognito
 from tests.helpers import gql, make_business, make_category
@@ -110,7 +116,7 @@ async def test_search_takes_wildcards_literally(client: httpx.AsyncClient) -> No
 
 
 def test_the_real_schema_agrees_with_the_read_model() -> None:
-    bound = bind(graphql_schema(build_schema(Settings())))
+    bound = bind(graphql_schema(build_schema(Settings())), READ_MODEL)
     assert bound.caps[("Category", "businesses")] == 50
     assert bound.caps[("Event", "host_business")] == 1
 
@@ -126,7 +132,7 @@ type Viewer { id: ID! }
 
 def test_a_schema_and_read_model_that_disagree_stop_the_build() -> None:
     with pytest.raises(ReadModelMismatch) as refused:
-        bind(build_sdl(SDL))
+        bind(build_sdl(SDL), READ_MODEL)
 
     message = str(refused.value)
     # a field the read model does not declare
@@ -136,3 +142,52 @@ def test_a_schema_and_read_model_that_disagree_stop_the_build() -> None:
     assert "Event.title is declared but the type has no such field" in message
     # a relation whose size is not declared (SDL fields carry no size)
     assert "Category.businesses declares no size" in message
+
+
+def test_plain_fields_become_columns_by_convention() -> None:
+    @strawberry.type
+    class Stall:
+        id: strawberry.ID
+        pk: strawberry.Private[int]
+        name: str
+        note: str | None
+        opens_at: datetime
+        status: EventStatus
+        tables: int
+        owner_key: strawberry.Private[int]
+
+        @strawberry.field
+        def computed_here(self) -> str:
+            return "not a column"
+
+    declared = Entity(name="Stall", table="stall", visibility=None, carried=(("owner_key", "x"),))
+
+    derived = derive_columns(declared, Stall)
+
+    assert [(column.field, column.form) for column in derived.columns] == [
+        ("id", Form("id", "Stall")),
+        ("name", PLAIN),
+        ("note", OPTIONAL_TEXT),
+        ("opens_at", INSTANT),
+        ("status", ENUM),
+        ("tables", PLAIN),
+    ]
+    row = {
+        "id": 7,
+        "name": "Stall",
+        "note": "",
+        "opens_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "status": "APPROVED",
+        "tables": 3,
+        "x": 9,
+    }
+    assert derived.values(row) == {
+        "id": "U3RhbGw6Nw",
+        "name": "Stall",
+        "note": None,
+        "opens_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "status": EventStatus.APPROVED,
+        "tables": 3,
+        "pk": 7,
+        "owner_key": 9,
+    }

@@ -19,13 +19,45 @@ from graphql import (
     get_named_type,
     is_leaf_type,
 )
+from strawberry.types import get_object_definition
 
-from popmap_gql.api.engine import strawberry_field
+from popmap_gql.api.engine import strawberry_field, value_shape
 from popmap_gql.api.sizes import Capped, declared
 from popmap_gql.read.compile import Binding, FieldBinding
-from popmap_gql.read.model import ENTITIES, Entity, graphql_name
+from popmap_gql.read.model import (
+    ENUM,
+    INSTANT,
+    OPTIONAL_TEXT,
+    PLAIN,
+    Column,
+    Entity,
+    Form,
+    ReadModel,
+    graphql_name,
+)
 
-__all__ = ["Bound", "ReadModelMismatch", "bind"]
+__all__ = ["Bound", "ReadModelMismatch", "bind", "derive_columns"]
+
+_FORMS = {"instant": INSTANT, "enum": ENUM, "optional_text": OPTIONAL_TEXT, "plain": PLAIN}
+
+
+def derive_columns(entity: Entity, cls: type) -> Entity:
+    """`entity` with a column field for each plain field of its class that it does not
+    declare otherwise (by the conventions in read/model.py `Column`); an entity without a
+    table (the viewer) is returned as is."""
+    if not entity.table:
+        return entity
+    declared_names = entity.field_names | frozenset(entity.given)
+    derived: list[Column] = []
+    for field in get_object_definition(cls, strict=True).fields:
+        if field.python_name in declared_names:
+            continue
+        shape = value_shape(field)
+        if shape is None:
+            continue  # not a column: the binding reports it as undeclared
+        form = Form("id", entity.name) if shape == "id" else _FORMS[shape]
+        derived.append(Column(field.python_name, form))
+    return entity.with_columns(tuple(derived))
 
 
 class ReadModelMismatch(TypeError):
@@ -34,19 +66,20 @@ class ReadModelMismatch(TypeError):
 
 @dataclass(frozen=True, slots=True)
 class Bound:
+    model: ReadModel
     binding: Binding
     caps: dict[tuple[str, str], int]  # (entity, relation field) -> declared size
 
 
-def bind(schema: GraphQLSchema) -> Bound:
+def bind(schema: GraphQLSchema, model: ReadModel) -> Bound:
     binding: dict[tuple[str, str], FieldBinding] = {}
     caps: dict[tuple[str, str], int] = {}
     problems: list[str] = []
-    for entity in ENTITIES.values():
+    for entity in model.values():
         problems += _bind(schema, entity, binding, caps)
     if problems:
         raise ReadModelMismatch("the read model and the schema disagree: " + "; ".join(problems))
-    return Bound(binding, caps)
+    return Bound(model, binding, caps)
 
 
 def _bind(

@@ -22,6 +22,9 @@ Private APIs used, and what each assumes:
 - `strawberry.types.arguments.convert_arguments` and `Schema.schema_converter.scalar_registry`:
   how Strawberry turns graphql-core's coerced arguments into resolver arguments (input
   classes, enums), used by the compiled read path (`strawberry_arguments`).
+- `StrawberryField.type`, `strawberry.types.base.StrawberryOptional` and
+  `strawberry.types.enum.StrawberryEnumDefinition`/`has_enum_definition`: reading a plain field's
+  annotation (`value_shape`), from which the read model derives column fields.
 - `strawberry.execution.optimized_is_awaitable`, `strawberry.utils.operation`,
   `strawberry.schema.exceptions`, `strawberry.utils.str_converters.to_camel_case`,
   `strawberry.http.ides.get_graphql_ide_html`: non-public modules, re-exported.
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar, TypeGuard, cast
 
 import strawberry
@@ -64,6 +68,8 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import Info
 from strawberry.types.arguments import convert_arguments
+from strawberry.types.base import StrawberryOptional
+from strawberry.types.enum import StrawberryEnumDefinition, has_enum_definition
 from strawberry.types.field import StrawberryField
 from strawberry.utils.operation import get_first_operation, get_operation_type
 from strawberry.utils.str_converters import to_camel_case
@@ -85,6 +91,7 @@ __all__ = [
     "strawberry_definition",
     "strawberry_field",
     "to_camel_case",
+    "value_shape",
 ]
 
 # graphql-core's `execute` wants a TypeGuard; Strawberry's (faster) check is typed as bool.
@@ -125,6 +132,30 @@ def strawberry_arguments(
         scalar_registry=schema.schema_converter.scalar_registry,
         config=schema.config,
     )
+
+
+def value_shape(field: StrawberryField) -> str | None:
+    """How a plain field of a Strawberry type (no resolver, no arguments) shows a stored
+    value, read from its annotation: "id", "instant", "enum", "optional_text" (a nullable
+    String) or "plain"; None for any other field (one with a resolver or arguments, or
+    of an object or list type)."""
+    if field.base_resolver is not None or field.arguments:
+        return None
+    annotation: Any = field.type
+    optional = isinstance(annotation, StrawberryOptional)
+    if optional:
+        annotation = annotation.of_type
+    if annotation is strawberry.ID:
+        return "id"
+    if annotation is datetime:
+        return "instant"
+    if isinstance(annotation, StrawberryEnumDefinition) or has_enum_definition(annotation):
+        return "enum"
+    if annotation is str:
+        return "optional_text" if optional else "plain"
+    if annotation in (bool, int, float):
+        return "plain"
+    return None
 
 
 def graphiql_html() -> str:

@@ -59,7 +59,7 @@ from popmap_gql.db.queries import ListQuery, count_of
 from popmap_gql.errors import DatabaseUnavailable, PopmapError
 from popmap_gql.read.compile import Selector
 from popmap_gql.read.ids import encode_cursor, lookup_pk
-from popmap_gql.read.model import CATEGORY_ORDER, ENTITIES, SqlScope
+from popmap_gql.read.model import CATEGORY_ORDER, SqlScope
 from popmap_gql.read.sql import FALLBACK_MARK, NotCompilable, object_json, relation_json
 
 __all__ = ["PLANS_KEPT", "FastReads"]
@@ -211,13 +211,14 @@ Plan = tuple[tuple[str, Root], ...]
 class _Compiling:
     selector: Selector
     context: Context
-    caps: Mapping[tuple[str, str], int]
+    bound: Bound
 
     def scope(self, params: list[Any]) -> SqlScope:
         return SqlScope(
             self.context.viewer.audience,
             params,
-            caps=self.caps,
+            model=self.bound.model,
+            caps=self.bound.caps,
             media_base=self.context.media_base,
         )
 
@@ -319,7 +320,7 @@ class FastReads:
             if isinstance(definition, FragmentDefinitionNode)
         }
         selector = Selector(self.schema, self.bound.binding, fragments, coerced)
-        compiling = _Compiling(selector, context, self.bound.caps)
+        compiling = _Compiling(selector, context, self.bound)
         plan: list[tuple[str, Root]] = []
         for key, nodes in selector.fields("Query", [operation.selection_set]).items():
             name = nodes[0].name.value
@@ -393,7 +394,9 @@ class FastReads:
         selection = selector.selected(entity_name, node_nodes)
         params: list[Any] = list(query.params)
         page = query.page_sql(params)
-        node_json = object_json(ENTITIES[entity_name], "r", selection, compiling.scope(params))
+        node_json = object_json(
+            self.bound.model[entity_name], "r", selection, compiling.scope(params)
+        )
         sql = (
             f"SELECT ({node_json})::text AS node, r.{query.order.value[0]} AS sort, r.id AS id"
             f" FROM ({page}) r ORDER BY {query.order_by('r')}"
@@ -423,7 +426,7 @@ class FastReads:
         pk = lookup_pk(entity_name, arguments["id"])
         if pk is None:
             raise NotCompilable("no such id: NOT_FOUND, from the resolver")
-        entity = ENTITIES[entity_name]
+        entity = self.bound.model[entity_name]
         selection = compiling.selector.selected(entity_name, nodes)
         params: list[Any] = [pk]
         scope = compiling.scope(params)
@@ -435,7 +438,7 @@ class FastReads:
     def _categories(self, compiling: _Compiling, name: str, nodes: list[FieldNode]) -> Root:
         selection = compiling.selector.selected("Category", nodes)
         params: list[Any] = []
-        shown = object_json(ENTITIES["Category"], "r", selection, compiling.scope(params))
+        shown = object_json(self.bound.model["Category"], "r", selection, compiling.scope(params))
         order = ", ".join(term.format(a="r") for term in CATEGORY_ORDER)
         sql = (
             f"SELECT (COALESCE(json_agg({shown} ORDER BY {order}), '[]'::json))::text AS value"
@@ -449,7 +452,7 @@ class FastReads:
         viewer = viewer_object(compiling.context.viewer)
         if viewer is None:
             return _Constant(None)
-        entity = ENTITIES["Viewer"]
+        entity = self.bound.model["Viewer"]
         viewer_type = self._type_of(self.query_type, name)
         selection = compiling.selector.selected("Viewer", nodes)
         params: list[Any] = []

@@ -38,7 +38,7 @@ from popmap_gql.api.limits import ShapeLimits
 from popmap_gql.api.mutations import Mutation
 from popmap_gql.api.privacy import PrivateFields
 from popmap_gql.api.queries import Query
-from popmap_gql.api.types import LOADER_SETUP, direct_resolvers
+from popmap_gql.api.types import LOADER_SETUP, READ_MODEL, direct_resolvers
 from popmap_gql.config import Settings
 from popmap_gql.read.loaders import LoaderSetup
 
@@ -223,7 +223,7 @@ def build_schema(settings: Settings) -> PopmapSchema:
     built.private_fields = PrivateFields(core)  # fails on an unmarked private field
     built.max_query_cost = settings.max_query_cost
     built.hide_suggestions = not settings.introspection
-    bound = bind(core)  # fails when the schema and the read model disagree
+    bound = bind(core, READ_MODEL)  # fails when the schema and the read model disagree
     built.fast = FastReads(built, core, bound)
     built.compiled_reads = settings.compiled_reads
     built.loader_setup = LOADER_SETUP

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Generic, TypeVar, cast
 import strawberry
 from tortoise.models import Model
 
+from popmap_gql.api.binding import derive_columns
 from popmap_gql.api.context import Context, Info
 from popmap_gql.api.dataloading import ready
 from popmap_gql.api.permissions import require_service_power
@@ -21,12 +22,13 @@ from popmap_gql.db.commands import MAX_CATEGORIES
 from popmap_gql.db.powers import AVAILABLE_EVENTS, may_act_for_business
 from popmap_gql.errors import Forbidden, Unauthenticated
 from popmap_gql.read.loaders import LoaderSetup
-from popmap_gql.read.model import BUSINESS, CATEGORY, ENTITIES, EVENT, Entity
+from popmap_gql.read.model import ENTITIES, Entity
 
 __all__ = [
     "BUILDERS",
     "CLASSES",
     "LOADER_SETUP",
+    "READ_MODEL",
     "AuthConfig",
     "Business",
     "Category",
@@ -78,7 +80,7 @@ class Category:
 
     @classmethod
     def from_values(cls, row: Mapping[str, Any]) -> Category:
-        return cls(**CATEGORY.values(row))
+        return cls(**READ_MODEL["Category"].values(row))
 
 
 @strawberry.type
@@ -169,7 +171,7 @@ class Business:
 
     @classmethod
     def from_values(cls, row: Mapping[str, Any]) -> Business:
-        return cls(**BUSINESS.values(row))
+        return cls(**READ_MODEL["Business"].values(row))
 
 
 @strawberry.type
@@ -226,7 +228,7 @@ class Event:
 
     @classmethod
     def from_values(cls, row: Mapping[str, Any]) -> Event:
-        return cls(**EVENT.values(row))
+        return cls(**READ_MODEL["Event"].values(row))
 
 
 @strawberry.type
@@ -316,18 +318,24 @@ CLASSES: dict[str, type] = {
     "Event": Event,
     "Viewer": Viewer,
 }
+# The read model with every column field: the declared entities, completed with the
+# plain fields of their classes (read/model.py `Column` says the conventions).
+READ_MODEL: dict[str, Entity] = {
+    name: derive_columns(entity, CLASSES[name]) for name, entity in ENTITIES.items()
+}
 BUILDERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "Category": Category.from_values,
     "Business": Business.from_values,
     "Event": Event.from_values,
 }
-# The loaders' setup: each type's builder and each relation's declared size
+# The loaders' setup: the read model, each type's builder and each relation's size
 LOADER_SETUP = LoaderSetup(
+    model=READ_MODEL,
     caps={
         (entity.name, relation.field): cap_of(CLASSES[entity.name], relation.field)
         if relation.many
         else 1
-        for entity in ENTITIES.values()
+        for entity in READ_MODEL.values()
         for relation in entity.relations
     },
     builders=BUILDERS,
@@ -335,7 +343,7 @@ LOADER_SETUP = LoaderSetup(
 
 
 def _entity_of(obj: Any) -> Entity:
-    return ENTITIES[type(obj).__name__]
+    return READ_MODEL[type(obj).__name__]
 
 
 def related(obj: Any, context: Context, field: str, **arguments: Any) -> Any:
@@ -364,7 +372,7 @@ def direct_resolvers() -> dict[tuple[str, str], Callable[..., Any]]:
     and skipping Strawberry's resolver wrapper, which costs more than the work on a page
     with hundreds of businesses."""
     resolvers: dict[tuple[str, str], Callable[..., Any]] = {}
-    for entity in ENTITIES.values():
+    for entity in READ_MODEL.values():
         for relation in entity.relations:
             if relation.guard is None:
                 resolvers[(entity.name, relation.field)] = partial(_related, relation.field)

@@ -18,7 +18,7 @@ from tortoise.connection import connections
 
 from popmap_gql.db import queries
 from popmap_gql.db.queries import Audience
-from popmap_gql.read.model import ENTITIES, SqlScope
+from popmap_gql.read.model import ReadModel, SqlScope
 from popmap_gql.read.sql import group_rows, relation_rows_sql
 
 __all__ = ["Builders", "LoaderSetup", "Loaders", "keys_of"]
@@ -32,11 +32,12 @@ class LoaderSetup:
     """What a request's loaders need from the schema: each relation's declared size and
     each type's builder."""
 
+    model: ReadModel
     caps: Mapping[tuple[str, str], int]
     builders: Builders
 
     def loaders(self, audience: Audience) -> Loaders:
-        return Loaders(audience, self.caps, self.builders)
+        return Loaders(audience, self.model, self.caps, self.builders)
 
 
 class Loaders:
@@ -44,9 +45,14 @@ class Loaders:
     request's viewer."""
 
     def __init__(
-        self, audience: Audience, caps: Mapping[tuple[str, str], int], builders: Builders
+        self,
+        audience: Audience,
+        model: ReadModel,
+        caps: Mapping[tuple[str, str], int],
+        builders: Builders,
     ) -> None:
         self.audience = audience
+        self.model = model
         self.caps = caps
         self.builders = builders
         self._loaders: dict[Any, DataLoader[Any, Any]] = {}
@@ -74,7 +80,7 @@ class Loaders:
     def _relation_loader(
         self, entity_name: str, field: str, arguments: Mapping[str, Any]
     ) -> DataLoader[Any, Any]:
-        entity = ENTITIES[entity_name]
+        entity = self.model[entity_name]
         relation = entity.relation(field)
         assert relation is not None
         cap = self.caps[(entity_name, field)]
@@ -82,7 +88,7 @@ class Loaders:
 
         async def load(keys: list[Any]) -> list[Any]:
             params: list[Any] = []
-            scope = SqlScope(self.audience, params, caps=self.caps)
+            scope = SqlScope(self.audience, params, model=self.model, caps=self.caps)
             sql = relation_rows_sql(entity, relation, scope, keys, cap, arguments)
             rows = await connections.get("default").execute_query_dict(sql, params)
             grouped = group_rows(rows)
@@ -101,7 +107,7 @@ class Loaders:
         return DataLoader(load_fn=load)
 
     def _id_loader(self, entity_name: str) -> DataLoader[int, Any]:
-        entity = ENTITIES[entity_name]
+        entity = self.model[entity_name]
         build = self.builders[entity_name]
 
         async def load(keys: list[int]) -> list[Any]:

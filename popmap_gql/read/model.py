@@ -44,11 +44,16 @@ from popmap_gql.read.ids import encode_id
 __all__ = [
     "CATEGORY_ORDER",
     "ENTITIES",
+    "ENUM",
     "EVENT_ORDER",
+    "INSTANT",
+    "OPTIONAL_TEXT",
+    "PLAIN",
     "Column",
     "Computed",
     "Entity",
     "Form",
+    "ReadModel",
     "Relation",
     "SqlScope",
     "graphql_name",
@@ -116,6 +121,10 @@ def graphql_name(python_name: str) -> str:
     return first + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
+# entity name -> the entity with every column field (declared and derived)
+ReadModel = Mapping[str, "Entity"]
+
+
 # --- what a statement being built offers a declaration ---------------------------------
 
 
@@ -128,11 +137,13 @@ class SqlScope:
         audience: Audience,
         params: list[Any],
         *,
+        model: ReadModel,
         caps: Mapping[tuple[str, str], int],
         media_base: str = "",
     ) -> None:
         self.audience = audience
         self.params = params
+        self.model = model  # the entities, their columns complete (see ReadModel)
         self.caps = caps  # (entity, relation field) -> the field's declared size
         self.media_base = media_base
         self._aliases = 0
@@ -146,7 +157,7 @@ class SqlScope:
         return f"{prefix}{self._aliases}"
 
     def visible(self, entity_name: str, alias: str) -> str:
-        visibility = ENTITIES[entity_name].visibility
+        visibility = self.model[entity_name].visibility
         return "TRUE" if visibility is None else visibility.sql(self.audience, alias, self.params)
 
 
@@ -155,7 +166,13 @@ class SqlScope:
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """A field read from one column of the row (`column`, the field's name by default)."""
+    """A field read from one column of the row (`column`, the field's name by default).
+
+    A plain field of the GraphQL type (no resolver, no arguments) is a column field by
+    convention and need not be declared: the column of its name, shown by its type (`id`:
+    the global ID; a DateTime: an instant; an enum: its member; a nullable String over a
+    text column: empty text is null; anything else as stored). Declare a Column only to
+    depart from that."""
 
     field: str
     form: Form = PLAIN
@@ -235,6 +252,10 @@ class Entity:
     # (attribute, column): columns the Python object carries for its resolvers and
     # computed fields, which are not GraphQL fields
     carried: tuple[tuple[str, str], ...] = ()
+
+    def with_columns(self, columns: tuple[Column, ...]) -> Entity:
+        """The entity with `columns` added (the ones derived from its GraphQL type)."""
+        return dataclasses.replace(self, columns=self.columns + columns)
 
     def column(self, name: str) -> Column | None:
         return next((column for column in self.columns if column.field == name), None)
@@ -385,7 +406,6 @@ CATEGORY = Entity(
     name="Category",
     table="category",
     visibility=None,
-    columns=(Column("id", Form("id", "Category")), Column("name"), Column("slug")),
     relations=(Relation("businesses", "Business", _category_businesses, ("{a}.name", "{a}.id")),),
 )
 
@@ -393,20 +413,6 @@ BUSINESS = Entity(
     name="Business",
     table="business",
     visibility=BUSINESS_VISIBILITY,
-    columns=(
-        Column("id", Form("id", "Business")),
-        Column("name"),
-        Column("description"),
-        Column("contact_email", OPTIONAL_TEXT),
-        Column("contact_phone", OPTIONAL_TEXT),
-        Column("website", OPTIONAL_TEXT),
-        Column("instagram_url", OPTIONAL_TEXT),
-        Column("tiktok_url", OPTIONAL_TEXT),
-        Column("available_for_hire"),
-        Column("is_verified"),
-        Column("created_at", INSTANT),
-        Column("updated_at", INSTANT),
-    ),
     computed=(
         Computed("logo_url", _logo_python, _logo_sql),
         Computed("viewer_is_owner", _viewer_is_owner, _viewer_is_owner_sql),
@@ -438,20 +444,6 @@ EVENT = Entity(
     name="Event",
     table="event",
     visibility=EVENT_VISIBILITY,
-    columns=(
-        Column("id", Form("id", "Event")),
-        Column("title"),
-        Column("description"),
-        Column("location_name", OPTIONAL_TEXT),
-        Column("address", OPTIONAL_TEXT),
-        Column("latitude"),
-        Column("longitude"),
-        Column("starts_at", INSTANT),
-        Column("ends_at", INSTANT),
-        Column("status", ENUM),
-        Column("created_at", INSTANT),
-        Column("updated_at", INSTANT),
-    ),
     computed=(
         Computed("image_url", _image_python, _image_sql),
         Computed("is_active", _active_python, _active_sql),
@@ -513,6 +505,9 @@ VIEWER = Entity(
     ),
 )
 
+# The entities as declared. Column fields that follow the conventions (see `Column`) are
+# not listed: the API derives them from the GraphQL type's plain fields
+# (api/binding.py `derive_columns`) and uses the completed entities, the `ReadModel`.
 ENTITIES: dict[str, Entity] = {
     entity.name: entity for entity in (CATEGORY, BUSINESS, EVENT, VIEWER)
 }

@@ -19,7 +19,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from popmap_gql.read.loaders import Loaders, keys_of
-from popmap_gql.read.model import ENTITIES, graphql_name
+from popmap_gql.read.model import graphql_name
 
 __all__ = ["Selections", "prefetch"]
 
@@ -44,7 +44,7 @@ async def prefetch(
     if not objects:
         return
     steps: list[Awaitable[None]] = []
-    for relation in ENTITIES[entity_name].relations:
+    for relation in loaders.model[entity_name].relations:
         below = selections.get(graphql_name(relation.field))
         if below is None or relation.guard is not None:
             continue
@@ -58,7 +58,7 @@ async def prefetch(
 async def _relation(
     loaders: Loaders, entity_name: str, field: str, objects: list[Any], below: Selections
 ) -> None:
-    relation = ENTITIES[entity_name].relation(field)
+    relation = loaders.model[entity_name].relation(field)
     assert relation is not None
     keys = keys_of(objects, relation.key_attribute)
     found = await loaders.related(entity_name, field).load_many(keys)

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from popmap_gql.read.model import ENTITIES, Entity, Relation, SqlScope
+from popmap_gql.read.model import Entity, Relation, SqlScope
 
 __all__ = [
     "FALLBACK",
@@ -71,7 +71,7 @@ def _inner(
         helpers.append(f", {expression} AS _o{position}")
         outer.append(f"_o{position}{direction}")
     conditions = [_source(entity, relation, parent_key, alias, scope)]
-    target = ENTITIES[relation.target]
+    target = scope.model[relation.target]
     if relation.visible and target.visibility is not None:
         conditions.append(f"AND {scope.visible(target.name, alias)}")
     for name, condition in relation.arguments.items():
@@ -106,7 +106,7 @@ def _source(
         join = "FROM" if position == 0 else "CROSS JOIN LATERAL"
         steps.append(f"{join} ({select}) {step_alias}")
         key = f"{step_alias}.id"
-        current = ENTITIES[step.target]
+        current = scope.model[step.target]
     return f"FROM {current.table} {alias} WHERE {alias}.id IN (SELECT {key} {' '.join(steps)})"
 
 
@@ -184,7 +184,7 @@ def relation_json(
     alias = scope.alias("t")
     select, outer = _inner(entity, relation, parent_key, alias, scope, selected.arguments, str(cap))
     rows = scope.alias("x")
-    target = ENTITIES[relation.target]
+    target = scope.model[relation.target]
     shown = object_json(target, rows, selected.below, scope)
     if relation.many:
         ordered = ", ".join(f"{rows}.{term}" for term in outer)
