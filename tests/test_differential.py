@@ -8,14 +8,16 @@ built separately from the same root types, which has none of that: Strawberry's 
 pipeline, resolver wrappers and execution context. The context for the plain run is
 made as the endpoint makes it (the viewer from the same token, through the same
 authenticator). The answers, errors included (formatted as the endpoint formats them),
-must be the same JSON. This is the test to run after raising the graphql-core or
-Strawberry pin (see popmap_gql/api/engine.py).
+must be the same JSON. A third run, through our schema with the compiled path off
+(`compiled_reads=False`: our `execute`, the engine's fast paths, the loaders and the
+look-ahead plan), must agree as well. This is the test to run after raising the
+graphql-core or Strawberry pin (see popmap_gql/api/engine.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -294,6 +296,8 @@ async def test_the_fast_path_answers_every_read_query_as_plain_strawberry_does(
 ) -> None:
     world = await _world(cognito)
     plain = _plain_schema()
+    # our own schema with the compiled path off: the resolver path with our engine
+    resolvers = build_schema(replace(settings, compiled_reads=False))
     viewers = [ANONYMOUS, world.owner, world.staff, world.reader]
     answers: dict[tuple[str, str], Any] = {}
     for case in _cases(world):
@@ -309,6 +313,10 @@ async def test_the_fast_path_answers_every_read_query_as_plain_strawberry_does(
                 await _plain_answer(plain, authenticator, settings, api_url, who, case)
             )
             assert fast == slow, (case.name, who.name)
+            resolved = _in_error_order(
+                await _plain_answer(resolvers, authenticator, settings, api_url, who, case)
+            )
+            assert resolved == slow, (case.name, who.name, "resolver path")
             answers[(case.name, who.name)] = fast["data"]
     # The cases reach what they are meant to: pages, owner-only and staff-only answers.
     assert len(answers) == 14 * 4
