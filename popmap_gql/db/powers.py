@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
+from typing import Any
 
 from popmap_gql.db.models import UploadKind
 
@@ -18,6 +19,7 @@ __all__ = [
     "ANONYMOUS",
     "AVAILABLE_EVENTS",
     "HIDDEN_ROWS",
+    "OWNER_OR_STAFF_ONLY",
     "POWERS",
     "STATUS_FILTER",
     "UPLOAD_SAVED_BY",
@@ -27,6 +29,7 @@ __all__ = [
     "Power",
     "Scope",
     "may_act_for_business",
+    "may_act_for_business_sql",
     "permission_table",
     "who_may_change_event",
 ]
@@ -135,12 +138,41 @@ def _check_upload_power() -> None:
 _check_upload_power()
 
 
+class _Owners(Enum):
+    EVERY = "every owner"
+
+
+# What a person who may not act for a business is told.
+OWNER_OR_STAFF_ONLY = "only the business's owner or staff may do this"
+
+
+def _acts_for(audience: Audience) -> int | _Owners | None:
+    """Whose businesses the audience acts for: every owner's (staff), one person's (their
+    own), or nobody's (a service owns no business and never acts as an owner)."""
+    if audience.is_staff:
+        return _Owners.EVERY
+    return audience.user_id
+
+
 def may_act_for_business(audience: Audience, owner_id: int | None) -> bool:
     """The one rule "owner or staff": a person acts for a business they own, staff for any.
-    A service owns no business and never acts as its owner."""
-    if audience.is_staff:
-        return True
-    return audience.user_id is not None and owner_id == audience.user_id
+    A service owns no business and never acts as its owner. `may_act_for_business_sql`
+    is the same rule as a SQL condition; both read `_acts_for`."""
+    acts_for = _acts_for(audience)
+    return acts_for is _Owners.EVERY or (acts_for is not None and owner_id == acts_for)
+
+
+def may_act_for_business_sql(audience: Audience, owner_column: str, params: list[Any]) -> str:
+    """`may_act_for_business` as a SQL condition on `owner_column` (a column reference of
+    our own text, never a client's), for a statement that checks and writes at once; the
+    user id is appended to `params`."""
+    acts_for = _acts_for(audience)
+    if acts_for is _Owners.EVERY:
+        return "TRUE"
+    if acts_for is None:
+        return "FALSE"
+    params.append(acts_for)
+    return f"{owner_column} = ${len(params)}"
 
 
 def who_may_change_event(audience: Audience, event_owners: EventOwners) -> bool:
