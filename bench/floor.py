@@ -208,7 +208,7 @@ FROM v
 
 def _m1_sql(field: str, event_found: str, lock: str, command_checks: str, write: str) -> str:
     """joinEvent/leaveEvent in one statement: the checks of the API, in its order (the
-    owner check of IsBusinessOwner, then the command's), then the write. $4 event id,
+    business and its owner, then the event and the join's conditions), then the write. $4 event id,
     $5 business id. Answers (outcome, payload); payload only when outcome is OK."""
     return f"""
 WITH {VIEWER},

@@ -6,11 +6,15 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from tortoise.connection import connections
 
+from popmap_gql.config import Settings
 from popmap_gql.db.models import Business, Event, EventStatus, Participation
+from popmap_gql.db.orm import connection_credentials
+from popmap_gql.db.queries import data_version
 from tests.fake_cognito import FakeCognito
 from tests.helpers import NOW, error_codes, global_id, make_business, make_category, make_event
 from tests.people import Person, person, post
@@ -435,6 +439,85 @@ async def test_a_business_can_leave_an_event_that_was_cancelled_since(
     )
 
     assert body["data"]["leaveEvent"]["changed"] is True
+    assert await Participation.all().count() == 0
+
+
+async def test_a_malformed_event_id_is_refused_after_the_business_checks(
+    client: httpx.AsyncClient, owner: Person
+) -> None:
+    """The business is checked first (as a permission), then the event id."""
+    others = await make_business("Someone else's")
+    own = await make_business("Crumbs", owner=owner.user)
+    for business, code in ((others, "FORBIDDEN"), (own, "BAD_USER_INPUT")):
+        for operation in (JOIN, LEAVE):
+            body = await post(
+                client,
+                owner,
+                operation,
+                {"e": global_id("Business", own.id), "b": global_id("Business", business.id)},
+            )
+            assert error_codes(body) == [code], body
+    assert body["errors"][0]["extensions"]["field"] == "eventId"
+
+
+async def test_only_a_join_or_leave_that_changes_a_row_moves_the_data_version(
+    client: httpx.AsyncClient, owner: Person
+) -> None:
+    """A refused or idempotent call writes nothing, so cached answers stay valid."""
+    business = await make_business("Crumbs", owner=owner.user)
+    draft = await make_business("Draft", owner=owner.user, verified=False)
+    event = await make_event("Fair")
+    ids = {"e": global_id("Event", event.id), "b": global_id("Business", business.id)}
+    start = await data_version()
+
+    refused = await post(client, owner, JOIN, {**ids, "b": global_id("Business", draft.id)})
+    assert error_codes(refused) == ["BAD_USER_INPUT"]
+    assert await data_version() == start
+    assert (await post(client, owner, LEAVE, ids))["data"]["leaveEvent"]["changed"] is False
+    assert await data_version() == start
+
+    assert (await post(client, owner, JOIN, ids))["data"]["joinEvent"]["changed"] is True
+    joined = await data_version()
+    assert joined > start
+    assert (await post(client, owner, JOIN, ids))["data"]["joinEvent"]["changed"] is False
+    assert await data_version() == joined
+    assert (await post(client, owner, LEAVE, ids))["data"]["leaveEvent"]["changed"] is True
+    assert await data_version() > joined
+
+
+async def test_a_join_waiting_for_moderation_sees_the_event_as_moderation_left_it(
+    client: httpx.AsyncClient, owner: Person, settings: Settings
+) -> None:
+    """Moderation holds the event's row lock while it cancels the event; the join waits
+    for it and then finds no event it can join, rather than joining the event as it was."""
+    business = await make_business("Crumbs", owner=owner.user)
+    event = await make_event("Fair")
+    ids = {"e": global_id("Event", event.id), "b": global_id("Business", business.id)}
+    assert settings.database_url is not None
+    credentials = connection_credentials(settings.database_url)
+    moderator, watcher = [await asyncpg.connect(**credentials) for _ in range(2)]
+    try:
+        moderating = moderator.transaction()
+        await moderating.start()
+        await moderator.execute("SELECT id FROM event WHERE id = $1 FOR UPDATE", event.id)
+        await moderator.execute("UPDATE event SET status = 'CANCELLED' WHERE id = $1", event.id)
+        joining = asyncio.create_task(post(client, owner, JOIN, ids))
+        for _ in range(1000):
+            waiting = await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if waiting or joining.done():
+                break
+            await asyncio.sleep(0.01)
+        assert not joining.done(), "the join did not wait for the event's row lock"
+        await moderating.commit()
+        body = await joining
+    finally:
+        for connection in (moderator, watcher):
+            await connection.close()
+
+    assert error_codes(body) == ["NOT_FOUND"]
     assert await Participation.all().count() == 0
 
 

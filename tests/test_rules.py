@@ -7,9 +7,16 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from tortoise.connection import connections
 
-from popmap_gql.db.models import Event, EventStatus
+from popmap_gql.db.models import Business, Event, EventStatus
+from popmap_gql.db.powers import (
+    ANONYMOUS,
+    Audience,
+    Scope,
+    may_act_for_business,
+    may_act_for_business_sql,
+)
 from popmap_gql.db.queries import ACTIVE_EVENTS
-from tests.helpers import error_codes, global_id, gql, make_event
+from tests.helpers import error_codes, global_id, gql, make_business, make_event, make_user
 
 
 async def test_active_events_in_sql_and_in_python_are_the_same_events(
@@ -48,3 +55,35 @@ async def test_is_active_shows_the_rule_for_a_running_and_an_ended_event(
 
     assert body == {"data": {"a": {"isActive": False}, "b": {"isActive": True}}}
     assert error_codes(body) == []
+
+
+async def test_owner_or_staff_in_sql_and_in_python_are_the_same_businesses(
+    client: httpx.AsyncClient,
+) -> None:
+    owner, other = await make_user("owner"), await make_user("other")
+    await make_business("Owner's", owner=owner)
+    await make_business("Owner's draft", owner=owner, verified=False)
+    await make_business("Other's", owner=other)
+    await make_business("Nobody's")
+    audiences = {
+        "anonymous": (ANONYMOUS, []),
+        "owner": (Audience(user_id=owner.id), ["Owner's", "Owner's draft"]),
+        "other": (Audience(user_id=other.id), ["Other's"]),
+        "staff": (
+            Audience(user_id=other.id, is_staff=True),
+            ["Nobody's", "Other's", "Owner's", "Owner's draft"],
+        ),
+        "service with every scope": (Audience(client_id="app", scopes=frozenset(Scope)), []),
+    }
+    businesses = await Business.all()
+
+    for name, (audience, expected) in audiences.items():
+        params: list[object] = []
+        condition = may_act_for_business_sql(audience, "b.owner_id", params)
+        rows = await connections.get("default").execute_query_dict(
+            # the condition is fixed text from the rule; the user id is a parameter
+            f"SELECT b.name FROM business b WHERE {condition} ORDER BY b.name",  # noqa: S608
+            params,
+        )
+        in_python = sorted(b.name for b in businesses if may_act_for_business(audience, b.owner_id))
+        assert [row["name"] for row in rows] == in_python == expected, name

@@ -7,6 +7,7 @@ update without a refetch.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated
 
@@ -23,6 +24,7 @@ from popmap_gql.db.models import EventStatus
 from popmap_gql.db.models import UploadKind as UploadKindValue
 from popmap_gql.db.powers import POWERS
 from popmap_gql.db.uploads import ClaimedUpload, UploadOwner
+from popmap_gql.errors import BadUserInput
 from popmap_gql.media.stores import MediaStore
 from popmap_gql.media.uploads import claim_upload, create_upload
 from popmap_gql.read.ids import decode_id
@@ -204,10 +206,26 @@ async def _event_changes(info: Info, data: EventUpdateInput) -> commands.EventCh
     return commands.EventChanges(**given)
 
 
-def _participation(change: commands.ParticipationChange) -> ParticipationPayload:
+async def _change_participation(
+    command: Callable[..., Awaitable[commands.ParticipationChange]],
+    info: Info,
+    event_id: str,
+    business_id: str,
+) -> ParticipationPayload:
+    """joinEvent or leaveEvent. The command checks the business before the event (as a
+    permission class would), so a malformed event ID is refused only once the business's
+    checks have passed: the command raises it where it would say NOT_FOUND."""
+    business = decode_id("Business", business_id, field="businessId")
+    event: int | None = None
+    malformed: BadUserInput | None = None
+    try:
+        event = decode_id("Event", event_id, field="eventId")
+    except BadUserInput as exc:
+        malformed = exc
+    change = await command(info.context.viewer.audience, event, business, no_event=malformed)
     return ParticipationPayload(
-        event=Event.from_row(change.event),
-        business=Business.from_row(change.business),
+        event=Event.from_values(change.event),
+        business=Business.from_values(change.business),
         changed=change.changed,
     )
 
@@ -337,23 +355,13 @@ class Mutation:
     async def join_event(
         self, info: Info, event_id: strawberry.ID, business_id: strawberry.ID
     ) -> ParticipationPayload:
-        change = await commands.join_event(
-            info.context.viewer.audience,
-            decode_id("Event", event_id, field="eventId"),
-            decode_id("Business", business_id, field="businessId"),
-        )
-        return _participation(change)
+        return await _change_participation(commands.join_event, info, event_id, business_id)
 
     @strawberry.mutation(permission_classes=guard("leaveEvent"))
     async def leave_event(
         self, info: Info, event_id: strawberry.ID, business_id: strawberry.ID
     ) -> ParticipationPayload:
-        change = await commands.leave_event(
-            info.context.viewer.audience,
-            decode_id("Event", event_id, field="eventId"),
-            decode_id("Business", business_id, field="businessId"),
-        )
-        return _participation(change)
+        return await _change_participation(commands.leave_event, info, event_id, business_id)
 
     @strawberry.mutation(
         permission_classes=guard("verifyBusiness"),

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from popmap_gql.db.models import Business, Category, Event, EventStatus, Participation
+from popmap_gql.db.models import Business, Category, Event, EventStatus
+from popmap_gql.db.participation import ParticipationChange, join_event, leave_event
 from popmap_gql.db.powers import Audience, EventOwners, may_act_for_business, who_may_change_event
-from popmap_gql.db.queries import ACTIVE_EVENTS, business_visibility, event_visibility
+from popmap_gql.db.queries import business_visibility, event_visibility
 from popmap_gql.db.uploads import ClaimedUpload, mark_used
 from popmap_gql.db.validation import (
     check_coordinates,
@@ -124,13 +125,6 @@ class EventEdit:
     event: Event
     changed: bool
     returned_to_pending: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ParticipationChange:
-    event: Event
-    business: Business
-    changed: bool
 
 
 def _business_columns(changes: BusinessChanges, *, creating: bool) -> dict[str, Any]:
@@ -349,51 +343,6 @@ async def cancel_event(audience: Audience, event_id: int) -> EventEdit:
         event.status = EventStatus.CANCELLED
         await event.save(update_fields=["status", "updated_at"])
     return EventEdit(event=event, changed=True, returned_to_pending=False)
-
-
-async def _visible_event(audience: Audience, event_id: int) -> Event | None:
-    return await Event.filter(event_visibility(audience), id=event_id).first()
-
-
-async def join_event(audience: Audience, event_id: int, business_id: int) -> ParticipationChange:
-    """Join a verified business to an approved event that has not ended; idempotent."""
-    async with in_transaction() as conn:
-        # Row lock: moderation cannot cancel the event between our check and our insert.
-        event = await _locked_visible_event(audience, event_id)
-        business = await Business.get(id=business_id)
-        if not business.is_verified:
-            raise BadUserInput("the business is not verified yet", field="businessId")
-        if not ACTIVE_EVENTS.holds(event.status, event.ends_at, datetime.now(UTC)):
-            reason = "has ended" if event.status is ACTIVE_EVENTS.status else "is not approved"
-            raise BadUserInput(
-                f"only active events can be joined: this one {reason}", field="eventId"
-            )
-        inserted = await conn.execute_query_dict(
-            "INSERT INTO participation (business_id, event_id, joined_at) VALUES ($1, $2, now())"
-            " ON CONFLICT (business_id, event_id) DO NOTHING RETURNING id",
-            [business_id, event_id],
-        )
-    return ParticipationChange(event=event, business=business, changed=bool(inserted))
-
-
-async def leave_event(audience: Audience, event_id: int, business_id: int) -> ParticipationChange:
-    """Take a business out of an event; leaving one it is not in changes nothing."""
-    async with in_transaction() as conn:
-        event = await _visible_event(audience, event_id)
-        taking_part = await Participation.filter(
-            event_id=event_id, business_id=business_id
-        ).exists()
-        if event is None and taking_part:
-            # still in an event that was cancelled or pulled since: it may always leave
-            event = await Event.get(id=event_id)
-        if event is None:
-            raise NotFound("no such event")
-        business = await Business.get(id=business_id)
-        deleted = await conn.execute_query_dict(
-            "DELETE FROM participation WHERE business_id = $1 AND event_id = $2 RETURNING id",
-            [business_id, event_id],
-        )
-    return ParticipationChange(event=event, business=business, changed=bool(deleted))
 
 
 async def verify_business(business_id: int, verified: bool) -> Business:

@@ -20,6 +20,7 @@ __all__ = [
     "ANONYMOUS",
     "AVAILABLE_EVENTS",
     "HIDDEN_ROWS",
+    "OWNER_OR_STAFF_ONLY",
     "POWERS",
     "STATUS_FILTER",
     "UPLOAD_SAVED_BY",
@@ -30,6 +31,7 @@ __all__ = [
     "Power",
     "Scope",
     "may_act_for_business",
+    "may_act_for_business_sql",
     "permission_table",
     "who_may_change_event",
 ]
@@ -138,11 +140,16 @@ def _check_upload_power() -> None:
 _check_upload_power()
 
 
+# What a person who may not act for a business is told.
+OWNER_OR_STAFF_ONLY = "only the business's owner or staff may do this"
+
+
 @dataclass(frozen=True, slots=True)
 class ActsForBusiness:
     """The one rule "owner or staff": a person acts for a business they own, staff for any.
     A service owns no business and never acts as its owner. `holds` checks a business in
-    hand; `sql` is the same rule as a condition on a business row (the owner column)."""
+    hand; `condition` is the same rule on a SQL column reference (our own text, never a
+    client's), and `sql` on a business row's owner column."""
 
     owner_column: str = "owner_id"
 
@@ -151,13 +158,17 @@ class ActsForBusiness:
             return True
         return audience.user_id is not None and owner_id == audience.user_id
 
-    def sql(self, audience: Audience, alias: str, params: list[Any]) -> str:
+    def condition(self, audience: Audience, owner: str, params: list[Any]) -> str:
+        """The rule as a SQL condition on `owner`; the user id is appended to `params`."""
         if audience.is_staff:
             return "TRUE"
         if audience.user_id is None:
             return "FALSE"
         params.append(audience.user_id)
-        return f"{alias}.{self.owner_column} = ${len(params)}"
+        return f"{owner} = ${len(params)}"
+
+    def sql(self, audience: Audience, alias: str, params: list[Any]) -> str:
+        return self.condition(audience, f"{alias}.{self.owner_column}", params)
 
 
 ACTS_FOR_BUSINESS = ActsForBusiness()
@@ -166,6 +177,12 @@ ACTS_FOR_BUSINESS = ActsForBusiness()
 def may_act_for_business(audience: Audience, owner_id: int | None) -> bool:
     """`ACTS_FOR_BUSINESS` for a business in hand."""
     return ACTS_FOR_BUSINESS.holds(audience, owner_id)
+
+
+def may_act_for_business_sql(audience: Audience, owner_column: str, params: list[Any]) -> str:
+    """`ACTS_FOR_BUSINESS` as a SQL condition on `owner_column`, for a statement that checks
+    and writes at once."""
+    return ACTS_FOR_BUSINESS.condition(audience, owner_column, params)
 
 
 def who_may_change_event(audience: Audience, event_owners: EventOwners) -> bool:
