@@ -15,8 +15,8 @@ with `popmap-gql migrate` straight against PostgreSQL, never through the pooler)
   POPMAP_DB_POOLER=pgbouncer and a drain before shutdown (POPMAP_SHUTDOWN_DRAIN_SECONDS);
 - HAProxy in front of the replicas, checking each one's /readyz.
 
-The configuration files it writes (bench/.data/run/cluster/) are the examples of
-docs/deployment.md. Then, in order:
+The configuration files it writes (bench/.data/run/cluster/; bench/cluster_config.py)
+are the examples of docs/deployment.md (`--print-configs` prints them). Then, in order:
 
 1. pooler: the benchmark's Q3 (never cached: every request reaches PostgreSQL) with wrk
    on a third replica connected through PgBouncer *without* POPMAP_DB_POOLER, and on a
@@ -66,6 +66,21 @@ import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 
 from bench import dataset  # noqa: E402
+from bench.cluster_config import (  # noqa: E402
+    CHECK_FALL,
+    CHECK_INTER_MS,
+    CHECK_RISE,
+    DRAIN_SECONDS,
+    KEEP_ALIVE_SECONDS,
+    PGBOUNCER_POOL_SIZE,
+    POOLED_DATABASE,
+    SHUTDOWN_TIMEOUT_SECONDS,
+    WORKERS,
+    examples,
+    haproxy_cfg,
+    pgbouncer_ini,
+    userlist,
+)
 from bench.run import (  # noqa: E402
     RUN_DIR,
     VENV_BIN,
@@ -87,21 +102,6 @@ from popmap_gql.db.orm import connection_credentials  # noqa: E402
 
 CLUSTER_DIR = RUN_DIR / "cluster"
 DATABASE = "popmap_cluster"  # its own copy of the data set: other benchmarks write theirs
-POOLED_DATABASE = "popmap"  # the name clients give PgBouncer
-WORKERS = 2
-# Health checks: every CHECK_INTER_MS; DOWN after CHECK_FALL failures, UP after CHECK_RISE
-# successes. The drain outlasts the time HAProxy needs to see a 503: fall x inter, plus
-# up to one interval before the first failing check.
-CHECK_INTER_MS = 1000
-CHECK_FALL = 2
-CHECK_RISE = 2
-DRAIN_SECONDS = 5
-SHUTDOWN_TIMEOUT_SECONDS = 20
-# Longer than any idle time HAProxy keeps a server connection for reuse, so that it never
-# sends a request on a connection the replica is closing.
-KEEP_ALIVE_SECONDS = 75
-PGBOUNCER_POOL_SIZE = 20
-STATEMENT_TIMEOUT_MS = 10_000
 POOLER_CHECK_SECONDS = 5
 STARTUP_TIMEOUT = 60.0
 SERVER_HEADER = "x-popmap-server"  # HAProxy adds it: which replica answered
@@ -123,85 +123,6 @@ def missing_tools() -> list[str]:
     if not Path(WRK).exists():
         missing.append("wrk")
     return missing
-
-
-# --- configuration files ----------------------------------------------------------------
-
-
-def pgbouncer_ini(port: int, target: dict[str, Any], auth_file: Path) -> str:
-    """PgBouncer in transaction pooling mode in front of `target` (asyncpg credentials)."""
-    timeout = f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}"
-    return f"""\
-;; PgBouncer for Popmap: transaction pooling in front of one database.
-[databases]
-;; Clients connect to "{POOLED_DATABASE}"; PgBouncer opens at most pool_size server
-;; connections to PostgreSQL. connect_query runs once on each new server connection:
-;; PgBouncer refuses the statement_timeout start-up parameter the API sends (see
-;; ignore_startup_parameters), so the server connections get it here instead.
-{POOLED_DATABASE} = host={target["host"]} port={target["port"]} dbname={target["database"]} \
-pool_size={PGBOUNCER_POOL_SIZE} connect_query='{timeout}'
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = {port}
-unix_socket_dir =
-;; trust: loopback only, for this benchmark. In production: scram-sha-256 and TLS.
-auth_type = trust
-auth_file = {auth_file}
-;; A server connection serves one transaction (or one statement outside a transaction),
-;; then goes back to the pool: the API keeps no session state between transactions.
-pool_mode = transaction
-max_client_conn = 500
-default_pool_size = {PGBOUNCER_POOL_SIZE}
-ignore_startup_parameters = statement_timeout
-"""
-
-
-def userlist(user: str, password: str) -> str:
-    return f'"{user}" "{password}"\n'
-
-
-def haproxy_cfg(port: int, stats_port: int, replicas: dict[str, int]) -> str:
-    servers = "\n".join(f"    server {name} 127.0.0.1:{p}" for name, p in replicas.items())
-    return f"""\
-# HAProxy for Popmap: round robin over the replicas, each checked on /readyz.
-global
-    maxconn 4000
-
-defaults
-    mode http
-    option forwardfor          # X-Forwarded-For, read by uvicorn from trusted proxies
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-    timeout http-request 10s   # a client must send its headers within 10 s
-    timeout http-keep-alive 10s
-    timeout check 2s
-    # A connection refused by a replica is retried on another; nothing else is retried.
-    retries 2
-    option redispatch
-
-frontend api
-    bind 127.0.0.1:{port}
-    default_backend popmap
-
-backend popmap
-    balance roundrobin
-    option httpchk
-    http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host localhost
-    http-check expect status 200
-    # DOWN after {CHECK_FALL} failed checks {CHECK_INTER_MS} ms apart; UP again after \
-{CHECK_RISE} good ones.
-    default-server check inter {CHECK_INTER_MS}ms fall {CHECK_FALL} rise {CHECK_RISE}
-    # which replica answered (for this benchmark's checks)
-    http-response set-header X-Popmap-Server %[srv_name]
-{servers}
-
-frontend stats
-    bind 127.0.0.1:{stats_port}
-    stats enable
-    stats uri /stats
-"""
 
 
 # --- processes --------------------------------------------------------------------------
@@ -755,7 +676,16 @@ def main() -> int:
         "--rounds", type=int, default=2, help="steady load runs per path, alternated (2)"
     )
     parser.add_argument("--json", type=Path, help="also write the report to this file")
+    parser.add_argument(
+        "--print-configs",
+        action="store_true",
+        help="print PgBouncer's and HAProxy's files with example ports, and exit",
+    )
     args = parser.parse_args()
+    if args.print_configs:
+        for name, text in examples().items():
+            print(f"# --- {name} ---\n{text}")
+        return 0
     if not 3 <= args.seconds <= 600 or not 30 <= args.sigterm_seconds <= 600:
         parser.error("--seconds must be 3-600 and --sigterm-seconds 30-600")
     if not 1 <= args.rounds <= 10:
