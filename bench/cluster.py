@@ -27,7 +27,7 @@ are the examples of docs/deployment.md (`--print-configs` prints them). Then, in
    same through HAProxy, a read answered by the other replica than the write;
 3. load: the benchmark's mixed load (run.py's Q1_mixed: wrk on Q1 while a writer joins
    and leaves M1's pair at 5 writes/s) through HAProxy, and for comparison on one
-   replica's own port;
+   replica's own port; then Q1 alone, without writes, on both paths;
 4. sigterm: the same load through HAProxy while replica a gets SIGTERM, with one request
    of its own held in flight (a join waiting on a row lock taken here, released after
    the drain): /readyz turns 503, HAProxy marks it DOWN, the held request is answered,
@@ -103,6 +103,9 @@ from popmap_gql.db.orm import connection_credentials  # noqa: E402
 CLUSTER_DIR = RUN_DIR / "cluster"
 DATABASE = "popmap_cluster"  # its own copy of the data set: other benchmarks write theirs
 POOLER_CHECK_SECONDS = 5
+# steady loads, "path:mix": through HAProxy or on replica a's own port; the mixed load,
+# or Q1 alone
+LOADS = ("haproxy:mixed", "replica_a:mixed", "haproxy:Q1", "replica_a:Q1")
 STARTUP_TIMEOUT = 60.0
 SERVER_HEADER = "x-popmap-server"  # HAProxy adds it: which replica answered
 
@@ -494,6 +497,14 @@ async def sigterm_phase(
     }
 
 
+def steady_load(
+    server: Server, mix: str, scenarios: dict[str, Scenario], seconds: int, token: str
+) -> WrkRun:
+    if mix == "mixed":
+        return run_mixed(server, scenarios["Q1"], scenarios["M1"], seconds, token)
+    return run_wrk(server, scenarios["Q1"], seconds, token)
+
+
 def _describe(run: WrkRun) -> str:
     writes = "" if run.writes_per_second is None else f", writes/s {run.writes_per_second:.1f}"
     return (
@@ -587,15 +598,19 @@ async def cluster_run(args: argparse.Namespace) -> dict[str, Any]:
                 http, servers, haproxy.url, scenarios["M1"], held_pair, token
             )
 
-            # alternated, so that both sets of figures come from the same minutes
-            loads = {"haproxy": Figures(), "replica_a": Figures()}
+            # alternated, so that all figures come from the same minutes; Q1 alone (no
+            # writes) separates the balancer's cost from the writes' (each worker
+            # recomputes its cached answers after every write)
+            loads = {key: Figures() for key in LOADS}
+            paths = {"haproxy": haproxy, "replica_a": servers["a"]}
             for round_number in range(1, args.rounds + 1):
-                for key, server in (("haproxy", haproxy), ("replica_a", servers["a"])):
+                for key in LOADS:
+                    via, mix = key.split(":")
                     run = await asyncio.to_thread(
-                        run_mixed, server, scenarios["Q1"], scenarios["M1"], args.seconds, token
+                        steady_load, paths[via], mix, scenarios, args.seconds, token
                     )
                     loads[key].runs.append(run)
-                    log(f"load: round {round_number} mixed via {key}: {_describe(run)}")
+                    log(f"load: round {round_number} {mix} via {via}: {_describe(run)}")
             report["load"] = {
                 key: {
                     "requests_per_second": figures.rps,
@@ -631,14 +646,15 @@ def _interrupt(_signum: int, _frame: Any) -> None:
 
 
 def summary(report: dict[str, Any]) -> tuple[bool, str]:
-    load = report["load"]["haproxy"]
-    direct = report["load"]["replica_a"]
+    load = report["load"]["haproxy:mixed"]
+    direct = report["load"]["replica_a:mixed"]
+    reads = report["load"]["haproxy:Q1"]
+    direct_reads = report["load"]["replica_a:Q1"]
     pooler = report["pooler"]
     sigterm = report["sigterm"]
     times = sigterm["timeline_seconds"]
     ok = (
-        load["errors"] == 0
-        and direct["errors"] == 0
+        all(figures["errors"] == 0 for figures in report["load"].values())
         and report["visibility"]["ok"]
         and pooler["a"]["errors"] == 0
         and sigterm["ok"]
@@ -648,6 +664,8 @@ def summary(report: dict[str, Any]) -> tuple[bool, str]:
         f" p99={load['p99_ms']:.2f}ms errors={load['errors']}"
         f" one_replica_rps={direct['requests_per_second']:.1f}"
         f" one_replica_p99={direct['p99_ms']:.2f}ms"
+        f" q1_only_haproxy_rps={reads['requests_per_second']:.1f}"
+        f" q1_only_one_replica_rps={direct_reads['requests_per_second']:.1f}"
         f" visibility={'ok' if report['visibility']['ok'] else 'FAILED'}"
         f" sigterm_rps={sigterm['load']['requests_per_second']:.1f}"
         f" sigterm_errors={sigterm['load']['errors']}"
