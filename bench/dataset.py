@@ -341,22 +341,22 @@ async def _connect(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(**connection_credentials(url))
 
 
-async def _comment(admin_url: str) -> str | None:
+async def _comment(admin_url: str, database: str) -> str | None:
     conn = await _connect(admin_url)
     try:
         marker: str | None = await conn.fetchval(
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
-            DATABASE,
+            database,
         )
         return marker
     finally:
         await conn.close()
 
 
-async def _is_loaded(admin_url: str, ds: Dataset) -> bool:
-    if await _comment(admin_url) != marker(ds):
+async def _is_loaded(admin_url: str, ds: Dataset, database: str) -> bool:
+    if await _comment(admin_url, database) != marker(ds):
         return False
-    conn = await _connect(with_database(admin_url, DATABASE))
+    conn = await _connect(with_database(admin_url, database))
     try:
         businesses = await conn.fetchval("SELECT count(*) FROM business")
         events = await conn.fetchval("SELECT count(*) FROM event")
@@ -365,10 +365,10 @@ async def _is_loaded(admin_url: str, ds: Dataset) -> bool:
     return bool(businesses == len(ds.business) and events == len(ds.event))
 
 
-async def _drop(admin_url: str) -> None:
+async def _drop(admin_url: str, database: str) -> None:
     conn = await _connect(admin_url)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     finally:
         await conn.close()
 
@@ -387,7 +387,7 @@ def _migrate(url: str) -> None:
         raise RuntimeError(f"popmap-gql migrate failed:\n{result.stdout}\n{result.stderr}")
 
 
-async def _load(url: str, ds: Dataset) -> None:
+async def _load(url: str, ds: Dataset, database: str) -> None:
     conn = await _connect(url)
     try:
         async with conn.transaction():
@@ -401,26 +401,29 @@ async def _load(url: str, ds: Dataset) -> None:
                         f" (SELECT max(id) FROM {table}))"
                     )
         await conn.execute("ANALYZE")
-        await conn.execute(f"COMMENT ON DATABASE \"{DATABASE}\" IS '{marker(ds)}'")
+        await conn.execute(f"COMMENT ON DATABASE \"{database}\" IS '{marker(ds)}'")
     finally:
         await conn.close()
 
 
-async def prepare_database(admin_url: str, ds: Dataset, *, log: Any = print) -> str:
-    """The URL of the benchmark database, built (fresh database, migrations, data) unless
-    it already holds this data set; either way migrated to the latest migration."""
-    url = with_database(admin_url, DATABASE)
-    if await _is_loaded(admin_url, ds):
+async def prepare_database(
+    admin_url: str, ds: Dataset, *, log: Any = print, database: str = DATABASE
+) -> str:
+    """The URL of the benchmark database (`database` on the server), built (fresh
+    database, migrations, data) unless it already holds this data set; either way
+    migrated to the latest migration."""
+    url = with_database(admin_url, database)
+    if await _is_loaded(admin_url, ds, database):
         # Migrations added since the load (new tables, indexes) still apply.
         await asyncio.to_thread(_migrate, url)
-        log(f"dataset: reusing database {DATABASE} ({marker(ds)}), migrations applied")
+        log(f"dataset: reusing database {database} ({marker(ds)}), migrations applied")
         return url
     started = time.monotonic()
-    log(f"dataset: building database {DATABASE} ...")
-    await _drop(admin_url)
-    await create_database(admin_url, DATABASE)
+    log(f"dataset: building database {database} ...")
+    await _drop(admin_url, database)
+    await create_database(admin_url, database)
     await asyncio.to_thread(_migrate, url)
-    await _load(url, ds)
+    await _load(url, ds, database)
     log(f"dataset: loaded in {time.monotonic() - started:.1f}s")
     return url
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -43,8 +45,11 @@ async def healthz(_request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-async def readyz(_request: Request) -> JSONResponse:
-    """Ready to serve: the database answers, through the pool, within a short timeout."""
+async def readyz(request: Request) -> JSONResponse:
+    """Ready to serve: not draining before a shutdown, and the database answers, through
+    the pool, within a short timeout."""
+    if request.app.state.draining:
+        return _unavailable("draining")
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
             await connections.get("default").execute_query("SELECT 1")
@@ -56,11 +61,63 @@ async def readyz(_request: Request) -> JSONResponse:
         fault_log.report(exc)
     else:
         return JSONResponse({"status": "ready"})
+    return _unavailable("unavailable")
+
+
+def _unavailable(status: str) -> JSONResponse:
     return JSONResponse(
-        {"status": "unavailable"},
-        status_code=503,
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        {"status": status}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
     )
+
+
+@asynccontextmanager
+async def drain_on_sigterm(app: Starlette, seconds: float) -> AsyncIterator[None]:
+    """While the app runs, SIGTERM first drains: /readyz answers 503 for `seconds` while
+    every request is still served, so that a load balancer polling /readyz stops routing
+    here; only then does the signal reach the server (uvicorn), which stops accepting
+    connections and lets requests in flight finish. A second SIGTERM ends the drain early.
+
+    Each worker process runs its own lifespan and gets its own SIGTERM from `serve`.
+    Nothing changes when `seconds` is 0 or the app does not run in the main thread
+    (signals are delivered there only).
+    """
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    server_handler = signal.getsignal(signal.SIGTERM)  # uvicorn's, installed before us
+    timer: asyncio.TimerHandle | None = None
+    passed_on = False
+
+    def give_back() -> None:
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, server_handler)
+
+    def pass_on() -> None:
+        """The drain is over: SIGTERM goes to the server, as if it had just arrived."""
+        nonlocal passed_on
+        passed_on = True
+        give_back()
+        signal.raise_signal(signal.SIGTERM)
+
+    def on_sigterm() -> None:
+        nonlocal timer
+        if timer is not None:  # a second SIGTERM while draining: stop now
+            timer.cancel()
+            pass_on()
+            return
+        app.state.draining = True
+        logger.info("SIGTERM: draining for %g s (/readyz answers 503), then stopping", seconds)
+        timer = loop.call_later(seconds, pass_on)
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        if not passed_on:  # stopped another way (SIGINT): the server's handler again
+            if timer is not None:
+                timer.cancel()
+            give_back()
 
 
 async def internal_error(request: Request, _exc: Exception) -> Response:
@@ -112,10 +169,15 @@ def create_app(settings: Settings) -> Starlette:
             pool_size=settings.db_pool_size,
             statement_timeout_ms=settings.db_statement_timeout_ms,
             pool_timeout=settings.db_pool_timeout_seconds,
+            pooler=settings.db_pooler,
         )
         # One client for JWKS and userInfo: short timeouts, no redirects, pooled connections.
         http = httpx.AsyncClient(timeout=httpx.Timeout(3.0), follow_redirects=False)
-        async with http, RegisterTortoise(app, config=config):
+        async with (
+            http,
+            RegisterTortoise(app, config=config),
+            drain_on_sigterm(app, settings.shutdown_drain_seconds),
+        ):
             app.state.authenticator = build_authenticator(settings, http)
             app.state.media_store = build_store(settings)
             yield
@@ -145,7 +207,7 @@ def create_app(settings: Settings) -> Starlette:
         # Without a bucket the API is the media store: it takes the uploads and serves them.
         *(media_routes() if settings.media_bucket is None else []),
     ]
-    return Starlette(
+    app = Starlette(
         debug=settings.debug,
         routes=routes,
         middleware=middleware,
@@ -156,6 +218,8 @@ def create_app(settings: Settings) -> Starlette:
             Exception: internal_error,
         },
     )
+    app.state.draining = False  # set by drain_on_sigterm
+    return app
 
 
 def create_app_from_environment() -> Starlette:

@@ -47,7 +47,7 @@ async def _seed(url: str, settings: Settings) -> None:
     from popmap_gql.db.seed import seed_demo
 
     await _migrate(url)
-    await Tortoise.init(config=tortoise_config(url, pool_size=2))
+    await Tortoise.init(config=tortoise_config(url, pool_size=2, pooler=settings.db_pooler))
     try:
         report = await seed_demo()
     finally:
@@ -134,7 +134,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         if args.demo:
             await _seed(url, settings)
         try:
-            pending = await pending_migrations(url)
+            pending = await pending_migrations(url, pooler=settings.db_pooler)
         except (OSError, asyncpg.PostgresError) as exc:
             raise _CannotServe(f"cannot reach the database to check its schema: {exc}") from exc
         if pending:
@@ -198,7 +198,7 @@ def cmd_media_gc(settings: Settings, args: argparse.Namespace) -> int:
 
     async def run() -> None:
         url = await _database_url(settings)
-        await Tortoise.init(config=tortoise_config(url, pool_size=2))
+        await Tortoise.init(config=tortoise_config(url, pool_size=2, pooler=settings.db_pooler))
         try:
             report = await collect_garbage(
                 build_store(settings), datetime.now(UTC), timedelta(hours=args.min_age_hours)

@@ -144,7 +144,13 @@ class Settings:
     # Faults and hostile connections (README "When PostgreSQL fails", "Serving")
     db_statement_timeout_ms: int = 10_000
     db_pool_timeout_seconds: float = 10.0
+    # What DATABASE_URL leads to when it is not PostgreSQL itself: "pgbouncer" (transaction
+    # pooling) turns asyncpg's prepared-statement cache off. None: PostgreSQL directly.
+    db_pooler: str | None = None
     shutdown_timeout_seconds: int = 20
+    # On SIGTERM, /readyz answers 503 for this long while requests are still served, so a
+    # load balancer stops routing here before the server stops accepting (0: no drain).
+    shutdown_drain_seconds: float = 0.0
     keep_alive_seconds: int = 5
     max_connections: int = 1000
     # Media: logos and event images (see README "Logos and event images")
@@ -287,6 +293,18 @@ def _non_negative_int(name: str, raw: str) -> int:
     return value
 
 
+POOLERS = ("pgbouncer",)
+
+
+def _pooler(name: str, raw: str) -> str | None:
+    value = raw.strip().lower()
+    if value in {"", "none"}:
+        return None
+    if value not in POOLERS:
+        raise ConfigError(f"{name} must be one of none, {', '.join(POOLERS)}; got {raw!r}")
+    return value
+
+
 def _group(name: str, raw: str) -> str:
     if not raw.strip():
         raise ConfigError(f"{name} must name a Cognito group")
@@ -369,7 +387,9 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_INTROSPECTION": ("introspection", _parse_bool),
     "POPMAP_DB_STATEMENT_TIMEOUT_MS": ("db_statement_timeout_ms", _non_negative_int),
     "POPMAP_DB_POOL_TIMEOUT_SECONDS": ("db_pool_timeout_seconds", _positive_seconds),
+    "POPMAP_DB_POOLER": ("db_pooler", _pooler),
     "POPMAP_SHUTDOWN_TIMEOUT_SECONDS": ("shutdown_timeout_seconds", _positive_int),
+    "POPMAP_SHUTDOWN_DRAIN_SECONDS": ("shutdown_drain_seconds", _seconds),
     "POPMAP_KEEP_ALIVE_SECONDS": ("keep_alive_seconds", _positive_int),
     "POPMAP_MAX_CONNECTIONS": ("max_connections", _positive_int),
     "POPMAP_MEDIA_BUCKET": ("media_bucket", _bucket),

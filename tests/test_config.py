@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from popmap_gql.config import ConfigError, load_settings
+from popmap_gql.db.orm import tortoise_config
 from tests.processes import ROOT, clean_env
 
 
@@ -155,6 +156,9 @@ def test_emulator_pool_with_a_full_domain_needs_no_region() -> None:
         ("POPMAP_DB_STATEMENT_TIMEOUT_MS", "-1"),
         ("POPMAP_DB_POOL_TIMEOUT_SECONDS", "0"),
         ("POPMAP_SHUTDOWN_TIMEOUT_SECONDS", "2.5"),
+        ("POPMAP_SHUTDOWN_DRAIN_SECONDS", "-1"),
+        ("POPMAP_SHUTDOWN_DRAIN_SECONDS", "soon"),
+        ("POPMAP_DB_POOLER", "pgpool"),
         ("POPMAP_KEEP_ALIVE_SECONDS", "0"),
         ("POPMAP_MAX_CONNECTIONS", "lots"),
     ],
@@ -170,3 +174,38 @@ def test_statement_timeout_is_turned_off_with_zero() -> None:
     settings = load_settings({"POPMAP_DB_STATEMENT_TIMEOUT_MS": "0"}, env_file=None)
 
     assert settings.db_statement_timeout_ms == 0
+
+
+def test_no_drain_and_no_pooler_by_default() -> None:
+    settings = load_settings({}, env_file=None)
+
+    assert settings.shutdown_drain_seconds == 0
+    assert settings.db_pooler is None
+
+
+DATABASE = "postgresql://popmap@127.0.0.1:6432/popmap"
+
+
+def _pool_options(environ: dict[str, str]) -> dict[str, object]:
+    settings = load_settings({"DATABASE_URL": DATABASE, **environ}, env_file=None)
+    assert settings.database_url is not None
+    config = tortoise_config(settings.database_url, pooler=settings.db_pooler)
+    options: dict[str, object] = config["connections"]["default"]["credentials"]
+    return options
+
+
+@pytest.mark.parametrize("spelling", ["pgbouncer", "PgBouncer", " pgbouncer "])
+def test_pgbouncer_turns_asyncpg_statement_cache_off(spelling: str) -> None:
+    """asyncpg's named prepared statements do not survive transaction pooling."""
+    options = _pool_options({"POPMAP_DB_POOLER": spelling})
+
+    assert options["statement_cache_size"] == 0
+    assert options["host"] == "127.0.0.1"
+    assert options["port"] == 6432
+
+
+@pytest.mark.parametrize("environ", [{}, {"POPMAP_DB_POOLER": "none"}, {"POPMAP_DB_POOLER": ""}])
+def test_without_a_pooler_asyncpg_keeps_its_statement_cache(environ: dict[str, str]) -> None:
+    options = _pool_options(environ)
+
+    assert "statement_cache_size" not in options  # asyncpg's default cache

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import psutil
 import pytest
 
 from popmap_gql.config import Settings
@@ -142,6 +143,63 @@ async def test_stop_signal_drains_the_request_in_flight_and_stops_the_embedded_p
     assert response.json() == {"data": {"categories": []}}
     assert exit_status == 0, log.read_text()
     assert stopped, "the embedded PostgreSQL is still running"
+
+
+def _workers(process: subprocess.Popen[str]) -> list[psutil.Process]:
+    """The uvicorn workers `serve --workers N` spawned (not multiprocessing's tracker)."""
+    return [
+        child
+        for child in psutil.Process(process.pid).children(recursive=True)
+        if "spawn_main" in (command := " ".join(child.cmdline()))
+        and "resource_tracker" not in command
+    ]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_sigterm_drains_first_readyz_answers_503_while_requests_are_still_served(
+    workers: int, settings: Settings, tmp_path: Path
+) -> None:
+    assert settings.database_url is not None
+    log = tmp_path / "serve.log"
+    env = clean_env(
+        DATABASE_URL=settings.database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        # far longer than the test: the drain is ended by a second SIGTERM below
+        POPMAP_SHUTDOWN_DRAIN_SECONDS="600",
+    )
+    query = {"query": "{ categories { name } }"}
+
+    async def every_worker_draining() -> bool:
+        return log.read_text().count("SIGTERM: draining") == workers
+
+    with server_process(env, "--workers", str(workers), log=log) as (process, base):
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            ready_before = await http.get("/readyz")
+            stopping = _workers(process) if workers > 1 else [psutil.Process(process.pid)]
+            process.send_signal(signal.SIGTERM)  # to `serve`, which passes it to its workers
+            await eventually(every_worker_draining, "every worker to start draining")
+            # on the connection opened before the signal, and on new connections
+            ready_during = await http.get("/readyz")
+            answer_during = await http.post("/graphql", json=query)
+            async with httpx.AsyncClient(base_url=base, timeout=30) as fresh:
+                fresh_ready = await fresh.get("/readyz")
+                fresh_health = await fresh.get("/healthz")
+                fresh_answer = await fresh.post("/graphql", json=query)
+        for stopped in stopping:  # a second SIGTERM ends each worker's drain at once
+            stopped.send_signal(signal.SIGTERM)
+        exit_status = await asyncio.to_thread(process.wait, 60)
+
+    assert ready_before.status_code == 200
+    assert ready_during.status_code == 503
+    assert ready_during.json() == {"status": "draining"}
+    assert ready_during.headers["retry-after"]
+    assert fresh_ready.status_code == 503
+    assert fresh_health.status_code == 200
+    for answer in (answer_during, fresh_answer):
+        assert answer.status_code == 200, answer.text
+        assert isinstance(answer.json()["data"]["categories"], list), answer.text
+    assert exit_status == 0, log.read_text()
+    assert log.read_text().count("Shutting down") == workers
 
 
 # --- workers and connection limits --------------------------------------------------------

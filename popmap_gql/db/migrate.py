@@ -16,6 +16,7 @@ from popmap_gql.db.orm import (
     APP_LABEL,
     MIGRATIONS_MODULE,
     connection_credentials,
+    pooler_options,
     tortoise_config,
 )
 
@@ -32,6 +33,9 @@ async def migrate(url: str) -> None:
 
     Replicas starting at once all call this: the session-level advisory lock makes the
     second wait until the first has finished, after which it finds nothing to apply.
+    The lock belongs to one server session, so `url` must lead to PostgreSQL itself: a
+    pooler in transaction mode could run the unlock on another server connection and
+    leave the lock held.
     """
     lock_conn = await asyncpg.connect(**connection_credentials(url))
     try:
@@ -60,12 +64,15 @@ def _migrations_on_disk() -> list[str]:
     )
 
 
-async def pending_migrations(url: str) -> list[str]:
-    """The migrations not yet applied to the database at `url` (one small query).
+async def pending_migrations(url: str, *, pooler: str | None = None) -> list[str]:
+    """The migrations not yet applied to the database at `url` (one small query), which
+    may be reached through the pooler `pooler` (POPMAP_DB_POOLER).
 
     Raises asyncpg's and OSError's exceptions when the database cannot be reached.
     """
-    conn = await asyncpg.connect(**connection_credentials(url), timeout=10)
+    conn = await asyncpg.connect(
+        **connection_credentials(url), **pooler_options(pooler), timeout=10
+    )
     try:
         if await conn.fetchval("SELECT to_regclass($1)", _RECORD_TABLE) is None:
             applied: set[str] = set()

@@ -15,6 +15,7 @@ __all__ = [
     "MIGRATIONS_MODULE",
     "MODELS_MODULE",
     "connection_credentials",
+    "pooler_options",
     "tortoise_config",
 ]
 
@@ -56,6 +57,20 @@ async def release_connection(connection: asyncpg.Connection) -> None:
         await connection.execute("ROLLBACK")
 
 
+def pooler_options(pooler: str | None) -> dict[str, Any]:
+    """asyncpg connection options for what stands between us and PostgreSQL.
+
+    PgBouncer in transaction pooling mode hands each transaction (each statement outside
+    one) to whichever server connection is free, so a statement prepared on one server
+    connection is unknown to the next: asyncpg's cache of named prepared statements then
+    fails with "prepared statement ... does not exist". With the cache off, asyncpg sends
+    each statement unnamed and parses it again in the same round trip as its execution.
+    """
+    if pooler == "pgbouncer":
+        return {"statement_cache_size": 0}
+    return {}
+
+
 # A connection attempt that gets no answer (a host gone, a black-holed network) gives up
 # after this many seconds; a refused one fails at once.
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -70,13 +85,14 @@ def tortoise_config(
     pool_size: int = 10,
     statement_timeout_ms: int = 0,
     pool_timeout: float = DEFAULT_POOL_TIMEOUT,
+    pooler: str | None = None,
 ) -> dict[str, Any]:
     """Tortoise's configuration on our fault-converting client (`popmap_gql.db.client`).
 
     `statement_timeout_ms` (0: none) becomes PostgreSQL's `statement_timeout` on every
     pooled connection, so that a statement stuck behind a lock or running too long is
     cancelled by the server, plus a client-side timeout a little longer for a server
-    that no longer answers at all.
+    that no longer answers at all. `pooler` is POPMAP_DB_POOLER (see `pooler_options`).
     """
     credentials = connection_credentials(url)
     credentials.update(
@@ -87,6 +103,8 @@ def tortoise_config(
         reset=release_connection,
         pool_timeout=pool_timeout,
         timeout=CONNECT_TIMEOUT_SECONDS,
+        # Tortoise passes options it does not know on to asyncpg.create_pool.
+        **pooler_options(pooler),
     )
     if statement_timeout_ms > 0:
         credentials["server_settings"] = {"statement_timeout": str(statement_timeout_ms)}
