@@ -6,8 +6,8 @@ against the benchmark's database (built as `bench/dataset.py` builds it). It pri
 mean time per request, then cProfile's top functions by their own time.
 
     BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \\
-        .venv/bin/python bench/profile.py Q1 --requests 100
-    .venv/bin/python bench/profile.py Q2 --compiled-reads false   # the resolver path
+        .venv/bin/python bench/request_profile.py Q1 --requests 100
+    .venv/bin/python bench/request_profile.py Q2 --compiled-reads false   # the resolver path
 
 Without BENCH_DATABASE_URL it uses the embedded server of bench/run.py (started here if
 it is not running).
