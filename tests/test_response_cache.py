@@ -27,7 +27,9 @@ from popmap_gql.http.cache import (
     DataVersion,
     PrivateViews,
     ResponseCache,
+    request_key,
 )
+from popmap_gql.http.known_bodies import MAX_BODY_BYTES, MAX_ENTRIES, KnownBodies
 from popmap_gql.http.view import GraphQLView
 from tests.conftest import QueryCounter
 from tests.fake_cognito import FakeCognito
@@ -36,6 +38,7 @@ from tests.people import ANONYMOUS, Person, person
 from tests.processes import clean_env, running_server
 
 NAMES = "{ businesses { edges { node { name } } } }"
+NAMES_KEY = request_key(NAMES, None, None)
 MB = 1024 * 1024
 
 
@@ -124,7 +127,7 @@ async def test_viewer_dependent_fields_and_mutations_are_never_cached(
 
 def test_aged_entries_are_recomputed_by_one_request_while_others_get_them() -> None:
     cache = ResponseCache(max_bytes=MB, max_entry_bytes=MB, ttl=0.0)
-    key = cache.key("public", "{ categories { id } }", None, None)
+    key = cache.key("public", request_key("{ categories { id } }", None, None))
     body = b'{"data":{"categories":[]}}'
     cache.put(key, 7, body)
 
@@ -135,7 +138,7 @@ def test_aged_entries_are_recomputed_by_one_request_while_others_get_them() -> N
 
 def test_an_entry_of_an_older_data_version_is_never_served() -> None:
     cache = ResponseCache(max_bytes=MB, max_entry_bytes=MB, ttl=60.0)
-    key = cache.key("public", "{ categories { id } }", None, None)
+    key = cache.key("public", request_key("{ categories { id } }", None, None))
     cache.put(key, 7, b'{"data":{"categories":[]}}')
 
     assert cache.get(key, 8) is None
@@ -330,7 +333,7 @@ async def test_an_answer_is_not_stored_under_a_version_that_a_write_passed_while
         max_entry_bytes=MB,
     )
     as_viewer = Viewer(user_id=viewer.user.id)
-    before_the_write = await cached.slot(as_viewer, NAMES, None, None)
+    before_the_write = await cached.slot(as_viewer, NAMES_KEY)
     assert before_the_write is not None  # the viewer's view is the public one
 
     await make_business("Viewer's draft", verified=False, owner=viewer.user)
@@ -341,7 +344,7 @@ async def test_an_answer_is_not_stored_under_a_version_that_a_write_passed_while
     assert [edge["node"]["name"] for edge in edges] == ["Public", "Viewer's draft"]
     assert stored is False
     assert cached.get(before_the_write) is None
-    anonymous = await cached.slot(ANONYMOUS_VIEWER, NAMES, None, None)
+    anonymous = await cached.slot(ANONYMOUS_VIEWER, NAMES_KEY)
     assert anonymous is not None
     assert anonymous.version > before_the_write.version
     public = (await client.post("/graphql", json={"query": NAMES})).json()
@@ -367,7 +370,7 @@ def test_remembered_private_views_are_of_the_newest_version_and_bounded() -> Non
 def test_the_cache_never_holds_more_bytes_than_its_budget() -> None:
     budget, cap = 50_000, 10_000
     cache = ResponseCache(max_bytes=budget, max_entry_bytes=cap, ttl=60.0)
-    keys = [cache.key("public", f"{{ q{i} }}", None, {"i": i}) for i in range(400)]
+    keys = [cache.key("public", request_key(f"{{ q{i} }}", None, {"i": i})) for i in range(400)]
     sizes = [(i * 7919) % 12_000 for i in range(400)]  # some over the per-entry cap
 
     for key, size in zip(keys, sizes, strict=True):
@@ -423,7 +426,11 @@ async def test_the_cache_holds_only_what_its_byte_budget_allows_and_no_large_ans
 
     first, newest_first, large = await asyncio.to_thread(_fill_and_probe, env, queries)
 
-    cost = len(ResponseCache.key("public", queries[0], None, None)) + first[0][1] + ENTRY_OVERHEAD
+    cost = (
+        len(ResponseCache.key("public", request_key(queries[0], None, None)))
+        + first[0][1]
+        + ENTRY_OVERHEAD
+    )
     assert {size for _, size in first} == {first[0][1]}  # every answer costs the same
     assert [cached for cached, _ in first] == ["miss"] * 12
     resident = BUDGET // cost
@@ -456,15 +463,20 @@ def _fill_and_probe(
 TOGETHER = 5  # identical requests sent while the first one's statement is held
 
 
-def response_cache_of(app: Starlette) -> CachedResponses:
+def endpoint_of(app: Starlette) -> GraphQLView:
     view = next(
         route.endpoint
         for route in app.routes
         if isinstance(route, Route) and route.path == "/graphql"
     )
     assert isinstance(view, GraphQLView)
-    assert view.cached is not None
-    return view.cached
+    return view
+
+
+def response_cache_of(app: Starlette) -> CachedResponses:
+    cached = endpoint_of(app).cached
+    assert cached is not None
+    return cached
 
 
 def executions(counter: QueryCounter) -> int:
@@ -628,11 +640,11 @@ async def test_a_waiter_that_gives_up_does_not_end_the_computation_for_the_other
         max_bytes=MB,
         max_entry_bytes=MB,
     )
-    leader = await cached.lookup(ANONYMOUS_VIEWER, NAMES, None, None)
+    leader = await cached.lookup(ANONYMOUS_VIEWER, NAMES_KEY)
     assert leader.flight is not None
     assert leader.slot is not None
-    quitter = asyncio.create_task(cached.lookup(ANONYMOUS_VIEWER, NAMES, None, None))
-    patient = asyncio.create_task(cached.lookup(ANONYMOUS_VIEWER, NAMES, None, None))
+    quitter = asyncio.create_task(cached.lookup(ANONYMOUS_VIEWER, NAMES_KEY))
+    patient = asyncio.create_task(cached.lookup(ANONYMOUS_VIEWER, NAMES_KEY))
 
     async def both_wait() -> bool:
         return cached.waiting == 2
@@ -662,13 +674,13 @@ async def test_a_finished_computation_does_not_end_a_newer_one_for_the_same_entr
         max_bytes=MB,
         max_entry_bytes=ENTRY_OVERHEAD,  # no answer fits
     )
-    first = await cached.lookup(ANONYMOUS_VIEWER, NAMES, None, None)
+    first = await cached.lookup(ANONYMOUS_VIEWER, NAMES_KEY)
     assert first.slot is not None
     answer = (await client.post("/graphql", json={"query": NAMES})).json()
     assert await cached.put(first.slot, answer["data"]) is False  # too large: ends the flight
-    second = await cached.lookup(ANONYMOUS_VIEWER, NAMES, None, None)
+    second = await cached.lookup(ANONYMOUS_VIEWER, NAMES_KEY)
     assert second.flight is not None
-    waiter = asyncio.create_task(cached.lookup(ANONYMOUS_VIEWER, NAMES, None, None))
+    waiter = asyncio.create_task(cached.lookup(ANONYMOUS_VIEWER, NAMES_KEY))
 
     async def one_waits() -> bool:
         return cached.waiting == 1
@@ -684,3 +696,160 @@ async def test_a_finished_computation_does_not_end_a_newer_one_for_the_same_entr
     assert still_waiting == 1
     assert released.body is None  # nothing to share: it executes the query itself
     assert released.flight is None
+
+
+# --- known bodies ---------------------------------------------------------------------------
+
+
+async def post_body(
+    client: httpx.AsyncClient, body: bytes, who: Person = ANONYMOUS, content_type: str = ""
+) -> httpx.Response:
+    headers = {**who.headers, "content-type": content_type or "application/json"}
+    return await client.post("/graphql", content=body, headers=headers)
+
+
+def business_names(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    edges = response.json()["data"]["businesses"]["edges"]
+    return [edge["node"]["name"] for edge in edges]
+
+
+async def test_a_known_body_is_answered_to_each_viewer_from_their_own_view(
+    client: httpx.AsyncClient, cognito: FakeCognito, api_app: Starlette
+) -> None:
+    owner = await person(cognito, "owner")
+    staff = await person(cognito, "moderator", groups=("staff",))
+    await make_business("Public")
+    await make_business("Mine, unverified", verified=False, owner=owner.user)
+    body = orjson.dumps({"query": NAMES})
+
+    answers = [
+        await post_body(client, body, who)
+        for who in (ANONYMOUS, ANONYMOUS, owner, staff, staff, owner, ANONYMOUS)
+    ]
+
+    assert endpoint_of(api_app).known.get(body) is not None  # remembered since the first
+    both, public = ["Mine, unverified", "Public"], ["Public"]
+    assert [business_names(a) for a in answers] == [public, public, both, both, both, both, public]
+    assert [a.headers.get("x-popmap-cache") for a in answers] == [
+        "miss",
+        "hit",
+        None,  # the owner sees their draft: never shared
+        "miss",  # staff share an entry of their own
+        "hit",
+        None,
+        "hit",
+    ]
+
+
+async def test_a_known_body_is_still_refused_under_a_content_type_we_do_not_execute(
+    client: httpx.AsyncClient, api_app: Starlette
+) -> None:
+    await make_business("Crumbs")
+    body = orjson.dumps({"query": NAMES})
+    assert business_names(await post_body(client, body)) == ["Crumbs"]
+    assert endpoint_of(api_app).known.get(body) is not None
+
+    for content_type in ("text/plain", "application/json; charset=latin-1"):
+        refused = await post_body(client, body, content_type=content_type)
+        assert refused.status_code == 415, refused.text
+        assert refused.json()["errors"][0]["extensions"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert business_names(await post_body(client, body)) == ["Crumbs"]
+
+
+PAGED = "query ($first: Int) { events(first: $first) { edges { node { businesses { events { id } } } } } }"  # noqa: E501
+
+
+async def test_a_refused_body_is_refused_every_time_and_never_remembered(
+    client: httpx.AsyncClient, api_app: Starlette
+) -> None:
+    known = endpoint_of(api_app).known
+    within = orjson.dumps({"query": PAGED, "variables": {"first": 10}})
+    too_costly = orjson.dumps({"query": PAGED, "variables": {"first": 100}})
+    invalid = orjson.dumps({"query": "{ businesses { edges { node { nope } } } }"})
+
+    assert (await post_body(client, within)).json() == {"data": {"events": {"edges": []}}}
+    assert known.get(within) is not None
+    for body, code in ((too_costly, "QUERY_TOO_COSTLY"), (invalid, "GRAPHQL_VALIDATION_FAILED")):
+        for _ in range(3):
+            refused = await post_body(client, body)
+            assert [e["extensions"]["code"] for e in refused.json()["errors"]] == [code]
+            assert "x-popmap-cache" not in refused.headers
+        assert known.get(body) is None
+
+
+async def test_a_known_body_with_variables_is_executed_with_them_after_a_write(
+    client: httpx.AsyncClient, api_app: Starlette
+) -> None:
+    crumbs, other = await make_business("Crumbs"), await make_business("Other")
+    query = "query ($id: ID!) { business(id: $id) { name } }"
+
+    def lookup(business: Business) -> bytes:
+        return orjson.dumps(
+            {"query": query, "variables": {"id": global_id("Business", business.id)}}
+        )
+
+    def answer(response: httpx.Response) -> tuple[str, str | None]:
+        assert response.status_code == 200, response.text
+        return response.json()["data"]["business"]["name"], response.headers.get("x-popmap-cache")
+
+    first, again = [answer(await post_body(client, lookup(crumbs))) for _ in range(2)]
+    await Business.filter(id=crumbs.id).update(name="Crumbs & Co")  # the version moves
+    after_the_write = answer(await post_body(client, lookup(crumbs)))
+    others = [answer(await post_body(client, lookup(other))) for _ in range(2)]
+    last = answer(await post_body(client, lookup(crumbs)))
+
+    assert endpoint_of(api_app).known.get(lookup(crumbs)) is not None
+    assert [first, again, after_the_write, last] == [
+        ("Crumbs", "miss"),
+        ("Crumbs", "hit"),
+        ("Crumbs & Co", "miss"),  # executed again, from the remembered body's own variables
+        ("Crumbs & Co", "hit"),
+    ]
+    assert others == [("Other", "miss"), ("Other", "hit")]
+
+
+async def test_bodies_over_the_size_kept_are_answered_from_the_cache_but_not_remembered(
+    client: httpx.AsyncClient, api_app: Starlette
+) -> None:
+    await make_business("Crumbs")
+    padding = "#" + "x" * MAX_BODY_BYTES + "\n"  # a comment: no extra tokens
+    body = orjson.dumps({"query": padding + NAMES})
+
+    answers = [await post_body(client, body) for _ in range(2)]
+
+    assert [business_names(a) for a in answers] == [["Crumbs"]] * 2
+    assert [a.headers.get("x-popmap-cache") for a in answers] == ["miss", "hit"]
+    assert endpoint_of(api_app).known.get(body) is None
+
+
+async def test_the_endpoint_remembers_at_most_its_bound_of_bodies(
+    client: httpx.AsyncClient, api_app: Starlette
+) -> None:
+    known = endpoint_of(api_app).known
+    query = "query ($s: String) { businesses(filter: {search: $s}) { edges { node { id } } } }"
+    bodies = [
+        orjson.dumps({"query": query, "variables": {"s": f"n{n}"}}) for n in range(MAX_ENTRIES + 8)
+    ]
+
+    for body in bodies:
+        response = await post_body(client, body)
+        assert response.status_code == 200, response.text
+
+    assert len(known) == MAX_ENTRIES
+    assert known.get(bodies[0]) is None  # the least recently used went first
+    assert known.get(bodies[-1]) is not None
+
+
+def test_known_bodies_are_bounded_in_count_and_size_least_recently_used_first() -> None:
+    known = KnownBodies(max_entries=3, max_body_bytes=8)
+    for n in range(3):
+        known.remember(b"body %d" % n, b"key %d" % n)
+    assert known.get(b"body 0") == b"key 0"  # now the most recently used
+
+    known.remember(b"body 3", b"key 3")
+    known.remember(b"too large", b"key")
+
+    assert len(known) == 3
+    assert [known.get(b"body %d" % n) for n in range(4)] == [b"key 0", None, b"key 2", b"key 3"]
+    assert known.get(b"too large") is None

@@ -68,11 +68,19 @@ __all__ = [
     "ResponseCache",
     "Slot",
     "cacheable",
+    "request_key",
 ]
 
 # Longer documents are executed but never cached, so that caches keyed on the document
 # text cannot be made to hold megabytes per entry.
 MAX_CACHED_QUERY_LENGTH = 20_000
+
+
+def request_key(query: str, operation_name: str | None, variables: dict[str, Any] | None) -> bytes:
+    """What a request asks, as the response cache's keys spell it (without who asks)."""
+    # The document enters the key as a digest: keys stay small whatever was sent.
+    digest = hashlib.blake2b(query.encode(), digest_size=16).hexdigest()
+    return orjson.dumps([digest, operation_name, variables or {}], option=orjson.OPT_SORT_KEYS)
 
 
 def cacheable(document: DocumentNode, private: PrivateFields) -> bool:
@@ -115,14 +123,10 @@ class ResponseCache:
         self.misses = 0
 
     @staticmethod
-    def key(
-        scope: str, query: str, operation_name: str | None, variables: dict[str, Any] | None
-    ) -> bytes:
-        # The document enters the key as a digest: keys stay small whatever was sent.
-        digest = hashlib.blake2b(query.encode(), digest_size=16).hexdigest()
-        return orjson.dumps(
-            [scope, digest, operation_name, variables or {}], option=orjson.OPT_SORT_KEYS
-        )
+    def key(scope: str, request: bytes) -> bytes:
+        """The entry's key: who shares it (`scope`, a JSON string, so that where it ends is
+        unambiguous) followed by what was asked (`request_key`)."""
+        return orjson.dumps(scope) + request
 
     @staticmethod
     def cost(key: bytes, body: bytes) -> int:
@@ -315,19 +319,20 @@ class CachedResponses:
         self.waiting = 0  # requests waiting for another's computation right now
         self.shared = 0  # answers sent from another request's computation
 
-    async def lookup(
-        self,
-        viewer: Viewer,
-        query: str,
-        operation_name: str | None,
-        variables: dict[str, Any] | None,
-        origin: str = "",
-    ) -> Lookup:
+    def request_key(
+        self, query: str, operation_name: str | None, variables: dict[str, Any] | None
+    ) -> bytes | None:
+        """The request's `request_key`, or None when its document is never cached (not
+        a valid query, too long, or selecting a private field)."""
+        return request_key(query, operation_name, variables) if self._cacheable(query) else None
+
+    async def lookup(self, viewer: Viewer, request: bytes, origin: str = "") -> Lookup:
         """The cached body, or one computed meanwhile by another request, or the slot this
-        request must compute (see "Single flight" in the module docstring)."""
+        request must compute (see "Single flight" in the module docstring). `request` is
+        the request's `request_key`."""
         deadline = time.monotonic() + REFRESH_TIMEOUT
         while True:
-            slot = await self.slot(viewer, query, operation_name, variables, origin)
+            slot = await self.slot(viewer, request, origin)
             if slot is None:
                 return Lookup(None)
             body = self.get(slot)
@@ -372,21 +377,13 @@ class CachedResponses:
         if flight is not None and not flight.done():
             flight.set_result(outcome)
 
-    async def slot(
-        self,
-        viewer: Viewer,
-        query: str,
-        operation_name: str | None,
-        variables: dict[str, Any] | None,
-        origin: str = "",
-    ) -> Slot | None:
-        """The request's place in the cache, or None when its answer must not be shared.
+    async def slot(self, viewer: Viewer, request: bytes, origin: str = "") -> Slot | None:
+        """The request's place in the cache (`request` is its `request_key`), or None when
+        its answer must not be shared with anyone.
 
         `origin` separates answers that embed the URL the request came through (media
         URLs of the embedded store): one Host header cannot leak into another's answers.
         """
-        if not self._cacheable(query):
-            return None
         version = await self.version.current()
         if viewer.audience.sees_everything:  # staff, and services with read.all
             scope = "staff"
@@ -404,7 +401,7 @@ class CachedResponses:
                 return None
             scope = "public"
         scope = f"{scope} {origin}" if origin else scope
-        return Slot(ResponseCache.key(scope, query, operation_name, variables), version)
+        return Slot(ResponseCache.key(scope, request), version)
 
     def get(self, slot: Slot) -> bytes | None:
         return self.store.get(slot.key, slot.version)

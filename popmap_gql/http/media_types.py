@@ -9,10 +9,17 @@ would let `text/plain;application/json`, a simple request, through.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["MediaType", "UnsupportedMediaType", "json_request_media_type", "parse_media_type"]
+__all__ = [
+    "MediaType",
+    "UnsupportedMediaType",
+    "check_json_request",
+    "json_request_media_type",
+    "parse_media_type",
+]
 
 # RFC 9110 sections 5.6.2 (token), 5.6.4 (quoted-string) and 8.3.1 (media type).
 _TCHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -80,3 +87,14 @@ def json_request_media_type(content_type: str | None) -> MediaType:
     if charset not in {"utf-8", "utf8"}:
         raise UnsupportedMediaType("Unsupported charset: send UTF-8")
     return media_type
+
+
+@functools.lru_cache(maxsize=64)
+def check_json_request(content_type: str | None) -> None:
+    """`json_request_media_type` as a check: UnsupportedMediaType, or nothing.
+
+    Clients send a handful of Content-Type values, so accepted ones are remembered (a
+    refusal raises and is never remembered, and a value over MAX_CONTENT_TYPE_LENGTH is
+    always refused: 64 short strings at most).
+    """
+    json_request_media_type(content_type)

@@ -11,6 +11,7 @@ and a body with `errors` and no `data` entry.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import orjson
@@ -34,7 +35,8 @@ from popmap_gql.auth.viewer import Viewer
 from popmap_gql.config import Settings
 from popmap_gql.errors import InvalidToken, ServiceUnavailable
 from popmap_gql.http.cache import CachedResponses, Lookup
-from popmap_gql.http.media_types import UnsupportedMediaType, json_request_media_type
+from popmap_gql.http.known_bodies import KnownBodies
+from popmap_gql.http.media_types import UnsupportedMediaType, check_json_request
 from popmap_gql.http.nesting import MAX_JSON_DEPTH, nests_deeper_than
 from popmap_gql.media.stores import public_base
 
@@ -66,8 +68,19 @@ class BadRequest(Exception):
         self.headers = headers
 
 
+# Accept values whose negotiated media type is remembered: clients send a handful of
+# short ones, and a longer value is negotiated each time.
+_REMEMBERED_ACCEPT_LENGTH = 256
+
+
 def negotiate_media_type(accept: str) -> str:
     """application/graphql-response+json when the client prefers it, else application/json."""
+    if len(accept) <= _REMEMBERED_ACCEPT_LENGTH:
+        return _remembered_negotiation(accept)
+    return _negotiate(accept)
+
+
+def _negotiate(accept: str) -> str:
     best, best_q = "application/json", -1.0
     for part in accept.split(","):
         media, _, params = part.strip().partition(";")
@@ -85,6 +98,9 @@ def negotiate_media_type(accept: str) -> str:
         if q > best_q or (q == best_q and media == GRAPHQL_RESPONSE_JSON):
             best, best_q = media, q
     return best
+
+
+_remembered_negotiation = functools.lru_cache(maxsize=64)(_negotiate)
 
 
 def error_response(
@@ -110,27 +126,35 @@ def _json(text: str | bytes, what: str) -> Any:
         raise BadRequest(f"Unable to parse {what} as JSON") from None
 
 
-async def _request_params(request: Request) -> dict[str, Any]:
-    """The GraphQL request's parameters: from the query string for GET, else a JSON body."""
-    if request.method == "GET":
-        params: dict[str, Any] = dict(request.query_params)
-        for name in ("variables", "extensions"):
-            if params.get(name):
-                params[name] = _json(params[name], f"the {name} parameter")
-            else:
-                params.pop(name, None)
-        return params
+def _query_params(request: Request) -> dict[str, Any]:
+    """A GET request's GraphQL parameters, from its query string."""
+    params: dict[str, Any] = dict(request.query_params)
+    for name in ("variables", "extensions"):
+        if params.get(name):
+            params[name] = _json(params[name], f"the {name} parameter")
+        else:
+            params.pop(name, None)
+    return params
+
+
+async def _post_body(request: Request) -> bytes:
+    """A POST request's body, once its Content-Type says it is JSON we execute."""
     try:
-        json_request_media_type(request.headers.get("content-type"))
+        check_json_request(request.headers.get("content-type"))
     except UnsupportedMediaType as exc:
         # GraphQL over HTTP: 415 for a Content-Type the server does not support.
         raise BadRequest(str(exc), status=415, code="UNSUPPORTED_MEDIA_TYPE") from None
-    body = _json(await request.body(), "request body")
-    if isinstance(body, list):
+    return await request.body()
+
+
+def _body_params(body: bytes) -> dict[str, Any]:
+    """A POST request's GraphQL parameters, from its JSON body."""
+    params = _json(body, "request body")
+    if isinstance(params, list):
         raise BadRequest("Batching is not enabled")
-    if not isinstance(body, dict):
+    if not isinstance(params, dict):
         raise BadRequest("The request body must be a JSON object")
-    return body
+    return params
 
 
 def _operation(params: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None, str | None]:
@@ -175,6 +199,37 @@ def _persisted_query_not_supported() -> BadRequest:
     return BadRequest("PersistedQueryNotSupported", code="PERSISTED_QUERY_NOT_SUPPORTED")
 
 
+_HIT = {"x-popmap-cache": "hit"}
+
+
+@functools.lru_cache(maxsize=64)
+def _base_url(
+    scheme: str,
+    server: tuple[str, int | None] | None,
+    host: str | None,
+    root_path: str,
+    app_root_path: str | None,
+) -> str:
+    """Starlette's `request.base_url` for a request with these, and only these, parts.
+
+    Building it costs more than the rest of a cache hit's checks together, and it takes
+    its value from nothing else (a request scope made of these parts alone computes
+    it), so it is remembered for the few combinations real requests have.
+    """
+    scope: dict[str, Any] = {
+        "type": "http",
+        "scheme": scheme,
+        "server": server,
+        "path": "/",
+        "query_string": b"",
+        "root_path": root_path,
+        "headers": [] if host is None else [(b"host", host.encode("latin-1"))],
+    }
+    if app_root_path is not None:
+        scope["app_root_path"] = app_root_path
+    return str(Request(scope).base_url)
+
+
 def _is_request_error(result: ExecutionResult) -> bool:
     """Parsing, validation, a limit or the variables refused the request: errors raised
     while executing a field carry its path, request errors never do."""
@@ -200,6 +255,7 @@ class GraphQLView:
             if settings.response_cache
             else None
         )
+        self.known = KnownBodies()
         # Media URLs then start with the origin the request came through (see Context).
         self.answers_embed_origin = public_base(settings) is None
         self.ide_html = graphiql_html() if settings.graphiql_enabled else None
@@ -247,25 +303,38 @@ class GraphQLView:
             return HTMLResponse(self.ide_html)
         authenticator: Authenticator = request.app.state.authenticator
         viewer = await authenticator.authenticate(request.headers.get("authorization"))
-        params = await _request_params(request)
-        query, variables, operation_name = _operation(params)
         media_type = negotiate_media_type(accept)
-        if query is None:
-            if _persisted_query_only(params):
-                raise _persisted_query_not_supported()
-            raise BadRequest("No GraphQL query found in the request")
+        body = await _post_body(request) if request.method == "POST" else None
+        # A body already admitted goes to the cache without being read again (see
+        # known_bodies.py); it is parsed afresh only if it must be executed.
+        key = self.known.get(body) if body is not None else None
+        operation: tuple[str | None, dict[str, Any] | None, str | None] | None = None
+        if key is None:
+            params = _query_params(request) if body is None else _body_params(body)
+            query, variables, operation_name = _operation(params)
+            if query is None:
+                if _persisted_query_only(params):
+                    raise _persisted_query_not_supported()
+                raise BadRequest("No GraphQL query found in the request")
+            operation = query, variables, operation_name
+            key = self._cache_key(query, operation_name, variables)
+            if key is not None and body is not None:
+                self.known.remember(body, key)
 
         headers: dict[str, str] = {}
         found = Lookup(None)
-        # A refused request (invalid, too costly) runs no SQL, not even the cache's.
-        if self.cached is not None and self.schema.admits(query, operation_name, variables):
-            origin = str(request.base_url) if self.answers_embed_origin else ""
-            found = await self.cached.lookup(viewer, query, operation_name, variables, origin)
+        if key is not None:
+            assert self.cached is not None
+            found = await self.cached.lookup(viewer, key, self._origin(request))
             if found.body is not None:
-                hit = {"x-popmap-cache": "hit"}
-                return Response(found.body, media_type=media_type, headers=hit)
+                return Response(found.body, media_type=media_type, headers=_HIT)
             if found.slot is not None:
                 headers["x-popmap-cache"] = "miss"
+        if operation is None:  # a known body: its own copy of the variables for this execution
+            assert body is not None
+            operation = _operation(_body_params(body))
+        query, variables, operation_name = operation
+        assert query is not None
         try:
             result = await self._execute(request, query, variables, operation_name, viewer)
             fault = service_fault(result.errors)
@@ -277,6 +346,31 @@ class GraphQLView:
             if self.cached is not None:
                 self.cached.land(found)  # requests waiting for this answer: not to be had
         return self._result_response(result, media_type, headers)
+
+    def _cache_key(
+        self, query: str, operation_name: str | None, variables: dict[str, Any] | None
+    ) -> bytes | None:
+        """The request's key in the response cache; None when the cache is not consulted:
+        there is none, the request is refused (invalid or too costly: it runs no SQL, not
+        even the cache's) or its answer is never cached."""
+        if self.cached is None or not self.schema.admits(query, operation_name, variables):
+            return None
+        return self.cached.request_key(query, operation_name, variables)
+
+    def _origin(self, request: Request) -> str:
+        """What separates answers embedding the URL the request came through (see
+        `CachedResponses.slot`): its base URL, when answers embed it."""
+        if not self.answers_embed_origin:
+            return ""
+        scope = request.scope
+        server = scope.get("server")
+        return _base_url(
+            scope.get("scheme", "http"),
+            None if server is None else tuple(server),
+            request.headers.get("host"),
+            scope.get("root_path", ""),
+            scope.get("app_root_path"),
+        )
 
     async def _execute(
         self,
@@ -339,10 +433,11 @@ class GraphQLView:
     @staticmethod
     def _wants_ide(request: Request, accept: str) -> bool:
         """A browser opening the endpoint; a hash-only persisted-query GET never is."""
+        if request.method != "GET":
+            return False
         params = request.query_params
         return (
-            request.method == "GET"
-            and "query" not in params
+            "query" not in params
             and "extensions" not in params
             and ("text/html" in accept or "*/*" in accept)
         )
