@@ -60,14 +60,15 @@ def _text_value(value: Any) -> str:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time (UTC, ISO 8601), level, logger, message, the
-    record's fields, and the traceback as `exception` when there is one."""
+    """One JSON object per record: time (UTC, ISO 8601), level, logger, process id (one
+    per worker), message, the record's fields, and the traceback as `exception`."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
+            "pid": record.process,
             "message": record.getMessage(),
         }
         entry.update(_fields(record))
