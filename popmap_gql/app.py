@@ -31,9 +31,12 @@ from popmap_gql.db.orm import tortoise_config
 from popmap_gql.errors import DatabaseUnavailable, ServiceUnavailable
 from popmap_gql.http.media_routes import FORM_OVERHEAD_BYTES, media_routes
 from popmap_gql.http.middleware import BodySizeLimit
+from popmap_gql.http.observe import RequestObserver
 from popmap_gql.http.request_tracing import RequestTracing
 from popmap_gql.http.view import GraphQLView, error_response
 from popmap_gql.media.stores import UPLOAD_PATH, build_store
+from popmap_gql.metrics import CONTENT_TYPE, Metrics
+from popmap_gql.metrics import install as install_metrics
 
 __all__ = ["create_app", "create_app_from_environment"]
 
@@ -162,7 +165,20 @@ async def http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+def metrics_endpoint(metrics: Metrics) -> Route:
+    """GET /metrics: Prometheus's text format, this process's or every worker's."""
+
+    async def scrape(_request: Request) -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
+    return Route("/metrics", scrape, methods=["GET"])
+
+
 def create_app(settings: Settings) -> Starlette:
+    metrics: Metrics | None = None
+    if settings.metrics:
+        metrics = install_metrics(settings.metrics_multiprocess_dir)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         url = settings.database_url or await embedded_database_url(settings.embedded_pgdata)
@@ -187,10 +203,14 @@ def create_app(settings: Settings) -> Starlette:
                 yield
             finally:
                 tracing.stop()
+                if metrics is not None:
+                    metrics.process_ended()
 
     view = GraphQLView(build_schema(settings), settings)
     middleware = [
-        # outermost: the request's span covers everything below (a pass-through when off)
+        # Outermost of ours: every request gets its access line, refused ones included.
+        Middleware(RequestObserver, data_dir=settings.data_dir, metrics=metrics),
+        # then the request's span covers everything below (a pass-through when off)
         Middleware(RequestTracing),
         Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts)),
         Middleware(
@@ -198,7 +218,7 @@ def create_app(settings: Settings) -> Starlette:
             allow_origins=list(settings.cors_allowed_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["authorization", "content-type", "accept", "apollo-require-preflight"],
-            expose_headers=["WWW-Authenticate"],
+            expose_headers=["WWW-Authenticate", "X-Request-ID"],
             max_age=600,
         ),
         Middleware(
@@ -214,6 +234,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         # Without a bucket the API is the media store: it takes the uploads and serves them.
         *(media_routes() if settings.media_bucket is None else []),
+        # With a port of its own, `serve` answers scrapes there instead (see cli.py).
+        *([metrics_endpoint(metrics)] if metrics and settings.metrics_port is None else []),
     ]
     app = Starlette(
         debug=settings.debug,

@@ -150,6 +150,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     os.environ["DATABASE_URL"] = url
     if settings.database_url is None:
         logger.warning("using the embedded PostgreSQL in %s", settings.embedded_pgdata)
+    _prepare_metrics(settings, args)
     print(f"Popmap GraphQL API on http://{args.host}:{args.port}/graphql", flush=True)
     uvicorn.run(
         "popmap_gql.app:create_app_from_environment",
@@ -158,14 +159,46 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         port=args.port,
         workers=args.workers,
         reload=args.reload,
-        log_config=logging_config(settings.log_level),
+        log_config=logging_config(settings.log_level, settings.log_format),
         log_level=settings.log_level.lower(),
+        access_log=False,  # the app writes its own access line (http/observe.py)
         proxy_headers=True,
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
         timeout_keep_alive=settings.keep_alive_seconds,
         limit_concurrency=settings.max_connections,
         h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
     )
+
+
+METRICS_FOLDER = "metrics"
+_MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _prepare_metrics(settings: Settings, args: argparse.Namespace) -> None:
+    """With metrics on and more than one process serving (workers, or the reloader's
+    child), each worker writes its values to files in a fresh folder under the data
+    folder, named in PROMETHEUS_MULTIPROC_DIR before any process imports
+    prometheus_client; otherwise no such folder applies. With POPMAP_METRICS_PORT, this
+    process answers scrapes on that port (for every worker)."""
+    os.environ.pop(_MULTIPROC_VARIABLE, None)
+    if not settings.metrics:
+        return
+    folder = None
+    if args.workers > 1 or args.reload:
+        from popmap_gql.metrics import prepare_multiprocess_dir
+
+        folder = prepare_multiprocess_dir(settings.data_dir / METRICS_FOLDER)
+        os.environ[_MULTIPROC_VARIABLE] = str(folder)
+    if settings.metrics_port is None:
+        return
+    from prometheus_client import start_http_server
+
+    from popmap_gql.metrics import exposition_registry, install
+
+    # One process: the app in this process records into the same Metrics (install).
+    registry = exposition_registry(folder, None if folder else install(None).registry)
+    start_http_server(settings.metrics_port, addr=args.host, registry=registry)
+    print(f"metrics on http://{args.host}:{settings.metrics_port}/metrics", flush=True)
 
 
 def cmd_dev_token(settings: Settings, args: argparse.Namespace) -> int:
@@ -300,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"popmap-gql: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.config.dictConfig(logging_config(settings.log_level))
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
     handler = args.handler
     result: int = handler(settings, args)
     return result

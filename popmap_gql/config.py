@@ -81,6 +81,25 @@ def _log_level(name: str, raw: str) -> str:
     return level
 
 
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in LOG_FORMATS:
+        raise ConfigError(f"{name} must be one of {', '.join(LOG_FORMATS)}, got {raw!r}")
+    return value
+
+
+def _port(name: str, raw: str) -> int | None:
+    if not raw.strip():
+        return None
+    value = _positive_int(name, raw.strip())
+    if value > 65_535:
+        raise ConfigError(f"{name} must be a TCP port (1-65535), got {value}")
+    return value
+
+
 def _hosts(name: str, raw: str) -> tuple[str, ...]:
     hosts = _parse_list(raw)
     if not hosts:
@@ -106,6 +125,8 @@ class Settings:
     data_dir: Path = Path(".popmap")
     debug: bool = False
     log_level: str = "INFO"
+    # "text" (one readable line per record) or "json" (one JSON object per line)
+    log_format: str = "text"
     allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
     cors_allowed_origins: tuple[str, ...] = ("http://localhost:5173", "http://127.0.0.1:5173")
     graphiql: bool | None = None  # None: see graphiql_enabled
@@ -166,6 +187,13 @@ class Settings:
     otel: bool = False
     otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
     otel_service_name: str = "popmap-gql"
+    # Prometheus metrics (README "Logs and metrics"): off unless asked for; served at
+    # /metrics on the API's port, or on a port of their own when one is given.
+    metrics: bool = False
+    metrics_port: int | None = None
+    # Set by `serve` for its workers (never by hand): the folder where every worker
+    # writes its metrics, which prometheus_client reads under this same variable.
+    metrics_multiprocess_dir: Path | None = None
 
     @property
     def cognito_configured(self) -> bool:
@@ -369,6 +397,13 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_DATA_DIR": ("data_dir", lambda _n, raw: Path(raw)),
     "DEBUG": ("debug", _parse_bool),
     "LOG_LEVEL": ("log_level", _log_level),
+    "POPMAP_LOG_FORMAT": ("log_format", _log_format),
+    "POPMAP_METRICS": ("metrics", _parse_bool),
+    "POPMAP_METRICS_PORT": ("metrics_port", _port),
+    "PROMETHEUS_MULTIPROC_DIR": (
+        "metrics_multiprocess_dir",
+        lambda _n, raw: Path(raw) if raw.strip() else None,
+    ),
     "ALLOWED_HOSTS": ("allowed_hosts", _hosts),
     "CORS_ALLOWED_ORIGINS": ("cors_allowed_origins", _origins),
     "POPMAP_GRAPHIQL": ("graphiql", _parse_bool),

@@ -842,7 +842,7 @@ async def test_the_endpoint_remembers_at_most_its_bound_of_bodies(
 
 
 def test_known_bodies_are_bounded_in_count_and_size_least_recently_used_first() -> None:
-    known = KnownBodies(max_entries=3, max_body_bytes=8)
+    known: KnownBodies[bytes] = KnownBodies(max_entries=3, max_body_bytes=8)
     for n in range(3):
         known.remember(b"body %d" % n, b"key %d" % n)
     assert known.get(b"body 0") == b"key 0"  # now the most recently used

@@ -228,6 +228,13 @@ def test_every_worker_logs_in_the_configured_format(settings: Settings, tmp_path
         assert " WARNING popmap_gql.auth.authenticator: " in line
     startups = [line for line in lines if "Application startup complete" in line]
     assert all(LOG_LINE.match(line) for line in startups), startups
+    # our access line (the server was polled on /healthz until it answered), not uvicorn's
+    access = [line for line in lines if " popmap_gql.access: GET /healthz 200 " in line]
+    assert access, lines
+    for line in access:
+        assert LOG_LINE.match(line), line
+        assert re.search(r" request_id=[0-9a-f]{16} .*route=/healthz status=200 ", line), line
+    assert not any("uvicorn.access" in line for line in lines)
 
 
 def _raw_connection(base: str) -> socket.socket:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import httpx
 import jwt
 
-from popmap_gql import tracing
+from popmap_gql import observe, tracing
 from popmap_gql.errors import InvalidToken, KeysUnavailable
 
 __all__ = ["JWKSCache", "KeySource", "StaticKeys", "parse_jwks"]
@@ -116,7 +116,9 @@ class JWKSCache:
         except (httpx.HTTPError, ValueError) as exc:
             self._next_fetch_at = self._clock() + min(self._cooldown, FAILURE_RETRY_SECONDS)
             logger.warning("could not fetch signing keys from %s: %s", self.url, exc)
+            _count_fetch("failed")
             return
+        _count_fetch("ok")
         self._next_fetch_at = self._clock() + self._cooldown
         if keys:  # an empty answer is an incident, not a revocation of every key
             self._keys = keys
@@ -136,3 +138,8 @@ class JWKSCache:
                 if len(body) > MAX_JWKS_BYTES:
                     raise ValueError(f"JWKS larger than {MAX_JWKS_BYTES} bytes")
         return parse_jwks(json.loads(body))
+
+
+def _count_fetch(outcome: str) -> None:
+    if (metrics := observe.metrics) is not None:
+        metrics.jwks_fetches.labels(outcome).inc()

@@ -24,7 +24,7 @@ from tortoise.backends.base.client import NestedTransactionContext, TransactionC
 from tortoise.connection import get_connections
 from tortoise.exceptions import DBConnectionError, TransactionManagementError
 
-from popmap_gql import tracing
+from popmap_gql import observe, tracing
 from popmap_gql.errors import DatabaseUnavailable
 
 __all__ = [
@@ -90,6 +90,8 @@ async def _converted(
         kind = fault_kind(exc, timeout=timeout_kind)
         if kind is None:
             raise
+        if (metrics := observe.metrics) is not None:
+            metrics.db_faults.labels(kind).inc()
         raise DatabaseUnavailable(kind) from exc
 
 
@@ -127,6 +129,7 @@ class PopmapDBClient(AsyncpgDBClient):
         self, func: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
     ) -> Any:
         # Every execute_* method of Tortoise's client passes through here.
+        observe.count_statement()
         with tracing.sql_span(args):
             return await _converted(
                 lambda: super(PopmapDBClient, self)._translate_exceptions(func, *args, **kwargs)
@@ -134,7 +137,10 @@ class PopmapDBClient(AsyncpgDBClient):
 
     async def borrow(self) -> Any:
         """A connection from the pool (created on first use), or DatabaseUnavailable."""
-        return await _converted(self._acquire, timeout_kind=_NO_CONNECTION)
+        connection = await _converted(self._acquire, timeout_kind=_NO_CONNECTION)
+        if (metrics := observe.metrics) is not None:
+            metrics.pool_in_use.inc()
+        return connection
 
     async def _acquire(self) -> Any:
         pool = self._pool
@@ -142,8 +148,15 @@ class PopmapDBClient(AsyncpgDBClient):
             # An open connection is free: nothing to wait for. Skipping the timer here
             # matters on a response-cache hit, whose one statement is this cheap.
             return await pool.acquire()
-        async with asyncio.timeout(self.pool_timeout):
-            return await self._acquire_unbounded()
+        metrics = observe.metrics
+        if metrics is not None:
+            metrics.pool_waiting.inc()
+        try:
+            async with asyncio.timeout(self.pool_timeout):
+                return await self._acquire_unbounded()
+        finally:
+            if metrics is not None:
+                metrics.pool_waiting.dec()
 
     async def _acquire_unbounded(self) -> Any:
         if self._pool is None:
@@ -155,6 +168,8 @@ class PopmapDBClient(AsyncpgDBClient):
 
     async def give_back(self, connection: Any, *, broken: bool = False) -> None:
         if self._pool is not None and connection is not None:
+            if (metrics := observe.metrics) is not None:
+                metrics.pool_in_use.dec()
             if broken:
                 connection.terminate()  # the pool replaces it on the next acquire
             await self._pool.release(connection)
@@ -172,6 +187,7 @@ class _Transaction(TransactionWrapper):
     async def _translate_exceptions(
         self, func: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
     ) -> Any:
+        observe.count_statement()
         with tracing.sql_span(args):
             return await _converted(
                 lambda: super(_Transaction, self)._translate_exceptions(func, *args, **kwargs)

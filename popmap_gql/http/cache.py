@@ -53,6 +53,7 @@ from typing import Any
 import orjson
 from graphql import DocumentNode, OperationDefinitionNode, OperationType
 
+from popmap_gql import observe
 from popmap_gql.api.documents import Prepared
 from popmap_gql.api.privacy import PrivateFields
 from popmap_gql.auth.viewer import Viewer
@@ -167,6 +168,8 @@ class ResponseCache:
         self.bytes += entry.cost
         while self.bytes > self.max_bytes:
             self._discard(next(iter(self._entries)))
+        if (metrics := observe.metrics) is not None:
+            metrics.cache_bytes.set(self.bytes)
         return True
 
     def _discard(self, key: bytes) -> None:

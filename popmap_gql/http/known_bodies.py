@@ -1,4 +1,5 @@
-"""POST bodies seen before, each with the response cache's key for it.
+"""POST bodies seen before, each with the response cache's key for it (and what else the
+endpoint keeps of them: the operation they run, for its access line and metrics).
 
 Clients repeat the same few request bodies byte for byte (a map page, a business lookup).
 When a body has once passed every check before the response cache (JSON, the types of
@@ -17,6 +18,7 @@ the least recently used going first, so a stream of distinct bodies costs bounde
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Generic, TypeVar
 
 __all__ = ["MAX_BODY_BYTES", "MAX_ENTRIES", "KnownBodies"]
 
@@ -24,26 +26,28 @@ MAX_ENTRIES = 512
 # Real map and lookup requests are a few hundred bytes; larger bodies are checked each time.
 MAX_BODY_BYTES = 4096
 
+V = TypeVar("V")
 
-class KnownBodies:
-    """An LRU from request bodies to their `request_key`."""
+
+class KnownBodies(Generic[V]):
+    """An LRU from request bodies to their `request_key` (with what else goes with it)."""
 
     def __init__(self, max_entries: int = MAX_ENTRIES, max_body_bytes: int = MAX_BODY_BYTES):
         self.max_entries = max_entries
         self.max_body_bytes = max_body_bytes
-        self._keys: OrderedDict[bytes, bytes] = OrderedDict()
+        self._keys: OrderedDict[bytes, V] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._keys)
 
-    def get(self, body: bytes) -> bytes | None:
-        """The request key remembered for exactly these bytes, if any."""
+    def get(self, body: bytes) -> V | None:
+        """What is remembered for exactly these bytes, if anything."""
         key = self._keys.get(body)
         if key is not None:
             self._keys.move_to_end(body)
         return key
 
-    def remember(self, body: bytes, key: bytes) -> None:
+    def remember(self, body: bytes, key: V) -> None:
         """Call only for a body that passed every check and may be cached."""
         if len(body) > self.max_body_bytes:
             return

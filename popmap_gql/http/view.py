@@ -38,6 +38,13 @@ from popmap_gql.http.cache import CachedResponses, Lookup
 from popmap_gql.http.known_bodies import KnownBodies
 from popmap_gql.http.media_types import UnsupportedMediaType, check_json_request
 from popmap_gql.http.nesting import MAX_JSON_DEPTH, nests_deeper_than
+from popmap_gql.http.observe import (
+    describe_operation,
+    note_cache,
+    note_error_codes,
+    note_operation,
+    note_viewer,
+)
 from popmap_gql.media.stores import public_base
 
 __all__ = ["GRAPHQL_RESPONSE_JSON", "GraphQLView", "error_response", "negotiate_media_type"]
@@ -111,6 +118,7 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """A GraphQL-shaped error body, in the media type the client asked for."""
+    note_error_codes((code,))
     return JSONResponse(
         {"errors": [{"message": message, "extensions": {"code": code}}]},
         status_code=status_code,
@@ -201,6 +209,10 @@ def _persisted_query_not_supported() -> BadRequest:
 
 _HIT = {"x-popmap-cache": "hit"}
 
+# A request's operation: (name, type), as `describe_operation` tells it.
+Operation = tuple[str | None, str | None]
+_NO_OPERATION: Operation = (None, None)
+
 
 @functools.lru_cache(maxsize=64)
 def _base_url(
@@ -255,7 +267,7 @@ class GraphQLView:
             if settings.response_cache
             else None
         )
-        self.known = KnownBodies()
+        self.known: KnownBodies[tuple[bytes, Operation]] = KnownBodies()
         # Media URLs then start with the origin the request came through (see Context).
         self.answers_embed_origin = public_base(settings) is None
         self.ide_html = graphiql_html() if settings.graphiql_enabled else None
@@ -303,11 +315,13 @@ class GraphQLView:
             return HTMLResponse(self.ide_html)
         authenticator: Authenticator = request.app.state.authenticator
         viewer = await authenticator.authenticate(request.headers.get("authorization"))
+        note_viewer(viewer)
         media_type = negotiate_media_type(accept)
         body = await _post_body(request) if request.method == "POST" else None
         # A body already admitted goes to the cache without being read again (see
         # known_bodies.py); it is parsed afresh only if it must be executed.
-        key = self.known.get(body) if body is not None else None
+        known = self.known.get(body) if body is not None else None
+        key, described = known if known is not None else (None, _NO_OPERATION)
         operation: tuple[str | None, dict[str, Any] | None, str | None] | None = None
         if key is None:
             params = _query_params(request) if body is None else _body_params(body)
@@ -317,9 +331,11 @@ class GraphQLView:
                     raise _persisted_query_not_supported()
                 raise BadRequest("No GraphQL query found in the request")
             operation = query, variables, operation_name
+            described = describe_operation(self.schema.documents.prepare(query), operation_name)
             key = self._cache_key(query, operation_name, variables)
             if key is not None and body is not None:
-                self.known.remember(body, key)
+                self.known.remember(body, (key, described))
+        note_operation(described)
 
         headers: dict[str, str] = {}
         found = Lookup(None)
@@ -327,8 +343,10 @@ class GraphQLView:
             assert self.cached is not None
             found = await self.cached.lookup(viewer, key, self._origin(request))
             if found.body is not None:
+                note_cache("hit")
                 return Response(found.body, media_type=media_type, headers=_HIT)
             if found.slot is not None:
+                note_cache("miss")
                 headers["x-popmap-cache"] = "miss"
         if operation is None:  # a known body: its own copy of the variables for this execution
             assert body is not None
@@ -423,6 +441,7 @@ class GraphQLView:
             payload["data"] = result.data
         if result.errors:
             payload["errors"] = [format_error(error) for error in result.errors]
+            note_error_codes(error["extensions"]["code"] for error in payload["errors"])
         return Response(
             orjson.dumps(payload),
             status_code=status,

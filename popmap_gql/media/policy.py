@@ -46,7 +46,8 @@ class Policy:
 
 
 def load_or_create_secret(path: Path) -> bytes:
-    """The signing key; several workers starting at once end up with the same one."""
+    """A secret key of 32 random bytes kept in `path` (the media signing key, the key of
+    hashed viewer ids in logs); several workers starting at once end up with the same one."""
     try:
         return _read_secret(path)
     except FileNotFoundError:
@@ -68,7 +69,7 @@ def load_or_create_secret(path: Path) -> bytes:
 def _read_secret(path: Path) -> bytes:
     secret = path.read_bytes()
     if len(secret) != _SECRET_BYTES:
-        raise RuntimeError(f"{path} is not a media signing key; remove it to make a new one")
+        raise RuntimeError(f"{path} is not a key made by popmap-gql; remove it to make a new one")
     return secret
 
 

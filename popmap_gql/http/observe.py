@@ -1,0 +1,214 @@
+"""Every HTTP request's access line and metrics, from one `RequestFacts` (observe.py).
+
+`RequestObserver` is the outermost middleware of our own: it starts the request's facts
+(with its request id: the client's `X-Request-ID` when it is a short plain token, else a
+new one, echoed on the response either way), lets the layers below fill them in through
+the `note_*` functions, and once the response has gone writes one line to the
+`popmap_gql.access` logger and, with metrics on, counts the request.
+
+The access line never holds a token, an email, a query's text or variable values: only
+the fields below, and the viewer as its kind and a keyed hash of its user or client id
+(HMAC-SHA256 with a key kept in the data folder, cut to 16 hex digits), the same across
+requests and workers of one installation and meaningless without its key.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from graphql import get_operation_ast
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from popmap_gql.api.documents import Prepared
+from popmap_gql.auth.viewer import Viewer
+from popmap_gql.logs import FIELDS
+from popmap_gql.media.policy import load_or_create_secret
+from popmap_gql.observe import RequestFacts, current
+
+if TYPE_CHECKING:  # prometheus_client is imported only with metrics on
+    from popmap_gql.metrics import Metrics
+
+__all__ = [
+    "ACCESS_LOGGER",
+    "VIEWER_ID_KEY_FILE",
+    "RequestObserver",
+    "ViewerIds",
+    "describe_operation",
+    "note_cache",
+    "note_error_codes",
+    "note_operation",
+    "note_viewer",
+]
+
+ACCESS_LOGGER = "popmap_gql.access"
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+VIEWER_ID_KEY_FILE = "log-viewer-id.key"
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
+_REQUEST_ID_HEADER = b"x-request-id"
+GRAPHQL_PATH = "/graphql"
+
+
+# --- what the layers below note ------------------------------------------------------------
+
+
+def note_viewer(viewer: Viewer) -> None:
+    facts = current.get()
+    if facts is None:
+        return
+    if viewer.client_id is not None:
+        facts.viewer_kind, facts.viewer_subject = "service", f"client:{viewer.client_id}"
+    elif viewer.user_id is not None:
+        facts.viewer_kind = "staff" if viewer.is_staff else "person"
+        facts.viewer_subject = f"user:{viewer.user_id}"
+    else:
+        facts.viewer_kind = "anonymous"
+
+
+def describe_operation(
+    prepared: Prepared, operation_name: str | None
+) -> tuple[str | None, str | None]:
+    """(name, type) of the operation a request selects in its prepared document: the
+    name as the document spells it (None for an anonymous one) and query, mutation or
+    subscription; the requested name and None when the document has no such operation."""
+    if prepared.document is None:
+        return operation_name, None
+    operation = get_operation_ast(prepared.document, operation_name)
+    if operation is None:
+        return operation_name, None
+    name = operation.name.value if operation.name is not None else None
+    return name, operation.operation.value
+
+
+def note_operation(operation: tuple[str | None, str | None]) -> None:
+    """(name, type) of the operation a GraphQL request runs (see `describe_operation`)."""
+    facts = current.get()
+    if facts is not None:
+        facts.operation_name, facts.operation_type = operation
+
+
+def note_cache(outcome: str) -> None:
+    """hit (answered from the response cache) or miss (computed, to be stored)."""
+    facts = current.get()
+    if facts is not None:
+        facts.cache = outcome
+
+
+def note_error_codes(codes: Iterable[str]) -> None:
+    facts = current.get()
+    if facts is not None:
+        facts.error_codes = (*facts.error_codes, *codes)
+
+
+# --- the middleware ------------------------------------------------------------------------
+
+
+class ViewerIds:
+    """Stable, keyed hashes of viewer subjects ("user:<id>", "client:<id>")."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        self.hashed: Callable[[str], str] = functools.lru_cache(maxsize=4096)(self._hash)
+
+    def _hash(self, subject: str) -> str:
+        return hmac.new(self._key, subject.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == _REQUEST_ID_HEADER:
+            if _REQUEST_ID.fullmatch(value):
+                accepted: bytes = value
+                return accepted.decode("ascii")
+            break
+    return os.urandom(8).hex()
+
+
+def _route(scope: Scope) -> str:
+    """The path template of the route that answered (a few fixed values), or "unmatched"."""
+    route = scope.get("route")
+    if isinstance(route, BaseRoute):
+        path: Any = getattr(route, "path", None)
+        if isinstance(path, str):
+            return path
+    return "unmatched"
+
+
+class RequestObserver:
+    """Facts, request id, access line and metrics for every HTTP request."""
+
+    def __init__(self, app: ASGIApp, *, data_dir: Path, metrics: Metrics | None) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.viewer_ids = ViewerIds(load_or_create_secret(data_dir / VIEWER_ID_KEY_FILE))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        facts = RequestFacts(_request_id(scope), time.perf_counter())
+        echoed = (_REQUEST_ID_HEADER, facts.request_id.encode("ascii"))
+
+        async def observed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                facts.status = message["status"]
+                message["headers"] = [*message.get("headers", ()), echoed]
+            await send(message)
+
+        token = current.set(facts)
+        try:
+            await self.app(scope, receive, observed_send)
+        except BaseException as exc:
+            if not facts.status:  # Starlette's outermost handler answers 500 (or none went)
+                facts.status = 500 if isinstance(exc, Exception) else 499
+            raise
+        finally:
+            current.reset(token)
+            self._report(scope, facts)
+
+    def _report(self, scope: Scope, facts: RequestFacts) -> None:
+        seconds = time.perf_counter() - facts.started
+        route = _route(scope)
+        if self.metrics is not None:
+            self.metrics.observe_request(facts, route, seconds)
+        if access_log.isEnabledFor(logging.INFO):
+            fields = self._fields(scope, facts, route, seconds)
+            access_log.info(
+                "%s %s %d", scope["method"], scope["path"], facts.status, extra={FIELDS: fields}
+            )
+
+    def _fields(
+        self, scope: Scope, facts: RequestFacts, route: str, seconds: float
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "request_id": facts.request_id,
+            "method": scope["method"],
+            "path": scope["path"],
+            "route": route,
+            "status": facts.status,
+            "duration_ms": round(seconds * 1000, 3),
+            "statements": facts.statements,
+        }
+        if facts.error_codes:
+            fields["error_codes"] = list(facts.error_codes)
+        if route == GRAPHQL_PATH:
+            subject = facts.viewer_subject
+            fields.update(
+                operation_name=facts.operation_name,
+                operation_type=facts.operation_type,
+                cache=facts.cache or "none",
+                viewer_kind=facts.viewer_kind,
+                viewer_id=None if subject is None else self.viewer_ids.hashed(subject),
+                error_codes=list(facts.error_codes),
+            )
+        return fields

@@ -1,0 +1,53 @@
+"""What one request did, gathered once while it runs, and the process's metrics if on.
+
+`http/observe.py` (a middleware) starts a `RequestFacts` for every HTTP request and
+keeps it in the `current` context variable; the layers below fill in what they learn
+(the database client counts statements, the GraphQL endpoint notes the operation, the
+viewer, the cache's outcome and the error codes), and the middleware derives both the
+request's access line and its metrics from it when the response has gone. Tasks a
+request starts (DataLoader batches) copy its context, so they fill in the same object.
+
+`metrics` is the process's `popmap_gql.metrics.Metrics` once an app with
+`POPMAP_METRICS=true` has installed it, else None: code below the HTTP layer records
+into it only when it is there, at the cost of one attribute read when it is not.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from popmap_gql.metrics import Metrics
+
+__all__ = ["RequestFacts", "count_statement", "current", "metrics"]
+
+
+@dataclass(slots=True)
+class RequestFacts:
+    """One request's facts; None (or empty) where a fact does not apply."""
+
+    request_id: str
+    started: float  # time.perf_counter() when the request arrived
+    status: int = 0  # the response's HTTP status, once it has started
+    # GraphQL requests only: the operation executed (name as in its document) and its
+    # type, the viewer, the response cache's outcome and the errors' extensions.code.
+    operation_name: str | None = None
+    operation_type: str | None = None
+    viewer_kind: str | None = None  # anonymous, person, staff, service
+    viewer_subject: str | None = None  # "user:<id>" or "client:<id>": hashed when logged
+    cache: str | None = None  # hit, miss, none
+    error_codes: tuple[str, ...] = ()
+    statements: int = 0  # SQL statements sent by this request (and tasks it started)
+
+
+current: ContextVar[RequestFacts | None] = ContextVar("popmap_request", default=None)
+
+metrics: Metrics | None = None
+
+
+def count_statement() -> None:
+    facts = current.get()
+    if facts is not None:
+        facts.statements += 1
