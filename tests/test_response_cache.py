@@ -29,7 +29,7 @@ from popmap_gql.http.cache import (
     ResponseCache,
     request_key,
 )
-from popmap_gql.http.known_bodies import MAX_BODY_BYTES, MAX_ENTRIES, KnownBodies
+from popmap_gql.http.known_bodies import MAX_BODY_BYTES, MAX_ENTRIES, Known, KnownBodies
 from popmap_gql.http.view import GraphQLView
 from tests.conftest import QueryCounter
 from tests.fake_cognito import FakeCognito
@@ -845,11 +845,16 @@ def test_known_bodies_are_bounded_in_count_and_size_least_recently_used_first() 
     known = KnownBodies(max_entries=3, max_body_bytes=8)
     for n in range(3):
         known.remember(b"body %d" % n, b"key %d" % n)
-    assert known.get(b"body 0") == b"key 0"  # now the most recently used
+    assert known.get(b"body 0") == Known(b"key 0")  # now the most recently used
 
     known.remember(b"body 3", b"key 3")
     known.remember(b"too large", b"key")
 
     assert len(known) == 3
-    assert [known.get(b"body %d" % n) for n in range(4)] == [b"key 0", None, b"key 2", b"key 3"]
+    assert [known.get(b"body %d" % n) for n in range(4)] == [
+        Known(b"key 0"),
+        None,
+        Known(b"key 2"),
+        Known(b"key 3"),
+    ]
     assert known.get(b"too large") is None

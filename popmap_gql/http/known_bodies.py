@@ -9,6 +9,12 @@ checks read nothing but the body's bytes and the process's settings, so their ve
 the same bytes cannot change. Who asks is not part of it: the Content-Type, the viewer,
 the cache's scope and the data version are still decided on every request.
 
+A body that names its document only by a persisted query's hash is remembered with that
+hash: the hash always names the same text, but the shared store may evict it, so the
+endpoint asks the store again (in memory, in the common case) before using the key, and
+forgets the body when the store no longer knows the hash. A hash the store did not know
+was refused, so it was never remembered.
+
 Only admitted, cacheable bodies are kept: a body refused once is checked and refused
 again every time. At most MAX_ENTRIES bodies of at most MAX_BODY_BYTES each are kept,
 the least recently used going first, so a stream of distinct bodies costs bounded memory.
@@ -17,12 +23,21 @@ the least recently used going first, so a stream of distinct bodies costs bounde
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import NamedTuple
 
-__all__ = ["MAX_BODY_BYTES", "MAX_ENTRIES", "KnownBodies"]
+__all__ = ["MAX_BODY_BYTES", "MAX_ENTRIES", "Known", "KnownBodies"]
 
 MAX_ENTRIES = 512
 # Real map and lookup requests are a few hundred bytes; larger bodies are checked each time.
 MAX_BODY_BYTES = 4096
+
+
+class Known(NamedTuple):
+    """What is remembered of a body: its `request_key`, and the persisted query's hash
+    when the body names its document only by that."""
+
+    key: bytes
+    stored_hash: str | None = None
 
 
 class KnownBodies:
@@ -31,23 +46,26 @@ class KnownBodies:
     def __init__(self, max_entries: int = MAX_ENTRIES, max_body_bytes: int = MAX_BODY_BYTES):
         self.max_entries = max_entries
         self.max_body_bytes = max_body_bytes
-        self._keys: OrderedDict[bytes, bytes] = OrderedDict()
+        self._keys: OrderedDict[bytes, Known] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._keys)
 
-    def get(self, body: bytes) -> bytes | None:
-        """The request key remembered for exactly these bytes, if any."""
-        key = self._keys.get(body)
-        if key is not None:
+    def get(self, body: bytes) -> Known | None:
+        """What is remembered for exactly these bytes, if anything."""
+        known = self._keys.get(body)
+        if known is not None:
             self._keys.move_to_end(body)
-        return key
+        return known
 
-    def remember(self, body: bytes, key: bytes) -> None:
+    def remember(self, body: bytes, key: bytes, stored_hash: str | None = None) -> None:
         """Call only for a body that passed every check and may be cached."""
         if len(body) > self.max_body_bytes:
             return
-        self._keys[body] = key
+        self._keys[body] = Known(key, stored_hash)
         self._keys.move_to_end(body)
         if len(self._keys) > self.max_entries:
             self._keys.popitem(last=False)
+
+    def forget(self, body: bytes) -> None:
+        self._keys.pop(body, None)
