@@ -478,7 +478,7 @@ KNOWN = unique("query Known {\n  categories {\n    name\n  }\n}")
 OTHER = unique("{ categories { slug } }")
 
 
-def write_manifest(path: Path, entries: Mapping[str, str]) -> Path:
+def write_manifest(path: Path, entries: Mapping[str, object]) -> Path:
     """persisted-documents.json as graphql-codegen's client preset writes it."""
     path.write_text(json.dumps(dict(entries), indent=2), encoding="utf-8")
     return path
@@ -538,7 +538,7 @@ async def test_graphiql_is_off_with_trusted_documents(trusted: httpx.AsyncClient
 
 def test_the_manifest_is_checked_entry_by_entry(tmp_path: Path) -> None:
     good = {sha256(KNOWN): KNOWN}
-    cases = {
+    cases: dict[str, tuple[dict[str, object], str]] = {
         "tampered": ({sha256(KNOWN): KNOWN + " "}, f"entry {sha256(KNOWN)!r}"),
         "sha1": ({hashlib.sha1(KNOWN.encode()).hexdigest(): KNOWN}, "hashAlgorithm: 'sha256'"),  # noqa: S324
         "not text": ({**good, sha256("x"): 7}, f"entry {sha256('x')!r}"),
