@@ -1,11 +1,11 @@
 """In-process cost of a response-cache hit: one code tree against others, side by side.
 
-The real app (`create_app`, default settings, the benchmark database) is called directly
-as an ASGI application, without sockets or an HTTP client, with the same request body
-over and over; every answer must be a 200, and 99 % from the cache (a write to the
-database from elsewhere causes a miss). Each measurement is the best
-of several rounds of microseconds per request, so that the machine's noise, which only
-ever adds time, falls out.
+The real app (`create_app` with default settings but a one-hour cache TTL, on the
+benchmark database) is called directly as an ASGI application, without sockets or an HTTP
+client, with the same request body over and over; every answer must be a 200, and 99 %
+from the cache (a write to the database from elsewhere causes a miss). Each measurement is
+the best of several rounds of microseconds per request, so that the machine's noise,
+which only ever adds time, falls out.
 
     .venv/bin/python bench/cache_hit.py                       # this tree only
     .venv/bin/python bench/cache_hit.py --against /tmp/old    # this tree and another, alternated
@@ -13,7 +13,7 @@ ever adds time, falls out.
 With `--against`, each tree runs in its own process (PYTHONPATH set to the tree, so its
 `popmap_gql` is imported), the trees taking turns `--turns` times; the summary gives
 each tree's median over its turns. The database is the one `bench/dataset.py` prepares
-(`BENCH_DATABASE_URL`, else the embedded server must be running).
+(on `BENCH_DATABASE_URL`, else on the embedded server it starts), or `--database-url`.
 """
 
 from __future__ import annotations

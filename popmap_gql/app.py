@@ -21,6 +21,7 @@ from starlette.routing import Route
 from tortoise.connection import connections
 from tortoise.contrib.starlette import RegisterTortoise
 
+from popmap_gql import tracing
 from popmap_gql.api.errors import MASKED_MESSAGE, RETRY_AFTER_SECONDS, fault_log
 from popmap_gql.api.schema import build_schema
 from popmap_gql.auth.authenticator import build_authenticator
@@ -30,6 +31,7 @@ from popmap_gql.db.orm import tortoise_config
 from popmap_gql.errors import DatabaseUnavailable, ServiceUnavailable
 from popmap_gql.http.media_routes import FORM_OVERHEAD_BYTES, media_routes
 from popmap_gql.http.middleware import BodySizeLimit
+from popmap_gql.http.request_tracing import RequestTracing
 from popmap_gql.http.view import GraphQLView, error_response
 from popmap_gql.media.stores import UPLOAD_PATH, build_store
 
@@ -180,10 +182,16 @@ def create_app(settings: Settings) -> Starlette:
         ):
             app.state.authenticator = build_authenticator(settings, http)
             app.state.media_store = build_store(settings)
-            yield
+            tracing.start(settings)
+            try:
+                yield
+            finally:
+                tracing.stop()
 
     view = GraphQLView(build_schema(settings), settings)
     middleware = [
+        # outermost: the request's span covers everything below (a pass-through when off)
+        Middleware(RequestTracing),
         Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts)),
         Middleware(
             CORSMiddleware,

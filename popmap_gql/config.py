@@ -171,6 +171,10 @@ class Settings:
     trusted_documents: Mapping[str, str] | None = None
     # Cache-Control max-age of GET answers anyone may share (0: no shared caching).
     http_cache_max_age_seconds: int = 0
+    # Traces (README "Traces"): OpenTelemetry over OTLP/HTTP, with the `otel` extra
+    otel: bool = False
+    otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    otel_service_name: str = "popmap-gql"
 
     @property
     def cognito_configured(self) -> bool:
@@ -316,6 +320,19 @@ def _pooler(name: str, raw: str) -> str | None:
     return value
 
 
+def _endpoint(name: str, raw: str) -> str:
+    url = _url(name, raw)
+    if url is None:
+        raise ConfigError(f"{name} must be an http(s) URL")
+    return url
+
+
+def _service_name(name: str, raw: str) -> str:
+    if not raw.strip() or len(raw.strip()) > 100:
+        raise ConfigError(f"{name} must be a service name of 1 to 100 characters")
+    return raw.strip()
+
+
 def _group(name: str, raw: str) -> str:
     if not raw.strip():
         raise ConfigError(f"{name} must name a Cognito group")
@@ -405,6 +422,9 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_DB_POOL_SIZE": ("db_pool_size", _positive_int),
     "POPMAP_RESPONSE_CACHE": ("response_cache", _parse_bool),
     "POPMAP_COMPILED_READS": ("compiled_reads", _parse_bool),
+    "POPMAP_OTEL": ("otel", _parse_bool),
+    "POPMAP_OTEL_ENDPOINT": ("otel_endpoint", _endpoint),
+    "POPMAP_OTEL_SERVICE_NAME": ("otel_service_name", _service_name),
     "POPMAP_RESPONSE_CACHE_TTL_SECONDS": ("response_cache_ttl_seconds", _seconds),
     "AWS_COGNITO_USER_POOL_ID": ("cognito_user_pool_id", _pool_id),
     "AWS_COGNITO_APP_CLIENT_ID": ("cognito_app_client_ids", lambda _n, raw: _parse_list(raw)),

@@ -21,7 +21,7 @@ from popmap_gql.db.models import EventStatus
 from popmap_gql.read.model import ENUM, INSTANT, OPTIONAL_TEXT, PLAIN, Entity, Form
 from tests.conftest import QueryCounter
 from tests.fake_cognito import FakeCognito
-from tests.helpers import gql, make_business, make_category
+from tests.helpers import global_id, gql, make_business, make_category
 from tests.people import ANONYMOUS, person, post
 
 CATEGORY_PAGE = "{ categories { slug businesses { name } } }"
@@ -191,3 +191,24 @@ def test_plain_fields_become_columns_by_convention() -> None:
         "pk": 7,
         "owner_key": 9,
     }
+
+
+async def test_a_guarded_field_another_person_may_not_read_is_refused_as_before(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    owner = await person(cognito, "baker")
+    neighbour = await person(cognito, "neighbour")
+    business = await make_business("Crumbs", owner=owner.user)
+    query = "query ($id: ID!) { business(id: $id) { name availableEvents { id } } }"
+    variables = {"id": global_id("Business", business.id)}
+
+    mine = await post(client, owner, query, variables)
+    theirs = await post(client, neighbour, query, variables)
+
+    assert mine == {"data": {"business": {"name": "Crumbs", "availableEvents": []}}}
+    # the compiled statement marks the field it may not answer; the resolvers then answer
+    # the whole request, with the error where the field is
+    assert theirs["data"] == {"business": {"name": "Crumbs", "availableEvents": None}}
+    [error] = theirs["errors"]
+    assert error["extensions"]["code"] == "FORBIDDEN"
+    assert error["path"] == ["business", "availableEvents"]

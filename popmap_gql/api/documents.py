@@ -24,6 +24,7 @@ from graphql import (
     validate,
 )
 
+from popmap_gql import tracing
 from popmap_gql.api.limits import ShapeLimits, shape_errors
 
 __all__ = ["Documents", "Prepared"]
@@ -86,13 +87,18 @@ class Documents:
 
     def _prepare(self, query: str) -> Prepared:
         try:
-            document = parse(query, max_tokens=self.max_tokens)
+            with tracing.span("graphql.parse"):
+                document = parse(query, max_tokens=self.max_tokens)
         except GraphQLError as error:
             return Prepared(None, (error,))
-        errors = shape_errors(document, self.shape)
-        if not errors:
-            # Without introspection, "Did you mean ...?" would reveal the schema instead.
-            errors = validate(
-                self.schema, document, self.rules, hide_suggestions=not self.shape.introspection
-            )
+        with tracing.span("graphql.validate"):
+            errors = shape_errors(document, self.shape)
+            if not errors:
+                # Without introspection, "Did you mean ...?" would reveal the schema instead.
+                errors = validate(
+                    self.schema,
+                    document,
+                    self.rules,
+                    hide_suggestions=not self.shape.introspection,
+                )
         return Prepared(document, tuple(errors))

@@ -8,6 +8,7 @@ from typing import Any
 import strawberry
 from graphql import (
     ASTValidationRule,
+    DocumentNode,
     GraphQLError,
     execute,
     get_operation_ast,
@@ -18,6 +19,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from popmap_gql import tracing
 from popmap_gql.api.binding import bind
 from popmap_gql.api.cost import CostModel, too_costly
 from popmap_gql.api.documents import COSTS_KEPT, Documents, Prepared
@@ -120,11 +122,31 @@ class PopmapSchema(strawberry.Schema):
             raise CannotGetOperationTypeError(operation_name) from error
         if operation_type not in (allowed_operation_types or _ALL_OPERATIONS):
             raise InvalidOperationTypeError(operation_type)
+        tracing.name_request(operation_type.value, operation_name)
         if prepared.errors:
             return ExecutionResult(data=None, errors=list(prepared.errors))
         refusal = self.cost_refusal(prepared, operation_name, variable_values)
         if refusal is not None:
             return ExecutionResult(data=None, errors=[refusal])
+        with tracing.span("graphql.execute"):
+            return await self._execute(
+                document,
+                operation_name,
+                variable_values,
+                context_value,
+                root_value,
+                operation_extensions,
+            )
+
+    async def _execute(
+        self,
+        document: DocumentNode,
+        operation_name: str | None,
+        variable_values: dict[str, Any] | None,
+        context_value: Any | None,
+        root_value: Any | None,
+        operation_extensions: dict[str, Any] | None,
+    ) -> ExecutionResult:
         try:
             operation = get_operation_ast(document, operation_name)
             if self.compiled_reads and operation is not None and context_value is not None:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import httpx
 import jwt
 
+from popmap_gql import tracing
 from popmap_gql.errors import InvalidToken, KeysUnavailable
 
 __all__ = ["JWKSCache", "KeySource", "StaticKeys", "parse_jwks"]
@@ -122,6 +123,10 @@ class JWKSCache:
         logger.info("fetched %d signing key(s) from %s", len(keys), self.url)
 
     async def _download(self) -> dict[str, jwt.PyJWK]:
+        with tracing.span("cognito.jwks", {"url.full": self.url}):
+            return await self._download_keys()
+
+    async def _download_keys(self) -> dict[str, jwt.PyJWK]:
         async with self._client.stream("GET", self.url, follow_redirects=False) as response:
             if response.status_code != 200:
                 raise ValueError(f"HTTP {response.status_code}")

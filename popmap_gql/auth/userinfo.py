@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from popmap_gql import tracing
+
 __all__ = ["Profile", "UserInfoClient"]
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,10 @@ class UserInfoClient:
 
     async def fetch(self, access_token: str) -> Profile | None:
         """The profile, or None on any failure: a missing profile never fails a request."""
+        with tracing.span("cognito.userinfo", {"url.full": self.url}):
+            return await self._fetch(access_token)
+
+    async def _fetch(self, access_token: str) -> Profile | None:
         try:
             async with self._client.stream(
                 "GET",

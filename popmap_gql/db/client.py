@@ -24,6 +24,7 @@ from tortoise.backends.base.client import NestedTransactionContext, TransactionC
 from tortoise.connection import get_connections
 from tortoise.exceptions import DBConnectionError, TransactionManagementError
 
+from popmap_gql import tracing
 from popmap_gql.errors import DatabaseUnavailable
 
 __all__ = [
@@ -126,9 +127,10 @@ class PopmapDBClient(AsyncpgDBClient):
         self, func: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
     ) -> Any:
         # Every execute_* method of Tortoise's client passes through here.
-        return await _converted(
-            lambda: super(PopmapDBClient, self)._translate_exceptions(func, *args, **kwargs)
-        )
+        with tracing.sql_span(args):
+            return await _converted(
+                lambda: super(PopmapDBClient, self)._translate_exceptions(func, *args, **kwargs)
+            )
 
     async def borrow(self) -> Any:
         """A connection from the pool (created on first use), or DatabaseUnavailable."""
@@ -170,9 +172,10 @@ class _Transaction(TransactionWrapper):
     async def _translate_exceptions(
         self, func: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
     ) -> Any:
-        return await _converted(
-            lambda: super(_Transaction, self)._translate_exceptions(func, *args, **kwargs)
-        )
+        with tracing.sql_span(args):
+            return await _converted(
+                lambda: super(_Transaction, self)._translate_exceptions(func, *args, **kwargs)
+            )
 
     async def commit(self) -> None:
         await _converted(super().commit)
