@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TypeVar
 
 __all__ = ["ConfigError", "Settings", "load_settings", "read_env_file"]
@@ -183,6 +186,12 @@ class Settings:
     # Other servers (README "Calling the API from another server")
     cognito_service_client_ids: tuple[str, ...] = ()
     cognito_resource_server: str = "popmap"
+    # Persisted queries (README "Persisted queries and trusted documents"): the shared
+    # store's size, and the only documents that run when a manifest is given.
+    apq_max_documents: int = 10_000
+    trusted_documents: Mapping[str, str] | None = None
+    # Cache-Control max-age of GET answers anyone may share (0: no shared caching).
+    http_cache_max_age_seconds: int = 0
     # Traces (README "Traces"): OpenTelemetry over OTLP/HTTP, with the `otel` extra
     otel: bool = False
     otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
@@ -204,6 +213,8 @@ class Settings:
     def graphiql_enabled(self) -> bool:
         """Unless set, GraphiQL is served only in development (the local identity provider):
         a deployment with a user pool publishes no explorer unless it asks for one."""
+        if self.trusted_documents is not None:
+            return False  # it could run nothing but the manifest's documents
         return self.graphiql if self.graphiql is not None else not self.cognito_configured
 
     @property
@@ -391,6 +402,38 @@ def _resource_server(name: str, raw: str) -> str:
     return value
 
 
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _trusted_documents(name: str, raw: str) -> Mapping[str, str] | None:
+    """The manifest graphql-codegen's client preset writes (persisted-documents.json:
+    `{"<sha256 hex of the text>": "<document text>"}`), read once; every entry's hash is
+    checked against its text, and the first bad entry stops start-up."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    path = Path(raw)
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{name}: {path} is not JSON: {exc}") from None
+    if not isinstance(manifest, dict) or not manifest:
+        raise ConfigError(f"{name}: {path} must be a JSON object of hash: document entries")
+    for key, text in manifest.items():
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError(f"{name}: entry {key!r} of {path} must be a document's text")
+        if not _SHA256_HEX.fullmatch(key):
+            raise ConfigError(
+                f"{name}: entry {key!r} of {path} is not a SHA-256 hash (64 lowercase hex"
+                " digits); generate the manifest with hashAlgorithm: 'sha256'"
+            )
+        if hashlib.sha256(text.encode()).hexdigest() != key:
+            raise ConfigError(f"{name}: entry {key!r} of {path} is not the SHA-256 of its text")
+    return MappingProxyType(dict(manifest))
+
+
 # name -> (attribute, parser). Parsers get the variable's name for their messages.
 _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "DATABASE_URL": ("database_url", _database_url),
@@ -457,6 +500,9 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
         lambda _n, raw: _parse_list(raw),
     ),
     "AWS_COGNITO_RESOURCE_SERVER": ("cognito_resource_server", _resource_server),
+    "POPMAP_APQ_MAX_DOCUMENTS": ("apq_max_documents", _positive_int),
+    "POPMAP_TRUSTED_DOCUMENTS": ("trusted_documents", _trusted_documents),
+    "POPMAP_HTTP_CACHE_MAX_AGE_SECONDS": ("http_cache_max_age_seconds", _non_negative_int),
 }
 
 
@@ -481,6 +527,11 @@ def load_settings(
     settings = Settings(**kwargs)  # type: ignore[arg-type]  # values checked by their parsers
     _check_cognito(settings)
     _check_service_clients(settings)
+    if settings.trusted_documents is not None and settings.graphiql:
+        raise ConfigError(
+            "POPMAP_GRAPHIQL=true with POPMAP_TRUSTED_DOCUMENTS: GraphiQL could run nothing"
+            " but the manifest's documents; leave POPMAP_GRAPHIQL unset"
+        )
     return settings
 
 

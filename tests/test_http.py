@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -217,7 +219,7 @@ async def test_unknown_request_extensions_are_ignored(client: httpx.AsyncClient)
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
-async def test_hash_only_persisted_query_is_answered_not_supported(
+async def test_unknown_hash_only_persisted_query_is_answered_not_found(
     client: httpx.AsyncClient, method: str
 ) -> None:
     extensions = {"persistedQuery": {"version": 1, "sha256Hash": "ab" * 32}}
@@ -231,19 +233,22 @@ async def test_hash_only_persisted_query_is_answered_not_supported(
         response = await client.post("/graphql", json={"extensions": extensions})
 
     # A request error: 4xx and no data entry (GraphQL over HTTP); Apollo's link reads the
-    # message and code from the body of a 4xx answer too.
-    assert response.status_code == 400
+    # message and code from the body of a 4xx answer too, then sends the text.
+    assert response.status_code == 404
     body = response.json()
-    assert body["errors"][0]["message"] == "PersistedQueryNotSupported"
-    assert error_codes(body) == ["PERSISTED_QUERY_NOT_SUPPORTED"]
+    assert body["errors"][0]["message"] == "PersistedQueryNotFound"
+    assert error_codes(body) == ["PERSISTED_QUERY_NOT_FOUND"]
     assert "data" not in body
+    assert response.headers["cache-control"] == "no-store"
 
 
-async def test_apollo_persisted_query_fallback_then_runs_the_full_query(
+async def test_apollo_persisted_query_retry_with_the_text_runs_it_and_registers_it(
     client: httpx.AsyncClient,
 ) -> None:
     await make_category("Bakery")
-    extensions = {"persistedQuery": {"version": 1, "sha256Hash": "ab" * 32}}
+    query = f"# {uuid.uuid4()}\n{{ categories {{ name }} }}"
+    digest = hashlib.sha256(query.encode()).hexdigest()
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": digest}}
     apollo_accept = "application/graphql-response+json, application/json;q=0.9"
 
     first = await client.post(
@@ -252,14 +257,19 @@ async def test_apollo_persisted_query_fallback_then_runs_the_full_query(
     # The link retries with the query, still sending the extension while it is enabled.
     retry = await client.post(
         "/graphql",
-        json={"query": "{ categories { name } }", "extensions": extensions},
+        json={"query": query, "extensions": extensions},
         headers={"Accept": apollo_accept},
+    )
+    hash_only = await client.post(
+        "/graphql", json={"extensions": extensions}, headers={"Accept": apollo_accept}
     )
 
     assert first.headers["content-type"].startswith("application/graphql-response+json")
-    assert error_codes(first.json()) == ["PERSISTED_QUERY_NOT_SUPPORTED"]
+    assert error_codes(first.json()) == ["PERSISTED_QUERY_NOT_FOUND"]
     assert retry.status_code == 200
     assert retry.json() == {"data": {"categories": [{"name": "Bakery"}]}}
+    assert hash_only.status_code == 200
+    assert hash_only.json() == {"data": {"categories": [{"name": "Bakery"}]}}
 
 
 async def test_request_without_query_is_a_coded_bad_request(client: httpx.AsyncClient) -> None:
@@ -478,8 +488,8 @@ def _request_errors(limit: int) -> dict[str, dict[str, Any]]:
     return {
         "unparsable JSON": {"status": 400, "content": b"{nope", "headers": json_type},
         "no query": {"status": 400, "json": {"variables": {}}},
-        "hash-only persisted query": {
-            "status": 400,
+        "unknown hash-only persisted query": {
+            "status": 404,
             "json": {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "ab" * 32}}},
         },
         "bad token": {"status": 401, "json": query, "headers": {"Authorization": "Bearer x.y.z"}},

@@ -28,6 +28,7 @@ EXPECTED_TABLES = {
     "event",
     "media_upload",
     "participation",
+    "persisted_query",
     "popmap_user",
     "tortoise_migrations",
 }

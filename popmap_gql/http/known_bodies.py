@@ -10,6 +10,12 @@ checks read nothing but the body's bytes and the process's settings, so their ve
 the same bytes cannot change. Who asks is not part of it: the Content-Type, the viewer,
 the cache's scope and the data version are still decided on every request.
 
+A body that names its document only by a persisted query's hash is remembered with that
+hash: the hash always names the same text, but the shared store may evict it, so the
+endpoint asks the store again (in memory, in the common case) before using the key, and
+forgets the body when the store no longer knows the hash. A hash the store did not know
+was refused, so it was never remembered.
+
 Only admitted, cacheable bodies are kept: a body refused once is checked and refused
 again every time. At most MAX_ENTRIES bodies of at most MAX_BODY_BYTES each are kept,
 the least recently used going first, so a stream of distinct bodies costs bounded memory.
@@ -55,3 +61,6 @@ class KnownBodies(Generic[V]):
         self._keys.move_to_end(body)
         if len(self._keys) > self.max_entries:
             self._keys.popitem(last=False)
+
+    def forget(self, body: bytes) -> None:
+        self._keys.pop(body, None)

@@ -4,15 +4,19 @@ Our own, small, instead of Strawberry's view: on a lookup that view's per-reques
 machinery (request adapters, a sub-response, hooks for uploads, batching and streaming
 we do not offer) cost more than executing the operation. It keeps that view's contract:
 the same messages for malformed requests, GET limited to queries (405 for a mutation),
-GraphiQL for browsers when enabled, and Apollo's persisted-query fallback. Request errors
-(the request is refused before execution) follow GraphQL over HTTP: a 4xx or 5xx status
-and a body with `errors` and no `data` entry.
+GraphiQL for browsers when enabled. Documents may be named by hash (persisted.py). Request
+errors (the request is refused before execution) follow GraphQL over HTTP: a 4xx or 5xx
+status and a body with `errors` and no `data` entry.
+
+A GET answer says how caches on the way may keep it: one that anyone could have got
+(an anonymous request, an answer the response cache shares, no errors) for
+POPMAP_HTTP_CACHE_MAX_AGE_SECONDS when set, any other never (`no-store`).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from starlette.requests import Request
@@ -45,6 +49,8 @@ from popmap_gql.http.observe import (
     note_operation,
     note_viewer,
 )
+from popmap_gql.http.persisted import Document, PersistedDocuments
+from popmap_gql.http.request_errors import BadRequest
 from popmap_gql.media.stores import public_base
 
 __all__ = ["GRAPHQL_RESPONSE_JSON", "GraphQLView", "error_response", "negotiate_media_type"]
@@ -52,27 +58,11 @@ __all__ = ["GRAPHQL_RESPONSE_JSON", "GraphQLView", "error_response", "negotiate_
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 
 _GET_OPERATIONS = frozenset({OperationType.QUERY})
+# query, variables and operationName of a request whose document is resolved
+_Operation = tuple[str, dict[str, Any] | None, str | None]
 _POST_OPERATIONS = frozenset(OperationType)
 # RFC 9110 section 15.5.6: a 405 lists the methods the resource supports.
 ALLOWED_METHODS = "GET, POST"
-
-
-class BadRequest(Exception):
-    """A request the endpoint refuses before executing anything."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int = 400,
-        code: str = "BAD_REQUEST",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.headers = headers
 
 
 # Accept values whose negotiated media type is remembered: clients send a handful of
@@ -190,28 +180,23 @@ def _operation(params: dict[str, Any]) -> tuple[str | None, dict[str, Any] | Non
     return query, variables, operation_name
 
 
-def _persisted_query_only(params: dict[str, Any]) -> bool:
-    extensions = params.get("extensions")
-    return (
-        params.get("query") is None
-        and isinstance(extensions, dict)
-        and ("persistedQuery" in extensions)
-    )
-
-
-def _persisted_query_not_supported() -> BadRequest:
-    """Apollo's persisted-query link falls back to the full query on exactly this message
-    or code; any other error breaks every query of the app. It reads them from a 4xx body
-    as well as from a 200 one, and a request error may not be a 200 (GraphQL over HTTP).
-    """
-    return BadRequest("PersistedQueryNotSupported", code="PERSISTED_QUERY_NOT_SUPPORTED")
-
-
 _HIT = {"x-popmap-cache": "hit"}
+# A GET answer that caches on the way must not keep (see the module docstring).
+_NOT_STORED = "no-store"
 
 # A request's operation: (name, type), as `describe_operation` tells it.
 Operation = tuple[str | None, str | None]
 _NO_OPERATION: Operation = (None, None)
+
+
+class _Remembered(NamedTuple):
+    """What the endpoint keeps of an admitted body (known_bodies.py): its cache key, the
+    operation it runs (for the access line and metrics), and the persisted query's hash
+    when the body names its document only by that."""
+
+    key: bytes
+    described: Operation
+    stored_hash: str | None
 
 
 @functools.lru_cache(maxsize=64)
@@ -267,7 +252,23 @@ class GraphQLView:
             if settings.response_cache
             else None
         )
-        self.known: KnownBodies[tuple[bytes, Operation]] = KnownBodies()
+        self.known: KnownBodies[_Remembered] = KnownBodies()
+        self.persisted = PersistedDocuments(
+            prepare=schema.documents.prepare,
+            trusted=settings.trusted_documents,
+            max_documents=settings.apq_max_documents,
+            max_text_bytes=settings.max_body_bytes,
+        )
+        self.shared_get_caching = (
+            {
+                "Cache-Control": f"public, max-age={settings.http_cache_max_age_seconds}",
+                # the media type answered, and anonymous only: a request with a token
+                # never gets a stored copy of this answer
+                "Vary": "Accept, Authorization",
+            }
+            if settings.http_cache_max_age_seconds > 0
+            else {}
+        )
         # Media URLs then start with the origin the request came through (see Context).
         self.answers_embed_origin = public_base(settings) is None
         self.ide_html = graphiql_html() if settings.graphiql_enabled else None
@@ -299,6 +300,8 @@ class GraphQLView:
             )
         except BadRequest as exc:
             response = error_response(accept, exc.status, exc.message, exc.code, exc.headers)
+        if request.method == "GET" and "cache-control" not in response.headers:
+            response.headers["Cache-Control"] = _NOT_STORED
         await response(scope, receive, send)
 
     async def _respond(self, request: Request, accept: str) -> Response:
@@ -320,21 +323,16 @@ class GraphQLView:
         body = await _post_body(request) if request.method == "POST" else None
         # A body already admitted goes to the cache without being read again (see
         # known_bodies.py); it is parsed afresh only if it must be executed.
-        known = self.known.get(body) if body is not None else None
-        key, described = known if known is not None else (None, _NO_OPERATION)
-        operation: tuple[str | None, dict[str, Any] | None, str | None] | None = None
+        known = await self._known(body) if body is not None else None
+        key, described = (known.key, known.described) if known else (None, _NO_OPERATION)
+        operation: _Operation | None = None
         if key is None:
-            params = _query_params(request) if body is None else _body_params(body)
-            query, variables, operation_name = _operation(params)
-            if query is None:
-                if _persisted_query_only(params):
-                    raise _persisted_query_not_supported()
-                raise BadRequest("No GraphQL query found in the request")
-            operation = query, variables, operation_name
+            operation, document = await self._parse(request, body)
+            query, variables, operation_name = operation
             described = describe_operation(self.schema.documents.prepare(query), operation_name)
             key = self._cache_key(query, operation_name, variables)
-            if key is not None and body is not None:
-                self.known.remember(body, (key, described))
+            if key is not None and body is not None and not document.registers:
+                self.known.remember(body, _Remembered(key, described, document.stored_hash))
         note_operation(described)
 
         headers: dict[str, str] = {}
@@ -342,17 +340,20 @@ class GraphQLView:
         if key is not None:
             assert self.cached is not None
             found = await self.cached.lookup(viewer, key, self._origin(request))
+            # Whoever else asks the same gets the same answer: a cache on the way may keep it.
+            shared = request.method == "GET" and not viewer.is_authenticated
             if found.body is not None:
                 note_cache("hit")
-                return Response(found.body, media_type=media_type, headers=_HIT)
+                hit = {**_HIT, **self.shared_get_caching} if shared else _HIT
+                return Response(found.body, media_type=media_type, headers=hit)
             if found.slot is not None:
                 note_cache("miss")
                 headers["x-popmap-cache"] = "miss"
+                if shared:
+                    headers.update(self.shared_get_caching)
         if operation is None:  # a known body: its own copy of the variables for this execution
-            assert body is not None
-            operation = _operation(_body_params(body))
+            operation, _ = await self._parse(request, body)
         query, variables, operation_name = operation
-        assert query is not None
         try:
             result = await self._execute(request, query, variables, operation_name, viewer)
             fault = service_fault(result.errors)
@@ -363,7 +364,31 @@ class GraphQLView:
         finally:
             if self.cached is not None:
                 self.cached.land(found)  # requests waiting for this answer: not to be had
+        if result.errors:  # shared only as the cache shares: answers without errors
+            headers.pop("Cache-Control", None)
+            headers.pop("Vary", None)
         return self._result_response(result, media_type, headers)
+
+    async def _known(self, body: bytes) -> _Remembered | None:
+        """What is remembered of this body, if it still holds (see known_bodies.py)."""
+        known = self.known.get(body)
+        if (
+            known is not None
+            and known.stored_hash is not None
+            and not await self.persisted.still_stored(known.stored_hash)
+        ):
+            self.known.forget(body)
+            return None
+        return known
+
+    async def _parse(self, request: Request, body: bytes | None) -> tuple[_Operation, Document]:
+        """The request's operation, its document resolved (persisted.py), or a refusal."""
+        params = _query_params(request) if body is None else _body_params(body)
+        query, variables, operation_name = _operation(params)
+        document = await self.persisted.document(params, query)
+        if document is None:
+            raise BadRequest("No GraphQL query found in the request")
+        return (document.text, variables, operation_name), document
 
     def _cache_key(
         self, query: str, operation_name: str | None, variables: dict[str, Any] | None
@@ -458,5 +483,6 @@ class GraphQLView:
         return (
             "query" not in params
             and "extensions" not in params
+            and "documentId" not in params
             and ("text/html" in accept or "*/*" in accept)
         )

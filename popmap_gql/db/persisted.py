@@ -1,0 +1,80 @@
+"""The shared store of automatic persisted queries (migration 0008), as plain SQL.
+
+A document's row is found by the SHA-256 of its text, so a hash always names the same
+text: a row may be evicted and stored again, never changed. `last_used` orders the
+evictions; it is written at most once per TOUCH_INTERVAL_SECONDS per hash by the
+statements below (the condition is in the SQL, so replicas touching the same hash at once
+write the row once), and callers keep their own clock so as not to send a statement for
+every request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tortoise.connection import connections
+
+__all__ = ["TOUCH_INTERVAL_SECONDS", "Stored", "find", "store", "touch"]
+
+TOUCH_INTERVAL_SECONDS = 60.0
+
+
+async def find(document_hash: str) -> str | None:
+    """The text stored under this hash, if any; a find also counts as a use."""
+    rows = await connections.get("default").execute_query_dict(
+        "WITH touched AS (UPDATE persisted_query SET last_used = now()"
+        " WHERE hash = $1 AND last_used < now() - make_interval(secs => $2) RETURNING 1)"
+        " SELECT document FROM persisted_query WHERE hash = $1",
+        [document_hash, TOUCH_INTERVAL_SECONDS],
+    )
+    return rows[0]["document"] if rows else None
+
+
+async def touch(document_hash: str) -> None:
+    """Record a use of this hash (unless one was recorded within the interval)."""
+    await connections.get("default").execute_query(
+        "UPDATE persisted_query SET last_used = now()"
+        " WHERE hash = $1 AND last_used < now() - make_interval(secs => $2)",
+        [document_hash, TOUCH_INTERVAL_SECONDS],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What storing one document did: whether its row is new, and how many rows the
+    least recently used end of the table lost to make room."""
+
+    inserted: bool
+    evicted: int
+
+
+def eviction_batch(max_documents: int) -> int:
+    """How far below the bound a full table is brought, so that the next registrations
+    find room without deleting anything: a tenth of it (at least one row)."""
+    return max(1, max_documents // 10)
+
+
+async def store(document_hash: str, text: str, max_documents: int) -> Stored:
+    """Store `text` under its hash (the caller checked that it is its SHA-256) as just
+    used; when the table then holds more than `max_documents`, delete the least recently
+    used rows down to `max_documents` less one batch (never the one just stored)."""
+    db = connections.get("default")
+    rows = await db.execute_query_dict(
+        "WITH stored AS (INSERT INTO persisted_query (hash, document) VALUES ($1, $2)"
+        " ON CONFLICT (hash) DO UPDATE SET last_used = now() RETURNING (xmax = 0) AS inserted)"
+        " SELECT (SELECT inserted FROM stored) AS inserted,"
+        " (SELECT count(*) FROM persisted_query) AS before",
+        [document_hash, text],
+    )
+    inserted = bool(rows[0]["inserted"])
+    # The count is of the snapshot before the insert.
+    held = int(rows[0]["before"]) + (1 if inserted else 0)
+    if held <= max_documents:
+        return Stored(inserted, 0)
+    excess = held - (max_documents - eviction_batch(max_documents))
+    deleted = await db.execute_query_dict(
+        "DELETE FROM persisted_query WHERE hash IN (SELECT hash FROM persisted_query"
+        " WHERE hash <> $1 ORDER BY last_used, hash LIMIT $2) RETURNING hash",
+        [document_hash, excess],
+    )
+    return Stored(inserted, len(deleted))
