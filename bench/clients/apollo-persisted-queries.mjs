@@ -3,13 +3,14 @@
 // and over GET. Prints what each round got and every request with its status.
 //
 //   npm install --prefix /tmp/apollo-check @apollo/client@4 graphql rxjs
-//   NODE_PATH=/tmp/apollo-check/node_modules node bench/clients/apollo-persisted-queries.mjs \
-//       http://127.0.0.1:8000/graphql
-// (ES modules ignore NODE_PATH: copy this file into /tmp/apollo-check and run it there.)
-const ENDPOINT = process.argv[2] ?? "http://127.0.0.1:8000/graphql";
+//   cp bench/clients/apollo-persisted-queries.mjs /tmp/apollo-check/
+//   node /tmp/apollo-check/apollo-persisted-queries.mjs http://127.0.0.1:8000/graphql
+// (bench/README.md has a run's output.)
 import { ApolloClient, InMemoryCache, HttpLink, gql } from "@apollo/client";
 import { PersistedQueryLink } from "@apollo/client/link/persisted-queries";
 import { createHash } from "node:crypto";
+
+const ENDPOINT = process.argv[2] ?? "http://127.0.0.1:8000/graphql";
 
 const sha256 = (text) => createHash("sha256").update(text).digest("hex");
 const requests = [];
