@@ -70,6 +70,20 @@ def server_process(
         stop(process)
 
 
+def serve_to_the_end(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`popmap-gql serve` run until it exits, for settings it must refuse at start-up
+    (TimeoutExpired if it starts serving instead)."""
+    return subprocess.run(
+        [sys.executable, "-m", "popmap_gql", "serve", "--port", "0"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def _wait_until_healthy(process: subprocess.Popen[str], base: str, log: Path) -> str:
     deadline = time.monotonic() + 60
     while True:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -21,11 +19,10 @@ from starlette.applications import Starlette
 from tortoise.connection import connections
 
 from popmap_gql.config import ConfigError, Settings, load_settings
-from tests.conftest import ROOT
 from tests.fake_cognito import POOL_ID, WEB_CLIENT, FakeCognito
 from tests.helpers import error_codes, make_category
 from tests.people import person
-from tests.processes import clean_env, running_server
+from tests.processes import clean_env, running_server, serve_to_the_end
 from tests.test_response_cache import endpoint_of
 
 # What Apollo Client 4's HttpLink sends (selectHttpOptionsAndBody's default headers).
@@ -576,15 +573,7 @@ def test_the_server_refuses_to_start_with_a_bad_manifest_naming_the_entry(
         POPMAP_TRUSTED_DOCUMENTS=str(manifest),
     )
 
-    result = subprocess.run(
-        [sys.executable, "-m", "popmap_gql", "serve", "--port", "0"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = serve_to_the_end(env)
 
     assert result.returncode == 2
     assert "POPMAP_TRUSTED_DOCUMENTS" in result.stderr

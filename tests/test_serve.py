@@ -9,7 +9,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -24,7 +23,7 @@ import pytest
 from popmap_gql.config import Settings
 from tests.conftest import drop_database, fresh_database, run_cli
 from tests.postgres_control import postmaster_pid, scratch_folder, wait_until_gone
-from tests.processes import ROOT, clean_env, running_server, server_process
+from tests.processes import clean_env, running_server, serve_to_the_end, server_process
 
 # --- start-up -----------------------------------------------------------------------------
 
@@ -41,15 +40,7 @@ def test_serve_refuses_an_unmigrated_database_and_names_the_migrate_command(
 ) -> None:
     env = clean_env(DATABASE_URL=unmigrated_database, POPMAP_DATA_DIR=str(tmp_path))
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "popmap_gql", "serve", "--port", "0"],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = serve_to_the_end(env)
     except subprocess.TimeoutExpired as still_running:
         raise AssertionError("serve started on a database without its tables") from still_running
 
