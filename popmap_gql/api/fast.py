@@ -10,7 +10,9 @@ row and no resolver runs.
 
 A compiled plan depends only on the document, the operation, the variables, who asks
 (the audience: user, staff, service and scopes) and the media base URL, so plans are
-kept (`PLANS_KEPT`, least recently used out first) and a repeated request only runs its
+kept (`PLANS_KEPT`, and at most `PLANS_MAX_BYTES` of SQL text: a client sending the
+same deep query with ever new variables cannot make them hold more; least recently used
+out first) and a repeated request only runs its
 statements. Nothing in a plan depends on the clock: "not ended" is PostgreSQL's `now()`.
 
 Whenever a root field, a selection or a viewer needs more than the read model declares
@@ -62,12 +64,13 @@ from popmap_gql.read.ids import encode_cursor, lookup_pk
 from popmap_gql.read.model import CATEGORY_ORDER, SqlScope
 from popmap_gql.read.sql import FALLBACK_MARK, NotCompilable, object_json, relation_json
 
-__all__ = ["PLANS_KEPT", "FastReads"]
+__all__ = ["PLANS_KEPT", "PLANS_MAX_BYTES", "FastReads", "Plans"]
 
 logger = logging.getLogger(__name__)
 
 # Compiled plans kept per process (each a few kilobytes of SQL at most).
 PLANS_KEPT = 1024
+PLANS_MAX_BYTES = 8 * 1024 * 1024
 
 
 class _Fallback(Exception):
@@ -239,8 +242,7 @@ class FastReads:
             "categories": self._categories,
             "me": self._me,
         }
-        # key -> (document kept alive so that its id is not reused, plan or None)
-        self._plans: OrderedDict[tuple[Any, ...], tuple[DocumentNode, Plan | None]] = OrderedDict()
+        self.plans = Plans(PLANS_KEPT, PLANS_MAX_BYTES)
 
     async def answer(
         self,
@@ -287,19 +289,17 @@ class FastReads:
             audience.scopes,
             context.media_base,
         )
-        known = self._plans.get(key)
-        if known is not None:
-            self._plans.move_to_end(key)
-            return known[1]
+        found = self.plans.get(key)
+        if found is not _UNKNOWN:
+            known: Plan | None = found
+            return known
         try:
             plan: Plan | None = self._compile(document, operation, variable_values, context)
         except NotCompilable:
             plan = None
-        # (a PopmapError, from checking arguments, propagates uncached: the resolvers
+        # (a PopmapError, from checking arguments, propagates unkept: the resolvers
         # report it, and the next request checks again)
-        self._plans[key] = (document, plan)
-        if len(self._plans) > PLANS_KEPT:
-            self._plans.popitem(last=False)
+        self.plans.put(key, document, plan)
         return plan
 
     def _compile(
@@ -482,6 +482,52 @@ class FastReads:
             fields.append((selected.key, "relation", column))
         sql = f"SELECT {', '.join(columns)}" if columns else ""
         return _Me(tuple(fields), sql, tuple(params), viewer_type.name, serializers)
+
+
+_UNKNOWN: Any = object()
+
+
+class Plans:
+    """Compiled plans by key, at most `max_entries` of them holding at most `max_bytes` of
+    SQL text, least recently used out first. Each entry keeps its document alive, so that
+    the document's id (part of the key) is not reused while the entry exists."""
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[tuple[Any, ...], tuple[DocumentNode, Plan | None, int]] = (
+            OrderedDict()
+        )
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def get(self, key: tuple[Any, ...]) -> Any:
+        """The plan (None: the resolvers answer), or `_UNKNOWN`."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return _UNKNOWN
+        self._entries.move_to_end(key)
+        return entry[1]
+
+    def put(self, key: tuple[Any, ...], document: DocumentNode, plan: Plan | None) -> None:
+        size = _plan_size(plan)
+        self._entries[key] = (document, plan, size)
+        self.bytes += size
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, (_, _, dropped) = self._entries.popitem(last=False)
+            self.bytes -= dropped
+
+
+def _plan_size(plan: Plan | None) -> int:
+    """About what a kept plan holds: its statements' text (the rest is small)."""
+    if plan is None:
+        return 64
+    return 64 + sum(len(getattr(root, "sql", "")) for _, root in plan)
 
 
 def _sets(nodes: list[FieldNode]) -> list[SelectionSetNode]:
