@@ -91,6 +91,7 @@ from bench.run import (  # noqa: E402
     WrkRun,
     clean_environment,
     free_port,
+    graphql,
     log,
     mint_token,
     reset_join_pair,
@@ -242,19 +243,6 @@ def pooler_check(servers: dict[str, Server], q3: Scenario, token: str) -> dict[s
 class Pair:
     event: str
     business: str
-
-
-async def graphql(
-    http: httpx.AsyncClient, url: str, content: bytes, token: str | None = None
-) -> tuple[dict[str, Any], httpx.Response]:
-    headers = {"content-type": "application/json", "accept": "application/json"}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    response = await http.post(f"{url}/graphql", content=content, headers=headers, timeout=30)
-    answer: dict[str, Any] = response.json()
-    if response.status_code != 200 or "errors" in answer:
-        raise RuntimeError(f"{url}: HTTP {response.status_code}: {response.text[:300]}")
-    return answer, response
 
 
 async def takes_part(http: httpx.AsyncClient, url: str, pair: Pair) -> tuple[bool, str]:

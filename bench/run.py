@@ -234,9 +234,11 @@ def _first_difference(a: Any, b: Any, path: str = "$") -> str | None:
     return None if a == b else f"{path}: {a!r:.80} != {b!r:.80}"
 
 
-async def post(
-    http: httpx.AsyncClient, url: str, content: bytes, token: str | None
-) -> dict[str, Any]:
+async def graphql(
+    http: httpx.AsyncClient, url: str, content: bytes, token: str | None = None
+) -> tuple[dict[str, Any], httpx.Response]:
+    """POST a body to `url`'s /graphql: the answer and the response, or Mismatch when it
+    is not a 200 without errors."""
     headers = {"content-type": "application/json", "accept": "application/json"}
     if token:
         headers["authorization"] = f"Bearer {token}"
@@ -244,6 +246,13 @@ async def post(
     answer: dict[str, Any] = response.json()
     if response.status_code != 200 or "errors" in answer:
         raise Mismatch(f"{url}: HTTP {response.status_code}: {response.text[:500]}")
+    return answer, response
+
+
+async def post(
+    http: httpx.AsyncClient, url: str, content: bytes, token: str | None
+) -> dict[str, Any]:
+    answer, _ = await graphql(http, url, content, token)
     return answer
 
 

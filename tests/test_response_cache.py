@@ -51,6 +51,17 @@ async def names(
     return [edge["node"]["name"] for edge in edges], response.headers.get("x-popmap-cache")
 
 
+def _store(*, max_entry_bytes: int = MB) -> CachedResponses:
+    """A response cache of its own beside the app's, for stepping through its protocol."""
+    return CachedResponses(
+        schema.documents.prepare,
+        private=schema.private_fields,
+        ttl=60.0,
+        max_bytes=MB,
+        max_entry_bytes=max_entry_bytes,
+    )
+
+
 async def test_repeated_anonymous_query_is_served_from_the_cache(
     client: httpx.AsyncClient,
 ) -> None:
@@ -325,13 +336,7 @@ async def test_an_answer_is_not_stored_under_a_version_that_a_write_passed_while
     viewer = await person(cognito, "viewer")
     assert viewer.user is not None
     await make_business("Public")
-    cached = CachedResponses(
-        schema.documents.prepare,
-        private=schema.private_fields,
-        ttl=60.0,
-        max_bytes=MB,
-        max_entry_bytes=MB,
-    )
+    cached = _store()
     as_viewer = Viewer(user_id=viewer.user.id)
     before_the_write = await cached.slot(as_viewer, NAMES_KEY)
     assert before_the_write is not None  # the viewer's view is the public one
@@ -633,13 +638,7 @@ async def test_a_waiter_that_gives_up_does_not_end_the_computation_for_the_other
     client: httpx.AsyncClient,
 ) -> None:
     await make_business("Crumbs")
-    cached = CachedResponses(
-        schema.documents.prepare,
-        private=schema.private_fields,
-        ttl=60.0,
-        max_bytes=MB,
-        max_entry_bytes=MB,
-    )
+    cached = _store()
     leader = await cached.lookup(ANONYMOUS_VIEWER, NAMES_KEY)
     assert leader.flight is not None
     assert leader.slot is not None
@@ -667,13 +666,7 @@ async def test_a_finished_computation_does_not_end_a_newer_one_for_the_same_entr
     put, a second request starts computing the same entry, and the first request's own
     end must leave the second one's waiter waiting."""
     await make_business("Crumbs")
-    cached = CachedResponses(
-        schema.documents.prepare,
-        private=schema.private_fields,
-        ttl=60.0,
-        max_bytes=MB,
-        max_entry_bytes=ENTRY_OVERHEAD,  # no answer fits
-    )
+    cached = _store(max_entry_bytes=ENTRY_OVERHEAD)  # no answer fits
     first = await cached.lookup(ANONYMOUS_VIEWER, NAMES_KEY)
     assert first.slot is not None
     answer = (await client.post("/graphql", json={"query": NAMES})).json()
