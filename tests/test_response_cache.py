@@ -38,7 +38,7 @@ from tests.people import ANONYMOUS, Person, person
 from tests.processes import clean_env, running_server
 
 NAMES = "{ businesses { edges { node { name } } } }"
-NAMES_KEY = request_key(NAMES, None, None)
+NAMES_KEY = request_key(NAMES, None)
 MB = 1024 * 1024
 
 
@@ -138,7 +138,7 @@ async def test_viewer_dependent_fields_and_mutations_are_never_cached(
 
 def test_aged_entries_are_recomputed_by_one_request_while_others_get_them() -> None:
     cache = ResponseCache(max_bytes=MB, max_entry_bytes=MB, ttl=0.0)
-    key = cache.key("public", request_key("{ categories { id } }", None, None))
+    key = cache.key("public", request_key("{ categories { id } }", None))
     body = b'{"data":{"categories":[]}}'
     cache.put(key, 7, body)
 
@@ -149,7 +149,7 @@ def test_aged_entries_are_recomputed_by_one_request_while_others_get_them() -> N
 
 def test_an_entry_of_an_older_data_version_is_never_served() -> None:
     cache = ResponseCache(max_bytes=MB, max_entry_bytes=MB, ttl=60.0)
-    key = cache.key("public", request_key("{ categories { id } }", None, None))
+    key = cache.key("public", request_key("{ categories { id } }", None))
     cache.put(key, 7, b'{"data":{"categories":[]}}')
 
     assert cache.get(key, 8) is None
@@ -375,7 +375,9 @@ def test_remembered_private_views_are_of_the_newest_version_and_bounded() -> Non
 def test_the_cache_never_holds_more_bytes_than_its_budget() -> None:
     budget, cap = 50_000, 10_000
     cache = ResponseCache(max_bytes=budget, max_entry_bytes=cap, ttl=60.0)
-    keys = [cache.key("public", request_key(f"{{ q{i} }}", None, {"i": i})) for i in range(400)]
+    keys = [
+        cache.key("public", request_key(f"{{ q{i} }}", None, b'{"i":%d}' % i)) for i in range(400)
+    ]
     sizes = [(i * 7919) % 12_000 for i in range(400)]  # some over the per-entry cap
 
     for key, size in zip(keys, sizes, strict=True):
@@ -432,7 +434,7 @@ async def test_the_cache_holds_only_what_its_byte_budget_allows_and_no_large_ans
     first, newest_first, large = await asyncio.to_thread(_fill_and_probe, env, queries)
 
     cost = (
-        len(ResponseCache.key("public", request_key(queries[0], None, None)))
+        len(ResponseCache.key("public", request_key(queries[0], None)))
         + first[0][1]
         + ENTRY_OVERHEAD
     )

@@ -171,7 +171,8 @@ class CostModel:
         root_type: str,
         variables: Mapping[str, Any] | None,
     ) -> int:
-        """The operation's cost with these variable values (of a validated document)."""
+        """The operation's cost with these coerced variable values (admission.py) of a
+        validated document."""
         return _Costing(self, fragments, operation, variables or {}).selection_set(
             operation.selection_set, root_type, None
         )
@@ -196,10 +197,6 @@ class _Costing:
         self.model = model
         self.fragments = fragments
         self.variables = variables
-        self.defaults = {
-            definition.variable.name.value: definition.default_value
-            for definition in operation.variable_definitions or ()
-        }
         # (fragment name, page size of the enclosing connection) -> cost of one spread
         self.memo: dict[tuple[str, int | None], int] = {}
 
@@ -262,11 +259,8 @@ class _Costing:
         if isinstance(node, IntValueNode):
             return int(node.value)
         if isinstance(node, VariableNode):
-            name = node.name.value
-            if name in self.variables:
-                return self.variables[name]
-            default = self.defaults.get(name)
-            return None if default is None else self._value(default)
+            # coerced values: a default is already in them, an omitted value is absent
+            return self.variables.get(node.name.value)
         return None  # null, or a literal validation has refused
 
 

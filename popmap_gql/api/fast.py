@@ -44,10 +44,11 @@ from graphql import (
     OperationType,
     SelectionSetNode,
     get_named_type,
-    get_variable_values,
 )
+from graphql.execution.values import VariableValues
 from tortoise.connection import connections
 
+from popmap_gql.api.admission import Admission
 from popmap_gql.api.binding import Bound
 from popmap_gql.api.context import Context
 from popmap_gql.api.engine import strawberry_arguments, strawberry_field
@@ -248,14 +249,14 @@ class FastReads:
         self,
         document: DocumentNode,
         operation: OperationDefinitionNode,
-        variable_values: dict[str, Any] | None,
+        admission: Admission,
         context: Context,
     ) -> dict[str, Any] | None:
         """The operation's `data`, or None when the resolvers must answer it."""
         if operation.operation is not OperationType.QUERY:
             return None
         try:
-            plan = self._plan(document, operation, variable_values, context)
+            plan = self._plan(document, operation, admission, context)
             if plan is None:
                 return None
             return {key: await root.run(context) for key, root in plan}
@@ -275,14 +276,14 @@ class FastReads:
         self,
         document: DocumentNode,
         operation: OperationDefinitionNode,
-        variable_values: dict[str, Any] | None,
+        admission: Admission,
         context: Context,
     ) -> Plan | None:
         audience = context.viewer.audience
         key = (
             id(document),
             id(operation),
-            orjson.dumps(variable_values or {}, option=orjson.OPT_SORT_KEYS),
+            admission.key,  # the coerced values: equal exactly when the plan would be
             audience.user_id,
             audience.is_staff,
             audience.client_id,
@@ -294,7 +295,7 @@ class FastReads:
             known: Plan | None = found
             return known
         try:
-            plan: Plan | None = self._compile(document, operation, variable_values, context)
+            plan: Plan | None = self._compile(document, operation, admission.values, context)
         except NotCompilable:
             plan = None
         # (a PopmapError, from checking arguments, propagates unkept: the resolvers
@@ -306,20 +307,15 @@ class FastReads:
         self,
         document: DocumentNode,
         operation: OperationDefinitionNode,
-        variable_values: dict[str, Any] | None,
+        variables: VariableValues,
         context: Context,
     ) -> Plan | None:
-        coerced = get_variable_values(
-            self.schema, operation.variable_definitions or (), variable_values or {}
-        )
-        if isinstance(coerced, list):  # errors: the normal path reports them
-            return None
         fragments = {
             definition.name.value: definition
             for definition in document.definitions
             if isinstance(definition, FragmentDefinitionNode)
         }
-        selector = Selector(self.schema, self.bound.binding, fragments, coerced)
+        selector = Selector(self.schema, self.bound.binding, fragments, variables)
         compiling = _Compiling(selector, context, self.bound)
         plan: list[tuple[str, Root]] = []
         for key, nodes in selector.fields("Query", [operation.selection_set]).items():

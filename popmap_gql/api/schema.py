@@ -11,7 +11,6 @@ from graphql import (
     DocumentNode,
     GraphQLError,
     execute,
-    get_operation_ast,
     specified_rules,
 )
 from strawberry.exceptions import MissingQueryError
@@ -20,9 +19,10 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from popmap_gql import tracing
+from popmap_gql.api.admission import Admission, admit
 from popmap_gql.api.binding import bind
-from popmap_gql.api.cost import CostModel, too_costly
-from popmap_gql.api.documents import COSTS_KEPT, Documents, Prepared
+from popmap_gql.api.cost import CostModel
+from popmap_gql.api.documents import Documents, Prepared
 from popmap_gql.api.engine import (
     CannotGetOperationTypeError,
     InvalidOperationTypeError,
@@ -125,13 +125,13 @@ class PopmapSchema(strawberry.Schema):
         tracing.name_request(operation_type.value, operation_name)
         if prepared.errors:
             return ExecutionResult(data=None, errors=list(prepared.errors))
-        refusal = self.cost_refusal(prepared, operation_name, variable_values)
-        if refusal is not None:
-            return ExecutionResult(data=None, errors=[refusal])
+        admission = self.admit(prepared, operation_name, variable_values)
+        if admission.errors:
+            return ExecutionResult(data=None, errors=list(admission.errors))
         with tracing.span("graphql.execute"):
             return await self._execute(
                 document,
-                operation_name,
+                admission,
                 variable_values,
                 context_value,
                 root_value,
@@ -141,16 +141,16 @@ class PopmapSchema(strawberry.Schema):
     async def _execute(
         self,
         document: DocumentNode,
-        operation_name: str | None,
+        admission: Admission,
         variable_values: dict[str, Any] | None,
         context_value: Any | None,
         root_value: Any | None,
         operation_extensions: dict[str, Any] | None,
     ) -> ExecutionResult:
         try:
-            operation = get_operation_ast(document, operation_name)
+            operation = admission.operation
             if self.compiled_reads and operation is not None and context_value is not None:
-                data = await self.fast.answer(document, operation, variable_values, context_value)
+                data = await self.fast.answer(document, operation, admission, context_value)
                 if data is not None:
                     return ExecutionResult(data=data, errors=None)
             outcome = execute(
@@ -159,7 +159,7 @@ class PopmapSchema(strawberry.Schema):
                 root_value=root_value,
                 context_value=context_value,
                 variable_values=variable_values,
-                operation_name=operation_name,
+                operation_name=admission.operation_name,
                 executor_class=self.execution_context_class,
                 is_awaitable=is_awaitable,
                 operation_extensions=operation_extensions,
@@ -176,51 +176,34 @@ class PopmapSchema(strawberry.Schema):
             self.process_errors(result.errors)
         return ExecutionResult(data=result.data, errors=result.errors)
 
-    def admits(
-        self, query: str, operation_name: str | None, variable_values: dict[str, Any] | None
-    ) -> bool:
-        """Whether the request is valid and within the cost limit (without executing it);
-        a caller consulting anything that costs I/O first, such as the response cache,
-        asks this so that a refused request causes none."""
-        prepared = self.documents.prepare(query)
-        return (
-            prepared.document is not None
-            and not prepared.errors
-            and self.cost_refusal(prepared, operation_name, variable_values) is None
-        )
-
-    def cost_refusal(
+    def admit(
         self,
         prepared: Prepared,
         operation_name: str | None,
         variable_values: dict[str, Any] | None,
-    ) -> GraphQLError | None:
-        """QUERY_TOO_COSTLY for a valid document's operation over the limit, else None
-        (also when there is no such operation: execution reports that)."""
-        assert prepared.document is not None
-        operation = get_operation_ast(prepared.document, operation_name)
-        if operation is None:
+    ) -> Admission:
+        """The admission of a valid document's operation (see admission.py)."""
+        return admit(
+            graphql_schema(self),
+            self.cost_model,
+            self.max_query_cost,
+            prepared,
+            operation_name,
+            variable_values,
+        )
+
+    def admits(
+        self, query: str, operation_name: str | None, variable_values: dict[str, Any] | None
+    ) -> Admission | None:
+        """The admission of a request that is valid and within the cost limit (without
+        executing it), else None; a caller consulting anything that costs I/O first, such
+        as the response cache, asks this so that a refused request causes none, and keys
+        what it remembers on the admission's operation name and variables."""
+        prepared = self.documents.prepare(query)
+        if prepared.document is None or prepared.errors:
             return None
-        # Only integer (or null) variables can set a page size: they key the memo.
-        paging = tuple(
-            sorted(
-                (name, value)
-                for name, value in (variable_values or {}).items()
-                if value is None or isinstance(value, int)
-            )
-        )
-        key = (operation_name, paging)
-        cost = prepared.costs.get(key)
-        if cost is None:
-            root = graphql_schema(self).get_root_type(operation.operation)
-            assert root is not None  # validated
-            cost = self.cost_model.cost(prepared.fragments, operation, root.name, variable_values)
-            if len(prepared.costs) >= COSTS_KEPT:
-                prepared.costs.clear()
-            prepared.costs[key] = cost
-        return (
-            too_costly(cost, self.max_query_cost, operation) if cost > self.max_query_cost else None
-        )
+        admission = self.admit(prepared, operation_name, variable_values)
+        return None if admission.errors or admission.operation is None else admission
 
 
 def build_schema(settings: Settings) -> PopmapSchema:

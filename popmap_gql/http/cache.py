@@ -77,11 +77,14 @@ __all__ = [
 MAX_CACHED_QUERY_LENGTH = 20_000
 
 
-def request_key(query: str, operation_name: str | None, variables: dict[str, Any] | None) -> bytes:
-    """What a request asks, as the response cache's keys spell it (without who asks)."""
+def request_key(query: str, operation_name: str | None, variables: bytes = b"{}") -> bytes:
+    """What a request asks, as the response cache's keys spell it (without who asks):
+    the document, the name of the operation that runs and the canonical form of its
+    coerced variables (api/admission.py), so that two requests share an entry exactly
+    when execution would see the same thing."""
     # The document enters the key as a digest: keys stay small whatever was sent.
     digest = hashlib.blake2b(query.encode(), digest_size=16).hexdigest()
-    return orjson.dumps([digest, operation_name, variables or {}], option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps([digest, operation_name]) + variables
 
 
 def cacheable(document: DocumentNode, private: PrivateFields) -> bool:
@@ -322,9 +325,7 @@ class CachedResponses:
         self.waiting = 0  # requests waiting for another's computation right now
         self.shared = 0  # answers sent from another request's computation
 
-    def request_key(
-        self, query: str, operation_name: str | None, variables: dict[str, Any] | None
-    ) -> bytes | None:
+    def request_key(self, query: str, operation_name: str | None, variables: bytes) -> bytes | None:
         """The request's `request_key`, or None when its document is never cached (not
         a valid query, too long, or selecting a private field)."""
         return request_key(query, operation_name, variables) if self._cacheable(query) else None

@@ -396,9 +396,12 @@ class GraphQLView:
         """The request's key in the response cache; None when the cache is not consulted:
         there is none, the request is refused (invalid or too costly: it runs no SQL, not
         even the cache's) or its answer is never cached."""
-        if self.cached is None or not self.schema.admits(query, operation_name, variables):
+        if self.cached is None:
             return None
-        return self.cached.request_key(query, operation_name, variables)
+        admission = self.schema.admits(query, operation_name, variables)
+        if admission is None:
+            return None
+        return self.cached.request_key(query, admission.operation_name, admission.key)
 
     def _origin(self, request: Request) -> str:
         """What separates answers embedding the URL the request came through (see
