@@ -22,10 +22,10 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
+    VariableValues,
     get_operation_ast,
     get_variable_values,
 )
-from graphql.execution.values import VariableValues
 
 from popmap_gql.api.cost import CostModel, too_costly
 from popmap_gql.api.documents import COSTS_KEPT, Prepared

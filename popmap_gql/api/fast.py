@@ -43,9 +43,9 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    VariableValues,
     get_named_type,
 )
-from graphql.execution.values import VariableValues
 from tortoise.connection import connections
 
 from popmap_gql.api.admission import Admission
