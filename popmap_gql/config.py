@@ -162,6 +162,9 @@ class Settings:
     # Response cache memory (README "Speed and the response cache")
     response_cache_max_bytes: int = 64 * 1024 * 1024
     response_cache_max_entry_bytes: int = 1024 * 1024
+    # Memory per process for what clients' documents leave behind (parsed documents, cost
+    # memos, plans, persisted queries, known bodies), shared as memory.DocumentMemory says
+    document_memory_bytes: int = 32 * 1024 * 1024
     # Query limits beyond depth, aliases and tokens (README "Limits")
     max_query_cost: int = 200_000
     introspection: bool = True
@@ -189,6 +192,7 @@ class Settings:
     # Persisted queries (README "Persisted queries and trusted documents"): the shared
     # store's size, and the only documents that run when a manifest is given.
     apq_max_documents: int = 10_000
+    apq_max_bytes: int = 32 * 1024 * 1024
     trusted_documents: Mapping[str, str] | None = None
     # Cache-Control max-age of GET answers anyone may share (0: no shared caching).
     http_cache_max_age_seconds: int = 0
@@ -481,6 +485,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_USERINFO_RETRY_SECONDS": ("userinfo_retry_seconds", _seconds),
     "POPMAP_RESPONSE_CACHE_MAX_BYTES": ("response_cache_max_bytes", _positive_int),
     "POPMAP_RESPONSE_CACHE_MAX_ENTRY_BYTES": ("response_cache_max_entry_bytes", _positive_int),
+    "POPMAP_DOCUMENT_MEMORY_BYTES": ("document_memory_bytes", _positive_int),
     "POPMAP_MAX_QUERY_COST": ("max_query_cost", _positive_int),
     "POPMAP_INTROSPECTION": ("introspection", _parse_bool),
     "POPMAP_DB_STATEMENT_TIMEOUT_MS": ("db_statement_timeout_ms", _non_negative_int),
@@ -501,6 +506,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     ),
     "AWS_COGNITO_RESOURCE_SERVER": ("cognito_resource_server", _resource_server),
     "POPMAP_APQ_MAX_DOCUMENTS": ("apq_max_documents", _positive_int),
+    "POPMAP_APQ_MAX_BYTES": ("apq_max_bytes", _positive_int),
     "POPMAP_TRUSTED_DOCUMENTS": ("trusted_documents", _trusted_documents),
     "POPMAP_HTTP_CACHE_MAX_AGE_SECONDS": ("http_cache_max_age_seconds", _non_negative_int),
 }

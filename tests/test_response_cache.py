@@ -382,13 +382,13 @@ def test_the_cache_never_holds_more_bytes_than_its_budget() -> None:
 
     for key, size in zip(keys, sizes, strict=True):
         cache.put(key, 1, b"x" * size)
-        assert cache.bytes <= budget
+        assert cache.bytes_held <= budget
 
     costs = [len(key) + size + ENTRY_OVERHEAD for key, size in zip(keys, sizes, strict=True)]
     held = [i for i, key in enumerate(keys) if cache.get(key, 1) is not None]
-    assert cache.bytes == sum(costs[i] for i in held)
+    assert cache.bytes_held == sum(costs[i] for i in held)
     assert all(costs[i] <= cap for i in held)
-    assert cache.bytes > budget - cap  # full, but for less than one entry's room
+    assert cache.bytes_held > budget - cap  # full, but for less than one entry's room
     newest_that_fits = max(i for i, cost in enumerate(costs) if cost <= cap)
     assert held[-1] == newest_that_fits  # least recently used go first
 

@@ -16,7 +16,7 @@ POPMAP_HTTP_CACHE_MAX_AGE_SECONDS when set, any other never (`no-store`).
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -39,7 +39,7 @@ from popmap_gql.auth.viewer import Viewer
 from popmap_gql.config import Settings
 from popmap_gql.errors import InvalidToken, ServiceUnavailable
 from popmap_gql.http.cache import CachedResponses, Lookup
-from popmap_gql.http.known_bodies import KnownBodies
+from popmap_gql.http.known_bodies import KnownBodies, Remembered
 from popmap_gql.http.media_types import UnsupportedMediaType, check_json_request
 from popmap_gql.http.nesting import MAX_JSON_DEPTH, nests_deeper_than
 from popmap_gql.http.observe import (
@@ -52,6 +52,7 @@ from popmap_gql.http.observe import (
 from popmap_gql.http.persisted import Document, PersistedDocuments
 from popmap_gql.http.request_errors import BadRequest
 from popmap_gql.media.stores import public_base
+from popmap_gql.memory import DocumentMemory
 
 __all__ = ["GRAPHQL_RESPONSE_JSON", "GraphQLView", "error_response", "negotiate_media_type"]
 
@@ -189,16 +190,6 @@ Operation = tuple[str | None, str | None]
 _NO_OPERATION: Operation = (None, None)
 
 
-class _Remembered(NamedTuple):
-    """What the endpoint keeps of an admitted body (known_bodies.py): its cache key, the
-    operation it runs (for the access line and metrics), and the persisted query's hash
-    when the body names its document only by that."""
-
-    key: bytes
-    described: Operation
-    stored_hash: str | None
-
-
 @functools.lru_cache(maxsize=64)
 def _base_url(
     scheme: str,
@@ -252,12 +243,14 @@ class GraphQLView:
             if settings.response_cache
             else None
         )
-        self.known: KnownBodies[_Remembered] = KnownBodies()
+        memory = DocumentMemory(settings.document_memory_bytes)
+        self.known = KnownBodies(memory.known_bodies)
         self.persisted = PersistedDocuments(
             prepare=schema.documents.prepare,
             trusted=settings.trusted_documents,
             max_documents=settings.apq_max_documents,
-            max_text_bytes=settings.max_body_bytes,
+            max_bytes=settings.apq_max_bytes,
+            local_max_bytes=memory.persisted,
         )
         self.shared_get_caching = (
             {
@@ -332,7 +325,7 @@ class GraphQLView:
             described = describe_operation(self.schema.documents.prepare(query), operation_name)
             key = self._cache_key(query, operation_name, variables)
             if key is not None and body is not None and not document.registers:
-                self.known.remember(body, _Remembered(key, described, document.stored_hash))
+                self.known.remember(body, Remembered(key, described, document.stored_hash))
         note_operation(described)
 
         headers: dict[str, str] = {}
@@ -369,7 +362,7 @@ class GraphQLView:
             headers.pop("Vary", None)
         return self._result_response(result, media_type, headers)
 
-    async def _known(self, body: bytes) -> _Remembered | None:
+    async def _known(self, body: bytes) -> Remembered | None:
         """What is remembered of this body, if it still holds (see known_bodies.py)."""
         known = self.known.get(body)
         if (
