@@ -163,7 +163,7 @@ class Settings:
     response_cache_max_bytes: int = 64 * 1024 * 1024
     response_cache_max_entry_bytes: int = 1024 * 1024
     # Memory per process for what clients' documents leave behind (parsed documents, cost
-    # memos, plans, persisted queries, known bodies), shared as memory.DocumentMemory says
+    # memos, plans, persisted queries), shared as memory.DocumentMemory says
     document_memory_bytes: int = 32 * 1024 * 1024
     # Query limits beyond depth, aliases and tokens (README "Limits")
     max_query_cost: int = 200_000
