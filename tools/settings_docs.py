@@ -66,7 +66,7 @@ def shown(value: object) -> str:
 
 
 def linked(text: str) -> str:
-    """`docs/x.md` as a link from docs/configuration.md."""
+    """`docs/<page>.md` as a link from docs/configuration.md."""
     return re.sub(r"docs/([\w-]+\.md)", r"[\1](\1)", text)
 
 
