@@ -364,9 +364,9 @@ class Settings:
     are served, never stored."""
     document_memory_bytes: int = _env("POPMAP_DOCUMENT_MEMORY_BYTES", POSITIVE, 32 << 20)
     """Memory per process (32 MiB by default) for what clients' documents leave behind:
-    parsed documents and their cost memos (half), compiled plans and persisted queries in
-    memory (a quarter each), each entry counted with its text; least recently used out
-    first (see docs/operations.md, "Memory")."""
+    parsed documents and their cost memos (half), compiled plans (a quarter), persisted
+    queries in memory and request bodies seen before (an eighth each), each entry counted
+    with its text; least recently used out first (see docs/operations.md, "Memory")."""
 
     apq_max_documents: int = _env("POPMAP_APQ_MAX_DOCUMENTS", POSITIVE, 10_000)
     """Documents the shared store of automatic persisted queries holds; past it the least

@@ -2,7 +2,7 @@
 how the per-process budget for client-supplied text is shared among the caches.
 
 Every cache of the server (parsed documents, their cost memos, compiled plans, persisted
-queries in memory, cached answers and their policies, verified tokens) is an `LRU`:
+queries in memory, known request bodies, cached answers, verified tokens) is an `LRU`:
 at most `max_entries` entries and at most `max_bytes` bytes, each entry costing what the
 caller's `size` function says, least recently used out first. An entry larger than one
 entry may be (`max_entry_bytes`, at most `max_bytes`) is not kept at all.
@@ -116,19 +116,24 @@ class LRU(Generic[K, V]):
 @dataclass(frozen=True, slots=True)
 class DocumentMemory:
     """`POPMAP_DOCUMENT_MEMORY_BYTES` shared among the caches that keep client-supplied
-    text: parsed documents (with their cost memos) half, compiled plans (each key holds
-    its document's text) and persisted queries in memory a quarter each."""
+    text, in sixteenths: parsed documents (with their cost memos) half, compiled plans
+    (each key holds its document's text) a quarter, persisted queries in memory and
+    known request bodies an eighth each."""
 
     total: int
 
     @property
     def documents(self) -> int:
-        return self.total // 2
+        return self.total * 8 // 16
 
     @property
     def plans(self) -> int:
-        return self.total // 4
+        return self.total * 4 // 16
 
     @property
     def persisted(self) -> int:
-        return self.total - self.documents - self.plans
+        return self.total * 2 // 16
+
+    @property
+    def known_bodies(self) -> int:
+        return self.total * 2 // 16

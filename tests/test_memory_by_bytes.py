@@ -110,7 +110,7 @@ def test_an_lru_may_cap_each_entry_below_its_budget() -> None:
 
 def test_the_budget_is_shared_in_full() -> None:
     memory = DocumentMemory(32 * 1024 * 1024)
-    shares = (memory.documents, memory.plans, memory.persisted)
+    shares = (memory.documents, memory.plans, memory.persisted, memory.known_bodies)
     assert sum(shares) == memory.total
 
 

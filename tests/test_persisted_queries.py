@@ -15,6 +15,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 import pytest
+from starlette.applications import Starlette
 from tortoise.connection import connections
 
 from popmap_gql.api.documents import LONG_DOCUMENT
@@ -23,6 +24,7 @@ from tests.fake_cognito import POOL_ID, WEB_CLIENT, FakeCognito
 from tests.helpers import error_codes, make_category
 from tests.people import person
 from tests.processes import clean_env, running_server, serve_to_the_end
+from tests.test_response_cache import endpoint_of
 
 # What Apollo Client 4's HttpLink sends (selectHttpOptionsAndBody's default headers).
 APOLLO_HEADERS = {
@@ -401,11 +403,11 @@ async def test_a_text_past_the_registration_limit_is_refused_coded_and_never_sto
     assert alone.json() == {"data": {"categories": []}}
 
 
-# --- repeated bodies ------------------------------------------------------------------------
+# --- remembered bodies ------------------------------------------------------------------------
 
 
-async def test_an_unknown_hash_only_body_is_not_found_every_time(
-    client: httpx.AsyncClient,
+async def test_an_unknown_hash_only_body_is_never_remembered(
+    client: httpx.AsyncClient, api_app: Starlette
 ) -> None:
     body = orjson.dumps(hash_only(sha256(unique("{ categories { name } }"))))
 
@@ -414,9 +416,10 @@ async def test_an_unknown_hash_only_body_is_not_found_every_time(
     ]
 
     assert [error_codes(a.json()) for a in answers] == [["PERSISTED_QUERY_NOT_FOUND"]] * 2
+    assert endpoint_of(api_app).known.get(body) is None
 
 
-async def test_a_cached_hash_only_body_is_refused_once_the_store_drops_its_hash(
+async def test_a_remembered_hash_only_body_is_refused_once_the_store_drops_its_hash(
     settings: Settings, tmp_path: Path, empty_store: None
 ) -> None:
     first, second, third = (unique("{ categories { name } }") for _ in range(3))
@@ -430,14 +433,32 @@ async def test_a_cached_hash_only_body_is_refused_once_the_store_drops_its_hash(
         await register(http, third)  # over the bound: the first and the second go
         dropped = await http.post("/graphql", content=body, headers=APOLLO_HEADERS)
 
-    # The body was answered from the cache (the registration's answer); once its hash is
-    # no longer stored anywhere (nor in the server's own copy, never larger than the
-    # store), the same body is not answered from the cache: the client is asked for the
-    # text again.
+    # The body was admitted and answered from the cache (the registration's answer); once
+    # its hash is no longer stored anywhere (nor in the server's own copy, never larger
+    # than the store), the remembered body is not answered from the cache: the client is
+    # asked for the text again.
     assert [a.headers.get("x-popmap-cache") for a in answers] == ["hit", "hit"]
     assert sha256(first) not in await stored_hashes()
     assert dropped.status_code == 404
     assert error_codes(dropped.json()) == ["PERSISTED_QUERY_NOT_FOUND"]
+
+
+async def test_a_registering_body_is_not_remembered_but_the_same_text_alone_is(
+    client: httpx.AsyncClient, api_app: Starlette
+) -> None:
+    query = unique("{ categories { name } }")
+    registering = orjson.dumps({"query": query, **hash_only(sha256(query))})
+    plain = orjson.dumps({"query": query})
+
+    for body in (registering, plain):
+        response = await client.post("/graphql", content=body, headers=APOLLO_HEADERS)
+        assert response.status_code == 200, response.text
+
+    known = endpoint_of(api_app).known
+    assert known.get(registering) is None  # each registration reaches the store
+    remembered = known.get(plain)
+    assert remembered is not None
+    assert remembered.stored_hash is None
 
 
 # --- caches on the way ------------------------------------------------------------------------

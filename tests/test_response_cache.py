@@ -29,6 +29,7 @@ from popmap_gql.http.cache import (
     ResponseCache,
     request_key,
 )
+from popmap_gql.http.known_bodies import MAX_BODY_BYTES, MAX_ENTRIES
 from popmap_gql.http.view import GraphQLView
 from tests.conftest import QueryCounter
 from tests.fake_cognito import FakeCognito
@@ -692,7 +693,7 @@ async def test_a_finished_computation_does_not_end_a_newer_one_for_the_same_entr
     assert released.flight is None
 
 
-# --- repeated bodies ---------------------------------------------------------------------------
+# --- known bodies ---------------------------------------------------------------------------
 
 
 async def post_body(
@@ -708,8 +709,8 @@ def business_names(response: httpx.Response) -> list[str]:
     return [edge["node"]["name"] for edge in edges]
 
 
-async def test_a_repeated_body_is_answered_to_each_viewer_from_their_own_view(
-    client: httpx.AsyncClient, cognito: FakeCognito
+async def test_a_known_body_is_answered_to_each_viewer_from_their_own_view(
+    client: httpx.AsyncClient, cognito: FakeCognito, api_app: Starlette
 ) -> None:
     owner = await person(cognito, "owner")
     staff = await person(cognito, "moderator", groups=("staff",))
@@ -722,6 +723,7 @@ async def test_a_repeated_body_is_answered_to_each_viewer_from_their_own_view(
         for who in (ANONYMOUS, ANONYMOUS, owner, staff, staff, owner, ANONYMOUS)
     ]
 
+    assert endpoint_of(api_app).known.get(body) is not None  # remembered since the first
     both, public = ["Mine, unverified", "Public"], ["Public"]
     assert [business_names(a) for a in answers] == [public, public, both, both, both, both, public]
     assert [a.headers.get("x-popmap-cache") for a in answers] == [
@@ -735,13 +737,13 @@ async def test_a_repeated_body_is_answered_to_each_viewer_from_their_own_view(
     ]
 
 
-async def test_a_cached_body_is_still_refused_under_a_content_type_we_do_not_execute(
-    client: httpx.AsyncClient,
+async def test_a_known_body_is_still_refused_under_a_content_type_we_do_not_execute(
+    client: httpx.AsyncClient, api_app: Starlette
 ) -> None:
     await make_business("Crumbs")
     body = orjson.dumps({"query": NAMES})
     assert business_names(await post_body(client, body)) == ["Crumbs"]
-    assert (await post_body(client, body)).headers["x-popmap-cache"] == "hit"
+    assert endpoint_of(api_app).known.get(body) is not None
 
     for content_type in ("text/plain", "application/json; charset=latin-1"):
         refused = await post_body(client, body, content_type=content_type)
@@ -753,21 +755,26 @@ async def test_a_cached_body_is_still_refused_under_a_content_type_we_do_not_exe
 PAGED = "query ($first: Int) { events(first: $first) { edges { node { businesses { events { id } } } } } }"  # noqa: E501
 
 
-async def test_a_refused_body_is_refused_every_time(client: httpx.AsyncClient) -> None:
+async def test_a_refused_body_is_refused_every_time_and_never_remembered(
+    client: httpx.AsyncClient, api_app: Starlette
+) -> None:
+    known = endpoint_of(api_app).known
     within = orjson.dumps({"query": PAGED, "variables": {"first": 10}})
     too_costly = orjson.dumps({"query": PAGED, "variables": {"first": 100}})
     invalid = orjson.dumps({"query": "{ businesses { edges { node { nope } } } }"})
 
     assert (await post_body(client, within)).json() == {"data": {"events": {"edges": []}}}
+    assert known.get(within) is not None
     for body, code in ((too_costly, "QUERY_TOO_COSTLY"), (invalid, "GRAPHQL_VALIDATION_FAILED")):
         for _ in range(3):
             refused = await post_body(client, body)
             assert [e["extensions"]["code"] for e in refused.json()["errors"]] == [code]
             assert "x-popmap-cache" not in refused.headers
+        assert known.get(body) is None
 
 
-async def test_a_repeated_body_with_variables_is_executed_with_them_after_a_write(
-    client: httpx.AsyncClient,
+async def test_a_known_body_with_variables_is_executed_with_them_after_a_write(
+    client: httpx.AsyncClient, api_app: Starlette
 ) -> None:
     crumbs, other = await make_business("Crumbs"), await make_business("Other")
     query = "query ($id: ID!) { business(id: $id) { name } }"
@@ -787,10 +794,43 @@ async def test_a_repeated_body_with_variables_is_executed_with_them_after_a_writ
     others = [answer(await post_body(client, lookup(other))) for _ in range(2)]
     last = answer(await post_body(client, lookup(crumbs)))
 
+    assert endpoint_of(api_app).known.get(lookup(crumbs)) is not None
     assert [first, again, after_the_write, last] == [
         ("Crumbs", "miss"),
         ("Crumbs", "hit"),
-        ("Crumbs & Co", "miss"),  # executed again, with the body's own variables
+        ("Crumbs & Co", "miss"),  # executed again, from the remembered body's own variables
         ("Crumbs & Co", "hit"),
     ]
     assert others == [("Other", "miss"), ("Other", "hit")]
+
+
+async def test_bodies_over_the_size_kept_are_answered_from_the_cache_but_not_remembered(
+    client: httpx.AsyncClient, api_app: Starlette
+) -> None:
+    await make_business("Crumbs")
+    padding = "#" + "x" * MAX_BODY_BYTES + "\n"  # a comment: no extra tokens
+    body = orjson.dumps({"query": padding + NAMES})
+
+    answers = [await post_body(client, body) for _ in range(2)]
+
+    assert [business_names(a) for a in answers] == [["Crumbs"]] * 2
+    assert [a.headers.get("x-popmap-cache") for a in answers] == ["miss", "hit"]
+    assert endpoint_of(api_app).known.get(body) is None
+
+
+async def test_the_endpoint_remembers_at_most_its_bound_of_bodies(
+    client: httpx.AsyncClient, api_app: Starlette
+) -> None:
+    known = endpoint_of(api_app).known
+    query = "query ($s: String) { businesses(filter: {search: $s}) { edges { node { id } } } }"
+    bodies = [
+        orjson.dumps({"query": query, "variables": {"s": f"n{n}"}}) for n in range(MAX_ENTRIES + 8)
+    ]
+
+    for body in bodies:
+        response = await post_body(client, body)
+        assert response.status_code == 200, response.text
+
+    assert len(known) == MAX_ENTRIES
+    assert known.get(bodies[0]) is None  # the least recently used went first
+    assert known.get(bodies[-1]) is not None

@@ -23,8 +23,8 @@ With a manifest (`POPMAP_TRUSTED_DOCUMENTS`, checked at start-up in config.py): 
 documents run, named by hash or sent as text; anything else is PERSISTED_QUERY_NOT_TRUSTED
 and nothing is registered.
 
-A hash is a content address: the text it names never changes, which is why answers may
-be shared between a hash-only request and a full one.
+A hash is a content address: the text it names never changes, which is why answers and
+admitted request bodies may be shared between a hash-only request and a full one.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from popmap_gql.http.request_errors import BadRequest
 from popmap_gql.memory import LRU
 
 __all__ = [
+    "Document",
     "PersistedDocuments",
     "not_found",
     "requested_hash",
@@ -120,6 +121,21 @@ def requested_hash(params: Mapping[str, Any]) -> str | None:
     return named
 
 
+@dataclass(frozen=True, slots=True)
+class Document:
+    """The text a request runs, and how it was named.
+
+    `stored_hash`: the request sent only a hash, resolved through the shared store; a
+    body remembered for it must still find it there (`PersistedDocuments.still_stored`).
+    `registers`: the request sent the text to be stored; each such request reaches the
+    store, so its body is never remembered.
+    """
+
+    text: str
+    stored_hash: str | None = None
+    registers: bool = False
+
+
 @dataclass(slots=True)
 class _Local:
     text: str
@@ -155,16 +171,15 @@ class PersistedDocuments:
             max_entries=max_documents, max_bytes=local_max_bytes, size=_local_size
         )
 
-    async def document(self, params: Mapping[str, Any], query: str | None) -> str | None:
-        """The text of the document a request runs (None when it names none), or a coded
-        refusal."""
+    async def document(self, params: Mapping[str, Any], query: str | None) -> Document | None:
+        """The document a request runs (None when it names none), or a coded refusal."""
         named = requested_hash(params)
         if named is None:
             if query is None:
                 return None
             if self.trusted is not None and sha256_hex(query) not in self.trusted:
                 raise _not_trusted()
-            return query
+            return Document(query)
         if query is not None:
             if sha256_hex(query) != named:
                 raise BadRequest(
@@ -174,18 +189,23 @@ class PersistedDocuments:
             if self.trusted is not None:
                 if named not in self.trusted:
                     raise _not_trusted()
-                return query
+                return Document(query)
             await self._register(named, query)
-            return query
+            return Document(query, registers=True)
         if self.trusted is not None:
             text = self.trusted.get(named)
             if text is None:
                 raise _not_trusted()
-            return text
+            return Document(text)
         text = await self._lookup(named)
         if text is None:
             raise not_found()
-        return text
+        return Document(text, stored_hash=named)
+
+    async def still_stored(self, document_hash: str) -> bool:
+        """Whether a hash resolved before still resolves (recording the use as a lookup
+        does); the text is the same whenever it does."""
+        return await self._lookup(document_hash) is not None
 
     async def _lookup(self, document_hash: str) -> str | None:
         local = self.local.get(document_hash)

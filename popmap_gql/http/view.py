@@ -39,6 +39,7 @@ from popmap_gql.auth.viewer import Viewer
 from popmap_gql.config import Settings
 from popmap_gql.errors import InvalidToken, ServiceUnavailable
 from popmap_gql.http.cache import CachedResponses, Lookup
+from popmap_gql.http.known_bodies import KnownBodies, Remembered
 from popmap_gql.http.media_types import UnsupportedMediaType, check_json_request
 from popmap_gql.http.nesting import MAX_JSON_DEPTH, nests_deeper_than
 from popmap_gql.http.observe import (
@@ -48,7 +49,7 @@ from popmap_gql.http.observe import (
     note_operation,
     note_viewer,
 )
-from popmap_gql.http.persisted import PersistedDocuments
+from popmap_gql.http.persisted import Document, PersistedDocuments
 from popmap_gql.http.request_errors import BadRequest
 from popmap_gql.media.stores import public_base
 from popmap_gql.memory import DocumentMemory
@@ -184,6 +185,10 @@ _HIT = {"x-popmap-cache": "hit"}
 # A GET answer that caches on the way must not keep (see the module docstring).
 _NOT_STORED = "no-store"
 
+# A request's operation: (name, type), as `describe_operation` tells it.
+Operation = tuple[str | None, str | None]
+_NO_OPERATION: Operation = (None, None)
+
 
 @functools.lru_cache(maxsize=64)
 def _base_url(
@@ -238,12 +243,14 @@ class GraphQLView:
             if settings.response_cache
             else None
         )
+        memory = DocumentMemory(settings.document_memory_bytes)
+        self.known = KnownBodies(memory.known_bodies)
         self.persisted = PersistedDocuments(
             prepare=schema.documents.prepare,
             trusted=settings.trusted_documents,
             max_documents=settings.apq_max_documents,
             max_bytes=settings.apq_max_bytes,
-            local_max_bytes=DocumentMemory(settings.document_memory_bytes).persisted,
+            local_max_bytes=memory.persisted,
         )
         self.shared_get_caching = (
             {
@@ -307,9 +314,19 @@ class GraphQLView:
         note_viewer(viewer)
         media_type = negotiate_media_type(accept)
         body = await _post_body(request) if request.method == "POST" else None
-        query, variables, operation_name = await self._parse(request, body)
-        note_operation(describe_operation(self.schema.documents.prepare(query), operation_name))
-        key = self._cache_key(query, operation_name, variables)
+        # A body already admitted goes to the cache without being read again (see
+        # known_bodies.py); it is parsed afresh only if it must be executed.
+        known = await self._known(body) if body is not None else None
+        key, described = (known.key, known.described) if known else (None, _NO_OPERATION)
+        operation: _Operation | None = None
+        if key is None:
+            operation, document = await self._parse(request, body)
+            query, variables, operation_name = operation
+            described = describe_operation(self.schema.documents.prepare(query), operation_name)
+            key = self._cache_key(query, operation_name, variables)
+            if key is not None and body is not None and not document.registers:
+                self.known.remember(body, Remembered(key, described, document.stored_hash))
+        note_operation(described)
 
         headers: dict[str, str] = {}
         found = Lookup(None)
@@ -327,6 +344,9 @@ class GraphQLView:
                 headers["x-popmap-cache"] = "miss"
                 if shared:
                     headers.update(self.shared_get_caching)
+        if operation is None:  # a known body: its own copy of the variables for this execution
+            operation, _ = await self._parse(request, body)
+        query, variables, operation_name = operation
         try:
             result = await self._execute(request, query, variables, operation_name, viewer)
             fault = service_fault(result.errors)
@@ -342,14 +362,26 @@ class GraphQLView:
             headers.pop("Vary", None)
         return self._result_response(result, media_type, headers)
 
-    async def _parse(self, request: Request, body: bytes | None) -> _Operation:
+    async def _known(self, body: bytes) -> Remembered | None:
+        """What is remembered of this body, if it still holds (see known_bodies.py)."""
+        known = self.known.get(body)
+        if (
+            known is not None
+            and known.stored_hash is not None
+            and not await self.persisted.still_stored(known.stored_hash)
+        ):
+            self.known.forget(body)
+            return None
+        return known
+
+    async def _parse(self, request: Request, body: bytes | None) -> tuple[_Operation, Document]:
         """The request's operation, its document resolved (persisted.py), or a refusal."""
         params = _query_params(request) if body is None else _body_params(body)
         query, variables, operation_name = _operation(params)
-        text = await self.persisted.document(params, query)
-        if text is None:
+        document = await self.persisted.document(params, query)
+        if document is None:
             raise BadRequest("No GraphQL query found in the request")
-        return text, variables, operation_name
+        return (document.text, variables, operation_name), document
 
     def _cache_key(
         self, query: str, operation_name: str | None, variables: dict[str, Any] | None
