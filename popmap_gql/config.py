@@ -164,6 +164,9 @@ class Settings:
     response_cache_max_entry_bytes: int = 1024 * 1024
     # Query limits beyond depth, aliases and tokens (README "Limits")
     max_query_cost: int = 200_000
+    # totalCount counts at most this many rows; beyond, it answers this number with
+    # totalCountIsExact false (README "Limits")
+    max_exact_count: int = 10_000
     introspection: bool = True
     # Faults and hostile connections (README "When PostgreSQL fails", "Serving")
     db_statement_timeout_ms: int = 10_000
@@ -482,6 +485,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_RESPONSE_CACHE_MAX_BYTES": ("response_cache_max_bytes", _positive_int),
     "POPMAP_RESPONSE_CACHE_MAX_ENTRY_BYTES": ("response_cache_max_entry_bytes", _positive_int),
     "POPMAP_MAX_QUERY_COST": ("max_query_cost", _positive_int),
+    "POPMAP_MAX_EXACT_COUNT": ("max_exact_count", _positive_int),
     "POPMAP_INTROSPECTION": ("introspection", _parse_bool),
     "POPMAP_DB_STATEMENT_TIMEOUT_MS": ("db_statement_timeout_ms", _non_negative_int),
     "POPMAP_DB_POOL_TIMEOUT_SECONDS": ("db_pool_timeout_seconds", _positive_seconds),
