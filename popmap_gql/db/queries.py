@@ -232,6 +232,15 @@ class ListQuery:
             f" ORDER BY {self.order_by()} LIMIT ${len(params)}"
         )
 
+    def count_sql(self, params: list[Any]) -> str:
+        """The count of the rows the filter admits, stopping after `count_cap` + 1."""
+        where = self.where(params)
+        params.append(self.count_cap + 1)
+        return (
+            f"SELECT count(*) AS n FROM (SELECT 1 FROM {self.table} {self.alias}"
+            f" WHERE {where} LIMIT ${len(params)}) capped"
+        )
+
     def sort_value(self, row: Row) -> Any:
         return row[self.order.value[0]]
 
@@ -254,13 +263,7 @@ class Count:
 async def count_of(query: ListQuery) -> Count:
     """The rows the filter admits, reading at most `count_cap` + 1 of them."""
     params = list(query.params)
-    where = query.where(params)
-    params.append(query.count_cap + 1)
-    rows = await _rows(
-        f"SELECT count(*) AS n FROM (SELECT 1 FROM {query.table} {query.alias}"
-        f" WHERE {where} LIMIT ${len(params)}) capped",
-        params,
-    )
+    rows = await _rows(query.count_sql(params), params)
     n: int = rows[0]["n"]
     return Count(n=min(n, query.count_cap), exact=n <= query.count_cap)
 
