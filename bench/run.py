@@ -760,6 +760,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, help="rounds per scenario and server (default 3)")
     parser.add_argument("--seconds", type=int, help="seconds per wrk run (default 10)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        help="also run the reads uncached on the data set x1 and xN (bench/scale.py)",
+    )
+    parser.add_argument(
+        "--only-scale", action="store_true", help="with --scale: skip the floor comparison"
+    )
     args = parser.parse_args()
     args.rounds = args.rounds or (2 if args.quick else 3)
     args.seconds = args.seconds or (3 if args.quick else 10)
@@ -770,6 +778,27 @@ def main() -> int:
 
     # SIGTERM stops the servers like Ctrl-C does (the finally clauses run).
     signal.signal(signal.SIGTERM, _interrupt)
+    if args.scale is not None and args.scale < 2:
+        parser.error("--scale must be at least 2")
+    if args.only_scale and args.scale is None:
+        parser.error("--only-scale needs --scale")
+    scaled = None
+    if args.scale is not None:
+        from bench import scale  # imports this module
+
+        try:
+            scaled = asyncio.run(scale.measure(args.scale, args.rounds, args.seconds))
+        except KeyboardInterrupt:
+            log("\ninterrupted; servers stopped")
+            return 130
+        if args.only_scale:
+            print(
+                f"Popmap benchmark at scale, code {code_revision()}:"
+                f" {args.rounds} rounds x {args.seconds}s, uncached, wrk -t1 -c{WRK_CONNECTIONS}"
+            )
+            print(scaled[0])
+            print(scaled[1])
+            return 0
     started = time.monotonic()
     revision = code_revision()
     try:
@@ -797,7 +826,11 @@ def main() -> int:
         f" medians over rounds ({settings['elapsed_seconds']}s in all)"
     )
     print(table(scenarios, results))
+    if scaled is not None:
+        print(scaled[0])
     print(final_line(results))
+    if scaled is not None:
+        print(scaled[1])
     return 0
 
 

@@ -324,6 +324,9 @@ class Settings:
     """Request body size; beyond it HTTP 413 `PAYLOAD_TOO_LARGE`."""
     max_query_cost: int = _env("POPMAP_MAX_QUERY_COST", POSITIVE, 200_000)
     """Largest query cost, the most objects an answer can hold (`QUERY_TOO_COSTLY`)."""
+    max_exact_count: int = _env("POPMAP_MAX_EXACT_COUNT", POSITIVE, 10_000)
+    """`totalCount` counts at most this many matches; beyond, it answers this number and
+    `totalCountIsExact: false`."""
 
     db_pool_size: int = _env("POPMAP_DB_POOL_SIZE", POSITIVE, 10)
     """Database connections per server process."""
