@@ -7,7 +7,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
@@ -190,6 +190,15 @@ class Settings:
     # store's size, and the only documents that run when a manifest is given.
     apq_max_documents: int = 10_000
     trusted_documents: Mapping[str, str] | None = None
+    # Per-client budgets (README "Budgets"): cost points per minute, refilled continuously,
+    # per client address, person and service (overridable per service client id); kept in
+    # this process, or in Redis when a URL is given (shared by every worker and replica).
+    budgets: bool = True
+    budget_anonymous_per_minute: int = 2_000_000
+    budget_user_per_minute: int = 2_000_000
+    budget_service_per_minute: int = 20_000_000
+    budget_service_clients: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    budget_redis_url: str | None = None
     # Cache-Control max-age of GET answers anyone may share (0: no shared caching).
     http_cache_max_age_seconds: int = 0
     # Traces (README "Traces"): OpenTelemetry over OTLP/HTTP, with the `otel` extra
@@ -434,6 +443,26 @@ def _trusted_documents(name: str, raw: str) -> Mapping[str, str] | None:
     return MappingProxyType(dict(manifest))
 
 
+def _redis_url(name: str, raw: str) -> str | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{name} must be a redis://, rediss:// or unix:// URL, got {raw[:30]!r}")
+    return raw
+
+
+def _client_budgets(name: str, raw: str) -> Mapping[str, int]:
+    """`client-id=points,other-id=points`: a service client's own points per minute."""
+    budgets: dict[str, int] = {}
+    for item in _parse_list(raw):
+        client, sep, points = item.partition("=")
+        if not sep or not client.strip():
+            raise ConfigError(f"{name} must list client-id=points pairs, got {item!r}")
+        budgets[client.strip()] = _positive_int(name, points.strip())
+    return MappingProxyType(budgets)
+
+
 # name -> (attribute, parser). Parsers get the variable's name for their messages.
 _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "DATABASE_URL": ("database_url", _database_url),
@@ -503,6 +532,12 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "POPMAP_APQ_MAX_DOCUMENTS": ("apq_max_documents", _positive_int),
     "POPMAP_TRUSTED_DOCUMENTS": ("trusted_documents", _trusted_documents),
     "POPMAP_HTTP_CACHE_MAX_AGE_SECONDS": ("http_cache_max_age_seconds", _non_negative_int),
+    "POPMAP_BUDGETS": ("budgets", _parse_bool),
+    "POPMAP_BUDGET_ANONYMOUS_PER_MINUTE": ("budget_anonymous_per_minute", _positive_int),
+    "POPMAP_BUDGET_USER_PER_MINUTE": ("budget_user_per_minute", _positive_int),
+    "POPMAP_BUDGET_SERVICE_PER_MINUTE": ("budget_service_per_minute", _positive_int),
+    "POPMAP_BUDGET_SERVICE_CLIENTS": ("budget_service_clients", _client_budgets),
+    "POPMAP_BUDGET_REDIS_URL": ("budget_redis_url", _redis_url),
 }
 
 
@@ -527,12 +562,45 @@ def load_settings(
     settings = Settings(**kwargs)  # type: ignore[arg-type]  # values checked by their parsers
     _check_cognito(settings)
     _check_service_clients(settings)
+    _check_budgets(settings)
     if settings.trusted_documents is not None and settings.graphiql:
         raise ConfigError(
             "POPMAP_GRAPHIQL=true with POPMAP_TRUSTED_DOCUMENTS: GraphiQL could run nothing"
             " but the manifest's documents; leave POPMAP_GRAPHIQL unset"
         )
     return settings
+
+
+# A mutation is charged at least this many points of its client's budget (README
+# "Budgets"); kept here so that every budget is checked to hold one.
+MUTATION_MINIMUM_COST = 100
+
+
+def _check_budgets(settings: Settings) -> None:
+    """Every budget holds the costliest request the limits admit, or that request could
+    never be served; a per-client budget names a service client."""
+    floor = max(settings.max_query_cost, MUTATION_MINIMUM_COST)
+    for name, points in (
+        ("POPMAP_BUDGET_ANONYMOUS_PER_MINUTE", settings.budget_anonymous_per_minute),
+        ("POPMAP_BUDGET_USER_PER_MINUTE", settings.budget_user_per_minute),
+        ("POPMAP_BUDGET_SERVICE_PER_MINUTE", settings.budget_service_per_minute),
+        *(
+            (f"POPMAP_BUDGET_SERVICE_CLIENTS ({client})", points)
+            for client, points in settings.budget_service_clients.items()
+        ),
+    ):
+        if points < floor:
+            raise ConfigError(
+                f"{name} is {points}: a budget must hold at least one request of the largest"
+                f" cost admitted (POPMAP_MAX_QUERY_COST, a mutation's {MUTATION_MINIMUM_COST}),"
+                f" {floor}"
+            )
+    unknown = set(settings.budget_service_clients) - set(settings.cognito_service_client_ids)
+    if unknown:
+        raise ConfigError(
+            "POPMAP_BUDGET_SERVICE_CLIENTS names clients that are not in"
+            f" AWS_COGNITO_SERVICE_CLIENT_IDS: {', '.join(sorted(unknown))}"
+        )
 
 
 def _check_service_clients(settings: Settings) -> None:

@@ -146,6 +146,19 @@ class Metrics:
             registry=registry,
         )
 
+        self.budget_refusals = Counter(
+            "popmap_budget_refusals",
+            "GraphQL requests refused 429 RATE_LIMITED, by budget (anonymous, user, service).",
+            ["budget"],
+            registry=registry,
+        )
+        self.budget_store_faults = Counter(
+            "popmap_budget_store_faults",
+            "Charges Redis failed to make (POPMAP_BUDGET_REDIS_URL); this process then"
+            " charges its own buckets for a few seconds.",
+            registry=registry,
+        )
+
     def observe_request(self, facts: RequestFacts, route: str, seconds: float) -> None:
         operation = self.operations.label(facts.operation_name)
         self.requests.labels(route, operation, str(facts.status)).inc()
