@@ -352,13 +352,28 @@ async def test_every_answer_carries_the_ratelimit_fields(
         assert int(limit[3]) <= 60, what
 
 
-async def test_the_default_budgets_are_announced(client: httpx.AsyncClient) -> None:
+async def test_the_budgets_of_the_settings_are_announced(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
     response = await client.post("/graphql", json={"query": TWO})
 
     assert response.status_code == 200
-    quota = Settings().budget_anonymous_per_minute
+    quota = settings.budget_anonymous_per_minute
     assert response.headers["ratelimit-policy"] == f'"anonymous";q={quota};w=60'
-    assert remaining(response) >= quota - cost(TWO) - 1_000  # what the session's tests spent
+    assert LIMIT.match(response.headers["ratelimit"])
+
+
+def test_the_default_budgets_pay_for_the_costliest_map_pages_many_times_a_minute() -> None:
+    defaults = Settings()
+    # the README's costliest example: 20 events, each with 50 businesses and their categories
+    map_page = cost(
+        "{ events(first: 20) { edges { node { title businesses { name categories { name } } } } } }"
+    )
+
+    assert defaults.budgets
+    assert defaults.budget_anonymous_per_minute >= 100 * map_page
+    assert defaults.budget_user_per_minute >= 100 * map_page
+    assert defaults.budget_service_per_minute >= 1_000 * map_page
 
 
 async def test_a_browser_may_read_the_fields(client: httpx.AsyncClient) -> None:
