@@ -547,6 +547,6 @@ def test_budget_settings_are_read() -> None:
         env_file=None,
     )
 
-    assert dict(settings.budget_service_clients) == {"a": 300_000, "b": 400_000}
+    assert settings.budget_service_clients == (("a", 300_000), ("b", 400_000))
     assert settings.budget_redis_url == "redis://127.0.0.1:6379/0"
     assert settings.budgets is False

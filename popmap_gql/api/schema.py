@@ -18,7 +18,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from popmap_gql import tracing
+from popmap_gql import observe, tracing
 from popmap_gql.api.admission import Admission, admit
 from popmap_gql.api.binding import bind
 from popmap_gql.api.cost import CostModel
@@ -128,6 +128,7 @@ class PopmapSchema(strawberry.Schema):
         admission = self.admit(prepared, operation_name, variable_values)
         if admission.errors:
             return ExecutionResult(data=None, errors=list(admission.errors))
+        observe.note_executed()
         with tracing.span("graphql.execute"):
             return await self._execute(
                 document,

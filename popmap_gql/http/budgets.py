@@ -304,8 +304,7 @@ class Budgets:
         self.user = Policy("user", settings.budget_user_per_minute)
         self.service = Policy("service", settings.budget_service_per_minute)
         self.services = {
-            client: Policy("service", points)
-            for client, points in settings.budget_service_clients.items()
+            client: Policy("service", points) for client, points in settings.budget_service_clients
         }
         # refused clients: the monotonic instant until which each is refused outright
         self.refused = _Recent(MAX_BUCKETS)
