@@ -562,9 +562,8 @@ MUTATION_MINIMUM_COST = 100
 
 
 def _check_budgets(settings: Settings) -> None:
-    """Every budget holds the costliest request the limits admit, or that request could
-    never be served; a per-client budget names a service client."""
-    floor = max(settings.max_query_cost, MUTATION_MINIMUM_COST)
+    """Every budget holds a mutation (a request costing more than a whole budget is charged
+    the whole budget, see http/budgets.py); a per-client budget names a service client."""
     for name, points in (
         ("POPMAP_BUDGET_ANONYMOUS_PER_MINUTE", settings.budget_anonymous_per_minute),
         ("POPMAP_BUDGET_USER_PER_MINUTE", settings.budget_user_per_minute),
@@ -574,11 +573,10 @@ def _check_budgets(settings: Settings) -> None:
             for client, points in settings.budget_service_clients
         ),
     ):
-        if points < floor:
+        if points < MUTATION_MINIMUM_COST:
             raise ConfigError(
-                f"{name} is {points}: a budget must hold at least one request of the largest"
-                f" cost admitted (POPMAP_MAX_QUERY_COST, a mutation's {MUTATION_MINIMUM_COST}),"
-                f" {floor}"
+                f"{name} is {points}: a budget must hold at least one mutation,"
+                f" {MUTATION_MINIMUM_COST} points"
             )
     unknown = {client for client, _ in settings.budget_service_clients} - set(
         settings.cognito_service_client_ids

@@ -9,8 +9,9 @@ the proxies it trusts (FORWARDED_ALLOW_IPS), so a client cannot choose its own.
 
 Every request is charged before it is looked up or executed: its admitted cost, at least
 `MUTATION_MINIMUM_COST` for a mutation and at least `REFUSED_COST` for anything (a
-request refused before execution, a cache hit of a cheap query). A request the budget
-cannot pay for is answered 429 `RATE_LIMITED` with `Retry-After` and does nothing else.
+request refused before execution, a cache hit of a cheap query), at most the whole
+budget. A request the budget cannot pay for is answered 429 `RATE_LIMITED` with
+`Retry-After` and does nothing else.
 
 The arithmetic is GCRA (the generic cell rate algorithm, a leaky bucket kept as one
 instant): a bucket is the moment `tat` at which it will be full again. A charge of c
@@ -334,6 +335,10 @@ class Budgets:
         return Outcome(False, WINDOW_SECONDS + (until - now) - subject.policy.interval, 1)
 
     async def charge(self, subject: Subject, cost: int) -> Outcome:
+        """Charge `cost`, at most the whole budget: a request costing more (the cost limit
+        may be set above a budget) can still be paid, by a client that has spent nothing
+        for a minute."""
+        cost = min(cost, subject.policy.quota)
         outcome = await self.buckets.charge(subject.key, cost, subject.policy)
         if not outcome.allowed:
             if observe.metrics is not None:
