@@ -202,6 +202,8 @@ def create_app(settings: Settings) -> Starlette:
             try:
                 yield
             finally:
+                if view.budgets is not None:
+                    await view.budgets.close()
                 tracing.stop()
                 if metrics is not None:
                     metrics.process_ended()
@@ -218,7 +220,14 @@ def create_app(settings: Settings) -> Starlette:
             allow_origins=list(settings.cors_allowed_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["authorization", "content-type", "accept", "apollo-require-preflight"],
-            expose_headers=["WWW-Authenticate", "X-Request-ID"],
+            # budgets.py: a browser's client may read its budget and when to retry
+            expose_headers=[
+                "WWW-Authenticate",
+                "X-Request-ID",
+                "RateLimit",
+                "RateLimit-Policy",
+                "Retry-After",
+            ],
             max_age=600,
         ),
         Middleware(

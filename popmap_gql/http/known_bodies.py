@@ -46,12 +46,13 @@ V = TypeVar("V")
 
 class Remembered(NamedTuple):
     """What the endpoint keeps of an admitted body: its cache key, the operation it runs
-    (name and type, for the access line and metrics), and the persisted query's hash
-    when the body names its document only by that."""
+    (name and type, for the access line and metrics), the persisted query's hash when
+    the body names its document only by that, and what it is charged (budgets.py)."""
 
     key: bytes
     described: tuple[str | None, str | None]
     stored_hash: str | None
+    cost: int
 
 
 def _size(body: bytes, remembered: Remembered) -> int:
