@@ -380,7 +380,9 @@ def test_the_sign_in_page_refuses_a_bad_email_and_escapes_it(base: str) -> None:
 
 def test_a_repeated_parameter_is_refused(base: str) -> None:
     _, challenge = pkce()
-    params = [*authorize_params(challenge).items(), ("redirect_uri", "https://evil.example/")]
+    params = httpx.QueryParams(authorize_params(challenge)).add(
+        "redirect_uri", "https://evil.example/"
+    )
 
     response = httpx.get(f"{base}/oauth2/authorize", params=params)
 
