@@ -15,6 +15,7 @@ import html
 import json
 import re
 import secrets
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import asyncpg
 import httpx
 import jwt
 import pytest
+from cryptography import x509
 
 from popmap_gql.auth.local_idp import LOCAL_CLIENT_ID, LOCAL_POOL_ID
 from popmap_gql.config import Settings
@@ -99,14 +101,16 @@ def sign_in(
     groups: str = "",
     provider: str = "COGNITO",
     scope: str = SCOPES,
+    http: Any = httpx,
 ) -> SignedIn:
-    """authorize -> the sign-in page -> the form -> back at the app's callback."""
+    """authorize -> the sign-in page -> the form -> back at the app's callback (`http`:
+    a client of its own, for HTTPS; by default httpx's functions)."""
     verifier, challenge = pkce()
     params = authorize_params(challenge, identity_provider=provider, scope=scope)
-    to_login = httpx.get(f"{base}/oauth2/authorize", params=params)
+    to_login = http.get(f"{base}/oauth2/authorize", params=params)
     assert to_login.status_code == 302, to_login.text
     assert to_login.headers["location"].startswith("/login?")
-    page = httpx.get(f"{base}{to_login.headers['location']}")
+    page = http.get(f"{base}{to_login.headers['location']}")
     assert page.status_code == 200
     assert "Development only" in page.text
     assert page.headers["x-frame-options"] == "DENY"
@@ -117,7 +121,7 @@ def sign_in(
     fields.update(email=email, groups=groups)
     if staff:
         fields["staff"] = "yes"
-    back = httpx.post(f"{base}/login", data=fields)
+    back = http.post(f"{base}/login", data=fields)
     assert back.status_code == 302, back.text
     location = back.headers["location"]
     assert location.startswith(f"{CALLBACK}?")
@@ -125,7 +129,9 @@ def sign_in(
     return SignedIn(answer["code"], verifier, answer["state"])
 
 
-def exchange(base: str, code: str, verifier: str, **overrides: str) -> httpx.Response:
+def exchange(
+    base: str, code: str, verifier: str, http: Any = httpx, **overrides: str
+) -> httpx.Response:
     form = {
         "grant_type": "authorization_code",
         "code": code,
@@ -134,7 +140,10 @@ def exchange(base: str, code: str, verifier: str, **overrides: str) -> httpx.Res
         "code_verifier": verifier,
         **overrides,
     }
-    return httpx.post(f"{base}/oauth2/token", data=form, headers={"x-amz-user-agent": "test"})
+    response: httpx.Response = http.post(
+        f"{base}/oauth2/token", data=form, headers={"x-amz-user-agent": "test"}
+    )
+    return response
 
 
 def tokens_of(base: str, email: str, **options: Any) -> dict[str, Any]:
@@ -145,8 +154,8 @@ def tokens_of(base: str, email: str, **options: Any) -> dict[str, Any]:
     return body
 
 
-def ask_me(base: str, token: str) -> dict[str, Any]:
-    response = httpx.post(
+def ask_me(base: str, token: str, http: Any = httpx) -> dict[str, Any]:
+    response = http.post(
         f"{base}/graphql", json={"query": ME}, headers={"Authorization": f"Bearer {token}"}
     )
     assert response.status_code == 200, response.text
@@ -825,3 +834,57 @@ def test_a_configured_pool_switches_all_of_it_off(settings: Settings, tmp_path: 
         "userPoolEndpoint": None,
     }
     assert not (tmp_path / "local-idp").exists()
+
+
+# --- point 3: HTTPS -----------------------------------------------------------------------
+
+
+def test_serve_https_makes_a_certificate_and_serves_the_hosted_ui_over_tls(
+    settings: Settings, tmp_path: Path
+) -> None:
+    assert settings.database_url is not None
+    env = clean_env(DATABASE_URL=settings.database_url, POPMAP_DATA_DIR=str(tmp_path))
+    query = {"query": "{ authConfig { domain userPoolEndpoint } }"}
+    with running_server(env, "--https", scheme="https") as secure:
+        authority = tmp_path / "tls" / "ca.pem"
+        trusting = ssl.create_default_context(cafile=str(authority))
+        with httpx.Client(verify=trusting) as http:  # checks the chain and the host name
+            config = http.post(f"{secure}/graphql", json=query).json()["data"]["authConfig"]
+            # As Amplify builds its URLs: https://<domain>/oauth2/...
+            hosted_ui = f"https://{config['domain']}"
+            signed_in = sign_in(hosted_ui, "tls@example.com", http=http)
+            tokens = exchange(hosted_ui, signed_in.code, signed_in.verifier, http=http).json()
+            me = ask_me(secure, tokens["id_token"], http=http)
+            refreshed = http.post(
+                config["userPoolEndpoint"],
+                content=json.dumps(
+                    {"ClientId": LOCAL_CLIENT_ID, "RefreshToken": tokens["refresh_token"]}
+                ),
+                headers={
+                    "content-type": AMZ_JSON,
+                    "x-amz-target": f"{TARGET}GetTokensFromRefreshToken",
+                },
+            )
+        first = (tmp_path / "tls" / "cert.pem").read_bytes()
+    with running_server(env, "--https", scheme="https"):
+        second = (tmp_path / "tls" / "cert.pem").read_bytes()
+
+    assert config == {
+        "domain": secure.removeprefix("https://"),
+        "userPoolEndpoint": f"{secure}/",
+    }
+    assert me["email"] == "tls@example.com"
+    assert refreshed.status_code == 200, refreshed.text
+    assert first == second  # made once, then reused
+    assert sorted(path.name for path in (tmp_path / "tls").iterdir()) == [
+        "ca.pem",
+        "cert.pem",
+        "key.pem",  # the server's; the authority's private key is nowhere
+    ]
+    assert (tmp_path / "tls" / "key.pem").stat().st_mode & 0o077 == 0
+    ca = x509.load_pem_x509_certificate(authority.read_bytes())
+    limits = ca.extensions.get_extension_for_class(x509.NameConstraints)
+    assert limits.critical
+    permitted = limits.value.permitted_subtrees or []
+    assert x509.DNSName("localhost") in permitted
+    assert x509.DNSName("example.com") not in permitted
