@@ -67,11 +67,12 @@ _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
 _GROUP = re.compile(r"[\w.@+=-]{1,128}")
 MAX_GROUPS = 20
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-# The pages run no script and embed nothing; nobody may frame them (clickjacking).
+# The pages run no script and embed nothing; nobody may frame them (clickjacking). No
+# form-action: browsers apply it to the redirect after the form too, which goes to the app.
 _PAGE_HEADERS = {
     **_NO_STORE,
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline';"
-    " form-action 'self'; frame-ancestors 'none'",
+    " frame-ancestors 'none'",
     "X-Frame-Options": "DENY",
 }
 
