@@ -208,6 +208,8 @@ def create_app(settings: Settings) -> Starlette:
             try:
                 yield
             finally:
+                if view.budgets is not None:
+                    await view.budgets.close()
                 tracing.stop()
                 if metrics is not None:
                     metrics.process_ended()
@@ -233,9 +235,13 @@ def create_app(settings: Settings) -> Starlette:
                 "apollo-require-preflight",
                 *(AMPLIFY_REQUEST_HEADERS if local_sign_in else ()),
             ],
+            # budgets.py: a browser's client may read its budget and when to retry
             expose_headers=[
                 "WWW-Authenticate",
                 "X-Request-ID",
+                "RateLimit",
+                "RateLimit-Policy",
+                "Retry-After",
                 *(AMPLIFY_EXPOSED_HEADERS if local_sign_in else ()),
             ],
             max_age=600,

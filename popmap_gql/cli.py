@@ -151,6 +151,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     if settings.database_url is None:
         logger.warning("using the embedded PostgreSQL in %s", settings.embedded_pgdata)
     _prepare_metrics(settings, args)
+    if settings.budgets and settings.budget_redis_url is None and (args.workers > 1):
+        logger.warning(
+            "budgets: each of the %d workers keeps its own buckets, so a client may spend"
+            " its budget once per worker; set POPMAP_BUDGET_REDIS_URL to share them",
+            args.workers,
+        )
     certificate, key = _tls_files(settings, args)
     scheme = "https" if certificate else "http"
     print(f"Popmap GraphQL API on {scheme}://{args.host}:{args.port}/graphql", flush=True)

@@ -58,7 +58,7 @@ from popmap_gql.api.queries import (
     event_list_query,
     viewer_object,
 )
-from popmap_gql.db.queries import ListQuery, count_of
+from popmap_gql.db.queries import Count, ListQuery, count_of
 from popmap_gql.errors import DatabaseUnavailable, PopmapError
 from popmap_gql.read.compile import Selector
 from popmap_gql.read.ids import encode_cursor, lookup_pk
@@ -148,11 +148,14 @@ class _Connection(Root):
         order = query.order.name
         cursors = [encode_cursor(order, row["sort"], row["id"]) for row in items]
         result: dict[str, Any] = {}
+        count: Count | None = None
         for key, field, shape in self.top:
             if field == "__typename":
                 result[key] = self.type_names["connection"]
-            elif field == "totalCount":
-                result[key] = await count_of(query)
+            elif field in ("totalCount", "totalCountIsExact"):
+                if count is None:
+                    count = await count_of(query)
+                result[key] = count.n if field == "totalCount" else count.exact
             elif field == "pageInfo":
                 info = {
                     "hasNextPage": len(rows) > query.first,

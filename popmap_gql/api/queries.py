@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+import re
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from enum import Enum
 from typing import TypeVar, cast
@@ -43,6 +46,10 @@ __all__ = ["PAGE", "Query", "business_list_query", "event_list_query", "viewer_o
 PAGE = Paged(default=20, cap=100)
 MAX_SLUGS = 50
 MAX_SEARCH_LENGTH = 200
+# The trigram index (migration 0009) finds a term by its runs of three letters or digits:
+# a term without one would read the whole index.
+MIN_SEARCH_WORD = 3
+_SEARCH_WORD = re.compile(rf"[^\W_]{{{MIN_SEARCH_WORD},}}")
 
 NodeT = TypeVar("NodeT")
 
@@ -64,7 +71,9 @@ class EventOrder(Enum):
 @strawberry.input
 class BusinessFilter:
     search: str | None = strawberry.field(
-        default=None, description="Case-insensitive text in the name or description."
+        default=None,
+        description="Case-insensitive text in the name or description; it must hold a word"
+        f" of at least {MIN_SEARCH_WORD} letters or digits.",
     )
     category_slugs: list[str] | None = strawberry.field(
         default=None, description="Businesses in any of these categories."
@@ -157,8 +166,21 @@ def _connection(
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
         ),
-        count=lambda: queries.count_of(query),
+        count=_once(lambda: queries.count_of(query)),
     )
+
+
+def _once(count: Callable[[], Awaitable[queries.Count]]) -> Callable[[], Awaitable[queries.Count]]:
+    """`count`, run at most once: totalCount and totalCountIsExact share its answer."""
+    task: asyncio.Task[queries.Count] | None = None
+
+    def shared() -> Awaitable[queries.Count]:
+        nonlocal task
+        if task is None:
+            task = asyncio.ensure_future(count())
+        return task
+
+    return shared
 
 
 def business_list_query(
@@ -178,13 +200,24 @@ def business_list_query(
         if flt.search
         else None
     )
+    search = search.strip() or None if search else None
+    if search is not None and _SEARCH_WORD.search(search) is None:
+        raise BadUserInput(
+            f"filter.search needs a word of at least {MIN_SEARCH_WORD} letters or digits",
+            field="filter.search",
+        )
     criteria = queries.BusinessFilter(
-        search=search.strip() or None if search else None,
+        search=search,
         category_slugs=_slugs(flt.category_slugs, "filter.categorySlugs"),
         available_for_hire=flt.available_for_hire,
     )
     return queries.business_list(
-        context.viewer.audience, criteria, order, size, _after(order, after)
+        context.viewer.audience,
+        criteria,
+        order,
+        size,
+        _after(order, after),
+        count_cap=context.settings.max_exact_count,
     )
 
 
@@ -219,7 +252,14 @@ def event_list_query(
         ),
         status=flt.status,
     )
-    return queries.event_list(viewer.audience, criteria, order, size, _after(order, after))
+    return queries.event_list(
+        viewer.audience,
+        criteria,
+        order,
+        size,
+        _after(order, after),
+        count_cap=context.settings.max_exact_count,
+    )
 
 
 def _after(

@@ -1,6 +1,6 @@
 """The local identity provider's sign-ins: authorization codes and refresh tokens.
 
-Both live in PostgreSQL (migration 0009), not in a process's memory: under `serve
+Both live in PostgreSQL (migration 0010), not in a process's memory: under `serve
 --workers N` the hosted UI's sign-in page, the token endpoint and the user-pool API may
 each be answered by another worker, and a code must be usable once across all of them. A
 self-contained signed code would still need a shared record of the codes already used,

@@ -45,6 +45,6 @@ REVERSE = ["DROP TABLE local_idp_session", "DROP TABLE local_idp_code"]
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0008_persisted_queries")]
+    dependencies = [("models", "0009_map_indexes")]
 
     operations = [ops.RunSQL(FORWARD, reverse_sql=REVERSE)]
