@@ -10,6 +10,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 PROTOCOL = "graphql-transport-ws"
 # A bound on every wait, so a broken server fails the test instead of hanging it; no
@@ -75,7 +76,9 @@ async def live(
 ) -> AsyncIterator[LiveClient]:
     async with connect(
         ws_url(base),
-        subprotocols=[PROTOCOL] if subprotocols is None else subprotocols,  # type: ignore[list-item]
+        subprotocols=[
+            Subprotocol(p) for p in ([PROTOCOL] if subprotocols is None else subprotocols)
+        ],
         additional_headers=headers,
         origin=origin,  # type: ignore[arg-type]
         open_timeout=PATIENCE_SECONDS,
