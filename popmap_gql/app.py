@@ -25,6 +25,12 @@ from popmap_gql import tracing
 from popmap_gql.api.errors import MASKED_MESSAGE, RETRY_AFTER_SECONDS, fault_log
 from popmap_gql.api.schema import build_schema
 from popmap_gql.auth.authenticator import build_authenticator
+from popmap_gql.auth.hosted_ui import LocalSignIn, hosted_ui_routes
+from popmap_gql.auth.user_pool_api import (
+    AMPLIFY_EXPOSED_HEADERS,
+    AMPLIFY_REQUEST_HEADERS,
+    user_pool_api_routes,
+)
 from popmap_gql.config import Settings, load_settings
 from popmap_gql.db.embedded import embedded_database_url
 from popmap_gql.db.orm import tortoise_config
@@ -217,6 +223,9 @@ def create_app(settings: Settings) -> Starlette:
 
     view = GraphQLView(build_schema(settings), settings)
     hub = Hub(view.schema, settings)
+    # Without a pool, the local provider's hosted UI and user-pool API (for Amplify);
+    # with one, none of it: no route, no CORS header of theirs.
+    local_sign_in = None if settings.cognito_configured else LocalSignIn(settings)
     middleware = [
         # Outermost of ours: every request gets its access line, refused ones included.
         Middleware(RequestObserver, data_dir=settings.data_dir, metrics=metrics),
@@ -227,7 +236,13 @@ def create_app(settings: Settings) -> Starlette:
             CORSMiddleware,
             allow_origins=list(settings.cors_allowed_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["authorization", "content-type", "accept", "apollo-require-preflight"],
+            allow_headers=[
+                "authorization",
+                "content-type",
+                "accept",
+                "apollo-require-preflight",
+                *(AMPLIFY_REQUEST_HEADERS if local_sign_in else ()),
+            ],
             # budgets.py: a browser's client may read its budget and when to retry
             expose_headers=[
                 "WWW-Authenticate",
@@ -235,6 +250,7 @@ def create_app(settings: Settings) -> Starlette:
                 "RateLimit",
                 "RateLimit-Policy",
                 "Retry-After",
+                *(AMPLIFY_EXPOSED_HEADERS if local_sign_in else ()),
             ],
             max_age=600,
         ),
@@ -255,6 +271,7 @@ def create_app(settings: Settings) -> Starlette:
         *(media_routes() if settings.media_bucket is None else []),
         # With a port of its own, `serve` answers scrapes there instead (see cli.py).
         *([metrics_endpoint(metrics)] if metrics and settings.metrics_port is None else []),
+        *([*hosted_ui_routes(), *user_pool_api_routes()] if local_sign_in else []),
     ]
     app = Starlette(
         debug=settings.debug,
@@ -268,6 +285,7 @@ def create_app(settings: Settings) -> Starlette:
         },
     )
     app.state.draining = False  # set by drain_on_sigterm
+    app.state.local_sign_in = local_sign_in
     return app
 
 

@@ -28,7 +28,8 @@ from popmap_gql.api.types import (
     PageInfo,
     Viewer,
 )
-from popmap_gql.auth.local_idp import LOCAL_CLIENT_ID, LOCAL_ISSUER
+from popmap_gql.auth.local_idp import LOCAL_CLIENT_ID, LOCAL_ISSUER, LOCAL_POOL_ID
+from popmap_gql.auth.local_sessions import FEDERATED_PROVIDERS
 from popmap_gql.auth.viewer import Viewer as AuthViewer
 from popmap_gql.config import Settings
 from popmap_gql.db import queries
@@ -299,20 +300,24 @@ def viewer_object(viewer: AuthViewer) -> Viewer | None:
     )
 
 
-def _auth_config(settings: Settings) -> AuthConfig:
+def _auth_config(settings: Settings, context: Context) -> AuthConfig:
     if not settings.cognito_configured:
+        # The local provider's hosted UI is this server; Amplify builds https://<domain>
+        # itself, so the domain is given only when this request came over HTTPS.
+        url = context.request.url
         return AuthConfig(
-            user_pool_id=None,
+            user_pool_id=LOCAL_POOL_ID,
             user_pool_client_id=LOCAL_CLIENT_ID,
             user_pool_client_ids=[LOCAL_CLIENT_ID],
-            region=None,
+            region=LOCAL_POOL_ID.partition("_")[0],
             issuer=LOCAL_ISSUER,
-            domain=None,
+            domain=url.netloc if url.scheme == "https" else None,
+            user_pool_endpoint=f"{context.api_base}/",
             scopes=list(settings.cognito_oauth_scopes),
             redirect_sign_in=list(settings.cognito_redirect_sign_in),
             redirect_sign_out=list(settings.cognito_redirect_sign_out),
             response_type="code",
-            identity_providers=[],
+            identity_providers=["COGNITO", *FEDERATED_PROVIDERS],
             local_development=True,
         )
     return AuthConfig(
@@ -322,6 +327,7 @@ def _auth_config(settings: Settings) -> AuthConfig:
         region=settings.cognito_region,
         issuer=settings.cognito_issuer,
         domain=settings.cognito_hosted_ui_domain,
+        user_pool_endpoint=None,
         scopes=list(settings.cognito_oauth_scopes),
         redirect_sign_in=list(settings.cognito_redirect_sign_in),
         redirect_sign_out=list(settings.cognito_redirect_sign_out),
@@ -350,7 +356,7 @@ class Query:
 
     @strawberry.field(description="Public settings for Amplify.configure and the hosted UI.")
     def auth_config(self, info: Info) -> AuthConfig:
-        return _auth_config(info.context.settings)
+        return _auth_config(info.context.settings, info.context)
 
     @strawberry.field(
         description="All categories, by name; the first 200.", metadata=sized(Capped(200))

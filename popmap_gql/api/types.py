@@ -310,7 +310,12 @@ class AuthConfig:
     issuer: str
     domain: str | None = strawberry.field(
         description="The hosted UI's full host name"
-        " (popmap-auth.auth.us-east-1.amazoncognito.com, or a custom domain)."
+        " (popmap-auth.auth.us-east-1.amazoncognito.com, or a custom domain); with the local"
+        " identity provider, this server's host:port, while it is reached over HTTPS."
+    )
+    user_pool_endpoint: str | None = strawberry.field(
+        description="Amplify's Auth.Cognito.userPoolEndpoint: where the user-pool API is"
+        " (this server, with the local identity provider); null with a pool: AWS's own."
     )
     scopes: list[str]
     redirect_sign_in: list[str]

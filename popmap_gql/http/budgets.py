@@ -50,6 +50,7 @@ from popmap_gql import observe
 from popmap_gql.api.admission import Admission
 from popmap_gql.auth.viewer import Viewer
 from popmap_gql.config import MUTATION_MINIMUM_COST, Settings
+from popmap_gql.memory import LRU
 
 if TYPE_CHECKING:
     from starlette.types import Scope
@@ -166,40 +167,23 @@ class Buckets(Protocol):
     async def close(self) -> None: ...
 
 
-class _Recent:
-    """A bounded dict whose first entries are the least recently written."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.entries: dict[str, float] = {}
-
-    def write(self, key: str, value: float, now: float) -> None:
-        entries = self.entries
-        entries.pop(key, None)
-        entries[key] = value
-        if len(entries) > self.limit:
-            for stale in [k for k, v in entries.items() if v <= now]:
-                del entries[stale]
-            while len(entries) > self.limit * 3 // 4:
-                del entries[next(iter(entries))]
-
-
 class MemoryBuckets:
     """This process's buckets: `tat` by key, on the monotonic clock."""
 
     def __init__(self, limit: int = MAX_BUCKETS) -> None:
-        self.tats = _Recent(limit)
+        # the least recently charged bucket, the fullest again, is the one forgotten
+        self.tats: LRU[str, float] = LRU(max_entries=limit)
 
     async def charge(self, key: str, cost: int, policy: Policy) -> Outcome:
         return self.charge_now(key, cost, policy)
 
     def charge_now(self, key: str, cost: int, policy: Policy) -> Outcome:
         now = time.monotonic()
-        tat = max(self.tats.entries.get(key, now), now)
+        tat = max(self.tats.get(key, now), now)
         after = tat + cost * policy.interval
         if after - now > WINDOW_SECONDS:
             return Outcome(False, tat - now, cost)
-        self.tats.write(key, after, now)
+        self.tats.put(key, after)
         return Outcome(True, after - now, cost)
 
     async def close(self) -> None:
@@ -308,7 +292,7 @@ class Budgets:
             client: Policy("service", points) for client, points in settings.budget_service_clients
         }
         # refused clients: the monotonic instant until which each is refused outright
-        self.refused = _Recent(MAX_BUCKETS)
+        self.refused: LRU[str, float] = LRU(max_entries=MAX_BUCKETS)
 
     def subject(self, viewer: Viewer | None, scope: Scope) -> Subject:
         """Whose budget pays for a request (None: not authenticated, as an address)."""
@@ -324,12 +308,12 @@ class Budgets:
 
     def still_refused(self, subject: Subject) -> Outcome | None:
         """A refusal without a charge, while this process knows the client cannot pay."""
-        until = self.refused.entries.get(subject.key)
+        until = self.refused.peek(subject.key)
         if until is None:
             return None
         now = time.monotonic()
         if now >= until:
-            del self.refused.entries[subject.key]
+            self.refused.pop(subject.key)
             return None
         # the level at which one point is missing for `until - now` seconds
         return Outcome(False, WINDOW_SECONDS + (until - now) - subject.policy.interval, 1)
@@ -347,7 +331,7 @@ class Budgets:
             # until the cheapest request could be paid again
             wait = outcome.level + subject.policy.interval - WINDOW_SECONDS
             if wait > 0:
-                self.refused.write(subject.key, now + wait, now)
+                self.refused.put(subject.key, now + wait)
         return outcome
 
     @staticmethod

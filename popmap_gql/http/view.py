@@ -273,8 +273,9 @@ class GraphQLView:
             if settings.http_cache_max_age_seconds > 0
             else {}
         )
-        # Media URLs then start with the origin the request came through (see Context).
-        self.answers_embed_origin = public_base(settings) is None
+        # Media URLs then start with the origin the request came through (see Context),
+        # as does the local identity provider's authConfig (domain, userPoolEndpoint).
+        self.answers_embed_origin = public_base(settings) is None or not settings.cognito_configured
         self.ide_html = graphiql_html() if settings.graphiql_enabled else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
