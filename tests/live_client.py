@@ -74,11 +74,10 @@ async def live(
     origin: str | None = None,
     **options: Any,
 ) -> AsyncIterator[LiveClient]:
+    chosen = [PROTOCOL] if subprotocols is None else subprotocols
     async with connect(
         ws_url(base),
-        subprotocols=[
-            Subprotocol(p) for p in ([PROTOCOL] if subprotocols is None else subprotocols)
-        ],
+        subprotocols=[Subprotocol(p) for p in chosen] or None,
         additional_headers=headers,
         origin=origin,  # type: ignore[arg-type]
         open_timeout=PATIENCE_SECONDS,
