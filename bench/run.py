@@ -43,10 +43,11 @@ import uvicorn  # noqa: E402
 
 from bench import dataset  # noqa: E402
 from bench.scenarios import Scenario, build  # noqa: E402
+from tests.processes import REDIS_SERVER  # noqa: E402
+from tests.processes import redis_server as start_redis  # noqa: E402
 
 VENV_BIN = ROOT / ".venv" / "bin"
 WRK = "/usr/bin/wrk"
-REDIS = "/usr/bin/redis-server"
 WRK_SCRIPT = ROOT / "bench" / "wrk.lua"
 RUN_DIR = dataset.DATA_DIR / "run"  # request bodies and server logs of the last run
 STARTUP_TIMEOUT = 60.0
@@ -154,29 +155,8 @@ def redis_server(mode: str) -> Iterator[str | None]:
     if mode != "redis":
         yield None
         return
-    port = free_port()
-    process = subprocess.Popen(
-        [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=RUN_DIR,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with start_redis(RUN_DIR) as url:
+        yield url
 
 
 def make_servers(database_url: str, budgets: dict[str, str] | None = None) -> dict[str, Server]:
@@ -838,8 +818,8 @@ def main() -> int:
         parser.error("--rounds must be 1-20 and --seconds 1-120")
     if not Path(WRK).exists():
         parser.error(f"{WRK} not found: apt-get install wrk")
-    if args.budgets == "redis" and not Path(REDIS).exists():
-        parser.error(f"{REDIS} not found: apt-get install redis-server")
+    if args.budgets == "redis" and not Path(REDIS_SERVER).exists():
+        parser.error(f"{REDIS_SERVER} not found: apt-get install redis-server")
 
     # SIGTERM stops the servers like Ctrl-C does (the finally clauses run).
     signal.signal(signal.SIGTERM, _interrupt)

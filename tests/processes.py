@@ -25,6 +25,38 @@ def free_port() -> int:
         return port
 
 
+REDIS_SERVER = "/usr/bin/redis-server"  # Debian's package; .ci/run installs it
+
+
+@contextmanager
+def redis_server(folder: Path) -> Iterator[str]:
+    """A redis-server of our own on a free loopback port, persisting nothing (its working
+    folder `folder`); yields its URL once it answers PING."""
+    port = free_port()
+    arguments = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(
+        [REDIS_SERVER, *arguments, "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def clean_env(**overrides: str) -> dict[str, str]:
     """The test process's environment without our settings, plus `overrides`."""
     env = {

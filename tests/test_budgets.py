@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -36,8 +34,8 @@ from tests.fake_cognito import (
 )
 from tests.people import person, service
 from tests.processes import clean_env, free_port, server_process
+from tests.processes import redis_server as start_redis
 
-REDIS_SERVER = "/usr/bin/redis-server"
 BUDGET = 150  # points a minute, for every kind of client of the test servers
 SERVICE_OWN_BUDGET = 100_000  # OTHER_SERVICE_CLIENT's own (POPMAP_BUDGET_SERVICE_CLIENTS)
 
@@ -85,41 +83,8 @@ class Redis:
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
     """redis-server on a free loopback port, nothing persisted; .ci/run installs it."""
-    port = free_port()
-    folder = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [
-            REDIS_SERVER,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(folder),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                assert process.poll() is None, "redis-server exited"
-                assert time.monotonic() < deadline, "redis-server did not answer"
-                time.sleep(0.05)
-        yield Redis(f"redis://127.0.0.1:{port}/0", port)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with start_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield Redis(url, int(url.rsplit(":", 1)[1].split("/")[0]))
 
 
 # --- the servers --------------------------------------------------------------------------

@@ -320,27 +320,30 @@ def _sign_in_page(
 async def authorize(request: Request) -> Response:
     """Check the request and send the browser to the sign-in page, as Cognito sends it
     to /login (or, for a federated provider, to the provider: here the same page)."""
-    settings: Settings = request.app.state.local_sign_in.settings
-    try:
-        params = _single_values(list(request.query_params.multi_items()))
-        parsed = parse_authorize(params, settings)
-    except _PageError as refused:
-        return _error_page(refused.error, refused.description)
-    except _RedirectError as refused:
-        return _back_to_app(refused)
+    parsed = _authorize_request(request)
+    if isinstance(parsed, Response):
+        return parsed
     return RedirectResponse(f"/login?{urlencode(parsed.query())}", 302, headers=_NO_STORE)
 
 
 async def login_page(request: Request) -> Response:
+    parsed = _authorize_request(request)
+    if isinstance(parsed, Response):
+        return parsed
+    settings: Settings = request.app.state.local_sign_in.settings
+    return HTMLResponse(_sign_in_page(parsed, settings), headers=_PAGE_HEADERS)
+
+
+def _authorize_request(request: Request) -> AuthorizeRequest | Response:
+    """The request's authorize parameters, checked, or the page or redirect refusing them."""
     settings: Settings = request.app.state.local_sign_in.settings
     try:
         params = _single_values(list(request.query_params.multi_items()))
-        parsed = parse_authorize(params, settings)
+        return parse_authorize(params, settings)
     except _PageError as refused:
         return _error_page(refused.error, refused.description)
     except _RedirectError as refused:
         return _back_to_app(refused)
-    return HTMLResponse(_sign_in_page(parsed, settings), headers=_PAGE_HEADERS)
 
 
 async def _form(request: Request) -> dict[str, str]:
