@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -591,3 +592,15 @@ async def test_every_worker_delivers_changes(
 
 def _socket_lines(log: Path) -> list[str]:
     return [line for line in log.read_text().splitlines() if "websocket /graphql" in line]
+
+
+async def test_sigterm_closes_sockets_with_1012_so_clients_reconnect_elsewhere(
+    settings: Settings, cognito: FakeCognito, tmp_path: Path
+) -> None:
+    log = tmp_path / "server.log"
+    env = _env(settings, cognito, tmp_path, POPMAP_SHUTDOWN_DRAIN_SECONDS="1")
+    with server_process(env, log=log) as (process, base):
+        async with live(base) as client:
+            await open_subscription(client, None)
+            process.send_signal(signal.SIGTERM)
+            assert await client.closed_with() == 1012
