@@ -9,6 +9,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from popmap_gql.db import notify
 from popmap_gql.db.models import Business, Category, Event, EventStatus
 from popmap_gql.db.participation import ParticipationChange, join_event, leave_event
 from popmap_gql.db.powers import Audience, EventOwners, may_act_for_business, who_may_change_event
@@ -23,7 +24,6 @@ from popmap_gql.db.validation import (
     check_url,
 )
 from popmap_gql.errors import BadUserInput, Forbidden, NotFound
-from popmap_gql.live import notify
 
 __all__ = [
     "ALLOWED_TRANSITIONS",

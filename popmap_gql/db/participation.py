@@ -24,10 +24,10 @@ from typing import Any
 
 from tortoise.connection import connections
 
+from popmap_gql.db import notify
 from popmap_gql.db.powers import OWNER_OR_STAFF_ONLY, Audience, may_act_for_business_sql
 from popmap_gql.db.queries import ACTIVE_EVENTS, BUSINESS_VISIBILITY, EVENT_VISIBILITY, Row
 from popmap_gql.errors import BadUserInput, Forbidden, NotFound, PopmapError
-from popmap_gql.live import notify
 
 __all__ = ["ParticipationChange", "join_event", "leave_event"]
 
@@ -55,7 +55,7 @@ _OK, _NO_BUSINESS, _NOT_OWNER, _NO_EVENT, _NOT_VERIFIED, _NOT_ACTIVE = (
 def _participation_sql(audience: Audience, *, join: bool, params: list[Any]) -> str:
     """The join's or the leave's statement; `params` starts with the business id ($1) and
     the event id ($2), and the audience's values are appended. A row written is announced
-    to live subscribers (live/notify.py) by the same statement, so only on commit."""
+    to live subscribers (db/notify.py) by the same statement, so only on commit."""
     business_visible = BUSINESS_VISIBILITY.sql(audience, "b", params)
     event_visible = EVENT_VISIBILITY.sql(audience, "e", params)
     acts_for_business = may_act_for_business_sql(audience, "biz.owner_id", params)

@@ -5,7 +5,7 @@ visibility sees it) and origin (media URLs start with it) form one `Cohort`. A c
 remembers the events its list holds now, each with a hash of its selected fields; that
 is all it keeps, never rows.
 
-Committed writes arrive as `Touched` ids (live/notify.py). The `Hub` gathers them over a
+Committed writes arrive as `Touched` ids (db/notify.py). The `Hub` gathers them over a
 window (POPMAP_LIVE_WINDOW_MS), then resolves them in one statement for every cohort of
 the process: the touched events, the events of touched businesses, and where each lies.
 A cohort whose box holds none of those places and whose list holds none of those events
@@ -42,8 +42,8 @@ from popmap_gql.api.queries import PAGE
 from popmap_gql.api.schema import PopmapSchema
 from popmap_gql.auth.viewer import Viewer
 from popmap_gql.config import Settings
+from popmap_gql.db.notify import Touched
 from popmap_gql.errors import ServiceUnavailable
-from popmap_gql.live.notify import Touched
 from popmap_gql.live.query import ID_KEY, LiveQuery
 from popmap_gql.observe import RequestFacts
 from popmap_gql.read.ids import decode_id

@@ -17,8 +17,8 @@ from typing import Any
 
 import asyncpg
 
+from popmap_gql.db.notify import CHANNEL, Touched, read_payload
 from popmap_gql.db.orm import connection_credentials
-from popmap_gql.live.notify import CHANNEL, Touched, read_payload
 
 __all__ = ["CHECK_SECONDS", "Listener"]
 
