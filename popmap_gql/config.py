@@ -436,9 +436,10 @@ class Settings:
     ws_keepalive_seconds: float = _env("POPMAP_WS_KEEPALIVE_SECONDS", _seconds(True), 20.0)
     """The server sends a `ping` message this often on every WebSocket, so that proxies
     keep idle ones open (HAProxy's `timeout tunnel` must be longer)."""
-    ws_send_buffer: int = _env("POPMAP_WS_SEND_BUFFER", POSITIVE, 256)
-    """Messages waiting for a client that does not read; past it the socket is closed with
-    1008 (a slow consumer), never buffered without bound."""
+    ws_send_buffer: int = _env("POPMAP_WS_SEND_BUFFER", POSITIVE, 64)
+    """Batches of messages (a window's changes, a pong) waiting for a client that does not
+    read; past it the socket is closed with 1008 (a slow consumer), never buffered without
+    bound."""
 
     cognito_user_pool_id: str | None = _env("AWS_COGNITO_USER_POOL_ID", POOL_ID, None)
     """The Cognito user pool (`us-east-1_AbCd1234`, or an emulator's `local_AbCd1234` with

@@ -27,7 +27,7 @@ from popmap_gql.config import Settings
 from popmap_gql.db.models import CognitoIdentity, EventStatus, User
 from tests.fake_cognito import ISSUER, POOL_ID, SERVICE_CLIENT, WEB_CLIENT, FakeCognito
 from tests.helpers import global_id, make_business, make_event
-from tests.live_client import LiveClient, live
+from tests.live_client import LiveClient, SilentClient, live
 from tests.people import Person, person
 from tests.processes import clean_env, server_process
 
@@ -530,17 +530,28 @@ async def test_identical_subscriptions_share_one_statement_and_far_away_ones_cos
 async def test_a_client_that_does_not_read_is_closed_1008_not_buffered(
     small_limits: Served, client: httpx.AsyncClient, cognito: FakeCognito
 ) -> None:
+    """Changes pile up for a client that reads nothing until the server gives up on it;
+    the server says so in its log, and the client then finds the close code after what
+    was sent before."""
     staff = await person(cognito, "flooder", ("staff",))
-    long_text = "x" * 5000
+    long_text = "x" * 4990
     events = [await make_event(f"big {n}", description=long_text) for n in range(20)]
     aliases = " ".join(f"d{n}: description" for n in range(25))
     query = f"subscription {{ eventsChanged {{ change event {{ {aliases} }} }} }}"
     edit = (
         "mutation($id: ID!, $i: EventUpdateInput!) { updateEvent(id: $id, input: $i) { changed } }"
     )
-    async with live(small_limits.base, max_queue=1) as reader:
-        await open_subscription(reader, None, {}, query=query)
-        for round_ in range(4):
+    gave_up = "a client that does not read is closed"
+    reader = SilentClient(small_limits.base)
+    try:
+        reader.send({"type": "connection_init"})
+        reader.read_until("connection_ack")
+        reader.send({"id": "map", "type": "subscribe", "payload": {"query": query}})
+        reader.send({"type": "ping"})
+        reader.read_until("pong")
+        for round_ in range(50):
+            if gave_up in small_limits.log.read_text():
+                break
             for event in events:
                 await mutate(
                     client,
@@ -548,10 +559,35 @@ async def test_a_client_that_does_not_read_is_closed_1008_not_buffered(
                     edit,
                     {
                         "id": global_id("Event", event.id),
-                        "i": {"description": f"{round_}{long_text[1:]}"},
+                        "i": {"description": f"{round_}{long_text}"},
                     },
                 )
-        assert await reader.closed_with() == 1008
+        assert gave_up in small_limits.log.read_text()
+        assert await asyncio.to_thread(reader.closed_with) == 1008
+    finally:
+        reader.close()
+
+
+async def test_a_burst_larger_than_the_send_buffer_reaches_a_reading_client(
+    small_limits: Served, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    """Ten events leave one window together: one entry of the buffer of four."""
+    owner = await person(cognito, "bursty")
+    assert owner.user is not None
+    business = await make_business("Bursts", owner=owner.user)
+    events = [await make_event(f"burst {n}", businesses=[business]) for n in range(10)]
+    query = "subscription { eventsChanged { change eventId event { businesses { name } } } }"
+    async with live(small_limits.base) as reader:
+        await open_subscription(reader, None, {}, query=query)
+        await mutate(
+            client,
+            owner,
+            "mutation($id: ID!, $i: BusinessInput!)"
+            " { updateBusiness(id: $id, input: $i) { business { id } } }",
+            {"id": global_id("Business", business.id), "i": {"name": "Renamed"}},
+        )
+        heard = {change_of(await reader.next_change())[1] for _ in events}
+        assert heard == {global_id("Event", event.id) for event in events}
 
 
 async def test_every_worker_delivers_changes(

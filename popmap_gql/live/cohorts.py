@@ -73,8 +73,8 @@ class LiveRefused(Exception):
 
 
 class Subscriber(Protocol):
-    def deliver(self, payload: bytes) -> None:
-        """Queue a `next` payload (`{"data": ...}` serialised) for the client."""
+    def deliver(self, payloads: list[bytes]) -> None:
+        """Queue one window's `next` payloads (`{"data": ...}` serialised) for the client."""
 
 
 # (document text, operation name, coerced variables, user, staff, client, scopes, origin)
@@ -292,8 +292,7 @@ class Hub:
         if not messages:
             return
         for subscriber in list(cohort.members):
-            for message in messages:
-                subscriber.deliver(message)
+            subscriber.deliver(messages)
         if (metrics := observe.metrics) is not None:
             metrics.live_messages.inc(len(messages) * len(cohort.members))
             metrics.live_lag.observe(time.perf_counter() - started)

@@ -137,8 +137,8 @@ class _Subscription:
         self.prefix = b'{"id":' + orjson.dumps(subscription_id) + b',"type":"next","payload":'
         self.cohort: Cohort | None = None
 
-    def deliver(self, payload: bytes) -> None:
-        self.connection.queue(self.prefix + payload + b"}")
+    def deliver(self, payloads: list[bytes]) -> None:
+        self.connection.queue(*(self.prefix + payload + b"}" for payload in payloads))
 
 
 class _Connection:
@@ -146,7 +146,11 @@ class _Connection:
         self.endpoint = endpoint
         self.settings = endpoint.settings
         self.websocket = websocket
-        self.outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=self.settings.ws_send_buffer)
+        # Each entry is what one event queued at once (a window's changes, a pong), so a
+        # burst of changes is one entry and only a client that stops reading fills it.
+        self.outbox: asyncio.Queue[tuple[bytes, ...]] = asyncio.Queue(
+            maxsize=self.settings.ws_send_buffer
+        )
         self.subscriptions: dict[str, _Subscription] = {}
         self.viewer: Viewer | None = None
         self.init_received = False
@@ -202,22 +206,23 @@ class _Connection:
         with contextlib.suppress(RuntimeError, OSError):  # the client is gone already
             await self.websocket.close(closing.code, closing.reason)
 
-    def queue(self, message: bytes) -> None:
+    def queue(self, *messages: bytes) -> None:
         if self.closing is not None:
             return
         try:
-            self.outbox.put_nowait(message)
+            self.outbox.put_nowait(messages)
         except asyncio.QueueFull:
+            logger.warning("live: a client that does not read is closed (slow consumer)")
             self.close(POLICY_VIOLATION, "Slow consumer: messages were not read")
 
     async def _send_loop(self) -> None:
         try:
             while True:
-                message = await self.outbox.get()
-                await self.websocket.send_text(message.decode())
-                self.sent += 1
-                if (metrics := observe.metrics) is not None:
-                    metrics.ws_messages.inc()
+                for message in await self.outbox.get():
+                    await self.websocket.send_text(message.decode())
+                    self.sent += 1
+                    if (metrics := observe.metrics) is not None:
+                        metrics.ws_messages.inc()
         except (RuntimeError, OSError):
             self.closed.set()  # the client went away
 
