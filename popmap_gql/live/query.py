@@ -24,11 +24,11 @@ from graphql import (
     OperationType,
     SelectionSetNode,
     VariableNode,
+    Visitor,
     print_ast,
     value_from_ast_untyped,
     visit,
 )
-from graphql.language import Visitor
 
 from popmap_gql.api.admission import Admission
 from popmap_gql.read.compile import Selector
