@@ -40,6 +40,7 @@ from popmap_gql.api.limits import ShapeLimits
 from popmap_gql.api.mutations import Mutation
 from popmap_gql.api.privacy import PrivateFields
 from popmap_gql.api.queries import Query
+from popmap_gql.api.subscriptions import Subscription
 from popmap_gql.api.types import LOADER_SETUP, READ_MODEL, direct_resolvers
 from popmap_gql.config import Settings
 from popmap_gql.memory import DocumentMemory
@@ -210,7 +211,10 @@ class PopmapSchema(strawberry.Schema):
 
 def build_schema(settings: Settings) -> PopmapSchema:
     built = PopmapSchema(
-        query=Query, mutation=Mutation, config=StrawberryConfig(auto_camel_case=True)
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        config=StrawberryConfig(auto_camel_case=True),
     )
     core = graphql_schema(built)
     rules: list[type[ASTValidationRule]] = list(specified_rules)
