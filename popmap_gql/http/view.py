@@ -326,7 +326,11 @@ class GraphQLView:
             else:
                 response = self._over_budget(accept, subject, outcome, account)
         assert account.headers is not None
-        response.headers.update(account.headers)
+        # appended as they are: nothing else sets these fields (MutableHeaders would scan)
+        response.raw_headers.extend(
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in account.headers.items()
+        )
         return response
 
     def _over_budget(
