@@ -214,8 +214,9 @@ async def wait_ready(http: httpx.AsyncClient, server: Server) -> None:
     raise RuntimeError(f"{server.key} not ready after {STARTUP_TIMEOUT:.0f}s:\n{server.log_tail()}")
 
 
-def mint_token(email: str) -> str:
-    """An access token from the local identity provider the real server trusts."""
+def mint_token(email: str, groups: tuple[str, ...] = ()) -> str:
+    """An access token from the local identity provider the real server trusts (in
+    Cognito `groups`, e.g. staff)."""
     result = subprocess.run(
         [
             str(VENV_BIN / "popmap-gql"),
@@ -224,6 +225,7 @@ def mint_token(email: str) -> str:
             email,
             "--ttl",
             str(TOKEN_TTL_SECONDS),
+            *(option for group in groups for option in ("--group", group)),
         ],
         env={**clean_environment(), "POPMAP_DATA_DIR": str(dataset.APP_DATA_DIR)},
         cwd=dataset.DATA_DIR,

@@ -173,7 +173,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         proxy_headers=True,
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
         timeout_keep_alive=settings.keep_alive_seconds,
-        limit_concurrency=settings.max_connections,
+        # uvicorn counts an open WebSocket as a connection too: sockets have their own
+        # limit (POPMAP_WS_MAX_CONNECTIONS, live/ws.py), so they never use up HTTP's.
+        limit_concurrency=settings.max_connections + settings.ws_max_connections,
         h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
         ssl_certfile=certificate,
         ssl_keyfile=key,

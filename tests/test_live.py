@@ -640,3 +640,19 @@ async def test_sigterm_closes_sockets_with_1012_so_clients_reconnect_elsewhere(
             await open_subscription(client, None)
             process.send_signal(signal.SIGTERM)
             assert await client.closed_with() == 1012
+
+
+async def test_open_sockets_do_not_use_up_the_http_connection_limit(
+    settings: Settings, cognito: FakeCognito, tmp_path: Path
+) -> None:
+    """uvicorn counts an open WebSocket as a connection: with more sockets open than
+    POPMAP_MAX_CONNECTIONS, HTTP requests are still answered (sockets have their own limit)."""
+    env = _env(settings, cognito, tmp_path, POPMAP_MAX_CONNECTIONS="2")
+    with server_process(env, log=tmp_path / "server.log") as (_, base):
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(3):
+                client = await stack.enter_async_context(live(base))
+                assert (await client.init())["type"] == "connection_ack"
+            async with httpx.AsyncClient(base_url=base) as http:
+                response = await http.post("/graphql", json={"query": "{ categories { name } }"})
+            assert response.status_code == 200, response.text
