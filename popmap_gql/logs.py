@@ -8,6 +8,13 @@ Two formats (`POPMAP_LOG_FORMAT`): `text`, one readable line per record, and `js
 JSON object per line for a log collector. A record may carry structured fields (the
 access line's, see http/observe.py) as `extra={"fields": {...}}`: `json` writes them as
 members of the object, `text` as `key=value` after the message.
+
+Whatever a client chose (a path, an operation name, any field's text) can neither forge
+a record nor make one huge: in `text`, a record is one line (its message with every line
+break and unprintable character written as an escape, its fields quoted when not plain)
+followed only by indented lines (a traceback), so every line starting with a timestamp is
+a record's own; `json` escapes by construction. Each field's text, in either format, is
+cut to MAX_VALUE_CHARS characters (see `clip`).
 """
 
 from __future__ import annotations
@@ -18,16 +25,70 @@ from typing import Any
 
 import orjson
 
-__all__ = ["FIELDS", "LOG_FORMAT", "JsonFormatter", "TextFormatter", "logging_config"]
+__all__ = [
+    "FIELDS",
+    "LOG_FORMAT",
+    "MAX_VALUE_CHARS",
+    "JsonFormatter",
+    "TextFormatter",
+    "clip",
+    "logging_config",
+    "quoted",
+]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # The attribute of a log record holding its structured fields, if any.
 FIELDS = "fields"
+# The most characters of one value a log line keeps; the rest is counted, not written.
+MAX_VALUE_CHARS = 512
+
+
+def clip(text: str) -> str:
+    """`text` cut to MAX_VALUE_CHARS characters, saying how many more there were."""
+    if len(text) <= MAX_VALUE_CHARS:
+        return text
+    return f"{text[:MAX_VALUE_CHARS]}...(+{len(text) - MAX_VALUE_CHARS} chars)"
+
+
+def _clipped(value: Any) -> Any:
+    if isinstance(value, str):
+        return clip(value)
+    if isinstance(value, list):
+        return [_clipped(item) for item in value[:MAX_VALUE_CHARS]]
+    return value
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     fields: dict[str, Any] | None = getattr(record, FIELDS, None)
-    return fields or {}
+    return {key: _clipped(value) for key, value in fields.items()} if fields else {}
+
+
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(char: str) -> str:
+    known = _ESCAPES.get(char)
+    if known is not None:
+        return known
+    code = ord(char)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
+
+
+def _escaped(text: str, backslashes: bool = True) -> str:
+    """`text` with unprintable characters (line breaks, U+2028 and the like) and, unless
+    told otherwise, backslashes written as Python-style escapes: one line, unambiguous."""
+    if text.isprintable() and not (backslashes and "\\" in text):
+        return text
+    return "".join(
+        char if char.isprintable() and not (backslashes and char == "\\") else _escape(char)
+        for char in text
+    )
 
 
 class TextFormatter(logging.Formatter):
@@ -36,27 +97,35 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__(LOG_FORMAT)
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # one line; what a client chose is quoted in it already (see `quoted`)
+        record.message = _escaped(record.message, backslashes=False)
+        return super().formatMessage(record)
+
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
+        head, newline, rest = line.partition("\n")  # only a traceback or stack follows
         fields = _fields(record)
-        if not fields:
-            return line
-        pairs = " ".join(
-            f"{key}={_text_value(value)}"
-            for key, value in fields.items()
-            if value is not None and value != []
-        )
-        head, newline, rest = line.partition("\n")  # a traceback stays below the line
-        return f"{head} {pairs}{newline}{rest}"
+        if fields:
+            pairs = " ".join(
+                f"{key}={quoted(value)}"
+                for key, value in fields.items()
+                if value is not None and value != []
+            )
+            head = f"{head} {pairs}"
+        if rest:  # indented, so that no line of it can pass for a record
+            rest = "\n".join(f"    {_escaped(part)}" for part in rest.split("\n"))
+        return f"{head}{newline}{rest}"
 
 
-def _text_value(value: Any) -> str:
-    """A field's value in a text line: as is when plain, else quoted as JSON, so that a
-    client's text (a path) cannot end the line or pass for another field."""
+def quoted(value: Any) -> str:
+    """A value as a text line shows it: as is when plain, else escaped and quoted, so
+    that a client's text (a path) cannot end the line or pass for another field; a
+    message holding a client's text spells it so too (the access line's path)."""
     text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-    if text and text.isprintable() and not any(c in text for c in ' ="'):
+    if text and text.isprintable() and not any(c in text for c in ' ="\\'):
         return text
-    return orjson.dumps(text).decode()
+    return '"' + _escaped(text).replace('"', '\\"') + '"'
 
 
 class JsonFormatter(logging.Formatter):

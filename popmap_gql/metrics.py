@@ -8,7 +8,9 @@ process answers a scrape sums them: counters and histograms over every worker th
 ran since `serve` started, gauges over the live ones.
 
 Label values come from a fixed set (routes, statuses, kinds) except operation names,
-which clients choose: `OperationNames` keeps those few and short (see there).
+which clients choose: `OperationNames` keeps those few and short (see there), and only
+names of operations that ran count; a refused request is labelled "" like an anonymous
+operation.
 """
 
 from __future__ import annotations
@@ -147,7 +149,11 @@ class Metrics:
         )
 
     def observe_request(self, facts: RequestFacts, route: str, seconds: float) -> None:
-        operation = self.operations.label(facts.operation_name)
+        # A name enters the labels only once an operation of that name ran (or its
+        # cached answer was served): a refused request's name is the client's text and
+        # would use up the label slots.
+        ran = facts.executed or facts.cache == "hit"
+        operation = self.operations.label(facts.operation_name if ran else None)
         self.requests.labels(route, operation, str(facts.status)).inc()
         self.latency.labels(route, operation).observe(seconds)
         if facts.cache == "hit":

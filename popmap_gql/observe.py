@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from popmap_gql.metrics import Metrics
 
-__all__ = ["RequestFacts", "count_statement", "current", "metrics"]
+__all__ = ["RequestFacts", "count_statement", "current", "metrics", "note_executed"]
 
 
 @dataclass(slots=True)
@@ -38,6 +38,9 @@ class RequestFacts:
     viewer_kind: str | None = None  # anonymous, person, staff, service
     viewer_subject: str | None = None  # "user:<id>" or "client:<id>": hashed when logged
     cache: str | None = None  # hit, miss, none
+    # Whether the operation named above ran (it was admitted and executed, or answered
+    # from the cache): only then does its client-chosen name become a metric label.
+    executed: bool = False
     error_codes: tuple[str, ...] = ()
     statements: int = 0  # SQL statements sent by this request (and tasks it started)
 
@@ -51,3 +54,10 @@ def count_statement() -> None:
     facts = current.get()
     if facts is not None:
         facts.statements += 1
+
+
+def note_executed() -> None:
+    """The request's operation was admitted and runs now."""
+    facts = current.get()
+    if facts is not None:
+        facts.executed = True

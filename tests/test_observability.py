@@ -24,7 +24,7 @@ from popmap_gql.config import ConfigError, Settings, load_settings
 from popmap_gql.db.orm import connection_credentials
 from popmap_gql.http.observe import VIEWER_ID_KEY_FILE
 from popmap_gql.logs import JsonFormatter, TextFormatter
-from popmap_gql.metrics import OTHER, OperationNames
+from popmap_gql.metrics import MAX_OPERATION_NAMES, OTHER, OperationNames
 from tests.fake_cognito import POOL_ID, SERVICE_CLIENT, WEB_CLIENT, FakeCognito
 from tests.helpers import make_category
 from tests.people import person, service
@@ -335,6 +335,27 @@ async def test_metrics_count_requests_cache_jwks_pool_and_statement_timeouts(
     assert value(end, "popmap_db_pool_in_use") == 0
     assert value(end, "popmap_db_pool_waiting") == 0
     assert value(end, "popmap_http_requests_total", route="/metrics", operation="", status="200")
+
+
+async def test_only_operations_that_ran_take_an_operation_label(
+    server: Server, http: httpx.AsyncClient
+) -> None:
+    metrics = f"{server.base}/metrics"
+    # More refused names than there are label slots: none names an operation that ran.
+    for n in range(MAX_OPERATION_NAMES + 1):
+        assert (await ask(http, CATEGORIES, operation_name=f"Junk{n}")).status_code == 400
+    assert (await ask(http, "query Invalid { nope }")).status_code == 200
+    costly = (
+        "query Costly { events(first: 100) { edges { node { businesses { events { id } } } } } }"
+    )
+    assert (await ask(http, costly)).json()["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+    assert (await ask(http, "query RanAfterJunk { categories { slug } }")).status_code == 200
+
+    operations = {dict(labels).get("operation") for _, labels in scrape(metrics)}
+
+    assert "RanAfterJunk" in operations
+    assert not {name for name in operations if name and name.startswith("Junk")}
+    assert not {"Invalid", "Costly"} & operations
 
 
 class locked:

@@ -13,8 +13,9 @@ limit decided for another value nor poison the decision for everyone else.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import orjson
@@ -60,19 +61,29 @@ class Admission:
 _NONE = VariableValues({}, {})
 
 
-def _instant(value: Any) -> Any:
-    # Aware instants enter keys in UTC: every offset of the same moment is one value to
-    # the resolvers (db/validation.py turns instants into UTC).
+_UNIQUE = itertools.count()  # never reused, unlike id()
+
+
+def _canonical(value: Any) -> Any:
+    """What orjson cannot write itself. An aware instant enters a key in UTC: every offset
+    of the same moment is one value to the resolvers (db/validation.py turns instants into
+    UTC); a naive one, or one UTC cannot hold, as written (validation refuses both). Any
+    other object is a key of its own, shared with no other request."""
     if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.astimezone(UTC).isoformat()
-    raise TypeError
+        try:
+            return value.astimezone(UTC).isoformat()
+        except OverflowError:
+            return value.isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    return f"<{type(value).__qualname__} {next(_UNIQUE)}>"
 
 
 def canonical_variables(coerced: dict[str, Any]) -> bytes:
     """The coerced values as one byte string: equal exactly when the values are."""
     return orjson.dumps(
         coerced,
-        default=_instant,
+        default=_canonical,
         option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME,
     )
 

@@ -23,7 +23,7 @@ from typing import Any, Protocol, cast
 from graphql import ExecutionResult
 from strawberry.extensions import SchemaExtension
 
-from popmap_gql import tracing
+from popmap_gql import observe, tracing
 from popmap_gql.api.admission import Admission
 from popmap_gql.api.documents import Documents, Prepared
 from popmap_gql.api.fast import FastReads
@@ -74,6 +74,7 @@ class Pipeline(SchemaExtension):
 
     async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context
+        observe.note_executed()
         with tracing.span("graphql.execute"):
             operation = self.admission.operation
             if self.schema.compiled_reads and operation is not None and context.context:

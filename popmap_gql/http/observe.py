@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from popmap_gql.api.documents import Prepared
 from popmap_gql.auth.viewer import Viewer
-from popmap_gql.logs import FIELDS
+from popmap_gql.logs import FIELDS, clip, quoted
 from popmap_gql.media.policy import load_or_create_secret
 from popmap_gql.observe import RequestFacts, current
 
@@ -184,7 +184,11 @@ class RequestObserver:
         if access_log.isEnabledFor(logging.INFO):
             fields = self._fields(scope, facts, route, seconds)
             access_log.info(
-                "%s %s %d", scope["method"], scope["path"], facts.status, extra={FIELDS: fields}
+                "%s %s %d",
+                quoted(clip(scope["method"])),
+                quoted(clip(scope["path"])),
+                facts.status,
+                extra={FIELDS: fields},
             )
 
     def _fields(
