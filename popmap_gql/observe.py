@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from popmap_gql.metrics import Metrics
 
-__all__ = ["RequestFacts", "count_statement", "current", "metrics", "note_executed"]
+__all__ = ["RequestFacts", "count_statement", "current", "metrics", "note_answer", "note_executed"]
 
 
 @dataclass(slots=True)
@@ -41,6 +41,10 @@ class RequestFacts:
     # Whether the operation named above ran (it was admitted and executed, or answered
     # from the cache): only then does its client-chosen name become a metric label.
     executed: bool = False
+    # Who answered a query that executed: "compiled" (api/fast.py) or "resolvers", and
+    # when the resolvers did, why the compiled path declined (api/fast.py `DECLINED`).
+    answered_by: str | None = None
+    declined: str | None = None
     error_codes: tuple[str, ...] = ()
     statements: int = 0  # SQL statements sent by this request (and tasks it started)
 
@@ -61,3 +65,12 @@ def note_executed() -> None:
     facts = current.get()
     if facts is not None:
         facts.executed = True
+
+
+def note_answer(declined: str | None) -> None:
+    """The compiled path answered (`declined` None), or declined for this reason and the
+    resolvers answer."""
+    facts = current.get()
+    if facts is not None:
+        facts.answered_by = "compiled" if declined is None else "resolvers"
+        facts.declined = declined

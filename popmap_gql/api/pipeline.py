@@ -77,7 +77,9 @@ class Pipeline(SchemaExtension):
         observe.note_executed()
         with tracing.span("graphql.execute"):
             operation = self.admission.operation
-            if self.schema.compiled_reads and operation is not None and context.context:
+            if not self.schema.compiled_reads:
+                observe.note_answer("off")
+            elif operation is not None and context.context is not None:
                 assert context.graphql_document is not None
                 data = await self.schema.fast.answer(
                     context.graphql_document, operation, self.admission, context.context

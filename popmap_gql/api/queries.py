@@ -34,7 +34,14 @@ from popmap_gql.db.validation import check_instant, check_storable
 from popmap_gql.errors import BadUserInput, Forbidden, NotFound
 from popmap_gql.read.ids import decode_cursor, decode_id, encode_cursor, encode_id, lookup_pk
 
-__all__ = ["PAGE", "Query", "business_list_query", "event_list_query", "viewer_object"]
+__all__ = [
+    "PAGE",
+    "Query",
+    "auth_config",
+    "business_list_query",
+    "event_list_query",
+    "viewer_object",
+]
 
 # The page of every connection: `first` items, 20 when omitted, at most 100.
 PAGE = Paged(default=20, cap=100)
@@ -244,7 +251,7 @@ def viewer_object(viewer: AuthViewer) -> Viewer | None:
     )
 
 
-def _auth_config(settings: Settings) -> AuthConfig:
+def auth_config(settings: Settings) -> AuthConfig:
     if not settings.cognito_configured:
         return AuthConfig(
             user_pool_id=None,
@@ -295,7 +302,7 @@ class Query:
 
     @strawberry.field(description="Public settings for Amplify.configure and the hosted UI.")
     def auth_config(self, info: Info) -> AuthConfig:
-        return _auth_config(info.context.settings)
+        return auth_config(info.context.settings)
 
     @strawberry.field(
         description="All categories, by name; the first 200.", metadata=sized(Capped(200))
