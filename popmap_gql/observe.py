@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from popmap_gql.metrics import Metrics
 
-__all__ = ["RequestFacts", "count_statement", "current", "metrics", "note_answer", "note_executed"]
+__all__ = [
+    "RequestFacts",
+    "count_statement",
+    "current",
+    "metrics",
+    "note_answered_by",
+    "note_declined",
+    "note_executed",
+]
 
 
 @dataclass(slots=True)
@@ -67,10 +75,15 @@ def note_executed() -> None:
         facts.executed = True
 
 
-def note_answer(declined: str | None) -> None:
-    """The compiled path answered (`declined` None), or declined for this reason and the
-    resolvers answer."""
+def note_answered_by(who: str) -> None:
+    """Who answered the query: "compiled" or "resolvers"."""
     facts = current.get()
     if facts is not None:
-        facts.answered_by = "compiled" if declined is None else "resolvers"
-        facts.declined = declined
+        facts.answered_by = who
+
+
+def note_declined(reason: str) -> None:
+    """Why the compiled path declined the query (the resolvers answer it)."""
+    facts = current.get()
+    if facts is not None:
+        facts.declined = reason

@@ -342,7 +342,7 @@ class AccessLines(logging.Handler):
                     assert fields["declined"] is None
                     return COMPILED
                 assert fields["answered_by"] == "resolvers", fields
-                return declined(fields["declined"])
+                return f"declined: {fields['declined']}"
             await asyncio.sleep(0.005)
         raise AssertionError(f"no access line for {request_id}")
 

@@ -294,8 +294,8 @@ class FastReads:
         admission: Admission,
         context: Context,
     ) -> dict[str, Any] | None:
-        """The operation's `data`, or None when the resolvers must answer it (noted in the
-        request's facts either way)."""
+        """The operation's `data`, or None when the resolvers must answer it (and why is
+        noted in the request's facts)."""
         declined = "mutation"
         data: dict[str, Any] | None = None
         try:
@@ -313,7 +313,8 @@ class FastReads:
             # if any, is reported and masked as usual).
             logger.exception("the compiled read failed; the resolvers answer instead")
             declined = "failed"
-        observe.note_answer(None if data is not None else declined)
+        if data is None:
+            observe.note_declined(declined)
         return data
 
     def _plan(

@@ -77,13 +77,15 @@ class Pipeline(SchemaExtension):
         observe.note_executed()
         with tracing.span("graphql.execute"):
             operation = self.admission.operation
+            data = None
             if not self.schema.compiled_reads:
-                observe.note_answer("off")
+                observe.note_declined("off")
             elif operation is not None and context.context is not None:
                 assert context.graphql_document is not None
                 data = await self.schema.fast.answer(
                     context.graphql_document, operation, self.admission, context.context
                 )
-                if data is not None:
-                    context.result = ExecutionResult(data=data, errors=None)
+            if data is not None:
+                context.result = ExecutionResult(data=data, errors=None)
+            observe.note_answered_by("resolvers" if data is None else "compiled")
             yield
