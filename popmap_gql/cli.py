@@ -95,7 +95,7 @@ def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
 
 
 # Each HTTP request is at most this many bytes of request line and headers under h11
-# (uvicorn's other HTTP implementation, httptools, has no such limit: see README).
+# (uvicorn's other HTTP implementation, httptools, has no such limit: docs/operations.md).
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
 
 

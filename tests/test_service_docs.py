@@ -1,5 +1,5 @@
-"""The README's server-to-server documentation: its permission table is the enforced one, and
-its Python example runs as written against a token endpoint and the API on loopback."""
+"""The server-to-server documentation (docs/services.md): its permission table is the enforced
+one, and its Python example runs as written against a token endpoint and the API on loopback."""
 
 from __future__ import annotations
 
@@ -16,27 +16,27 @@ from popmap_gql.db.powers import permission_table
 from tests.fake_cognito import SERVICE_CLIENT, SERVICE_SECRETS, FakeCognito
 from tests.helpers import make_event
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+SERVICES_PAGE = Path(__file__).resolve().parent.parent / "docs" / "services.md"
 
 
-def readme_between(start: str, end: str) -> str:
-    text = README.read_text()
+def page_between(start: str, end: str) -> str:
+    text = SERVICES_PAGE.read_text()
     match = re.search(re.escape(start) + r"\n(.*?)" + re.escape(end), text, re.DOTALL)
-    assert match is not None, f"README has no {start} ... {end}"
+    assert match is not None, f"docs/services.md has no {start} ... {end}"
     return match.group(1)
 
 
-def test_readme_permission_table_is_the_one_the_code_enforces() -> None:
-    table = readme_between("<!-- permissions:begin -->", "<!-- permissions:end -->")
+def test_documented_permission_table_is_the_one_the_code_enforces() -> None:
+    table = page_between("<!-- permissions:begin -->", "<!-- permissions:end -->")
 
     assert table == permission_table("popmap")
 
 
 def python_example() -> str:
-    return readme_between("<!-- service-client-example -->\n```python", "```")
+    return page_between("<!-- service-client-example -->\n```python", "```")
 
 
-async def test_readme_python_example_caches_its_token_and_retries_once_after_a_401(
+async def test_documented_python_example_caches_its_token_and_retries_once_after_a_401(
     client: httpx.AsyncClient, api_url: str, cognito: FakeCognito, tmp_path: Path
 ) -> None:
     await make_event("Market")

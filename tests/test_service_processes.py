@@ -1,5 +1,5 @@
 """`popmap-gql dev-token --client-credentials` against the real `popmap-gql serve`, with no
-settings, as the README shows."""
+settings, as docs/services.md shows."""
 
 from __future__ import annotations
 
@@ -98,13 +98,13 @@ def test_dev_token_service_without_scope_is_told_which_scope_it_needs(
     assert error["extensions"] == {"code": "FORBIDDEN", "requiredScope": "popmap/moderate"}
 
 
-def test_readme_local_example_runs_as_written(local_server: tuple[str, dict[str, str]]) -> None:
-    """The README's shell lines for a local service token, with the server's port."""
+def test_documented_local_example_runs_as_written(
+    local_server: tuple[str, dict[str, str]],
+) -> None:
+    """docs/services.md's shell lines for a local service token, with the server's port."""
     base, env = local_server
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split("Locally, without AWS, the local identity provider mints the same tokens")[
-        1
-    ]
+    page = (ROOT / "docs" / "services.md").read_text()
+    block = page.split("Locally, without AWS, the local identity provider mints the same tokens")[1]
     commands = block.split("```sh\n", 1)[1].split("```", 1)[0]
     commands = commands.replace("http://127.0.0.1:8000", base)
 

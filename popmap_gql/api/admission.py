@@ -76,7 +76,7 @@ def _canonical(value: Any) -> Any:
             return value.isoformat()
     if isinstance(value, date | time):
         return value.isoformat()
-    return f"<{type(value).__qualname__} {next(_UNIQUE)}>"
+    return f"<object {next(_UNIQUE)}>"
 
 
 def canonical_variables(coerced: dict[str, Any]) -> bytes:

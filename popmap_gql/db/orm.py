@@ -34,8 +34,8 @@ def connection_credentials(url: str) -> dict[str, Any]:
     database = unquote(parts.path.lstrip("/")) or "postgres"
     try:
         port = parts.port or int(query.get("port", ["5432"])[0])
-    except ValueError as exc:
-        raise ConfigError(f"bad port in database URL: {exc}") from exc
+    except ValueError:  # its message may hold part of the URL, so of the password
+        raise ConfigError("the database URL's port is not a number") from None
     return {
         "host": host,
         "port": port,

@@ -1,6 +1,6 @@
 """Who may do what: the audience of a request and, per operation, which people and which
 service scope may use it. The one statement of these rules; permissions, commands,
-visibility and the README's table all read it.
+visibility and the table of docs/services.md all read it.
 
 People are signed-in users (staff by Cognito group). Services are other servers signed in
 with the client-credentials grant: they have no user row and act only through the scopes
@@ -74,7 +74,7 @@ AVAILABLE_EVENTS = "Business.availableEvents"
 
 
 class People(Enum):
-    """Which people may use an operation (the README's words)."""
+    """Which people may use an operation (the words of docs/services.md)."""
 
     ANYONE = "anyone"
     SIGNED_IN = "signed in"
@@ -125,7 +125,7 @@ UPLOAD_SAVED_BY: dict[UploadKind, str] = {
 
 
 def _check_upload_power() -> None:
-    """createUpload's row states, for the README, the scope its savers' rows imply."""
+    """createUpload's row states, for the docs, the scope its savers' rows imply."""
     if set(UPLOAD_SAVED_BY) != set(UploadKind):
         raise TypeError("UPLOAD_SAVED_BY must name the saving mutation of every UploadKind")
     implied = {POWERS[saver].scope for saver in UPLOAD_SAVED_BY.values()} - {None}
@@ -210,7 +210,7 @@ class EventOwners:
 
 
 def permission_table(resource_server: str) -> str:
-    """The README's table of POWERS, in Markdown."""
+    """The table of POWERS in docs/services.md, in Markdown."""
     lines = [
         "| operation | people | services (scope) |",
         "| --- | --- | --- |",
