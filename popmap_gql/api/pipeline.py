@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol, cast
 
-from graphql import ExecutionResult
+from graphql import DocumentNode, ExecutionResult, OperationType, get_operation_ast
 from strawberry.extensions import SchemaExtension
 
 from popmap_gql import observe, tracing
@@ -28,7 +28,7 @@ from popmap_gql.api.admission import Admission
 from popmap_gql.api.documents import Documents, Prepared
 from popmap_gql.api.fast import FastReads
 
-__all__ = ["Pipeline", "PipelineSchema"]
+__all__ = ["Pipeline", "PipelineSchema", "admitted_query", "answer"]
 
 
 class PipelineSchema(Protocol):
@@ -74,18 +74,48 @@ class Pipeline(SchemaExtension):
 
     async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context
+        operation = self.admission.operation
         observe.note_executed()
         with tracing.span("graphql.execute"):
-            operation = self.admission.operation
             data = None
-            if not self.schema.compiled_reads:
-                observe.note_declined("off")
-            elif operation is not None and context.context is not None:
+            if operation is not None and context.context is not None:
                 assert context.graphql_document is not None
-                data = await self.schema.fast.answer(
-                    context.graphql_document, operation, self.admission, context.context
+                data = await answer(
+                    self.schema, context.graphql_document, self.admission, context.context
                 )
             if data is not None:
                 context.result = ExecutionResult(data=data, errors=None)
-            observe.note_answered_by("resolvers" if data is None else "compiled")
             yield
+
+
+def admitted_query(
+    schema: PipelineSchema,
+    query: str,
+    operation_name: str | None,
+    variables: dict[str, Any] | None,
+) -> tuple[DocumentNode, Admission] | None:
+    """A valid query within its limits, with its admission; else None (the pipeline then
+    reports what is wrong)."""
+    prepared = schema.documents.prepare(query)
+    if prepared.document is None or prepared.errors:
+        return None
+    operation = get_operation_ast(prepared.document, operation_name)
+    if operation is None or operation.operation is not OperationType.QUERY:
+        return None
+    admission = schema.admit(prepared, operation_name, variables)
+    return None if admission.errors else (prepared.document, admission)
+
+
+async def answer(
+    schema: PipelineSchema, document: DocumentNode, admission: Admission, context: Any
+) -> dict[str, Any] | None:
+    """The compiled answer's `data`, or None; who answered, and why the compiled path
+    declined, go into the request's facts."""
+    assert admission.operation is not None
+    data = None
+    if not schema.compiled_reads:
+        observe.note_declined("off")
+    else:
+        data = await schema.fast.answer(document, admission.operation, admission, context)
+    observe.note_answered_by("resolvers" if data is None else "compiled")
+    return data
