@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,8 @@ import uvicorn  # noqa: E402
 
 from bench import dataset  # noqa: E402
 from bench.scenarios import Scenario, build  # noqa: E402
+from tests.processes import REDIS_SERVER  # noqa: E402
+from tests.processes import redis_server as start_redis  # noqa: E402
 
 VENV_BIN = ROOT / ".venv" / "bin"
 WRK = "/usr/bin/wrk"
@@ -127,7 +129,37 @@ class Server:
             process.wait(timeout=STOP_TIMEOUT)
 
 
-def make_servers(database_url: str) -> dict[str, Server]:
+# --budgets: how ours and uncached keep per-client budgets. One client sends the whole
+# load here, thousands of map pages a second, so with budgets on each is set this high:
+# every request is charged and carries the RateLimit fields, none is ever refused.
+BUDGET_MODES = ("memory", "redis", "off")
+_UNMET_BUDGET = str(10**15)
+
+
+def budget_environment(mode: str, redis_url: str | None) -> dict[str, str]:
+    if mode == "off":
+        return {"POPMAP_BUDGETS": "false"}
+    env = {
+        f"POPMAP_BUDGET_{kind}_PER_MINUTE": _UNMET_BUDGET
+        for kind in ("ANONYMOUS", "USER", "SERVICE")
+    }
+    if mode == "redis":
+        assert redis_url is not None
+        env["POPMAP_BUDGET_REDIS_URL"] = redis_url
+    return env
+
+
+@contextlib.contextmanager
+def redis_server(mode: str) -> Iterator[str | None]:
+    """With --budgets redis, a redis-server of the driver's own on a free loopback port."""
+    if mode != "redis":
+        yield None
+        return
+    with start_redis(RUN_DIR) as url:
+        yield url
+
+
+def make_servers(database_url: str, budgets: dict[str, str] | None = None) -> dict[str, Server]:
     base = {
         **clean_environment(),
         "DATABASE_URL": database_url,
@@ -136,7 +168,8 @@ def make_servers(database_url: str) -> dict[str, Server]:
         "LOG_LEVEL": "warning",
     }
     servers = {}
-    for key, extra in ((OURS, {}), (UNCACHED, {"POPMAP_RESPONSE_CACHE": "false"})):
+    ours = budgets or {}
+    for key, extra in ((OURS, ours), (UNCACHED, {**ours, "POPMAP_RESPONSE_CACHE": "false"})):
         port = free_port()
         servers[key] = Server(
             key,
@@ -705,7 +738,9 @@ async def benchmark(args: argparse.Namespace) -> tuple[list[Scenario], Results]:
     scenarios = build(picks)
     results: Results = {s.key: {k: Figures() for k in SERVER_ORDER} for s in scenarios}
     results[MIXED] = {OURS: Figures()}
-    servers = make_servers(database_url)
+    budgets = contextlib.ExitStack()
+    redis_url = budgets.enter_context(redis_server(args.budgets))
+    servers = make_servers(database_url, budget_environment(args.budgets, redis_url))
     cancelled = threading.Event()
     try:
         for server in servers.values():
@@ -732,6 +767,7 @@ async def benchmark(args: argparse.Namespace) -> tuple[list[Scenario], Results]:
         cancelled.set()  # an interrupted run: the load thread starts no more wrk
         for server in servers.values():
             server.stop()
+        budgets.close()
         with contextlib.suppress(Exception):
             await reset_join_pair(database_url, picks)
     return scenarios, results
@@ -760,6 +796,21 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, help="rounds per scenario and server (default 3)")
     parser.add_argument("--seconds", type=int, help="seconds per wrk run (default 10)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        help="also run the reads uncached on the data set x1 and xN (bench/scale.py)",
+    )
+    parser.add_argument(
+        "--only-scale", action="store_true", help="with --scale: skip the floor comparison"
+    )
+    parser.add_argument(
+        "--budgets",
+        choices=BUDGET_MODES,
+        default="memory",
+        help="per-client budgets of ours and uncached: in the process (default), in a"
+        " redis-server the driver starts, or off",
+    )
     args = parser.parse_args()
     args.rounds = args.rounds or (2 if args.quick else 3)
     args.seconds = args.seconds or (3 if args.quick else 10)
@@ -767,9 +818,32 @@ def main() -> int:
         parser.error("--rounds must be 1-20 and --seconds 1-120")
     if not Path(WRK).exists():
         parser.error(f"{WRK} not found: apt-get install wrk")
+    if args.budgets == "redis" and not Path(REDIS_SERVER).exists():
+        parser.error(f"{REDIS_SERVER} not found: apt-get install redis-server")
 
     # SIGTERM stops the servers like Ctrl-C does (the finally clauses run).
     signal.signal(signal.SIGTERM, _interrupt)
+    if args.scale is not None and args.scale < 2:
+        parser.error("--scale must be at least 2")
+    if args.only_scale and args.scale is None:
+        parser.error("--only-scale needs --scale")
+    scaled = None
+    if args.scale is not None:
+        from bench import scale  # imports this module
+
+        try:
+            scaled = asyncio.run(scale.measure(args.scale, args.rounds, args.seconds))
+        except KeyboardInterrupt:
+            log("\ninterrupted; servers stopped")
+            return 130
+        if args.only_scale:
+            print(
+                f"Popmap benchmark at scale, code {code_revision()}:"
+                f" {args.rounds} rounds x {args.seconds}s, uncached, wrk -t1 -c{WRK_CONNECTIONS}"
+            )
+            print(scaled[0])
+            print(scaled[1])
+            return 0
     started = time.monotonic()
     revision = code_revision()
     try:
@@ -786,6 +860,7 @@ def main() -> int:
         "connections": WRK_CONNECTIONS,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "revision": revision,
+        "budgets": args.budgets,
         "elapsed_seconds": round(time.monotonic() - started, 1),
     }
     if args.json:
@@ -793,11 +868,15 @@ def main() -> int:
     print(
         f"Popmap benchmark, {settings['date']}, code {revision}:"
         f" {args.rounds} rounds x {args.seconds}s,"
-        f" wrk -t1 -c{WRK_CONNECTIONS}, one worker per server;"
+        f" wrk -t1 -c{WRK_CONNECTIONS}, one worker per server, budgets {args.budgets};"
         f" medians over rounds ({settings['elapsed_seconds']}s in all)"
     )
     print(table(scenarios, results))
+    if scaled is not None:
+        print(scaled[0])
     print(final_line(results))
+    if scaled is not None:
+        print(scaled[1])
     return 0
 
 

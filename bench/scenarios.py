@@ -87,3 +87,54 @@ def build(picks: Picks) -> list[Scenario]:
             authenticated=True,
         ),
     ]
+
+
+# --- the map's own reads, sent uncached on the data set x1 and xN (`run.py --scale N`) ---
+
+MAP = """query Map($bbox: BoundingBox!) {
+  events(first: 20, filter: {bbox: $bbox}) {
+    totalCount totalCountIsExact
+    edges { node { id title startsAt endsAt latitude longitude } }
+  }
+}"""
+
+SEARCH = """query Search($search: String!) {
+  businesses(first: 20, filter: {search: $search}) {
+    totalCount totalCountIsExact
+    edges { node { id name } }
+  }
+}"""
+
+CATEGORY = """query Category($slugs: [String!]!) {
+  businesses(first: 20, filter: {categorySlugs: $slugs, availableForHire: true}) {
+    totalCount totalCountIsExact
+    edges { node { id name } }
+  }
+}"""
+
+# About 4 x 4 km of central Austin, today's city.
+VIEWPORT = {"south": 30.252, "north": 30.288, "west": -97.761, "east": -97.719}
+
+
+def build_map() -> list[Scenario]:
+    """The map's viewport, a search and a category filter, anonymous."""
+    return [
+        Scenario(
+            "map",
+            "a viewport, first 20, totalCount",
+            (body(MAP, "Map", {"bbox": VIEWPORT}),),
+            False,
+        ),
+        Scenario(
+            "search",
+            'search "goat", first 20, totalCount',
+            (body(SEARCH, "Search", {"search": "goat"}),),
+            False,
+        ),
+        Scenario(
+            "category",
+            "bakery, available for hire",
+            (body(CATEGORY, "Category", {"slugs": ["bakery"]}),),
+            False,
+        ),
+    ]

@@ -25,6 +25,12 @@ from popmap_gql import tracing
 from popmap_gql.api.errors import MASKED_MESSAGE, RETRY_AFTER_SECONDS, fault_log
 from popmap_gql.api.schema import build_schema
 from popmap_gql.auth.authenticator import build_authenticator
+from popmap_gql.auth.hosted_ui import LocalSignIn, hosted_ui_routes
+from popmap_gql.auth.user_pool_api import (
+    AMPLIFY_EXPOSED_HEADERS,
+    AMPLIFY_REQUEST_HEADERS,
+    user_pool_api_routes,
+)
 from popmap_gql.config import Settings, load_settings
 from popmap_gql.db.embedded import embedded_database_url
 from popmap_gql.db.orm import tortoise_config
@@ -202,11 +208,16 @@ def create_app(settings: Settings) -> Starlette:
             try:
                 yield
             finally:
+                if view.budgets is not None:
+                    await view.budgets.close()
                 tracing.stop()
                 if metrics is not None:
                     metrics.process_ended()
 
     view = GraphQLView(build_schema(settings), settings)
+    # Without a pool, the local provider's hosted UI and user-pool API (for Amplify);
+    # with one, none of it: no route, no CORS header of theirs.
+    local_sign_in = None if settings.cognito_configured else LocalSignIn(settings)
     middleware = [
         # Outermost of ours: every request gets its access line, refused ones included.
         Middleware(RequestObserver, data_dir=settings.data_dir, metrics=metrics),
@@ -217,8 +228,22 @@ def create_app(settings: Settings) -> Starlette:
             CORSMiddleware,
             allow_origins=list(settings.cors_allowed_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["authorization", "content-type", "accept", "apollo-require-preflight"],
-            expose_headers=["WWW-Authenticate", "X-Request-ID"],
+            allow_headers=[
+                "authorization",
+                "content-type",
+                "accept",
+                "apollo-require-preflight",
+                *(AMPLIFY_REQUEST_HEADERS if local_sign_in else ()),
+            ],
+            # budgets.py: a browser's client may read its budget and when to retry
+            expose_headers=[
+                "WWW-Authenticate",
+                "X-Request-ID",
+                "RateLimit",
+                "RateLimit-Policy",
+                "Retry-After",
+                *(AMPLIFY_EXPOSED_HEADERS if local_sign_in else ()),
+            ],
             max_age=600,
         ),
         Middleware(
@@ -236,6 +261,7 @@ def create_app(settings: Settings) -> Starlette:
         *(media_routes() if settings.media_bucket is None else []),
         # With a port of its own, `serve` answers scrapes there instead (see cli.py).
         *([metrics_endpoint(metrics)] if metrics and settings.metrics_port is None else []),
+        *([*hosted_ui_routes(), *user_pool_api_routes()] if local_sign_in else []),
     ]
     app = Starlette(
         debug=settings.debug,
@@ -249,6 +275,7 @@ def create_app(settings: Settings) -> Starlette:
         },
     )
     app.state.draining = False  # set by drain_on_sigterm
+    app.state.local_sign_in = local_sign_in
     return app
 
 

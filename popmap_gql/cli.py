@@ -151,7 +151,15 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     if settings.database_url is None:
         logger.warning("using the embedded PostgreSQL in %s", settings.embedded_pgdata)
     _prepare_metrics(settings, args)
-    print(f"Popmap GraphQL API on http://{args.host}:{args.port}/graphql", flush=True)
+    if settings.budgets and settings.budget_redis_url is None and (args.workers > 1):
+        logger.warning(
+            "budgets: each of the %d workers keeps its own buckets, so a client may spend"
+            " its budget once per worker; set POPMAP_BUDGET_REDIS_URL to share them",
+            args.workers,
+        )
+    certificate, key = _tls_files(settings, args)
+    scheme = "https" if certificate else "http"
+    print(f"Popmap GraphQL API on {scheme}://{args.host}:{args.port}/graphql", flush=True)
     uvicorn.run(
         "popmap_gql.app:create_app_from_environment",
         factory=True,
@@ -167,7 +175,30 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         timeout_keep_alive=settings.keep_alive_seconds,
         limit_concurrency=settings.max_connections,
         h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+        ssl_certfile=certificate,
+        ssl_keyfile=key,
     )
+
+
+def _tls_files(settings: Settings, args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """uvicorn's certificate and key for `--https`: the given files, or the data folder's
+    own (made on first use, see tls.py)."""
+    if not args.https:
+        return None, None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            raise _CannotServe("--tls-cert and --tls-key go together")
+        return args.tls_cert, args.tls_key
+    from popmap_gql.tls import local_certificate
+
+    made = local_certificate(settings.data_dir, args.host)
+    if made.created:
+        print(
+            f"made a certificate for this data folder; trust {made.authority} in the browser"
+            " (docs/local-sign-in.md)",
+            flush=True,
+        )
+    return str(made.certificate), str(made.key)
 
 
 METRICS_FOLDER = "metrics"
@@ -277,6 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo", action="store_true", help="migrate and load demo data first (idempotent)"
     )
+    serve.add_argument(
+        "--https",
+        action="store_true",
+        help="serve over TLS (the local hosted UI needs it), with a certificate made in the"
+        " data folder unless --tls-cert and --tls-key are given",
+    )
+    serve.add_argument("--tls-cert", help="with --https: a PEM certificate (chain), e.g. mkcert's")
+    serve.add_argument("--tls-key", help="with --https: its PEM private key")
     serve.set_defaults(handler=cmd_serve)
 
     commands.add_parser("migrate", help="apply database migrations").set_defaults(

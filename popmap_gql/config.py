@@ -247,6 +247,23 @@ DATABASE_URL = Kind("postgres:// URL", _database_url)
 SERVICE_NAME = _text(r"\S.{0,99}", "a service name of 1 to 100 characters", True)
 RESOURCE_SERVER = _text(r"\S{1,256}", "a resource server identifier such as popmap", True)
 MANIFEST = Kind("path", _trusted_documents)
+REDIS_URL = _text(r"(redis|rediss|unix)://\S+", "a redis://, rediss:// or unix:// URL")
+
+
+def _client_budgets(raw: str) -> tuple[tuple[str, int], ...]:
+    """`client-id=points,other-id=points`: a service client's own points per minute."""
+    budgets: dict[str, int] = {}
+    for item in (item.strip() for item in raw.split(",") if item.strip()):
+        client, sep, points = item.partition("=")
+        if not sep or not client.strip():
+            raise ValueError(f"must list client-id=points pairs, got {item!r}")
+        value = POSITIVE.parse(points.strip())
+        assert isinstance(value, int)
+        budgets[client.strip()] = value
+    return tuple(budgets.items())
+
+
+CLIENT_BUDGETS = Kind("comma-separated client-id=points", _client_budgets)
 _LEVELS = _choice("debug", "info", "warning", "error", "critical")
 LOG_LEVELS = Kind(_LEVELS.label, lambda raw: str(_LEVELS.parse(raw)).upper())
 DEV_ORIGINS = ("http://localhost:5173", "http://127.0.0.1:5173")  # the React dev server
@@ -324,6 +341,9 @@ class Settings:
     """Request body size; beyond it HTTP 413 `PAYLOAD_TOO_LARGE`."""
     max_query_cost: int = _env("POPMAP_MAX_QUERY_COST", POSITIVE, 200_000)
     """Largest query cost, the most objects an answer can hold (`QUERY_TOO_COSTLY`)."""
+    max_exact_count: int = _env("POPMAP_MAX_EXACT_COUNT", POSITIVE, 10_000)
+    """`totalCount` counts at most this many matches; beyond, it answers this number and
+    `totalCountIsExact: false`."""
 
     db_pool_size: int = _env("POPMAP_DB_POOL_SIZE", POSITIVE, 10)
     """Database connections per server process."""
@@ -362,10 +382,18 @@ class Settings:
     )
     """Largest answer the cache stores (1 MiB by default; capped at the budget); larger ones
     are served, never stored."""
+    document_memory_bytes: int = _env("POPMAP_DOCUMENT_MEMORY_BYTES", POSITIVE, 32 << 20)
+    """Memory per process (32 MiB by default) for what clients' documents leave behind:
+    parsed documents and their cost memos (half), compiled plans (a quarter), persisted
+    queries in memory and request bodies seen before (an eighth each), each entry counted
+    with its text; least recently used out first (see docs/operations.md, "Memory")."""
 
     apq_max_documents: int = _env("POPMAP_APQ_MAX_DOCUMENTS", POSITIVE, 10_000)
     """Documents the shared store of automatic persisted queries holds; past it the least
     recently used go, a tenth of it at a time."""
+    apq_max_bytes: int = _env("POPMAP_APQ_MAX_BYTES", POSITIVE, 32 << 20)
+    """Text (UTF-8 bytes; 32 MiB by default) the shared store of automatic persisted queries
+    holds; past it the least recently used go, down to a tenth below."""
     trusted_documents: Mapping[str, str] | None = _env("POPMAP_TRUSTED_DOCUMENTS", MANIFEST, None)
     """Path of the manifest graphql-codegen writes (`persisted-documents.json`); only its
     documents run, nothing is registered and GraphiQL is off. A bad entry stops start-up,
@@ -373,6 +401,24 @@ class Settings:
     http_cache_max_age_seconds: int = _env("POPMAP_HTTP_CACHE_MAX_AGE_SECONDS", COUNT, 0)
     """How long a CDN or browser may keep a GET answer anyone could have got (`Cache-Control:
     public, max-age=N`); `0`: every GET answer says `no-store`."""
+
+    budgets: bool = _env("POPMAP_BUDGETS", BOOL, True)
+    """Per-client budgets of cost points per minute (docs/api.md "Budgets"); `false`: none."""
+    budget_anonymous_per_minute: int = _env(
+        "POPMAP_BUDGET_ANONYMOUS_PER_MINUTE", POSITIVE, 2_000_000
+    )
+    """Cost points a minute for each client address without a token (IPv6 by its /64)."""
+    budget_user_per_minute: int = _env("POPMAP_BUDGET_USER_PER_MINUTE", POSITIVE, 2_000_000)
+    """Cost points a minute for each signed-in person."""
+    budget_service_per_minute: int = _env("POPMAP_BUDGET_SERVICE_PER_MINUTE", POSITIVE, 20_000_000)
+    """Cost points a minute for each service app client."""
+    budget_service_clients: tuple[tuple[str, int], ...] = _env(
+        "POPMAP_BUDGET_SERVICE_CLIENTS", CLIENT_BUDGETS, ()
+    )
+    """A service client's own budget: `client-id=points,other-id=points`."""
+    budget_redis_url: str | None = _env("POPMAP_BUDGET_REDIS_URL", REDIS_URL, None)
+    """`redis://host:6379/0` (or `rediss://`, `unix://`): the budgets' buckets, shared by
+    every worker and replica (needs the `redis` extra). Unset: each process keeps its own."""
 
     cognito_user_pool_id: str | None = _env("AWS_COGNITO_USER_POOL_ID", POOL_ID, None)
     """The Cognito user pool (`us-east-1_AbCd1234`, or an emulator's `local_AbCd1234` with
@@ -512,12 +558,45 @@ def load_settings(
     settings = Settings(**kwargs)  # type: ignore[arg-type]  # values checked by their kinds
     _check_cognito(settings)
     _check_service_clients(settings)
+    _check_budgets(settings)
     if settings.trusted_documents is not None and settings.graphiql:
         raise ConfigError(
             "POPMAP_GRAPHIQL=true with POPMAP_TRUSTED_DOCUMENTS: GraphiQL could run nothing"
             " but the manifest's documents; leave POPMAP_GRAPHIQL unset"
         )
     return settings
+
+
+# A mutation is charged at least this many points of its client's budget (docs/api.md
+# "Budgets"); kept here so that every budget is checked to hold one.
+MUTATION_MINIMUM_COST = 100
+
+
+def _check_budgets(settings: Settings) -> None:
+    """Every budget holds a mutation (a request costing more than a whole budget is charged
+    the whole budget, see http/budgets.py); a per-client budget names a service client."""
+    for name, points in (
+        ("POPMAP_BUDGET_ANONYMOUS_PER_MINUTE", settings.budget_anonymous_per_minute),
+        ("POPMAP_BUDGET_USER_PER_MINUTE", settings.budget_user_per_minute),
+        ("POPMAP_BUDGET_SERVICE_PER_MINUTE", settings.budget_service_per_minute),
+        *(
+            (f"POPMAP_BUDGET_SERVICE_CLIENTS ({client})", points)
+            for client, points in settings.budget_service_clients
+        ),
+    ):
+        if points < MUTATION_MINIMUM_COST:
+            raise ConfigError(
+                f"{name} is {points}: a budget must hold at least one mutation,"
+                f" {MUTATION_MINIMUM_COST} points"
+            )
+    unknown = {client for client, _ in settings.budget_service_clients} - set(
+        settings.cognito_service_client_ids
+    )
+    if unknown:
+        raise ConfigError(
+            "POPMAP_BUDGET_SERVICE_CLIENTS names clients that are not in"
+            f" AWS_COGNITO_SERVICE_CLIENT_IDS: {', '.join(sorted(unknown))}"
+        )
 
 
 def _check_service_clients(settings: Settings) -> None:

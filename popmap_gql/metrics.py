@@ -148,6 +148,19 @@ class Metrics:
             registry=registry,
         )
 
+        self.budget_refusals = Counter(
+            "popmap_budget_refusals",
+            "GraphQL requests refused 429 RATE_LIMITED, by budget (anonymous, user, service).",
+            ["budget"],
+            registry=registry,
+        )
+        self.budget_store_faults = Counter(
+            "popmap_budget_store_faults",
+            "Charges Redis failed to make (POPMAP_BUDGET_REDIS_URL); this process then"
+            " charges its own buckets for a few seconds.",
+            registry=registry,
+        )
+
     def observe_request(self, facts: RequestFacts, route: str, seconds: float) -> None:
         # A name enters the labels only once an operation of that name ran (or its
         # cached answer was served): a refused request's name is the client's text and

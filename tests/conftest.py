@@ -127,6 +127,11 @@ async def cognito() -> AsyncIterator[FakeCognito]:
 
 
 JWKS_COOLDOWN_SECONDS = 5.0
+# The session's app is one client to itself (127.0.0.1, and user ids that restart at 1
+# each test): its budgets are on, so every answer carries the RateLimit fields, but never
+# met, since the suite sends more than any client should (the fuzz test alone hundreds of
+# documents of up to 200,000 points). tests/test_budgets.py runs servers with small ones.
+UNMET_BUDGET = 10**12
 
 
 @pytest.fixture(scope="session")
@@ -146,6 +151,9 @@ def settings(
         jwks_cooldown_seconds=JWKS_COOLDOWN_SECONDS,
         userinfo_retry_seconds=1.0,
         graphiql=True,  # off by default with a pool; the GraphiQL tests opt in
+        budget_anonymous_per_minute=UNMET_BUDGET,
+        budget_user_per_minute=UNMET_BUDGET,
+        budget_service_per_minute=UNMET_BUDGET,
     )
 
 

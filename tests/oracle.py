@@ -55,6 +55,7 @@ from popmap_gql.db.queries import (
     BUSINESS_VISIBILITY,
     EVENT_VISIBILITY,
     Audience,
+    Count,
     ListQuery,
     ended,
 )
@@ -266,8 +267,8 @@ def _page(
         for row in items
     ]
 
-    async def count() -> int:
-        return len(rows)
+    async def count() -> Count:
+        return Count(n=min(len(rows), query.count_cap), exact=len(rows) <= query.count_cap)
 
     return Connection(
         edges=edges,
@@ -335,7 +336,7 @@ class OracleQuery:
 
     @strawberry.field
     def auth_config(self, info: Info) -> AuthConfig:
-        return auth_config(info.context.settings)
+        return auth_config(info.context.settings, info.context)
 
     @strawberry.field
     async def categories(self, info: Info) -> list[Category]:

@@ -25,6 +25,38 @@ def free_port() -> int:
         return port
 
 
+REDIS_SERVER = "/usr/bin/redis-server"  # Debian's package; .ci/run installs it
+
+
+@contextmanager
+def redis_server(folder: Path) -> Iterator[str]:
+    """A redis-server of our own on a free loopback port, persisting nothing (its working
+    folder `folder`); yields its URL once it answers PING."""
+    port = free_port()
+    arguments = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(
+        [REDIS_SERVER, *arguments, "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def clean_env(**overrides: str) -> dict[str, str]:
     """The test process's environment without our settings, plus `overrides`."""
     env = {
@@ -37,7 +69,9 @@ def clean_env(**overrides: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_server(env: dict[str, str], *args: str, log: Path | None = None) -> Iterator[str]:
+def running_server(
+    env: dict[str, str], *args: str, log: Path | None = None, scheme: str = "http"
+) -> Iterator[str]:
     """`popmap-gql serve` on a free port; yields its base URL once /healthz answers.
 
     Its output goes to `log` (a temporary file if none is given), never to a pipe that
@@ -45,13 +79,13 @@ def running_server(env: dict[str, str], *args: str, log: Path | None = None) -> 
     """
     with tempfile.TemporaryDirectory() as scratch:
         log = log or Path(scratch) / "server.log"
-        with server_process(env, *args, log=log) as (_, base):
+        with server_process(env, *args, log=log, scheme=scheme) as (_, base):
             yield base
 
 
 @contextmanager
 def server_process(
-    env: dict[str, str], *args: str, log: Path
+    env: dict[str, str], *args: str, log: Path, scheme: str = "http"
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """Like running_server, also yielding the process (to signal it, read its exit status)."""
     port = free_port()
@@ -65,7 +99,7 @@ def server_process(
             text=True,
         )
     try:
-        yield process, _wait_until_healthy(process, f"http://127.0.0.1:{port}", log)
+        yield process, _wait_until_healthy(process, f"{scheme}://127.0.0.1:{port}", log)
     finally:
         stop(process)
 
@@ -90,7 +124,8 @@ def _wait_until_healthy(process: subprocess.Popen[str], base: str, log: Path) ->
         if process.poll() is not None:
             raise AssertionError(f"server exited with {process.returncode}:\n{log.read_text()}")
         try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+            # Up, not trusted: a test of `--https` checks the certificate itself.
+            if httpx.get(f"{base}/healthz", timeout=1, verify=False).status_code == 200:  # noqa: S501
                 return base
         except httpx.TransportError:
             pass

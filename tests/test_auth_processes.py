@@ -139,7 +139,10 @@ def test_dev_token_output_is_accepted_by_serve(settings: Settings, tmp_path: Pat
     assert by_id.json()["data"]["me"]["isStaff"] is True
     assert by_access.json()["data"]["me"]["id"] == by_id.json()["data"]["me"]["id"]
     assert forged.status_code == 401
-    assert config.json()["data"]["authConfig"] == {"localDevelopment": True, "userPoolId": None}
+    assert config.json()["data"]["authConfig"] == {
+        "localDevelopment": True,
+        "userPoolId": "us-east-1_PopmapLocal",
+    }
 
 
 def test_local_identity_provider_cannot_be_used_while_a_pool_is_configured(

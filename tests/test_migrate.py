@@ -26,6 +26,8 @@ EXPECTED_TABLES = {
     "cognito_identity",
     "data_version",
     "event",
+    "local_idp_code",
+    "local_idp_session",
     "media_upload",
     "participation",
     "persisted_query",

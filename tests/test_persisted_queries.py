@@ -18,6 +18,7 @@ import pytest
 from starlette.applications import Starlette
 from tortoise.connection import connections
 
+from popmap_gql.api.documents import LONG_DOCUMENT
 from popmap_gql.config import ConfigError, Settings, load_settings
 from tests.fake_cognito import POOL_ID, WEB_CLIENT, FakeCognito
 from tests.helpers import error_codes, make_category
@@ -361,6 +362,45 @@ async def test_a_lookup_records_a_use_so_a_document_in_use_is_not_evicted(
 
     assert response.json() == {"data": {"categories": []}}
     assert rows == [{"recent": True}]
+
+
+async def stored_bytes() -> int:
+    rows = await connections.get("default").execute_query_dict(
+        "SELECT COALESCE(sum(octet_length(document)), 0) AS bytes FROM persisted_query"
+    )
+    return int(rows[0]["bytes"])
+
+
+async def test_the_store_keeps_its_bound_in_bytes_evicting_the_least_recently_used(
+    settings: Settings, tmp_path: Path, empty_store: None
+) -> None:
+    # Six documents of 15,000 bytes fit in 100,000; a seventh makes the store evict
+    # down to 90,000 (a tenth below), one document, the least recently used.
+    queries = [unique("#" + "x" * (15_000 - 64) + "\n{ categories { name } }") for _ in range(9)]
+    assert {len(q.encode()) for q in queries} == {15_000}
+    held: list[int] = []
+    async with server(settings, tmp_path, POPMAP_APQ_MAX_BYTES="100000") as http:
+        for query in queries:
+            await register(http, query)
+            held.append(await stored_bytes())
+
+    assert held == [15_000 * n for n in range(1, 7)] + [90_000] * 3
+    assert await stored_hashes() == {sha256(q) for q in queries[3:]}
+
+
+async def test_a_text_past_the_registration_limit_is_refused_coded_and_never_stored(
+    client: httpx.AsyncClient, empty_store: None
+) -> None:
+    query = unique("#" + "x" * LONG_DOCUMENT + "\n{ categories { name } }")
+
+    refused = await client.post("/graphql", json={"query": query, **hash_only(sha256(query))})
+    alone = await client.post("/graphql", json={"query": query})  # without its hash, it runs
+
+    assert refused.status_code == 400, refused.text
+    assert error_codes(refused.json()) == ["PERSISTED_QUERY_TOO_LARGE"]
+    assert "data" not in refused.json()
+    assert await stored_hashes() == set()
+    assert alone.json() == {"data": {"categories": []}}
 
 
 # --- remembered bodies ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from asyncpg.transaction import Transaction
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from popmap_gql.api.documents import LONG_DOCUMENT
 from popmap_gql.api.schema import schema
 from popmap_gql.auth.local_idp import LocalIdentityProvider
 from popmap_gql.auth.viewer import ANONYMOUS_VIEWER, Viewer
@@ -22,14 +23,13 @@ from popmap_gql.db.orm import connection_credentials
 from popmap_gql.db.queries import PrivateView
 from popmap_gql.http.cache import (
     ENTRY_OVERHEAD,
-    MAX_CACHED_QUERY_LENGTH,
     CachedResponses,
     DataVersion,
     PrivateViews,
     ResponseCache,
     request_key,
 )
-from popmap_gql.http.known_bodies import MAX_BODY_BYTES, MAX_ENTRIES, KnownBodies
+from popmap_gql.http.known_bodies import MAX_BODY_BYTES, MAX_ENTRIES
 from popmap_gql.http.view import GraphQLView
 from tests.conftest import QueryCounter
 from tests.fake_cognito import FakeCognito
@@ -229,7 +229,7 @@ async def test_very_long_documents_are_answered_but_never_cached(
     client: httpx.AsyncClient,
 ) -> None:
     await make_business("Crumbs")
-    padding = "#" + "x" * MAX_CACHED_QUERY_LENGTH + "\n"  # a comment: no extra tokens
+    padding = "#" + "x" * LONG_DOCUMENT + "\n"  # a comment: no extra tokens
     query = padding + NAMES
 
     answers = [await client.post("/graphql", json={"query": query}) for _ in range(2)]
@@ -382,13 +382,13 @@ def test_the_cache_never_holds_more_bytes_than_its_budget() -> None:
 
     for key, size in zip(keys, sizes, strict=True):
         cache.put(key, 1, b"x" * size)
-        assert cache.bytes <= budget
+        assert cache.bytes_held <= budget
 
     costs = [len(key) + size + ENTRY_OVERHEAD for key, size in zip(keys, sizes, strict=True)]
     held = [i for i, key in enumerate(keys) if cache.get(key, 1) is not None]
-    assert cache.bytes == sum(costs[i] for i in held)
+    assert cache.bytes_held == sum(costs[i] for i in held)
     assert all(costs[i] <= cap for i in held)
-    assert cache.bytes > budget - cap  # full, but for less than one entry's room
+    assert cache.bytes_held > budget - cap  # full, but for less than one entry's room
     newest_that_fits = max(i for i, cost in enumerate(costs) if cost <= cap)
     assert held[-1] == newest_that_fits  # least recently used go first
 
@@ -399,7 +399,7 @@ async def test_a_document_over_the_token_limit_is_refused_without_a_cache_lookup
     # 9,002 tokens within the cacheable length: the cache's check must parse no further
     # than the server's own limit (2,000) before the executor refuses it.
     query = "{" + " a" * 9000 + "}"
-    assert len(query) < MAX_CACHED_QUERY_LENGTH
+    assert len(query) < LONG_DOCUMENT
 
     response = await client.post("/graphql", json={"query": query})
 
@@ -834,17 +834,3 @@ async def test_the_endpoint_remembers_at_most_its_bound_of_bodies(
     assert len(known) == MAX_ENTRIES
     assert known.get(bodies[0]) is None  # the least recently used went first
     assert known.get(bodies[-1]) is not None
-
-
-def test_known_bodies_are_bounded_in_count_and_size_least_recently_used_first() -> None:
-    known: KnownBodies[bytes] = KnownBodies(max_entries=3, max_body_bytes=8)
-    for n in range(3):
-        known.remember(b"body %d" % n, b"key %d" % n)
-    assert known.get(b"body 0") == b"key 0"  # now the most recently used
-
-    known.remember(b"body 3", b"key 3")
-    known.remember(b"too large", b"key")
-
-    assert len(known) == 3
-    assert [known.get(b"body %d" % n) for n in range(4)] == [b"key 0", None, b"key 2", b"key 3"]
-    assert known.get(b"too large") is None

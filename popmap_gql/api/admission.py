@@ -29,7 +29,7 @@ from graphql import (
 )
 
 from popmap_gql.api.cost import CostModel, too_costly
-from popmap_gql.api.documents import COSTS_KEPT, Prepared
+from popmap_gql.api.documents import Prepared
 
 __all__ = ["Admission", "admit", "canonical_variables"]
 
@@ -115,8 +115,6 @@ def admit(
         root = schema.get_root_type(operation.operation)
         assert root is not None  # validated
         cost = cost_model.cost(prepared.fragments, operation, root.name, coerced.coerced)
-        if len(prepared.costs) >= COSTS_KEPT:
-            prepared.costs.clear()
-        prepared.costs[memo] = cost
+        prepared.costs.put(memo, cost)
     errors = (too_costly(cost, max_cost, operation),) if cost > max_cost else ()
     return Admission(operation, name, coerced, key, cost, errors)

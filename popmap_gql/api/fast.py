@@ -8,12 +8,14 @@ and its selection turned into SQL from the read model (`read.sql`). The JSON com
 as text and is embedded in the answer as is (orjson `Fragment`s): no object is built per
 row and no resolver runs.
 
-A compiled plan depends only on the document, the operation, the variables, who asks
-(the audience: user, staff, service and scopes) and the media base URL, so plans are
-kept (`PLANS_KEPT`, and at most `PLANS_MAX_BYTES` of SQL text: a client sending the
-same deep query with ever new variables cannot make them hold more; least recently used
-out first) and a repeated request only runs its
-statements. Nothing in a plan depends on the clock: "not ended" is PostgreSQL's `now()`.
+A compiled plan depends only on the document's text, the operation's name, the
+variables, who asks (the audience: user, staff, service and scopes) and the media base
+URL, so plans are kept under exactly that key and a repeated request only runs its
+statements. They are kept in an LRU of at most `PLANS_KEPT` entries within its share of
+POPMAP_DOCUMENT_MEMORY_BYTES, each entry counting its key (the text included) and its
+SQL: a client sending ever new documents or variables cannot make them hold more. Plans
+of long documents (documents.py) are not kept. Nothing in a plan depends on the clock:
+"not ended" is PostgreSQL's `now()`.
 
 Whenever a root field, a selection or a viewer needs more than the read model declares
 (an error to report, a guarded field the viewer may not read, a directive other than
@@ -28,7 +30,7 @@ resolvers over the ORM's form of each rule.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +57,7 @@ from popmap_gql import observe
 from popmap_gql.api.admission import Admission
 from popmap_gql.api.binding import Bound
 from popmap_gql.api.context import Context
+from popmap_gql.api.documents import LONG_DOCUMENT
 from popmap_gql.api.engine import strawberry_arguments, strawberry_field
 from popmap_gql.api.queries import (
     CATEGORIES_CAP,
@@ -64,20 +67,23 @@ from popmap_gql.api.queries import (
     viewer_object,
 )
 from popmap_gql.api.services import service_client
-from popmap_gql.db.queries import ListQuery, count_of
+from popmap_gql.db.queries import Count, ListQuery, count_of
 from popmap_gql.errors import DatabaseUnavailable, PopmapError
+from popmap_gql.memory import LRU
 from popmap_gql.read.compile import Selector
 from popmap_gql.read.ids import encode_cursor, lookup_pk
 from popmap_gql.read.model import CATEGORY_ORDER, SqlScope
 from popmap_gql.read.sql import FALLBACK_MARK, NotCompilable, object_json, relation_json
 
-__all__ = ["DECLINED", "PLANS_KEPT", "PLANS_MAX_BYTES", "FastReads", "Plans"]
+__all__ = ["DECLINED", "PLANS_KEPT", "FastReads", "PlanKey"]
 
 logger = logging.getLogger(__name__)
 
 # Compiled plans kept per process (each a few kilobytes of SQL at most).
 PLANS_KEPT = 1024
-PLANS_MAX_BYTES = 8 * 1024 * 1024
+# What an entry costs besides its text, variables and SQL: the key's tuple, the plan's
+# objects and the LRU's node.
+PLAN_OVERHEAD = 512
 
 
 # Why the compiled path declines a query, in one word each (the access line's
@@ -186,11 +192,14 @@ class _Connection(Root):
         order = query.order.name
         cursors = [encode_cursor(order, row["sort"], row["id"]) for row in items]
         result: dict[str, Any] = {}
+        count: Count | None = None
         for key, field, shape in self.top:
             if field == "__typename":
                 result[key] = self.type_names["connection"]
-            elif field == "totalCount":
-                result[key] = await count_of(query)
+            elif field in ("totalCount", "totalCountIsExact"):
+                if count is None:
+                    count = await count_of(query)
+                result[key] = count.n if field == "totalCount" else count.exact
             elif field == "pageInfo":
                 info = {
                     "hasNextPage": len(rows) > query.first,
@@ -247,6 +256,18 @@ class _Given(Root):
 
 Plan = tuple[tuple[str, Root], ...]
 
+_UNKNOWN: Any = object()  # no plan kept
+
+# (text, operation name, canonical variables, user, staff, client, scopes, media base)
+PlanKey = tuple[str, str | None, bytes, int | None, bool, str | None, frozenset[str], str]
+
+
+def _entry_size(key: PlanKey, plan: Plan) -> int:
+    """About what a kept plan holds: its key's text and variables, its statements' text
+    (the rest is small)."""
+    sql = sum(len(getattr(root, "sql", "")) for _, root in plan)
+    return PLAN_OVERHEAD + sys.getsizeof(key[0]) + len(key[2]) + sql
+
 
 # --- compiling ----------------------------------------------------------------------
 
@@ -268,7 +289,9 @@ class _Compiling:
 
 
 class FastReads:
-    def __init__(self, strawberry_schema: Any, schema: GraphQLSchema, bound: Bound) -> None:
+    def __init__(
+        self, strawberry_schema: Any, schema: GraphQLSchema, bound: Bound, *, plans_max_bytes: int
+    ) -> None:
         self.strawberry_schema = strawberry_schema
         self.schema = schema
         self.bound = bound
@@ -285,7 +308,9 @@ class FastReads:
             "serviceClient": self._service_client,
             "authConfig": self._auth_config,
         }
-        self.plans = Plans(PLANS_KEPT, PLANS_MAX_BYTES)
+        self.plans: LRU[PlanKey, Plan] = LRU(
+            max_entries=PLANS_KEPT, max_bytes=plans_max_bytes, size=_entry_size
+        )
 
     async def answer(
         self,
@@ -325,27 +350,33 @@ class FastReads:
         context: Context,
     ) -> Plan:
         audience = context.viewer.audience
-        key = (
-            id(document),
-            id(operation),
-            admission.key,  # the coerced values: equal exactly when the plan would be
-            audience.user_id,
-            audience.is_staff,
-            audience.client_id,
-            audience.scopes,
-            context.media_base,
-        )
-        found = self.plans.get(key)
-        if found is not _UNKNOWN:
-            known: Plan = found
-            return known
+        # The text the document was parsed from (the document cache's own string, so the
+        # key costs no copy): a text and an operation name name one operation.
+        text = document.loc.source.body if document.loc else None
+        key: PlanKey | None = None
+        if text is not None and len(text) <= LONG_DOCUMENT:
+            key = (
+                text,
+                admission.operation_name,
+                admission.key,  # the coerced values: equal exactly when the plan would be
+                audience.user_id,
+                audience.is_staff,
+                audience.client_id,
+                audience.scopes,
+                context.media_base,
+            )
+            found = self.plans.get(key, _UNKNOWN)
+            if found is not _UNKNOWN:
+                known: Plan = found
+                return known
         try:
             plan = self._compile(document, operation, admission.values, context)
         except NotCompilable as declined:
             plan = (("", _Declined(declined.reason)),)
         # (a PopmapError, from checking arguments, propagates unkept: the resolvers
         # report it, and the next request checks again)
-        self.plans.put(key, document, plan)
+        if key is not None:
+            self.plans.put(key, plan)
         return plan
 
     def _compile(
@@ -563,53 +594,7 @@ def _service(context: Context) -> Any:
 
 
 def _sign_in(context: Context) -> Any:
-    return auth_config(context.settings)
-
-
-_UNKNOWN: Any = object()
-
-
-class Plans:
-    """Compiled plans by key, at most `max_entries` of them holding at most `max_bytes` of
-    SQL text, least recently used out first. Each entry keeps its document alive, so that
-    the document's id (part of the key) is not reused while the entry exists."""
-
-    def __init__(self, max_entries: int, max_bytes: int) -> None:
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._entries: OrderedDict[tuple[Any, ...], tuple[DocumentNode, Plan | None, int]] = (
-            OrderedDict()
-        )
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._entries
-
-    def get(self, key: tuple[Any, ...]) -> Any:
-        """The plan (None: the resolvers answer), or `_UNKNOWN`."""
-        entry = self._entries.get(key)
-        if entry is None:
-            return _UNKNOWN
-        self._entries.move_to_end(key)
-        return entry[1]
-
-    def put(self, key: tuple[Any, ...], document: DocumentNode, plan: Plan | None) -> None:
-        size = _plan_size(plan)
-        self._entries[key] = (document, plan, size)
-        self.bytes += size
-        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
-            _, (_, _, dropped) = self._entries.popitem(last=False)
-            self.bytes -= dropped
-
-
-def _plan_size(plan: Plan | None) -> int:
-    """About what a kept plan holds: its statements' text (the rest is small)."""
-    if plan is None:
-        return 64
-    return 64 + sum(len(getattr(root, "sql", "")) for _, root in plan)
+    return auth_config(context.settings, context)
 
 
 def _sets(nodes: list[FieldNode]) -> list[SelectionSetNode]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+import re
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from enum import Enum
 from typing import TypeVar, cast
@@ -24,7 +27,8 @@ from popmap_gql.api.types import (
     PageInfo,
     Viewer,
 )
-from popmap_gql.auth.local_idp import LOCAL_CLIENT_ID, LOCAL_ISSUER
+from popmap_gql.auth.local_idp import LOCAL_CLIENT_ID, LOCAL_ISSUER, LOCAL_POOL_ID
+from popmap_gql.auth.local_sessions import FEDERATED_PROVIDERS
 from popmap_gql.auth.viewer import Viewer as AuthViewer
 from popmap_gql.config import Settings
 from popmap_gql.db import queries
@@ -47,6 +51,10 @@ __all__ = [
 PAGE = Paged(default=20, cap=100)
 MAX_SLUGS = 50
 MAX_SEARCH_LENGTH = 200
+# The trigram index (migration 0009) finds a term by its runs of three letters or digits:
+# a term without one would read the whole index.
+MIN_SEARCH_WORD = 3
+_SEARCH_WORD = re.compile(rf"[^\W_]{{{MIN_SEARCH_WORD},}}")
 
 NodeT = TypeVar("NodeT")
 
@@ -68,7 +76,9 @@ class EventOrder(Enum):
 @strawberry.input
 class BusinessFilter:
     search: str | None = strawberry.field(
-        default=None, description="Case-insensitive text in the name or description."
+        default=None,
+        description="Case-insensitive text in the name or description; it must hold a word"
+        f" of at least {MIN_SEARCH_WORD} letters or digits.",
     )
     category_slugs: list[str] | None = strawberry.field(
         default=None, description="Businesses in any of these categories."
@@ -161,8 +171,21 @@ def _connection(
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
         ),
-        count=lambda: queries.count_of(query),
+        count=_once(lambda: queries.count_of(query)),
     )
+
+
+def _once(count: Callable[[], Awaitable[queries.Count]]) -> Callable[[], Awaitable[queries.Count]]:
+    """`count`, run at most once: totalCount and totalCountIsExact share its answer."""
+    task: asyncio.Task[queries.Count] | None = None
+
+    def shared() -> Awaitable[queries.Count]:
+        nonlocal task
+        if task is None:
+            task = asyncio.ensure_future(count())
+        return task
+
+    return shared
 
 
 def business_list_query(
@@ -182,13 +205,24 @@ def business_list_query(
         if flt.search
         else None
     )
+    search = search.strip() or None if search else None
+    if search is not None and _SEARCH_WORD.search(search) is None:
+        raise BadUserInput(
+            f"filter.search needs a word of at least {MIN_SEARCH_WORD} letters or digits",
+            field="filter.search",
+        )
     criteria = queries.BusinessFilter(
-        search=search.strip() or None if search else None,
+        search=search,
         category_slugs=_slugs(flt.category_slugs, "filter.categorySlugs"),
         available_for_hire=flt.available_for_hire,
     )
     return queries.business_list(
-        context.viewer.audience, criteria, order, size, _after(order, after)
+        context.viewer.audience,
+        criteria,
+        order,
+        size,
+        _after(order, after),
+        count_cap=context.settings.max_exact_count,
     )
 
 
@@ -223,7 +257,14 @@ def event_list_query(
         ),
         status=flt.status,
     )
-    return queries.event_list(viewer.audience, criteria, order, size, _after(order, after))
+    return queries.event_list(
+        viewer.audience,
+        criteria,
+        order,
+        size,
+        _after(order, after),
+        count_cap=context.settings.max_exact_count,
+    )
 
 
 def _after(
@@ -251,20 +292,24 @@ def viewer_object(viewer: AuthViewer) -> Viewer | None:
     )
 
 
-def auth_config(settings: Settings) -> AuthConfig:
+def auth_config(settings: Settings, context: Context) -> AuthConfig:
     if not settings.cognito_configured:
+        # The local provider's hosted UI is this server; Amplify builds https://<domain>
+        # itself, so the domain is given only when this request came over HTTPS.
+        url = context.request.url
         return AuthConfig(
-            user_pool_id=None,
+            user_pool_id=LOCAL_POOL_ID,
             user_pool_client_id=LOCAL_CLIENT_ID,
             user_pool_client_ids=[LOCAL_CLIENT_ID],
-            region=None,
+            region=LOCAL_POOL_ID.partition("_")[0],
             issuer=LOCAL_ISSUER,
-            domain=None,
+            domain=url.netloc if url.scheme == "https" else None,
+            user_pool_endpoint=f"{context.api_base}/",
             scopes=list(settings.cognito_oauth_scopes),
             redirect_sign_in=list(settings.cognito_redirect_sign_in),
             redirect_sign_out=list(settings.cognito_redirect_sign_out),
             response_type="code",
-            identity_providers=[],
+            identity_providers=["COGNITO", *FEDERATED_PROVIDERS],
             local_development=True,
         )
     return AuthConfig(
@@ -274,6 +319,7 @@ def auth_config(settings: Settings) -> AuthConfig:
         region=settings.cognito_region,
         issuer=settings.cognito_issuer,
         domain=settings.cognito_hosted_ui_domain,
+        user_pool_endpoint=None,
         scopes=list(settings.cognito_oauth_scopes),
         redirect_sign_in=list(settings.cognito_redirect_sign_in),
         redirect_sign_out=list(settings.cognito_redirect_sign_out),
@@ -302,7 +348,7 @@ class Query:
 
     @strawberry.field(description="Public settings for Amplify.configure and the hosted UI.")
     def auth_config(self, info: Info) -> AuthConfig:
-        return auth_config(info.context.settings)
+        return auth_config(info.context.settings, info.context)
 
     @strawberry.field(
         description="All categories, by name; the first 200.", metadata=sized(Capped(200))

@@ -28,12 +28,13 @@ from popmap_gql.api.privacy import PrivateFields
 from popmap_gql.api.queries import Query
 from popmap_gql.api.types import LOADER_SETUP, READ_MODEL
 from popmap_gql.config import Settings
+from popmap_gql.memory import DocumentMemory
 from popmap_gql.read.loaders import LoaderSetup
 
 __all__ = ["PopmapSchema", "build_schema", "schema"]
 
-# Distinct documents whose parse and validation results are kept (LRU, per process);
-# with the body limit this bounds what unique documents can make the cache hold.
+# Distinct documents whose parse and validation results are kept (LRU, per process),
+# within their share of POPMAP_DOCUMENT_MEMORY_BYTES.
 DOCUMENT_CACHE_SIZE = 256
 
 
@@ -146,6 +147,7 @@ def build_schema(
     )
     core = graphql_schema(built)
     rules: list[type[ASTValidationRule]] = list(specified_rules)
+    memory = DocumentMemory(settings.document_memory_bytes)
     shape = ShapeLimits(
         max_depth=settings.max_query_depth,
         max_aliases=settings.max_aliases,
@@ -156,13 +158,14 @@ def build_schema(
         rules,
         shape=shape,
         max_tokens=settings.max_tokens,
-        maxsize=DOCUMENT_CACHE_SIZE,
+        max_entries=DOCUMENT_CACHE_SIZE,
+        max_bytes=memory.documents,
     )
     built.cost_model = CostModel(core)  # fails on a list without a declared size
     built.private_fields = PrivateFields(core)  # fails on an unmarked private field
     built.max_query_cost = settings.max_query_cost
     bound = bind(core, READ_MODEL)  # fails when the schema and the read model disagree
-    built.fast = FastReads(built, core, bound)
+    built.fast = FastReads(built, core, bound, plans_max_bytes=memory.plans)
     built.compiled_reads = settings.compiled_reads
     built.loader_setup = LOADER_SETUP
     return built

@@ -18,6 +18,7 @@ from popmap_gql.api.sizes import PAGE_ITEMS, Capped, cap_of, sized
 from popmap_gql.db import models
 from popmap_gql.db.commands import MAX_CATEGORIES
 from popmap_gql.db.powers import AVAILABLE_EVENTS, may_act_for_business
+from popmap_gql.db.queries import Count
 from popmap_gql.errors import Forbidden, Unauthenticated
 from popmap_gql.read.loaders import LoaderSetup
 from popmap_gql.read.model import ENTITIES, Entity
@@ -238,11 +239,23 @@ class Edge(Generic[NodeT]):
 class Connection(Generic[NodeT]):
     edges: list[Edge[NodeT]] = strawberry.field(metadata=sized(PAGE_ITEMS))
     page_info: PageInfo
-    count: strawberry.Private[Callable[[], Awaitable[int]]]
+    # counts once per connection, however many of its count fields are selected
+    count: strawberry.Private[Callable[[], Awaitable[Count]]]
 
-    @strawberry.field(description="How many items match the filter, across all pages.")
+    @strawberry.field(
+        description="How many items match the filter, across all pages: exact up to the"
+        " server's count limit (POPMAP_MAX_EXACT_COUNT, 10,000 by default); beyond it,"
+        " that limit, with totalCountIsExact false."
+    )
     async def total_count(self) -> int:
-        return await self.count()
+        return (await self.count()).n
+
+    @strawberry.field(
+        description="Whether totalCount is the exact number of matches; false when more"
+        " items match than the server counts (totalCount is then its count limit)."
+    )
+    async def total_count_is_exact(self) -> bool:
+        return (await self.count()).exact
 
 
 @private_type
@@ -286,7 +299,12 @@ class AuthConfig:
     issuer: str
     domain: str | None = strawberry.field(
         description="The hosted UI's full host name"
-        " (popmap-auth.auth.us-east-1.amazoncognito.com, or a custom domain)."
+        " (popmap-auth.auth.us-east-1.amazoncognito.com, or a custom domain); with the local"
+        " identity provider, this server's host:port, while it is reached over HTTPS."
+    )
+    user_pool_endpoint: str | None = strawberry.field(
+        description="Amplify's Auth.Cognito.userPoolEndpoint: where the user-pool API is"
+        " (this server, with the local identity provider); null with a pool: AWS's own."
     )
     scopes: list[str]
     redirect_sign_in: list[str]

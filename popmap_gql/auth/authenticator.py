@@ -5,10 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import OrderedDict
-from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 import httpx
 
@@ -25,8 +22,9 @@ from popmap_gql.auth.userinfo import UserInfoClient
 from popmap_gql.auth.viewer import ANONYMOUS_VIEWER, Viewer
 from popmap_gql.config import Settings
 from popmap_gql.errors import InvalidToken
+from popmap_gql.memory import LRU
 
-__all__ = ["Authenticator", "BoundedCache", "bearer_token", "build_authenticator"]
+__all__ = ["Authenticator", "bearer_token", "build_authenticator"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,29 +35,6 @@ USER_CACHE_SECONDS = 60.0
 
 # RFC 6750 section 2.1: b64token, the characters a bearer token may have.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-
-class BoundedCache(Generic[K, V]):
-    """A least-recently-used dict of at most `size` entries."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._entries: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        value = self._entries.get(key)
-        if value is not None:
-            self._entries.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        self._entries[key] = value
-        self._entries.move_to_end(key)
-        if len(self._entries) > self.size:
-            self._entries.popitem(last=False)
 
 
 class Authenticator:
@@ -78,15 +53,15 @@ class Authenticator:
         self._userinfo_not_before: dict[tuple[str, str], float] = {}
         # A verified token stays valid until it expires, and an identity's user never
         # changes: remembering both keeps signature checks and lookups off the hot path.
-        self._tokens: BoundedCache[str, TokenClaims] = BoundedCache(TOKEN_CACHE_SIZE)
-        self._users: BoundedCache[tuple[str, str], tuple[float, StoredUser]] = BoundedCache(
-            USER_CACHE_SIZE
+        self._tokens: LRU[str, TokenClaims] = LRU(max_entries=TOKEN_CACHE_SIZE)
+        self._users: LRU[tuple[str, str], tuple[float, StoredUser]] = LRU(
+            max_entries=USER_CACHE_SIZE
         )
         # The viewer a token resolved to, while the token is valid and the user entry it
         # was built from is still the current one: a repeat request costs two lookups.
         # An ID token that changes the profile replaces the user entry, so every cached
         # viewer of that person (their access tokens too) is rebuilt at once.
-        self._viewers: BoundedCache[str, _KnownViewer] = BoundedCache(TOKEN_CACHE_SIZE)
+        self._viewers: LRU[str, _KnownViewer] = LRU(max_entries=TOKEN_CACHE_SIZE)
 
     async def authenticate(self, authorization: str | None) -> Viewer:
         """The viewer for this header; no header is anonymous, a bad one InvalidToken."""

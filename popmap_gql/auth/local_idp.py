@@ -25,6 +25,7 @@ from popmap_gql.config import Settings
 __all__ = [
     "LOCAL_CLIENT_ID",
     "LOCAL_ISSUER",
+    "LOCAL_POOL_ID",
     "LOCAL_SERVICE_CLIENT_ID",
     "LocalIdentityProvider",
     "local_service_client_ids",
@@ -33,6 +34,9 @@ __all__ = [
 
 LOCAL_ISSUER = "http://localhost/popmap-local-idp"
 LOCAL_CLIENT_ID = "popmap-local-client"
+# A pool id of the AWS form, which Amplify insists on (it reads the region from it); no
+# such pool exists on AWS, and the local provider's tokens name LOCAL_ISSUER, not it.
+LOCAL_POOL_ID = "us-east-1_PopmapLocal"
 # The service client the local provider trusts when AWS_COGNITO_SERVICE_CLIENT_IDS is unset,
 # so that `dev-token --client-credentials` works against `serve` with no settings.
 LOCAL_SERVICE_CLIENT_ID = "popmap-local-service"
@@ -93,10 +97,26 @@ class LocalIdentityProvider:
     def key_source(self) -> StaticKeys:
         return StaticKeys({self.kid: jwt.PyJWK(self._public_jwk, algorithm="RS256")})
 
-    def mint(self, email: str, groups: list[str], *, ttl_seconds: int = 3600) -> dict[str, str]:
-        """An access token and an ID token for `email`, shaped like Cognito's."""
+    def mint(
+        self,
+        email: str,
+        groups: list[str],
+        *,
+        ttl_seconds: int = 3600,
+        sub: str | None = None,
+        username: str | None = None,
+        scopes: tuple[str, ...] = ("openid", "email", "profile"),
+        session: dict[str, Any] | None = None,
+        identity_claims: dict[str, Any] | None = None,
+    ) -> dict[str, str]:
+        """An access token and an ID token for `email`, shaped like Cognito's.
+
+        `session` adds the claims Cognito ties to one sign-in (`origin_jti`, `event_id`,
+        `auth_time`), `identity_claims` more claims of the ID token (a federated user's
+        `identities`, a `nonce`)."""
         now = int(time.time())
-        sub = local_sub(email)
+        sub = sub or local_sub(email)
+        username = username or sub
         common: dict[str, Any] = {
             "sub": sub,
             "iss": LOCAL_ISSUER,
@@ -104,13 +124,15 @@ class LocalIdentityProvider:
             "auth_time": now,
             "exp": now + ttl_seconds,
             "cognito:groups": groups,
+            **(session or {}),
         }
         access = {
             **common,
             "token_use": "access",
             "client_id": LOCAL_CLIENT_ID,
-            "scope": "openid email profile",
-            "username": sub,
+            "scope": " ".join(scopes),
+            "username": username,
+            "version": 2,
             "jti": str(uuid.uuid4()),
         }
         identity = {
@@ -119,7 +141,8 @@ class LocalIdentityProvider:
             "aud": LOCAL_CLIENT_ID,
             "email": email,
             "email_verified": True,
-            "cognito:username": sub,
+            "cognito:username": username,
+            **(identity_claims or {}),
             "jti": str(uuid.uuid4()),
         }
         headers = {"kid": self.kid}
@@ -127,6 +150,10 @@ class LocalIdentityProvider:
             "access_token": jwt.encode(access, self._private_key, "RS256", headers=headers),
             "id_token": jwt.encode(identity, self._private_key, "RS256", headers=headers),
         }
+
+    def public_jwks(self) -> dict[str, list[dict[str, str]]]:
+        """The JSON Web Key Set of this provider's public key, as Cognito publishes its."""
+        return {"keys": [dict(self._public_jwk)]}
 
     def mint_client_credentials(
         self, client_id: str, scopes: list[str], *, ttl_seconds: int = 3600

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import logging
@@ -39,7 +40,7 @@ async def migrate(url: str) -> None:
     """
     lock_conn = await asyncpg.connect(**connection_credentials(url))
     try:
-        await lock_conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        await _lock(lock_conn)
         try:
             await tortoise_migrate(config=tortoise_config(url, pool_size=2))
         finally:
@@ -48,6 +49,23 @@ async def migrate(url: str) -> None:
     finally:
         await lock_conn.close()
     logger.info("database schema is up to date")
+
+
+async def _lock(conn: asyncpg.Connection) -> None:
+    """Take the migration lock, trying again every LOCK_RETRY_SECONDS.
+
+    A session waiting inside pg_advisory_lock holds a snapshot all the while, and
+    CREATE INDEX CONCURRENTLY (migration 0009) waits for every snapshot older than its
+    own: the replica holding the lock would wait for the one waiting for it. Between
+    tries this session holds none.
+    """
+    while True:
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK_KEY):
+            return
+        await asyncio.sleep(LOCK_RETRY_SECONDS)
+
+
+LOCK_RETRY_SECONDS = 0.25
 
 
 # Where Tortoise records the migrations it applied: its recorder's default table.

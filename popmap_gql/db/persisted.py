@@ -54,27 +54,35 @@ def eviction_batch(max_documents: int) -> int:
     return max(1, max_documents // 10)
 
 
-async def store(document_hash: str, text: str, max_documents: int) -> Stored:
+async def store(document_hash: str, text: str, max_documents: int, max_bytes: int) -> Stored:
     """Store `text` under its hash (the caller checked that it is its SHA-256) as just
-    used; when the table then holds more than `max_documents`, delete the least recently
-    used rows down to `max_documents` less one batch (never the one just stored)."""
+    used; when the table then holds more than `max_documents`, or more than `max_bytes`
+    of text (UTF-8), delete the least recently used rows (never the one just stored)
+    down to a tenth below the bound that was passed."""
     db = connections.get("default")
     rows = await db.execute_query_dict(
         "WITH stored AS (INSERT INTO persisted_query (hash, document) VALUES ($1, $2)"
         " ON CONFLICT (hash) DO UPDATE SET last_used = now() RETURNING (xmax = 0) AS inserted)"
-        " SELECT (SELECT inserted FROM stored) AS inserted,"
-        " (SELECT count(*) FROM persisted_query) AS before",
+        " SELECT (SELECT inserted FROM stored) AS inserted, count(*) AS before,"
+        " COALESCE(sum(octet_length(document)), 0) AS bytes FROM persisted_query",
         [document_hash, text],
     )
     inserted = bool(rows[0]["inserted"])
-    # The count is of the snapshot before the insert.
+    # The count and the sum are of the snapshot before the insert.
     held = int(rows[0]["before"]) + (1 if inserted else 0)
-    if held <= max_documents:
+    held_bytes = int(rows[0]["bytes"]) + (len(text.encode()) if inserted else 0)
+    if held <= max_documents and held_bytes <= max_bytes:
         return Stored(inserted, 0)
-    excess = held - (max_documents - eviction_batch(max_documents))
+    excess = held - (max_documents - eviction_batch(max_documents)) if held > max_documents else 0
+    excess_bytes = held_bytes - (max_bytes - max_bytes // 10) if held_bytes > max_bytes else 0
+    # The shortest run of least recently used rows holding both excesses.
     deleted = await db.execute_query_dict(
-        "DELETE FROM persisted_query WHERE hash IN (SELECT hash FROM persisted_query"
-        " WHERE hash <> $1 ORDER BY last_used, hash LIMIT $2) RETURNING hash",
-        [document_hash, excess],
+        "DELETE FROM persisted_query WHERE hash IN (SELECT hash FROM ("
+        " SELECT hash, row_number() OVER w AS n,"
+        " sum(octet_length(document)) OVER w - octet_length(document) AS before"
+        " FROM persisted_query WHERE hash <> $1"
+        " WINDOW w AS (ORDER BY last_used, hash ROWS UNBOUNDED PRECEDING)) oldest"
+        " WHERE n <= $2 OR before < $3) RETURNING hash",
+        [document_hash, excess, excess_bytes],
     )
     return Stored(inserted, len(deleted))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -25,6 +25,7 @@ __all__ = [
     "BoundingBox",
     "BusinessFilter",
     "BusinessOrder",
+    "Count",
     "EventFilter",
     "EventOrder",
     "ListQuery",
@@ -182,8 +183,8 @@ class Page(Generic[T]):
 class ListQuery:
     """A page of a list as SQL: `select(columns)` is the statement for a page of rows of
     table alias `alias` (`first` + 1 rows, to tell whether there is a next page), in the
-    list's order; `count()` counts every row the filter admits. Built once per request
-    from the filter, the order and the position, with its parameters."""
+    list's order; `count_of` counts the rows the filter admits, up to `count_cap`. Built
+    once per request from the filter, the order and the position, with its parameters."""
 
     table: str
     alias: str
@@ -192,6 +193,7 @@ class ListQuery:
     first: int
     after: Position | None
     params: tuple[Any, ...]
+    count_cap: int  # `count_of` counts at most this many rows (POPMAP_MAX_EXACT_COUNT)
 
     def where(self, params: list[Any]) -> str:
         """The WHERE clause; the conditions' parameters are the first of `params`."""
@@ -230,6 +232,15 @@ class ListQuery:
             f" ORDER BY {self.order_by()} LIMIT ${len(params)}"
         )
 
+    def count_sql(self, params: list[Any]) -> str:
+        """The count of the rows the filter admits, stopping after `count_cap` + 1."""
+        where = self.where(params)
+        params.append(self.count_cap + 1)
+        return (
+            f"SELECT count(*) AS n FROM (SELECT 1 FROM {self.table} {self.alias}"
+            f" WHERE {where} LIMIT ${len(params)}) capped"
+        )
+
     def sort_value(self, row: Row) -> Any:
         return row[self.order.value[0]]
 
@@ -240,14 +251,21 @@ async def page_of(query: ListQuery) -> Page[Row]:
     return Page(items=rows[: query.first], has_next_page=len(rows) > query.first)
 
 
-async def count_of(query: ListQuery) -> int:
+@dataclass(frozen=True, slots=True)
+class Count:
+    """How many rows a list's filter admits: exactly `n` when `exact`, else at least `n`
+    (the cap: PostgreSQL stopped counting there)."""
+
+    n: int
+    exact: bool
+
+
+async def count_of(query: ListQuery) -> Count:
+    """The rows the filter admits, reading at most `count_cap` + 1 of them."""
     params = list(query.params)
-    rows = await _rows(
-        f"SELECT count(*) AS n FROM {query.table} {query.alias} WHERE {query.where(params)}",
-        params,
-    )
-    count: int = rows[0]["n"]
-    return count
+    rows = await _rows(query.count_sql(params), params)
+    n: int = rows[0]["n"]
+    return Count(n=min(n, query.count_cap), exact=n <= query.count_cap)
 
 
 # --- categories -----------------------------------------------------------------------
@@ -301,6 +319,8 @@ def business_list(
     order: BusinessOrder,
     first: int,
     after: Position | None,
+    *,
+    count_cap: int,
 ) -> ListQuery:
     params: list[Any] = []
     conditions = [BUSINESS_VISIBILITY.sql(audience, "b", params)]
@@ -316,7 +336,9 @@ def business_list(
     if flt.available_for_hire is not None:
         params.append(flt.available_for_hire)
         conditions.append(f"b.available_for_hire = ${len(params)}")
-    return ListQuery("business", "b", tuple(conditions), order, first, after, tuple(params))
+    return ListQuery(
+        "business", "b", tuple(conditions), order, first, after, tuple(params), count_cap
+    )
 
 
 # --- events ---------------------------------------------------------------------------
@@ -342,8 +364,35 @@ class EventFilter:
     status: EventStatus | None = None
 
 
+def _in_box(box: BoundingBox, param: Callable[[Any], str]) -> list[str]:
+    """Conditions for events inside `box`: the containment of `point(longitude, latitude)`
+    in one box, or two across the antimeridian, is what the GiST index of migration 0009
+    answers; geometric operators compare with a tolerance of 1e-6, so the exact bounds
+    are checked on the rows it finds."""
+    south, north = param(box.south), param(box.north)
+    west, east = param(box.west), param(box.east)
+    point = "point(e.longitude, e.latitude)"
+    exact = [f"e.latitude BETWEEN {south} AND {north}"]
+    if box.west <= box.east:
+        spatial = f"{point} <@ box(point({west}, {south}), point({east}, {north}))"
+        exact.append(f"e.longitude BETWEEN {west} AND {east}")
+    else:  # the box crosses the antimeridian: west to 180 and -180 to east
+        spatial = (
+            f"({point} <@ box(point({west}, {south}), point(180, {north}))"
+            f" OR {point} <@ box(point(-180, {south}), point({east}, {north})))"
+        )
+        exact.append(f"(e.longitude >= {west} OR e.longitude <= {east})")
+    return [spatial, *exact]
+
+
 def event_list(
-    audience: Audience, flt: EventFilter, order: EventOrder, first: int, after: Position | None
+    audience: Audience,
+    flt: EventFilter,
+    order: EventOrder,
+    first: int,
+    after: Position | None,
+    *,
+    count_cap: int,
 ) -> ListQuery:
     params: list[Any] = []
     conditions = [EVENT_VISIBILITY.sql(audience, "e", params)]
@@ -361,14 +410,7 @@ def event_list(
     if flt.starts_before is not None:
         conditions.append(f"e.starts_at < {param(flt.starts_before)}")
     if flt.bbox is not None:
-        box = flt.bbox
-        conditions.append(f"e.latitude BETWEEN {param(box.south)} AND {param(box.north)}")
-        if box.west <= box.east:
-            conditions.append(f"e.longitude BETWEEN {param(box.west)} AND {param(box.east)}")
-        else:  # the box crosses the antimeridian
-            conditions.append(
-                f"(e.longitude >= {param(box.west)} OR e.longitude <= {param(box.east)})"
-            )
+        conditions.extend(_in_box(flt.bbox, param))
     if flt.category_slugs is not None:
         # Only businesses the audience can see count, so a hidden business reveals nothing.
         visible = BUSINESS_VISIBILITY.sql(audience, "b", params)
@@ -388,7 +430,7 @@ def event_list(
         )
     if flt.status is not None:
         conditions.append(f"e.status = {param(flt.status.value)}")
-    return ListQuery("event", "e", tuple(conditions), order, first, after, tuple(params))
+    return ListQuery("event", "e", tuple(conditions), order, first, after, tuple(params), count_cap)
 
 
 async def data_version() -> int:

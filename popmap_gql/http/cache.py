@@ -37,7 +37,8 @@ store, each waiter executes the query itself.
 
 Memory is bounded in bytes: every entry costs its body, its key and ENTRY_OVERHEAD;
 least recently used entries go first, and an answer larger than the per-entry cap is
-served but not stored.
+served but not stored. Documents longer than LONG_DOCUMENT (documents.py) are executed
+but never cached.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,14 +54,14 @@ import orjson
 from graphql import DocumentNode, OperationDefinitionNode, OperationType
 
 from popmap_gql import observe
-from popmap_gql.api.documents import Prepared
+from popmap_gql.api.documents import LONG_DOCUMENT, Prepared
 from popmap_gql.api.privacy import PrivateFields
 from popmap_gql.auth.viewer import Viewer
 from popmap_gql.db import queries
+from popmap_gql.memory import LRU
 
 __all__ = [
     "ENTRY_OVERHEAD",
-    "MAX_CACHED_QUERY_LENGTH",
     "CachedResponses",
     "DataVersion",
     "Lookup",
@@ -71,10 +71,6 @@ __all__ = [
     "cacheable",
     "request_key",
 ]
-
-# Longer documents are executed but never cached, so that caches keyed on the document
-# text cannot be made to hold megabytes per entry.
-MAX_CACHED_QUERY_LENGTH = 20_000
 
 
 def request_key(query: str, operation_name: str | None, variables: bytes = b"{}") -> bytes:
@@ -105,7 +101,6 @@ class _Entry:
     version: int
     stored_at: float
     body: bytes
-    cost: int
     refreshing_since: float | None = None
 
 
@@ -118,13 +113,21 @@ class ResponseCache:
     bounded by the bytes it holds."""
 
     def __init__(self, *, max_bytes: int, max_entry_bytes: int, ttl: float) -> None:
-        self.max_bytes = max_bytes
-        self.max_entry_bytes = min(max_entry_bytes, max_bytes)
         self.ttl = ttl
-        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
-        self.bytes = 0
+        self._entries: LRU[bytes, _Entry] = LRU(
+            max_bytes=max_bytes, max_entry_bytes=max_entry_bytes, size=_entry_cost
+        )
         self.hits = 0
         self.misses = 0
+
+    @property
+    def bytes_held(self) -> int:
+        return self._entries.bytes
+
+    @property
+    def max_entry_bytes(self) -> int:
+        assert self._entries.max_entry_bytes is not None
+        return self._entries.max_entry_bytes
 
     @staticmethod
     def key(scope: str, request: bytes) -> bytes:
@@ -146,7 +149,7 @@ class ResponseCache:
         the TTL (no write since) is recomputed by one caller while the others keep getting
         it, so expiry causes no stampede of identical executions.
         """
-        entry = self._entries.get(key)
+        entry = self._entries.peek(key)
         if entry is None or entry.version != version:
             self.misses += 1
             return None
@@ -157,28 +160,21 @@ class ResponseCache:
             entry.refreshing_since = now
             self.misses += 1
             return None
-        self._entries.move_to_end(key)
+        self._entries.get(key)  # now the most recently used
         self.hits += 1
         return entry.body
 
     def put(self, key: bytes, version: int, body: bytes) -> bool:
         """Store `body` unless it is larger than one entry may be; whether it was stored."""
-        if not self.fits(key, body):
+        if not self._entries.put(key, _Entry(version, time.monotonic(), body)):
             return False
-        self._discard(key)
-        entry = _Entry(version, time.monotonic(), body, self.cost(key, body))
-        self._entries[key] = entry
-        self.bytes += entry.cost
-        while self.bytes > self.max_bytes:
-            self._discard(next(iter(self._entries)))
         if (metrics := observe.metrics) is not None:
-            metrics.cache_bytes.set(self.bytes)
+            metrics.cache_bytes.set(self.bytes_held)
         return True
 
-    def _discard(self, key: bytes) -> None:
-        entry = self._entries.pop(key, None)
-        if entry is not None:
-            self.bytes -= entry.cost
+
+def _entry_cost(key: bytes, entry: _Entry) -> int:
+    return ResponseCache.cost(key, entry.body)
 
 
 def _loop_time(monotonic: float) -> float:
@@ -234,9 +230,8 @@ class PrivateViews:
     """
 
     def __init__(self, max_users: int) -> None:
-        self.max_users = max_users
         self.version = 0
-        self._private: OrderedDict[int, bool] = OrderedDict()
+        self._private: LRU[int, bool] = LRU(max_entries=max_users)
 
     def __len__(self) -> int:
         return len(self._private)
@@ -244,10 +239,7 @@ class PrivateViews:
     def get(self, user_id: int, version: int) -> bool | None:
         if version != self.version:
             return None
-        private = self._private.get(user_id)
-        if private is not None:
-            self._private.move_to_end(user_id)
-        return private
+        return self._private.get(user_id)
 
     def remember(self, user_id: int, view: queries.PrivateView) -> None:
         if view.version < self.version:
@@ -255,10 +247,7 @@ class PrivateViews:
         if view.version > self.version:
             self.version = view.version
             self._private.clear()
-        self._private[user_id] = view.private
-        self._private.move_to_end(user_id)
-        if len(self._private) > self.max_users:
-            self._private.popitem(last=False)
+        self._private.put(user_id, view.private)
 
 
 # Signed-in users whose public-or-not view is remembered: a lookup each is saved on
@@ -319,7 +308,7 @@ class CachedResponses:
         self.store = ResponseCache(max_bytes=max_bytes, max_entry_bytes=max_entry_bytes, ttl=ttl)
         self.version = DataVersion(queries.data_version)
         self.private_views = PrivateViews(PRIVATE_VIEWS_SIZE)
-        self._policies: OrderedDict[bytes, bool] = OrderedDict()
+        self._policies: LRU[bytes, bool] = LRU(max_entries=POLICY_CACHE_SIZE)
         # One per (key, version) being computed: at most one per request in progress.
         self._flights: dict[Slot, asyncio.Future[_Outcome]] = {}
         self.waiting = 0  # requests waiting for another's computation right now
@@ -424,17 +413,14 @@ class CachedResponses:
         return self.store.put(slot.key, slot.version, body)
 
     def _cacheable(self, query: str) -> bool:
-        if len(query) > MAX_CACHED_QUERY_LENGTH:
+        if len(query) > LONG_DOCUMENT:  # executed, never cached
             return False
         digest = hashlib.blake2b(query.encode(), digest_size=16).digest()
         known = self._policies.get(digest)
         if known is not None:
-            self._policies.move_to_end(digest)
             return known
         prepared = self.prepare(query)
         document = prepared.document
         policy = document is not None and not prepared.errors and cacheable(document, self.private)
-        self._policies[digest] = policy
-        if len(self._policies) > POLICY_CACHE_SIZE:
-            self._policies.popitem(last=False)
+        self._policies.put(digest, policy)
         return policy

@@ -10,11 +10,14 @@ Without a manifest (automatic persisted queries): a hash the server does not kno
 alone, is answered PERSISTED_QUERY_NOT_FOUND (what Apollo's link waits for to send the
 text); a hash sent with its text registers the text in the shared store (`db/persisted.py`)
 once the hash is checked, so any replica then runs the hash alone. Only documents that
-parse within the token limit and validate are stored, and only texts within the body
-limit (a GET's text is not bounded by it otherwise). Lookups go through an in-process
-copy (at most LOCAL_MAX_BYTES, and never more documents than the store holds), so a hash
-in common use costs no SQL; its use is recorded in the store at most once per
-TOUCH_INTERVAL_SECONDS, which is what eviction orders by.
+parse within the token limit and validate are stored; a text longer than LONG_DOCUMENT
+characters (documents.py) is refused, PERSISTED_QUERY_TOO_LARGE, and neither run nor
+stored (sent without its hash, it runs). The store is bounded in documents and in bytes
+of text (POPMAP_APQ_MAX_DOCUMENTS, POPMAP_APQ_MAX_BYTES). Lookups go through an
+in-process copy (an LRU within its share of POPMAP_DOCUMENT_MEMORY_BYTES, and never more
+documents than the store holds), so a hash in common use costs no SQL; its use is
+recorded in the store at most once per TOUCH_INTERVAL_SECONDS, which is what eviction
+orders by.
 
 With a manifest (`POPMAP_TRUSTED_DOCUMENTS`, checked at start-up in config.py): only its
 documents run, named by hash or sent as text; anything else is PERSISTED_QUERY_NOT_TRUSTED
@@ -28,18 +31,18 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from popmap_gql.api.documents import Prepared
+from popmap_gql.api.documents import LONG_DOCUMENT, Prepared
 from popmap_gql.db import persisted
 from popmap_gql.http.request_errors import BadRequest
+from popmap_gql.memory import LRU
 
 __all__ = [
-    "LOCAL_MAX_BYTES",
     "Document",
     "PersistedDocuments",
     "not_found",
@@ -52,8 +55,7 @@ _DOCUMENT_ID_PREFIX = "sha256:"
 # Never stored by a cache on the way: the next request may find the hash registered.
 _NOT_STORED = {"Cache-Control": "no-store"}
 
-# Memory the in-process copy of the store may hold: texts plus ENTRY_OVERHEAD each.
-LOCAL_MAX_BYTES = 8 * 1024 * 1024
+# What an entry of the in-process copy costs besides its text (sys.getsizeof).
 ENTRY_OVERHEAD = 256
 
 
@@ -77,6 +79,14 @@ def _not_trusted() -> BadRequest:
         "Only the documents of this server's manifest run here",
         status=403,
         code="PERSISTED_QUERY_NOT_TRUSTED",
+    )
+
+
+def _too_large() -> BadRequest:
+    return BadRequest(
+        f"A persisted query's text may be at most {LONG_DOCUMENT} characters long;"
+        " send a longer document without its hash",
+        code="PERSISTED_QUERY_TOO_LARGE",
     )
 
 
@@ -132,11 +142,16 @@ class _Local:
     used_at: float  # when the store last recorded a use (time.monotonic())
 
 
+def _local_size(document_hash: str, local: _Local) -> int:
+    return sys.getsizeof(local.text) + ENTRY_OVERHEAD
+
+
 class PersistedDocuments:
     """The endpoint's persisted documents: the shared store, or a trusted manifest.
 
     `prepare` is the schema's parse-and-validate cache: a registered document must be one
-    it accepts. `max_text_bytes` is the body limit, `max_documents` the store's bound.
+    it accepts. `max_documents` and `max_bytes` bound the store, `local_max_bytes` the
+    in-process copy.
     """
 
     def __init__(
@@ -145,16 +160,16 @@ class PersistedDocuments:
         prepare: Callable[[str], Prepared],
         trusted: Mapping[str, str] | None,
         max_documents: int,
-        max_text_bytes: int,
-        local_max_bytes: int = LOCAL_MAX_BYTES,
+        max_bytes: int,
+        local_max_bytes: int,
     ) -> None:
         self.prepare = prepare
         self.trusted = trusted
         self.max_documents = max_documents
-        self.max_text_bytes = max_text_bytes
-        self.local_max_bytes = local_max_bytes
-        self._local: OrderedDict[str, _Local] = OrderedDict()
-        self.local_bytes = 0
+        self.max_bytes = max_bytes
+        self.local: LRU[str, _Local] = LRU(
+            max_entries=max_documents, max_bytes=local_max_bytes, size=_local_size
+        )
 
     async def document(self, params: Mapping[str, Any], query: str | None) -> Document | None:
         """The document a request runs (None when it names none), or a coded refusal."""
@@ -193,13 +208,12 @@ class PersistedDocuments:
         return await self._lookup(document_hash) is not None
 
     async def _lookup(self, document_hash: str) -> str | None:
-        local = self._local.get(document_hash)
+        local = self.local.get(document_hash)
         if local is None:
             text = await persisted.find(document_hash)
             if text is not None:
-                self._keep(document_hash, text)
+                self.local.put(document_hash, _Local(text, time.monotonic()))
             return text
-        self._local.move_to_end(document_hash)
         now = time.monotonic()
         if now - local.used_at >= persisted.TOUCH_INTERVAL_SECONDS:
             local.used_at = now
@@ -209,30 +223,17 @@ class PersistedDocuments:
     async def _register(self, document_hash: str, text: str) -> None:
         """Store a checked text, unless it is refused anyway or this process recorded
         its use within the interval (the store has it, recently used)."""
-        local = self._local.get(document_hash)
+        local = self.local.get(document_hash)
         now = time.monotonic()
         if local is not None and now - local.used_at < persisted.TOUCH_INTERVAL_SECONDS:
             return
-        if len(text.encode()) > self.max_text_bytes:
-            return
+        if len(text) > LONG_DOCUMENT:
+            raise _too_large()
         prepared = self.prepare(text)
         if prepared.document is None or prepared.errors:
             return  # it is executed, and refused, but never stored
-        await persisted.store(document_hash, text, self.max_documents)
-        self._keep(document_hash, text)
-
-    def _keep(self, document_hash: str, text: str) -> None:
-        """Remember a text the store has just recorded a use of."""
-        self._forget(document_hash)
-        self._local[document_hash] = _Local(text, time.monotonic())
-        self.local_bytes += len(text) + ENTRY_OVERHEAD
-        while self.local_bytes > self.local_max_bytes or len(self._local) > self.max_documents:
-            self._forget(next(iter(self._local)))
-
-    def _forget(self, document_hash: str) -> None:
-        local = self._local.pop(document_hash, None)
-        if local is not None:
-            self.local_bytes -= len(local.text) + ENTRY_OVERHEAD
+        await persisted.store(document_hash, text, self.max_documents, self.max_bytes)
+        self.local.put(document_hash, _Local(text, time.monotonic()))
 
     def __len__(self) -> int:
-        return len(self._local)
+        return len(self.local)

@@ -16,7 +16,7 @@ POPMAP_HTTP_CACHE_MAX_AGE_SECONDS when set, any other never (`no-store`).
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -26,6 +26,7 @@ from strawberry.exceptions import MissingQueryError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from popmap_gql.api.admission import Admission
 from popmap_gql.api.context import Context
 from popmap_gql.api.engine import (
     CannotGetOperationTypeError,
@@ -38,8 +39,16 @@ from popmap_gql.auth.authenticator import Authenticator
 from popmap_gql.auth.viewer import Viewer
 from popmap_gql.config import Settings
 from popmap_gql.errors import InvalidToken, ServiceUnavailable
+from popmap_gql.http.budgets import (
+    REFUSED_COST,
+    Account,
+    Outcome,
+    Subject,
+    build_budgets,
+    charged_cost,
+)
 from popmap_gql.http.cache import CachedResponses, Lookup
-from popmap_gql.http.known_bodies import KnownBodies
+from popmap_gql.http.known_bodies import KnownBodies, Remembered
 from popmap_gql.http.media_types import UnsupportedMediaType, check_json_request
 from popmap_gql.http.nesting import MAX_JSON_DEPTH, nests_deeper_than
 from popmap_gql.http.observe import (
@@ -52,6 +61,7 @@ from popmap_gql.http.observe import (
 from popmap_gql.http.persisted import Document, PersistedDocuments
 from popmap_gql.http.request_errors import BadRequest
 from popmap_gql.media.stores import public_base
+from popmap_gql.memory import DocumentMemory
 
 __all__ = ["GRAPHQL_RESPONSE_JSON", "GraphQLView", "error_response", "negotiate_media_type"]
 
@@ -189,16 +199,6 @@ Operation = tuple[str | None, str | None]
 _NO_OPERATION: Operation = (None, None)
 
 
-class _Remembered(NamedTuple):
-    """What the endpoint keeps of an admitted body (known_bodies.py): its cache key, the
-    operation it runs (for the access line and metrics), and the persisted query's hash
-    when the body names its document only by that."""
-
-    key: bytes
-    described: Operation
-    stored_hash: str | None
-
-
 @functools.lru_cache(maxsize=64)
 def _base_url(
     scheme: str,
@@ -252,12 +252,15 @@ class GraphQLView:
             if settings.response_cache
             else None
         )
-        self.known: KnownBodies[_Remembered] = KnownBodies()
+        memory = DocumentMemory(settings.document_memory_bytes)
+        self.known = KnownBodies(memory.known_bodies)
+        self.budgets = build_budgets(settings)
         self.persisted = PersistedDocuments(
             prepare=schema.documents.prepare,
             trusted=settings.trusted_documents,
             max_documents=settings.apq_max_documents,
-            max_text_bytes=settings.max_body_bytes,
+            max_bytes=settings.apq_max_bytes,
+            local_max_bytes=memory.persisted,
         )
         self.shared_get_caching = (
             {
@@ -269,8 +272,9 @@ class GraphQLView:
             if settings.http_cache_max_age_seconds > 0
             else {}
         )
-        # Media URLs then start with the origin the request came through (see Context).
-        self.answers_embed_origin = public_base(settings) is None
+        # Media URLs then start with the origin the request came through (see Context),
+        # as does the local identity provider's authConfig (domain, userPoolEndpoint).
+        self.answers_embed_origin = public_base(settings) is None or not settings.cognito_configured
         self.ide_html = graphiql_html() if settings.graphiql_enabled else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -281,8 +285,9 @@ class GraphQLView:
             return
         request = Request(scope, receive)
         accept = request.headers.get("accept", "")
+        account = Account()
         try:
-            response = await self._respond(request, accept)
+            response = await self._respond(request, accept, account)
         except InvalidToken as exc:
             # 401 tells the client to refresh its token and retry (RFC 6750 section 3).
             challenge = f'Bearer error="invalid_token", error_description="{exc.message}"'
@@ -300,11 +305,40 @@ class GraphQLView:
             )
         except BadRequest as exc:
             response = error_response(accept, exc.status, exc.message, exc.code, exc.headers)
+        if self.budgets is not None:
+            response = await self._account_for(request, accept, account, response)
         if request.method == "GET" and "cache-control" not in response.headers:
             response.headers["Cache-Control"] = _NOT_STORED
         await response(scope, receive, send)
 
-    async def _respond(self, request: Request, accept: str) -> Response:
+    async def _account_for(
+        self, request: Request, accept: str, account: Account, response: Response
+    ) -> Response:
+        """The answer with its budget's header fields; a request answered before it was
+        charged (refused while being read, or authenticated) pays REFUSED_COST now."""
+        assert self.budgets is not None
+        if account.headers is None:
+            subject = account.subject or self.budgets.subject(None, request.scope)
+            outcome = await self.budgets.charge(subject, REFUSED_COST)
+            if outcome.allowed:
+                account.headers = outcome.headers(subject.policy)
+            else:
+                response = self._over_budget(accept, subject, outcome, account)
+        assert account.headers is not None
+        response.headers.update(account.headers)
+        return response
+
+    def _over_budget(
+        self, accept: str, subject: Subject, outcome: Outcome, account: Account
+    ) -> Response:
+        """429 RATE_LIMITED: nothing of the request is done (see budgets.py)."""
+        assert self.budgets is not None
+        account.headers = outcome.headers(subject.policy)
+        return error_response(
+            accept, 429, self.budgets.refusal_message(subject, outcome), "RATE_LIMITED"
+        )
+
+    async def _respond(self, request: Request, accept: str, account: Account) -> Response:
         if request.method not in {"GET", "POST"}:  # the route sends every method here
             raise BadRequest(
                 "GraphQL only supports GET and POST requests.",
@@ -319,21 +353,37 @@ class GraphQLView:
         authenticator: Authenticator = request.app.state.authenticator
         viewer = await authenticator.authenticate(request.headers.get("authorization"))
         note_viewer(viewer)
+        if self.budgets is not None:
+            account.subject = self.budgets.subject(viewer, request.scope)
+            refused = self.budgets.still_refused(account.subject)
+            if refused is not None:  # known to be over budget: not even read
+                return self._over_budget(accept, account.subject, refused, account)
         media_type = negotiate_media_type(accept)
         body = await _post_body(request) if request.method == "POST" else None
         # A body already admitted goes to the cache without being read again (see
         # known_bodies.py); it is parsed afresh only if it must be executed.
         known = await self._known(body) if body is not None else None
         key, described = (known.key, known.described) if known else (None, _NO_OPERATION)
+        cost = known.cost if known else REFUSED_COST
         operation: _Operation | None = None
         if key is None:
             operation, document = await self._parse(request, body)
             query, variables, operation_name = operation
             described = describe_operation(self.schema.documents.prepare(query), operation_name)
-            key = self._cache_key(query, operation_name, variables)
+            admission = self._admission(query, operation_name, variables)
+            cost = charged_cost(admission)
+            key = self._cache_key(query, admission)
             if key is not None and body is not None and not document.registers:
-                self.known.remember(body, _Remembered(key, described, document.stored_hash))
+                remembered = Remembered(key, described, document.stored_hash, cost)
+                self.known.remember(body, remembered)
         note_operation(described)
+        if self.budgets is not None:  # charged before any lookup or execution
+            subject = account.subject
+            assert subject is not None
+            outcome = await self.budgets.charge(subject, cost)
+            if not outcome.allowed:
+                return self._over_budget(accept, subject, outcome, account)
+            account.headers = outcome.headers(subject.policy)
 
         headers: dict[str, str] = {}
         found = Lookup(None)
@@ -369,7 +419,7 @@ class GraphQLView:
             headers.pop("Vary", None)
         return self._result_response(result, media_type, headers)
 
-    async def _known(self, body: bytes) -> _Remembered | None:
+    async def _known(self, body: bytes) -> Remembered | None:
         """What is remembered of this body, if it still holds (see known_bodies.py)."""
         known = self.known.get(body)
         if (
@@ -390,16 +440,19 @@ class GraphQLView:
             raise BadRequest("No GraphQL query found in the request")
         return (document.text, variables, operation_name), document
 
-    def _cache_key(
+    def _admission(
         self, query: str, operation_name: str | None, variables: dict[str, Any] | None
-    ) -> bytes | None:
+    ) -> Admission | None:
+        """The request's admission (None: refused), when the cache or the budgets need it."""
+        if self.cached is None and self.budgets is None:
+            return None
+        return self.schema.admits(query, operation_name, variables)
+
+    def _cache_key(self, query: str, admission: Admission | None) -> bytes | None:
         """The request's key in the response cache; None when the cache is not consulted:
         there is none, the request is refused (invalid or too costly: it runs no SQL, not
         even the cache's) or its answer is never cached."""
-        if self.cached is None:
-            return None
-        admission = self.schema.admits(query, operation_name, variables)
-        if admission is None:
+        if self.cached is None or admission is None:
             return None
         return self.cached.request_key(query, admission.operation_name, admission.key)
 

@@ -1,0 +1,190 @@
+"""The map's reads at scale, over HTTP: search terms the trigram index can serve, bounding
+boxes through the point index (exact edges, across the antimeridian), and the bounded
+totalCount, for each kind of viewer and on both read paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from popmap_gql.config import Settings
+from popmap_gql.db.models import EventStatus
+from tests.fake_cognito import FakeCognito
+from tests.helpers import error_codes, make_business, make_event
+from tests.people import ANONYMOUS, Person, person, post, service
+from tests.processes import clean_env, running_server
+
+SEARCH = """query ($search: String) {
+  businesses(filter: {search: $search}) { totalCount edges { node { name } } } }"""
+EVENTS_IN = """query ($bbox: BoundingBox) {
+  events(filter: {bbox: $bbox}) { totalCount edges { node { title } } } }"""
+COUNTS = """{
+  events(first: 1) { totalCount totalCountIsExact edges { node { title } } }
+  businesses(first: 1) { totalCount totalCountIsExact }
+  also: events(first: 2) { totalCountIsExact }
+}"""
+
+
+async def viewers(cognito: FakeCognito) -> list[Person]:
+    """One of each kind: anonymous, a signed-in owner, staff, a service."""
+    return [
+        ANONYMOUS,
+        await person(cognito, "owner"),
+        await person(cognito, "moderator", groups=("staff",)),
+        service(cognito, "partner"),
+    ]
+
+
+@pytest.mark.parametrize("term", ["ab", "%", "_", "a b c", "%%__", "  x  ", "é!"])
+async def test_a_search_without_a_three_character_word_is_refused_for_every_viewer(
+    client: httpx.AsyncClient, cognito: FakeCognito, term: str
+) -> None:
+    await make_business("Abbey Bakery")
+
+    for who in await viewers(cognito):
+        body = await post(client, who, SEARCH, {"search": term})
+
+        assert error_codes(body) == ["BAD_USER_INPUT"], (who.name, body)
+        error = body["errors"][0]
+        assert error["extensions"]["field"] == "filter.search"
+        assert "at least 3" in error["message"]
+
+
+async def test_search_finds_the_term_anywhere_and_its_wildcards_literally(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    await make_business("100% Organic")
+    await make_business("100 Organic")
+    await make_business("Abbey Bakery", description="Sourdough, baked at dawn")
+    await make_business("Hidden Bakery", verified=False)
+
+    for who in await viewers(cognito):
+        staff = who.name == "moderator"
+
+        async def names(term: str, who: Person = who) -> list[str]:
+            body = await post(client, who, SEARCH, {"search": term})
+            assert "errors" not in body, body
+            return [edge["node"]["name"] for edge in body["data"]["businesses"]["edges"]]
+
+        assert await names("100%") == ["100% Organic"]
+        assert await names("BAKERY") == ["Abbey Bakery", *(["Hidden Bakery"] if staff else [])]
+        assert await names("ourdoug") == ["Abbey Bakery"]  # in the description
+        assert await names("ab baker") == []  # the whole term, not its words
+        assert await names("qqxzv") == []
+
+
+async def test_a_box_includes_events_on_its_edges_and_nothing_beyond_them(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    # The point index compares with a tolerance of 1e-6; the edges are exact all the same.
+    await make_event("North-west corner", latitude=30.5, longitude=-98.0)
+    await make_event("South-east corner", latitude=30.0, longitude=-97.5)
+    await make_event("Just north", latitude=30.5000001, longitude=-97.7)
+    await make_event("Just east", latitude=30.2, longitude=-97.4999999)
+    await make_event("Pending inside", latitude=30.2, longitude=-97.7, status=EventStatus.PENDING)
+    box = {"north": 30.5, "south": 30.0, "east": -97.5, "west": -98.0}
+
+    for who in await viewers(cognito):
+        body = await post(client, who, EVENTS_IN, {"bbox": box})
+
+        assert "errors" not in body, body
+        titles = sorted(edge["node"]["title"] for edge in body["data"]["events"]["edges"])
+        pending = ["Pending inside"] if who.name == "moderator" else []
+        assert titles == sorted(["North-west corner", "South-east corner", *pending]), who.name
+        assert body["data"]["events"]["totalCount"] == len(titles)
+
+
+async def test_a_box_across_the_antimeridian_joins_both_sides_with_exact_edges(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    await make_event("West edge", latitude=-17.0, longitude=170.0)
+    await make_event("Dateline east", latitude=-17.0, longitude=180.0)
+    await make_event("Dateline west", latitude=-17.0, longitude=-180.0)
+    await make_event("East edge", latitude=-13.8, longitude=-170.0)
+    await make_event("Just west of it", latitude=-17.0, longitude=169.9999999)
+    await make_event("Greenwich", latitude=-17.0, longitude=0.0)
+    box = {"north": 0.0, "south": -30.0, "east": -170.0, "west": 170.0}
+
+    for who in await viewers(cognito):
+        body = await post(client, who, EVENTS_IN, {"bbox": box})
+
+        assert "errors" not in body, body
+        titles = sorted(edge["node"]["title"] for edge in body["data"]["events"]["edges"])
+        assert titles == ["Dateline east", "Dateline west", "East edge", "West edge"], who.name
+
+
+@pytest.mark.parametrize(
+    ("bbox", "field"),
+    [
+        ("{north: 10, south: 20, east: 1, west: 0}", "bbox.south"),
+        # beyond a double: the nearest a client can come to NaN or infinity in GraphQL
+        ("{north: 1e400, south: 0, east: 1, west: 0}", None),
+        ("{north: 10, south: 0, east: -1e400, west: 0}", None),
+    ],
+)
+async def test_a_box_with_north_below_south_or_beyond_a_number_is_refused(
+    client: httpx.AsyncClient, cognito: FakeCognito, bbox: str, field: str | None
+) -> None:
+    query = f"{{ events(filter: {{bbox: {bbox}}}) {{ totalCount }} }}"
+    for who in await viewers(cognito):
+        body = await post(client, who, query)
+
+        assert body.get("data") is None, body
+        codes = error_codes(body)
+        assert codes == ["BAD_USER_INPUT"], (who.name, body)
+        if field is not None:
+            assert body["errors"][0]["extensions"]["field"] == field
+
+
+async def test_total_count_is_exact_under_the_default_limit(client: httpx.AsyncClient) -> None:
+    for n in range(3):
+        await make_event(f"E{n}")
+        await make_business(f"B{n}")
+
+    body = await post(client, ANONYMOUS, COUNTS)
+
+    assert body["data"]["events"]["totalCount"] == 3
+    assert body["data"]["events"]["totalCountIsExact"] is True
+    assert body["data"]["businesses"] == {"totalCount": 3, "totalCountIsExact": True}
+
+
+@pytest.mark.parametrize("compiled", ["true", "false"])
+async def test_total_count_stops_at_the_limit_and_says_so(
+    settings: Settings, cognito: FakeCognito, tmp_path: Path, clean_db: None, compiled: str
+) -> None:
+    staff = await person(cognito, "moderator", groups=("staff",))
+    for n in range(3):
+        await make_business(f"B{n}")
+        await make_event(f"E{n}")
+    await make_event("Pending", status=EventStatus.PENDING)
+    assert settings.database_url is not None
+    env = clean_env(
+        DATABASE_URL=settings.database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        POPMAP_MAX_EXACT_COUNT="3",
+        POPMAP_RESPONSE_CACHE="false",
+        POPMAP_COMPILED_READS=compiled,
+        AWS_COGNITO_USER_POOL_ID=settings.cognito_user_pool_id or "",
+        AWS_COGNITO_APP_CLIENT_ID=",".join(settings.cognito_app_client_ids),
+        AWS_COGNITO_REGION=settings.cognito_region or "",
+        AWS_COGNITO_JWKS_URL=settings.cognito_jwks_url_override or "",
+    )
+
+    with running_server(env) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+            at_limit = await post(api, ANONYMOUS, COUNTS)
+            over_limit = await post(api, staff, COUNTS)  # staff also sees the pending one
+
+    assert "errors" not in at_limit, at_limit
+    assert at_limit["data"]["events"]["totalCount"] == 3
+    assert at_limit["data"]["events"]["totalCountIsExact"] is True
+    assert at_limit["data"]["businesses"] == {"totalCount": 3, "totalCountIsExact": True}
+    assert "errors" not in over_limit, over_limit
+    events: dict[str, Any] = over_limit["data"]["events"]
+    assert (events["totalCount"], events["totalCountIsExact"]) == (3, False)
+    assert len(events["edges"]) == 1
+    assert over_limit["data"]["also"] == {"totalCountIsExact": False}
+    assert over_limit["data"]["businesses"] == {"totalCount": 3, "totalCountIsExact": True}
