@@ -9,6 +9,7 @@ which only ever adds time, falls out.
 
     .venv/bin/python bench/cache_hit.py                       # this tree only
     .venv/bin/python bench/cache_hit.py --against /tmp/old    # this tree and another, alternated
+    .venv/bin/python bench/cache_hit.py --budgets both        # budgets off and on, alternated
 
 With `--against`, each tree runs in its own process (PYTHONPATH set to the tree, so its
 `popmap_gql` is imported), the trees taking turns `--turns` times; the summary gives
@@ -52,7 +53,7 @@ def _scope(path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> dict[s
 
 
 async def _measure(
-    body: bytes, requests: int, rounds: int, database_url: str | None
+    body: bytes, requests: int, rounds: int, database_url: str | None, budgets: bool
 ) -> list[float]:
     """Microseconds per request of `rounds` rounds of `requests` identical requests."""
     # Imported here: the tree measured is the one on PYTHONPATH.
@@ -68,6 +69,8 @@ async def _measure(
         database_url=database_url,
         data_dir=dataset.APP_DATA_DIR,
         response_cache_ttl_seconds=3600.0,  # no entry ages: every request measured is a hit
+        budgets=budgets,  # on: charged, with the header fields, but never met
+        budget_anonymous_per_minute=10**15,
     )
     app: Any = create_app(settings)
     headers = [
@@ -117,11 +120,13 @@ def _body(scenario: str) -> bytes:
 
 def _child(args: argparse.Namespace) -> None:
     body = _body(args.scenario)
-    results = asyncio.run(_measure(body, args.requests, args.rounds, args.database_url))
+    results = asyncio.run(
+        _measure(body, args.requests, args.rounds, args.database_url, args.budgets == "on")
+    )
     print(json.dumps({"best": min(results), "rounds": results}))
 
 
-def _run_tree(tree: Path, args: argparse.Namespace) -> float:
+def _run_tree(tree: Path, args: argparse.Namespace, budgets: str) -> float:
     environment = {**os.environ, "PYTHONPATH": str(tree)}
     command = [
         sys.executable,
@@ -133,6 +138,8 @@ def _run_tree(tree: Path, args: argparse.Namespace) -> float:
         str(args.requests),
         "--rounds",
         str(args.rounds),
+        "--budgets",
+        budgets,
         *(["--database-url", args.database_url] if args.database_url else []),
     ]
     output = subprocess.run(
@@ -141,7 +148,7 @@ def _run_tree(tree: Path, args: argparse.Namespace) -> float:
     if output.returncode != 0:
         raise SystemExit(f"{tree}: {output.stderr[-2000:]}")
     best = float(json.loads(output.stdout.strip().splitlines()[-1])["best"])
-    print(f"{tree}: {best:.1f} us per hit", file=sys.stderr)
+    print(f"{tree} (budgets {budgets}): {best:.1f} us per hit", file=sys.stderr)
     return best
 
 
@@ -156,19 +163,30 @@ def main() -> None:
         "--database-url",
         help="a copy of the benchmark database, to measure while something else writes to it",
     )
+    parser.add_argument(
+        "--budgets",
+        choices=("on", "off", "both"),
+        default="on",
+        help="per-client budgets (set far above the load); both: each tree both ways, alternated",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(args)
         return
     trees = [ROOT, *(tree.resolve() for tree in args.against)]
-    best: dict[Path, list[float]] = {tree: [] for tree in trees}
+    modes = ("off", "on") if args.budgets == "both" else (args.budgets,)
+    best: dict[tuple[Path, str], list[float]] = {(t, m): [] for t in trees for m in modes}
     for _ in range(args.turns):
         for tree in trees:
-            best[tree].append(_run_tree(tree, args))
-    for tree in trees:
-        runs = " ".join(f"{value:.1f}" for value in best[tree])
-        print(f"{args.scenario} hit {statistics.median(best[tree]):7.1f} us  ({runs})  {tree}")
+            for mode in modes:
+                best[tree, mode].append(_run_tree(tree, args, mode))
+    for (tree, mode), values in best.items():
+        runs = " ".join(f"{value:.1f}" for value in values)
+        print(
+            f"{args.scenario} hit {statistics.median(values):7.1f} us  ({runs})  {tree}"
+            f"  budgets {mode}"
+        )
 
 
 if __name__ == "__main__":

@@ -77,6 +77,9 @@ defaults
     timeout server 30s
     timeout http-request 10s   # a client must send its headers within 10 s
     timeout http-keep-alive 10s
+    # A WebSocket (subscriptions) may stay idle up to this long between messages; the
+    # server pings every POPMAP_WS_KEEPALIVE_SECONDS (20 s), well within it.
+    timeout tunnel 1h
     timeout check 2s
     # A connection refused by a replica is retried on another; nothing else is retried.
     retries 2

@@ -17,7 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from tortoise.connection import connections
 from tortoise.contrib.starlette import RegisterTortoise
 
@@ -40,6 +40,9 @@ from popmap_gql.http.middleware import BodySizeLimit
 from popmap_gql.http.observe import RequestObserver
 from popmap_gql.http.request_tracing import RequestTracing
 from popmap_gql.http.view import GraphQLView, error_response
+from popmap_gql.live.cohorts import Hub
+from popmap_gql.live.listener import Listener
+from popmap_gql.live.ws import LiveEndpoint
 from popmap_gql.media.stores import UPLOAD_PATH, build_store
 from popmap_gql.metrics import CONTENT_TYPE, Metrics
 from popmap_gql.metrics import install as install_metrics
@@ -205,9 +208,13 @@ def create_app(settings: Settings) -> Starlette:
             app.state.authenticator = build_authenticator(settings, http)
             app.state.media_store = build_store(settings)
             tracing.start(settings)
+            listener = Listener(settings.db_listen_url or url, hub.touched, hub.refresh_all)
+            app.state.listener = listener
+            listening = asyncio.create_task(listener.run())
             try:
                 yield
             finally:
+                listening.cancel()
                 if view.budgets is not None:
                     await view.budgets.close()
                 tracing.stop()
@@ -215,6 +222,7 @@ def create_app(settings: Settings) -> Starlette:
                     metrics.process_ended()
 
     view = GraphQLView(build_schema(settings), settings)
+    hub = Hub(view.schema, settings)
     # Without a pool, the local provider's hosted UI and user-pool API (for Amplify);
     # with one, none of it: no route, no CORS header of theirs.
     local_sign_in = None if settings.cognito_configured else LocalSignIn(settings)
@@ -255,6 +263,8 @@ def create_app(settings: Settings) -> Starlette:
     routes = [
         # Every method reaches the view, which answers 405 with Allow itself.
         Route("/graphql", view),
+        # Subscriptions: graphql-transport-ws on the same path (live/ws.py).
+        WebSocketRoute("/graphql", LiveEndpoint(view.schema, settings, hub, view.persisted)),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         # Without a bucket the API is the media store: it takes the uploads and serves them.

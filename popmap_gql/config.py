@@ -420,6 +420,27 @@ class Settings:
     """`redis://host:6379/0` (or `rediss://`, `unix://`): the budgets' buckets, shared by
     every worker and replica (needs the `redis` extra). Unset: each process keeps its own."""
 
+    db_listen_url: str | None = _env("POPMAP_DB_LISTEN_URL", DATABASE_URL, None)
+    """Where each process LISTENs for committed changes (docs/live-updates.md): PostgreSQL
+    itself, never PgBouncer in transaction mode (a LISTEN needs its own session). Unset:
+    `DATABASE_URL` (or the embedded PostgreSQL)."""
+    live_window_ms: int = _env("POPMAP_LIVE_WINDOW_MS", POSITIVE, 50)
+    """Changes committed within this many milliseconds are evaluated together: each group
+    of identical subscriptions runs one statement per window."""
+    ws_max_connections: int = _env("POPMAP_WS_MAX_CONNECTIONS", POSITIVE, 5_000)
+    """Open WebSockets per process; one more is closed with 1013 (try again later)."""
+    ws_max_subscriptions: int = _env("POPMAP_WS_MAX_SUBSCRIPTIONS", POSITIVE, 20)
+    """Subscriptions at once on one WebSocket; one more is answered `error`."""
+    ws_init_timeout_seconds: float = _env("POPMAP_WS_INIT_TIMEOUT_SECONDS", _seconds(True), 10.0)
+    """A WebSocket that sends no `connection_init` within this long is closed with 4408."""
+    ws_keepalive_seconds: float = _env("POPMAP_WS_KEEPALIVE_SECONDS", _seconds(True), 20.0)
+    """The server sends a `ping` message this often on every WebSocket, so that proxies
+    keep idle ones open (HAProxy's `timeout tunnel` must be longer)."""
+    ws_send_buffer: int = _env("POPMAP_WS_SEND_BUFFER", POSITIVE, 64)
+    """Batches of messages (a window's changes, a pong) waiting for a client that does not
+    read; past it the socket is closed with 1008 (a slow consumer), never buffered without
+    bound."""
+
     cognito_user_pool_id: str | None = _env("AWS_COGNITO_USER_POOL_ID", POOL_ID, None)
     """The Cognito user pool (`us-east-1_AbCd1234`, or an emulator's `local_AbCd1234` with
     `AWS_COGNITO_ISSUER`). Unset: the local identity provider."""

@@ -161,6 +161,47 @@ class Metrics:
             registry=registry,
         )
 
+        self.ws_connections = Gauge(
+            "popmap_ws_connections",
+            "WebSockets open on /graphql right now.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.ws_subscriptions = Gauge(
+            "popmap_ws_subscriptions",
+            "Subscriptions running right now.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.ws_messages = Counter(
+            "popmap_ws_messages_sent",
+            "Messages sent on WebSockets (next, error, pings and the protocol's others).",
+            registry=registry,
+        )
+        self.live_cohorts = Gauge(
+            "popmap_live_cohorts",
+            "Groups of identical subscriptions, each evaluated once per window.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.live_messages = Counter(
+            "popmap_live_changes_delivered",
+            "Changes (ADDED, UPDATED, REMOVED) handed to subscribers' connections.",
+            registry=registry,
+        )
+        self.live_statements = Counter(
+            "popmap_live_statements",
+            "SQL statements live evaluation sent: one routing statement per window, and"
+            " one per cohort with a change that may concern it.",
+            registry=registry,
+        )
+        self.live_lag = Histogram(
+            "popmap_live_fanout_seconds",
+            "From the end of a window of changes to the changes queued for subscribers.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
     def observe_request(self, facts: RequestFacts, route: str, seconds: float) -> None:
         # A name enters the labels only once an operation of that name ran (or its
         # cached answer was served): a refused request's name is the client's text and

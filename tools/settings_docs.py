@@ -27,6 +27,7 @@ SECTIONS = {
     "shutdown_timeout_seconds": "Connections and shutdown (docs/deployment.md)",
     "compiled_reads": "Speed: compiled reads and the response cache (docs/operations.md)",
     "apq_max_documents": "Persisted queries and HTTP caching (docs/persisted-queries.md)",
+    "db_listen_url": "Live updates: subscriptions over WebSocket (docs/live-updates.md)",
     "cognito_user_pool_id": "Sign-in: Cognito (docs/sign-in.md)",
     "cognito_service_client_ids": "Other servers (docs/services.md)",
     "media_bucket": "Logos and event images (docs/media.md)",

@@ -50,6 +50,7 @@ __all__ = [
 # The page of every connection: `first` items, 20 when omitted, at most 100.
 PAGE = Paged(default=20, cap=100)
 MAX_SLUGS = 50
+MAX_IDS = 100
 MAX_SEARCH_LENGTH = 200
 # The trigram index (migration 0009) finds a term by its runs of three letters or digits:
 # a term without one would read the whole index.
@@ -122,6 +123,9 @@ class EventFilter:
     status: DbEventStatus | None = strawberry.field(
         default=None, description="Staff, or a service with read.all."
     )
+    ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description=f"Only these events (at most {MAX_IDS} ids)."
+    )
 
 
 def _slugs(slugs: list[str] | None, field: str) -> tuple[str, ...] | None:
@@ -130,6 +134,14 @@ def _slugs(slugs: list[str] | None, field: str) -> tuple[str, ...] | None:
     if len(slugs) > MAX_SLUGS:
         raise BadUserInput(f"at most {MAX_SLUGS} category slugs", field=field)
     return tuple(check_storable(slug, field, max_length=100) for slug in slugs)
+
+
+def _event_ids(ids: list[strawberry.ID] | None) -> tuple[int, ...] | None:
+    if ids is None:
+        return None
+    if len(ids) > MAX_IDS:
+        raise BadUserInput(f"at most {MAX_IDS} ids", field="filter.ids")
+    return tuple(decode_id("Event", i, field="filter.ids") for i in ids)
 
 
 def _instant(value: datetime | None, field: str) -> datetime | None:
@@ -256,6 +268,7 @@ def event_list_query(
             else None
         ),
         status=flt.status,
+        ids=_event_ids(flt.ids),
     )
     return queries.event_list(
         viewer.audience,

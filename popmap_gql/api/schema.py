@@ -26,6 +26,7 @@ from popmap_gql.api.mutations import Mutation
 from popmap_gql.api.pipeline import Pipeline
 from popmap_gql.api.privacy import PrivateFields
 from popmap_gql.api.queries import Query
+from popmap_gql.api.subscriptions import Subscription
 from popmap_gql.api.types import LOADER_SETUP, READ_MODEL
 from popmap_gql.config import Settings
 from popmap_gql.memory import DocumentMemory
@@ -142,6 +143,7 @@ def build_schema(
     built = PopmapSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[Pipeline, *extensions],
     )

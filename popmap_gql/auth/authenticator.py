@@ -100,6 +100,15 @@ class Authenticator:
             self._viewers.put(token, _KnownViewer(viewer, key, entry, claims.expires_at))
         return viewer
 
+    async def expires_at(self, authorization: str) -> float:
+        """When the token of a header `authenticate` accepted expires (seconds since the
+        epoch): a WebSocket stays open until then (live/ws.py)."""
+        known = self._viewers.get(_bearer_candidate(authorization))
+        if known is not None:
+            return known.expires_at
+        claims = await self._verify(bearer_token(authorization))
+        return claims.expires_at
+
     def _still_current(self, known: _KnownViewer) -> bool:
         """The token has not expired and the user entry is the one the viewer came from."""
         if time.time() >= known.expires_at:

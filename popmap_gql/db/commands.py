@@ -9,6 +9,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from popmap_gql.db import notify
 from popmap_gql.db.models import Business, Category, Event, EventStatus
 from popmap_gql.db.participation import ParticipationChange, join_event, leave_event
 from popmap_gql.db.powers import Audience, EventOwners, may_act_for_business, who_may_change_event
@@ -211,6 +212,7 @@ async def update_business(business_id: int, changes: BusinessChanges) -> Busines
             await business.categories.clear()
             if categories:
                 await business.categories.add(*categories)
+        await notify.touched(conn, businesses=[business.id])
     return business
 
 
@@ -250,13 +252,15 @@ async def submit_event(audience: Audience, fields: EventFields) -> Event:
     async with in_transaction() as conn:
         if fields.image is not None:
             await mark_used(conn, fields.image)
-        return await Event.create(
+        event = await Event.create(
             **columns,
             host_business_id=fields.host_business_id,
             created_by_id=audience.user_id,
             created_by_client=audience.client_id,
             status=EventStatus.PENDING,
         )
+        await notify.touched(conn, events=[event.id])
+        return event
 
 
 async def _locked_visible_event(audience: Audience, event_id: int) -> Event:
@@ -329,12 +333,13 @@ async def update_event(audience: Audience, event_id: int, changes: EventChanges)
                 event.status = EventStatus.PENDING
                 changed.add("status")
             await event.save(update_fields=[*sorted(changed), "updated_at"])
+            await notify.touched(conn, events=[event.id])
     return EventEdit(event=event, changed=bool(changed), returned_to_pending=back_to_pending)
 
 
 async def cancel_event(audience: Audience, event_id: int) -> EventEdit:
     """Cancel for good; cancelling a cancelled event changes nothing and is no error."""
-    async with in_transaction():
+    async with in_transaction() as conn:
         event = await _event_to_change(audience, event_id)
         if event.status is EventStatus.CANCELLED:
             return EventEdit(event=event, changed=False, returned_to_pending=False)
@@ -342,22 +347,24 @@ async def cancel_event(audience: Audience, event_id: int) -> EventEdit:
             raise BadUserInput(f"a {event.status.value} event cannot be cancelled", field="id")
         event.status = EventStatus.CANCELLED
         await event.save(update_fields=["status", "updated_at"])
+        await notify.touched(conn, events=[event.id])
     return EventEdit(event=event, changed=True, returned_to_pending=False)
 
 
 async def verify_business(business_id: int, verified: bool) -> Business:
-    async with in_transaction():
+    async with in_transaction() as conn:
         business = await Business.select_for_update().get_or_none(id=business_id)
         if business is None:
             raise NotFound("no such business")
         if business.is_verified != verified:
             business.is_verified = verified
             await business.save(update_fields=["is_verified", "updated_at"])
+            await notify.touched(conn, businesses=[business.id])
     return business
 
 
 async def moderate_event(event_id: int, status: EventStatus) -> Event:
-    async with in_transaction():
+    async with in_transaction() as conn:
         event = await Event.select_for_update().get_or_none(id=event_id)
         if event is None:
             raise NotFound("no such event")
@@ -368,4 +375,5 @@ async def moderate_event(event_id: int, status: EventStatus) -> Event:
                 )
             event.status = status
             await event.save(update_fields=["status", "updated_at"])
+            await notify.touched(conn, events=[event.id])
     return event

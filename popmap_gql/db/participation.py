@@ -24,6 +24,7 @@ from typing import Any
 
 from tortoise.connection import connections
 
+from popmap_gql.db import notify
 from popmap_gql.db.powers import OWNER_OR_STAFF_ONLY, Audience, may_act_for_business_sql
 from popmap_gql.db.queries import ACTIVE_EVENTS, BUSINESS_VISIBILITY, EVENT_VISIBILITY, Row
 from popmap_gql.errors import BadUserInput, Forbidden, NotFound, PopmapError
@@ -53,7 +54,8 @@ _OK, _NO_BUSINESS, _NOT_OWNER, _NO_EVENT, _NOT_VERIFIED, _NOT_ACTIVE = (
 
 def _participation_sql(audience: Audience, *, join: bool, params: list[Any]) -> str:
     """The join's or the leave's statement; `params` starts with the business id ($1) and
-    the event id ($2), and the audience's values are appended."""
+    the event id ($2), and the audience's values are appended. A row written is announced
+    to live subscribers (db/notify.py) by the same statement, so only on commit."""
     business_visible = BUSINESS_VISIBILITY.sql(audience, "b", params)
     event_visible = EVENT_VISIBILITY.sql(audience, "e", params)
     acts_for_business = may_act_for_business_sql(audience, "biz.owner_id", params)
@@ -79,6 +81,12 @@ def _participation_sql(audience: Audience, *, join: bool, params: list[Any]) -> 
             "DELETE FROM participation p USING verdict"
             f" WHERE verdict.outcome = '{_OK}' AND p.business_id = $1 AND p.event_id = $2"
         )
+    params.append(notify.CHANNEL)
+    channel = f"${len(params)}"
+    params.append(
+        notify.payload(events=[params[1]] if params[1] is not None else [], businesses=[params[0]])
+    )
+    announcement = f"${len(params)}"
     # Each CTE is read only once the CASE before it has passed, so an event is locked
     # only for a business the audience may act for.
     return f"""
@@ -96,6 +104,7 @@ verdict AS (SELECT CASE
 written AS ({write} RETURNING 1)
 SELECT verdict.outcome,
   EXISTS (SELECT 1 FROM written) AS changed,
+  (SELECT count(pg_notify({channel}, {announcement})) FROM written) AS announced,
   CASE WHEN verdict.outcome IN ('{_OK}', '{_NOT_ACTIVE}') THEN (SELECT status FROM ev) END
     AS status,
   CASE WHEN verdict.outcome = '{_OK}' THEN (SELECT row FROM ev) END AS event,

@@ -362,6 +362,7 @@ class EventFilter:
     category_slugs: tuple[str, ...] | None = None
     business_id: int | None = None
     status: EventStatus | None = None
+    ids: tuple[int, ...] | None = None
 
 
 def _in_box(box: BoundingBox, param: Callable[[Any], str]) -> list[str]:
@@ -430,6 +431,8 @@ def event_list(
         )
     if flt.status is not None:
         conditions.append(f"e.status = {param(flt.status.value)}")
+    if flt.ids is not None:
+        conditions.append(f"e.id = ANY({param(list(flt.ids))})")
     return ListQuery("event", "e", tuple(conditions), order, first, after, tuple(params), count_cap)
 
 

@@ -70,7 +70,8 @@ GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 _GET_OPERATIONS = frozenset({OperationType.QUERY})
 # query, variables and operationName of a request whose document is resolved
 _Operation = tuple[str, dict[str, Any] | None, str | None]
-_POST_OPERATIONS = frozenset(OperationType)
+# Subscriptions are served over WebSocket on the same path (popmap_gql/live/ws.py).
+_POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 # RFC 9110 section 15.5.6: a 405 lists the methods the resource supports.
 ALLOWED_METHODS = "GET, POST"
 
@@ -325,7 +326,11 @@ class GraphQLView:
             else:
                 response = self._over_budget(accept, subject, outcome, account)
         assert account.headers is not None
-        response.headers.update(account.headers)
+        # appended as they are: nothing else sets these fields (MutableHeaders would scan)
+        response.raw_headers.extend(
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in account.headers.items()
+        )
         return response
 
     def _over_budget(

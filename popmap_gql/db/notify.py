@@ -1,0 +1,84 @@
+"""What a committed write tells every process: the ids it touched, by NOTIFY.
+
+A write calls `touched` inside its own transaction: PostgreSQL delivers a notification
+only when that transaction commits, and drops it on a rollback, so a listener never hears
+of a change nobody can read. The payload names ids only, never row data (what a viewer
+may see is decided by each subscription's own read): `{"e": [event ids], "b": [business
+ids]}`; a business stands for the events it hosts or takes part in. PostgreSQL refuses a
+payload of 8,000 bytes or more and would fail the write, so a change touching more ids
+than `MAX_IDS` says `{"all": true}` instead: every subscription re-reads its list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+__all__ = ["CHANNEL", "MAX_IDS", "Touched", "payload", "read_payload", "touched"]
+
+CHANNEL = "popmap_live"
+# 500 ids of up to 11 characters each, with their commas: well under 8,000 bytes.
+MAX_IDS = 500
+
+
+class _Executes(Protocol):
+    async def execute_query(self, query: str, values: list[Any] | None = None) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Touched:
+    """What one or more writes touched; `everything` when they could not say."""
+
+    events: frozenset[int] = frozenset()
+    businesses: frozenset[int] = frozenset()
+    everything: bool = False
+
+    def __or__(self, other: Touched) -> Touched:
+        return Touched(
+            self.events | other.events,
+            self.businesses | other.businesses,
+            self.everything or other.everything,
+        )
+
+    def __bool__(self) -> bool:
+        return self.everything or bool(self.events or self.businesses)
+
+
+def payload(events: Iterable[int] = (), businesses: Iterable[int] = ()) -> str:
+    event_ids, business_ids = sorted(set(events)), sorted(set(businesses))
+    if len(event_ids) + len(business_ids) > MAX_IDS:
+        return '{"all":true}'
+    body: dict[str, list[int]] = {}
+    if event_ids:
+        body["e"] = event_ids
+    if business_ids:
+        body["b"] = business_ids
+    return orjson.dumps(body).decode()
+
+
+def read_payload(text: str) -> Touched:
+    """A notification's ids; anything unreadable (another program on the channel, a
+    newer format) counts as "everything", so no change is missed."""
+    try:
+        body = orjson.loads(text)
+        if body.get("all") is True:
+            return Touched(everything=True)
+        events = body.get("e", [])
+        businesses = body.get("b", [])
+        if all(isinstance(i, int) for i in (*events, *businesses)):
+            return Touched(frozenset(events), frozenset(businesses))
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        pass
+    return Touched(everything=True)
+
+
+async def touched(
+    connection: _Executes, *, events: Iterable[int] = (), businesses: Iterable[int] = ()
+) -> None:
+    """Tell every listener, once `connection`'s transaction commits, what it touched."""
+    await connection.execute_query(
+        "SELECT pg_notify($1, $2)", [CHANNEL, payload(events, businesses)]
+    )

@@ -1,0 +1,414 @@
+"""Cohorts: identical subscriptions share one evaluation, and evaluations follow changes.
+
+Subscribers with the same document, operation, variables, audience (who they are, as
+visibility sees it) and origin (media URLs start with it) form one `Cohort`. A cohort
+remembers the events its list holds now, each with a hash of its selected fields; that
+is all it keeps, never rows.
+
+Committed writes arrive as `Touched` ids (db/notify.py). The `Hub` gathers them over a
+window (POPMAP_LIVE_WINDOW_MS), then resolves them in one statement for every cohort of
+the process: the touched events, the events of touched businesses, and where each lies.
+A cohort whose box holds none of those places and whose list holds none of those events
+is skipped: such a write costs it nothing. Every other cohort runs its list query
+(live/query.py) restricted to its candidates, one statement per window (per `first`
+events), and diffs the answer against what it remembered: ADDED (now in, before not),
+UPDATED (in both, selected fields changed), REMOVED (before in, now not). Each change is
+serialised once and sent to every subscriber of the cohort.
+
+`refresh_all` (a notification that could not list its ids, or the listening connection
+lost and regained) makes every cohort read its whole list again and send what differs:
+subscribers are told what changed while nobody listened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+from starlette.requests import Request
+from strawberry.types.graphql import OperationType
+from tortoise.connection import connections
+
+from popmap_gql import observe
+from popmap_gql.api.context import Context
+from popmap_gql.api.errors import format_error
+from popmap_gql.api.queries import PAGE
+from popmap_gql.api.schema import PopmapSchema
+from popmap_gql.auth.viewer import Viewer
+from popmap_gql.config import Settings
+from popmap_gql.db.notify import Touched
+from popmap_gql.errors import ServiceUnavailable
+from popmap_gql.live.query import ID_KEY, LiveQuery
+from popmap_gql.observe import RequestFacts
+from popmap_gql.read.ids import decode_id
+
+__all__ = ["MAX_EVENTS", "Cohort", "CohortKey", "Hub", "LiveRefused", "Subscriber"]
+
+logger = logging.getLogger(__name__)
+
+# A cohort's list holds at most this many events: a subscription whose filter shows more
+# is refused (narrow the box), so no cohort holds or re-reads without bound.
+MAX_EVENTS = 20_000
+# After a database fault, a cohort retries its evaluation this long later.
+RETRY_SECONDS = 1.0
+_ROUTING_SQL = (
+    "SELECT e.id, e.latitude, e.longitude FROM event e WHERE e.id = ANY($1)"
+    " OR e.host_business_id = ANY($2)"
+    " OR e.id IN (SELECT p.event_id FROM participation p WHERE p.business_id = ANY($2))"
+)
+
+
+class LiveRefused(Exception):
+    """The subscription's list query was refused: `errors` as the client gets them."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors[0].get("message", "refused") if errors else "refused")
+        self.errors = errors
+
+
+class Subscriber(Protocol):
+    def deliver(self, payloads: list[bytes]) -> None:
+        """Queue one window's `next` payloads (`{"data": ...}` serialised) for the client."""
+
+
+# (document text, operation name, coerced variables, user, staff, client, scopes, origin)
+CohortKey = tuple[str, str | None, bytes, int | None, bool, str | None, frozenset[str], str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Place:
+    latitude: float
+    longitude: float
+
+
+@dataclass(eq=False)
+class Cohort:
+    key: CohortKey
+    query: LiveQuery
+    viewer: Viewer
+    request: Request
+    first: int
+    members: set[Subscriber] = field(default_factory=set)
+    known: dict[int, bytes] = field(default_factory=dict)  # event id -> hash of its fields
+    loaded: bool = False
+    pending: set[int] = field(default_factory=set)
+    pending_all: bool = False
+    worker: asyncio.Task[None] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def in_box(self, place: _Place) -> bool:
+        """Whether the filter's box (if any) holds `place`: a necessary condition for
+        an event to be in the list, checked before any statement."""
+        box = self.query.filter.get("bbox")
+        if not isinstance(box, dict):
+            return True
+        try:
+            south, north = float(box["south"]), float(box["north"])
+            west, east = float(box["west"]), float(box["east"])
+        except (KeyError, TypeError, ValueError):
+            return True  # the list query itself decides
+        if not south <= place.latitude <= north:
+            return False
+        if west <= east:
+            return west <= place.longitude <= east
+        return place.longitude >= west or place.longitude <= east
+
+
+class Hub:
+    """The process's cohorts, the window that gathers changes, and the evaluations."""
+
+    def __init__(self, schema: PopmapSchema, settings: Settings) -> None:
+        self.schema = schema
+        self.settings = settings
+        self.cohorts: dict[CohortKey, Cohort] = {}
+        self._touched = Touched()
+        self._window: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Task[None] | None = None
+        # evaluations at once: leave most of the pool to HTTP requests
+        self._slots = asyncio.Semaphore(max(1, settings.db_pool_size // 2))
+        self.windows = 0  # windows evaluated since start (for the access line)
+
+    # --- subscribers ---------------------------------------------------------------------
+
+    async def join(
+        self,
+        key: CohortKey,
+        query: LiveQuery,
+        viewer: Viewer,
+        request: Request,
+        subscriber: Subscriber,
+        cost: int,
+    ) -> Cohort:
+        """Add `subscriber` to the cohort of `key`, reading its list first if it is new
+        (LiveRefused when the list query is refused)."""
+        cohort = self.cohorts.get(key)
+        if cohort is None:
+            per_event = max(1, cost)
+            first = max(1, min(PAGE.cap, self.settings.max_query_cost // (per_event + 2)))
+            cohort = Cohort(key, query, viewer, request, first)
+            cohort.members.add(subscriber)
+            self.cohorts[key] = cohort
+            try:
+                async with cohort.lock:
+                    now = await self._read_all(cohort)
+                    cohort.known = {event_id: digest for event_id, (digest, _) in now.items()}
+                    cohort.loaded = True
+            except BaseException:
+                self.leave(cohort, subscriber)
+                raise
+            self._note_cohorts()
+            return cohort
+        cohort.members.add(subscriber)
+        if not cohort.loaded:
+            async with cohort.lock:  # the first subscriber's read decides
+                pass
+            if not cohort.loaded:  # it failed: so does this one (the client may retry)
+                self.leave(cohort, subscriber)
+                raise LiveRefused([_unavailable()])
+        return cohort
+
+    def leave(self, cohort: Cohort, subscriber: Subscriber) -> None:
+        cohort.members.discard(subscriber)
+        if not cohort.members and self.cohorts.get(cohort.key) is cohort:
+            del self.cohorts[cohort.key]
+            if cohort.worker is not None:
+                cohort.worker.cancel()
+            self._note_cohorts()
+
+    # --- changes -------------------------------------------------------------------------
+
+    def touched(self, touched: Touched) -> None:
+        """Committed writes touched these ids: evaluate once the window closes."""
+        self._touched |= touched
+        if self._window is None:
+            loop = asyncio.get_running_loop()
+            self._window = loop.call_later(self.settings.live_window_ms / 1000, self._close_window)
+
+    def refresh_all(self) -> None:
+        """Every cohort re-reads its whole list (what changed while nobody listened)."""
+        self.touched(Touched(everything=True))
+
+    def _close_window(self) -> None:
+        self._window = None
+        touched, self._touched = self._touched, Touched()
+        if touched:
+            task = asyncio.create_task(self._route(touched, time.perf_counter()))
+            task.add_done_callback(_log_failure)
+
+    async def _route(self, touched: Touched, started: float) -> None:
+        self.windows += 1
+        cohorts = list(self.cohorts.values())
+        if not cohorts:
+            return
+        if touched.everything:
+            for cohort in cohorts:
+                cohort.pending_all = True
+                self._kick(cohort, started)
+            return
+        places: dict[int, _Place | None] = dict.fromkeys(touched.events)
+        facts = RequestFacts(request_id="live-routing", started=started)
+        token = observe.current.set(facts)
+        try:
+            rows = await self._rows(
+                _ROUTING_SQL, [sorted(touched.events), sorted(touched.businesses)]
+            )
+        except ServiceUnavailable:
+            logger.warning("live: could not read the touched events; every list is re-read")
+            self.refresh_all()
+            return
+        finally:
+            observe.current.reset(token)
+            _count_statements(facts)
+        for row in rows:
+            places[row["id"]] = _Place(row["latitude"], row["longitude"])
+        for cohort in cohorts:
+            relevant = {
+                event_id
+                for event_id, place in places.items()
+                if not cohort.loaded
+                or event_id in cohort.known
+                or (place is not None and cohort.in_box(place))
+            }
+            if relevant:
+                cohort.pending |= relevant
+                self._kick(cohort, started)
+
+    def _kick(self, cohort: Cohort, started: float) -> None:
+        if cohort.worker is None or cohort.worker.done():
+            cohort.worker = asyncio.create_task(self._evaluate(cohort, started))
+            cohort.worker.add_done_callback(_log_failure)
+
+    async def _evaluate(self, cohort: Cohort, started: float) -> None:
+        """Drain the cohort's pending ids: one statement per `first` of them."""
+        while (cohort.pending or cohort.pending_all) and cohort.members:
+            async with self._slots, cohort.lock:
+                everything, cohort.pending_all = cohort.pending_all, False
+                ids, cohort.pending = sorted(cohort.pending), set()
+                try:
+                    if everything:
+                        now = await self._read_all(cohort)
+                        candidates = set(now) | set(cohort.known)
+                    else:
+                        now = await self._read(cohort, ids)
+                        candidates = set(ids)
+                except (ServiceUnavailable, LiveRefused) as exc:
+                    logger.warning("live: evaluation failed (%s); retrying", exc)
+                    cohort.pending.update(ids)
+                    cohort.pending_all |= everything
+                    await asyncio.sleep(RETRY_SECONDS)
+                    continue
+                self._send(cohort, candidates, now, started)
+
+    def _send(
+        self,
+        cohort: Cohort,
+        candidates: set[int],
+        now: Mapping[int, tuple[bytes, dict[str, Any]]],
+        started: float,
+    ) -> None:
+        messages: list[bytes] = []
+        for event_id in sorted(candidates):
+            before = cohort.known.get(event_id)
+            after = now.get(event_id)
+            if after is None:
+                if before is None:
+                    continue
+                del cohort.known[event_id]
+                change = cohort.query.change("REMOVED", event_id, None)
+            else:
+                digest, nodes = after
+                if before == digest:
+                    continue
+                cohort.known[event_id] = digest
+                kind = "UPDATED" if before is not None else "ADDED"
+                change = cohort.query.change(kind, event_id, nodes)
+            messages.append(orjson.dumps({"data": change}))
+        if not messages:
+            return
+        for subscriber in list(cohort.members):
+            subscriber.deliver(messages)
+        if (metrics := observe.metrics) is not None:
+            metrics.live_messages.inc(len(messages) * len(cohort.members))
+            metrics.live_lag.observe(time.perf_counter() - started)
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def _read(
+        self, cohort: Cohort, ids: list[int]
+    ) -> dict[int, tuple[bytes, dict[str, Any]]]:
+        """The cohort's list restricted to `ids`: each event's hash and selections."""
+        found: dict[int, tuple[bytes, dict[str, Any]]] = {}
+        for start in range(0, len(ids), cohort.first):
+            chunk = ids[start : start + cohort.first]
+            page, _ = await self._execute(cohort, cohort.query.variables_for(chunk, len(chunk)))
+            found.update(page)
+        return found
+
+    async def _read_all(self, cohort: Cohort) -> dict[int, tuple[bytes, dict[str, Any]]]:
+        """The cohort's whole list (LiveRefused past MAX_EVENTS)."""
+        found: dict[int, tuple[bytes, dict[str, Any]]] = {}
+        after: str | None = None
+        while True:
+            page, after = await self._execute(
+                cohort, cohort.query.variables_for(None, cohort.first, after)
+            )
+            found.update(page)
+            if len(found) > MAX_EVENTS:
+                raise LiveRefused(
+                    [
+                        {
+                            "message": f"the filter shows more than {MAX_EVENTS} events:"
+                            " narrow it (a smaller bbox) to subscribe",
+                            "extensions": {"code": "BAD_USER_INPUT", "field": "filter"},
+                        }
+                    ]
+                )
+            if after is None:
+                return found
+
+    async def _execute(
+        self, cohort: Cohort, variables: dict[str, Any]
+    ) -> tuple[dict[int, tuple[bytes, dict[str, Any]]], str | None]:
+        """One page of the derived query: events by id, and the cursor after the page if
+        there is a next one."""
+        context = Context(
+            request=cohort.request,
+            settings=self.settings,
+            loader_setup=self.schema.loader_setup,
+            viewer=cohort.viewer,
+        )
+        facts = RequestFacts(request_id="live", started=time.perf_counter())
+        token = observe.current.set(facts)
+        try:
+            result = await self.schema.execute(
+                cohort.query.text,
+                variable_values=variables,
+                context_value=context,
+                allowed_operation_types=(OperationType.QUERY,),
+            )
+        finally:
+            observe.current.reset(token)
+            _count_statements(facts)
+        if result.errors:
+            for error in result.errors:
+                if isinstance(error.original_error, ServiceUnavailable):
+                    raise error.original_error
+            raise LiveRefused([format_error(error) for error in result.errors])
+        data = orjson.loads(orjson.dumps(result.data))
+        nodes: dict[int, dict[str, Any]] = {}
+        after: str | None = None
+        for root in cohort.query.event_roots:
+            connection = data[root]
+            for edge in connection["edges"]:
+                node = dict(edge["node"])
+                event_id = _pk(node.pop(ID_KEY))
+                nodes.setdefault(event_id, {})[root] = node
+            page_info = connection["pageInfo"]
+            after = page_info["endCursor"] if page_info["hasNextPage"] else None
+        if not cohort.query.event_roots:
+            return {}, None
+        return {event_id: (_digest(by_root), by_root) for event_id, by_root in nodes.items()}, after
+
+    @staticmethod
+    async def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await connections.get("default").execute_query_dict(
+            sql, params
+        )
+        return rows
+
+    def _note_cohorts(self) -> None:
+        if (metrics := observe.metrics) is not None:
+            metrics.live_cohorts.set(len(self.cohorts))
+
+
+def _unavailable() -> dict[str, Any]:
+    return {
+        "message": "the list could not be read now; subscribe again",
+        "extensions": {"code": "SERVICE_UNAVAILABLE"},
+    }
+
+
+def _pk(global_id: str) -> int:
+    return decode_id("Event", global_id)
+
+
+def _digest(nodes: Mapping[str, Any]) -> bytes:
+    return hashlib.blake2b(
+        orjson.dumps(nodes, option=orjson.OPT_SORT_KEYS), digest_size=16
+    ).digest()
+
+
+def _count_statements(facts: RequestFacts) -> None:
+    if (metrics := observe.metrics) is not None and facts.statements:
+        metrics.live_statements.inc(facts.statements)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.error("live: evaluation failed", exc_info=exc)

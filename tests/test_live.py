@@ -1,0 +1,642 @@
+"""Live updates: real graphql-transport-ws clients over loopback against the real server.
+
+Changes are made through the API (its mutations send the NOTIFY), never by writing rows
+behind its back; rows a test needs beforehand are made directly. "Nobody else hears it"
+is shown without waiting for silence: a later change the viewer does see must be the
+next message it gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from popmap_gql.config import Settings
+from popmap_gql.db.models import CognitoIdentity, EventStatus, User
+from tests.fake_cognito import ISSUER, POOL_ID, SERVICE_CLIENT, WEB_CLIENT, FakeCognito
+from tests.helpers import global_id, make_business, make_event
+from tests.live_client import LiveClient, SilentClient, live
+from tests.people import Person, person
+from tests.processes import clean_env, server_process
+
+EVENTS = """
+subscription Map($filter: EventFilter) {
+  eventsChanged(filter: $filter) { change eventId event { title status } }
+}"""
+
+AUSTIN = {"north": 31.0, "south": 30.0, "east": -97.0, "west": -98.0}
+
+
+async def mutate(
+    client: httpx.AsyncClient, who: Person, query: str, variables: dict[str, Any]
+) -> dict[str, Any]:
+    response = await client.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=who.headers
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert "errors" not in body, body
+    return body
+
+
+async def moderate(client: httpx.AsyncClient, staff: Person, event_id: int, status: str) -> None:
+    await mutate(
+        client,
+        staff,
+        "mutation($id: ID!, $s: EventStatus!)"
+        " { moderateEvent(id: $id, status: $s) { event { id } } }",
+        {"id": global_id("Event", event_id), "s": status},
+    )
+
+
+def change_of(message: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
+    value = message["payload"]["data"]["eventsChanged"]
+    return value["change"], value["eventId"], value["event"]
+
+
+async def open_subscription(
+    client: LiveClient,
+    who: Person | None,
+    variables: dict[str, Any] | None = None,
+    query: str = EVENTS,
+) -> None:
+    payload = {"Authorization": f"Bearer {who.token}"} if who is not None and who.token else None
+    assert (await client.init(payload))["type"] == "connection_ack"
+    await client.subscribe("map", query, variables or {"filter": {}})
+    # The server acknowledges nothing for a subscription; a ping answered after the
+    # subscribe message means the subscription is in place (messages are handled in order).
+    await client.send({"type": "ping"})
+    assert (await client.receive())["type"] == "pong"
+
+
+# --- the protocol -------------------------------------------------------------------------
+
+
+async def test_connection_is_acknowledged_and_pings_are_answered(api_url: str) -> None:
+    async with live(api_url) as client:
+        assert await client.init() == {"type": "connection_ack"}
+        await client.send({"type": "ping", "payload": {"n": 1}})
+        assert (await client.receive())["type"] == "pong"
+
+
+@pytest.mark.parametrize(
+    ("messages", "code"),
+    [
+        ([{"id": "1", "type": "subscribe", "payload": {"query": EVENTS}}], 4401),
+        ([{"type": "connection_init"}, {"type": "connection_init"}], 4429),
+        ([{"type": "connection_init"}, {"type": "nonsense"}], 4400),
+        ([{"type": "connection_init"}, {"id": "1", "type": "subscribe"}], 4400),
+        (
+            [
+                {"type": "connection_init"},
+                {"id": "1", "type": "subscribe", "payload": {"query": EVENTS}},
+                {"id": "1", "type": "subscribe", "payload": {"query": EVENTS}},
+            ],
+            4409,
+        ),
+        ([{"type": "connection_init", "payload": {"Authorization": "Bearer not.a.jwt"}}], 4403),
+    ],
+    ids=[
+        "subscribe-before-ack",
+        "second-init",
+        "unknown-type",
+        "no-payload",
+        "duplicate-id",
+        "bad-token",
+    ],
+)
+async def test_protocol_violations_close_with_the_protocols_codes(
+    api_url: str, clean_db: None, messages: list[dict[str, Any]], code: int
+) -> None:
+    async with live(api_url) as client:
+        for message in messages:
+            await client.send(message)
+        assert await client.closed_with() == code
+
+
+async def test_text_that_is_not_json_closes_4400(api_url: str) -> None:
+    async with live(api_url) as client:
+        await client.socket.send("{not json")
+        assert await client.closed_with() == 4400
+
+
+async def test_a_socket_without_the_subprotocol_is_closed_4406(api_url: str) -> None:
+    async with live(api_url, subprotocols=[]) as client:
+        assert await client.closed_with() == 4406
+
+
+async def test_a_bad_token_in_the_upgrade_header_closes_4403(api_url: str) -> None:
+    async with live(api_url, headers={"Authorization": "Bearer nope"}) as client:
+        await client.send({"type": "connection_init"})
+        assert await client.closed_with() == 4403
+
+
+async def test_a_browser_origin_not_allowed_by_cors_is_refused(api_url: str) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        async with live(api_url, origin="https://evil.example"):
+            pass
+    assert refused.value.response.status_code == 403
+
+
+async def test_an_allowed_browser_origin_connects(api_url: str, settings: Settings) -> None:
+    async with live(api_url, origin=settings.cors_allowed_origins[0]) as client:
+        assert (await client.init())["type"] == "connection_ack"
+
+
+async def test_queries_and_mutations_are_refused_over_the_socket(
+    api_url: str, clean_db: None
+) -> None:
+    async with live(api_url) as client:
+        await client.init()
+        await client.subscribe("q", "{ categories { name } }")
+        message = await client.receive()
+        assert message["type"] == "error"
+        assert message["id"] == "q"
+        assert message["payload"][0]["extensions"]["code"] == "OPERATION_NOT_SUPPORTED"
+
+
+async def test_an_invalid_subscription_is_an_error_message_not_a_close(
+    api_url: str, clean_db: None
+) -> None:
+    async with live(api_url) as client:
+        await client.init()
+        await client.subscribe("bad", "subscription { eventsChanged { nope } }")
+        message = await client.receive()
+        assert message["type"] == "error"
+        assert message["id"] == "bad"
+        await client.send({"type": "ping"})
+        assert (await client.receive())["type"] == "pong"  # still open
+
+
+async def test_a_status_filter_is_refused_to_anonymous_subscribers_as_over_http(
+    api_url: str, clean_db: None
+) -> None:
+    async with live(api_url) as client:
+        await client.init()
+        await client.subscribe("s", EVENTS, {"filter": {"status": "PENDING"}})
+        message = await client.receive()
+        assert message["type"] == "error"
+        assert message["payload"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_a_subscription_over_http_is_refused(client: httpx.AsyncClient) -> None:
+    response = await client.post("/graphql", json={"query": EVENTS})
+    assert response.status_code == 405
+    assert response.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+async def test_a_token_closes_the_socket_with_4403_when_it_expires(
+    api_url: str, clean_db: None, cognito: FakeCognito
+) -> None:
+    sub = str(uuid.uuid4())
+    user = await User.create(username="expiring", email="expiring@example.com")
+    await CognitoIdentity.create(user=user, issuer=ISSUER, sub=sub, profile_complete=True)
+    token = cognito.id_token(
+        sub=sub,
+        email="expiring@example.com",
+        exp=int(time.time()) + 2,
+        **{"cognito:username": "expiring"},
+    )
+    async with live(api_url) as client:
+        assert (await client.init({"authorization": f"Bearer {token}"}))["type"] == "connection_ack"
+        assert await client.closed_with() == 4403
+
+
+# --- what each viewer hears -----------------------------------------------------------------
+
+
+async def test_an_owner_hears_their_pending_event_and_anonymous_does_not(
+    api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    owner = await person(cognito, "owner")
+    staff = await person(cognito, "moderator", ("staff",))
+    public = await make_event("later approved", status=EventStatus.PENDING)
+    async with live(api_url) as anonymous, live(api_url) as mine:
+        await open_subscription(anonymous, None)
+        # the key's case is the client's affair
+        assert (await mine.init({"authorization": f"Bearer {owner.token}"}))[
+            "type"
+        ] == "connection_ack"
+        await mine.subscribe("map", EVENTS, {"filter": {}})
+        await mine.send({"type": "ping"})
+        assert (await mine.receive())["type"] == "pong"
+
+        body = await mutate(
+            client,
+            owner,
+            "mutation($i: EventInput!) { submitEvent(input: $i) { event { id } } }",
+            {
+                "i": {
+                    "title": "my pop-up",
+                    "latitude": 30.3,
+                    "longitude": -97.7,
+                    "startsAt": "2031-01-01T10:00:00Z",
+                    "endsAt": "2031-01-01T12:00:00Z",
+                }
+            },
+        )
+        own_id = body["data"]["submitEvent"]["event"]["id"]
+        kind, event_id, event = change_of(await mine.next_change())
+        assert (kind, event_id) == ("ADDED", own_id)
+        assert event == {"title": "my pop-up", "status": "PENDING"}
+
+        await moderate(client, staff, public.id, "APPROVED")
+        # anonymous: the approved event is the first thing it hears of
+        kind, event_id, event = change_of(await anonymous.next_change())
+        assert (kind, event_id) == ("ADDED", global_id("Event", public.id))
+        assert event == {"title": "later approved", "status": "APPROVED"}
+        kind, event_id, _ = change_of(await mine.next_change())
+        assert (kind, event_id) == ("ADDED", global_id("Event", public.id))
+
+
+async def test_staff_and_the_owner_hear_a_rejection_and_anonymous_does_not(
+    api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    owner = await person(cognito, "owner2")
+    staff = await person(cognito, "moderator2", ("staff",))
+    assert owner.user is not None
+    event = await make_event("owned", status=EventStatus.PENDING, created_by=owner.user)
+    sentinel = await make_event("sentinel", status=EventStatus.PENDING)
+    async with (
+        live(api_url) as watching_staff,
+        live(api_url) as watching_owner,
+        live(api_url) as anonymous,
+    ):
+        await open_subscription(watching_staff, staff)
+        await open_subscription(watching_owner, owner)
+        await open_subscription(anonymous, None)
+        await moderate(client, staff, event.id, "REJECTED")
+        for watching in (watching_staff, watching_owner):
+            kind, event_id, seen = change_of(await watching.next_change())
+            assert (kind, event_id) == ("UPDATED", global_id("Event", event.id))
+            assert seen == {"title": "owned", "status": "REJECTED"}
+        await moderate(client, staff, sentinel.id, "APPROVED")
+        assert change_of(await anonymous.next_change())[:2] == (
+            "ADDED",
+            global_id("Event", sentinel.id),
+        )
+
+
+async def test_cancelling_an_approved_event_removes_it(
+    api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    owner = await person(cognito, "canceller")
+    assert owner.user is not None
+    event = await make_event("to cancel", created_by=owner.user)
+    async with live(api_url) as anonymous:
+        await open_subscription(anonymous, None)
+        await mutate(
+            client,
+            owner,
+            "mutation($id: ID!) { cancelEvent(id: $id) { event { id } } }",
+            {"id": global_id("Event", event.id)},
+        )
+        assert change_of(await anonymous.next_change()) == (
+            "REMOVED",
+            global_id("Event", event.id),
+            None,
+        )
+
+
+async def test_moving_an_event_out_of_the_box_removes_it_and_back_in_adds_it(
+    api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    staff = await person(cognito, "mover", ("staff",))
+    event = await make_event("mobile", latitude=30.5, longitude=-97.5)
+    move = (
+        "mutation($id: ID!, $i: EventUpdateInput!) { updateEvent(id: $id, input: $i) { changed } }"
+    )
+    async with live(api_url) as anonymous:
+        await open_subscription(anonymous, None, {"filter": {"bbox": AUSTIN}})
+        await mutate(
+            client, staff, move, {"id": global_id("Event", event.id), "i": {"latitude": 40.7}}
+        )
+        assert change_of(await anonymous.next_change())[0] == "REMOVED"
+        await mutate(
+            client, staff, move, {"id": global_id("Event", event.id), "i": {"latitude": 30.6}}
+        )
+        assert change_of(await anonymous.next_change())[:2] == (
+            "ADDED",
+            global_id("Event", event.id),
+        )
+        await mutate(
+            client, staff, move, {"id": global_id("Event", event.id), "i": {"title": "renamed"}}
+        )
+        kind, _, seen = change_of(await anonymous.next_change())
+        assert kind == "UPDATED"
+        assert seen is not None
+        assert seen["title"] == "renamed"
+
+
+async def test_a_business_joining_updates_subscribers_selecting_businesses(
+    api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    owner = await person(cognito, "vendor")
+    assert owner.user is not None
+    business = await make_business("Tacos", owner=owner.user)
+    event = await make_event("market")
+    query = """subscription { eventsChanged {
+        change eventId kind: __typename event { businesses { name } } } }"""
+    async with live(api_url) as anonymous:
+        await open_subscription(anonymous, None, {}, query=query)
+        await mutate(
+            client,
+            owner,
+            "mutation($e: ID!, $b: ID!) { joinEvent(eventId: $e, businessId: $b) { changed } }",
+            {"e": global_id("Event", event.id), "b": global_id("Business", business.id)},
+        )
+        value = (await anonymous.next_change())["payload"]["data"]["eventsChanged"]
+        assert value == {
+            "change": "UPDATED",
+            "eventId": global_id("Event", event.id),
+            "kind": "EventChange",
+            "event": {"businesses": [{"name": "Tacos"}]},
+        }
+        await mutate(
+            client,
+            owner,
+            "mutation($id: ID!, $i: BusinessInput!)"
+            " { updateBusiness(id: $id, input: $i) { business { id } } }",
+            {"id": global_id("Business", business.id), "i": {"name": "Tacos al Pastor"}},
+        )
+        value = (await anonymous.next_change())["payload"]["data"]["eventsChanged"]
+        assert value["event"] == {"businesses": [{"name": "Tacos al Pastor"}]}
+
+
+async def test_a_change_of_a_field_nobody_selected_sends_nothing(
+    api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    staff = await person(cognito, "quiet", ("staff",))
+    first = await make_event("first")
+    second = await make_event("second")
+    edit = (
+        "mutation($id: ID!, $i: EventUpdateInput!) { updateEvent(id: $id, input: $i) { changed } }"
+    )
+    async with live(api_url) as anonymous:
+        await open_subscription(anonymous, None)
+        await mutate(
+            client, staff, edit, {"id": global_id("Event", first.id), "i": {"description": "new"}}
+        )
+        await mutate(
+            client, staff, edit, {"id": global_id("Event", second.id), "i": {"title": "2nd"}}
+        )
+        assert change_of(await anonymous.next_change()) == (
+            "UPDATED",
+            global_id("Event", second.id),
+            {"title": "2nd", "status": "APPROVED"},
+        )
+
+
+async def test_completing_a_subscription_stops_its_messages(
+    api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    staff = await person(cognito, "completer", ("staff",))
+    first = await make_event("one", status=EventStatus.PENDING)
+    second = await make_event("two", status=EventStatus.PENDING)
+    async with live(api_url) as anonymous:
+        await open_subscription(anonymous, None)
+        await anonymous.subscribe("other", EVENTS, {"filter": {}})
+        await anonymous.send({"id": "map", "type": "complete"})
+        await anonymous.send({"type": "ping"})
+        assert (await anonymous.receive())["type"] == "pong"
+        await moderate(client, staff, first.id, "APPROVED")
+        message = await anonymous.next_change()
+        assert message["id"] == "other"
+        await moderate(client, staff, second.id, "APPROVED")
+        assert (await anonymous.next_change())["id"] == "other"
+
+
+# --- a server of the tests' own: limits, metrics, workers -----------------------------------
+
+
+@dataclass(frozen=True)
+class Served:
+    base: str
+    log: Path
+
+
+def _env(settings: Settings, cognito: FakeCognito, data_dir: Path, **more: str) -> dict[str, str]:
+    assert settings.database_url is not None
+    return clean_env(
+        DATABASE_URL=settings.database_url,
+        POPMAP_DATA_DIR=str(data_dir),
+        AWS_COGNITO_USER_POOL_ID=POOL_ID,
+        AWS_COGNITO_APP_CLIENT_ID=WEB_CLIENT,
+        AWS_COGNITO_SERVICE_CLIENT_IDS=SERVICE_CLIENT,
+        AWS_COGNITO_JWKS_URL=cognito.jwks_url,
+        AWS_COGNITO_USERINFO_URL=cognito.userinfo_url,
+        POPMAP_METRICS="true",
+        POPMAP_LOG_FORMAT="json",
+        POPMAP_WS_INIT_TIMEOUT_SECONDS="1",
+        POPMAP_WS_KEEPALIVE_SECONDS="0.5",
+        POPMAP_WS_MAX_SUBSCRIPTIONS="2",
+        POPMAP_WS_SEND_BUFFER="4",
+        POPMAP_BUDGETS="false",
+        **more,
+    )
+
+
+@pytest.fixture(scope="module")
+def small_limits(
+    settings: Settings, cognito: FakeCognito, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    data_dir = tmp_path_factory.mktemp("live")
+    log = data_dir / "server.log"
+    with server_process(_env(settings, cognito, data_dir), log=log) as (_, base):
+        yield Served(base, log)
+
+
+async def test_a_socket_that_sends_no_connection_init_is_closed_4408(
+    small_limits: Served,
+) -> None:
+    async with live(small_limits.base) as client:
+        assert await client.closed_with() == 4408
+
+
+async def test_the_server_pings_idle_sockets(small_limits: Served) -> None:
+    async with live(small_limits.base) as client:
+        await client.init()
+        async with asyncio.timeout(30):
+            message = json.loads(await client.socket.recv())
+        assert message == {"type": "ping"}
+
+
+async def test_subscriptions_beyond_the_limit_are_refused_with_an_error(
+    small_limits: Served, clean_db: None
+) -> None:
+    async with live(small_limits.base) as client:
+        await client.init()
+        for n in range(3):
+            await client.subscribe(str(n), EVENTS, {"filter": {}})
+        message = await client.receive()
+        assert message["type"] == "error"
+        assert message["id"] == "2"
+        assert message["payload"][0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith((name + " ", name + "{")):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_identical_subscriptions_share_one_statement_and_far_away_ones_cost_nothing(
+    small_limits: Served, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    staff = await person(cognito, "counter", ("staff",))
+    events = [await make_event(f"pending {n}", status=EventStatus.PENDING) for n in range(2)]
+    far = {"north": -30.0, "south": -35.0, "east": 150.0, "west": 145.0}  # Sydney
+    async with httpx.AsyncClient(base_url=small_limits.base) as server:
+
+        async def statements_for(event_id: int, listeners: list[LiveClient]) -> float:
+            before = _metric((await server.get("/metrics")).text, "popmap_live_statements_total")
+            await moderate(client, staff, event_id, "APPROVED")
+            for listener in listeners:
+                assert change_of(await listener.next_change())[0] == "ADDED"
+            after = _metric((await server.get("/metrics")).text, "popmap_live_statements_total")
+            return after - before
+
+        async with live(small_limits.base) as one, live(small_limits.base) as far_away:
+            await open_subscription(one, None, {"filter": {"bbox": AUSTIN}})
+            await open_subscription(far_away, None, {"filter": {"bbox": far}})
+            alone = await statements_for(events[0].id, [one])
+            # the routing statement and the cohort's one; Sydney's cohort ran nothing
+            assert alone == 2
+            many = [live(small_limits.base) for _ in range(4)]
+            clients = [await m.__aenter__() for m in many]
+            try:
+                for c in clients:
+                    await open_subscription(c, None, {"filter": {"bbox": AUSTIN}})
+                shared = await statements_for(events[1].id, [one, *clients])
+            finally:
+                for m in many:
+                    await m.__aexit__(None, None, None)
+            assert shared == alone
+
+
+async def test_a_client_that_does_not_read_is_closed_1008_not_buffered(
+    small_limits: Served, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    """Changes pile up for a client that reads nothing until the server gives up on it;
+    the server says so in its log, and the client then finds the close code after what
+    was sent before."""
+    staff = await person(cognito, "flooder", ("staff",))
+    long_text = "x" * 4990
+    events = [await make_event(f"big {n}", description=long_text) for n in range(20)]
+    aliases = " ".join(f"d{n}: description" for n in range(25))
+    query = f"subscription {{ eventsChanged {{ change event {{ {aliases} }} }} }}"
+    edit = (
+        "mutation($id: ID!, $i: EventUpdateInput!) { updateEvent(id: $id, input: $i) { changed } }"
+    )
+    gave_up = "a client that does not read is closed"
+    reader = SilentClient(small_limits.base)
+    try:
+        reader.send({"type": "connection_init"})
+        reader.read_until("connection_ack")
+        reader.send({"id": "map", "type": "subscribe", "payload": {"query": query}})
+        reader.send({"type": "ping"})
+        reader.read_until("pong")
+        for round_ in range(50):
+            if gave_up in small_limits.log.read_text():
+                break
+            for event in events:
+                await mutate(
+                    client,
+                    staff,
+                    edit,
+                    {
+                        "id": global_id("Event", event.id),
+                        "i": {"description": f"{round_}{long_text}"},
+                    },
+                )
+        assert gave_up in small_limits.log.read_text()
+        assert await asyncio.to_thread(reader.closed_with) == 1008
+    finally:
+        reader.close()
+
+
+async def test_a_burst_larger_than_the_send_buffer_reaches_a_reading_client(
+    small_limits: Served, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    """Ten events leave one window together: one entry of the buffer of four."""
+    owner = await person(cognito, "bursty")
+    assert owner.user is not None
+    business = await make_business("Bursts", owner=owner.user)
+    events = [await make_event(f"burst {n}", businesses=[business]) for n in range(10)]
+    query = "subscription { eventsChanged { change eventId event { businesses { name } } } }"
+    async with live(small_limits.base) as reader:
+        await open_subscription(reader, None, {}, query=query)
+        await mutate(
+            client,
+            owner,
+            "mutation($id: ID!, $i: BusinessInput!)"
+            " { updateBusiness(id: $id, input: $i) { business { id } } }",
+            {"id": global_id("Business", business.id), "i": {"name": "Renamed"}},
+        )
+        heard = {change_of(await reader.next_change())[1] for _ in events}
+        assert heard == {global_id("Event", event.id) for event in events}
+
+
+async def test_every_worker_delivers_changes(
+    settings: Settings, cognito: FakeCognito, tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    """Rounds of sockets, each hearing an approval, until the access lines show that
+    sockets of both workers heard one (which worker takes a socket is the kernel's)."""
+    staff = await person(cognito, "workers", ("staff",))
+    log = tmp_path / "server.log"
+    with server_process(_env(settings, cognito, tmp_path), "--workers", "2", log=log) as (_, base):
+        deadline = time.monotonic() + 60
+        while log.read_text().count("Application startup complete") < 2:
+            assert time.monotonic() < deadline, log.read_text()
+            await asyncio.sleep(0.1)
+        pids: set[int] = set()
+        closed = 0
+        for round_ in range(10):
+            event = await make_event(f"round {round_}", status=EventStatus.PENDING)
+            async with contextlib.AsyncExitStack() as stack:
+                clients = [await stack.enter_async_context(live(base)) for _ in range(4)]
+                for c in clients:
+                    await open_subscription(c, None)
+                await moderate(client, staff, event.id, "APPROVED")
+                for c in clients:
+                    assert change_of(await c.next_change())[:2] == (
+                        "ADDED",
+                        global_id("Event", event.id),
+                    )
+            closed += len(clients)
+            while len(_socket_lines(log)) < closed:
+                assert time.monotonic() < deadline + 60, log.read_text()
+                await asyncio.sleep(0.05)
+            pids = {json.loads(line)["pid"] for line in _socket_lines(log)}
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2, "sockets of both workers must have heard the change"
+
+
+def _socket_lines(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if "websocket /graphql" in line]
+
+
+async def test_sigterm_closes_sockets_with_1012_so_clients_reconnect_elsewhere(
+    settings: Settings, cognito: FakeCognito, tmp_path: Path
+) -> None:
+    log = tmp_path / "server.log"
+    env = _env(settings, cognito, tmp_path, POPMAP_SHUTDOWN_DRAIN_SECONDS="1")
+    with server_process(env, log=log) as (process, base):
+        async with live(base) as client:
+            await open_subscription(client, None)
+            process.send_signal(signal.SIGTERM)
+            assert await client.closed_with() == 1012

@@ -1,0 +1,91 @@
+"""Live updates across a PostgreSQL restart: the LISTEN connection comes back, and every
+subscription re-reads its list, so a change nobody was told of still reaches subscribers.
+
+The change is written behind the API's back (no NOTIFY), as one committed while the
+listener was away would be: only the recovery can tell the subscriber about it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from popmap_gql.db.orm import connection_credentials
+from tests.conftest import drop_database, fresh_database, run_cli
+from tests.fake_cognito import POOL_ID, WEB_CLIENT, FakeCognito
+from tests.helpers import global_id
+from tests.live_client import live
+from tests.postgres_control import StoppablePostgres, scratch_folder
+from tests.processes import clean_env, running_server
+from tests.test_live import change_of, open_subscription
+
+
+@pytest.fixture(scope="module")
+async def postgres() -> AsyncIterator[StoppablePostgres]:
+    with scratch_folder() as folder:
+        server = await asyncio.to_thread(StoppablePostgres, folder / "pgdata")
+        await asyncio.to_thread(server.start)
+        try:
+            yield server
+        finally:
+            await asyncio.to_thread(server.stop)
+
+
+@pytest.fixture(scope="module")
+async def database(postgres: StoppablePostgres) -> AsyncIterator[str]:
+    url = await fresh_database(postgres.url)
+    await asyncio.to_thread(run_cli, "migrate", env={"DATABASE_URL": url})
+    yield url
+    await drop_database(postgres.url, url)
+
+
+@pytest.fixture(scope="module")
+def server(
+    database: str, cognito: FakeCognito, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    data_dir: Path = tmp_path_factory.mktemp("live-recovery")
+    env = clean_env(
+        DATABASE_URL=database,
+        POPMAP_DATA_DIR=str(data_dir),
+        AWS_COGNITO_USER_POOL_ID=POOL_ID,
+        AWS_COGNITO_APP_CLIENT_ID=WEB_CLIENT,
+        AWS_COGNITO_JWKS_URL=cognito.jwks_url,
+    )
+    with running_server(env, log=data_dir / "server.log") as base:
+        yield base
+
+
+async def _sql(database: str, statement: str, *args: object) -> int | None:
+    connection = await asyncpg.connect(**connection_credentials(database))
+    try:
+        value: int | None = await connection.fetchval(statement, *args)
+        return value
+    finally:
+        await connection.close()
+
+
+async def test_a_subscriber_is_told_the_state_after_postgresql_restarts(
+    postgres: StoppablePostgres, database: str, server: str
+) -> None:
+    event_id = await _sql(
+        database,
+        "INSERT INTO event (title, description, location_name, address, latitude, longitude,"
+        " starts_at, ends_at, image_url, status, created_at, updated_at) VALUES"
+        " ('after the restart', '', '', '', 30.3, -97.7, now() + interval '1 day',"
+        " now() + interval '2 days', '', 'PENDING', now(), now()) RETURNING id",
+    )
+    assert event_id is not None
+    async with live(server) as anonymous:
+        await open_subscription(anonymous, None)
+        await _sql(database, "UPDATE event SET status = 'APPROVED' WHERE id = $1", event_id)
+        await asyncio.to_thread(postgres.stop)
+        await asyncio.to_thread(postgres.start)
+        assert change_of(await anonymous.next_change()) == (
+            "ADDED",
+            global_id("Event", event_id),
+            {"title": "after the restart", "status": "APPROVED"},
+        )
