@@ -45,6 +45,7 @@ PYTHON_DUNDERS = {
     "__dict__",
     "__name__",
     "__qualname__",
+    "__setattr__",
     "__path__",
     "__traceback__",
     "__file__",
