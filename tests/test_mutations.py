@@ -334,11 +334,11 @@ mutation ($e: ID!, $b: ID!) {
 """
 
 
-async def test_payload_relations_load_without_prefetch(
+async def test_payload_relations_load_through_the_dataloaders(
     client: httpx.AsyncClient, owner: Person
 ) -> None:
-    """A mutation's payload is not prefetched: every relation loads through its DataLoader
-    on demand, and answers as the prefetched reads do."""
+    """A mutation's payload is answered by the resolvers: every relation loads through its
+    DataLoader on demand, with the same lists as the compiled reads."""
     bakery, music = await make_category("Bakery"), await make_category("Music")
     host = await make_business("Host", categories=[music])
     business = await make_business("Crumbs", owner=owner.user, categories=[bakery])

@@ -6,7 +6,7 @@ import httpx
 
 from popmap_gql.db.models import Business
 from tests.conftest import QueryCounter
-from tests.helpers import global_id, gql, make_business, make_category, make_event
+from tests.helpers import error_codes, global_id, gql, make_business, make_category, make_event
 
 MAP_QUERY = """
 query ($first: Int) {
@@ -117,3 +117,40 @@ async def test_business_lookup_costs_the_same_for_3_events_as_for_30(
     # statement building the JSON), then the data-version read that lets the answer be
     # stored
     assert three == thirty == 3, sql_counter.statements
+
+
+# The same page with a field the compiled path declines for an anonymous visitor (the
+# owner-only availableEvents, refused with UNAUTHENTICATED by its resolver): the
+# resolvers answer it, and their DataLoaders keep it N+1-free.
+DECLINED_MAP_QUERY = MAP_QUERY.replace(
+    "hostBusiness { name }", "hostBusiness { name availableEvents { title } }"
+)
+
+
+async def test_the_resolvers_answer_a_declined_page_in_as_many_statements_for_5_as_for_50(
+    client: httpx.AsyncClient, sql_counter: QueryCounter
+) -> None:
+    categories = [await make_category(f"Category {n}") for n in range(6)]
+    businesses = [
+        await make_business(f"Shop {n}", categories=[categories[n % 6], categories[(n + 1) % 6]])
+        for n in range(12)
+    ]
+    await _make_events(50, businesses)
+
+    counts = []
+    for first in (5, 50):
+        sql_counter.statements.clear()
+        body = await gql(client, DECLINED_MAP_QUERY, {"first": first})
+        assert set(error_codes(body)) == {"UNAUTHENTICATED"}
+        edges = body["data"]["events"]["edges"]
+        assert len(edges) == first
+        assert all(len(edge["node"]["businesses"]) == 3 for edge in edges)
+        assert all(edge["node"]["businesses"][0]["categories"] for edge in edges)
+        assert all(edge["node"]["businesses"][0]["events"] for edge in edges)
+        assert all(edge["node"]["categories"] for edge in edges)
+        counts.append(len(sql_counter.statements))
+
+    # the page, the count, then one statement per relation and level (host businesses,
+    # businesses, their categories, their events, the events' categories); no cache reads,
+    # as availableEvents is private: whatever the page size
+    assert counts[0] == counts[1] == 7, sql_counter.statements

@@ -1,46 +1,89 @@
-"""PopmapSchema.execute skips Strawberry's extension pipeline, so the schema refuses what
-only that pipeline would run (a SchemaExtension, an operation directive) when it is
-built, rather than serving requests that silently skip them."""
+"""The schema runs through Strawberry's own pipeline, so a SchemaExtension added to it runs
+for every request: around a compiled answer (which resolves no field) and around one the
+resolvers give (whose fields its `resolve` hook sees)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
 
-import pytest
-import strawberry
-from graphql import DirectiveLocation
+import httpx
+import orjson
+from graphql import GraphQLResolveInfo
+from starlette.requests import Request
 from strawberry.extensions import SchemaExtension
 
-from popmap_gql.api.mutations import Mutation
-from popmap_gql.api.queries import Query
-from popmap_gql.api.schema import PopmapSchema
+from popmap_gql.api.context import Context
+from popmap_gql.api.schema import build_schema
+from popmap_gql.api.types import LOADER_SETUP
+from popmap_gql.config import Settings
+from tests.helpers import make_business, make_category
 
 
-class CountingExtension(SchemaExtension):
-    """Counts operations: what a tracing extension would do (on main: 0 calls, unnoticed)."""
+class Recording(SchemaExtension):
+    """What a tracing extension would see."""
 
-    calls = 0
+    steps: ClassVar[list[str]] = []
 
     def on_operation(self) -> Iterator[None]:
-        CountingExtension.calls += 1
+        self.steps.append("operation")
         yield
 
+    def on_execute(self) -> Iterator[None]:
+        self.steps.append("execute")
+        yield
 
-@strawberry.directive(locations=[DirectiveLocation.FIELD], description="Upper-case a string.")
-def shout(value: str) -> str:
-    return value.upper()
+    def resolve(
+        self,
+        _next: Callable[..., Any],
+        root: Any,
+        info: GraphQLResolveInfo[Any],
+        *args: Any,
+        **kw: Any,
+    ) -> Any:
+        self.steps.append(f"{info.parent_type.name}.{info.field_name}")
+        return _next(root, info, *args, **kw)
 
 
-def test_a_schema_extension_is_refused_when_the_schema_is_built() -> None:
-    with pytest.raises(TypeError, match=r"does not run schema extensions.*CountingExtension"):
-        PopmapSchema(query=Query, mutation=Mutation, extensions=[CountingExtension])
+def _anonymous_context(settings: Settings) -> Context:
+    request = Request(
+        {
+            "type": "http",
+            "method": "POST",
+            "scheme": "http",
+            "server": ("127.0.0.1", 80),
+            "path": "/graphql",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"127.0.0.1")],
+        }
+    )
+    return Context(request=request, settings=settings, loader_setup=LOADER_SETUP)
 
 
-def test_an_extension_factory_is_refused_too() -> None:
-    with pytest.raises(TypeError, match="does not run schema extensions"):
-        PopmapSchema(query=Query, extensions=[lambda: CountingExtension(execution_context=None)])
+async def test_an_extension_runs_around_compiled_and_resolved_answers(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    bakery = await make_category("Bakery")
+    await make_business("Crumbs", categories=[bakery])
+    schema = build_schema(settings, extensions=[Recording])
+    Recording.steps.clear()
 
+    compiled = await schema.execute(
+        "{ categories { name } }", context_value=_anonymous_context(settings)
+    )
 
-def test_an_operation_directive_is_refused_when_the_schema_is_built() -> None:
-    with pytest.raises(TypeError, match="shout"):
-        PopmapSchema(query=Query, mutation=Mutation, directives=[shout])
+    assert compiled.errors is None
+    assert orjson.loads(orjson.dumps(compiled.data)) == {"categories": [{"name": "Bakery"}]}
+    assert Recording.steps == ["operation", "execute"]  # answered in SQL: no field resolved
+
+    Recording.steps.clear()
+    resolved = await schema.execute(
+        "{ businesses { edges { node { name availableEvents { id } } } } }",
+        context_value=_anonymous_context(settings),
+    )
+
+    assert resolved.errors is not None
+    assert [(error.extensions or {})["code"] for error in resolved.errors] == ["UNAUTHENTICATED"]
+    assert Recording.steps[:2] == ["operation", "execute"]
+    assert {"Query.businesses", "Business.name", "Business.availableEvents"} <= set(Recording.steps)

@@ -19,9 +19,12 @@ of long documents (documents.py) are not kept. Nothing in a plan depends on the 
 
 Whenever a root field, a selection or a viewer needs more than the read model declares
 (an error to report, a guarded field the viewer may not read, a directive other than
-@skip/@include, a field without SQL), `answer` returns None and graphql-core runs the
-resolvers instead, which answer it exactly as they always have. Errors are therefore
-only ever written by the resolvers; tests/test_differential.py compares both paths.
+@skip/@include, a field without SQL), `answer` returns None and Strawberry's resolvers
+answer instead (with the DataLoaders of `read/loaders.py`). Errors are therefore only
+ever written by the resolvers. Which path answered, and why the compiled one declined
+(one of `DECLINED`), is noted in the request's facts for its access line;
+tests/test_differential.py asserts it per case and compares the compiled answers with
+resolvers over the ORM's form of each rule.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from graphql import (
 )
 from tortoise.connection import connections
 
+from popmap_gql import observe
 from popmap_gql.api.admission import Admission
 from popmap_gql.api.binding import Bound
 from popmap_gql.api.context import Context
@@ -57,10 +61,12 @@ from popmap_gql.api.documents import LONG_DOCUMENT
 from popmap_gql.api.engine import strawberry_arguments, strawberry_field
 from popmap_gql.api.queries import (
     CATEGORIES_CAP,
+    auth_config,
     business_list_query,
     event_list_query,
     viewer_object,
 )
+from popmap_gql.api.services import service_client
 from popmap_gql.db.queries import Count, ListQuery, count_of
 from popmap_gql.errors import DatabaseUnavailable, PopmapError
 from popmap_gql.memory import LRU
@@ -69,7 +75,7 @@ from popmap_gql.read.ids import encode_cursor, lookup_pk
 from popmap_gql.read.model import CATEGORY_ORDER, SqlScope
 from popmap_gql.read.sql import FALLBACK_MARK, NotCompilable, object_json, relation_json
 
-__all__ = ["PLANS_KEPT", "FastReads", "PlanKey"]
+__all__ = ["DECLINED", "PLANS_KEPT", "FastReads", "PlanKey"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +86,30 @@ PLANS_KEPT = 1024
 PLAN_OVERHEAD = 512
 
 
+# Why the compiled path declines a query, in one word each (the access line's
+# `declined`): the selection's reasons (read.sql.NotCompilable) and the request's.
+DECLINED = frozenset(
+    {
+        "field",  # a field without SQL
+        "directive",  # a directive other than @skip/@include
+        "size",  # an object too wide for one statement
+        "guarded",  # a guarded field the viewer may not read (the resolver refuses it)
+        "not_found",  # a lookup of an id that names no row the viewer sees
+        "root",  # a root field without a compiled plan
+        "error",  # an argument refused with a coded error, which the resolver reports
+        "failed",  # the compiled read failed unexpectedly (logged)
+        "mutation",  # not a query
+        "off",  # POPMAP_COMPILED_READS=false
+    }
+)
+
+
 class _Fallback(Exception):
-    """The resolvers must answer this request."""
+    """The resolvers must answer this request, for `reason` (one of DECLINED)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 async def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -95,7 +123,7 @@ def _fragment(text: str | None) -> Any:
     if text is None:
         return None
     if FALLBACK_MARK in text:
-        raise _Fallback
+        raise _Fallback("guarded")
     return orjson.Fragment(text)
 
 
@@ -118,6 +146,16 @@ class _Constant(Root):
 
 
 @dataclass(frozen=True, slots=True)
+class _Declined(Root):
+    """The plan of a query the resolvers answer (kept, so it is decided once)."""
+
+    reason: str
+
+    async def run(self, context: Context) -> Any:
+        raise _Fallback(self.reason)
+
+
+@dataclass(frozen=True, slots=True)
 class _Value(Root):
     """A statement answering one JSON value (`must_exist`: no row means NOT_FOUND, which
     the resolver reports)."""
@@ -130,7 +168,7 @@ class _Value(Root):
         rows = await _rows(self.sql, list(self.params))
         if not rows:
             if self.must_exist:
-                raise _Fallback
+                raise _Fallback("not_found")
             return None
         return _fragment(rows[0]["value"])
 
@@ -188,19 +226,21 @@ class _Connection(Root):
 
 
 @dataclass(frozen=True, slots=True)
-class _Me(Root):
-    """The viewer: fields the viewer object gives (read at run time, from this request's
-    viewer), relations from one statement."""
+class _Given(Root):
+    """An object the root's own function makes from the request (the viewer, the
+    service, the sign-in settings; read at run time): its fields as that object gives
+    them, and its relations, if any, from one statement."""
 
+    make: Callable[[Context], Any]
     fields: tuple[tuple[str, str, str], ...]  # (key, "given"|"relation"|"typename", name)
-    sql: str
-    params: tuple[Any, ...]
     type_name: str
     serializers: Mapping[str, Callable[[Any], Any]]
+    sql: str = ""
+    params: tuple[Any, ...] = ()
 
     async def run(self, context: Context) -> Any:
-        viewer = viewer_object(context.viewer)
-        if viewer is None:
+        given = self.make(context)
+        if given is None:
             return None
         row = (await _rows(self.sql, list(self.params)))[0] if self.sql else {}
         shown: dict[str, Any] = {}
@@ -210,22 +250,22 @@ class _Me(Root):
             elif kind == "relation":
                 shown[key] = _fragment(row[name])
             else:
-                shown[key] = self.serializers[name](getattr(viewer, name))
+                shown[key] = self.serializers[name](getattr(given, name))
         return shown
 
 
 Plan = tuple[tuple[str, Root], ...]
 
-_UNKNOWN: Any = object()  # no plan kept (a kept None: the resolvers answer)
+_UNKNOWN: Any = object()  # no plan kept
 
 # (text, operation name, canonical variables, user, staff, client, scopes, media base)
 PlanKey = tuple[str, str | None, bytes, int | None, bool, str | None, frozenset[str], str]
 
 
-def _entry_size(key: PlanKey, plan: Plan | None) -> int:
+def _entry_size(key: PlanKey, plan: Plan) -> int:
     """About what a kept plan holds: its key's text and variables, its statements' text
     (the rest is small)."""
-    sql = 0 if plan is None else sum(len(getattr(root, "sql", "")) for _, root in plan)
+    sql = sum(len(getattr(root, "sql", "")) for _, root in plan)
     return PLAN_OVERHEAD + sys.getsizeof(key[0]) + len(key[2]) + sql
 
 
@@ -265,8 +305,10 @@ class FastReads:
             "business": self._business,
             "categories": self._categories,
             "me": self._me,
+            "serviceClient": self._service_client,
+            "authConfig": self._auth_config,
         }
-        self.plans: LRU[PlanKey, Plan | None] = LRU(
+        self.plans: LRU[PlanKey, Plan] = LRU(
             max_entries=PLANS_KEPT, max_bytes=plans_max_bytes, size=_entry_size
         )
 
@@ -277,25 +319,28 @@ class FastReads:
         admission: Admission,
         context: Context,
     ) -> dict[str, Any] | None:
-        """The operation's `data`, or None when the resolvers must answer it."""
-        if operation.operation is not OperationType.QUERY:
-            return None
+        """The operation's `data`, or None when the resolvers must answer it (and why is
+        noted in the request's facts)."""
+        declined = "mutation"
+        data: dict[str, Any] | None = None
         try:
-            plan = self._plan(document, operation, admission, context)
-            if plan is None:
-                return None
-            return {key: await root.run(context) for key, root in plan}
-        except _Fallback:
-            return None
+            if operation.operation is OperationType.QUERY:
+                plan = self._plan(document, operation, admission, context)
+                data = {key: await root.run(context) for key, root in plan}
+        except _Fallback as fallback:
+            declined = fallback.reason
         except DatabaseUnavailable:
             raise  # a fault of the database: 503, as on the resolvers' path
         except PopmapError:
-            return None  # a coded error: the resolvers report it, with its path
+            declined = "error"  # a coded error: the resolvers report it, with its path
         except Exception:
             # Not expected: logged in full, and the resolvers answer (their own failure,
             # if any, is reported and masked as usual).
             logger.exception("the compiled read failed; the resolvers answer instead")
-            return None
+            declined = "failed"
+        if data is None:
+            observe.note_declined(declined)
+        return data
 
     def _plan(
         self,
@@ -303,7 +348,7 @@ class FastReads:
         operation: OperationDefinitionNode,
         admission: Admission,
         context: Context,
-    ) -> Plan | None:
+    ) -> Plan:
         audience = context.viewer.audience
         # The text the document was parsed from (the document cache's own string, so the
         # key costs no copy): a text and an operation name name one operation.
@@ -322,12 +367,12 @@ class FastReads:
             )
             found = self.plans.get(key, _UNKNOWN)
             if found is not _UNKNOWN:
-                known: Plan | None = found
+                known: Plan = found
                 return known
         try:
-            plan: Plan | None = self._compile(document, operation, admission.values, context)
-        except NotCompilable:
-            plan = None
+            plan = self._compile(document, operation, admission.values, context)
+        except NotCompilable as declined:
+            plan = (("", _Declined(declined.reason)),)
         # (a PopmapError, from checking arguments, propagates unkept: the resolvers
         # report it, and the next request checks again)
         if key is not None:
@@ -340,7 +385,7 @@ class FastReads:
         operation: OperationDefinitionNode,
         variables: VariableValues,
         context: Context,
-    ) -> Plan | None:
+    ) -> Plan:
         fragments = {
             definition.name.value: definition
             for definition in document.definitions
@@ -356,7 +401,7 @@ class FastReads:
                 continue
             root = self.roots.get(name)
             if root is None:
-                return None
+                return (("", _Declined("root")),)
             plan.append((key, root(compiling, name, nodes)))
         return tuple(plan)
 
@@ -452,7 +497,7 @@ class FastReads:
         arguments = self._arguments(compiling.selector, name, nodes[0])
         pk = lookup_pk(entity_name, arguments["id"])
         if pk is None:
-            raise NotCompilable("no such id: NOT_FOUND, from the resolver")
+            raise NotCompilable("no such id: NOT_FOUND, from the resolver", "not_found")
         entity = self.bound.model[entity_name]
         selection = compiling.selector.selected(entity_name, nodes)
         params: list[Any] = [pk]
@@ -508,7 +553,48 @@ class FastReads:
             columns.append(f"({json})::text AS {column}")
             fields.append((selected.key, "relation", column))
         sql = f"SELECT {', '.join(columns)}" if columns else ""
-        return _Me(tuple(fields), sql, tuple(params), viewer_type.name, serializers)
+        return _Given(_viewer, tuple(fields), viewer_type.name, serializers, sql, tuple(params))
+
+    def _service_client(self, compiling: _Compiling, name: str, nodes: list[FieldNode]) -> Root:
+        return self._given(compiling, name, nodes, _service)
+
+    def _auth_config(self, compiling: _Compiling, name: str, nodes: list[FieldNode]) -> Root:
+        return self._given(compiling, name, nodes, _sign_in)
+
+    def _given(
+        self,
+        compiling: _Compiling,
+        name: str,
+        nodes: list[FieldNode],
+        make: Callable[[Context], Any],
+    ) -> Root:
+        """A root whose object `make` gives, with leaf fields only (outside the read
+        model), each serialized as graphql-core would."""
+        object_type = self._type_of(self.query_type, name)
+        fields: list[tuple[str, str, str]] = []
+        serializers: dict[str, Callable[[Any], Any]] = {}
+        for key, found in compiling.selector.fields(object_type.name, _sets(nodes)).items():
+            field_name = found[0].name.value
+            if field_name == "__typename":
+                fields.append((key, "typename", ""))
+                continue
+            field = strawberry_field(object_type.fields[field_name])
+            assert field is not None
+            serializers[field.python_name] = _serializer(object_type.fields[field_name].type)
+            fields.append((key, "given", field.python_name))
+        return _Given(make, tuple(fields), object_type.name, serializers)
+
+
+def _viewer(context: Context) -> Any:
+    return viewer_object(context.viewer)
+
+
+def _service(context: Context) -> Any:
+    return service_client(context.viewer, context.settings)
+
+
+def _sign_in(context: Context) -> Any:
+    return auth_config(context.settings, context)
 
 
 def _sets(nodes: list[FieldNode]) -> list[SelectionSetNode]:

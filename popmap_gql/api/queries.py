@@ -14,7 +14,6 @@ import strawberry
 
 from popmap_gql.api.context import Context, Info
 from popmap_gql.api.permissions import require_power_in
-from popmap_gql.api.prefetch import selected
 from popmap_gql.api.privacy import private
 from popmap_gql.api.services import ServiceClient, service_client
 from popmap_gql.api.sizes import Capped, Paged, cap_of, sized
@@ -38,9 +37,15 @@ from popmap_gql.db.powers import STATUS_FILTER
 from popmap_gql.db.validation import check_instant, check_storable
 from popmap_gql.errors import BadUserInput, Forbidden, NotFound
 from popmap_gql.read.ids import decode_cursor, decode_id, encode_cursor, encode_id, lookup_pk
-from popmap_gql.read.plan import prefetch
 
-__all__ = ["PAGE", "Query", "business_list_query", "event_list_query", "viewer_object"]
+__all__ = [
+    "PAGE",
+    "Query",
+    "auth_config",
+    "business_list_query",
+    "event_list_query",
+    "viewer_object",
+]
 
 # The page of every connection: `first` items, 20 when omitted, at most 100.
 PAGE = Paged(default=20, cap=100)
@@ -300,7 +305,7 @@ def viewer_object(viewer: AuthViewer) -> Viewer | None:
     )
 
 
-def _auth_config(settings: Settings, context: Context) -> AuthConfig:
+def auth_config(settings: Settings, context: Context) -> AuthConfig:
     if not settings.cognito_configured:
         # The local provider's hosted UI is this server; Amplify builds https://<domain>
         # itself, so the domain is given only when this request came over HTTPS.
@@ -356,7 +361,7 @@ class Query:
 
     @strawberry.field(description="Public settings for Amplify.configure and the hosted UI.")
     def auth_config(self, info: Info) -> AuthConfig:
-        return _auth_config(info.context.settings, info.context)
+        return auth_config(info.context.settings, info.context)
 
     @strawberry.field(
         description="All categories, by name; the first 200.", metadata=sized(Capped(200))
@@ -379,17 +384,14 @@ class Query:
         query = business_list_query(info.context, first, after, filter, order_by)
         page = await queries.page_of(query)
         nodes = [Business.from_values(row) for row in page.items]
-        await prefetch(info.context.loaders, "Business", nodes, selected(info, "edges", "node"))
         return _connection(page, query, nodes)
 
     @strawberry.field(description="One business, if the viewer can see it.")
     async def business(self, info: Info, id: strawberry.ID) -> Business | None:
         pk = lookup_pk("Business", id)
-        loaders = info.context.loaders
-        business = None if pk is None else await loaders.by_id("Business").load(pk)
+        business = None if pk is None else await info.context.loaders.by_id("Business").load(pk)
         if business is None:
             raise NotFound("no such business")
-        await prefetch(loaders, "Business", [business], selected(info))
         return cast(Business, business)
 
     @strawberry.field(
@@ -406,17 +408,14 @@ class Query:
         query = event_list_query(info.context, first, after, filter, order_by)
         page = await queries.page_of(query)
         nodes = [Event.from_values(row) for row in page.items]
-        await prefetch(info.context.loaders, "Event", nodes, selected(info, "edges", "node"))
         return _connection(page, query, nodes)
 
     @strawberry.field(description="One event, if the viewer can see it.")
     async def event(self, info: Info, id: strawberry.ID) -> Event | None:
         pk = lookup_pk("Event", id)
-        loaders = info.context.loaders
-        event = None if pk is None else await loaders.by_id("Event").load(pk)
+        event = None if pk is None else await info.context.loaders.by_id("Event").load(pk)
         if event is None:
             raise NotFound("no such event")
-        await prefetch(loaders, "Event", [event], selected(info))
         return cast(Event, event)
 
 

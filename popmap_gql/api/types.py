@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from functools import partial
 from typing import Annotated, Any, Generic, TypeVar, cast
 
 import strawberry
@@ -13,7 +12,6 @@ from tortoise.models import Model
 
 from popmap_gql.api.binding import derive_columns
 from popmap_gql.api.context import Context, Info
-from popmap_gql.api.dataloading import ready
 from popmap_gql.api.permissions import require_service_power
 from popmap_gql.api.privacy import private, private_type
 from popmap_gql.api.sizes import PAGE_ITEMS, Capped, cap_of, sized
@@ -40,7 +38,6 @@ __all__ = [
     "PageInfo",
     "Viewer",
     "computed",
-    "direct_resolvers",
     "related",
 ]
 
@@ -57,10 +54,6 @@ def _columns(row: Model) -> Mapping[str, Any]:
     return row.__dict__
 
 
-def _as_is(value: T) -> T:
-    return value
-
-
 @strawberry.type
 class Category:
     id: strawberry.ID
@@ -72,8 +65,8 @@ class Category:
         description="Businesses in this category that the viewer can see, by name; the first 50.",
         metadata=sized(Capped(50)),
     )
-    def businesses(self, info: Info) -> list[Business]:
-        return cast(list[Business], related(self, info.context, "businesses"))
+    async def businesses(self, info: Info) -> list[Business]:
+        return cast(list[Business], await related(self, info.context, "businesses"))
 
     @classmethod
     def from_row(cls, row: models.Category) -> Category:
@@ -109,38 +102,34 @@ class Business:
     def logo_url(self, info: Info) -> str | None:
         return cast(str | None, computed(self, info.context, "logo_url"))
 
-    # Relation resolvers are sync: the root resolvers prefetch what the query selects,
-    # and `related` falls back to an awaitable DataLoader load when they did not.
-    # graphql-core calls `related` directly for these fields (see direct_resolvers).
-
     @strawberry.field(
         description=f"Its categories, by name (at most {MAX_CATEGORIES}).",
         metadata=sized(Capped(MAX_CATEGORIES)),
     )
-    def categories(self, info: Info) -> list[Category]:
-        return cast(list[Category], related(self, info.context, "categories"))
+    async def categories(self, info: Info) -> list[Category]:
+        return cast(list[Category], await related(self, info.context, "categories"))
 
     @strawberry.field(
         description="Approved events this business takes part in, soonest first; at most 50:"
         " with more, the 50 that end last (so every event not ended yet, up to 50).",
         metadata=sized(Capped(50)),
     )
-    def events(
+    async def events(
         self,
         info: Info,
         upcoming: Annotated[
             bool, strawberry.argument(description="Only events that have not ended yet.")
         ] = False,
     ) -> list[Event]:
-        return cast(list[Event], related(self, info.context, "events", upcoming=upcoming))
+        return cast(list[Event], await related(self, info.context, "events", upcoming=upcoming))
 
     @strawberry.field(
         description="Events this business hosts, soonest first; at most 50: with more, the"
         " 50 that end last.",
         metadata=sized(Capped(50)),
     )
-    def hosted_events(self, info: Info) -> list[Event]:
-        return cast(list[Event], related(self, info.context, "hosted_events"))
+    async def hosted_events(self, info: Info) -> list[Event]:
+        return cast(list[Event], await related(self, info.context, "hosted_events"))
 
     @strawberry.field(
         description="True when the signed-in viewer owns this business. Use this, not a"
@@ -206,22 +195,22 @@ class Event:
         return cast(bool, computed(self, info.context, "is_active"))
 
     @strawberry.field
-    def host_business(self, info: Info) -> Business | None:
-        return cast(Business | None, related(self, info.context, "host_business"))
+    async def host_business(self, info: Info) -> Business | None:
+        return cast(Business | None, await related(self, info.context, "host_business"))
 
     @strawberry.field(
         description="Businesses taking part, in the order they joined; the first 50.",
         metadata=sized(Capped(50)),
     )
-    def businesses(self, info: Info) -> list[Business]:
-        return cast(list[Business], related(self, info.context, "businesses"))
+    async def businesses(self, info: Info) -> list[Business]:
+        return cast(list[Business], await related(self, info.context, "businesses"))
 
     @strawberry.field(
         description="The distinct categories of the businesses taking part, by name; the first 20.",
         metadata=sized(Capped(20)),
     )
-    def categories(self, info: Info) -> list[Category]:
-        return cast(list[Category], related(self, info.context, "categories"))
+    async def categories(self, info: Info) -> list[Category]:
+        return cast(list[Category], await related(self, info.context, "categories"))
 
     @classmethod
     def from_row(cls, row: models.Event) -> Event:
@@ -288,15 +277,15 @@ class Viewer:
         description="Businesses the viewer owns, verified or not, by name; the first 50.",
         metadata=sized(Capped(50)),
     )
-    def businesses(self, info: Info) -> list[Business]:
-        return cast(list[Business], related(self, info.context, "businesses"))
+    async def businesses(self, info: Info) -> list[Business]:
+        return cast(list[Business], await related(self, info.context, "businesses"))
 
     @strawberry.field(
         description="Events the viewer submitted, in any status, newest first; the latest 100.",
         metadata=sized(Capped(100)),
     )
-    def submitted_events(self, info: Info) -> list[Event]:
-        return cast(list[Event], related(self, info.context, "submitted_events"))
+    async def submitted_events(self, info: Info) -> list[Event]:
+        return cast(list[Event], await related(self, info.context, "submitted_events"))
 
 
 @strawberry.type(description="What a client needs for Amplify.configure and the hosted UI.")
@@ -364,17 +353,15 @@ def _entity_of(obj: Any) -> Entity:
     return READ_MODEL[type(obj).__name__]
 
 
-def related(obj: Any, context: Context, field: str, **arguments: Any) -> Any:
-    """The relation `field` of `obj` from the request's loader: now if prefetched, else an
-    awaitable (graphql-core awaits it)."""
+async def related(obj: Any, context: Context, field: str, **arguments: Any) -> Any:
+    """The relation `field` of `obj`, from the request's loader."""
     entity = _entity_of(obj)
     relation = entity.relation(field)
     assert relation is not None
     key = getattr(obj, relation.key_attribute)
     if key is None:
         return [] if relation.many else None
-    loader = context.loaders.related(entity.name, field, arguments)
-    return ready(loader, key, _as_is)
+    return await context.loaders.related(entity.name, field, arguments).load(key)
 
 
 def computed(obj: Any, context: Context, field: str) -> Any:
@@ -382,26 +369,3 @@ def computed(obj: Any, context: Context, field: str) -> Any:
     found = _entity_of(obj).computed_field(field)
     assert found is not None
     return found.python(obj, context)
-
-
-def direct_resolvers() -> dict[tuple[str, str], Callable[..., Any]]:
-    """graphql-core resolvers for every unguarded relation and computed field (by GraphQL
-    type name and Python field name), calling `related` and `computed` with the context
-    and skipping Strawberry's resolver wrapper, which costs more than the work on a page
-    with hundreds of businesses."""
-    resolvers: dict[tuple[str, str], Callable[..., Any]] = {}
-    for entity in READ_MODEL.values():
-        for relation in entity.relations:
-            if relation.guard is None:
-                resolvers[(entity.name, relation.field)] = partial(_related, relation.field)
-        for item in entity.computed:
-            resolvers[(entity.name, item.field)] = partial(_computed, item.field)
-    return resolvers
-
-
-def _related(field: str, obj: Any, context: Context, **arguments: Any) -> Any:
-    return related(obj, context, field, **arguments)
-
-
-def _computed(field: str, obj: Any, context: Context) -> Any:
-    return computed(obj, context, field)

@@ -41,7 +41,7 @@ import ipaddress
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from graphql import OperationType
@@ -88,19 +88,17 @@ REDIS_KEY_PREFIX = "popmap:budget:"
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """A budget: its name in the RateLimit fields and its points per minute."""
+    """A budget: its name in the RateLimit fields and its points per minute; `interval`
+    (seconds for one point to refill) and its `RateLimit-Policy` field follow from them."""
 
     name: str
     quota: int
+    interval: float = field(init=False)
+    header: str = field(init=False)
 
-    @property
-    def interval(self) -> float:
-        """Seconds for one point to refill."""
-        return WINDOW_SECONDS / self.quota
-
-    @property
-    def header(self) -> str:
-        return f'"{self.name}";q={self.quota};w={WINDOW_SECONDS}'
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "interval", WINDOW_SECONDS / self.quota)
+        object.__setattr__(self, "header", f'"{self.name}";q={self.quota};w={WINDOW_SECONDS}')
 
 
 @dataclass(frozen=True, slots=True)

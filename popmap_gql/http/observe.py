@@ -211,6 +211,8 @@ class RequestObserver:
                 operation_name=facts.operation_name,
                 operation_type=facts.operation_type,
                 cache=facts.cache or "none",
+                answered_by=facts.answered_by,
+                declined=facts.declined,
                 viewer_kind=facts.viewer_kind,
                 viewer_id=None if subject is None else self.viewer_ids.hashed(subject),
                 error_codes=list(facts.error_codes),

@@ -66,7 +66,7 @@ class Selector:
     def included(self, node: FieldNode | FragmentSpreadNode | InlineFragmentNode) -> bool:
         for directive in node.directives or ():
             if directive.name.value not in _KNOWN_DIRECTIVES:
-                raise NotCompilable(f"directive @{directive.name.value}")
+                raise NotCompilable(f"directive @{directive.name.value}", "directive")
         skip = get_directive_values(GraphQLSkipDirective, node, self.variables)
         if skip is not None and skip.get("if") is True:
             return False

@@ -9,7 +9,7 @@ keys (a category of many businesses) becomes one object.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from popmap_gql.db.queries import Audience
 from popmap_gql.read.model import ReadModel, SqlScope
 from popmap_gql.read.sql import group_rows, relation_rows_sql
 
-__all__ = ["Builders", "LoaderSetup", "Loaders", "keys_of"]
+__all__ = ["Builders", "LoaderSetup", "Loaders"]
 
 # GraphQL type name -> the function building its object from a row
 Builders = Mapping[str, Callable[[Mapping[str, Any]], Any]]
@@ -117,8 +117,3 @@ class Loaders:
             return [None if (row := found.get(key)) is None else build(row) for key in keys]
 
         return DataLoader(load_fn=load)
-
-
-def keys_of(objects: Sequence[Any], attribute: str) -> list[Any]:
-    """The distinct non-null keys of `objects`, in order."""
-    return list(dict.fromkeys(k for o in objects if (k := getattr(o, attribute)) is not None))

@@ -8,7 +8,6 @@ the order they are shown in). Everything else is derived from these declarations
 
 - the object builders (`Entity.values`): a row to the keyword arguments of the type;
 - the relation loaders' SQL (`read.sql.relation_rows`) and the DataLoaders;
-- the look-ahead plan that fills those loaders for a whole selection (`read.plan`);
 - the compiler that turns a selection into one SQL statement building the JSON answer
   (`read.compile`).
 

@@ -146,7 +146,7 @@ def group_rows(rows: list[dict[str, Any]]) -> dict[Any, list[Mapping[str, Any]]]
 def object_json(entity: Entity, alias: str, selection: Sequence[Selected], scope: SqlScope) -> str:
     """A JSON object of the selected fields of the row `alias` of `entity`'s table."""
     if len(selection) > MAX_FIELDS_PER_OBJECT:
-        raise NotCompilable("too many fields in one object")
+        raise NotCompilable("too many fields in one object", "size")
     parts: list[str] = []
     for selected in selection:
         parts.append(f"'{selected.key}'")
@@ -197,11 +197,18 @@ def relation_json(
     if relation.guard is not None:
         audience = scope.audience
         if parent_alias is None or audience.user_id is None or audience.is_service:
-            raise NotCompilable("a guarded field the resolver answers for this viewer")
+            raise NotCompilable("a guarded field the resolver answers for this viewer", "guarded")
         allowed = relation.guard.sql(audience, parent_alias, scope.params)
         value = f"CASE WHEN {allowed} THEN {value} ELSE {FALLBACK} END"
     return value
 
 
 class NotCompilable(Exception):
-    """The selection cannot be answered by one statement; the resolvers answer it."""
+    """The selection cannot be answered by one statement; the resolvers answer it.
+    `reason` says why in one word: "field" (a field without SQL), "directive" (one other
+    than @skip/@include), "size" (an object too wide for one statement), "guarded" (a
+    guarded field the viewer may not read) or "not_found" (a lookup of an unknown id)."""
+
+    def __init__(self, detail: str, reason: str = "field") -> None:
+        super().__init__(detail)
+        self.reason = reason
