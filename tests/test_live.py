@@ -656,3 +656,17 @@ async def test_open_sockets_do_not_use_up_the_http_connection_limit(
             async with httpx.AsyncClient(base_url=base) as http:
                 response = await http.post("/graphql", json={"query": "{ categories { name } }"})
             assert response.status_code == 200, response.text
+
+
+async def test_sockets_beyond_the_limit_are_closed_1013_and_a_freed_place_is_taken(
+    settings: Settings, cognito: FakeCognito, tmp_path: Path
+) -> None:
+    env = _env(settings, cognito, tmp_path, POPMAP_WS_MAX_CONNECTIONS="2")
+    with server_process(env, log=tmp_path / "server.log") as (_, base):
+        async with live(base) as first, live(base) as second:
+            assert (await first.init())["type"] == "connection_ack"
+            assert (await second.init())["type"] == "connection_ack"
+            async with live(base) as third:
+                assert await third.closed_with() == 1013  # try again later
+        async with live(base) as again:  # both closed: there is room again
+            assert (await again.init())["type"] == "connection_ack"
