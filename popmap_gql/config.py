@@ -365,8 +365,9 @@ class Settings:
     keep_alive_seconds: int = _env("POPMAP_KEEP_ALIVE_SECONDS", POSITIVE, 5)
     """An idle keep-alive connection is closed after this long."""
     max_connections: int = _env("POPMAP_MAX_CONNECTIONS", POSITIVE, 1000)
-    """Open HTTP connections (or requests in progress) per process; beyond it uvicorn answers
-    503. WebSockets have their own limit, POPMAP_WS_MAX_CONNECTIONS, on top of this one."""
+    """Open HTTP connections (or requests in progress) per process always allowed. uvicorn
+    counts connections and WebSockets together against this plus POPMAP_WS_MAX_CONNECTIONS
+    and answers 503 beyond; sockets are held to their own limit, so HTTP keeps this many."""
 
     compiled_reads: bool = _env("POPMAP_COMPILED_READS", BOOL, True)
     """Answer queries on the read model's fields with one SQL statement per root field

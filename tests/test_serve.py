@@ -261,10 +261,11 @@ def test_connections_beyond_the_limit_are_answered_503(settings: Settings, tmp_p
         DATABASE_URL=settings.database_url,
         POPMAP_DATA_DIR=str(tmp_path),
         POPMAP_MAX_CONNECTIONS="3",
+        POPMAP_WS_MAX_CONNECTIONS="1",  # uvicorn's limit is both: 4 connections
     )
     with running_server(env) as base:
         # connections that never send a request (or send it slowly) hold their place
-        idle = [_raw_connection(base) for _ in range(3)]
+        idle = [_raw_connection(base) for _ in range(4)]
         try:
             refused = httpx.get(f"{base}/healthz", timeout=10)
         finally:
