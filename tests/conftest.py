@@ -40,6 +40,7 @@ from tests.fake_cognito import (
     WEB_CLIENT,
     FakeCognito,
 )
+from tests.postgres_control import StoppablePostgres, scratch_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = (
@@ -208,3 +209,23 @@ def sql_counter() -> Iterator[QueryCounter]:
     finally:
         logger.removeHandler(counter)
         logger.setLevel(previous_level)
+
+
+# A PostgreSQL server of a module's own, which its tests stop and start (faults, recovery).
+@pytest.fixture(scope="module")
+async def postgres() -> AsyncIterator[StoppablePostgres]:
+    with scratch_folder() as folder:
+        server = await asyncio.to_thread(StoppablePostgres, folder / "pgdata")
+        await asyncio.to_thread(server.start)
+        try:
+            yield server
+        finally:
+            await asyncio.to_thread(server.stop)
+
+
+@pytest.fixture(scope="module")
+async def database(postgres: StoppablePostgres) -> AsyncIterator[str]:
+    url = await fresh_database(postgres.url)
+    await asyncio.to_thread(run_cli, "migrate", env={"DATABASE_URL": url})
+    yield url
+    await drop_database(postgres.url, url)

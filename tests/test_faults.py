@@ -22,9 +22,8 @@ import pytest
 
 from popmap_gql.db.client import breaks_connection, fault_kind
 from popmap_gql.db.orm import connection_credentials
-from tests.conftest import drop_database, fresh_database, run_cli
 from tests.fake_cognito import POOL_ID, WEB_CLIENT, FakeCognito
-from tests.postgres_control import StoppablePostgres, scratch_folder
+from tests.postgres_control import StoppablePostgres
 from tests.processes import clean_env, running_server
 
 STATEMENT_TIMEOUT_MS = 6000
@@ -47,25 +46,6 @@ class Server:
 
     def log_text(self) -> str:
         return self.log.read_text()
-
-
-@pytest.fixture(scope="module")
-async def postgres() -> AsyncIterator[StoppablePostgres]:
-    with scratch_folder() as folder:
-        server = await asyncio.to_thread(StoppablePostgres, folder / "pgdata")
-        await asyncio.to_thread(server.start)
-        try:
-            yield server
-        finally:
-            await asyncio.to_thread(server.stop)
-
-
-@pytest.fixture(scope="module")
-async def database(postgres: StoppablePostgres) -> AsyncIterator[str]:
-    url = await fresh_database(postgres.url)
-    await asyncio.to_thread(run_cli, "migrate", env={"DATABASE_URL": url})
-    yield url
-    await drop_database(postgres.url, url)
 
 
 def _server_env(database: str, cognito: FakeCognito, data_dir: Path) -> dict[str, str]:

@@ -8,39 +8,19 @@ listener was away would be: only the recovery can tell the subscriber about it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from popmap_gql.db.orm import connection_credentials
-from tests.conftest import drop_database, fresh_database, run_cli
 from tests.fake_cognito import POOL_ID, WEB_CLIENT, FakeCognito
 from tests.helpers import global_id
 from tests.live_client import live
-from tests.postgres_control import StoppablePostgres, scratch_folder
+from tests.postgres_control import StoppablePostgres
 from tests.processes import clean_env, running_server
 from tests.test_live import change_of, open_subscription
-
-
-@pytest.fixture(scope="module")
-async def postgres() -> AsyncIterator[StoppablePostgres]:
-    with scratch_folder() as folder:
-        server = await asyncio.to_thread(StoppablePostgres, folder / "pgdata")
-        await asyncio.to_thread(server.start)
-        try:
-            yield server
-        finally:
-            await asyncio.to_thread(server.stop)
-
-
-@pytest.fixture(scope="module")
-async def database(postgres: StoppablePostgres) -> AsyncIterator[str]:
-    url = await fresh_database(postgres.url)
-    await asyncio.to_thread(run_cli, "migrate", env={"DATABASE_URL": url})
-    yield url
-    await drop_database(postgres.url, url)
 
 
 @pytest.fixture(scope="module")

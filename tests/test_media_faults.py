@@ -10,10 +10,8 @@ from tests.media_kit import CREATE_UPLOAD, image_bytes, send_form
 from tests.postgres_control import StoppablePostgres
 from tests.test_faults import (  # the faults module's PostgreSQL and server, for this module
     assert_unavailable,
-    database,  # noqa: F401
     http,  # noqa: F401
     new_token,
-    postgres,  # noqa: F401
     server,  # noqa: F401
     stopped,
 )
@@ -22,7 +20,7 @@ PNG = image_bytes("PNG")
 
 
 async def test_an_upload_answers_503_with_retry_after_while_postgres_is_down(
-    postgres: StoppablePostgres,  # noqa: F811
+    postgres: StoppablePostgres,
     http: httpx.AsyncClient,  # noqa: F811
     cognito: FakeCognito,
 ) -> None:
