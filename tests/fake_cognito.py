@@ -13,6 +13,7 @@ import urllib.parse
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -22,6 +23,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.processes import clean_env
 
 POOL_ID = "us-east-1_PopmapTest1"
 REGION = "us-east-1"
@@ -91,6 +94,22 @@ class FakeCognito:
     @property
     def token_url(self) -> str:
         return f"{self.base_url}/oauth2/token"
+
+    def server_env(self, database_url: str, data_dir: Path, **more: str) -> dict[str, str]:
+        """The environment of a `popmap-gql serve` trusting this pool (and its service
+        client), on `database_url` with its data in `data_dir`, plus `more`."""
+        return clean_env(
+            **{
+                "DATABASE_URL": database_url,
+                "POPMAP_DATA_DIR": str(data_dir),
+                "AWS_COGNITO_USER_POOL_ID": POOL_ID,
+                "AWS_COGNITO_APP_CLIENT_ID": WEB_CLIENT,
+                "AWS_COGNITO_SERVICE_CLIENT_IDS": SERVICE_CLIENT,
+                "AWS_COGNITO_JWKS_URL": self.jwks_url,
+                "AWS_COGNITO_USERINFO_URL": self.userinfo_url,
+                **more,
+            }
+        )
 
     def app(self) -> Starlette:
         async def jwks(request: Request) -> Response:

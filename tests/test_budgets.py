@@ -27,13 +27,11 @@ from popmap_gql.http.budgets import MemoryBuckets, Policy, RedisBuckets
 from popmap_gql.http.observe import ACCESS_LOGGER
 from tests.fake_cognito import (
     OTHER_SERVICE_CLIENT,
-    POOL_ID,
     SERVICE_CLIENT,
-    WEB_CLIENT,
     FakeCognito,
 )
 from tests.people import person, service
-from tests.processes import clean_env, free_port, server_process
+from tests.processes import free_port, server_process
 from tests.processes import redis_server as start_redis
 
 BUDGET = 150  # points a minute, for every kind of client of the test servers
@@ -92,14 +90,10 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
 
 def _env(settings: Settings, cognito: FakeCognito, data_dir: Path, **more: str) -> dict[str, str]:
     assert settings.database_url is not None
-    return clean_env(
-        DATABASE_URL=settings.database_url,
-        POPMAP_DATA_DIR=str(data_dir),
-        AWS_COGNITO_USER_POOL_ID=POOL_ID,
-        AWS_COGNITO_APP_CLIENT_ID=WEB_CLIENT,
+    return cognito.server_env(
+        settings.database_url,
+        data_dir,
         AWS_COGNITO_SERVICE_CLIENT_IDS=f"{SERVICE_CLIENT},{OTHER_SERVICE_CLIENT}",
-        AWS_COGNITO_JWKS_URL=cognito.jwks_url,
-        AWS_COGNITO_USERINFO_URL=cognito.userinfo_url,
         POPMAP_MAX_QUERY_COST=str(2 * BUDGET),  # a request may cost more than a budget
         POPMAP_BUDGET_ANONYMOUS_PER_MINUTE=str(BUDGET),
         POPMAP_BUDGET_USER_PER_MINUTE=str(BUDGET),

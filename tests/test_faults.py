@@ -22,9 +22,9 @@ import pytest
 
 from popmap_gql.db.client import breaks_connection, fault_kind
 from popmap_gql.db.orm import connection_credentials
-from tests.fake_cognito import POOL_ID, WEB_CLIENT, FakeCognito
+from tests.fake_cognito import FakeCognito
 from tests.postgres_control import StoppablePostgres
-from tests.processes import clean_env, running_server
+from tests.processes import running_server
 
 STATEMENT_TIMEOUT_MS = 6000
 POOL_SIZE = 2
@@ -49,12 +49,9 @@ class Server:
 
 
 def _server_env(database: str, cognito: FakeCognito, data_dir: Path) -> dict[str, str]:
-    return clean_env(
-        DATABASE_URL=database,
-        POPMAP_DATA_DIR=str(data_dir),
-        AWS_COGNITO_USER_POOL_ID=POOL_ID,
-        AWS_COGNITO_APP_CLIENT_ID=WEB_CLIENT,
-        AWS_COGNITO_JWKS_URL=cognito.jwks_url,
+    return cognito.server_env(
+        database,
+        data_dir,
         POPMAP_DB_POOL_SIZE=str(POOL_SIZE),
         POPMAP_DB_POOL_TIMEOUT_SECONDS=str(POOL_TIMEOUT_SECONDS),
         POPMAP_DB_STATEMENT_TIMEOUT_MS=str(STATEMENT_TIMEOUT_MS),

@@ -25,11 +25,11 @@ from websockets.exceptions import InvalidStatus
 
 from popmap_gql.config import Settings
 from popmap_gql.db.models import CognitoIdentity, EventStatus, User
-from tests.fake_cognito import ISSUER, POOL_ID, SERVICE_CLIENT, WEB_CLIENT, FakeCognito
+from tests.fake_cognito import ISSUER, FakeCognito
 from tests.helpers import global_id, make_business, make_event
 from tests.live_client import LiveClient, SilentClient, live
 from tests.people import Person, person
-from tests.processes import clean_env, server_process
+from tests.processes import server_process
 
 EVENTS = """
 subscription Map($filter: EventFilter) {
@@ -429,22 +429,19 @@ class Served:
 
 def _env(settings: Settings, cognito: FakeCognito, data_dir: Path, **more: str) -> dict[str, str]:
     assert settings.database_url is not None
-    return clean_env(
-        DATABASE_URL=settings.database_url,
-        POPMAP_DATA_DIR=str(data_dir),
-        AWS_COGNITO_USER_POOL_ID=POOL_ID,
-        AWS_COGNITO_APP_CLIENT_ID=WEB_CLIENT,
-        AWS_COGNITO_SERVICE_CLIENT_IDS=SERVICE_CLIENT,
-        AWS_COGNITO_JWKS_URL=cognito.jwks_url,
-        AWS_COGNITO_USERINFO_URL=cognito.userinfo_url,
+    limits = {
+        "POPMAP_WS_INIT_TIMEOUT_SECONDS": "1",
+        "POPMAP_WS_KEEPALIVE_SECONDS": "0.5",
+        "POPMAP_WS_MAX_SUBSCRIPTIONS": "2",
+        "POPMAP_WS_SEND_BUFFER": "4",
+    }
+    return cognito.server_env(
+        settings.database_url,
+        data_dir,
         POPMAP_METRICS="true",
         POPMAP_LOG_FORMAT="json",
-        POPMAP_WS_INIT_TIMEOUT_SECONDS="1",
-        POPMAP_WS_KEEPALIVE_SECONDS="0.5",
-        POPMAP_WS_MAX_SUBSCRIPTIONS="2",
-        POPMAP_WS_SEND_BUFFER="4",
         POPMAP_BUDGETS="false",
-        **more,
+        **{**limits, **more},
     )
 
 

@@ -15,11 +15,11 @@ import asyncpg
 import pytest
 
 from popmap_gql.db.orm import connection_credentials
-from tests.fake_cognito import POOL_ID, WEB_CLIENT, FakeCognito
+from tests.fake_cognito import FakeCognito
 from tests.helpers import global_id
 from tests.live_client import live
 from tests.postgres_control import StoppablePostgres
-from tests.processes import clean_env, running_server
+from tests.processes import running_server
 from tests.test_live import change_of, open_subscription
 
 
@@ -28,13 +28,7 @@ def server(
     database: str, cognito: FakeCognito, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     data_dir: Path = tmp_path_factory.mktemp("live-recovery")
-    env = clean_env(
-        DATABASE_URL=database,
-        POPMAP_DATA_DIR=str(data_dir),
-        AWS_COGNITO_USER_POOL_ID=POOL_ID,
-        AWS_COGNITO_APP_CLIENT_ID=WEB_CLIENT,
-        AWS_COGNITO_JWKS_URL=cognito.jwks_url,
-    )
+    env = cognito.server_env(database, data_dir)
     with running_server(env, log=data_dir / "server.log") as base:
         yield base
 

@@ -25,10 +25,10 @@ from popmap_gql.db.orm import connection_credentials
 from popmap_gql.http.observe import VIEWER_ID_KEY_FILE
 from popmap_gql.logs import JsonFormatter, TextFormatter
 from popmap_gql.metrics import MAX_OPERATION_NAMES, OTHER, OperationNames
-from tests.fake_cognito import POOL_ID, SERVICE_CLIENT, WEB_CLIENT, FakeCognito
+from tests.fake_cognito import SERVICE_CLIENT, FakeCognito
 from tests.helpers import make_category
 from tests.people import person, service
-from tests.processes import clean_env, free_port, server_process
+from tests.processes import free_port, server_process
 
 ACCESS = "popmap_gql.access"
 STATEMENT_TIMEOUT_MS = 1500
@@ -62,14 +62,9 @@ def _json(line: str) -> bool:
 
 def _env(settings: Settings, cognito: FakeCognito, data_dir: Path, **more: str) -> dict[str, str]:
     assert settings.database_url is not None
-    return clean_env(
-        DATABASE_URL=settings.database_url,
-        POPMAP_DATA_DIR=str(data_dir),
-        AWS_COGNITO_USER_POOL_ID=POOL_ID,
-        AWS_COGNITO_APP_CLIENT_ID=WEB_CLIENT,
-        AWS_COGNITO_SERVICE_CLIENT_IDS=SERVICE_CLIENT,
-        AWS_COGNITO_JWKS_URL=cognito.jwks_url,
-        AWS_COGNITO_USERINFO_URL=cognito.userinfo_url,
+    return cognito.server_env(
+        settings.database_url,
+        data_dir,
         POPMAP_JWKS_COOLDOWN_SECONDS="0",  # every unknown kid fetches the keys again
         POPMAP_DB_STATEMENT_TIMEOUT_MS=str(STATEMENT_TIMEOUT_MS),
         POPMAP_LOG_FORMAT="json",
