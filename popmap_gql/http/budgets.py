@@ -94,11 +94,12 @@ class Policy:
     name: str
     quota: int
     interval: float = field(init=False)
-    header: str = field(init=False)
+    header: bytes = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "interval", WINDOW_SECONDS / self.quota)
-        object.__setattr__(self, "header", f'"{self.name}";q={self.quota};w={WINDOW_SECONDS}')
+        policy = f'"{self.name}";q={self.quota};w={WINDOW_SECONDS}'
+        object.__setattr__(self, "header", policy.encode("ascii"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,21 +119,21 @@ class Outcome:
     level: float
     cost: int
 
-    def headers(self, policy: Policy) -> dict[str, str]:
+    def headers(self, policy: Policy) -> list[tuple[bytes, bytes]]:
+        """The answer's header fields, as ASGI raw headers (names in lower case)."""
         remaining = max(0, math.floor((WINDOW_SECONDS - self.level) / policy.interval))
         if self.allowed:
             window = math.ceil(self.level)
-            return {
-                "RateLimit-Policy": policy.header,
-                "RateLimit": f'"{policy.name}";r={remaining};t={window}',
-            }
+            value = f'"{policy.name}";r={remaining};t={window}'
+            return [(b"ratelimit-policy", policy.header), (b"ratelimit", value.encode("ascii"))]
         retry = self.retry_after(policy)
         # the draft: Retry-After no earlier than the end of the effective window `t`
-        return {
-            "RateLimit-Policy": policy.header,
-            "RateLimit": f'"{policy.name}";r={remaining};t={retry}',
-            "Retry-After": str(retry),
-        }
+        value = f'"{policy.name}";r={remaining};t={retry}'
+        return [
+            (b"ratelimit-policy", policy.header),
+            (b"ratelimit", value.encode("ascii")),
+            (b"retry-after", str(retry).encode("ascii")),
+        ]
 
     def retry_after(self, policy: Policy) -> int:
         """Whole seconds until the bucket can pay this charge."""
@@ -145,7 +146,7 @@ class Account:
     fields its answer carries once it has been charged (or refused)."""
 
     subject: Subject | None = None
-    headers: dict[str, str] | None = None
+    headers: list[tuple[bytes, bytes]] | None = None
 
 
 def charged_cost(admission: Admission | None) -> int:

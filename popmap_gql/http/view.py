@@ -327,10 +327,7 @@ class GraphQLView:
                 response = self._over_budget(accept, subject, outcome, account)
         assert account.headers is not None
         # appended as they are: nothing else sets these fields (MutableHeaders would scan)
-        response.raw_headers.extend(
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in account.headers.items()
-        )
+        response.raw_headers.extend(account.headers)
         return response
 
     def _over_budget(
