@@ -445,6 +445,66 @@ async def test_redis_buckets_charge_atomically_on_the_servers_clock(redis_server
     assert dict(refused.headers(policy))[b"retry-after"] in {b"5", b"6"}  # 54 to 60 points missing
 
 
+async def test_redis_charges_waiting_together_each_get_their_own_outcome(
+    redis_server: Redis,
+) -> None:
+    # 300 charges at once go to Redis in pipelines (at most MAX_PIPELINED each); every
+    # client's outcome is its own: five clients of 100 points, each charged 60 times 2
+    buckets = RedisBuckets(redis_server.url)
+    policy = Policy("user", 100)
+    keys = [f"test:batch:{n}" for n in range(5)]
+    try:
+        outcomes = await asyncio.gather(
+            *(buckets.charge(key, 2, policy) for _ in range(60) for key in keys)
+        )
+    finally:
+        await buckets.close()
+
+    for n, key in enumerate(keys):
+        own = outcomes[n :: len(keys)]
+        assert sum(o.allowed for o in own) == 50, key  # 100 points pay for 50 charges of 2
+        assert all(o.allowed for o in own[:50]) and not any(o.allowed for o in own[50:])
+
+
+async def test_redis_buckets_load_their_script_again_after_redis_forgets_it(
+    redis_server: Redis,
+) -> None:
+    import redis.asyncio
+
+    buckets = RedisBuckets(redis_server.url)
+    admin = redis.asyncio.Redis.from_url(redis_server.url)
+    policy = Policy("user", 600)
+    try:
+        first = await buckets.charge("test:flush", 500, policy)
+        await admin.script_flush()  # as after a restart of Redis
+        second = await buckets.charge("test:flush", 500, policy)
+    finally:
+        await buckets.close()
+        await admin.aclose()
+
+    assert first.allowed
+    assert not second.allowed  # Redis's bucket, not a fallback of this process's own
+    assert not buckets.down_until
+
+
+async def test_a_charge_given_up_by_its_request_leaves_the_others_served(
+    redis_server: Redis,
+) -> None:
+    buckets = RedisBuckets(redis_server.url)
+    policy = Policy("user", 600)
+    try:
+        gone = asyncio.create_task(buckets.charge("test:gone", 1, policy))
+        others = [asyncio.create_task(buckets.charge("test:stays", 1, policy)) for _ in range(3)]
+        await asyncio.sleep(0)  # all four wait for the same round trip
+        gone.cancel()
+        outcomes = await asyncio.gather(*others)
+        later = await buckets.charge("test:stays", 1, policy)
+    finally:
+        await buckets.close()
+
+    assert all(o.allowed for o in outcomes) and later.allowed
+
+
 async def test_without_redis_the_process_charges_its_own_buckets(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -23,8 +23,10 @@ left, `r`, and the seconds until the bucket is full, `t`; `RateLimit-Policy` nam
 budget (`"anonymous"`, `"user"`, `"service"`), its quota `q` and window `w`.
 
 The buckets live in this process (`MemoryBuckets`), or with POPMAP_BUDGET_REDIS_URL in
-Redis (`RedisBuckets`), one key per client, charged by one script call (one round trip)
-that reads Redis's clock, so that every worker and replica shares them. When Redis fails
+Redis (`RedisBuckets`), one key per client, charged by a script that reads Redis's clock,
+so that every worker and replica shares them. The charges of requests arriving while a
+round trip is under way wait and go together in the next one, one pipeline: under load a
+charge costs a share of a round trip, not one each. When Redis fails
 the process falls back to its own buckets for a few seconds at a time, with a warning
 and a metric: a broken Redis must not take the API down with it, and the per-process
 buckets still hold each client to a budget per process meanwhile.
@@ -36,7 +38,9 @@ parsing nor SQL: its requests are refused right after authentication.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import hashlib
 import ipaddress
 import logging
 import math
@@ -84,6 +88,9 @@ REDIS_RETRY_SECONDS = 5.0
 # How long a charge may wait for Redis before the process falls back to its own buckets.
 REDIS_TIMEOUT_SECONDS = 0.25
 REDIS_KEY_PREFIX = "popmap:budget:"
+# Charges waiting while a round trip to Redis is under way go together in the next one,
+# at most this many in one pipeline.
+MAX_PIPELINED = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,12 +216,21 @@ return {1, math.floor(after - now)}
 """
 
 
+@dataclass(frozen=True, slots=True)
+class _Charge:
+    key: str
+    cost: int
+    policy: Policy
+    answer: asyncio.Future[Outcome | None]
+
+
 class RedisBuckets:
     """Buckets in Redis, shared by every process using the same Redis; this process's
     own buckets while Redis fails (see the module docstring)."""
 
     def __init__(self, url: str) -> None:
         import redis.asyncio  # only with a Redis URL: the package is the `redis` extra
+        import redis.exceptions
 
         self._errors: tuple[type[BaseException], ...] = (
             redis.asyncio.RedisError,
@@ -226,26 +242,70 @@ class RedisBuckets:
             socket_timeout=REDIS_TIMEOUT_SECONDS,
             socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         )
-        self.script = self.client.register_script(_CHARGE_SCRIPT)
+        self._no_script: type[BaseException] = redis.exceptions.NoScriptError
+        # Redis names a script by the SHA-1 of its text (EVALSHA)
+        self.sha = hashlib.sha1(_CHARGE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
         self.fallback = MemoryBuckets()
         self.down_until = 0.0
+        # charges waiting for the next round trip, and the task making them
+        self._waiting: list[_Charge] = []
+        self._sender: asyncio.Task[None] | None = None
 
     async def charge(self, key: str, cost: int, policy: Policy) -> Outcome:
         if self.down_until and time.monotonic() < self.down_until:
             return self.fallback.charge_now(key, cost, policy)
-        try:
-            answer: Any = await self.script(
-                keys=[REDIS_KEY_PREFIX + key],
-                args=[cost, policy.interval * 1_000_000, WINDOW_SECONDS * 1_000_000],
-            )
-        except self._errors as exc:
-            self._failed(exc)
-            return self.fallback.charge_now(key, cost, policy)
-        if self.down_until:
-            self.down_until = 0.0
-            logger.warning("budgets: Redis answers again; charging its buckets")
-        allowed, level = answer
-        return Outcome(bool(allowed), int(level) / 1_000_000, cost)
+        charge = _Charge(key, cost, policy, asyncio.get_running_loop().create_future())
+        self._waiting.append(charge)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_waiting())
+        outcome = await charge.answer
+        return outcome if outcome is not None else self.fallback.charge_now(key, cost, policy)
+
+    async def _send_waiting(self) -> None:
+        """Send the waiting charges, at most MAX_PIPELINED a round trip, until none wait;
+        each gets its outcome, or None when Redis failed (the fallback's to charge)."""
+        while self._waiting:
+            batch = self._waiting[:MAX_PIPELINED]
+            del self._waiting[:MAX_PIPELINED]
+            try:
+                outcomes: list[Outcome | None] = list(await self._pipelined(batch))
+            except self._errors as exc:
+                self._failed(exc)
+                outcomes = [None] * len(batch)
+            else:
+                if self.down_until:
+                    self.down_until = 0.0
+                    logger.warning("budgets: Redis answers again; charging its buckets")
+            for charge, outcome in zip(batch, outcomes, strict=True):
+                if not charge.answer.done():  # its request may have gone meanwhile
+                    charge.answer.set_result(outcome)
+
+    async def _pipelined(self, batch: list[_Charge]) -> list[Outcome]:
+        """The charges of `batch` in one pipeline (one round trip; the script is loaded
+        once first if Redis does not know it, after a restart say)."""
+        for _attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for charge in batch:
+                pipe.evalsha(
+                    self.sha,
+                    1,
+                    REDIS_KEY_PREFIX + charge.key,
+                    charge.cost,
+                    charge.policy.interval * 1_000_000,
+                    WINDOW_SECONDS * 1_000_000,
+                )
+            answers: list[Any] = await pipe.execute(raise_on_error=False)
+            if any(isinstance(answer, self._no_script) for answer in answers):
+                await self.client.script_load(_CHARGE_SCRIPT)
+                continue
+            for answer in answers:
+                if isinstance(answer, BaseException):
+                    raise answer
+            return [
+                Outcome(bool(allowed), int(level) / 1_000_000, charge.cost)
+                for charge, (allowed, level) in zip(batch, answers, strict=True)
+            ]
+        raise self._no_script("the charge script could not be loaded")
 
     def _failed(self, exc: BaseException) -> None:
         first = not self.down_until
