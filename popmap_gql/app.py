@@ -264,7 +264,9 @@ def create_app(settings: Settings) -> Starlette:
         # Every method reaches the view, which answers 405 with Allow itself.
         Route("/graphql", view),
         # Subscriptions: graphql-transport-ws on the same path (live/ws.py).
-        WebSocketRoute("/graphql", LiveEndpoint(view.schema, settings, hub, view.persisted)),
+        WebSocketRoute(
+            "/graphql", LiveEndpoint(view.schema, settings, hub, view.persisted, view.budgets)
+        ),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         # Without a bucket the API is the media store: it takes the uploads and serves them.

@@ -35,13 +35,13 @@ class LiveClient:
         await self.socket.send(json.dumps(message))
 
     async def receive(self) -> dict[str, Any]:
-        """The next message other than the server's keep-alive pings."""
-        while True:
-            async with asyncio.timeout(PATIENCE_SECONDS):
-                text = await self.socket.recv()
-            message: dict[str, Any] = json.loads(text)
-            if message["type"] != "ping":
-                return message
+        """The next message other than the server's keep-alive pings (which do not
+        extend the wait)."""
+        async with asyncio.timeout(PATIENCE_SECONDS):
+            while True:
+                message: dict[str, Any] = json.loads(await self.socket.recv())
+                if message["type"] != "ping":
+                    return message
 
     async def init(self, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         await self.send({"type": "connection_init", **({"payload": payload} if payload else {})})

@@ -463,7 +463,8 @@ async def test_redis_charges_waiting_together_each_get_their_own_outcome(
     for n, key in enumerate(keys):
         own = outcomes[n :: len(keys)]
         assert sum(o.allowed for o in own) == 50, key  # 100 points pay for 50 charges of 2
-        assert all(o.allowed for o in own[:50]) and not any(o.allowed for o in own[50:])
+        assert all(o.allowed for o in own[:50])
+        assert not any(o.allowed for o in own[50:])
 
 
 async def test_redis_buckets_load_their_script_again_after_redis_forgets_it(
@@ -502,7 +503,8 @@ async def test_a_charge_given_up_by_its_request_leaves_the_others_served(
     finally:
         await buckets.close()
 
-    assert all(o.allowed for o in outcomes) and later.allowed
+    assert all(o.allowed for o in outcomes)
+    assert later.allowed
 
 
 async def test_without_redis_the_process_charges_its_own_buckets(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import signal
 import time
@@ -434,13 +435,13 @@ def _env(settings: Settings, cognito: FakeCognito, data_dir: Path, **more: str) 
         "POPMAP_WS_KEEPALIVE_SECONDS": "0.5",
         "POPMAP_WS_MAX_SUBSCRIPTIONS": "2",
         "POPMAP_WS_SEND_BUFFER": "4",
+        "POPMAP_BUDGETS": "false",
     }
     return cognito.server_env(
         settings.database_url,
         data_dir,
         POPMAP_METRICS="true",
         POPMAP_LOG_FORMAT="json",
-        POPMAP_BUDGETS="false",
         **{**limits, **more},
     )
 
@@ -667,3 +668,114 @@ async def test_sockets_beyond_the_limit_are_closed_1013_and_a_freed_place_is_tak
                 assert await third.closed_with() == 1013  # try again later
         async with live(base) as again:  # both closed: there is room again
             assert (await again.init())["type"] == "connection_ack"
+
+
+# --- trusted documents and budgets over the socket -------------------------------------------
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def trusted_only(
+    settings: Settings, cognito: FakeCognito, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """A server whose manifest (graphql-codegen's persisted-documents.json) holds EVENTS."""
+    data_dir = tmp_path_factory.mktemp("live-trusted")
+    manifest = data_dir / "persisted-documents.json"
+    manifest.write_text(json.dumps({_sha256(EVENTS): EVENTS}), encoding="utf-8")
+    env = _env(settings, cognito, data_dir, POPMAP_TRUSTED_DOCUMENTS=str(manifest))
+    with server_process(env, log=data_dir / "server.log") as (_, base):
+        yield Served(base, data_dir / "server.log")
+
+
+async def test_with_a_manifest_only_its_documents_subscribe(
+    trusted_only: Served, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    staff = await person(cognito, "trusting", ("staff",))
+    event = await make_event("trusted", status=EventStatus.PENDING)
+    other = EVENTS.replace("title status", "title")
+    async with live(trusted_only.base) as socket:
+        assert (await socket.init())["type"] == "connection_ack"
+        persisted = {"persistedQuery": {"version": 1, "sha256Hash": _sha256(EVENTS)}}
+        await socket.send(
+            {
+                "id": "by-hash",
+                "type": "subscribe",
+                "payload": {"variables": {"filter": {}}, "extensions": persisted},
+            }
+        )
+        await socket.subscribe("other", other, {"filter": {}})
+        refused = await socket.receive()
+        assert refused["type"] == "error"
+        assert refused["id"] == "other"
+        assert refused["payload"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_TRUSTED"
+
+        await moderate(client, staff, event.id, "APPROVED")
+        message = await socket.next_change()
+        assert message["id"] == "by-hash"  # the manifest's document, sent by its hash
+        assert change_of(message)[:2] == ("ADDED", global_id("Event", event.id))
+
+
+SUBSCRIPTION_BUDGET_SUBSCRIPTIONS = 2
+# 52 points (api/cost.py): two of them and a point more make a budget (at least 100 points)
+PRICED = """
+subscription Priced($filter: EventFilter) {
+  eventsChanged(filter: $filter) { change eventId event { title businesses { name } } }
+}"""
+
+
+@pytest.fixture(scope="module")
+def budgeted(
+    settings: Settings, cognito: FakeCognito, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """Budgets on: a client may pay for two PRICED subscriptions a minute, and a point."""
+    data_dir = tmp_path_factory.mktemp("live-budgets")
+    points = SUBSCRIPTION_BUDGET_SUBSCRIPTIONS * _subscription_cost() + 1
+    env = _env(
+        settings,
+        cognito,
+        data_dir,
+        POPMAP_BUDGETS="true",
+        POPMAP_BUDGET_ANONYMOUS_PER_MINUTE=str(points),
+        POPMAP_BUDGET_USER_PER_MINUTE=str(points),
+        POPMAP_WS_MAX_SUBSCRIPTIONS="10",
+    )
+    with server_process(env, log=data_dir / "server.log") as (_, base):
+        yield Served(base, data_dir / "server.log")
+
+
+def _subscription_cost() -> int:
+    from popmap_gql.api.schema import build_schema
+
+    admission = build_schema(Settings()).admits(PRICED, None, {"filter": {}})
+    assert admission is not None
+    assert admission.cost > 1
+    return admission.cost
+
+
+async def test_subscriptions_are_charged_to_the_budget_http_requests_pay(
+    budgeted: Served, clean_db: None, cognito: FakeCognito
+) -> None:
+    signed_in = await person(cognito, "budgeted")
+    async with live(budgeted.base) as anonymous, live(budgeted.base) as own_budget:
+        assert (await anonymous.init())["type"] == "connection_ack"
+        for n in range(SUBSCRIPTION_BUDGET_SUBSCRIPTIONS + 1):
+            await anonymous.subscribe(str(n), PRICED, {"filter": {}})
+        refused = await anonymous.receive()
+        assert refused["type"] == "error"
+        assert refused["id"] == str(SUBSCRIPTION_BUDGET_SUBSCRIPTIONS)  # the third
+        extensions = refused["payload"][0]["extensions"]
+        assert extensions["code"] == "RATE_LIMITED"
+        assert extensions["retryAfter"] >= 1
+        # the socket stays open, and its address's HTTP requests pay the same budget
+        await anonymous.send({"type": "ping"})
+        assert (await anonymous.receive())["type"] == "pong"
+        async with httpx.AsyncClient(base_url=budgeted.base) as http:
+            answer = await http.post("/graphql", json={"query": "{ categories { name } }"})
+        assert answer.status_code == 429, answer.text  # it costs more than the point left
+        assert answer.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+
+        # a person has a budget of their own
+        await open_subscription(own_budget, signed_in, {"filter": {}}, PRICED)

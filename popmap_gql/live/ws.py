@@ -14,9 +14,11 @@ when the token expires, so the client reconnects with a fresh one. `subscribe` b
 ack is 4401, a duplicate id 4409, a malformed message 4400, a message larger than
 POPMAP_MAX_BODY_BYTES 1009. `ping` is answered `pong`; the server sends `ping` every
 POPMAP_WS_KEEPALIVE_SECONDS. Queries and mutations are refused (`error`, code
-OPERATION_NOT_SUPPORTED): they are served over HTTP, where the response cache, budgets
-and CSRF rules apply. A subscription passes the same document checks as an HTTP request:
-trusted documents, depth, aliases, tokens and the cost limit (admission.py).
+OPERATION_NOT_SUPPORTED): they are served over HTTP, where the response cache and CSRF
+rules apply. A subscription passes the same document checks as an HTTP request: trusted
+documents, depth, aliases, tokens and the cost limit (admission.py); it is charged its
+cost once, when it starts, to the viewer's budget (http/budgets.py), and refused with
+RATE_LIMITED (an `error` message; the socket stays open) when that cannot pay.
 
 Each connection has a bounded send buffer (POPMAP_WS_SEND_BUFFER messages): a client
 that stops reading fills it and is closed with 1008, never buffered without bound.
@@ -39,12 +41,14 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 
 from popmap_gql import observe
+from popmap_gql.api.admission import Admission
 from popmap_gql.api.errors import format_error
 from popmap_gql.api.schema import PopmapSchema
 from popmap_gql.auth.authenticator import Authenticator
 from popmap_gql.auth.viewer import Viewer
 from popmap_gql.config import Settings
 from popmap_gql.errors import InvalidToken, ServiceUnavailable
+from popmap_gql.http.budgets import Budgets, charged_cost
 from popmap_gql.http.persisted import PersistedDocuments
 from popmap_gql.http.request_errors import BadRequest
 from popmap_gql.live.cohorts import Cohort, CohortKey, Hub, LiveRefused
@@ -91,11 +95,13 @@ class LiveEndpoint:
         settings: Settings,
         hub: Hub,
         persisted: PersistedDocuments,
+        budgets: Budgets | None,
     ) -> None:
         self.schema = schema
         self.settings = settings
         self.hub = hub
         self.persisted = persisted
+        self.budgets = budgets
         self.allowed_origins = frozenset(settings.cors_allowed_origins)
         self.open = 0
 
@@ -380,6 +386,7 @@ class _Connection:
                 ]
             ) from None
         assert self.viewer is not None
+        await self._charge(admission)
         audience = self.viewer.audience
         key: CohortKey = (
             document.text,
@@ -394,6 +401,22 @@ class _Connection:
         return await self.endpoint.hub.join(
             key, live, self.viewer, self.request, subscription, admission.cost
         )
+
+    async def _charge(self, admission: Admission) -> None:
+        """A subscription is charged its admitted cost once, when it starts, to the budget
+        an HTTP request of this viewer from this address pays (budgets.py); a client over
+        budget gets an `error` message RATE_LIMITED, and the connection stays open."""
+        budgets = self.endpoint.budgets
+        if budgets is None:
+            return
+        subject = budgets.subject(self.viewer, self.websocket.scope)
+        outcome = budgets.still_refused(subject) or await budgets.charge(
+            subject, charged_cost(admission)
+        )
+        if not outcome.allowed:
+            retry = outcome.retry_after(subject.policy)
+            message = budgets.refusal_message(subject, outcome)
+            raise LiveRefused([_coded(message, "RATE_LIMITED", retryAfter=retry)])
 
     def _leave(self, subscription: _Subscription) -> None:
         if subscription.cohort is not None:
@@ -449,8 +472,8 @@ def _authorization(payload: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _coded(message: str, code: str) -> dict[str, Any]:
-    return {"message": message, "extensions": {"code": code}}
+def _coded(message: str, code: str, **extensions: Any) -> dict[str, Any]:
+    return {"message": message, "extensions": {"code": code, **extensions}}
 
 
 def _http_request(websocket: WebSocket) -> Request:
