@@ -1,4 +1,5 @@
-"""Read queries: visibility, filters and keyset pagination, as plain async functions."""
+"""Read queries: filters and keyset pagination, as plain async functions; who sees which
+rows is the tables' `Visibility` (`db/rules.py`)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,13 @@ from enum import Enum
 from typing import Any, Generic, TypeVar
 
 from tortoise.connection import connections
-from tortoise.expressions import Q
 
 from popmap_gql.db.models import EventStatus
 from popmap_gql.db.powers import ANONYMOUS, Audience
+from popmap_gql.db.rules import BUSINESS_VISIBILITY, ENDED, EVENT_VISIBILITY, Visibility
 
 __all__ = [
-    "ACTIVE_EVENTS",
-    "ANONYMOUS",
-    "BUSINESS_VISIBILITY",
     "CATEGORY_ORDER",
-    "EVENT_VISIBILITY",
-    "ActiveEvents",
-    "Audience",
     "BoundingBox",
     "BusinessFilter",
     "BusinessOrder",
@@ -32,16 +27,11 @@ __all__ = [
     "Page",
     "PrivateView",
     "Row",
-    "Visibility",
     "business_list",
-    "business_visibility",
     "category_order",
     "count_of",
     "data_version",
-    "ended",
-    "ended_sql",
     "event_list",
-    "event_visibility",
     "list_categories",
     "page_of",
     "private_view",
@@ -49,99 +39,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Visibility:
-    """The one statement of who sees the rows of a table: everyone sees the public ones
-    (`public_column` = `public_value`), a user also their own (`owner_column`), a service
-    also the rows it submitted (`client_column`, where services submit rows), and whoever
-    sees everything (staff, services with read.all) all of them. The ORM filter and the SQL
-    fragment below are both derived from it."""
-
-    public_column: str
-    public_value: bool | EventStatus
-    owner_column: str
-    client_column: str | None = None
-
-    def q(self, audience: Audience) -> Q:
-        if audience.sees_everything:
-            return Q()
-        public: dict[str, Any] = {self.public_column: self.public_value}
-        visible = Q(**public)
-        for column, value in self._own(audience):
-            own: dict[str, Any] = {column: value}
-            visible |= Q(**own)
-        return visible
-
-    def sql(self, audience: Audience, alias: str, params: list[Any]) -> str:
-        """SQL condition on `alias`; the user or client id is appended to `params`."""
-        if audience.sees_everything:
-            return "TRUE"
-        terms = [f"{alias}.{self.public_column} = {self._literal}"]
-        for column, value in self._own(audience):
-            params.append(value)
-            terms.append(f"{alias}.{column} = ${len(params)}")
-        return terms[0] if len(terms) == 1 else f"({' OR '.join(terms)})"
-
-    def _own(self, audience: Audience) -> list[tuple[str, int | str]]:
-        """The (column, value) pairs naming the audience's own rows."""
-        own: list[tuple[str, int | str]] = []
-        if audience.user_id is not None:
-            own.append((self.owner_column, audience.user_id))
-        if audience.client_id is not None and self.client_column is not None:
-            own.append((self.client_column, audience.client_id))
-        return own
-
-    @property
-    def _literal(self) -> str:
-        # a constant of our own declaration, never a client's value
-        if isinstance(self.public_value, EventStatus):
-            return f"'{self.public_value.value}'"
-        return "TRUE" if self.public_value else "FALSE"
-
-
-@dataclass(frozen=True, slots=True)
-class ActiveEvents:
-    """The one statement of "active": approved and not ended. Joining needs it,
-    `Event.isActive` shows it and `availableEvents` lists by it; the check of an event in
-    hand and the SQL condition are both derived from these two facts."""
-
-    status: EventStatus = EventStatus.APPROVED
-    end_column: str = "ends_at"
-
-    def holds(self, status: EventStatus, ends_at: datetime, now: datetime) -> bool:
-        return status is self.status and not ended(ends_at, now)
-
-    def sql(self, alias: str) -> str:
-        return f"{alias}.status = '{self.status.value}' AND NOT ({ended_sql(alias)})"
-
-
-def ended(ends_at: datetime, now: datetime) -> bool:
-    """An event has ended once its end lies before now (it is still on at its last instant)."""
-    return ends_at < now
-
-
-def ended_sql(alias: str) -> str:
-    """`ended` as a condition on an event row, as of the statement's start."""
-    return f"{alias}.ends_at < now()"
-
-
-ACTIVE_EVENTS = ActiveEvents()
-BUSINESS_VISIBILITY = Visibility("is_verified", True, "owner_id")
-# A service owns no business; it may submit events (migration 0005).
-EVENT_VISIBILITY = Visibility("status", EventStatus.APPROVED, "created_by_id", "created_by_client")
-
-
-def business_visibility(audience: Audience) -> Q:
-    """Verified businesses; an owner also sees their own; staff and read.all see all."""
-    return BUSINESS_VISIBILITY.q(audience)
-
-
-def event_visibility(audience: Audience) -> Q:
-    """Approved events; the submitter (a person or a service) also sees their own; staff
-    and read.all see all."""
-    return EVENT_VISIBILITY.q(audience)
 
 
 async def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -403,7 +300,7 @@ def event_list(
         return f"${len(params)}"
 
     if flt.upcoming:
-        conditions.append(f"NOT ({ended_sql('e')})")
+        conditions.append(f"NOT ({ENDED.sql('e')})")
     if flt.ends_after is not None:
         conditions.append(f"e.ends_at >= {param(flt.ends_after)}")
     if flt.starts_after is not None:

@@ -17,7 +17,7 @@ from strawberry.dataloader import DataLoader
 from tortoise.connection import connections
 
 from popmap_gql.db import queries
-from popmap_gql.db.queries import Audience
+from popmap_gql.db.powers import Audience
 from popmap_gql.read.model import ReadModel, SqlScope
 from popmap_gql.read.sql import group_rows, relation_rows_sql
 
