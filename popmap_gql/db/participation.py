@@ -23,9 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tortoise.connection import connections
-
 from popmap_gql.db import notify
+from popmap_gql.db.client import fetch
 from popmap_gql.db.powers import Audience
 from popmap_gql.db.queries import Row
 from popmap_gql.db.rules import (
@@ -130,7 +129,7 @@ async def _change_participation(
     params: list[Any] = [business_id, event_id]
     sql = _participation_sql(audience, join=join, params=params)
     # The statement is fixed text from our rules; every value travels as a parameter.
-    [row] = await connections.get("default").execute_query_dict(sql, params)
+    [row] = await fetch(sql, params)
     outcome = row["outcome"]
     if outcome == _OK:
         return ParticipationChange(

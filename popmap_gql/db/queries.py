@@ -9,8 +9,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
-from tortoise.connection import connections
-
+from popmap_gql.db.client import fetch
 from popmap_gql.db.models import EventStatus
 from popmap_gql.db.powers import ANONYMOUS, Audience
 from popmap_gql.db.rules import BUSINESS_VISIBILITY, ENDED, EVENT_VISIBILITY, Visibility
@@ -39,13 +38,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-async def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    # Statements here are assembled from fixed fragments only (_visible_sql); every value
-    # travels as a parameter.
-    rows: list[dict[str, Any]] = await connections.get("default").execute_query_dict(sql, params)
-    return rows
 
 
 Row = Mapping[str, Any]
@@ -144,7 +136,7 @@ class ListQuery:
 
 async def page_of(query: ListQuery) -> Page[Row]:
     params = list(query.params)
-    rows: list[Row] = list(await _rows(query.page_sql(params), params))
+    rows: list[Row] = list(await fetch(query.page_sql(params), params))
     return Page(items=rows[: query.first], has_next_page=len(rows) > query.first)
 
 
@@ -160,7 +152,7 @@ class Count:
 async def count_of(query: ListQuery) -> Count:
     """The rows the filter admits, reading at most `count_cap` + 1 of them."""
     params = list(query.params)
-    rows = await _rows(query.count_sql(params), params)
+    rows = await fetch(query.count_sql(params), params)
     n: int = rows[0]["n"]
     return Count(n=min(n, query.count_cap), exact=n <= query.count_cap)
 
@@ -178,7 +170,7 @@ def category_order(alias: str) -> str:
 
 
 async def list_categories(limit: int) -> Sequence[Row]:
-    return await _rows(
+    return await fetch(
         f"SELECT c.* FROM category c ORDER BY {category_order('c')} LIMIT $1", [limit]
     )
 
@@ -190,7 +182,7 @@ async def visible_by_ids(
     audience may see, by id."""
     params: list[Any] = [list(ids)]
     visible = "TRUE" if visibility is None else visibility.sql(audience, "t", params)
-    rows = await _rows(f"SELECT * FROM {table} t WHERE t.id = ANY($1) AND {visible}", params)
+    rows = await fetch(f"SELECT * FROM {table} t WHERE t.id = ANY($1) AND {visible}", params)
     return {row["id"]: row for row in rows}
 
 
@@ -335,9 +327,7 @@ def event_list(
 
 async def data_version() -> int:
     """The committed-write counter (migration 0003); it grows with every visible change."""
-    rows = await connections.get("default").execute_query_dict(
-        "SELECT version FROM data_version WHERE id = 1"
-    )
+    rows = await fetch("SELECT version FROM data_version WHERE id = 1")
     version: int = rows[0]["version"]
     return version
 
@@ -357,7 +347,7 @@ async def private_view(user_id: int) -> PrivateView:
     params: list[Any] = []
     public_business = BUSINESS_VISIBILITY.sql(ANONYMOUS, "b", params)
     public_event = EVENT_VISIBILITY.sql(ANONYMOUS, "e", params)
-    rows = await connections.get("default").execute_query_dict(
+    rows = await fetch(
         "SELECT version,"
         " EXISTS (SELECT 1 FROM business b"
         f" WHERE b.{BUSINESS_VISIBILITY.owner_column} = $1 AND NOT ({public_business}))"
