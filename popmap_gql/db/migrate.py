@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import inspect
 import logging
 import pkgutil
 
 import asyncpg
 from tortoise import Tortoise
 from tortoise.migrations.api import migrate as tortoise_migrate
-from tortoise.migrations.recorder import MigrationRecorder
 
+from popmap_gql.db.client import MIGRATION_RECORD_TABLE
 from popmap_gql.db.orm import (
     APP_LABEL,
     MIGRATIONS_MODULE,
@@ -68,10 +67,6 @@ async def _lock(conn: asyncpg.Connection) -> None:
 LOCK_RETRY_SECONDS = 0.25
 
 
-# Where Tortoise records the migrations it applied: its recorder's default table.
-_RECORD_TABLE: str = inspect.signature(MigrationRecorder).parameters["table_name"].default
-
-
 def _migrations_on_disk() -> list[str]:
     """The migrations shipped in MIGRATIONS_MODULE, named as Tortoise's loader names them."""
     package = importlib.import_module(MIGRATIONS_MODULE)
@@ -92,11 +87,11 @@ async def pending_migrations(url: str, *, pooler: str | None = None) -> list[str
         **connection_credentials(url), **pooler_options(pooler), timeout=10
     )
     try:
-        if await conn.fetchval("SELECT to_regclass($1)", _RECORD_TABLE) is None:
+        if await conn.fetchval("SELECT to_regclass($1)", MIGRATION_RECORD_TABLE) is None:
             applied: set[str] = set()
         else:
             rows = await conn.fetch(
-                f'SELECT name FROM "{_RECORD_TABLE}" WHERE app = $1',  # noqa: S608  # a constant
+                f'SELECT name FROM "{MIGRATION_RECORD_TABLE}" WHERE app = $1',  # noqa: S608  # a constant
                 APP_LABEL,
             )
             applied = {row["name"] for row in rows}
