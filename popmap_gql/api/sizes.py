@@ -12,8 +12,6 @@ from typing import Any
 
 from strawberry.types import get_object_definition
 
-from popmap_gql.errors import BadUserInput
-
 __all__ = ["PAGE_ITEMS", "Capped", "PageItems", "Paged", "Size", "cap_of", "declared", "sized"]
 
 _KEY = "popmap.size"
@@ -30,18 +28,10 @@ class Capped:
 @dataclass(frozen=True, slots=True)
 class Paged:
     """A field returning a connection: a page of `first` items (`default` when omitted,
-    at most `cap`); the page's `edges` hold that many."""
+    at most `cap`: `arguments.page_size` checks it); the page's `edges` hold that many."""
 
     default: int
     cap: int
-
-    def size(self, first: int | None) -> int:
-        """The page size a resolver loads; an out-of-range `first` is the client's error."""
-        if first is None:
-            return self.default
-        if not 1 <= first <= self.cap:
-            raise BadUserInput(f"first must be between 1 and {self.cap}", field="first")
-        return first
 
 
 @dataclass(frozen=True, slots=True)
