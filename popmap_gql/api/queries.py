@@ -15,7 +15,7 @@ from popmap_gql.api.arguments import MAX_IDS, MIN_SEARCH_WORD
 from popmap_gql.api.context import Context, Info
 from popmap_gql.api.privacy import private
 from popmap_gql.api.services import ServiceClient, service_client
-from popmap_gql.api.sizes import Capped, Paged, cap_of, sized
+from popmap_gql.api.sizes import Capped, Paged, cap_of, listed
 from popmap_gql.api.types import (
     AuthConfig,
     Business,
@@ -44,7 +44,7 @@ __all__ = [
     "viewer_object",
 ]
 
-# The page of every connection: `first` items, 20 when omitted, at most 100.
+# The page of every connection (its `first` argument: the default when omitted, and the cap).
 PAGE = Paged(default=20, cap=100)
 
 NodeT = TypeVar("NodeT")
@@ -287,16 +287,12 @@ class Query:
     def auth_config(self, info: Info) -> AuthConfig:
         return auth_config(info.context.settings, info.context)
 
-    @strawberry.field(
-        description="All categories, by name; the first 200.", metadata=sized(Capped(200))
-    )
+    @strawberry.field(**listed("All categories, by name; the first {n}.", Capped(200)))
     async def categories(self) -> list[Category]:
         rows = await queries.list_categories(CATEGORIES_CAP)
         return [Category.from_values(row) for row in rows]
 
-    @strawberry.field(
-        description="Businesses the viewer can see, a page at a time.", metadata=sized(PAGE)
-    )
+    @strawberry.field(**listed("Businesses the viewer can see, a page at a time.", PAGE))
     async def businesses(
         self,
         info: Info,
@@ -318,9 +314,7 @@ class Query:
             raise NotFound("no such business")
         return cast(Business, business)
 
-    @strawberry.field(
-        description="Events the viewer can see, a page at a time.", metadata=sized(PAGE)
-    )
+    @strawberry.field(**listed("Events the viewer can see, a page at a time.", PAGE))
     async def events(
         self,
         info: Info,
