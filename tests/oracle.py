@@ -23,6 +23,7 @@ import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.schema.config import StrawberryConfig
 
+from popmap_gql.api.arguments import lookup
 from popmap_gql.api.context import Context, Info
 from popmap_gql.api.queries import (
     CATEGORIES_CAP,
@@ -60,7 +61,7 @@ from popmap_gql.db.queries import (
     ended,
 )
 from popmap_gql.errors import NotFound
-from popmap_gql.read.ids import decode_id, encode_cursor, lookup_pk
+from popmap_gql.read.ids import decode_id, encode_cursor
 from popmap_gql.read.loaders import Loaders, LoaderSetup
 
 __all__ = ["oracle_schema", "oracle_setup"]
@@ -380,7 +381,7 @@ class OracleQuery:
 
     @strawberry.field
     async def business(self, info: Info, id: strawberry.ID) -> Business | None:
-        pk = lookup_pk("Business", id)
+        pk = lookup("Business", id)
         tables = await _loaders(info).tables()
         if pk is None or pk not in tables.businesses:
             raise NotFound("no such business")
@@ -404,7 +405,7 @@ class OracleQuery:
 
     @strawberry.field
     async def event(self, info: Info, id: strawberry.ID) -> Event | None:
-        pk = lookup_pk("Event", id)
+        pk = lookup("Event", id)
         tables = await _loaders(info).tables()
         if pk is None or pk not in tables.events:
             raise NotFound("no such event")

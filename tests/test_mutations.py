@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+import strawberry
 from tortoise.connection import connections
 
+from popmap_gql.api.mutations import CommandOf, Decoded
 from popmap_gql.config import Settings
 from popmap_gql.db.models import Business, Event, EventStatus, Participation
 from popmap_gql.db.orm import connection_credentials
@@ -227,6 +231,8 @@ EVENT_RULES = [
     ({"startsAt": "2026-12-01T10:00:00", "endsAt": "2026-12-01T12:00:00"}, "input.startsAt"),
     ({"imageUrl": "javascript:alert(document.cookie)"}, "input.imageUrl"),
     ({"description": "d" * 5001}, "input.description"),
+    ({"hostBusinessId": "garbage"}, "input.hostBusinessId"),
+    ({"hostBusinessId": global_id("Event", 1)}, "input.hostBusinessId"),
 ]
 
 
@@ -579,3 +585,42 @@ async def test_verify_business_makes_it_public(
 
     assert verified["data"]["verifyBusiness"]["business"]["isVerified"] is True
     assert listed["data"]["businesses"]["edges"] == [{"node": {"name": "Draft"}}]
+
+
+# --- inputs and their commands --------------------------------------------------------------
+
+
+@strawberry.input
+class _Input:
+    name: str | None = None
+    tag_ids: list[strawberry.ID] | None = None
+
+
+@dataclass(frozen=True)
+class _Command:
+    name: str | None = None
+    tag_ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class _WrongType:
+    name: int | None = None
+    tag_ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class _OtherFields:
+    name: str | None = None
+
+
+def test_an_input_and_its_command_must_agree_field_by_field() -> None:
+    assert CommandOf(_Input, _Command, {"tag_ids": Decoded("Category")}).command is _Command
+
+    with pytest.raises(TypeError, match="tag_ids is list"):
+        CommandOf(_Input, _Command)  # an ID is no primary key: the conversion is declared
+    with pytest.raises(TypeError, match=re.escape("name is str | None in one and int | None")):
+        CommandOf(_Input, _WrongType, {"tag_ids": Decoded("Category")})
+    with pytest.raises(TypeError, match=r"same fields: \['tag_ids'\]"):
+        CommandOf(_Input, _OtherFields)
+    with pytest.raises(TypeError, match="no fields"):
+        CommandOf(_Input, _Command, {"tag_ids": Decoded("Category"), "nope": Decoded("Event")})
