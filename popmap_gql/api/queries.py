@@ -39,7 +39,9 @@ from popmap_gql.errors import BadUserInput, Forbidden, NotFound
 from popmap_gql.read.ids import decode_cursor, decode_id, encode_cursor, encode_id, lookup_pk
 
 __all__ = [
+    "MAX_NEAR_RADIUS_KM",
     "PAGE",
+    "NearInput",
     "Query",
     "auth_config",
     "business_list_query",
@@ -55,6 +57,8 @@ MAX_SEARCH_LENGTH = 200
 # The trigram index (migration 0009) finds a term by its runs of three letters or digits:
 # a term without one would read the whole index.
 MIN_SEARCH_WORD = 3
+# "Near me" reaches this far at most: a circle's rows are found through the point index.
+MAX_NEAR_RADIUS_KM = 100.0
 _SEARCH_WORD = re.compile(rf"[^\W_]{{{MIN_SEARCH_WORD},}}")
 
 NodeT = TypeVar("NodeT")
@@ -72,6 +76,9 @@ class EventOrder(Enum):
     STARTS_AT_ASC = "STARTS_AT_ASC"
     STARTS_AT_DESC = "STARTS_AT_DESC"
     NEWEST_FIRST = "NEWEST_FIRST"
+    DISTANCE = strawberry.enum_value(
+        "DISTANCE", description="Nearest first from filter.near's centre (only with near)."
+    )
 
 
 @strawberry.input
@@ -93,6 +100,16 @@ class BoundingBox:
     south: float
     east: float
     west: float
+
+
+@strawberry.input(description="A circle on the map: events within radiusKm of a point.")
+class NearInput:
+    latitude: float = strawberry.field(description="The centre's latitude, -90 to 90.")
+    longitude: float = strawberry.field(description="The centre's longitude, -180 to 180.")
+    radius_km: float = strawberry.field(
+        description="Great-circle distance in kilometres, more than 0 and at most"
+        f" {MAX_NEAR_RADIUS_KM:g}."
+    )
 
 
 @strawberry.input
@@ -125,6 +142,10 @@ class EventFilter:
     )
     ids: list[strawberry.ID] | None = strawberry.field(
         default=None, description=f"Only these events (at most {MAX_IDS} ids)."
+    )
+    near: NearInput | None = strawberry.field(
+        default=None,
+        description="Events within this circle; orderBy: DISTANCE lists them nearest first.",
     )
 
 
@@ -166,13 +187,30 @@ def _bbox(box: BoundingBox | None) -> queries.BoundingBox | None:
     return queries.BoundingBox(north=box.north, south=box.south, east=box.east, west=box.west)
 
 
+def _near(near: NearInput | None) -> queries.Near | None:
+    if near is None:
+        return None
+    for name, value, limit in (("latitude", near.latitude, 90), ("longitude", near.longitude, 180)):
+        if not (math.isfinite(value) and -limit <= value <= limit):
+            raise BadUserInput(
+                f"filter.near.{name} must be between -{limit} and {limit}",
+                field=f"filter.near.{name}",
+            )
+    if not (math.isfinite(near.radius_km) and 0 < near.radius_km <= MAX_NEAR_RADIUS_KM):
+        raise BadUserInput(
+            f"filter.near.radiusKm must be more than 0 and at most {MAX_NEAR_RADIUS_KM:g}",
+            field="filter.near.radiusKm",
+        )
+    return queries.Near(near.latitude, near.longitude, near.radius_km)
+
+
 def _connection(
     page: queries.Page[queries.Row],
     query: queries.ListQuery,
     nodes: list[NodeT],
 ) -> Connection[NodeT]:
     edges = [
-        Edge(cursor=encode_cursor(query.order.name, query.sort_value(row), row["id"]), node=node)
+        Edge(cursor=encode_cursor(query.cursor_order, query.sort_value(row), row["id"]), node=node)
         for row, node in zip(page.items, nodes, strict=True)
     ]
     return Connection(
@@ -269,24 +307,30 @@ def event_list_query(
         ),
         status=flt.status,
         ids=_event_ids(flt.ids),
+        near=_near(flt.near),
     )
+    if order is queries.EventOrder.DISTANCE and criteria.near is None:
+        raise BadUserInput("orderBy: DISTANCE needs filter.near", field="orderBy")
     return queries.event_list(
         viewer.audience,
         criteria,
         order,
         size,
-        _after(order, after),
+        _after(order, after, criteria.near),
         count_cap=context.settings.max_exact_count,
     )
 
 
 def _after(
-    order: queries.BusinessOrder | queries.EventOrder, after: str | None
+    order: queries.BusinessOrder | queries.EventOrder,
+    after: str | None,
+    near: queries.Near | None = None,
 ) -> queries.Position | None:
     if after is None:
         return None
-    kind = datetime if order.value[0].endswith("_at") else str
-    return decode_cursor(order.name, after, kind)
+    column = order.value[0]
+    kind = datetime if column.endswith("_at") else float if column == "distance" else str
+    return decode_cursor(queries.cursor_order(order, near), after, kind)
 
 
 def viewer_object(viewer: AuthViewer) -> Viewer | None:
