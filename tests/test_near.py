@@ -37,6 +37,10 @@ def east_degrees(degrees: float) -> dict[str, float]:
     return {"latitude": CENTRE["latitude"], "longitude": CENTRE["longitude"] + degrees}
 
 
+async def event_at(title: str, place: dict[str, float], **fields: Any) -> None:
+    await make_event(title, latitude=place["latitude"], longitude=place["longitude"], **fields)
+
+
 async def viewers(cognito: FakeCognito) -> list[Person]:
     """One of each kind: anonymous, a signed-in owner, staff, a service."""
     return [
@@ -51,14 +55,14 @@ async def _map() -> None:
     """Events around the centre. 0.95 degrees east is 91.2 km (a degree of longitude is
     cos(30.27 degrees) = 0.864 of one of latitude) and 0.88 degrees north is 97.9 km: in
     degrees the north one is nearer, on the earth the east one."""
-    await make_event("Here", **CENTRE)
-    await make_event("1 km north", **north(1.0))
-    await make_event("Pending 2 km north", status=EventStatus.PENDING, **north(2.0))
-    await make_event("3 km north", **north(3.0))
-    await make_event("0.95 degrees east", **east_degrees(0.95))
+    await event_at("Here", CENTRE)
+    await event_at("1 km north", north(1.0))
+    await event_at("Pending 2 km north", north(2.0), status=EventStatus.PENDING)
+    await event_at("3 km north", north(3.0))
+    await event_at("0.95 degrees east", east_degrees(0.95))
     await make_event("0.88 degrees north", latitude=CENTRE["latitude"] + 0.88, longitude=-97.74)
-    await make_event("99.99 km north", **north(99.99))
-    await make_event("100.01 km north", **north(100.01))
+    await event_at("99.99 km north", north(99.99))
+    await event_at("100.01 km north", north(100.01))
     await make_event("Far away", latitude=51.5, longitude=-0.12)
 
 
@@ -101,7 +105,7 @@ async def test_paging_by_distance_continues_exactly_after_each_page(
     await _map()
     # Several events at one place: equal distances, broken by id across page boundaries.
     for n in range(3):
-        await make_event(f"Twin {n}", **north(50.0))
+        await event_at(f"Twin {n}", north(50.0))
     expected = [*EXPECTED[:3], "Twin 0", "Twin 1", "Twin 2", *EXPECTED[3:]]
     near = {**CENTRE, "radiusKm": MAX_NEAR_RADIUS_KM}
 
@@ -222,7 +226,7 @@ async def test_a_number_beyond_a_double_in_the_document_is_refused(
 async def test_distance_without_near_is_refused_naming_order_by(
     client: httpx.AsyncClient, cognito: FakeCognito
 ) -> None:
-    await make_event("Here", **CENTRE)
+    await event_at("Here", CENTRE)
     for who in await viewers(cognito):
         body = await post(client, who, NEAR, {"near": None, "orderBy": "DISTANCE"})
 
