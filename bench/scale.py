@@ -22,6 +22,7 @@ from bench.run import (
     RUN_DIR,
     Server,
     WrkRun,
+    budget_environment,
     log,
     make_servers,
     mint_token,
@@ -66,7 +67,8 @@ async def measure(scale: int, rounds: int, seconds: int) -> tuple[str, str]:
     setups = {n: await _prepare(n) for n in scales}
     servers: dict[int, Server] = {}
     for n, (url, _) in setups.items():
-        server = make_servers(url)["uncached"]
+        # one client sends the whole load: budgets as run.py's default, never unmet
+        server = make_servers(url, budget_environment("memory", None))["uncached"]
         server.key = f"uncached_x{n}"
         server.log_path = RUN_DIR / f"{server.key}.log"
         servers[n] = server
