@@ -58,6 +58,7 @@ from popmap_gql.db.queries import (
     Audience,
     Count,
     ListQuery,
+    Near,
     ended,
 )
 from popmap_gql.errors import NotFound
@@ -264,7 +265,7 @@ def _page(
         ordered = ordered[[row["id"] for row in ordered].index(last) + 1 :]
     items = ordered[: query.first]
     edges = [
-        Edge(cursor=encode_cursor(query.order.name, row[column], row["id"]), node=build(row))
+        Edge(cursor=encode_cursor(query.cursor_order, row[column], row["id"]), node=build(row))
         for row in items
     ]
 
@@ -305,6 +306,11 @@ def _event_admitted(t: Tables, flt: EventFilter, audience_business: dict[int, Ro
             )
             if not inside:
                 return False
+        if flt.near is not None:
+            near = _near(flt)
+            assert near is not None
+            if not near.holds(e["latitude"], e["longitude"]):
+                return False
         taking_part = {b for _, _, b in t.taking_part.get(e["id"], []) if b in audience_business}
         if flt.category_slugs is not None:
             slugs = set(flt.category_slugs)
@@ -323,6 +329,12 @@ def _event_admitted(t: Tables, flt: EventFilter, audience_business: dict[int, Ro
         return flt.status is None or e["status"] == flt.status.value
 
     return admitted
+
+
+def _near(flt: EventFilter) -> Near | None:
+    """The filter's circle (checked by the API's function before this runs)."""
+    n = flt.near
+    return None if n is None else Near(n.latitude, n.longitude, n.radius_km)
 
 
 @strawberry.type(name="Query")
@@ -400,6 +412,11 @@ class OracleQuery:
         tables = await _loaders(info).tables()
         admitted = _event_admitted(tables, filter or EventFilter(), tables.businesses)
         rows = [e for e in tables.events.values() if admitted(e)]
+        near = _near(filter or EventFilter())
+        if near is not None:  # the distance from the centre, computed here in Python
+            rows = [
+                {**e, "distance": near.distance_km(e["latitude"], e["longitude"])} for e in rows
+            ]
         column = query.order.value[0]
         return _page(rows, query, Event.from_values, lambda e: (e[column], e["id"]))
 

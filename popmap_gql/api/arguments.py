@@ -29,6 +29,7 @@ from popmap_gql.read.ids import decode_cursor, decode_id, lookup_pk
 
 __all__ = [
     "MAX_IDS",
+    "MAX_NEAR_RADIUS_KM",
     "MAX_SEARCH_LENGTH",
     "MAX_SLUGS",
     "MIN_SEARCH_WORD",
@@ -36,8 +37,10 @@ __all__ = [
     "bounding_box",
     "category_slugs",
     "event_ids",
+    "event_order",
     "instant",
     "lookup",
+    "near",
     "optional_id",
     "page_size",
     "search_term",
@@ -50,6 +53,8 @@ MAX_SEARCH_LENGTH = 200
 # The trigram index (migration 0009) finds a term by its runs of three letters or digits:
 # a term without one would read the whole index.
 MIN_SEARCH_WORD = 3
+# "Near me" reaches this far at most: a circle's rows are found through the point index.
+MAX_NEAR_RADIUS_KM = 100.0
 _SEARCH_WORD = re.compile(rf"[^\W_]{{{MIN_SEARCH_WORD},}}")
 
 
@@ -60,6 +65,14 @@ class Box(Protocol):
     south: float
     east: float
     west: float
+
+
+class Circle(Protocol):
+    """A circle as the client gave it (the `NearInput` input)."""
+
+    latitude: float
+    longitude: float
+    radius_km: float
 
 
 def page_size(size: Paged, first: int | None) -> int:
@@ -73,13 +86,17 @@ def page_size(size: Paged, first: int | None) -> int:
 
 
 def after(
-    order: queries.BusinessOrder | queries.EventOrder, cursor: str | None
+    order: queries.BusinessOrder | queries.EventOrder,
+    cursor: str | None,
+    near: queries.Near | None = None,
 ) -> queries.Position | None:
-    """Where a page starts: the position in a cursor made for this list's `order`."""
+    """Where a page starts: the position in a cursor made for this list's `order` (and,
+    ordered by distance, for this centre)."""
     if cursor is None:
         return None
-    kind = datetime if order.value[0].endswith("_at") else str
-    return decode_cursor(order.name, cursor, kind)
+    column = order.value[0]
+    kind = datetime if column.endswith("_at") else float if column == "distance" else str
+    return decode_cursor(queries.cursor_order(order, near), cursor, kind)
 
 
 def lookup(type_name: str, value: str) -> int | None:
@@ -148,6 +165,34 @@ def bounding_box(box: Box | None) -> queries.BoundingBox | None:
     if box.south > box.north:
         raise BadUserInput("bbox.south must not be north of bbox.north", field="bbox.south")
     return queries.BoundingBox(north=box.north, south=box.south, east=box.east, west=box.west)
+
+
+def near(circle: Circle | None) -> queries.Near | None:
+    """`filter.near`: a finite centre and a radius more than 0 and at most
+    MAX_NEAR_RADIUS_KM."""
+    if circle is None:
+        return None
+    for name, value, limit in (
+        ("latitude", circle.latitude, 90),
+        ("longitude", circle.longitude, 180),
+    ):
+        if not (math.isfinite(value) and -limit <= value <= limit):
+            raise BadUserInput(
+                f"filter.near.{name} must be between -{limit} and {limit}",
+                field=f"filter.near.{name}",
+            )
+    if not (math.isfinite(circle.radius_km) and 0 < circle.radius_km <= MAX_NEAR_RADIUS_KM):
+        raise BadUserInput(
+            f"filter.near.radiusKm must be more than 0 and at most {MAX_NEAR_RADIUS_KM:g}",
+            field="filter.near.radiusKm",
+        )
+    return queries.Near(circle.latitude, circle.longitude, circle.radius_km)
+
+
+def event_order(order: queries.EventOrder, near: queries.Near | None) -> None:
+    """`orderBy`: DISTANCE only with a centre to measure from."""
+    if order is queries.EventOrder.DISTANCE and near is None:
+        raise BadUserInput("orderBy: DISTANCE needs filter.near", field="orderBy")
 
 
 def status_filter(context: Context, status: EventStatus | None) -> EventStatus | None:

@@ -190,7 +190,7 @@ class _Connection(Root):
         query = self.query
         rows = await _rows(self.sql, list(self.params))
         items = rows[: query.first]
-        order = query.order.name
+        order = query.cursor_order
         cursors = [encode_cursor(order, row["sort"], row["id"]) for row in items]
         result: dict[str, Any] = {}
         count: Count | None = None

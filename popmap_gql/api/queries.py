@@ -11,7 +11,7 @@ from typing import TypeVar, cast
 import strawberry
 
 from popmap_gql.api import arguments
-from popmap_gql.api.arguments import MAX_IDS, MIN_SEARCH_WORD
+from popmap_gql.api.arguments import MAX_IDS, MAX_NEAR_RADIUS_KM, MIN_SEARCH_WORD
 from popmap_gql.api.context import Context, Info
 from popmap_gql.api.privacy import private
 from popmap_gql.api.services import ServiceClient, service_client
@@ -37,6 +37,7 @@ from popmap_gql.read.ids import encode_cursor, encode_id
 
 __all__ = [
     "PAGE",
+    "NearInput",
     "Query",
     "auth_config",
     "business_list_query",
@@ -62,6 +63,9 @@ class EventOrder(Enum):
     STARTS_AT_ASC = "STARTS_AT_ASC"
     STARTS_AT_DESC = "STARTS_AT_DESC"
     NEWEST_FIRST = "NEWEST_FIRST"
+    DISTANCE = strawberry.enum_value(
+        "DISTANCE", description="Nearest first from filter.near's centre (only with near)."
+    )
 
 
 @strawberry.input
@@ -83,6 +87,16 @@ class BoundingBox:
     south: float
     east: float
     west: float
+
+
+@strawberry.input(description="A circle on the map: events within radiusKm of a point.")
+class NearInput:
+    latitude: float = strawberry.field(description="The centre's latitude, -90 to 90.")
+    longitude: float = strawberry.field(description="The centre's longitude, -180 to 180.")
+    radius_km: float = strawberry.field(
+        description="Great-circle distance in kilometres, more than 0 and at most"
+        f" {MAX_NEAR_RADIUS_KM:g}."
+    )
 
 
 @strawberry.input
@@ -116,6 +130,10 @@ class EventFilter:
     ids: list[strawberry.ID] | None = strawberry.field(
         default=None, description=f"Only these events (at most {MAX_IDS} ids)."
     )
+    near: NearInput | None = strawberry.field(
+        default=None,
+        description="Events within this circle; orderBy: DISTANCE lists them nearest first.",
+    )
 
 
 def _connection(
@@ -124,7 +142,7 @@ def _connection(
     nodes: list[NodeT],
 ) -> Connection[NodeT]:
     edges = [
-        Edge(cursor=encode_cursor(query.order.name, query.sort_value(row), row["id"]), node=node)
+        Edge(cursor=encode_cursor(query.cursor_order, query.sort_value(row), row["id"]), node=node)
         for row, node in zip(page.items, nodes, strict=True)
     ]
     return Connection(
@@ -202,13 +220,15 @@ def event_list_query(
         business_id=arguments.optional_id("Business", flt.business_id, "filter.businessId"),
         status=status,
         ids=arguments.event_ids(flt.ids),
+        near=arguments.near(flt.near),
     )
+    arguments.event_order(order, criteria.near)
     return queries.event_list(
         context.viewer.audience,
         criteria,
         order,
         size,
-        arguments.after(order, after),
+        arguments.after(order, after, criteria.near),
         count_cap=context.settings.max_exact_count,
     )
 
