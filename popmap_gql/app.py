@@ -18,7 +18,6 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from tortoise.connection import connections
 from tortoise.contrib.starlette import RegisterTortoise
 
 from popmap_gql import tracing
@@ -32,6 +31,7 @@ from popmap_gql.auth.user_pool_api import (
     user_pool_api_routes,
 )
 from popmap_gql.config import Settings, load_settings
+from popmap_gql.db.client import execute
 from popmap_gql.db.embedded import embedded_database_url
 from popmap_gql.db.orm import tortoise_config
 from popmap_gql.errors import DatabaseUnavailable, ServiceUnavailable
@@ -66,7 +66,7 @@ async def readyz(request: Request) -> JSONResponse:
         return _unavailable("draining")
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-            await connections.get("default").execute_query("SELECT 1")
+            await execute("SELECT 1")
     except TimeoutError as exc:
         fault = DatabaseUnavailable("no answer within the readiness timeout")
         fault.__cause__ = exc

@@ -3,8 +3,8 @@
 It shares no SQL with the compiled read path, nor with the resolver path's loaders
 (`read/sql.py`) and lists (`db/queries.py`). Each request reads the tables through
 Tortoise, who sees which rows through `Visibility.q` (the ORM's form of the rule), and
-computes every list in Python: "ended" by `ended`, "active" by `ACTIVE_EVENTS.holds`,
-"owner or staff" by `may_act_for_business` (in the resolver), orders, sizes and the
+computes every list in Python: "ended" by `ENDED.holds`, "active" by `ACTIVE_EVENTS.holds`,
+"owner or staff" by `ACTS_FOR_BUSINESS.holds` (in the resolver), orders, sizes and the
 "latest ending" pick as the field descriptions state them. The object types and their
 resolvers are the API's own (computed fields use their Python forms); only the root
 fields and the loaders are the oracle's. Arguments are checked by the API's functions
@@ -51,16 +51,9 @@ from popmap_gql.api.types import (
     Viewer,
 )
 from popmap_gql.db import models
-from popmap_gql.db.queries import (
-    ACTIVE_EVENTS,
-    BUSINESS_VISIBILITY,
-    EVENT_VISIBILITY,
-    Audience,
-    Count,
-    ListQuery,
-    Near,
-    ended,
-)
+from popmap_gql.db.powers import Audience
+from popmap_gql.db.queries import Count, ListQuery, Near
+from popmap_gql.db.rules import ACTIVE_EVENTS, BUSINESS_VISIBILITY, ENDED, EVENT_VISIBILITY
 from popmap_gql.errors import NotFound
 from popmap_gql.read.ids import decode_id, encode_cursor
 from popmap_gql.read.loaders import Loaders, LoaderSetup
@@ -199,7 +192,7 @@ class OracleLoaders(Loaders):
             if event in t.events and any(business == key for _, _, business in parts)
         ]
         if arguments.get("upcoming"):
-            found = [e for e in found if not ended(e["ends_at"], t.now)]
+            found = [e for e in found if not ENDED.holds(e["ends_at"], t.now)]
         return _soonest(found, self.caps[("Business", "events")])
 
     def _business_hosted_events(self, t: Tables, key: int, _: Any) -> list[Row]:
@@ -286,7 +279,7 @@ def _page(
 
 def _event_admitted(t: Tables, flt: EventFilter, audience_business: dict[int, Row]) -> Any:
     def admitted(e: Row) -> bool:
-        if flt.upcoming and ended(e["ends_at"], t.now):
+        if flt.upcoming and ENDED.holds(e["ends_at"], t.now):
             return False
         if flt.ends_after is not None and e["ends_at"] < flt.ends_after:
             return False

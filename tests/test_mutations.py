@@ -12,10 +12,10 @@ import asyncpg
 import httpx
 import pytest
 import strawberry
-from tortoise.connection import connections
 
 from popmap_gql.api.mutations import CommandOf, Decoded
 from popmap_gql.config import Settings
+from popmap_gql.db.client import fetch
 from popmap_gql.db.models import Business, Event, EventStatus, Participation
 from popmap_gql.db.orm import connection_credentials
 from popmap_gql.db.queries import data_version
@@ -82,10 +82,9 @@ async def staff(client: httpx.AsyncClient, cognito: FakeCognito) -> Person:
 
 
 async def row_counts() -> dict[str, int]:
-    db = connections.get("default")
     counts = {}
     for table in ("business", "business_category", "event", "participation"):
-        [row] = await db.execute_query_dict(f"SELECT count(*) AS n FROM {table}")  # noqa: S608
+        [row] = await fetch(f"SELECT count(*) AS n FROM {table}")  # noqa: S608
         counts[table] = row["n"]
     return counts
 

@@ -16,10 +16,10 @@ import httpx
 import orjson
 import pytest
 from starlette.applications import Starlette
-from tortoise.connection import connections
 
 from popmap_gql.api.documents import LONG_DOCUMENT
 from popmap_gql.config import ConfigError, Settings, load_settings
+from popmap_gql.db.client import execute, fetch
 from tests.fake_cognito import POOL_ID, WEB_CLIENT, FakeCognito
 from tests.helpers import error_codes, make_category
 from tests.people import person
@@ -98,14 +98,14 @@ def operation_name(printed: str) -> str:
 
 
 async def stored_hashes() -> set[str]:
-    rows = await connections.get("default").execute_query_dict("SELECT hash FROM persisted_query")
+    rows = await fetch("SELECT hash FROM persisted_query")
     return {row["hash"] for row in rows}
 
 
 @pytest.fixture
 async def empty_store(clean_db: None) -> None:
     """No stored documents (other tests' documents would count against a small bound)."""
-    await connections.get("default").execute_script("TRUNCATE persisted_query")
+    await execute("TRUNCATE persisted_query")
 
 
 @asynccontextmanager
@@ -320,7 +320,7 @@ async def test_the_store_keeps_its_bound_evicting_the_least_recently_used_in_bat
         assert await stored_hashes() == {sha256(q) for q in queries[:4]}
         # Last used: the second 4 hours ago, the third 3, the fourth 2, the first 1.
         for hours, query in zip((1, 4, 3, 2), queries, strict=False):
-            await connections.get("default").execute_query(
+            await execute(
                 "UPDATE persisted_query SET last_used = now() - make_interval(hours => $2)"
                 " WHERE hash = $1",
                 [sha256(query), hours],
@@ -347,14 +347,14 @@ async def test_a_lookup_records_a_use_so_a_document_in_use_is_not_evicted(
 ) -> None:
     query = unique("{ categories { name } }")
     await register(client, query)
-    await connections.get("default").execute_query(
+    await execute(
         "UPDATE persisted_query SET last_used = now() - interval '2 hours' WHERE hash = $1",
         [sha256(query)],
     )
 
     async with server(settings, tmp_path) as fresh:  # its own copy is empty: it asks the store
         response = await fresh.post("/graphql", json=hash_only(sha256(query)))
-    rows = await connections.get("default").execute_query_dict(
+    rows = await fetch(
         "SELECT last_used > now() - interval '1 minute' AS recent FROM persisted_query"
         " WHERE hash = $1",
         [sha256(query)],
@@ -365,7 +365,7 @@ async def test_a_lookup_records_a_use_so_a_document_in_use_is_not_evicted(
 
 
 async def stored_bytes() -> int:
-    rows = await connections.get("default").execute_query_dict(
+    rows = await fetch(
         "SELECT COALESCE(sum(octet_length(document)), 0) AS bytes FROM persisted_query"
     )
     return int(rows[0]["bytes"])

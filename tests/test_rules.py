@@ -5,17 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from tortoise.connection import connections
 
+from popmap_gql.db.client import fetch
 from popmap_gql.db.models import Business, Event, EventStatus
-from popmap_gql.db.powers import (
-    ANONYMOUS,
-    Audience,
-    Scope,
-    may_act_for_business,
-    may_act_for_business_sql,
-)
-from popmap_gql.db.queries import ACTIVE_EVENTS
+from popmap_gql.db.powers import ANONYMOUS, Audience, Scope
+from popmap_gql.db.rules import ACTIVE_EVENTS, ACTS_FOR_BUSINESS
 from tests.helpers import error_codes, global_id, gql, make_business, make_event, make_user
 
 
@@ -27,7 +21,7 @@ async def test_active_events_in_sql_and_in_python_are_the_same_events(
         await make_event(f"{status.value} ended", status=status, starts_in=timedelta(days=-2))
         await make_event(f"{status.value} coming", status=status, starts_in=timedelta(days=2))
 
-    rows = await connections.get("default").execute_query_dict(
+    rows = await fetch(
         # the fragment is fixed text from the rule, no value of anyone's
         f"SELECT e.title FROM event e WHERE {ACTIVE_EVENTS.sql('e')} ORDER BY e.title"  # noqa: S608
     )
@@ -79,11 +73,13 @@ async def test_owner_or_staff_in_sql_and_in_python_are_the_same_businesses(
 
     for name, (audience, expected) in audiences.items():
         params: list[object] = []
-        condition = may_act_for_business_sql(audience, "b.owner_id", params)
-        rows = await connections.get("default").execute_query_dict(
+        condition = ACTS_FOR_BUSINESS.sql(audience, "b", params)
+        rows = await fetch(
             # the condition is fixed text from the rule; the user id is a parameter
             f"SELECT b.name FROM business b WHERE {condition} ORDER BY b.name",  # noqa: S608
             params,
         )
-        in_python = sorted(b.name for b in businesses if may_act_for_business(audience, b.owner_id))
+        in_python = sorted(
+            b.name for b in businesses if ACTS_FOR_BUSINESS.holds(audience, b.owner_id)
+        )
         assert [row["name"] for row in rows] == in_python == expected, name

@@ -51,7 +51,6 @@ from graphql import (
     VariableValues,
     get_named_type,
 )
-from tortoise.connection import connections
 
 from popmap_gql import observe
 from popmap_gql.api.admission import Admission
@@ -68,6 +67,7 @@ from popmap_gql.api.queries import (
     viewer_object,
 )
 from popmap_gql.api.services import service_client
+from popmap_gql.db.client import fetch
 from popmap_gql.db.queries import Count, ListQuery, count_of
 from popmap_gql.errors import DatabaseUnavailable, PopmapError
 from popmap_gql.memory import LRU
@@ -111,11 +111,6 @@ class _Fallback(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-async def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = await connections.get("default").execute_query_dict(sql, params)
-    return rows
 
 
 def _fragment(text: str | None) -> Any:
@@ -166,7 +161,7 @@ class _Value(Root):
     must_exist: bool = False
 
     async def run(self, context: Context) -> Any:
-        rows = await _rows(self.sql, list(self.params))
+        rows = await fetch(self.sql, self.params)
         if not rows:
             if self.must_exist:
                 raise _Fallback("not_found")
@@ -188,7 +183,7 @@ class _Connection(Root):
 
     async def run(self, context: Context) -> Any:
         query = self.query
-        rows = await _rows(self.sql, list(self.params))
+        rows = await fetch(self.sql, self.params)
         items = rows[: query.first]
         order = query.cursor_order
         cursors = [encode_cursor(order, row["sort"], row["id"]) for row in items]
@@ -243,7 +238,7 @@ class _Given(Root):
         given = self.make(context)
         if given is None:
             return None
-        row = (await _rows(self.sql, list(self.params)))[0] if self.sql else {}
+        row = (await fetch(self.sql, self.params))[0] if self.sql else {}
         shown: dict[str, Any] = {}
         for key, kind, name in self.fields:
             if kind == "typename":

@@ -1,6 +1,7 @@
 """Permission classes: they read the context only, and fail with our error codes.
 
-Who may do what is `popmap_gql.db.powers.POWERS`; these classes apply it."""
+Who may do what is `popmap_gql.db.powers.POWERS`; these classes apply it, with the rules
+of `popmap_gql.db.rules` where a row decides."""
 
 from __future__ import annotations
 
@@ -10,13 +11,8 @@ from typing import Any
 from strawberry.permission import BasePermission
 
 from popmap_gql.api.context import Context, Info
-from popmap_gql.db.powers import (
-    OWNER_OR_STAFF_ONLY,
-    POWERS,
-    UPLOAD_SAVED_BY,
-    People,
-    may_act_for_business,
-)
+from popmap_gql.db.powers import POWERS, UPLOAD_SAVED_BY, People
+from popmap_gql.db.rules import ACTS_FOR_BUSINESS
 from popmap_gql.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
 from popmap_gql.read.ids import decode_id
 
@@ -106,7 +102,7 @@ class IsBusinessOwner(BasePermission):
     answer reveals nothing about unverified businesses of others.
     """
 
-    message = OWNER_OR_STAFF_ONLY
+    message = ACTS_FOR_BUSINESS.refusal
 
     async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         if not _require_sign_in(info):
@@ -115,7 +111,7 @@ class IsBusinessOwner(BasePermission):
         business = await info.context.loaders.by_id("Business").load(business_id)
         if business is None:
             raise NotFound("no such business")
-        return may_act_for_business(info.context.viewer.audience, business.owner_id)
+        return ACTS_FOR_BUSINESS.holds(info.context.viewer.audience, business.owner_id)
 
     def on_unauthorized(self) -> None:
         raise Forbidden(self.message)
@@ -137,7 +133,7 @@ class MayUpload(BasePermission):
 
 _GUARDS: dict[People, list[type[BasePermission]]] = {
     People.SIGNED_IN: [IsAuthenticated],
-    # The command applies the event rule (who_may_change_event) to the event it locks.
+    # The command applies the event rule (MAY_CHANGE_EVENT) to the event it locks.
     People.EVENT_EDITOR: [IsAuthenticated],
     People.OWNER_OR_STAFF: [IsAuthenticated, IsBusinessOwner],
     People.STAFF: [IsStaff],
@@ -151,7 +147,7 @@ if POWERS["createUpload"].people is not People.SIGNED_IN:
 
 
 # Mutations whose command applies their row's rule itself, in the statement that writes:
-# joinEvent and leaveEvent check "owner or staff" (may_act_for_business) on the business
+# joinEvent and leaveEvent check "owner or staff" (ACTS_FOR_BUSINESS) on the business
 # they name, with the same answers in the same order as IsBusinessOwner (NOT_FOUND for a
 # business the viewer cannot see, then FORBIDDEN), and check and write in one round trip.
 _IN_COMMAND: dict[str, People] = {

@@ -17,8 +17,9 @@ from popmap_gql.api.privacy import private, private_type
 from popmap_gql.api.sizes import PAGE_ITEMS, Capped, cap_of, listed, sized
 from popmap_gql.db import models
 from popmap_gql.db.commands import MAX_CATEGORIES
-from popmap_gql.db.powers import AVAILABLE_EVENTS, may_act_for_business
+from popmap_gql.db.powers import AVAILABLE_EVENTS
 from popmap_gql.db.queries import Count
+from popmap_gql.db.rules import ACTS_FOR_BUSINESS
 from popmap_gql.errors import Forbidden, Unauthenticated
 from popmap_gql.read.loaders import LoaderSetup
 from popmap_gql.read.model import ENTITIES, Entity
@@ -156,7 +157,7 @@ class Business:
             raise Unauthenticated("sign in to see the events your business can join")
         if viewer.is_service:
             require_service_power(info, AVAILABLE_EVENTS)
-        elif not may_act_for_business(viewer.audience, self.owner_id):
+        elif not ACTS_FOR_BUSINESS.holds(viewer.audience, self.owner_id):
             raise Forbidden("only the business's owner or staff may see this")
         loader = info.context.loaders.related("Business", "available_events")
         return cast(list[Event], await loader.load(self.pk))

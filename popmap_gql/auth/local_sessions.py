@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tortoise.connection import connections
-
 from popmap_gql.auth.local_idp import LOCAL_POOL_ID, LocalIdentityProvider, local_sub
+from popmap_gql.db.client import execute, fetch
 
 __all__ = [
     "CODE_SECONDS",
@@ -160,9 +159,8 @@ async def issue_code(
 ) -> str:
     """A new authorization code for this sign-in, usable once within CODE_SECONDS."""
     code = secrets.token_urlsafe(32)
-    db = connections.get("default")
-    await db.execute_query("DELETE FROM local_idp_code WHERE expires_at < now()")
-    await db.execute_query(
+    await execute("DELETE FROM local_idp_code WHERE expires_at < now()")
+    await execute(
         "INSERT INTO local_idp_code (code_hash, client_id, redirect_uri, code_challenge,"
         " scopes, person, nonce, expires_at)"
         " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, now() + make_interval(secs => $8))",
@@ -183,7 +181,7 @@ async def issue_code(
 async def redeem_code(code: str) -> Grant | None:
     """The grant of `code`, which is used up by this call whatever its outcome (a
     second attempt, even after a wrong verifier, finds nothing); None if unknown."""
-    rows = await connections.get("default").execute_query_dict(
+    rows = await fetch(
         "DELETE FROM local_idp_code WHERE code_hash = $1 RETURNING client_id, redirect_uri,"
         " code_challenge, scopes, person, nonce, expires_at > now() AS fresh",
         [_hash(code)],
@@ -225,9 +223,8 @@ async def create_session(
 ) -> tuple[Session, str]:
     """A new sign-in and its refresh token (returned once, stored only as a hash)."""
     refresh_token = secrets.token_urlsafe(48)
-    db = connections.get("default")
-    await db.execute_query("DELETE FROM local_idp_session WHERE expires_at < now()")
-    rows = await db.execute_query_dict(
+    await execute("DELETE FROM local_idp_session WHERE expires_at < now()")
+    rows = await fetch(
         "INSERT INTO local_idp_session (origin_jti, refresh_token_hash, client_id, sub,"  # noqa: S608
         " person, scopes, expires_at)"
         " VALUES ($1, $2, $3, $4, $5::jsonb, $6, now() + make_interval(days => $7))"
@@ -246,7 +243,7 @@ async def create_session(
 
 
 async def session_of_refresh_token(refresh_token: str) -> Session | None:
-    rows = await connections.get("default").execute_query_dict(
+    rows = await fetch(
         f"SELECT {_SESSION_COLUMNS} FROM local_idp_session WHERE refresh_token_hash = $1",  # noqa: S608
         [_hash(refresh_token)],
     )
@@ -259,7 +256,7 @@ async def find_session(origin_jti: str) -> Session | None:
         key = uuid.UUID(origin_jti)
     except ValueError:
         return None
-    rows = await connections.get("default").execute_query_dict(
+    rows = await fetch(
         f"SELECT {_SESSION_COLUMNS} FROM local_idp_session WHERE origin_jti = $1",  # noqa: S608
         [key],
     )
@@ -267,7 +264,7 @@ async def find_session(origin_jti: str) -> Session | None:
 
 
 async def revoke_session(origin_jti: str) -> None:
-    await connections.get("default").execute_query(
+    await execute(
         "UPDATE local_idp_session SET revoked_at = now()"
         " WHERE origin_jti = $1 AND revoked_at IS NULL",
         [uuid.UUID(origin_jti)],
@@ -276,7 +273,7 @@ async def revoke_session(origin_jti: str) -> None:
 
 async def revoke_everywhere(sub: str) -> int:
     """Revoke every session of this user (GlobalSignOut); how many were live."""
-    rows = await connections.get("default").execute_query_dict(
+    rows = await fetch(
         "UPDATE local_idp_session SET revoked_at = now()"
         " WHERE sub = $1 AND revoked_at IS NULL RETURNING 1 AS one",
         [sub],

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tortoise.connection import connections
 from tortoise.transactions import in_transaction
 
 from popmap_gql.auth.tokens import TokenClaims
+from popmap_gql.db.client import execute, fetch
 
 __all__ = ["StoredUser", "find_user", "provision_user", "update_profile"]
 
@@ -40,7 +40,7 @@ def _fit(value: str | None, length: int) -> str:
 
 
 async def find_user(issuer: str, sub: str) -> StoredUser | None:
-    rows = await connections.get("default").execute_query_dict(_FIND, [issuer, sub])
+    rows = await fetch(_FIND, [issuer, sub])
     return StoredUser(**rows[0]) if rows else None
 
 
@@ -62,17 +62,19 @@ async def provision_user(claims: TokenClaims) -> StoredUser:
     ]
     try:
         async with in_transaction() as conn:
-            [user] = await conn.execute_query_dict(
+            [user] = await fetch(
                 "INSERT INTO popmap_user"
                 " (username, email, first_name, last_name, identity_provider, created_at,"
                 " updated_at) VALUES ($1, $2, $3, $4, $5, now(), now()) RETURNING id",
                 values,
+                on=conn,
             )
-            created = await conn.execute_query_dict(
+            created = await fetch(
                 "INSERT INTO cognito_identity (user_id, issuer, sub, profile_complete, created_at)"
                 " VALUES ($1, $2, $3, $4, now()) ON CONFLICT (issuer, sub) DO NOTHING"
                 " RETURNING id",
                 [user["id"], claims.issuer, claims.sub, claims.is_id_token],
+                on=conn,
             )
             if not created:
                 raise _LostRace
@@ -105,13 +107,15 @@ async def update_profile(
     if new == user:
         return user
     async with in_transaction() as conn:
-        await conn.execute_query(
+        await execute(
             "UPDATE popmap_user SET email = $2, first_name = $3, last_name = $4,"
             " updated_at = now() WHERE id = $1",
             [user.id, new.email, new.first_name, new.last_name],
+            on=conn,
         )
-        await conn.execute_query(
+        await execute(
             "UPDATE cognito_identity SET profile_complete = TRUE WHERE issuer = $1 AND sub = $2",
             [issuer, sub],
+            on=conn,
         )
     return new

@@ -9,19 +9,24 @@ for "PostgreSQL cannot serve now" and answers 503; anything else (a bug, a const
 passes through unchanged.
 
 Tortoise loads this module as the connection's engine (`engine` in `orm.tortoise_config`)
-and instantiates `client_class`.
+and instantiates `client_class`. The rest of the package sends its raw SQL through
+`fetch` and `execute` here.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
 from tortoise.backends.asyncpg.client import AsyncpgDBClient, TransactionWrapper
-from tortoise.backends.base.client import NestedTransactionContext, TransactionContext
-from tortoise.connection import get_connections
+from tortoise.backends.base.client import (
+    BaseDBAsyncClient,
+    NestedTransactionContext,
+    TransactionContext,
+)
+from tortoise.connection import connections, get_connections
 from tortoise.exceptions import DBConnectionError, TransactionManagementError
 
 from popmap_gql import observe, tracing
@@ -29,13 +34,37 @@ from popmap_gql.errors import DatabaseUnavailable
 
 __all__ = [
     "DEFAULT_POOL_TIMEOUT",
+    "Connection",
     "PopmapDBClient",
     "breaks_connection",
     "client_class",
+    "execute",
     "fault_kind",
+    "fetch",
 ]
 
 T = TypeVar("T")
+
+# The pool's client, or a transaction's (what `in_transaction()` gives).
+Connection = BaseDBAsyncClient
+
+
+async def fetch(
+    sql: str, params: Sequence[Any] = (), *, on: Connection | None = None
+) -> list[dict[str, Any]]:
+    """The rows of one statement, each by column name. It runs on a pooled connection, or
+    on `on` (a transaction's connection) for a statement that belongs to a transaction.
+    `sql` is our own text; every value travels in `params` ($1, $2, ...)."""
+    db = connections.get("default") if on is None else on
+    rows: list[dict[str, Any]] = await db.execute_query_dict(sql, list(params))
+    return rows
+
+
+async def execute(sql: str, params: Sequence[Any] = (), *, on: Connection | None = None) -> None:
+    """Run one statement whose rows nobody reads, like `fetch`."""
+    db = connections.get("default") if on is None else on
+    await db.execute_query(sql, list(params))
+
 
 DEFAULT_POOL_TIMEOUT = 10.0
 # A timeout while waiting for a connection: all are busy, or connecting takes too long.

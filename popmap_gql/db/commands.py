@@ -12,8 +12,14 @@ from tortoise.transactions import in_transaction
 from popmap_gql.db import notify
 from popmap_gql.db.models import Business, Category, Event, EventStatus
 from popmap_gql.db.participation import ParticipationChange, join_event, leave_event
-from popmap_gql.db.powers import Audience, EventOwners, may_act_for_business, who_may_change_event
-from popmap_gql.db.queries import business_visibility, event_visibility
+from popmap_gql.db.powers import Audience
+from popmap_gql.db.rules import (
+    ACTS_FOR_BUSINESS,
+    BUSINESS_VISIBILITY,
+    EVENT_VISIBILITY,
+    MAY_CHANGE_EVENT,
+    EventOwners,
+)
 from popmap_gql.db.uploads import ClaimedUpload, mark_used
 from popmap_gql.db.validation import (
     check_coordinates,
@@ -43,7 +49,6 @@ __all__ = [
     "update_business",
     "update_event",
     "verify_business",
-    "who_may_change_event",
 ]
 
 MAX_CATEGORIES = 10
@@ -243,11 +248,11 @@ async def submit_event(audience: Audience, fields: EventFields) -> Event:
     columns = _event_columns(fields)
     if fields.host_business_id is not None:
         host = await Business.filter(
-            business_visibility(audience), id=fields.host_business_id
+            BUSINESS_VISIBILITY.q(audience), id=fields.host_business_id
         ).first()
         if host is None:
             raise NotFound("no such business")
-        if not may_act_for_business(audience, host.owner_id):
+        if not ACTS_FOR_BUSINESS.holds(audience, host.owner_id):
             raise Forbidden("the host business must be one of yours")
     async with in_transaction() as conn:
         if fields.image is not None:
@@ -268,7 +273,7 @@ async def _locked_visible_event(audience: Audience, event_id: int) -> Event:
     ends. FOR NO KEY UPDATE serialises joins, moderation and changes of one event, which
     all lock its row first, while its participations can still reference it."""
     event = (
-        await Event.filter(event_visibility(audience), id=event_id)
+        await Event.filter(EVENT_VISIBILITY.q(audience), id=event_id)
         .select_for_update(no_key=True)
         .first()
     )
@@ -294,7 +299,7 @@ async def _event_to_change(audience: Audience, event_id: int) -> Event:
         client_id=event.created_by_client,
         host_owner_id=host.owner_id if host is not None else None,
     )
-    if not who_may_change_event(audience, owners):
+    if not MAY_CHANGE_EVENT.holds(audience, owners):
         raise Forbidden("only the event's submitter, its host's owner or staff may change it")
     return event
 

@@ -13,19 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import orjson
+
+from popmap_gql.db.client import Connection, execute
 
 __all__ = ["CHANNEL", "MAX_IDS", "Touched", "payload", "read_payload", "touched"]
 
 CHANNEL = "popmap_live"
 # 500 ids of up to 11 characters each, with their commas: well under 8,000 bytes.
 MAX_IDS = 500
-
-
-class _Executes(Protocol):
-    async def execute_query(self, query: str, values: list[Any] | None = None) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +73,7 @@ def read_payload(text: str) -> Touched:
 
 
 async def touched(
-    connection: _Executes, *, events: Iterable[int] = (), businesses: Iterable[int] = ()
+    connection: Connection, *, events: Iterable[int] = (), businesses: Iterable[int] = ()
 ) -> None:
     """Tell every listener, once `connection`'s transaction commits, what it touched."""
-    await connection.execute_query(
-        "SELECT pg_notify($1, $2)", [CHANNEL, payload(events, businesses)]
-    )
+    await execute("SELECT pg_notify($1, $2)", [CHANNEL, payload(events, businesses)], on=connection)

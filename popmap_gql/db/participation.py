@@ -1,10 +1,11 @@
 """joinEvent and leaveEvent: one statement each, which checks and writes at once.
 
 A join or a leave is one round trip: the statement runs on its own, a transaction by
-itself. Its checks come in the API's order, each rule taken from its one statement: the
-business the audience can see (`BUSINESS_VISIBILITY`: else NOT_FOUND), one it may act for
-(`may_act_for_business`: else FORBIDDEN), the event it can see (`EVENT_VISIBILITY`: else
-NOT_FOUND); then, to join, a verified business and an active event (`ACTIVE_EVENTS`).
+itself. Its checks come in the API's order, each rule taken from its one statement in
+`db/rules.py`: the business the audience can see (`BUSINESS_VISIBILITY`: else NOT_FOUND),
+one it may act for (`ACTS_FOR_BUSINESS`: else FORBIDDEN), the event it can see
+(`EVENT_VISIBILITY`: else NOT_FOUND); then, to join, a verified business and an active
+event (`ACTIVE_EVENTS`).
 
 The event's row is locked (FOR NO KEY UPDATE, as every change of an event locks it first)
 before the join is checked and written, so moderation cannot change the event in between:
@@ -22,11 +23,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tortoise.connection import connections
-
 from popmap_gql.db import notify
-from popmap_gql.db.powers import OWNER_OR_STAFF_ONLY, Audience, may_act_for_business_sql
-from popmap_gql.db.queries import ACTIVE_EVENTS, BUSINESS_VISIBILITY, EVENT_VISIBILITY, Row
+from popmap_gql.db.client import fetch
+from popmap_gql.db.powers import Audience
+from popmap_gql.db.queries import Row
+from popmap_gql.db.rules import (
+    ACTIVE_EVENTS,
+    ACTS_FOR_BUSINESS,
+    BUSINESS_VISIBILITY,
+    EVENT_VISIBILITY,
+)
 from popmap_gql.errors import BadUserInput, Forbidden, NotFound, PopmapError
 
 __all__ = ["ParticipationChange", "join_event", "leave_event"]
@@ -58,7 +64,7 @@ def _participation_sql(audience: Audience, *, join: bool, params: list[Any]) -> 
     to live subscribers (db/notify.py) by the same statement, so only on commit."""
     business_visible = BUSINESS_VISIBILITY.sql(audience, "b", params)
     event_visible = EVENT_VISIBILITY.sql(audience, "e", params)
-    acts_for_business = may_act_for_business_sql(audience, "biz.owner_id", params)
+    acts_for_business = ACTS_FOR_BUSINESS.sql(audience, "biz", params)
     if join:
         event_found = event_visible
         lock = "FOR NO KEY UPDATE OF e"
@@ -123,7 +129,7 @@ async def _change_participation(
     params: list[Any] = [business_id, event_id]
     sql = _participation_sql(audience, join=join, params=params)
     # The statement is fixed text from our rules; every value travels as a parameter.
-    [row] = await connections.get("default").execute_query_dict(sql, params)
+    [row] = await fetch(sql, params)
     outcome = row["outcome"]
     if outcome == _OK:
         return ParticipationChange(
@@ -132,7 +138,7 @@ async def _change_participation(
     if outcome == _NO_BUSINESS:
         raise NotFound("no such business")
     if outcome == _NOT_OWNER:
-        raise Forbidden(OWNER_OR_STAFF_ONLY)
+        raise Forbidden(ACTS_FOR_BUSINESS.refusal)
     if outcome == _NO_EVENT:
         raise no_event or NotFound("no such event")
     if outcome == _NOT_VERIFIED:

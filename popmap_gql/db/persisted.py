@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tortoise.connection import connections
+from popmap_gql.db.client import execute, fetch
 
 __all__ = ["TOUCH_INTERVAL_SECONDS", "Stored", "find", "store", "touch"]
 
@@ -21,7 +21,7 @@ TOUCH_INTERVAL_SECONDS = 60.0
 
 async def find(document_hash: str) -> str | None:
     """The text stored under this hash, if any; a find also counts as a use."""
-    rows = await connections.get("default").execute_query_dict(
+    rows = await fetch(
         "WITH touched AS (UPDATE persisted_query SET last_used = now()"
         " WHERE hash = $1 AND last_used < now() - make_interval(secs => $2) RETURNING 1)"
         " SELECT document FROM persisted_query WHERE hash = $1",
@@ -32,7 +32,7 @@ async def find(document_hash: str) -> str | None:
 
 async def touch(document_hash: str) -> None:
     """Record a use of this hash (unless one was recorded within the interval)."""
-    await connections.get("default").execute_query(
+    await execute(
         "UPDATE persisted_query SET last_used = now()"
         " WHERE hash = $1 AND last_used < now() - make_interval(secs => $2)",
         [document_hash, TOUCH_INTERVAL_SECONDS],
@@ -59,8 +59,7 @@ async def store(document_hash: str, text: str, max_documents: int, max_bytes: in
     used; when the table then holds more than `max_documents`, or more than `max_bytes`
     of text (UTF-8), delete the least recently used rows (never the one just stored)
     down to a tenth below the bound that was passed."""
-    db = connections.get("default")
-    rows = await db.execute_query_dict(
+    rows = await fetch(
         "WITH stored AS (INSERT INTO persisted_query (hash, document) VALUES ($1, $2)"
         " ON CONFLICT (hash) DO UPDATE SET last_used = now() RETURNING (xmax = 0) AS inserted)"
         " SELECT (SELECT inserted FROM stored) AS inserted, count(*) AS before,"
@@ -76,7 +75,7 @@ async def store(document_hash: str, text: str, max_documents: int, max_bytes: in
     excess = held - (max_documents - eviction_batch(max_documents)) if held > max_documents else 0
     excess_bytes = held_bytes - (max_bytes - max_bytes // 10) if held_bytes > max_bytes else 0
     # The shortest run of least recently used rows holding both excesses.
-    deleted = await db.execute_query_dict(
+    deleted = await fetch(
         "DELETE FROM persisted_query WHERE hash IN (SELECT hash FROM ("
         " SELECT hash, row_number() OVER w AS n,"
         " sum(octet_length(document)) OVER w - octet_length(document) AS before"

@@ -1,6 +1,8 @@
-"""Who may do what: the audience of a request and, per operation, which people and which
-service scope may use it. The one statement of these rules; permissions, commands,
-visibility and the table of docs/services.md all read it.
+"""Who may use which operation: the audience of a request and, per mutation and per
+viewer-dependent read, which people and which service scope may use it (`POWERS`). The one
+statement of these powers; the permission classes, the service checks, visibility's "sees
+everything" and the table of docs/services.md all read it. The rules about rows (who sees
+which, "owner or staff", who may change an event) are in `db/rules.py`.
 
 People are signed-in users (staff by Cognito group). Services are other servers signed in
 with the client-credentials grant: they have no user row and act only through the scopes
@@ -11,29 +13,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
-from typing import Any
 
 from popmap_gql.db.models import UploadKind
 
 __all__ = [
-    "ACTS_FOR_BUSINESS",
     "ANONYMOUS",
     "AVAILABLE_EVENTS",
     "HIDDEN_ROWS",
-    "OWNER_OR_STAFF_ONLY",
     "POWERS",
     "STATUS_FILTER",
     "UPLOAD_SAVED_BY",
-    "ActsForBusiness",
     "Audience",
-    "EventOwners",
     "People",
     "Power",
     "Scope",
-    "may_act_for_business",
-    "may_act_for_business_sql",
     "permission_table",
-    "who_may_change_event",
 ]
 
 
@@ -138,75 +132,6 @@ def _check_upload_power() -> None:
 
 
 _check_upload_power()
-
-
-# What a person who may not act for a business is told.
-OWNER_OR_STAFF_ONLY = "only the business's owner or staff may do this"
-
-
-@dataclass(frozen=True, slots=True)
-class ActsForBusiness:
-    """The one rule "owner or staff": a person acts for a business they own, staff for any.
-    A service owns no business and never acts as its owner. `holds` checks a business in
-    hand; `condition` is the same rule on a SQL column reference (our own text, never a
-    client's), and `sql` on a business row's owner column."""
-
-    owner_column: str = "owner_id"
-
-    def holds(self, audience: Audience, owner_id: int | None) -> bool:
-        if audience.is_staff:
-            return True
-        return audience.user_id is not None and owner_id == audience.user_id
-
-    def condition(self, audience: Audience, owner: str, params: list[Any]) -> str:
-        """The rule as a SQL condition on `owner`; the user id is appended to `params`."""
-        if audience.is_staff:
-            return "TRUE"
-        if audience.user_id is None:
-            return "FALSE"
-        params.append(audience.user_id)
-        return f"{owner} = ${len(params)}"
-
-    def sql(self, audience: Audience, alias: str, params: list[Any]) -> str:
-        return self.condition(audience, f"{alias}.{self.owner_column}", params)
-
-
-ACTS_FOR_BUSINESS = ActsForBusiness()
-
-
-def may_act_for_business(audience: Audience, owner_id: int | None) -> bool:
-    """`ACTS_FOR_BUSINESS` for a business in hand."""
-    return ACTS_FOR_BUSINESS.holds(audience, owner_id)
-
-
-def may_act_for_business_sql(audience: Audience, owner_column: str, params: list[Any]) -> str:
-    """`ACTS_FOR_BUSINESS` as a SQL condition on `owner_column`, for a statement that checks
-    and writes at once."""
-    return ACTS_FOR_BUSINESS.condition(audience, owner_column, params)
-
-
-def who_may_change_event(audience: Audience, event_owners: EventOwners) -> bool:
-    """The one rule for changing an event: its submitter, the owner of its host business,
-    staff, or the service that submitted it when it holds events.write."""
-    if audience.is_staff:
-        return True
-    if audience.is_service:
-        return (
-            POWERS["updateEvent"].scope in audience.scopes
-            and event_owners.client_id is not None
-            and event_owners.client_id == audience.client_id
-        )
-    user = audience.user_id
-    return user is not None and user in (event_owners.creator_id, event_owners.host_owner_id)
-
-
-@dataclass(frozen=True, slots=True)
-class EventOwners:
-    """Who an event belongs to: the person or service that submitted it, its host's owner."""
-
-    creator_id: int | None
-    client_id: str | None
-    host_owner_id: int | None
 
 
 def permission_table(resource_server: str) -> str:

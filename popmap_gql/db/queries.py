@@ -1,4 +1,5 @@
-"""Read queries: visibility, filters and keyset pagination, as plain async functions."""
+"""Read queries: filters and keyset pagination, as plain async functions; who sees which
+rows is the tables' `Visibility` (`db/rules.py`)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,14 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
-from tortoise.connection import connections
-from tortoise.expressions import Q
-
+from popmap_gql.db.client import fetch
 from popmap_gql.db.models import EventStatus
 from popmap_gql.db.powers import ANONYMOUS, Audience
+from popmap_gql.db.rules import BUSINESS_VISIBILITY, ENDED, EVENT_VISIBILITY, Visibility
 
 __all__ = [
-    "ACTIVE_EVENTS",
-    "ANONYMOUS",
-    "BUSINESS_VISIBILITY",
     "CATEGORY_ORDER",
     "EARTH_RADIUS_KM",
-    "EVENT_VISIBILITY",
-    "ActiveEvents",
-    "Audience",
     "BoundingBox",
     "BusinessFilter",
     "BusinessOrder",
@@ -36,19 +30,14 @@ __all__ = [
     "Page",
     "PrivateView",
     "Row",
-    "Visibility",
     "business_list",
-    "business_visibility",
     "cap_box_sql",
     "category_order",
     "count_of",
     "cursor_order",
     "data_version",
     "distance_sql",
-    "ended",
-    "ended_sql",
     "event_list",
-    "event_visibility",
     "list_categories",
     "page_of",
     "private_view",
@@ -56,106 +45,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Visibility:
-    """The one statement of who sees the rows of a table: everyone sees the public ones
-    (`public_column` = `public_value`), a user also their own (`owner_column`), a service
-    also the rows it submitted (`client_column`, where services submit rows), and whoever
-    sees everything (staff, services with read.all) all of them. The ORM filter and the SQL
-    fragment below are both derived from it."""
-
-    public_column: str
-    public_value: bool | EventStatus
-    owner_column: str
-    client_column: str | None = None
-
-    def q(self, audience: Audience) -> Q:
-        if audience.sees_everything:
-            return Q()
-        public: dict[str, Any] = {self.public_column: self.public_value}
-        visible = Q(**public)
-        for column, value in self._own(audience):
-            own: dict[str, Any] = {column: value}
-            visible |= Q(**own)
-        return visible
-
-    def sql(self, audience: Audience, alias: str, params: list[Any]) -> str:
-        """SQL condition on `alias`; the user or client id is appended to `params`."""
-        if audience.sees_everything:
-            return "TRUE"
-        terms = [f"{alias}.{self.public_column} = {self._literal}"]
-        for column, value in self._own(audience):
-            params.append(value)
-            terms.append(f"{alias}.{column} = ${len(params)}")
-        return terms[0] if len(terms) == 1 else f"({' OR '.join(terms)})"
-
-    def _own(self, audience: Audience) -> list[tuple[str, int | str]]:
-        """The (column, value) pairs naming the audience's own rows."""
-        own: list[tuple[str, int | str]] = []
-        if audience.user_id is not None:
-            own.append((self.owner_column, audience.user_id))
-        if audience.client_id is not None and self.client_column is not None:
-            own.append((self.client_column, audience.client_id))
-        return own
-
-    @property
-    def _literal(self) -> str:
-        # a constant of our own declaration, never a client's value
-        if isinstance(self.public_value, EventStatus):
-            return f"'{self.public_value.value}'"
-        return "TRUE" if self.public_value else "FALSE"
-
-
-@dataclass(frozen=True, slots=True)
-class ActiveEvents:
-    """The one statement of "active": approved and not ended. Joining needs it,
-    `Event.isActive` shows it and `availableEvents` lists by it; the check of an event in
-    hand and the SQL condition are both derived from these two facts."""
-
-    status: EventStatus = EventStatus.APPROVED
-    end_column: str = "ends_at"
-
-    def holds(self, status: EventStatus, ends_at: datetime, now: datetime) -> bool:
-        return status is self.status and not ended(ends_at, now)
-
-    def sql(self, alias: str) -> str:
-        return f"{alias}.status = '{self.status.value}' AND NOT ({ended_sql(alias)})"
-
-
-def ended(ends_at: datetime, now: datetime) -> bool:
-    """An event has ended once its end lies before now (it is still on at its last instant)."""
-    return ends_at < now
-
-
-def ended_sql(alias: str) -> str:
-    """`ended` as a condition on an event row, as of the statement's start."""
-    return f"{alias}.ends_at < now()"
-
-
-ACTIVE_EVENTS = ActiveEvents()
-BUSINESS_VISIBILITY = Visibility("is_verified", True, "owner_id")
-# A service owns no business; it may submit events (migration 0005).
-EVENT_VISIBILITY = Visibility("status", EventStatus.APPROVED, "created_by_id", "created_by_client")
-
-
-def business_visibility(audience: Audience) -> Q:
-    """Verified businesses; an owner also sees their own; staff and read.all see all."""
-    return BUSINESS_VISIBILITY.q(audience)
-
-
-def event_visibility(audience: Audience) -> Q:
-    """Approved events; the submitter (a person or a service) also sees their own; staff
-    and read.all see all."""
-    return EVENT_VISIBILITY.q(audience)
-
-
-async def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    # Statements here are assembled from fixed fragments only (_visible_sql); every value
-    # travels as a parameter.
-    rows: list[dict[str, Any]] = await connections.get("default").execute_query_dict(sql, params)
-    return rows
 
 
 Row = Mapping[str, Any]
@@ -270,7 +159,7 @@ class ListQuery:
 
 async def page_of(query: ListQuery) -> Page[Row]:
     params = list(query.params)
-    rows: list[Row] = list(await _rows(query.page_sql(params), params))
+    rows: list[Row] = list(await fetch(query.page_sql(params), params))
     return Page(items=rows[: query.first], has_next_page=len(rows) > query.first)
 
 
@@ -286,7 +175,7 @@ class Count:
 async def count_of(query: ListQuery) -> Count:
     """The rows the filter admits, reading at most `count_cap` + 1 of them."""
     params = list(query.params)
-    rows = await _rows(query.count_sql(params), params)
+    rows = await fetch(query.count_sql(params), params)
     n: int = rows[0]["n"]
     return Count(n=min(n, query.count_cap), exact=n <= query.count_cap)
 
@@ -304,7 +193,7 @@ def category_order(alias: str) -> str:
 
 
 async def list_categories(limit: int) -> Sequence[Row]:
-    return await _rows(
+    return await fetch(
         f"SELECT c.* FROM category c ORDER BY {category_order('c')} LIMIT $1", [limit]
     )
 
@@ -316,7 +205,7 @@ async def visible_by_ids(
     audience may see, by id."""
     params: list[Any] = [list(ids)]
     visible = "TRUE" if visibility is None else visibility.sql(audience, "t", params)
-    rows = await _rows(f"SELECT * FROM {table} t WHERE t.id = ANY($1) AND {visible}", params)
+    rows = await fetch(f"SELECT * FROM {table} t WHERE t.id = ANY($1) AND {visible}", params)
     return {row["id"]: row for row in rows}
 
 
@@ -546,7 +435,7 @@ def event_list(
         return f"${len(params)}"
 
     if flt.upcoming:
-        conditions.append(f"NOT ({ended_sql('e')})")
+        conditions.append(f"NOT ({ENDED.sql('e')})")
     if flt.ends_after is not None:
         conditions.append(f"e.ends_at >= {param(flt.ends_after)}")
     if flt.starts_after is not None:
@@ -609,9 +498,7 @@ def _within(near: Near, param: Callable[[Any], str], conditions: list[str]) -> N
 
 async def data_version() -> int:
     """The committed-write counter (migration 0003); it grows with every visible change."""
-    rows = await connections.get("default").execute_query_dict(
-        "SELECT version FROM data_version WHERE id = 1"
-    )
+    rows = await fetch("SELECT version FROM data_version WHERE id = 1")
     version: int = rows[0]["version"]
     return version
 
@@ -631,7 +518,7 @@ async def private_view(user_id: int) -> PrivateView:
     params: list[Any] = []
     public_business = BUSINESS_VISIBILITY.sql(ANONYMOUS, "b", params)
     public_event = EVENT_VISIBILITY.sql(ANONYMOUS, "e", params)
-    rows = await connections.get("default").execute_query_dict(
+    rows = await fetch(
         "SELECT version,"
         " EXISTS (SELECT 1 FROM business b"
         f" WHERE b.{BUSINESS_VISIBILITY.owner_column} = $1 AND NOT ({public_business}))"

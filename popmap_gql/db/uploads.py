@@ -6,9 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.connection import connections
-
+from popmap_gql.db.client import Connection, fetch
 from popmap_gql.db.powers import Audience
 from popmap_gql.errors import BadUserInput
 
@@ -65,14 +63,15 @@ class ClaimedUpload:
     field: str
 
 
-async def mark_used(conn: BaseDBAsyncClient, claimed: ClaimedUpload) -> None:
+async def mark_used(conn: Connection, claimed: ClaimedUpload) -> None:
     """Spend the upload in the writer's transaction: two saves of one key cannot both win."""
-    used = await conn.execute_query_dict(
+    used = await fetch(
         "UPDATE media_upload SET used_at = now()"
         " WHERE key = $1 AND user_id IS NOT DISTINCT FROM $2"
         " AND client_id IS NOT DISTINCT FROM $3 AND used_at IS NULL AND expires_at > now()"
         " RETURNING id",
         [claimed.upload_key, claimed.owner.user_id, claimed.owner.client_id],
+        on=conn,
     )
     if not used:
         raise BadUserInput("this upload was already used or has expired", field=claimed.field)
@@ -80,7 +79,7 @@ async def mark_used(conn: BaseDBAsyncClient, claimed: ClaimedUpload) -> None:
 
 async def referenced_keys(keys: Sequence[str]) -> set[str]:
     """Which of these published keys a business or an event shows."""
-    rows = await connections.get("default").execute_query_dict(
+    rows = await fetch(
         "SELECT logo_key AS key FROM business WHERE logo_key = ANY($1::text[])"
         " UNION SELECT image_key FROM event WHERE image_key = ANY($1::text[])",
         [list(keys)],
@@ -90,7 +89,5 @@ async def referenced_keys(keys: Sequence[str]) -> set[str]:
 
 async def delete_uploads_before(cutoff: datetime) -> int:
     """Forget uploads issued before `cutoff`: spent, expired, or never sent."""
-    rows = await connections.get("default").execute_query_dict(
-        "DELETE FROM media_upload WHERE created_at < $1 RETURNING id", [cutoff]
-    )
+    rows = await fetch("DELETE FROM media_upload WHERE created_at < $1 RETURNING id", [cutoff])
     return len(rows)

@@ -33,7 +33,6 @@ from typing import Any, Protocol
 import orjson
 from starlette.requests import Request
 from strawberry.types.graphql import OperationType
-from tortoise.connection import connections
 
 from popmap_gql import observe
 from popmap_gql.api.context import Context
@@ -42,6 +41,7 @@ from popmap_gql.api.queries import PAGE
 from popmap_gql.api.schema import PopmapSchema
 from popmap_gql.auth.viewer import Viewer
 from popmap_gql.config import Settings
+from popmap_gql.db.client import fetch
 from popmap_gql.db.notify import Touched
 from popmap_gql.db.queries import Near
 from popmap_gql.errors import ServiceUnavailable
@@ -233,9 +233,7 @@ class Hub:
         facts = RequestFacts(request_id="live-routing", started=started)
         token = observe.current.set(facts)
         try:
-            rows = await self._rows(
-                _ROUTING_SQL, [sorted(touched.events), sorted(touched.businesses)]
-            )
+            rows = await fetch(_ROUTING_SQL, [sorted(touched.events), sorted(touched.businesses)])
         except ServiceUnavailable:
             logger.warning("live: could not read the touched events; every list is re-read")
             self.refresh_all()
@@ -392,13 +390,6 @@ class Hub:
         if not cohort.query.event_roots:
             return {}, None
         return {event_id: (_digest(by_root), by_root) for event_id, by_root in nodes.items()}, after
-
-    @staticmethod
-    async def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = await connections.get("default").execute_query_dict(
-            sql, params
-        )
-        return rows
 
     def _note_cohorts(self) -> None:
         if (metrics := observe.metrics) is not None:

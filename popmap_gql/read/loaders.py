@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from strawberry.dataloader import DataLoader
-from tortoise.connection import connections
 
 from popmap_gql.db import queries
-from popmap_gql.db.queries import Audience
+from popmap_gql.db.client import fetch
+from popmap_gql.db.powers import Audience
 from popmap_gql.read.model import ReadModel, SqlScope
 from popmap_gql.read.sql import group_rows, relation_rows_sql
 
@@ -90,7 +90,7 @@ class Loaders:
             params: list[Any] = []
             scope = SqlScope(self.audience, params, model=self.model, caps=self.caps)
             sql = relation_rows_sql(entity, relation, scope, keys, cap, arguments)
-            rows = await connections.get("default").execute_query_dict(sql, params)
+            rows = await fetch(sql, params)
             grouped = group_rows(rows)
             built: dict[int, Any] = {}
 

@@ -28,15 +28,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from popmap_gql.db.models import EventStatus
-from popmap_gql.db.powers import ACTS_FOR_BUSINESS, ActsForBusiness, Audience
-from popmap_gql.db.queries import (
+from popmap_gql.db.powers import Audience
+from popmap_gql.db.queries import CATEGORY_ORDER
+from popmap_gql.db.rules import (
     ACTIVE_EVENTS,
+    ACTS_FOR_BUSINESS,
     BUSINESS_VISIBILITY,
-    CATEGORY_ORDER,
+    ENDED,
     EVENT_VISIBILITY,
     ActiveEvents,
+    ActsForBusiness,
     Visibility,
-    ended_sql,
 )
 from popmap_gql.read.ids import encode_id
 
@@ -293,7 +295,7 @@ LATEST_ENDING = ("{a}.ends_at DESC", "{a}.id DESC")
 
 
 def _not_ended(upcoming: Any, alias: str) -> str | None:
-    return f"NOT ({ended_sql(alias)})" if upcoming else None
+    return f"NOT ({ENDED.sql(alias)})" if upcoming else None
 
 
 def _picture(

@@ -1,0 +1,214 @@
+"""The rules about rows, each stated once with its Python form and its SQL form side by side.
+
+- `Visibility` (`BUSINESS_VISIBILITY`, `EVENT_VISIBILITY`): who sees which rows of a
+  table. `q` is the ORM filter (commands, the differential test's oracle), `sql` the
+  condition on a table alias (lists, lookups, the read model's relations, the compiled
+  path, joinEvent/leaveEvent).
+- `ENDED` and `ACTIVE_EVENTS`: an event has ended once its end lies before now; it is
+  active while approved and not ended. `holds` checks an event in hand, `sql` is the
+  condition on an event row as of the statement's start.
+- `ACTS_FOR_BUSINESS`: "owner or staff", a person acts for a business they own, staff
+  for any. `holds` checks a business in hand, `sql` is the condition on a business row,
+  `refusal` what a person who may not is told.
+- `MAY_CHANGE_EVENT`: who may change an event (`EventOwners`: the rows it belongs to),
+  applied by the commands under the event's row lock; it has no SQL form.
+
+Who may use which operation at all (per mutation and viewer-dependent read, the people
+and the service scope) is `POWERS` in `db/powers.py`; these rules decide, row by row,
+what an allowed audience sees and may act on. Every SQL form is assembled from constants
+of these declarations; every value of a viewer travels as a parameter appended to
+`params`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tortoise.expressions import Q
+
+from popmap_gql.db.models import EventStatus
+from popmap_gql.db.powers import POWERS, Audience
+
+__all__ = [
+    "ACTIVE_EVENTS",
+    "ACTS_FOR_BUSINESS",
+    "BUSINESS_VISIBILITY",
+    "ENDED",
+    "EVENT_VISIBILITY",
+    "MAY_CHANGE_EVENT",
+    "ActiveEvents",
+    "ActsForBusiness",
+    "Ended",
+    "EventOwners",
+    "MayChangeEvent",
+    "Visibility",
+]
+
+
+# --- who sees which rows ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Visibility:
+    """The one statement of who sees the rows of a table: everyone sees the public ones
+    (`public_column` = `public_value`), a user also their own (`owner_column`), a service
+    also the rows it submitted (`client_column`, where services submit rows), and whoever
+    sees everything (staff, services with read.all) all of them. The ORM filter and the SQL
+    fragment below are both derived from it."""
+
+    public_column: str
+    public_value: bool | EventStatus
+    owner_column: str
+    client_column: str | None = None
+
+    def q(self, audience: Audience) -> Q:
+        if audience.sees_everything:
+            return Q()
+        public: dict[str, Any] = {self.public_column: self.public_value}
+        visible = Q(**public)
+        for column, value in self._own(audience):
+            own: dict[str, Any] = {column: value}
+            visible |= Q(**own)
+        return visible
+
+    def sql(self, audience: Audience, alias: str, params: list[Any]) -> str:
+        """SQL condition on `alias`; the user or client id is appended to `params`."""
+        if audience.sees_everything:
+            return "TRUE"
+        terms = [f"{alias}.{self.public_column} = {self._literal}"]
+        for column, value in self._own(audience):
+            params.append(value)
+            terms.append(f"{alias}.{column} = ${len(params)}")
+        return terms[0] if len(terms) == 1 else f"({' OR '.join(terms)})"
+
+    def _own(self, audience: Audience) -> list[tuple[str, int | str]]:
+        """The (column, value) pairs naming the audience's own rows."""
+        own: list[tuple[str, int | str]] = []
+        if audience.user_id is not None:
+            own.append((self.owner_column, audience.user_id))
+        if audience.client_id is not None and self.client_column is not None:
+            own.append((self.client_column, audience.client_id))
+        return own
+
+    @property
+    def _literal(self) -> str:
+        # a constant of our own declaration, never a client's value
+        if isinstance(self.public_value, EventStatus):
+            return f"'{self.public_value.value}'"
+        return "TRUE" if self.public_value else "FALSE"
+
+
+# Verified businesses; an owner also sees their own; staff and read.all see all.
+BUSINESS_VISIBILITY = Visibility("is_verified", True, "owner_id")
+# Approved events; the submitter (a person or a service) also sees their own; staff and
+# read.all see all. A service owns no business; it may submit events (migration 0005).
+EVENT_VISIBILITY = Visibility("status", EventStatus.APPROVED, "created_by_id", "created_by_client")
+
+
+# --- ended and active ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """The one statement of "ended": an event has ended once its end lies before now (it
+    is still on at its last instant). The SQL form takes now as of the statement's start."""
+
+    end_column: str = "ends_at"
+
+    def holds(self, ends_at: datetime, now: datetime) -> bool:
+        return ends_at < now
+
+    def sql(self, alias: str) -> str:
+        return f"{alias}.{self.end_column} < now()"
+
+
+ENDED = Ended()
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveEvents:
+    """The one statement of "active": approved and not ended. Joining needs it,
+    `Event.isActive` shows it and `availableEvents` lists by it; the check of an event in
+    hand and the SQL condition are both derived from these two facts."""
+
+    status: EventStatus = EventStatus.APPROVED
+    ended: Ended = ENDED
+
+    def holds(self, status: EventStatus, ends_at: datetime, now: datetime) -> bool:
+        return status is self.status and not self.ended.holds(ends_at, now)
+
+    def sql(self, alias: str) -> str:
+        return f"{alias}.status = '{self.status.value}' AND NOT ({self.ended.sql(alias)})"
+
+
+ACTIVE_EVENTS = ActiveEvents()
+
+
+# --- owner or staff -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ActsForBusiness:
+    """The one rule "owner or staff": a person acts for a business they own, staff for any.
+    A service owns no business and never acts as its owner. `holds` checks a business in
+    hand; `sql` is the same rule on a business row's owner column (the guard of
+    `availableEvents` in the compiled path, joinEvent's and leaveEvent's statement)."""
+
+    owner_column: str = "owner_id"
+    refusal: str = "only the business's owner or staff may do this"
+
+    def holds(self, audience: Audience, owner_id: int | None) -> bool:
+        if audience.is_staff:
+            return True
+        return audience.user_id is not None and owner_id == audience.user_id
+
+    def sql(self, audience: Audience, alias: str, params: list[Any]) -> str:
+        """The rule as a SQL condition on business row `alias`; the user id is appended
+        to `params`."""
+        if audience.is_staff:
+            return "TRUE"
+        if audience.user_id is None:
+            return "FALSE"
+        params.append(audience.user_id)
+        return f"{alias}.{self.owner_column} = ${len(params)}"
+
+
+ACTS_FOR_BUSINESS = ActsForBusiness()
+
+
+# --- who may change an event --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventOwners:
+    """Who an event belongs to: the person or service that submitted it, its host's owner."""
+
+    creator_id: int | None
+    client_id: str | None
+    host_owner_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MayChangeEvent:
+    """The one rule for changing an event: its submitter, the owner of its host business,
+    staff, or the service that submitted it when it holds the scope of `operation`'s row
+    in `POWERS` (events.write)."""
+
+    operation: str = "updateEvent"
+
+    def holds(self, audience: Audience, owners: EventOwners) -> bool:
+        if audience.is_staff:
+            return True
+        if audience.is_service:
+            return (
+                POWERS[self.operation].scope in audience.scopes
+                and owners.client_id is not None
+                and owners.client_id == audience.client_id
+            )
+        user = audience.user_id
+        return user is not None and user in (owners.creator_id, owners.host_owner_id)
+
+
+MAY_CHANGE_EVENT = MayChangeEvent()
