@@ -15,7 +15,7 @@ from popmap_gql.api.arguments import MAX_NEAR_RADIUS_KM
 from popmap_gql.db.models import EventStatus
 from tests.fake_cognito import FakeCognito
 from tests.helpers import error_codes, make_event
-from tests.people import ANONYMOUS, Person, person, post, service
+from tests.people import ANONYMOUS, post, service, viewers
 
 NEAR = """query ($near: NearInput, $first: Int, $after: String, $orderBy: EventOrder!) {
   events(filter: {near: $near}, first: $first, after: $after, orderBy: $orderBy) {
@@ -39,16 +39,6 @@ def east_degrees(degrees: float) -> dict[str, float]:
 
 async def event_at(title: str, place: dict[str, float], **fields: Any) -> None:
     await make_event(title, latitude=place["latitude"], longitude=place["longitude"], **fields)
-
-
-async def viewers(cognito: FakeCognito) -> list[Person]:
-    """One of each kind: anonymous, a signed-in owner, staff, a service."""
-    return [
-        ANONYMOUS,
-        await person(cognito, "owner"),
-        await person(cognito, "moderator", groups=("staff",)),
-        service(cognito, "partner"),
-    ]
 
 
 async def _map() -> None:
