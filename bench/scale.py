@@ -5,7 +5,7 @@ Two uncached servers (`POPMAP_RESPONSE_CACHE=false`), one on `popmap_bench` and 
 `popmap_bench_x{N}`, are loaded in turn with the same wrk settings as the rest of the
 benchmark, round after round, so that the machine's drift falls on both alike. Q1, Q2
 and Q3 use each data set's own picks (Q3 signs in as that data set's owner); `map`,
-`search` and `category` send the same bodies to both. M1 writes and is left out.
+`search`, `category` and `near` send the same bodies to both. M1 writes and is left out.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from bench.run import (
     RUN_DIR,
     Server,
     WrkRun,
+    budget_environment,
     log,
     make_servers,
     mint_token,
@@ -31,7 +32,7 @@ from bench.run import (
 )
 from bench.scenarios import Scenario, build, build_map
 
-READS = ("Q1", "Q2", "Q3", "map", "search", "category")
+READS = ("Q1", "Q2", "Q3", "map", "search", "category", "near")
 
 
 @dataclass
@@ -66,7 +67,8 @@ async def measure(scale: int, rounds: int, seconds: int) -> tuple[str, str]:
     setups = {n: await _prepare(n) for n in scales}
     servers: dict[int, Server] = {}
     for n, (url, _) in setups.items():
-        server = make_servers(url)["uncached"]
+        # one client sends the whole load: budgets as run.py's default, never unmet
+        server = make_servers(url, budget_environment("memory", None))["uncached"]
         server.key = f"uncached_x{n}"
         server.log_path = RUN_DIR / f"{server.key}.log"
         servers[n] = server
@@ -115,7 +117,7 @@ async def measure(scale: int, rounds: int, seconds: int) -> tuple[str, str]:
         )
     errors = sum(run.errors for f in figures.values() for runs in f.runs.values() for run in runs)
     lines.append(f"errors: {errors}")
-    return "\n".join(lines), f"scale_x{scale} {' '.join(ratios)} near=n/a"
+    return "\n".join(lines), f"scale_x{scale} {' '.join(ratios)}"
 
 
 async def _answer(http: httpx.AsyncClient, server: Server, scenario: Scenario, token: str) -> Any:

@@ -112,12 +112,21 @@ CATEGORY = """query Category($slugs: [String!]!) {
   }
 }"""
 
+NEAR = """query Near($near: NearInput!) {
+  events(first: 20, filter: {near: $near}, orderBy: DISTANCE) {
+    totalCount totalCountIsExact
+    edges { node { id title startsAt endsAt latitude longitude } }
+  }
+}"""
+
 # About 4 x 4 km of central Austin, today's city.
 VIEWPORT = {"south": 30.252, "north": 30.288, "west": -97.761, "east": -97.719}
+# "Near me" from the viewport's centre: 5 km around it, nearest first.
+NEAR_ME = {"latitude": 30.27, "longitude": -97.74, "radiusKm": 5.0}
 
 
 def build_map() -> list[Scenario]:
-    """The map's viewport, a search and a category filter, anonymous."""
+    """The map's viewport, a search, a category filter and "near me", anonymous."""
     return [
         Scenario(
             "map",
@@ -135,6 +144,12 @@ def build_map() -> list[Scenario]:
             "category",
             "bakery, available for hire",
             (body(CATEGORY, "Category", {"slugs": ["bakery"]}),),
+            False,
+        ),
+        Scenario(
+            "near",
+            "near me, 5 km, nearest first, first 20, totalCount",
+            (body(NEAR, "Near", {"near": NEAR_ME}),),
             False,
         ),
     ]

@@ -23,6 +23,7 @@ import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.schema.config import StrawberryConfig
 
+from popmap_gql.api.arguments import lookup
 from popmap_gql.api.context import Context, Info
 from popmap_gql.api.queries import (
     CATEGORIES_CAP,
@@ -51,10 +52,10 @@ from popmap_gql.api.types import (
 )
 from popmap_gql.db import models
 from popmap_gql.db.powers import Audience
-from popmap_gql.db.queries import Count, ListQuery
+from popmap_gql.db.queries import Count, ListQuery, Near
 from popmap_gql.db.rules import ACTIVE_EVENTS, BUSINESS_VISIBILITY, ENDED, EVENT_VISIBILITY
 from popmap_gql.errors import NotFound
-from popmap_gql.read.ids import decode_id, encode_cursor, lookup_pk
+from popmap_gql.read.ids import decode_id, encode_cursor
 from popmap_gql.read.loaders import Loaders, LoaderSetup
 
 __all__ = ["oracle_schema", "oracle_setup"]
@@ -257,7 +258,7 @@ def _page(
         ordered = ordered[[row["id"] for row in ordered].index(last) + 1 :]
     items = ordered[: query.first]
     edges = [
-        Edge(cursor=encode_cursor(query.order.name, row[column], row["id"]), node=build(row))
+        Edge(cursor=encode_cursor(query.cursor_order, row[column], row["id"]), node=build(row))
         for row in items
     ]
 
@@ -298,6 +299,11 @@ def _event_admitted(t: Tables, flt: EventFilter, audience_business: dict[int, Ro
             )
             if not inside:
                 return False
+        if flt.near is not None:
+            near = _near(flt)
+            assert near is not None
+            if not near.holds(e["latitude"], e["longitude"]):
+                return False
         taking_part = {b for _, _, b in t.taking_part.get(e["id"], []) if b in audience_business}
         if flt.category_slugs is not None:
             slugs = set(flt.category_slugs)
@@ -316,6 +322,12 @@ def _event_admitted(t: Tables, flt: EventFilter, audience_business: dict[int, Ro
         return flt.status is None or e["status"] == flt.status.value
 
     return admitted
+
+
+def _near(flt: EventFilter) -> Near | None:
+    """The filter's circle (checked by the API's function before this runs)."""
+    n = flt.near
+    return None if n is None else Near(n.latitude, n.longitude, n.radius_km)
 
 
 @strawberry.type(name="Query")
@@ -374,7 +386,7 @@ class OracleQuery:
 
     @strawberry.field
     async def business(self, info: Info, id: strawberry.ID) -> Business | None:
-        pk = lookup_pk("Business", id)
+        pk = lookup("Business", id)
         tables = await _loaders(info).tables()
         if pk is None or pk not in tables.businesses:
             raise NotFound("no such business")
@@ -393,12 +405,17 @@ class OracleQuery:
         tables = await _loaders(info).tables()
         admitted = _event_admitted(tables, filter or EventFilter(), tables.businesses)
         rows = [e for e in tables.events.values() if admitted(e)]
+        near = _near(filter or EventFilter())
+        if near is not None:  # the distance from the centre, computed here in Python
+            rows = [
+                {**e, "distance": near.distance_km(e["latitude"], e["longitude"])} for e in rows
+            ]
         column = query.order.value[0]
         return _page(rows, query, Event.from_values, lambda e: (e[column], e["id"]))
 
     @strawberry.field
     async def event(self, info: Info, id: strawberry.ID) -> Event | None:
-        pk = lookup_pk("Event", id)
+        pk = lookup("Event", id)
         tables = await _loaders(info).tables()
         if pk is None or pk not in tables.events:
             raise NotFound("no such event")

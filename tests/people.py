@@ -49,6 +49,16 @@ def service(
     return Person(name, None, token)
 
 
+async def viewers(cognito: FakeCognito) -> list[Person]:
+    """One of each kind: anonymous, a signed-in owner, staff, a service."""
+    return [
+        ANONYMOUS,
+        await person(cognito, "owner"),
+        await person(cognito, "moderator", groups=("staff",)),
+        service(cognito, "partner"),
+    ]
+
+
 async def post(
     client: httpx.AsyncClient, who: Person, query: str, variables: dict[str, Any] | None = None
 ) -> dict[str, Any]:

@@ -39,9 +39,12 @@ from popmap_gql.api.types import LOADER_SETUP
 from popmap_gql.auth.authenticator import Authenticator, build_authenticator
 from popmap_gql.config import Settings
 from popmap_gql.db.models import Business, Event, EventStatus
+from popmap_gql.db.queries import EventOrder as QueriesEventOrder
+from popmap_gql.db.queries import Near, cursor_order
 from popmap_gql.db.seed import seed_demo
 from popmap_gql.http.observe import ACCESS_LOGGER
 from popmap_gql.logs import FIELDS
+from popmap_gql.read.ids import encode_cursor
 from tests.fake_cognito import FakeCognito
 from tests.helpers import global_id
 from tests.oracle import oracle_context, oracle_schema
@@ -142,6 +145,7 @@ class World:
     reader: Person
     owned: Business
     pending: Event
+    after_third_nearest: str  # a cursor of NEAR_ME's list, after its third approved event
 
 
 async def _world(cognito: FakeCognito) -> World:
@@ -165,13 +169,27 @@ async def _world(cognito: FakeCognito) -> World:
     await events[0].save()
     pending = await Event.filter(status=EventStatus.PENDING).order_by("id").first()
     assert pending is not None
+    near = Near(**{k: NEAR_ME[k] for k in ("latitude", "longitude")}, radius_km=NEAR_ME["radiusKm"])
+    approved = [
+        (near.distance_km(e.latitude, e.longitude), e.id)
+        for e in await Event.filter(status=EventStatus.APPROVED)
+        if near.holds(e.latitude, e.longitude)
+    ]
+    distance, third = sorted(approved)[2]
     return World(
         owner=owner,
         staff=await person(cognito, "moderator", groups=("staff",)),
         reader=service(cognito, "reader", scopes=("read.all",)),
         owned=businesses[0],
         pending=pending,
+        after_third_nearest=encode_cursor(
+            cursor_order(QueriesEventOrder.DISTANCE, near), distance, third
+        ),
     )
+
+
+# Around Republic Square, every event within 3 km: most of the demo's venues.
+NEAR_ME = {"latitude": 30.2677, "longitude": -97.7467, "radiusKm": 3.0}
 
 
 def _cases(world: World) -> list[Case]:
@@ -223,6 +241,41 @@ def _cases(world: World) -> list[Case]:
             EVERY_BUSINESS_FIELD,
             {"filter": {"categorySlugs": ["crafts"]}, "orderBy": "NEWEST_FIRST"},
             GUARDED_BUT_FOR_STAFF,
+        ),
+        Case(
+            "near me, nearest first, past and future",
+            EVERY_EVENT_FIELD,
+            {"first": 6, "filter": {"upcoming": False, "near": NEAR_ME}, "orderBy": "DISTANCE"},
+        ),
+        Case(
+            "near me, nearest first, the page after the third",
+            EVERY_EVENT_FIELD,
+            {
+                "first": 4,
+                "after": world.after_third_nearest,
+                "filter": {"upcoming": False, "near": NEAR_ME},
+                "orderBy": "DISTANCE",
+            },
+        ),
+        Case(
+            "near me in a category, by start",
+            EVERY_EVENT_FIELD,
+            {
+                "filter": {"near": {**NEAR_ME, "radiusKm": 5}, "categorySlugs": ["bakery"]},
+                "orderBy": "STARTS_AT_ASC",
+            },
+        ),
+        Case(
+            "nearest first without a centre",
+            EVERY_EVENT_FIELD,
+            {"filter": {"upcoming": False}, "orderBy": "DISTANCE"},
+            {who: declined("error") for who in ("anonymous", "owner", "moderator", "reader")},
+        ),
+        Case(
+            "a circle too wide",
+            EVERY_EVENT_FIELD,
+            {"filter": {"near": {**NEAR_ME, "radiusKm": 10_000}}, "orderBy": "DISTANCE"},
+            {who: declined("error") for who in ("anonymous", "owner", "moderator", "reader")},
         ),
         Case(
             "a map area out of range",
@@ -401,6 +454,13 @@ async def test_the_compiled_path_answers_as_the_oracle_and_takes_the_path_it_sho
     assert sum(edge["node"]["viewerIsOwner"] for edge in owned) == 3
     assert any(edge["node"]["availableEvents"] for edge in owned)
     assert answers[("pending events (staff only)", "moderator")]["events"]["totalCount"] == 4
+    nearest = answers[("near me, nearest first, past and future", "anonymous")]["events"]
+    assert len(nearest["edges"]) == 6
+    assert nearest["pageInfo"]["hasNextPage"]
+    after_third = answers[("near me, nearest first, the page after the third", "anonymous")]
+    assert [e["node"]["id"] for e in nearest["edges"][3:]] == [
+        e["node"]["id"] for e in after_third["events"]["edges"][:3]
+    ]
     assert answers[("bench Q3", "owner")]["me"]["businesses"]
     assert answers[("lookups, a pending event and an unknown id", "reader")]["serviceClient"]
     assert answers[("the owner's own business", "owner")]["business"]["availableEvents"]

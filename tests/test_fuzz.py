@@ -230,7 +230,15 @@ async def _cursors(client: httpx.AsyncClient) -> list[str]:
         enum_type = graphql_schema().type_map[enum]
         assert isinstance(enum_type, graphql.GraphQLEnumType)
         for order in enum_type.values:
-            query = f"{{ {field}(first: 1, orderBy: {order}) {{ pageInfo {{ endCursor }} }} }}"
+            # nearest first needs a centre: a cursor made for this one
+            near = (
+                ", filter: {near: {latitude: 30.27, longitude: -97.74, radiusKm: 100}}"
+                if order == "DISTANCE"
+                else ""
+            )
+            query = (
+                f"{{ {field}(first: 1, orderBy: {order}{near}) {{ pageInfo {{ endCursor }} }} }}"
+            )
             body = await gql(client, query)
             cursors.append(body["data"][field]["pageInfo"]["endCursor"])
     return cursors

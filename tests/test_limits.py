@@ -13,11 +13,12 @@ from typing import Any
 import httpx
 import pytest
 import strawberry
-from graphql import get_introspection_query, get_operation_ast
+from graphql import GraphQLObjectType, get_introspection_query, get_operation_ast
 
 from popmap_gql.api.cost import CostModel
-from popmap_gql.api.engine import graphql_schema
+from popmap_gql.api.engine import graphql_schema, strawberry_field
 from popmap_gql.api.schema import build_schema
+from popmap_gql.api.sizes import Capped, declared, listed
 from popmap_gql.config import Settings, load_settings
 from popmap_gql.db.models import Category
 from tests.conftest import QueryCounter
@@ -267,6 +268,28 @@ def test_the_cost_settings_are_read_from_the_environment() -> None:
 
 
 # --- list sizes enforced when loading -------------------------------------------------
+
+
+def test_every_capped_list_states_its_declared_cap() -> None:
+    schema = graphql_schema(build_schema(DEFAULTS))
+    stated = {}
+    for graphql_type in schema.type_map.values():
+        if isinstance(graphql_type, GraphQLObjectType) and not graphql_type.name.startswith("__"):
+            for name, field in graphql_type.fields.items():
+                definition = strawberry_field(field)
+                size = declared(definition.metadata if definition is not None else None)
+                if isinstance(size, Capped) and field.description:
+                    stated[f"{graphql_type.name}.{name}"] = (size.cap, field.description)
+
+    assert stated["Category.businesses"] == (
+        50,
+        "Businesses in this category that the viewer can see, by name; the first 50.",
+    )
+    assert stated["Query.categories"] == (200, "All categories, by name; the first 200.")
+    for coordinate, (cap, description) in stated.items():
+        assert f" {cap}" in description, coordinate
+    with pytest.raises(TypeError, match="must say so"):
+        listed("Some items, by name.", Capped(5))
 
 
 async def test_event_businesses_stop_at_their_cap_in_join_order(

@@ -779,3 +779,26 @@ async def test_subscriptions_are_charged_to_the_budget_http_requests_pay(
 
         # a person has a budget of their own
         await open_subscription(own_budget, signed_in, {"filter": {}}, PRICED)
+
+
+async def test_a_circle_hears_an_event_moving_into_it_and_out_of_it(
+    api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    staff = await person(cognito, "mover", ("staff",))
+    event = await make_event("mobile", latitude=30.5, longitude=-97.5)  # 34 km away
+    near = {"latitude": 30.27, "longitude": -97.74, "radiusKm": 10.0}
+    move = (
+        "mutation($id: ID!, $i: EventUpdateInput!) { updateEvent(id: $id, input: $i) { changed } }"
+    )
+    async with live(api_url) as anonymous:
+        await open_subscription(anonymous, None, {"filter": {"near": near}})
+        inside = {"latitude": 30.3, "longitude": -97.75}  # 3.4 km away
+        await mutate(client, staff, move, {"id": global_id("Event", event.id), "i": inside})
+        assert change_of(await anonymous.next_change())[:2] == (
+            "ADDED",
+            global_id("Event", event.id),
+        )
+        # inside the circle's box, outside the circle: 9.5 km north and 9.5 km east
+        corner = {"latitude": 30.27 + 0.0854, "longitude": -97.74 + 0.0988}
+        await mutate(client, staff, move, {"id": global_id("Event", event.id), "i": corner})
+        assert change_of(await anonymous.next_change())[0] == "REMOVED"

@@ -14,7 +14,7 @@ from popmap_gql.config import Settings
 from popmap_gql.db.models import EventStatus
 from tests.fake_cognito import FakeCognito
 from tests.helpers import error_codes, make_business, make_event
-from tests.people import ANONYMOUS, Person, person, post, service
+from tests.people import ANONYMOUS, Person, person, post, viewers
 from tests.processes import clean_env, running_server
 
 SEARCH = """query ($search: String) {
@@ -26,16 +26,6 @@ COUNTS = """{
   businesses(first: 1) { totalCount totalCountIsExact }
   also: events(first: 2) { totalCountIsExact }
 }"""
-
-
-async def viewers(cognito: FakeCognito) -> list[Person]:
-    """One of each kind: anonymous, a signed-in owner, staff, a service."""
-    return [
-        ANONYMOUS,
-        await person(cognito, "owner"),
-        await person(cognito, "moderator", groups=("staff",)),
-        service(cognito, "partner"),
-    ]
 
 
 @pytest.mark.parametrize("term", ["ab", "%", "_", "a b c", "%%__", "  x  ", "é!"])

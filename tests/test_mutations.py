@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+import strawberry
 
+from popmap_gql.api.mutations import CommandOf, Decoded
 from popmap_gql.config import Settings
 from popmap_gql.db.client import fetch
 from popmap_gql.db.models import Business, Event, EventStatus, Participation
@@ -226,6 +230,8 @@ EVENT_RULES = [
     ({"startsAt": "2026-12-01T10:00:00", "endsAt": "2026-12-01T12:00:00"}, "input.startsAt"),
     ({"imageUrl": "javascript:alert(document.cookie)"}, "input.imageUrl"),
     ({"description": "d" * 5001}, "input.description"),
+    ({"hostBusinessId": "garbage"}, "input.hostBusinessId"),
+    ({"hostBusinessId": global_id("Event", 1)}, "input.hostBusinessId"),
 ]
 
 
@@ -578,3 +584,42 @@ async def test_verify_business_makes_it_public(
 
     assert verified["data"]["verifyBusiness"]["business"]["isVerified"] is True
     assert listed["data"]["businesses"]["edges"] == [{"node": {"name": "Draft"}}]
+
+
+# --- inputs and their commands --------------------------------------------------------------
+
+
+@strawberry.input
+class _Input:
+    name: str | None = None
+    tag_ids: list[strawberry.ID] | None = None
+
+
+@dataclass(frozen=True)
+class _Command:
+    name: str | None = None
+    tag_ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class _WrongType:
+    name: int | None = None
+    tag_ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class _OtherFields:
+    name: str | None = None
+
+
+def test_an_input_and_its_command_must_agree_field_by_field() -> None:
+    assert CommandOf(_Input, _Command, {"tag_ids": Decoded("Category")}).command is _Command
+
+    with pytest.raises(TypeError, match="tag_ids is list"):
+        CommandOf(_Input, _Command)  # an ID is no primary key: the conversion is declared
+    with pytest.raises(TypeError, match=re.escape("name is str | None in one and int | None")):
+        CommandOf(_Input, _WrongType, {"tag_ids": Decoded("Category")})
+    with pytest.raises(TypeError, match=r"same fields: \['tag_ids'\]"):
+        CommandOf(_Input, _OtherFields)
+    with pytest.raises(TypeError, match="no fields"):
+        CommandOf(_Input, _Command, {"tag_ids": Decoded("Category"), "nope": Decoded("Event")})

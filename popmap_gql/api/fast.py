@@ -3,7 +3,7 @@ JSON in PostgreSQL, one statement per root field.
 
 `FastReads.answer` takes a validated query operation within the cost limit. Each root
 field it knows (the lists, the lookups by id, the categories, `me`) has its arguments
-checked by the very functions its resolver uses (`event_list_query`, `lookup_pk`, ...),
+checked by the very functions its resolver uses (`event_list_query`, `api/arguments.py`),
 and its selection turned into SQL from the read model (`read.sql`). The JSON comes back
 as text and is embedded in the answer as is (orjson `Fragment`s): no object is built per
 row and no resolver runs.
@@ -54,6 +54,7 @@ from graphql import (
 
 from popmap_gql import observe
 from popmap_gql.api.admission import Admission
+from popmap_gql.api.arguments import lookup
 from popmap_gql.api.binding import Bound
 from popmap_gql.api.context import Context
 from popmap_gql.api.documents import LONG_DOCUMENT
@@ -71,7 +72,7 @@ from popmap_gql.db.queries import Count, ListQuery, count_of
 from popmap_gql.errors import DatabaseUnavailable, PopmapError
 from popmap_gql.memory import LRU
 from popmap_gql.read.compile import Selector
-from popmap_gql.read.ids import encode_cursor, lookup_pk
+from popmap_gql.read.ids import encode_cursor
 from popmap_gql.read.model import CATEGORY_ORDER, SqlScope
 from popmap_gql.read.sql import FALLBACK_MARK, NotCompilable, object_json, relation_json
 
@@ -184,7 +185,7 @@ class _Connection(Root):
         query = self.query
         rows = await fetch(self.sql, self.params)
         items = rows[: query.first]
-        order = query.order.name
+        order = query.cursor_order
         cursors = [encode_cursor(order, row["sort"], row["id"]) for row in items]
         result: dict[str, Any] = {}
         count: Count | None = None
@@ -490,7 +491,7 @@ class FastReads:
         self, compiling: _Compiling, name: str, nodes: list[FieldNode], entity_name: str
     ) -> Root:
         arguments = self._arguments(compiling.selector, name, nodes[0])
-        pk = lookup_pk(entity_name, arguments["id"])
+        pk = lookup(entity_name, arguments["id"])
         if pk is None:
             raise NotCompilable("no such id: NOT_FOUND, from the resolver", "not_found")
         entity = self.bound.model[entity_name]

@@ -7,9 +7,11 @@ update without a refetch.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from types import UnionType
+from typing import Annotated, Any, Generic, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import strawberry
 from strawberry.types import get_object_definition
@@ -31,6 +33,8 @@ from popmap_gql.read.ids import decode_id
 
 __all__ = ["Mutation"]
 
+
+CommandT = TypeVar("CommandT")
 
 UploadKind = strawberry.enum(UploadKindValue, name="UploadKind")
 
@@ -99,11 +103,100 @@ class EventUpdateInput:
     )
 
 
-# The input and the command's changes name the same fields; checked when the schema loads.
-_EVENT_CHANGE_NAMES = tuple(field.name for field in dataclasses.fields(commands.EventChanges))
-if set(_EVENT_CHANGE_NAMES) != {field.name for field in dataclasses.fields(EventUpdateInput)}:
-    msg = "EventUpdateInput and commands.EventChanges must have the same fields"
-    raise TypeError(msg)
+# --- from an input to its command ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A global ID of `type_name` (or a list of them) becomes its primary key."""
+
+    type_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """An upload key from createUpload becomes the checked, published upload of `kind`."""
+
+    kind: UploadKindValue
+
+
+def _as_command_type(hint: Any) -> Any:
+    """The type a value given as `hint` has in a command: lists become tuples."""
+    origin = get_origin(hint)
+    if origin is list:
+        return tuple[(_as_command_type(get_args(hint)[0]), ...)]  # type: ignore[misc]
+    if origin in (Union, UnionType):
+        return Union[tuple(_as_command_type(arg) for arg in get_args(hint))]  # noqa: UP007
+    return hint
+
+
+@dataclass(frozen=True)
+class CommandOf(Generic[CommandT]):
+    """How an input type becomes a command's dataclass: field by field, by name. A value
+    is taken as given (a list as a tuple); only the fields in `differ` are turned into
+    what the command holds. Both must name the same fields, and every other field must
+    have the same type in both: checked when the schema loads, so adding a field to an
+    input and its command needs nothing here."""
+
+    input: type
+    command: type[CommandT]
+    differ: Mapping[str, Decoded | Claimed] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        given, wanted = get_type_hints(self.input), get_type_hints(self.command)
+        where = f"{self.input.__name__} and commands.{self.command.__name__}"
+        if set(given) != set(wanted):
+            msg = f"{where} must have the same fields: {sorted(set(given) ^ set(wanted))}"
+            raise TypeError(msg)
+        if unknown := set(self.differ) - set(given):
+            msg = f"{where}: no fields {sorted(unknown)} to convert"
+            raise TypeError(msg)
+        for name, hint in given.items():
+            if name not in self.differ and _as_command_type(hint) != wanted[name]:
+                msg = f"{where}: {name} is {hint} in one and {wanted[name]} in the other"
+                raise TypeError(msg)
+
+    async def __call__(self, info: Info, data: Any) -> CommandT:
+        """The command for `data`: IDs decoded first, then uploads claimed (so a malformed
+        ID publishes nothing)."""
+        values: dict[str, Any] = {}
+        claims: list[tuple[str, UploadKindValue]] = []
+        for field in dataclasses.fields(data):
+            name = field.name
+            value = getattr(data, name)
+            how = self.differ.get(name)
+            if value is None:
+                values[name] = None
+            elif isinstance(how, Claimed):
+                claims.append((name, how.kind))
+            elif isinstance(how, Decoded):
+                at = f"input.{to_camel_case(name)}"
+                if isinstance(value, list):
+                    values[name] = tuple(decode_id(how.type_name, v, field=at) for v in value)
+                else:
+                    values[name] = decode_id(how.type_name, value, field=at)
+            else:
+                values[name] = tuple(value) if isinstance(value, list) else value
+        for name, kind in claims:
+            values[name] = await _claim(
+                info, getattr(data, name), kind, f"input.{to_camel_case(name)}"
+            )
+        return self.command(**values)
+
+
+_BUSINESS_CHANGES = CommandOf(
+    BusinessInput,
+    commands.BusinessChanges,
+    {"logo": Claimed(UploadKindValue.BUSINESS_LOGO), "category_ids": Decoded("Category")},
+)
+_EVENT_FIELDS = CommandOf(
+    EventInput,
+    commands.EventFields,
+    {"image": Claimed(UploadKindValue.EVENT_IMAGE), "host_business_id": Decoded("Business")},
+)
+_EVENT_CHANGES = CommandOf(
+    EventUpdateInput, commands.EventChanges, {"image": Claimed(UploadKindValue.EVENT_IMAGE)}
+)
 
 
 @strawberry.type
@@ -177,35 +270,6 @@ async def _claim(
     return await claim_upload(_media_store(info), _uploader(info), key, kind, field)
 
 
-async def _changes(info: Info, data: BusinessInput) -> commands.BusinessChanges:
-    logo = await _claim(info, data.logo, UploadKindValue.BUSINESS_LOGO, "input.logo")
-    return commands.BusinessChanges(
-        name=data.name,
-        description=data.description,
-        contact_email=data.contact_email,
-        contact_phone=data.contact_phone,
-        website=data.website,
-        instagram_url=data.instagram_url,
-        tiktok_url=data.tiktok_url,
-        logo_url=data.logo_url,
-        logo=logo,
-        available_for_hire=data.available_for_hire,
-        category_ids=(
-            tuple(decode_id("Category", c, field="input.categoryIds") for c in data.category_ids)
-            if data.category_ids is not None
-            else None
-        ),
-        category_slugs=tuple(data.category_slugs) if data.category_slugs is not None else None,
-    )
-
-
-async def _event_changes(info: Info, data: EventUpdateInput) -> commands.EventChanges:
-    """The changes as given; an upload key becomes the checked, published upload."""
-    given = {name: getattr(data, name) for name in _EVENT_CHANGE_NAMES}
-    given["image"] = await _claim(info, data.image, UploadKindValue.EVENT_IMAGE, "input.image")
-    return commands.EventChanges(**given)
-
-
 async def _change_participation(
     command: Callable[..., Awaitable[commands.ParticipationChange]],
     info: Info,
@@ -266,7 +330,7 @@ class Mutation:
     async def submit_business(self, info: Info, input: BusinessInput) -> BusinessPayload:
         viewer_id = info.context.viewer.user_id
         assert viewer_id is not None  # IsAuthenticated
-        row = await commands.submit_business(viewer_id, await _changes(info, input))
+        row = await commands.submit_business(viewer_id, await _BUSINESS_CHANGES(info, input))
         return BusinessPayload(business=Business.from_row(row))
 
     @strawberry.mutation(
@@ -287,7 +351,7 @@ class Mutation:
         ] = None,
     ) -> BusinessPayload:
         business = business_in_arguments({"id": id, "business_id": business_id})
-        row = await commands.update_business(business, await _changes(info, input))
+        row = await commands.update_business(business, await _BUSINESS_CHANGES(info, input))
         return BusinessPayload(business=Business.from_row(row))
 
     @strawberry.mutation(
@@ -296,26 +360,8 @@ class Mutation:
         " the events.write scope, and without a host business.",
     )
     async def submit_event(self, info: Info, input: EventInput) -> EventPayload:
-        host = (
-            decode_id("Business", input.host_business_id, field="input.hostBusinessId")
-            if input.host_business_id is not None
-            else None
-        )
         row = await commands.submit_event(
-            info.context.viewer.audience,
-            commands.EventFields(
-                title=input.title,
-                latitude=input.latitude,
-                longitude=input.longitude,
-                starts_at=input.starts_at,
-                ends_at=input.ends_at,
-                description=input.description,
-                location_name=input.location_name,
-                address=input.address,
-                image_url=input.image_url,
-                image=await _claim(info, input.image, UploadKindValue.EVENT_IMAGE, "input.image"),
-                host_business_id=host,
-            ),
+            info.context.viewer.audience, await _EVENT_FIELDS(info, input)
         )
         return EventPayload(event=Event.from_row(row))
 
@@ -330,7 +376,7 @@ class Mutation:
         self, info: Info, id: strawberry.ID, input: EventUpdateInput
     ) -> UpdateEventPayload:
         edit = await commands.update_event(
-            info.context.viewer.audience, decode_id("Event", id), await _event_changes(info, input)
+            info.context.viewer.audience, decode_id("Event", id), await _EVENT_CHANGES(info, input)
         )
         return UpdateEventPayload(
             event=Event.from_row(edit.event),

@@ -2,11 +2,12 @@
 
 A field is private when its value depends on the viewer beyond what they may see: who
 they are (`Query.me`), what they may do (`Business.viewerIsOwner`). The mark is field
-metadata, `metadata=private()` (with a size: `sized(...) | private()`), as Apollo's
-`@cacheControl(scope: PRIVATE)`. A type is private as a whole when it describes the
-caller (`@private_type`, e.g. `Viewer`); its own fields need no mark, because only a
-field returning it reaches them. Lists filtered by visibility are not private: the
-response cache's scope (public or staff) already separates those views.
+metadata, `metadata=private()` (on a list, with its size: `listed(description, size,
+private())`), as Apollo's `@cacheControl(scope: PRIVATE)`. A type is private as a
+whole when it describes the caller (`@private_type`, e.g. `Viewer`); its own fields
+need no mark, because only a field returning it reaches them. Lists filtered by
+visibility are not private: the response cache's scope (public or staff) already
+separates those views.
 
 The response cache reads the marks from the built schema (`PrivateFields`) and never
 caches an operation selecting a private field, found by (type, field) with the

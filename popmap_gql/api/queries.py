@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
-import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from enum import Enum
@@ -12,11 +10,12 @@ from typing import TypeVar, cast
 
 import strawberry
 
+from popmap_gql.api import arguments
+from popmap_gql.api.arguments import MAX_IDS, MAX_NEAR_RADIUS_KM, MIN_SEARCH_WORD
 from popmap_gql.api.context import Context, Info
-from popmap_gql.api.permissions import require_power_in
 from popmap_gql.api.privacy import private
 from popmap_gql.api.services import ServiceClient, service_client
-from popmap_gql.api.sizes import Capped, Paged, cap_of, sized
+from popmap_gql.api.sizes import Capped, Paged, cap_of, listed
 from popmap_gql.api.types import (
     AuthConfig,
     Business,
@@ -33,13 +32,12 @@ from popmap_gql.auth.viewer import Viewer as AuthViewer
 from popmap_gql.config import Settings
 from popmap_gql.db import queries
 from popmap_gql.db.models import EventStatus as DbEventStatus
-from popmap_gql.db.powers import STATUS_FILTER
-from popmap_gql.db.validation import check_instant, check_storable
-from popmap_gql.errors import BadUserInput, Forbidden, NotFound
-from popmap_gql.read.ids import decode_cursor, decode_id, encode_cursor, encode_id, lookup_pk
+from popmap_gql.errors import NotFound
+from popmap_gql.read.ids import encode_cursor, encode_id
 
 __all__ = [
     "PAGE",
+    "NearInput",
     "Query",
     "auth_config",
     "business_list_query",
@@ -47,15 +45,8 @@ __all__ = [
     "viewer_object",
 ]
 
-# The page of every connection: `first` items, 20 when omitted, at most 100.
+# The page of every connection (its `first` argument: the default when omitted, and the cap).
 PAGE = Paged(default=20, cap=100)
-MAX_SLUGS = 50
-MAX_IDS = 100
-MAX_SEARCH_LENGTH = 200
-# The trigram index (migration 0009) finds a term by its runs of three letters or digits:
-# a term without one would read the whole index.
-MIN_SEARCH_WORD = 3
-_SEARCH_WORD = re.compile(rf"[^\W_]{{{MIN_SEARCH_WORD},}}")
 
 NodeT = TypeVar("NodeT")
 
@@ -72,6 +63,9 @@ class EventOrder(Enum):
     STARTS_AT_ASC = "STARTS_AT_ASC"
     STARTS_AT_DESC = "STARTS_AT_DESC"
     NEWEST_FIRST = "NEWEST_FIRST"
+    DISTANCE = strawberry.enum_value(
+        "DISTANCE", description="Nearest first from filter.near's centre (only with near)."
+    )
 
 
 @strawberry.input
@@ -93,6 +87,16 @@ class BoundingBox:
     south: float
     east: float
     west: float
+
+
+@strawberry.input(description="A circle on the map: events within radiusKm of a point.")
+class NearInput:
+    latitude: float = strawberry.field(description="The centre's latitude, -90 to 90.")
+    longitude: float = strawberry.field(description="The centre's longitude, -180 to 180.")
+    radius_km: float = strawberry.field(
+        description="Great-circle distance in kilometres, more than 0 and at most"
+        f" {MAX_NEAR_RADIUS_KM:g}."
+    )
 
 
 @strawberry.input
@@ -126,44 +130,10 @@ class EventFilter:
     ids: list[strawberry.ID] | None = strawberry.field(
         default=None, description=f"Only these events (at most {MAX_IDS} ids)."
     )
-
-
-def _slugs(slugs: list[str] | None, field: str) -> tuple[str, ...] | None:
-    if slugs is None:
-        return None
-    if len(slugs) > MAX_SLUGS:
-        raise BadUserInput(f"at most {MAX_SLUGS} category slugs", field=field)
-    return tuple(check_storable(slug, field, max_length=100) for slug in slugs)
-
-
-def _event_ids(ids: list[strawberry.ID] | None) -> tuple[int, ...] | None:
-    if ids is None:
-        return None
-    if len(ids) > MAX_IDS:
-        raise BadUserInput(f"at most {MAX_IDS} ids", field="filter.ids")
-    return tuple(decode_id("Event", i, field="filter.ids") for i in ids)
-
-
-def _instant(value: datetime | None, field: str) -> datetime | None:
-    return None if value is None else check_instant(value, field)
-
-
-def _bbox(box: BoundingBox | None) -> queries.BoundingBox | None:
-    if box is None:
-        return None
-    for name, value, limit in (
-        ("north", box.north, 90),
-        ("south", box.south, 90),
-        ("east", box.east, 180),
-        ("west", box.west, 180),
-    ):
-        if not (math.isfinite(value) and -limit <= value <= limit):
-            raise BadUserInput(
-                f"bbox.{name} must be between -{limit} and {limit}", field=f"bbox.{name}"
-            )
-    if box.south > box.north:
-        raise BadUserInput("bbox.south must not be north of bbox.north", field="bbox.south")
-    return queries.BoundingBox(north=box.north, south=box.south, east=box.east, west=box.west)
+    near: NearInput | None = strawberry.field(
+        default=None,
+        description="Events within this circle; orderBy: DISTANCE lists them nearest first.",
+    )
 
 
 def _connection(
@@ -172,7 +142,7 @@ def _connection(
     nodes: list[NodeT],
 ) -> Connection[NodeT]:
     edges = [
-        Edge(cursor=encode_cursor(query.order.name, query.sort_value(row), row["id"]), node=node)
+        Edge(cursor=encode_cursor(query.cursor_order, query.sort_value(row), row["id"]), node=node)
         for row, node in zip(page.items, nodes, strict=True)
     ]
     return Connection(
@@ -209,23 +179,12 @@ def business_list_query(
 ) -> queries.ListQuery:
     """`Query.businesses`'s arguments checked and turned into the list's SQL (for the
     resolver and the compiled read path alike)."""
-    size = PAGE.size(first)
+    size = arguments.page_size(PAGE, first)
     order = queries.BusinessOrder[order_by.name]
     flt = filter or BusinessFilter()
-    search = (
-        check_storable(flt.search, "filter.search", max_length=MAX_SEARCH_LENGTH)
-        if flt.search
-        else None
-    )
-    search = search.strip() or None if search else None
-    if search is not None and _SEARCH_WORD.search(search) is None:
-        raise BadUserInput(
-            f"filter.search needs a word of at least {MIN_SEARCH_WORD} letters or digits",
-            field="filter.search",
-        )
     criteria = queries.BusinessFilter(
-        search=search,
-        category_slugs=_slugs(flt.category_slugs, "filter.categorySlugs"),
+        search=arguments.search_term(flt.search),
+        category_slugs=arguments.category_slugs(flt.category_slugs, "filter.categorySlugs"),
         available_for_hire=flt.available_for_hire,
     )
     return queries.business_list(
@@ -233,7 +192,7 @@ def business_list_query(
         criteria,
         order,
         size,
-        _after(order, after),
+        arguments.after(order, after),
         count_cap=context.settings.max_exact_count,
     )
 
@@ -247,46 +206,31 @@ def event_list_query(
 ) -> queries.ListQuery:
     """`Query.events`'s arguments checked and turned into the list's SQL (for the resolver
     and the compiled read path alike)."""
-    size = PAGE.size(first)
+    size = arguments.page_size(PAGE, first)
     order = queries.EventOrder[order_by.name]
     flt = filter or EventFilter()
-    viewer = context.viewer
-    if flt.status is not None and viewer.is_service:
-        require_power_in(context, STATUS_FILTER)
-    elif flt.status is not None and not viewer.is_staff:
-        raise Forbidden("only staff may filter events by status")
+    status = arguments.status_filter(context, flt.status)  # who may, before what
     criteria = queries.EventFilter(
         upcoming=flt.upcoming,
-        ends_after=_instant(flt.ends_after, "filter.endsAfter"),
-        starts_after=_instant(flt.starts_after, "filter.startsAfter"),
-        starts_before=_instant(flt.starts_before, "filter.startsBefore"),
-        bbox=_bbox(flt.bbox),
-        category_slugs=_slugs(flt.category_slugs, "filter.categorySlugs"),
-        business_id=(
-            decode_id("Business", flt.business_id, field="filter.businessId")
-            if flt.business_id is not None
-            else None
-        ),
-        status=flt.status,
-        ids=_event_ids(flt.ids),
+        ends_after=arguments.instant(flt.ends_after, "filter.endsAfter"),
+        starts_after=arguments.instant(flt.starts_after, "filter.startsAfter"),
+        starts_before=arguments.instant(flt.starts_before, "filter.startsBefore"),
+        bbox=arguments.bounding_box(flt.bbox),
+        category_slugs=arguments.category_slugs(flt.category_slugs, "filter.categorySlugs"),
+        business_id=arguments.optional_id("Business", flt.business_id, "filter.businessId"),
+        status=status,
+        ids=arguments.event_ids(flt.ids),
+        near=arguments.near(flt.near),
     )
+    arguments.event_order(order, criteria.near)
     return queries.event_list(
-        viewer.audience,
+        context.viewer.audience,
         criteria,
         order,
         size,
-        _after(order, after),
+        arguments.after(order, after, criteria.near),
         count_cap=context.settings.max_exact_count,
     )
-
-
-def _after(
-    order: queries.BusinessOrder | queries.EventOrder, after: str | None
-) -> queries.Position | None:
-    if after is None:
-        return None
-    kind = datetime if order.value[0].endswith("_at") else str
-    return decode_cursor(order.name, after, kind)
 
 
 def viewer_object(viewer: AuthViewer) -> Viewer | None:
@@ -363,16 +307,12 @@ class Query:
     def auth_config(self, info: Info) -> AuthConfig:
         return auth_config(info.context.settings, info.context)
 
-    @strawberry.field(
-        description="All categories, by name; the first 200.", metadata=sized(Capped(200))
-    )
+    @strawberry.field(**listed("All categories, by name; the first {n}.", Capped(200)))
     async def categories(self) -> list[Category]:
         rows = await queries.list_categories(CATEGORIES_CAP)
         return [Category.from_values(row) for row in rows]
 
-    @strawberry.field(
-        description="Businesses the viewer can see, a page at a time.", metadata=sized(PAGE)
-    )
+    @strawberry.field(**listed("Businesses the viewer can see, a page at a time.", PAGE))
     async def businesses(
         self,
         info: Info,
@@ -388,15 +328,13 @@ class Query:
 
     @strawberry.field(description="One business, if the viewer can see it.")
     async def business(self, info: Info, id: strawberry.ID) -> Business | None:
-        pk = lookup_pk("Business", id)
+        pk = arguments.lookup("Business", id)
         business = None if pk is None else await info.context.loaders.by_id("Business").load(pk)
         if business is None:
             raise NotFound("no such business")
         return cast(Business, business)
 
-    @strawberry.field(
-        description="Events the viewer can see, a page at a time.", metadata=sized(PAGE)
-    )
+    @strawberry.field(**listed("Events the viewer can see, a page at a time.", PAGE))
     async def events(
         self,
         info: Info,
@@ -412,7 +350,7 @@ class Query:
 
     @strawberry.field(description="One event, if the viewer can see it.")
     async def event(self, info: Info, id: strawberry.ID) -> Event | None:
-        pk = lookup_pk("Event", id)
+        pk = arguments.lookup("Event", id)
         event = None if pk is None else await info.context.loaders.by_id("Event").load(pk)
         if event is None:
             raise NotFound("no such event")

@@ -2,19 +2,31 @@
 
 The declaration is field metadata (`metadata=sized(...)`). The query cost limit reads it
 from the schema (`cost.CostModel`), the loaders read it to stop loading there
-(`cap_of`), and building the schema fails if a list of objects declares nothing.
+(`cap_of`), and building the schema fails if a list of objects declares nothing. A field
+that describes its size takes both from `listed(description, size)`: the description's
+`{n}` is the declared cap, so the number is written once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from strawberry.types import get_object_definition
 
-from popmap_gql.errors import BadUserInput
-
-__all__ = ["PAGE_ITEMS", "Capped", "PageItems", "Paged", "Size", "cap_of", "declared", "sized"]
+__all__ = [
+    "PAGE_ITEMS",
+    "Capped",
+    "Listed",
+    "PageItems",
+    "Paged",
+    "Size",
+    "cap_of",
+    "declared",
+    "listed",
+    "sized",
+]
 
 _KEY = "popmap.size"
 
@@ -30,18 +42,10 @@ class Capped:
 @dataclass(frozen=True, slots=True)
 class Paged:
     """A field returning a connection: a page of `first` items (`default` when omitted,
-    at most `cap`); the page's `edges` hold that many."""
+    at most `cap`: `arguments.page_size` checks it); the page's `edges` hold that many."""
 
     default: int
     cap: int
-
-    def size(self, first: int | None) -> int:
-        """The page size a resolver loads; an out-of-range `first` is the client's error."""
-        if first is None:
-            return self.default
-        if not 1 <= first <= self.cap:
-            raise BadUserInput(f"first must be between 1 and {self.cap}", field="first")
-        return first
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,27 @@ Size = Capped | Paged | PageItems
 def sized(size: Size) -> dict[str, Size]:
     """Field metadata declaring the field's size."""
     return {_KEY: size}
+
+
+class Listed(TypedDict):
+    """A list field's `description` and `metadata`, for `strawberry.field(**...)`."""
+
+    description: str
+    metadata: dict[str, Any]
+
+
+def listed(description: str, size: Capped | Paged, marks: Mapping[str, Any] = {}) -> Listed:
+    """A list field's description, with `{n}` replaced by the size's cap (and `{default}`
+    by a page's default), and its metadata: the size and any other `marks` (such as
+    `private()`). A capped list must say its cap: a description without `{n}` is refused."""
+    if isinstance(size, Capped) and "{n}" not in description:
+        msg = f"the description of a list of at most {size.cap} must say so with {{n}}"
+        raise TypeError(msg)
+    default = size.default if isinstance(size, Paged) else size.cap
+    return Listed(
+        description=description.format(n=size.cap, default=default),
+        metadata={**marks, **sized(size)},
+    )
 
 
 def declared(metadata: Any) -> Size | None:

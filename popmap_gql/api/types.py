@@ -14,7 +14,7 @@ from popmap_gql.api.binding import derive_columns
 from popmap_gql.api.context import Context, Info
 from popmap_gql.api.permissions import require_service_power
 from popmap_gql.api.privacy import private, private_type
-from popmap_gql.api.sizes import PAGE_ITEMS, Capped, cap_of, sized
+from popmap_gql.api.sizes import PAGE_ITEMS, Capped, cap_of, listed, sized
 from popmap_gql.db import models
 from popmap_gql.db.commands import MAX_CATEGORIES
 from popmap_gql.db.powers import AVAILABLE_EVENTS
@@ -63,8 +63,10 @@ class Category:
     slug: str
 
     @strawberry.field(
-        description="Businesses in this category that the viewer can see, by name; the first 50.",
-        metadata=sized(Capped(50)),
+        **listed(
+            "Businesses in this category that the viewer can see, by name; the first {n}.",
+            Capped(50),
+        )
     )
     async def businesses(self, info: Info) -> list[Business]:
         return cast(list[Business], await related(self, info.context, "businesses"))
@@ -103,17 +105,16 @@ class Business:
     def logo_url(self, info: Info) -> str | None:
         return cast(str | None, computed(self, info.context, "logo_url"))
 
-    @strawberry.field(
-        description=f"Its categories, by name (at most {MAX_CATEGORIES}).",
-        metadata=sized(Capped(MAX_CATEGORIES)),
-    )
+    @strawberry.field(**listed("Its categories, by name (at most {n}).", Capped(MAX_CATEGORIES)))
     async def categories(self, info: Info) -> list[Category]:
         return cast(list[Category], await related(self, info.context, "categories"))
 
     @strawberry.field(
-        description="Approved events this business takes part in, soonest first; at most 50:"
-        " with more, the 50 that end last (so every event not ended yet, up to 50).",
-        metadata=sized(Capped(50)),
+        **listed(
+            "Approved events this business takes part in, soonest first; at most {n}: with"
+            " more, the {n} that end last (so every event not ended yet, up to {n}).",
+            Capped(50),
+        )
     )
     async def events(
         self,
@@ -125,9 +126,11 @@ class Business:
         return cast(list[Event], await related(self, info.context, "events", upcoming=upcoming))
 
     @strawberry.field(
-        description="Events this business hosts, soonest first; at most 50: with more, the"
-        " 50 that end last.",
-        metadata=sized(Capped(50)),
+        **listed(
+            "Events this business hosts, soonest first; at most {n}: with more, the {n} that"
+            " end last.",
+            Capped(50),
+        )
     )
     async def hosted_events(self, info: Info) -> list[Event]:
         return cast(list[Event], await related(self, info.context, "hosted_events"))
@@ -141,9 +144,12 @@ class Business:
         return cast(bool, computed(self, info.context, "viewer_is_owner"))
 
     @strawberry.field(
-        description="Owner and staff only (others get FORBIDDEN): approved events that have"
-        " not ended and that this business has not joined, soonest first, at most 100.",
-        metadata=sized(Capped(100)) | private(),
+        **listed(
+            "Owner and staff only (others get FORBIDDEN): approved events that have not"
+            " ended and that this business has not joined, soonest first, at most {n}.",
+            Capped(100),
+            private(),
+        )
     )
     async def available_events(self, info: Info) -> list[Event] | None:
         viewer = info.context.viewer
@@ -200,15 +206,16 @@ class Event:
         return cast(Business | None, await related(self, info.context, "host_business"))
 
     @strawberry.field(
-        description="Businesses taking part, in the order they joined; the first 50.",
-        metadata=sized(Capped(50)),
+        **listed("Businesses taking part, in the order they joined; the first {n}.", Capped(50))
     )
     async def businesses(self, info: Info) -> list[Business]:
         return cast(list[Business], await related(self, info.context, "businesses"))
 
     @strawberry.field(
-        description="The distinct categories of the businesses taking part, by name; the first 20.",
-        metadata=sized(Capped(20)),
+        **listed(
+            "The distinct categories of the businesses taking part, by name; the first {n}.",
+            Capped(20),
+        )
     )
     async def categories(self, info: Info) -> list[Category]:
         return cast(list[Category], await related(self, info.context, "categories"))
@@ -275,15 +282,16 @@ class Viewer:
     )
 
     @strawberry.field(
-        description="Businesses the viewer owns, verified or not, by name; the first 50.",
-        metadata=sized(Capped(50)),
+        **listed("Businesses the viewer owns, verified or not, by name; the first {n}.", Capped(50))
     )
     async def businesses(self, info: Info) -> list[Business]:
         return cast(list[Business], await related(self, info.context, "businesses"))
 
     @strawberry.field(
-        description="Events the viewer submitted, in any status, newest first; the latest 100.",
-        metadata=sized(Capped(100)),
+        **listed(
+            "Events the viewer submitted, in any status, newest first; the latest {n}.",
+            Capped(100),
+        )
     )
     async def submitted_events(self, info: Info) -> list[Event]:
         return cast(list[Event], await related(self, info.context, "submitted_events"))

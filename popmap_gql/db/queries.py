@@ -3,6 +3,7 @@ rows is the tables' `Visibility` (`db/rules.py`)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,7 @@ from popmap_gql.db.rules import BUSINESS_VISIBILITY, ENDED, EVENT_VISIBILITY, Vi
 
 __all__ = [
     "CATEGORY_ORDER",
+    "EARTH_RADIUS_KM",
     "BoundingBox",
     "BusinessFilter",
     "BusinessOrder",
@@ -23,13 +25,18 @@ __all__ = [
     "EventFilter",
     "EventOrder",
     "ListQuery",
+    "Near",
+    "Nearest",
     "Page",
     "PrivateView",
     "Row",
     "business_list",
+    "cap_box_sql",
     "category_order",
     "count_of",
+    "cursor_order",
     "data_version",
+    "distance_sql",
     "event_list",
     "list_categories",
     "page_of",
@@ -56,6 +63,9 @@ class EventOrder(Enum):
     STARTS_AT_ASC = ("starts_at", False)
     STARTS_AT_DESC = ("starts_at", True)
     NEWEST_FIRST = ("created_at", True)
+    # Nearest first from the filter's `near` centre: the column is the computed distance
+    # (`Nearest`), which the page's statement selects beside the row.
+    DISTANCE = ("distance", False)
 
 
 # (sort value, id) of the last row of the previous page
@@ -83,6 +93,12 @@ class ListQuery:
     after: Position | None
     params: tuple[Any, ...]
     count_cap: int  # `count_of` counts at most this many rows (POPMAP_MAX_EXACT_COUNT)
+    nearest: Nearest | None = None  # ordered by distance (EventOrder.DISTANCE) from here
+
+    @property
+    def cursor_order(self) -> str:
+        """What the list's cursors are made for (`cursor_order`)."""
+        return cursor_order(self.order, None if self.nearest is None else self.nearest.near)
 
     def where(self, params: list[Any]) -> str:
         """The WHERE clause; the conditions' parameters are the first of `params`."""
@@ -101,21 +117,28 @@ class ListQuery:
         at_id = f"${len(params)}"
         op = "<" if descending else ">"
         a = self.alias
-        return (
-            f"({a}.{column} {op} {at_value} OR ({a}.{column} = {at_value} AND {a}.id {op} {at_id}))"
-        )
+        sort = f"{a}.{column}" if self.nearest is None else self.nearest.distance
+        return f"({sort} {op} {at_value} OR ({sort} = {at_value} AND {a}.id {op} {at_id}))"
 
     def order_by(self, alias: str | None = None) -> str:
         column, descending = self.order.value
         a = alias or self.alias
         direction = " DESC" if descending else ""
-        return f"{a}.{column}{direction}, {a}.id{direction}"
+        # the distance is a column of the page's rows, computed on the table's
+        sort = (
+            self.nearest.distance
+            if self.nearest is not None and a == self.alias
+            else f"{a}.{column}"
+        )
+        return f"{sort}{direction}, {a}.id{direction}"
 
     def page_sql(self, params: list[Any]) -> str:
         """The page's rows (all columns), `first` + 1 of them, in order."""
         where = self.where(params)
         keyset = self.keyset(params)
         params.append(self.first + 1)
+        if self.nearest is not None:
+            return self.nearest.page_sql(self, f"{where} AND {keyset}", f"${len(params)}")
         return (
             f"SELECT {self.alias}.* FROM {self.table} {self.alias} WHERE {where} AND {keyset}"
             f" ORDER BY {self.order_by()} LIMIT ${len(params)}"
@@ -241,6 +264,125 @@ class BoundingBox:
     west: float
 
 
+EARTH_RADIUS_KM = 6371.0088  # the mean radius
+_DIAMETER_KM = 2 * EARTH_RADIUS_KM
+_RADIANS = math.pi / 180  # per degree; in SQL `(pi() / 180)`, the same double
+
+
+@dataclass(frozen=True, slots=True)
+class Near:
+    """A circle on the earth: the events within `radius_km` of the centre, by great-circle
+    distance on a sphere of the earth's mean radius (the haversine formula).
+
+    The distance has two forms, Python (`distance_km`, for an event in hand: the live
+    updates' routing, the differential test's oracle) and SQL (`distance_sql`), written as
+    the same operations in the same order on doubles, so that both give the same double
+    for the same event; a cursor carries that double (keyset (distance, id)).
+    """
+
+    latitude: float
+    longitude: float
+    radius_km: float
+
+    def distance_km(self, latitude: float, longitude: float) -> float:
+        half_lat = math.sin((latitude - self.latitude) * _RADIANS / 2)
+        half_lon = math.sin((longitude - self.longitude) * _RADIANS / 2)
+        h = (
+            half_lat * half_lat
+            + math.cos(latitude * _RADIANS)
+            * math.cos(self.latitude * _RADIANS)
+            * half_lon
+            * half_lon
+        )
+        return _DIAMETER_KM * math.asin(min(1.0, math.sqrt(h)))
+
+    def holds(self, latitude: float, longitude: float) -> bool:
+        return self.distance_km(latitude, longitude) <= self.radius_km
+
+
+def distance_sql(alias: str, latitude: str, longitude: str) -> str:
+    """`Near.distance_km` of the row `alias` from the centre (`latitude`, `longitude`:
+    float8 SQL values), in SQL."""
+    r = "(pi() / 180)"
+    half_lat = f"sin(({alias}.latitude - {latitude}) * {r} / 2)"
+    half_lon = f"sin(({alias}.longitude - {longitude}) * {r} / 2)"
+    h = (
+        f"{half_lat} * {half_lat} + cos({alias}.latitude * {r}) * cos({latitude} * {r})"
+        f" * {half_lon} * {half_lon}"
+    )
+    return f"({_DIAMETER_KM!r}::float8 * asin(least(1::float8, sqrt({h}))))"
+
+
+def cap_box_sql(latitude: str, longitude: str, km: str) -> str:
+    """SQL: a box of (longitude, latitude) holding every point within `km` of the centre,
+    what the point index of migration 0009 can look up. Latitudes span the radius's angle
+    either side; longitudes the circle's widest (asin(sin(angle) / cos(latitude)), the
+    meridians tangent to it). A circle around a pole or across the antimeridian takes
+    every longitude of its latitudes (one box, which an ordered index scan can use; the
+    exact distance decides). The geometric operators' tolerance (1e-6 degrees) covers the
+    rounding at the box's edges."""
+    r = "(pi() / 180)"
+    angle = f"({km} / {EARTH_RADIUS_KM!r}::float8)"
+    d_lat = f"({angle} / {r})"
+    d_lon = f"(asin(least(1::float8, sin({angle}) / cos({latitude} * {r}))) / {r})"
+    every = f"(abs({latitude}) + {d_lat} >= 90 OR abs({longitude}) + {d_lon} > 180)"
+    west = f"(CASE WHEN {every} THEN -180 ELSE {longitude} - {d_lon} END)"
+    east = f"(CASE WHEN {every} THEN 180 ELSE {longitude} + {d_lon} END)"
+    return f"box(point({west}, {latitude} - {d_lat}), point({east}, {latitude} + {d_lat}))"
+
+
+@dataclass(frozen=True, slots=True)
+class Nearest:
+    """The page of a list ordered by distance from `near`'s centre (EventOrder.DISTANCE),
+    nearest first, ties by id; keyset (distance, id).
+
+    One statement, two steps, both through the point index (the circle's box is an index
+    condition of each). First the reach: the page's `first` + 1 rows nearest by
+    `point <-> centre` (KNN) that pass every condition, the keyset included, and the
+    largest exact distance among them. `<->` is Euclidean in degrees, so its order is not
+    the order of distance (a degree of longitude is cos(latitude) of one of latitude),
+    but those rows are `first` + 1 rows within the reach, so the page's truly nearest
+    rows all are: the second step reads only the rows in the reach's box, keeps those
+    within the reach and orders them by the exact distance (about 1/cos(latitude) times
+    the page, plus the box's corners). We chose this over ordering by `<->` (the wrong
+    order away from the equator) and over scaling longitudes (the index holds unscaled
+    points). How the first step runs is the planner's choice: an ordered KNN index scan,
+    or a bitmap scan of the circle's box and a top-N sort by `<->`; PostgreSQL estimates a
+    box as a fixed share of the table, so at the benchmark's sizes it takes the bitmap
+    scan, whose cost follows the events in the circle's box (bounded by the radius cap;
+    bench/README.md has the plans). A later page's first step passes over the earlier
+    pages' rows again, as any KNN page does.
+    """
+
+    near: Near
+    latitude: str  # the centre, as SQL placeholders
+    longitude: str
+    distance: str  # distance_sql of the table's alias
+
+    def page_sql(self, query: ListQuery, condition: str, limit: str) -> str:
+        a, table = query.alias, query.table
+        point = f"point({a}.longitude, {a}.latitude)"
+        centre = f"point({self.longitude}, {self.latitude})"
+        reach = "(SELECT km FROM reach)"
+        return (
+            f"WITH reach AS MATERIALIZED (SELECT max(s.d) AS km FROM (SELECT {self.distance}"
+            f" AS d FROM {table} {a} WHERE {condition} ORDER BY {point} <-> {centre}"
+            f" LIMIT {limit}) s)"
+            f" SELECT {a}.*, {self.distance} AS distance FROM {table} {a} WHERE {condition}"
+            f" AND {point} <@ {cap_box_sql(self.latitude, self.longitude, reach)}"
+            f" AND {self.distance} <= {reach} ORDER BY {query.order_by()} LIMIT {limit}"
+        )
+
+
+def cursor_order(order: BusinessOrder | EventOrder, near: Near | None = None) -> str:
+    """What a list's cursors are made for: the order, and for DISTANCE the centre too (a
+    distance continues a list only from the centre it was measured from)."""
+    if order is EventOrder.DISTANCE and near is not None:
+        # + 0.0: -0.0 is the same centre as 0.0
+        return f"DISTANCE@{near.latitude + 0.0!r},{near.longitude + 0.0!r}"
+    return order.name
+
+
 @dataclass(frozen=True, slots=True)
 class EventFilter:
     upcoming: bool = False  # not ended yet: still running or yet to start
@@ -252,6 +394,7 @@ class EventFilter:
     business_id: int | None = None
     status: EventStatus | None = None
     ids: tuple[int, ...] | None = None
+    near: Near | None = None
 
 
 def _in_box(box: BoundingBox, param: Callable[[Any], str]) -> list[str]:
@@ -322,7 +465,35 @@ def event_list(
         conditions.append(f"e.status = {param(flt.status.value)}")
     if flt.ids is not None:
         conditions.append(f"e.id = ANY({param(list(flt.ids))})")
-    return ListQuery("event", "e", tuple(conditions), order, first, after, tuple(params), count_cap)
+    nearest = None
+    if flt.near is not None:
+        nearest = _within(flt.near, param, conditions)
+    if order is EventOrder.DISTANCE and nearest is None:
+        raise ValueError("EventOrder.DISTANCE needs EventFilter.near")
+    return ListQuery(
+        "event",
+        "e",
+        tuple(conditions),
+        order,
+        first,
+        after,
+        tuple(params),
+        count_cap,
+        nearest if order is EventOrder.DISTANCE else None,
+    )
+
+
+def _within(near: Near, param: Callable[[Any], str], conditions: list[str]) -> Nearest:
+    """Conditions for events within the circle (the index's box, then the exact
+    distance), and the order by distance from its centre."""
+    latitude = f"{param(near.latitude)}::float8"
+    longitude = f"{param(near.longitude)}::float8"
+    distance = distance_sql("e", latitude, longitude)
+    radius = f"{param(near.radius_km)}::float8"
+    box = cap_box_sql(latitude, longitude, radius)
+    conditions.append(f"point(e.longitude, e.latitude) <@ {box}")
+    conditions.append(f"{distance} <= {radius}")
+    return Nearest(near, latitude, longitude, distance)
 
 
 async def data_version() -> int:

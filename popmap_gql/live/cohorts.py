@@ -43,6 +43,7 @@ from popmap_gql.auth.viewer import Viewer
 from popmap_gql.config import Settings
 from popmap_gql.db.client import fetch
 from popmap_gql.db.notify import Touched
+from popmap_gql.db.queries import Near
 from popmap_gql.errors import ServiceUnavailable
 from popmap_gql.live.query import ID_KEY, LiveQuery
 from popmap_gql.observe import RequestFacts
@@ -103,8 +104,25 @@ class Cohort:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def in_box(self, place: _Place) -> bool:
-        """Whether the filter's box (if any) holds `place`: a necessary condition for
-        an event to be in the list, checked before any statement."""
+        """Whether the filter's box and circle (if any) hold `place`: a necessary
+        condition for an event to be in the list, checked before any statement."""
+        return self._in_bbox(place) and self._near(place)
+
+    def _near(self, place: _Place) -> bool:
+        near = self.query.filter.get("near")
+        if not isinstance(near, dict):
+            return True
+        try:
+            circle = Near(
+                float(near["latitude"]), float(near["longitude"]), float(near["radiusKm"])
+            )
+        except (KeyError, TypeError, ValueError):
+            return True  # the list query itself decides
+        # The distance the list's SQL computes, in Python (the same double); a hair of
+        # slack all the same, as routing must never drop an event the list holds.
+        return circle.distance_km(place.latitude, place.longitude) <= circle.radius_km * (1 + 1e-9)
+
+    def _in_bbox(self, place: _Place) -> bool:
         box = self.query.filter.get("bbox")
         if not isinstance(box, dict):
             return True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from datetime import datetime
 from typing import Any
 
@@ -87,6 +88,8 @@ def decode_cursor(order: str, cursor: str, kind: type) -> tuple[Any, int]:
             value = check_instant(datetime.fromisoformat(raw), "after")
         elif kind is str and type(raw) is str:
             value = check_storable(raw, "after", max_length=_MAX_CURSOR_LENGTH)
+        elif kind is float and type(raw) is float and math.isfinite(raw) and raw >= 0:
+            value = raw  # a distance (JSON also reads NaN and Infinity: refused)
         else:
             raise invalid
     except (*_UNDECODABLE, BadUserInput):
