@@ -49,8 +49,8 @@ class RequestFacts:
     # Whether the operation named above ran (it was admitted and executed, or answered
     # from the cache): only then does its client-chosen name become a metric label.
     executed: bool = False
-    # Who answered a query that executed: "compiled" (api/fast.py) or "resolvers", and
-    # when the resolvers did, why the compiled path declined (api/fast.py `DECLINED`).
+    # Who answered a query that executed: "compiled" (api/compiled.py) or "resolvers", and
+    # when the resolvers did, why the compiled path declined (api/compiled.py `DECLINED`).
     answered_by: str | None = None
     declined: str | None = None
     error_codes: tuple[str, ...] = ()

@@ -1,7 +1,7 @@
 """The differential test's oracle: the read API answered from the ORM's form of each rule.
 
 It shares no SQL with the compiled read path, nor with the resolver path's loaders
-(`read/sql.py`) and lists (`db/queries.py`). Each request reads the tables through
+(`read/sql.py`) and lists (`db/lists.py`). Each request reads the tables through
 Tortoise, who sees which rows through `Visibility.q` (the ORM's form of the rule), and
 computes every list in Python: "ended" by `ENDED.holds`, "active" by `ACTIVE_EVENTS.holds`,
 "owner or staff" by `ACTS_FOR_BUSINESS.holds` (in the resolver), orders, sizes and the
@@ -25,7 +25,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from popmap_gql.api.arguments import lookup
 from popmap_gql.api.context import Context, Info
-from popmap_gql.api.queries import (
+from popmap_gql.api.query import (
     CATEGORIES_CAP,
     BusinessFilter,
     BusinessOrder,
@@ -51,8 +51,8 @@ from popmap_gql.api.types import (
     Viewer,
 )
 from popmap_gql.db import models
+from popmap_gql.db.lists import Count, ListQuery, Near
 from popmap_gql.db.powers import Audience
-from popmap_gql.db.queries import Count, ListQuery, Near
 from popmap_gql.db.rules import ACTIVE_EVENTS, BUSINESS_VISIBILITY, ENDED, EVENT_VISIBILITY
 from popmap_gql.errors import NotFound
 from popmap_gql.read.ids import decode_id, encode_cursor

@@ -31,16 +31,16 @@ import strawberry
 from starlette.requests import Request
 
 from bench.scenarios import Q1, Q2, Q3
+from popmap_gql.api.compiled import DECLINED
 from popmap_gql.api.context import Context
 from popmap_gql.api.errors import format_error
-from popmap_gql.api.fast import DECLINED
 from popmap_gql.api.schema import build_schema
 from popmap_gql.api.types import LOADER_SETUP
 from popmap_gql.auth.authenticator import Authenticator, build_authenticator
 from popmap_gql.config import Settings
+from popmap_gql.db.lists import EventOrder as QueriesEventOrder
+from popmap_gql.db.lists import Near, cursor_order
 from popmap_gql.db.models import Business, Event, EventStatus
-from popmap_gql.db.queries import EventOrder as QueriesEventOrder
-from popmap_gql.db.queries import Near, cursor_order
 from popmap_gql.db.seed import seed_demo
 from popmap_gql.http.observe import ACCESS_LOGGER
 from popmap_gql.logs import FIELDS

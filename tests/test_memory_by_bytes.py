@@ -128,7 +128,7 @@ async def test_documents_and_plans_hold_at_most_their_bytes(
     client: httpx.AsyncClient, api_app: Starlette
 ) -> None:
     schema = endpoint_of(api_app).schema
-    documents, plans = schema.documents.kept, schema.fast.plans
+    documents, plans = schema.documents.kept, schema.compiled.plans
     texts = [padded(n, LONG_DOCUMENT) for n in range(450)]  # the longest kept with others
 
     for text in texts:
@@ -169,7 +169,7 @@ async def test_long_documents_are_kept_apart_and_push_out_no_document_in_common_
     assert documents.long.bytes <= budget(documents.long)
     assert long_ones[0] not in documents.long
     assert long_ones[-1] in documents.long
-    assert not any(len(key[0]) > LONG_DOCUMENT for key in schema.fast.plans)
+    assert not any(len(key[0]) > LONG_DOCUMENT for key in schema.compiled.plans)
 
 
 async def test_the_cost_memo_of_a_document_holds_at_most_its_bytes(

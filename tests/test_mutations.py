@@ -16,9 +16,9 @@ import strawberry
 from popmap_gql.api.mutations import CommandOf, Decoded
 from popmap_gql.config import Settings
 from popmap_gql.db.client import fetch
+from popmap_gql.db.lists import data_version
 from popmap_gql.db.models import Business, Event, EventStatus, Participation
 from popmap_gql.db.orm import connection_credentials
-from popmap_gql.db.queries import data_version
 from tests.fake_cognito import FakeCognito
 from tests.helpers import NOW, error_codes, global_id, make_business, make_category, make_event
 from tests.people import Person, person, post

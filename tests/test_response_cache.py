@@ -18,9 +18,9 @@ from popmap_gql.api.schema import schema
 from popmap_gql.auth.local_idp import LocalIdentityProvider
 from popmap_gql.auth.viewer import ANONYMOUS_VIEWER, Viewer
 from popmap_gql.config import Settings
+from popmap_gql.db.lists import PrivateView
 from popmap_gql.db.models import Business
 from popmap_gql.db.orm import connection_credentials
-from popmap_gql.db.queries import PrivateView
 from popmap_gql.http.cache import (
     ENTRY_OVERHEAD,
     CachedResponses,

@@ -1,6 +1,6 @@
 """The Query root's arguments checked where they enter, one function per kind of argument.
 
-The resolvers (`api/queries.py`) and the compiled read path (`api/fast.py`, through the
+The resolvers (`api/query.py`) and the compiled read path (`api/compiled.py`, through the
 same `business_list_query` / `event_list_query` and `lookup`) call these functions, so
 both refuse the same values with the same error: BAD_USER_INPUT naming the argument
 (`first`, `after`, `filter.search`, `bbox.north`, ...), or FORBIDDEN for a filter the
@@ -20,7 +20,7 @@ from typing import Protocol
 from popmap_gql.api.context import Context
 from popmap_gql.api.permissions import require_power_in
 from popmap_gql.api.sizes import Paged
-from popmap_gql.db import queries
+from popmap_gql.db import lists
 from popmap_gql.db.models import EventStatus
 from popmap_gql.db.powers import STATUS_FILTER
 from popmap_gql.db.validation import check_instant, check_storable
@@ -86,17 +86,17 @@ def page_size(size: Paged, first: int | None) -> int:
 
 
 def after(
-    order: queries.BusinessOrder | queries.EventOrder,
+    order: lists.BusinessOrder | lists.EventOrder,
     cursor: str | None,
-    near: queries.Near | None = None,
-) -> queries.Position | None:
+    near: lists.Near | None = None,
+) -> lists.Position | None:
     """Where a page starts: the position in a cursor made for this list's `order` (and,
     ordered by distance, for this centre)."""
     if cursor is None:
         return None
     column = order.value[0]
     kind = datetime if column.endswith("_at") else float if column == "distance" else str
-    return decode_cursor(queries.cursor_order(order, near), cursor, kind)
+    return decode_cursor(lists.cursor_order(order, near), cursor, kind)
 
 
 def lookup(type_name: str, value: str) -> int | None:
@@ -147,7 +147,7 @@ def instant(value: datetime | None, field: str) -> datetime | None:
     return None if value is None else check_instant(value, field)
 
 
-def bounding_box(box: Box | None) -> queries.BoundingBox | None:
+def bounding_box(box: Box | None) -> lists.BoundingBox | None:
     """`bbox`: each side a finite latitude or longitude, south not north of north (west
     east of east crosses the antimeridian)."""
     if box is None:
@@ -164,10 +164,10 @@ def bounding_box(box: Box | None) -> queries.BoundingBox | None:
             )
     if box.south > box.north:
         raise BadUserInput("bbox.south must not be north of bbox.north", field="bbox.south")
-    return queries.BoundingBox(north=box.north, south=box.south, east=box.east, west=box.west)
+    return lists.BoundingBox(north=box.north, south=box.south, east=box.east, west=box.west)
 
 
-def near(circle: Circle | None) -> queries.Near | None:
+def near(circle: Circle | None) -> lists.Near | None:
     """`filter.near`: a finite centre and a radius more than 0 and at most
     MAX_NEAR_RADIUS_KM."""
     if circle is None:
@@ -186,12 +186,12 @@ def near(circle: Circle | None) -> queries.Near | None:
             f"filter.near.radiusKm must be more than 0 and at most {MAX_NEAR_RADIUS_KM:g}",
             field="filter.near.radiusKm",
         )
-    return queries.Near(circle.latitude, circle.longitude, circle.radius_km)
+    return lists.Near(circle.latitude, circle.longitude, circle.radius_km)
 
 
-def event_order(order: queries.EventOrder, near: queries.Near | None) -> None:
+def event_order(order: lists.EventOrder, near: lists.Near | None) -> None:
     """`orderBy`: DISTANCE only with a centre to measure from."""
-    if order is queries.EventOrder.DISTANCE and near is None:
+    if order is lists.EventOrder.DISTANCE and near is None:
         raise BadUserInput("orderBy: DISTANCE needs filter.near", field="orderBy")
 
 

@@ -23,7 +23,6 @@ from strawberry.types import get_object_definition
 
 from popmap_gql.api.engine import strawberry_field, value_shape
 from popmap_gql.api.sizes import Capped, declared
-from popmap_gql.read.compile import Binding, FieldBinding
 from popmap_gql.read.model import (
     ENUM,
     INSTANT,
@@ -35,6 +34,7 @@ from popmap_gql.read.model import (
     ReadModel,
     graphql_name,
 )
+from popmap_gql.read.selections import Binding, FieldBinding
 
 __all__ = ["Bound", "ReadModelMismatch", "bind", "derive_columns"]
 

@@ -8,7 +8,7 @@ and execution; `Pipeline` is the first of them and gives each step what the sche
   nor validates again;
 - validation adds the request's admission (`api/admission.py`: its variables coerced
   once, and its cost against the limit);
-- execution first asks the compiled read path (`api/fast.py`); when it answers, the
+- execution first asks the compiled read path (`api/compiled.py`); when it answers, the
   answer is the result and graphql-core does not run, otherwise the resolvers answer.
 
 Any other extension (tracing, masking, an operation directive) runs around and inside
@@ -25,8 +25,8 @@ from strawberry.extensions import SchemaExtension
 
 from popmap_gql import observe, tracing
 from popmap_gql.api.admission import Admission
+from popmap_gql.api.compiled import CompiledReads
 from popmap_gql.api.documents import Documents, Prepared
-from popmap_gql.api.fast import FastReads
 
 __all__ = ["Pipeline", "PipelineSchema", "admitted_query", "answer"]
 
@@ -35,7 +35,7 @@ class PipelineSchema(Protocol):
     """What the pipeline needs of the schema it runs in (`api/schema.py` PopmapSchema)."""
 
     documents: Documents
-    fast: FastReads
+    compiled: CompiledReads
     compiled_reads: bool
 
     def admit(
@@ -116,6 +116,6 @@ async def answer(
     if not schema.compiled_reads:
         observe.note_declined("off")
     else:
-        data = await schema.fast.answer(document, admission.operation, admission, context)
+        data = await schema.compiled.answer(document, admission.operation, admission, context)
     observe.note_answered_by("resolvers" if data is None else "compiled")
     return data

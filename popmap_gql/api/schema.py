@@ -16,16 +16,16 @@ from popmap_gql import observe, tracing
 from popmap_gql.api import pipeline
 from popmap_gql.api.admission import Admission, admit
 from popmap_gql.api.binding import bind
+from popmap_gql.api.compiled import CompiledReads
 from popmap_gql.api.cost import CostModel
 from popmap_gql.api.documents import Documents, Prepared
 from popmap_gql.api.engine import graphql_schema
 from popmap_gql.api.errors import log_unexpected
-from popmap_gql.api.fast import FastReads
 from popmap_gql.api.limits import ShapeLimits
 from popmap_gql.api.mutations import Mutation
 from popmap_gql.api.pipeline import Pipeline
 from popmap_gql.api.privacy import PrivateFields
-from popmap_gql.api.queries import Query
+from popmap_gql.api.query import Query
 from popmap_gql.api.subscriptions import Subscription
 from popmap_gql.api.types import LOADER_SETUP, READ_MODEL
 from popmap_gql.config import Settings
@@ -49,7 +49,7 @@ class PopmapSchema(strawberry.Schema):
     cost_model: CostModel
     private_fields: PrivateFields
     max_query_cost: int
-    fast: FastReads
+    compiled: CompiledReads
     compiled_reads: bool
     loader_setup: LoaderSetup
 
@@ -167,7 +167,7 @@ def build_schema(
     built.private_fields = PrivateFields(core)  # fails on an unmarked private field
     built.max_query_cost = settings.max_query_cost
     bound = bind(core, READ_MODEL)  # fails when the schema and the read model disagree
-    built.fast = FastReads(built, core, bound, plans_max_bytes=memory.plans)
+    built.compiled = CompiledReads(built, core, bound, plans_max_bytes=memory.plans)
     built.compiled_reads = settings.compiled_reads
     built.loader_setup = LOADER_SETUP
     return built

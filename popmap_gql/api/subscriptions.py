@@ -14,7 +14,7 @@ from enum import Enum
 
 import strawberry
 
-from popmap_gql.api.queries import EventFilter
+from popmap_gql.api.query import EventFilter
 from popmap_gql.api.types import Event
 from popmap_gql.errors import PopmapError
 

@@ -17,8 +17,8 @@ from popmap_gql.api.privacy import private, private_type
 from popmap_gql.api.sizes import PAGE_ITEMS, Capped, cap_of, listed, sized
 from popmap_gql.db import models
 from popmap_gql.db.commands import MAX_CATEGORIES
+from popmap_gql.db.lists import Count
 from popmap_gql.db.powers import AVAILABLE_EVENTS
-from popmap_gql.db.queries import Count
 from popmap_gql.db.rules import ACTS_FOR_BUSINESS
 from popmap_gql.errors import Forbidden, Unauthenticated
 from popmap_gql.read.loaders import LoaderSetup

@@ -25,8 +25,8 @@ from typing import Any
 
 from popmap_gql.db import notify
 from popmap_gql.db.client import fetch
+from popmap_gql.db.lists import Row
 from popmap_gql.db.powers import Audience
-from popmap_gql.db.queries import Row
 from popmap_gql.db.rules import (
     ACTIVE_EVENTS,
     ACTS_FOR_BUSINESS,

@@ -57,7 +57,7 @@ from popmap_gql import observe
 from popmap_gql.api.documents import LONG_DOCUMENT, Prepared
 from popmap_gql.api.privacy import PrivateFields
 from popmap_gql.auth.viewer import Viewer
-from popmap_gql.db import queries
+from popmap_gql.db import lists
 from popmap_gql.memory import LRU
 
 __all__ = [
@@ -241,7 +241,7 @@ class PrivateViews:
             return None
         return self._private.get(user_id)
 
-    def remember(self, user_id: int, view: queries.PrivateView) -> None:
+    def remember(self, user_id: int, view: lists.PrivateView) -> None:
         if view.version < self.version:
             return
         if view.version > self.version:
@@ -306,7 +306,7 @@ class CachedResponses:
         self.prepare = prepare
         self.private = private
         self.store = ResponseCache(max_bytes=max_bytes, max_entry_bytes=max_entry_bytes, ttl=ttl)
-        self.version = DataVersion(queries.data_version)
+        self.version = DataVersion(lists.data_version)
         self.private_views = PrivateViews(PRIVATE_VIEWS_SIZE)
         self._policies: LRU[bytes, bool] = LRU(max_entries=POLICY_CACHE_SIZE)
         # One per (key, version) being computed: at most one per request in progress.
@@ -387,7 +387,7 @@ class CachedResponses:
         else:
             private = self.private_views.get(viewer.user_id, version)
             if private is None:
-                view = await queries.private_view(viewer.user_id)
+                view = await lists.private_view(viewer.user_id)
                 self.private_views.remember(viewer.user_id, view)
                 version, private = view.version, view.private
             if private:

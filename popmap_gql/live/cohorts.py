@@ -37,13 +37,13 @@ from strawberry.types.graphql import OperationType
 from popmap_gql import observe
 from popmap_gql.api.context import Context
 from popmap_gql.api.errors import format_error
-from popmap_gql.api.queries import PAGE
+from popmap_gql.api.query import PAGE
 from popmap_gql.api.schema import PopmapSchema
 from popmap_gql.auth.viewer import Viewer
 from popmap_gql.config import Settings
 from popmap_gql.db.client import fetch
+from popmap_gql.db.lists import Near
 from popmap_gql.db.notify import Touched
-from popmap_gql.db.queries import Near
 from popmap_gql.errors import ServiceUnavailable
 from popmap_gql.live.query import ID_KEY, LiveQuery
 from popmap_gql.observe import RequestFacts

@@ -31,8 +31,8 @@ from graphql import (
 )
 
 from popmap_gql.api.admission import Admission
-from popmap_gql.read.compile import Selector
 from popmap_gql.read.ids import encode_id
+from popmap_gql.read.selections import Selector
 from popmap_gql.read.sql import NotCompilable
 
 __all__ = ["ID_KEY", "LiveQuery", "NotLive", "derive"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from strawberry.dataloader import DataLoader
 
-from popmap_gql.db import queries
+from popmap_gql.db import lists
 from popmap_gql.db.client import fetch
 from popmap_gql.db.powers import Audience
 from popmap_gql.read.model import ReadModel, SqlScope
@@ -111,9 +111,7 @@ class Loaders:
         build = self.builders[entity_name]
 
         async def load(keys: list[int]) -> list[Any]:
-            found = await queries.visible_by_ids(
-                self.audience, entity.table, entity.visibility, keys
-            )
+            found = await lists.visible_by_ids(self.audience, entity.table, entity.visibility, keys)
             return [None if (row := found.get(key)) is None else build(row) for key in keys]
 
         return DataLoader(load_fn=load)

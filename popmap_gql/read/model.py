@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from popmap_gql.db.lists import CATEGORY_ORDER
 from popmap_gql.db.models import EventStatus
 from popmap_gql.db.powers import Audience
-from popmap_gql.db.queries import CATEGORY_ORDER
 from popmap_gql.db.rules import (
     ACTIVE_EVENTS,
     ACTS_FOR_BUSINESS,

@@ -30,7 +30,7 @@ from popmap_gql.auth.local_idp import LOCAL_CLIENT_ID, LOCAL_ISSUER, LOCAL_POOL_
 from popmap_gql.auth.local_sessions import FEDERATED_PROVIDERS
 from popmap_gql.auth.viewer import Viewer as AuthViewer
 from popmap_gql.config import Settings
-from popmap_gql.db import queries
+from popmap_gql.db import lists
 from popmap_gql.db.models import EventStatus as DbEventStatus
 from popmap_gql.errors import NotFound
 from popmap_gql.read.ids import encode_cursor, encode_id
@@ -137,8 +137,8 @@ class EventFilter:
 
 
 def _connection(
-    page: queries.Page[queries.Row],
-    query: queries.ListQuery,
+    page: lists.Page[lists.Row],
+    query: lists.ListQuery,
     nodes: list[NodeT],
 ) -> Connection[NodeT]:
     edges = [
@@ -153,15 +153,15 @@ def _connection(
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
         ),
-        count=_once(lambda: queries.count_of(query)),
+        count=_once(lambda: lists.count_of(query)),
     )
 
 
-def _once(count: Callable[[], Awaitable[queries.Count]]) -> Callable[[], Awaitable[queries.Count]]:
+def _once(count: Callable[[], Awaitable[lists.Count]]) -> Callable[[], Awaitable[lists.Count]]:
     """`count`, run at most once: totalCount and totalCountIsExact share its answer."""
-    task: asyncio.Task[queries.Count] | None = None
+    task: asyncio.Task[lists.Count] | None = None
 
-    def shared() -> Awaitable[queries.Count]:
+    def shared() -> Awaitable[lists.Count]:
         nonlocal task
         if task is None:
             task = asyncio.ensure_future(count())
@@ -176,18 +176,18 @@ def business_list_query(
     after: str | None = None,
     filter: BusinessFilter | None = None,
     order_by: BusinessOrder = BusinessOrder.NAME_ASC,
-) -> queries.ListQuery:
+) -> lists.ListQuery:
     """`Query.businesses`'s arguments checked and turned into the list's SQL (for the
     resolver and the compiled read path alike)."""
     size = arguments.page_size(PAGE, first)
-    order = queries.BusinessOrder[order_by.name]
+    order = lists.BusinessOrder[order_by.name]
     flt = filter or BusinessFilter()
-    criteria = queries.BusinessFilter(
+    criteria = lists.BusinessFilter(
         search=arguments.search_term(flt.search),
         category_slugs=arguments.category_slugs(flt.category_slugs, "filter.categorySlugs"),
         available_for_hire=flt.available_for_hire,
     )
-    return queries.business_list(
+    return lists.business_list(
         context.viewer.audience,
         criteria,
         order,
@@ -203,14 +203,14 @@ def event_list_query(
     after: str | None = None,
     filter: EventFilter | None = None,
     order_by: EventOrder = EventOrder.STARTS_AT_ASC,
-) -> queries.ListQuery:
+) -> lists.ListQuery:
     """`Query.events`'s arguments checked and turned into the list's SQL (for the resolver
     and the compiled read path alike)."""
     size = arguments.page_size(PAGE, first)
-    order = queries.EventOrder[order_by.name]
+    order = lists.EventOrder[order_by.name]
     flt = filter or EventFilter()
     status = arguments.status_filter(context, flt.status)  # who may, before what
-    criteria = queries.EventFilter(
+    criteria = lists.EventFilter(
         upcoming=flt.upcoming,
         ends_after=arguments.instant(flt.ends_after, "filter.endsAfter"),
         starts_after=arguments.instant(flt.starts_after, "filter.startsAfter"),
@@ -223,7 +223,7 @@ def event_list_query(
         near=arguments.near(flt.near),
     )
     arguments.event_order(order, criteria.near)
-    return queries.event_list(
+    return lists.event_list(
         context.viewer.audience,
         criteria,
         order,
@@ -309,7 +309,7 @@ class Query:
 
     @strawberry.field(**listed("All categories, by name; the first {n}.", Capped(200)))
     async def categories(self) -> list[Category]:
-        rows = await queries.list_categories(CATEGORIES_CAP)
+        rows = await lists.list_categories(CATEGORIES_CAP)
         return [Category.from_values(row) for row in rows]
 
     @strawberry.field(**listed("Businesses the viewer can see, a page at a time.", PAGE))
@@ -322,7 +322,7 @@ class Query:
         order_by: BusinessOrder = BusinessOrder.NAME_ASC,
     ) -> Connection[Business]:
         query = business_list_query(info.context, first, after, filter, order_by)
-        page = await queries.page_of(query)
+        page = await lists.page_of(query)
         nodes = [Business.from_values(row) for row in page.items]
         return _connection(page, query, nodes)
 
@@ -344,7 +344,7 @@ class Query:
         order_by: EventOrder = EventOrder.STARTS_AT_ASC,
     ) -> Connection[Event]:
         query = event_list_query(info.context, first, after, filter, order_by)
-        page = await queries.page_of(query)
+        page = await lists.page_of(query)
         nodes = [Event.from_values(row) for row in page.items]
         return _connection(page, query, nodes)
 

@@ -1,7 +1,7 @@
 """The compiled read path: a query on read-model fields answered by SQL that builds its
 JSON in PostgreSQL, one statement per root field.
 
-`FastReads.answer` takes a validated query operation within the cost limit. Each root
+`CompiledReads.answer` takes a validated query operation within the cost limit. Each root
 field it knows (the lists, the lookups by id, the categories, `me`) has its arguments
 checked by the very functions its resolver uses (`event_list_query`, `api/arguments.py`),
 and its selection turned into SQL from the read model (`read.sql`). The JSON comes back
@@ -59,7 +59,7 @@ from popmap_gql.api.binding import Bound
 from popmap_gql.api.context import Context
 from popmap_gql.api.documents import LONG_DOCUMENT
 from popmap_gql.api.engine import strawberry_arguments, strawberry_field
-from popmap_gql.api.queries import (
+from popmap_gql.api.query import (
     CATEGORIES_CAP,
     auth_config,
     business_list_query,
@@ -68,15 +68,15 @@ from popmap_gql.api.queries import (
 )
 from popmap_gql.api.services import service_client
 from popmap_gql.db.client import fetch
-from popmap_gql.db.queries import Count, ListQuery, count_of
+from popmap_gql.db.lists import Count, ListQuery, count_of
 from popmap_gql.errors import DatabaseUnavailable, PopmapError
 from popmap_gql.memory import LRU
-from popmap_gql.read.compile import Selector
 from popmap_gql.read.ids import encode_cursor
 from popmap_gql.read.model import CATEGORY_ORDER, SqlScope
+from popmap_gql.read.selections import Selector
 from popmap_gql.read.sql import FALLBACK_MARK, NotCompilable, object_json, relation_json
 
-__all__ = ["DECLINED", "PLANS_KEPT", "FastReads", "PlanKey"]
+__all__ = ["DECLINED", "PLANS_KEPT", "CompiledReads", "PlanKey"]
 
 logger = logging.getLogger(__name__)
 
@@ -284,7 +284,7 @@ class _Compiling:
         )
 
 
-class FastReads:
+class CompiledReads:
     def __init__(
         self, strawberry_schema: Any, schema: GraphQLSchema, bound: Bound, *, plans_max_bytes: int
     ) -> None:
