@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 
 from popmap_gql.db.client import fetch
 from popmap_gql.db.models import Business, Event, EventStatus
 from popmap_gql.db.powers import ANONYMOUS, Audience, Scope
-from popmap_gql.db.rules import ACTIVE_EVENTS, ACTS_FOR_BUSINESS
+from popmap_gql.db.rules import ACTIVE_EVENTS, ACTS_FOR_BUSINESS, SPAN
+from tests.fake_cognito import FakeCognito
 from tests.helpers import error_codes, global_id, gql, make_business, make_event, make_user
+from tests.people import person
 
 
 async def test_active_events_in_sql_and_in_python_are_the_same_events(
@@ -83,3 +86,48 @@ async def test_owner_or_staff_in_sql_and_in_python_are_the_same_businesses(
             b.name for b in businesses if ACTS_FOR_BUSINESS.holds(audience, b.owner_id)
         )
         assert [row["name"] for row in rows] == in_python == expected, name
+
+
+async def test_lists_of_events_not_ended_keep_one_that_began_long_ago(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    """The lists bound the start by the longest event held (`Ended.not_ended_rows_sql`):
+    a 90-day fair that began 60 days ago is still in every "not ended" list, beside a
+    short event, and one that ended is in none."""
+    owner = await person(cognito, "owner")
+    assert owner.user is not None
+    host = await make_business("Host", owner=owner.user)
+    await make_business("Joiner", owner=owner.user)
+    await make_event("Long fair", starts_in=timedelta(days=-60), hours=90 * 24, businesses=[host])
+    await make_event("Soon", starts_in=timedelta(days=1), businesses=[host])
+    await make_event("Over", starts_in=timedelta(days=-2), businesses=[host])
+    now = datetime.now(UTC).isoformat()
+
+    body = await gql(
+        client,
+        """query ($host: ID!, $now: DateTime!) {
+          upcoming: events(filter: {upcoming: true}) { edges { node { title } } totalCount }
+          after: events(filter: {endsAfter: $now}) { edges { node { title } } totalCount }
+          business(id: $host) { events(upcoming: true) { title } }
+          me { businesses { name availableEvents { title } } }
+        }""",
+        {"host": global_id("Business", host.id), "now": now},
+        headers=owner.headers,
+    )
+
+    assert error_codes(body) == []
+    data = body["data"]
+    both = ["Long fair", "Soon"]
+    for name in ("upcoming", "after"):
+        assert [edge["node"]["title"] for edge in data[name]["edges"]] == both
+        assert data[name]["totalCount"] == 2
+    assert [event["title"] for event in data["business"]["events"]] == both
+    available = {
+        b["name"]: [e["title"] for e in b["availableEvents"]] for b in data["me"]["businesses"]
+    }
+    assert available == {"Host": [], "Joiner": both}
+
+
+def test_the_longest_duration_is_what_migration_0011_indexes() -> None:
+    source = (Path(__file__).parent.parent / "migrations" / "0011_event_span_index.py").read_text()
+    assert f"ON event (({SPAN}))" in source

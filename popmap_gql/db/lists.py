@@ -435,9 +435,9 @@ def event_list(
         return f"${len(params)}"
 
     if flt.upcoming:
-        conditions.append(f"NOT ({ENDED.sql('e')})")
+        conditions.append(ENDED.not_ended_rows_sql("e"))
     if flt.ends_after is not None:
-        conditions.append(f"e.ends_at >= {param(flt.ends_after)}")
+        conditions.append(ENDED.not_ended_rows_sql("e", f"{param(flt.ends_after)}::timestamptz"))
     if flt.starts_after is not None:
         conditions.append(f"e.starts_at >= {param(flt.starts_after)}")
     if flt.starts_before is not None:

@@ -295,7 +295,7 @@ LATEST_ENDING = ("{a}.ends_at DESC", "{a}.id DESC")
 
 
 def _not_ended(upcoming: Any, alias: str) -> str | None:
-    return f"NOT ({ENDED.sql(alias)})" if upcoming else None
+    return ENDED.not_ended_rows_sql(alias) if upcoming else None
 
 
 def _picture(
@@ -378,7 +378,7 @@ def _hosted_events(key: str, a: str, _: SqlScope) -> str:
 
 def _available_events(key: str, a: str, _: SqlScope) -> str:
     return (
-        f"FROM event {a} WHERE {ACTIVE_EVENTS.sql(a)} AND NOT EXISTS (SELECT 1 FROM"
+        f"FROM event {a} WHERE {ACTIVE_EVENTS.rows_sql(a)} AND NOT EXISTS (SELECT 1 FROM"
         f" participation p WHERE p.event_id = {a}.id AND p.business_id = {key})"
     )
 
