@@ -19,7 +19,14 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["SETTINGS", "ConfigError", "Settings", "load_settings", "read_env_file"]
+__all__ = [
+    "SETTINGS",
+    "ConfigError",
+    "Settings",
+    "default_of",
+    "load_settings",
+    "read_env_file",
+]
 
 
 class ConfigError(Exception):
@@ -341,7 +348,7 @@ class Settings:
     """Request body size; beyond it HTTP 413 `PAYLOAD_TOO_LARGE`."""
     max_query_cost: int = _env("POPMAP_MAX_QUERY_COST", POSITIVE, 200_000)
     """Largest query cost, the most objects an answer can hold (`QUERY_TOO_COSTLY`)."""
-    max_exact_count: int = _env("POPMAP_MAX_EXACT_COUNT", POSITIVE, 10_000)
+    max_exact_count: int = _env("POPMAP_MAX_EXACT_COUNT", POSITIVE, 1_000)
     """`totalCount` counts at most this many matches; beyond, it answers this number and
     `totalCountIsExact: false`."""
 
@@ -554,6 +561,12 @@ class Settings:
 
 
 SETTINGS: tuple[Field[Any], ...] = fields(Settings)
+
+
+def default_of(name: str) -> Any:
+    """The declared default of the setting `name` (a field of Settings), for a text that
+    states it (the schema's descriptions)."""
+    return next(setting.default for setting in SETTINGS if setting.name == name)
 
 
 def load_settings(

@@ -254,7 +254,7 @@ class UndeclaredQuery:
 
 def test_a_list_field_without_a_declared_size_fails_at_schema_build() -> None:
     with pytest.raises(TypeError, match=r"UndeclaredQuery\.things is a list of objects"):
-        CostModel(graphql_schema(strawberry.Schema(query=UndeclaredQuery)))
+        CostModel(graphql_schema(strawberry.Schema(query=UndeclaredQuery)), count_cost=1)
 
 
 def test_the_cost_settings_are_read_from_the_environment() -> None:
@@ -405,3 +405,42 @@ async def test_with_introspection_errors_suggest_names(client: httpx.AsyncClient
     body = await gql(client, "{ categoriez { name } }")
 
     assert "Did you mean 'categories'?" in body["errors"][0]["message"]
+
+
+COUNTED = """{
+  events(first: 1) { totalCount totalCountIsExact edges { node { id } } }
+  also: events(first: 1) { totalCount }
+  businesses(first: 1) { edges { node { id } } }
+}"""
+
+
+def test_a_count_costs_the_rows_it_may_read_once_per_connection() -> None:
+    """A count reads up to POPMAP_MAX_EXACT_COUNT + 1 rows: each counted connection costs
+    that many points beside its objects, once however many count fields it selects."""
+    count = DEFAULTS.max_exact_count + 1
+    objects = (1 + 2) + 1 + (1 + 2)  # two connections of one edge and node, one bare
+
+    assert _cost(COUNTED) == objects + 2 * count
+
+
+def test_counted_aliases_past_the_cost_limit_are_refused(
+    database_url: str, tmp_path: Path, clean_db: None
+) -> None:
+    """The cost limit bounds how many counts one request may make."""
+    fits = 4
+    each = DEFAULTS.max_exact_count + 1 + 1  # the count's rows, the connection
+    aliases = [f"c{i}: events(first: 1) {{ totalCount }}" for i in range(fits + 1)]
+    env = clean_env(
+        DATABASE_URL=database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        POPMAP_MAX_QUERY_COST=str(fits * each),
+    )
+    with running_server(env) as base:
+        refused = _post(base, "{ " + " ".join(aliases) + " }")
+        served = _post(base, "{ " + " ".join(aliases[:fits]) + " }")
+
+    assert error_codes(refused) == ["QUERY_TOO_COSTLY"]
+    assert refused["errors"][0]["extensions"]["cost"] == (fits + 1) * each
+    assert "data" not in refused
+    assert "errors" not in served, served
+    assert served["data"]["c0"] == {"totalCount": 0}

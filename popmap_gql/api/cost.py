@@ -10,6 +10,10 @@ declarations on the fields; the model is built from the schema at start-up and f
 there if a list of objects has none. Introspection lists are sized from the schema
 itself (how many types, the most fields of a type, ...).
 
+Database work that the answer does not show is declared too: a connection's count
+(`totalCount`, `totalCountIsExact`, declared `COUNTS`) reads up to the count limit + 1
+rows, and costs that many points (`count_cost`), once per connection's selection.
+
 The walk is linear in the document: a fragment's cost is computed once per page size
 it is spread under, then multiplied at each spread.
 """
@@ -47,7 +51,7 @@ from graphql import (
 )
 
 from popmap_gql.api.engine import strawberry_field
-from popmap_gql.api.sizes import Capped, Paged, PageItems, declared
+from popmap_gql.api.sizes import Capped, Counts, Paged, PageItems, declared
 
 __all__ = ["MAX_REPORTED_COST", "CostModel", "too_costly"]
 
@@ -61,6 +65,7 @@ class _Kind(Enum):
     LIST = "list"  # a list of at most `cap` objects
     PAGED = "paged"  # a connection: `first` items in its edges
     PAGE_ITEMS = "page items"  # a connection's edges
+    COUNT = "count"  # a connection's count: `count_cost` rows read, once per connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +111,12 @@ def _describe(
     type_name: str, name: str, field: GraphQLField, introspection: Mapping[tuple[str, str], int]
 ) -> _Field:
     named = get_named_type(field.type)
-    if is_leaf_type(named):
-        return _Field(_Kind.LEAF, named.name)
     definition = strawberry_field(field)
     size = declared(getattr(definition, "metadata", None))
+    if isinstance(size, Counts) and is_leaf_type(named):
+        return _Field(_Kind.COUNT, named.name)
+    if is_leaf_type(named):
+        return _Field(_Kind.LEAF, named.name)
     listed = _is_list(field.type)
     where = f"{type_name}.{name}"
     if isinstance(size, Paged):
@@ -142,7 +149,8 @@ def _check_pages(fields: Mapping[tuple[str, str], _Field]) -> None:
 class CostModel:
     """Every field's size, from the schema; costs operations against it."""
 
-    def __init__(self, schema: GraphQLSchema) -> None:
+    def __init__(self, schema: GraphQLSchema, count_cost: int) -> None:
+        self.count_cost = count_cost
         introspection = _introspection_caps(schema)
         self.fields: dict[tuple[str, str], _Field] = {}
         for graphql_type in schema.type_map.values():
@@ -204,8 +212,14 @@ class _Costing:
         self, selection_set: SelectionSetNode, type_name: str, page: int | None
     ) -> int:
         total = 0
+        counted = False  # a connection counts once, however many count fields it selects
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
+                if self.model.field(type_name, selection.name.value).kind is _Kind.COUNT:
+                    if not counted:
+                        total = _add(total, self.model.count_cost)
+                    counted = True
+                    continue
                 total = _add(total, self._field(selection, type_name, page))
             elif isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition

@@ -163,7 +163,8 @@ def build_schema(
         max_entries=DOCUMENT_CACHE_SIZE,
         max_bytes=memory.documents,
     )
-    built.cost_model = CostModel(core)  # fails on a list without a declared size
+    # fails on a list without a declared size; a count reads up to the cap + 1 rows
+    built.cost_model = CostModel(core, count_cost=settings.max_exact_count + 1)
     built.private_fields = PrivateFields(core)  # fails on an unmarked private field
     built.max_query_cost = settings.max_query_cost
     bound = bind(core, READ_MODEL)  # fails when the schema and the read model disagree

@@ -16,8 +16,10 @@ from typing import Any, TypedDict
 from strawberry.types import get_object_definition
 
 __all__ = [
+    "COUNTS",
     "PAGE_ITEMS",
     "Capped",
+    "Counts",
     "Listed",
     "PageItems",
     "Paged",
@@ -55,7 +57,19 @@ class PageItems:
 
 PAGE_ITEMS = PageItems()
 
-Size = Capped | Paged | PageItems
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """A connection's count of the rows its filter admits (`totalCount`,
+    `totalCountIsExact`): an answer of one number for which PostgreSQL reads up to the
+    count limit + 1 rows (`POPMAP_MAX_EXACT_COUNT`), so it costs that many points (the
+    cost model's `count_cost`), once per connection however many of them are selected,
+    since they share one count."""
+
+
+COUNTS = Counts()
+
+Size = Capped | Paged | PageItems | Counts
 
 
 def sized(size: Size) -> dict[str, Size]:
@@ -89,7 +103,7 @@ def declared(metadata: Any) -> Size | None:
     if not metadata:
         return None
     size = metadata.get(_KEY)
-    return size if isinstance(size, Capped | Paged | PageItems) else None
+    return size if isinstance(size, Capped | Paged | PageItems | Counts) else None
 
 
 def cap_of(cls: type, field_name: str) -> int:

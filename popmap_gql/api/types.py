@@ -14,7 +14,8 @@ from popmap_gql.api.binding import derive_columns
 from popmap_gql.api.context import Context, Info
 from popmap_gql.api.permissions import require_service_power
 from popmap_gql.api.privacy import private, private_type
-from popmap_gql.api.sizes import PAGE_ITEMS, Capped, cap_of, listed, sized
+from popmap_gql.api.sizes import COUNTS, PAGE_ITEMS, Capped, cap_of, listed, sized
+from popmap_gql.config import default_of
 from popmap_gql.db import models
 from popmap_gql.db.commands import MAX_CATEGORIES
 from popmap_gql.db.lists import Count
@@ -252,15 +253,17 @@ class Connection(Generic[NodeT]):
 
     @strawberry.field(
         description="How many items match the filter, across all pages: exact up to the"
-        " server's count limit (POPMAP_MAX_EXACT_COUNT, 10,000 by default); beyond it,"
-        " that limit, with totalCountIsExact false."
+        f" server's count limit (POPMAP_MAX_EXACT_COUNT, {default_of('max_exact_count'):,}"
+        " by default); beyond it, that limit, with totalCountIsExact false.",
+        metadata=sized(COUNTS),
     )
     async def total_count(self) -> int:
         return (await self.count()).n
 
     @strawberry.field(
         description="Whether totalCount is the exact number of matches; false when more"
-        " items match than the server counts (totalCount is then its count limit)."
+        " items match than the server counts (totalCount is then its count limit).",
+        metadata=sized(COUNTS),
     )
     async def total_count_is_exact(self) -> bool:
         return (await self.count()).exact
