@@ -26,6 +26,8 @@ viewer could not see before or after). Latency runs from the write's HTTP respon
 the client's receipt (time.monotonic, one clock for every process on the machine).
 Statements per write are `popmap_live_statements_total` over the writes (the fan-out's
 own SQL: routing and cohort evaluations; the mutation's own statements are not in it),
+beside `cohorts`, the cohorts both workers hold (`popmap_live_cohorts`) once all have
+subscribed: a write costs the cohorts it reaches, not all of them;
 CPU is the server's processes' CPU time over the write phase (100 = one core; the
 machine has two), RSS per 1,000 subscribers is the growth of the server's resident memory
 from idle to all subscribed. Every change is undone at the end (SQL), so the other
@@ -604,6 +606,7 @@ async def drive(args: argparse.Namespace) -> int:
             processes = server_processes(server)
             rss_full = rss_bytes(processes)
             statements_before = await metric(http, server, "popmap_live_statements_total")
+            cohorts = await metric(http, server, "popmap_live_cohorts")
             cpu_before, wall_before = cpu_seconds(processes), time.monotonic()
 
             writer = Writer(world, rng)
@@ -666,7 +669,7 @@ async def drive(args: argparse.Namespace) -> int:
         f" p50_ms={figures['p50']:.1f} p99_ms={figures['p99']:.1f} max_ms={figures['max']:.1f}"
         f" delivered={figures['delivered']}/expected={figures['expected']}"
         f" wrong={figures['wrong']} extra={figures['extra']} leaked={figures['leaked']}"
-        f" statements_per_write={statements:.1f} cpu_pct={cpu_pct:.0f}"
+        f" cohorts={cohorts:.0f} statements_per_write={statements:.1f} cpu_pct={cpu_pct:.0f}"
         f" rss_mb_per_1000={rss_per_1000:.1f}",
         flush=True,
     )
