@@ -586,3 +586,17 @@ def test_budget_settings_are_read() -> None:
     assert settings.budget_service_clients == (("a", 300_000), ("b", 400_000))
     assert settings.budget_redis_url == "redis://127.0.0.1:6379/0"
     assert settings.budgets is False
+
+
+async def test_a_charge_of_the_whole_budget_fits_a_full_bucket_at_any_clock_value() -> None:
+    """(now + 60) - now rounds above 60 at some clock values: a full bucket still takes
+    a charge of its whole budget there."""
+    rounding = [n * 0.37 for n in range(100_000) if (n * 0.37 + 60.0) - n * 0.37 > 60.0]
+    assert rounding  # such clock values exist
+    clock = iter(rounding)
+    buckets = MemoryBuckets(clock=lambda: next(clock))
+    policy = Policy("anonymous", 600)
+
+    outcomes = [buckets.charge_now(f"client:{n}", 600, policy) for n in range(len(rounding))]
+
+    assert all(outcome.allowed for outcome in outcomes)

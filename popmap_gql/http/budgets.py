@@ -45,6 +45,7 @@ import ipaddress
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -77,6 +78,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
+_SLACK_SECONDS = 1e-6
 # What a request costs at least: one refused before execution, or admitted at cost 0.
 REFUSED_COST = 1
 # At most this many buckets (and refused clients) in one process: beyond, the least
@@ -176,18 +178,23 @@ class Buckets(Protocol):
 class MemoryBuckets:
     """This process's buckets: `tat` by key, on the monotonic clock."""
 
-    def __init__(self, limit: int = MAX_BUCKETS) -> None:
+    def __init__(
+        self, limit: int = MAX_BUCKETS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         # the least recently charged bucket, the fullest again, is the one forgotten
         self.tats: LRU[str, float] = LRU(max_entries=limit)
+        self.clock = clock
 
     async def charge(self, key: str, cost: int, policy: Policy) -> Outcome:
         return self.charge_now(key, cost, policy)
 
     def charge_now(self, key: str, cost: int, policy: Policy) -> Outcome:
-        now = time.monotonic()
+        now = self.clock()
         tat = max(self.tats.get(key, now), now)
         after = tat + cost * policy.interval
-        if after - now > WINDOW_SECONDS:
+        # `after - now` rounds: a charge of the whole budget to a full bucket can come out
+        # a few ulps over the window; a microsecond (Redis's resolution) of slack holds it.
+        if after - now > WINDOW_SECONDS + _SLACK_SECONDS:
             return Outcome(False, tat - now, cost)
         self.tats.put(key, after)
         return Outcome(True, after - now, cost)
