@@ -92,7 +92,6 @@ class LocalSignIn:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.allowed_scopes = frozenset(STANDARD_SCOPES) | frozenset(settings.cognito_oauth_scopes)
 
     @cached_property
     def idp(self) -> LocalIdentityProvider:

@@ -83,7 +83,6 @@ class JWKSCache:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._next_fetch_at = float("-inf")
         self._inflight: asyncio.Task[None] | None = None
-        self.fetch_count = 0
 
     async def get_key(self, kid: str) -> jwt.PyJWK:
         key = self._keys.get(kid)
@@ -110,7 +109,6 @@ class JWKSCache:
                 self._inflight = None
 
     async def _fetch(self) -> None:
-        self.fetch_count += 1
         try:
             keys = await self._download()
         except (httpx.HTTPError, ValueError) as exc:
