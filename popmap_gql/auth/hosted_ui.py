@@ -32,9 +32,7 @@ from starlette.routing import Route
 from popmap_gql.auth.authenticator import bearer_token
 from popmap_gql.auth.local_idp import (
     LOCAL_CLIENT_ID,
-    LOCAL_ISSUER,
     LocalIdentityProvider,
-    local_service_client_ids,
 )
 from popmap_gql.auth.local_sessions import (
     FEDERATED_PROVIDERS,
@@ -100,13 +98,7 @@ class LocalSignIn:
 
     @cached_property
     def verifier(self) -> TokenVerifier:
-        return TokenVerifier(
-            issuer=LOCAL_ISSUER,
-            client_ids=[LOCAL_CLIENT_ID],
-            keys=self.idp.key_source(),
-            leeway=self.settings.token_leeway_seconds,
-            service_client_ids=local_service_client_ids(self.settings),
-        )
+        return self.idp.verifier(self.settings)
 
     async def access(self, token: str, *, scope: str) -> tuple[TokenClaims, Session | None]:
         """The claims of a person's access token holding `scope`, and its session (None
