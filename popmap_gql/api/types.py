@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar, cast
+from typing import Annotated, Any, Generic, Self, TypeVar, cast
 
 import strawberry
 from tortoise.models import Model
@@ -49,14 +49,22 @@ NodeT = TypeVar("NodeT")
 T = TypeVar("T")
 
 
-def _columns(row: Model) -> Mapping[str, Any]:
-    """A model's column values by column name (foreign keys as `<name>_id`), the shape of
-    a SQL row."""
-    return row.__dict__
+class _Built:
+    """A type built from a row of its read-model entity (the entity of its name)."""
+
+    @classmethod
+    def from_row(cls, row: Model) -> Self:
+        """From an ORM model: its column values by column name (foreign keys as
+        `<name>_id`), the shape of a SQL row."""
+        return cls.from_values(row.__dict__)
+
+    @classmethod
+    def from_values(cls, row: Mapping[str, Any]) -> Self:
+        return cls(**READ_MODEL[cls.__name__].values(row))
 
 
 @strawberry.type
-class Category:
+class Category(_Built):
     id: strawberry.ID
     pk: strawberry.Private[int]
     name: str
@@ -71,17 +79,9 @@ class Category:
     async def businesses(self, info: Info) -> list[Business]:
         return cast(list[Business], await related(self, info.context, "businesses"))
 
-    @classmethod
-    def from_row(cls, row: models.Category) -> Category:
-        return cls.from_values(_columns(row))
-
-    @classmethod
-    def from_values(cls, row: Mapping[str, Any]) -> Category:
-        return cls(**READ_MODEL["Category"].values(row))
-
 
 @strawberry.type
-class Business:
+class Business(_Built):
     id: strawberry.ID
     pk: strawberry.Private[int]
     owner_id: strawberry.Private[int | None]
@@ -162,17 +162,9 @@ class Business:
         loader = info.context.loaders.related("Business", "available_events")
         return cast(list[Event], await loader.load(self.pk))
 
-    @classmethod
-    def from_row(cls, row: models.Business) -> Business:
-        return cls.from_values(_columns(row))
-
-    @classmethod
-    def from_values(cls, row: Mapping[str, Any]) -> Business:
-        return cls(**READ_MODEL["Business"].values(row))
-
 
 @strawberry.type
-class Event:
+class Event(_Built):
     id: strawberry.ID
     pk: strawberry.Private[int]
     host_business_id: strawberry.Private[int | None]
@@ -219,14 +211,6 @@ class Event:
     )
     async def categories(self, info: Info) -> list[Category]:
         return cast(list[Category], await related(self, info.context, "categories"))
-
-    @classmethod
-    def from_row(cls, row: models.Event) -> Event:
-        return cls.from_values(_columns(row))
-
-    @classmethod
-    def from_values(cls, row: Mapping[str, Any]) -> Event:
-        return cls(**READ_MODEL["Event"].values(row))
 
 
 @strawberry.type
