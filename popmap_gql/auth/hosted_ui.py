@@ -75,14 +75,13 @@ _PAGE_HEADERS = {
 }
 
 
+@dataclass
 class AccessRefused(Exception):
     """An access token the local provider's endpoints refuse. `kind` is one of
     invalid, expired, revoked, scope; the message is Cognito's wording."""
 
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
+    kind: str
+    message: str
 
 
 class LocalSignIn:
@@ -166,24 +165,22 @@ class AuthorizeRequest:
         return values
 
 
+@dataclass
 class _PageError(Exception):
     """Refused before the redirect URI is known good: answered with an error page."""
 
-    def __init__(self, error: str, description: str) -> None:
-        super().__init__(description)
-        self.error = error
-        self.description = description
+    error: str
+    description: str
 
 
+@dataclass
 class _RedirectError(Exception):
     """Refused after: the browser goes back to the app with `error` and the state."""
 
-    def __init__(self, redirect_uri: str, state: str | None, error: str, description: str):
-        super().__init__(description)
-        self.redirect_uri = redirect_uri
-        self.state = state
-        self.error = error
-        self.description = description
+    redirect_uri: str
+    state: str | None
+    error: str
+    description: str
 
 
 def _single_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
