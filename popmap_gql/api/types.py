@@ -12,7 +12,7 @@ from tortoise.models import Model
 
 from popmap_gql.api.binding import derive_columns
 from popmap_gql.api.context import Context, Info
-from popmap_gql.api.permissions import require_service_power
+from popmap_gql.api.permissions import require_power_in
 from popmap_gql.api.privacy import private, private_type
 from popmap_gql.api.sizes import PAGE_ITEMS, Capped, cap_of, listed, sized
 from popmap_gql.db import models
@@ -156,7 +156,7 @@ class Business(_Built):
         if not viewer.is_authenticated:
             raise Unauthenticated("sign in to see the events your business can join")
         if viewer.is_service:
-            require_service_power(info, AVAILABLE_EVENTS)
+            require_power_in(info.context, AVAILABLE_EVENTS)
         elif not ACTS_FOR_BUSINESS.holds(viewer.audience, self.owner_id):
             raise Forbidden("only the business's owner or staff may see this")
         loader = info.context.loaders.related("Business", "available_events")
