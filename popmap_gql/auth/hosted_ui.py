@@ -22,7 +22,6 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.requests import Request
@@ -466,12 +465,12 @@ async def _authorization_code(local: LocalSignIn, form: Mapping[str, str]) -> Re
         return _token_error("invalid_grant", "code_verifier does not match the code_challenge")
     session, refresh_token = await create_session(grant.client_id, grant.person, grant.scopes)
     tokens = mint_tokens(local.idp, session, nonce=grant.nonce)
-    body: dict[str, Any] = {
-        **tokens,
-        "refresh_token": refresh_token,
-        "expires_in": TOKEN_SECONDS,
-        "token_type": "Bearer",
-    }
+    return _tokens_answer({**tokens, "refresh_token": refresh_token})
+
+
+def _tokens_answer(tokens: dict[str, str]) -> JSONResponse:
+    """The token endpoint's answer: the tokens, their lifetime and type."""
+    body = {**tokens, "expires_in": TOKEN_SECONDS, "token_type": "Bearer"}
     return JSONResponse(body, headers=_NO_STORE)
 
 
@@ -482,12 +481,7 @@ async def _refresh(local: LocalSignIn, form: Mapping[str, str]) -> Response:
     session = await session_of_refresh_token(refresh_token)
     if session is None or not session.usable or session.client_id != LOCAL_CLIENT_ID:
         return _token_error("invalid_grant", "the refresh token is invalid, expired or revoked")
-    body: dict[str, Any] = {
-        **mint_tokens(local.idp, session),
-        "expires_in": TOKEN_SECONDS,
-        "token_type": "Bearer",
-    }
-    return JSONResponse(body, headers=_NO_STORE)
+    return _tokens_answer(mint_tokens(local.idp, session))
 
 
 async def revoke(request: Request) -> Response:
