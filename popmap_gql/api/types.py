@@ -46,7 +46,6 @@ __all__ = [
 EventStatus = strawberry.enum(models.EventStatus, name="EventStatus")
 
 NodeT = TypeVar("NodeT")
-T = TypeVar("T")
 
 
 class _Built:
