@@ -36,17 +36,12 @@ async def _database_url(settings: Settings) -> str:
     return await embedded_database_url(settings.embedded_pgdata)
 
 
-async def _migrate(url: str) -> None:
-    from popmap_gql.db.migrate import migrate
-
-    await migrate(url)
-
-
 async def _seed(url: str, settings: Settings) -> None:
+    from popmap_gql.db.migrate import migrate
     from popmap_gql.db.orm import tortoise_config
     from popmap_gql.db.seed import seed_demo
 
-    await _migrate(url)
+    await migrate(url)
     await Tortoise.init(config=tortoise_config(url, pool_size=2, pooler=settings.db_pooler))
     try:
         report = await seed_demo()
@@ -59,8 +54,10 @@ async def _seed(url: str, settings: Settings) -> None:
 
 
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from popmap_gql.db.migrate import migrate
+
     async def run() -> None:
-        await _migrate(await _database_url(settings))
+        await migrate(await _database_url(settings))
 
     asyncio.run(run())
     print("migrations applied")

@@ -79,10 +79,6 @@ class LRU(Generic[K, V]):
         entry = self._entries.get(key)
         return None if entry is None else entry[0]
 
-    def fits(self, key: K, value: V) -> bool:
-        """Whether this entry alone is small enough to be kept."""
-        return self.max_entry_bytes is None or self._cost(key, value) <= self.max_entry_bytes
-
     def put(self, key: K, value: V) -> bool:
         """Keep `value` as the most recently used, making room; whether it was kept (an
         entry larger than `max_entry_bytes` is not, and replaces nothing)."""

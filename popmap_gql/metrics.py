@@ -91,115 +91,92 @@ class Metrics:
         self.registry = CollectorRegistry()
         registry = self.registry
         self.operations = OperationNames()
-        self.requests = Counter(
+
+        def counter(name: str, meaning: str, *labels: str) -> Counter:
+            return Counter(name, meaning, labels, registry=registry)
+
+        def gauge(name: str, meaning: str) -> Gauge:
+            """Summed over the live workers."""
+            return Gauge(name, meaning, registry=registry, multiprocess_mode="livesum")
+
+        def histogram(name: str, meaning: str, *labels: str) -> Histogram:
+            return Histogram(name, meaning, labels, buckets=LATENCY_BUCKETS, registry=registry)
+
+        self.requests = counter(
             "popmap_http_requests",
             "HTTP requests answered, by route, GraphQL operation name and HTTP status.",
-            ["route", "operation", "status"],
-            registry=registry,
+            *("route", "operation", "status"),
         )
-        self.latency = Histogram(
+        self.latency = histogram(
             "popmap_http_request_duration_seconds",
             "Time from a request's arrival to its response's last byte, by route and"
             " GraphQL operation name.",
-            ["route", "operation"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            *("route", "operation"),
         )
-        self.cache_hits = Counter(
-            "popmap_response_cache_hits",
-            "GraphQL requests answered from the response cache.",
-            registry=registry,
+        self.cache_hits = counter(
+            "popmap_response_cache_hits", "GraphQL requests answered from the response cache."
         )
-        self.cache_misses = Counter(
-            "popmap_response_cache_misses",
-            "Cacheable GraphQL requests that had to be executed.",
-            registry=registry,
+        self.cache_misses = counter(
+            "popmap_response_cache_misses", "Cacheable GraphQL requests that had to be executed."
         )
-        self.cache_bytes = Gauge(
+        self.cache_bytes = gauge(
             "popmap_response_cache_bytes",
             "Bytes the response cache holds (bodies, keys and per-entry overhead).",
-            registry=registry,
-            multiprocess_mode="livesum",
         )
-        self.jwks_fetches = Counter(
+        self.jwks_fetches = counter(
             "popmap_jwks_fetches",
             "Fetches of the identity provider's signing keys, by outcome (ok, failed).",
-            ["outcome"],
-            registry=registry,
+            "outcome",
         )
-        self.pool_in_use = Gauge(
-            "popmap_db_pool_in_use",
-            "Database connections borrowed from the pool right now.",
-            registry=registry,
-            multiprocess_mode="livesum",
+        self.pool_in_use = gauge(
+            "popmap_db_pool_in_use", "Database connections borrowed from the pool right now."
         )
-        self.pool_waiting = Gauge(
-            "popmap_db_pool_waiting",
-            "Requests waiting for a pooled database connection right now.",
-            registry=registry,
-            multiprocess_mode="livesum",
+        self.pool_waiting = gauge(
+            "popmap_db_pool_waiting", "Requests waiting for a pooled database connection right now."
         )
-        self.db_faults = Counter(
+        self.db_faults = counter(
             "popmap_db_faults",
             "Database faults answered 503, by kind: statement timeout, unreachable,"
             " no connection within the pool timeout, server out of resources, connection"
             " broken.",
-            ["kind"],
-            registry=registry,
+            "kind",
         )
 
-        self.budget_refusals = Counter(
+        self.budget_refusals = counter(
             "popmap_budget_refusals",
             "GraphQL requests refused 429 RATE_LIMITED, by budget (anonymous, user, service).",
-            ["budget"],
-            registry=registry,
+            "budget",
         )
-        self.budget_store_faults = Counter(
+        self.budget_store_faults = counter(
             "popmap_budget_store_faults",
             "Charges Redis failed to make (POPMAP_BUDGET_REDIS_URL); this process then"
             " charges its own buckets for a few seconds.",
-            registry=registry,
         )
 
-        self.ws_connections = Gauge(
-            "popmap_ws_connections",
-            "WebSockets open on /graphql right now.",
-            registry=registry,
-            multiprocess_mode="livesum",
+        self.ws_connections = gauge(
+            "popmap_ws_connections", "WebSockets open on /graphql right now."
         )
-        self.ws_subscriptions = Gauge(
-            "popmap_ws_subscriptions",
-            "Subscriptions running right now.",
-            registry=registry,
-            multiprocess_mode="livesum",
-        )
-        self.ws_messages = Counter(
+        self.ws_subscriptions = gauge("popmap_ws_subscriptions", "Subscriptions running right now.")
+        self.ws_messages = counter(
             "popmap_ws_messages_sent",
             "Messages sent on WebSockets (next, error, pings and the protocol's others).",
-            registry=registry,
         )
-        self.live_cohorts = Gauge(
+        self.live_cohorts = gauge(
             "popmap_live_cohorts",
             "Groups of identical subscriptions, each evaluated once per window.",
-            registry=registry,
-            multiprocess_mode="livesum",
         )
-        self.live_messages = Counter(
+        self.live_messages = counter(
             "popmap_live_changes_delivered",
             "Changes (ADDED, UPDATED, REMOVED) handed to subscribers' connections.",
-            registry=registry,
         )
-        self.live_statements = Counter(
+        self.live_statements = counter(
             "popmap_live_statements",
             "SQL statements live evaluation sent: one routing statement per window, and"
             " one per cohort with a change that may concern it.",
-            registry=registry,
         )
-        self.live_lag = Histogram(
+        self.live_lag = histogram(
             "popmap_live_fanout_seconds",
             "From the end of a window of changes to the changes queued for subscribers.",
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
         )
 
     def observe_request(self, facts: RequestFacts, route: str, seconds: float) -> None:

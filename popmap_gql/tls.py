@@ -49,20 +49,14 @@ def _names(host: str) -> list[str]:
     return names
 
 
-def _general_name(name: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        return x509.DNSName(name)
-
-
-def _subtree(name: str) -> x509.GeneralName:
-    """A name constraint admitting exactly `name` (an address as a /32 or /128)."""
+def _general_name(name: str, *, subtree: bool = False) -> x509.GeneralName:
+    """An address or a host name; as a `subtree`, a name constraint admitting exactly
+    `name` (an address as a /32 or /128)."""
     try:
         address = ipaddress.ip_address(name)
     except ValueError:
         return x509.DNSName(name)
-    return x509.IPAddress(ipaddress.ip_network(address))
+    return x509.IPAddress(ipaddress.ip_network(address) if subtree else address)
 
 
 def _covers(path: Path, names: Sequence[str]) -> bool:
@@ -109,14 +103,21 @@ def local_certificate(data_dir: Path, host: str) -> LocalCertificate:
             x509.NameAttribute(NameOID.COMMON_NAME, f"Popmap local CA {secrets.token_hex(4)}"),
         ]
     )
+
+    def builder(subject: x509.Name, key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
+        """A certificate of `key` for `subject`, by the authority, valid from now to `until`."""
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(authority_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(until)
+        )
+
     authority = (
-        x509.CertificateBuilder()
-        .subject_name(authority_name)
-        .issuer_name(authority_name)
-        .public_key(authority_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(until)
+        builder(authority_name, authority_key)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -134,7 +135,8 @@ def local_certificate(data_dir: Path, host: str) -> LocalCertificate:
         )
         .add_extension(
             x509.NameConstraints(
-                permitted_subtrees=[_subtree(name) for name in names], excluded_subtrees=None
+                permitted_subtrees=[_general_name(name, subtree=True) for name in names],
+                excluded_subtrees=None,
             ),
             critical=True,
         )
@@ -147,13 +149,7 @@ def local_certificate(data_dir: Path, host: str) -> LocalCertificate:
 
     server_key = ec.generate_private_key(ec.SECP256R1())
     server = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(authority_name)
-        .public_key(server_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(until)
+        builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]), server_key)
         .add_extension(
             x509.SubjectAlternativeName([_general_name(name) for name in names]),
             critical=False,

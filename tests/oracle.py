@@ -123,7 +123,7 @@ class OracleLoaders(Loaders):
     """The loaders the API's resolvers call, answered from `Tables`."""
 
     def __init__(self, audience: Audience) -> None:
-        super().__init__(audience, READ_MODEL, LOADER_SETUP.caps, BUILDERS)
+        super().__init__(audience, LOADER_SETUP)
         self._tables: asyncio.Task[Tables] | None = None
         self._kept: dict[Hashable, DataLoader[Any, Any]] = {}
 
@@ -137,7 +137,7 @@ class OracleLoaders(Loaders):
     ) -> DataLoader[Any, Any]:
         given = tuple(sorted((arguments or {}).items()))
         find = getattr(self, f"_{entity_name.lower()}_{field}")
-        cap = self.caps[(entity_name, field)]
+        cap = self.setup.caps[(entity_name, field)]
         build = BUILDERS[READ_MODEL[entity_name].relation(field).target]  # type: ignore[union-attr]
         many = READ_MODEL[entity_name].relation(field).many  # type: ignore[union-attr]
 
@@ -193,11 +193,11 @@ class OracleLoaders(Loaders):
         ]
         if arguments.get("upcoming"):
             found = [e for e in found if not ENDED.holds(e["ends_at"], t.now)]
-        return _soonest(found, self.caps[("Business", "events")])
+        return _soonest(found, self.setup.caps[("Business", "events")])
 
     def _business_hosted_events(self, t: Tables, key: int, _: Any) -> list[Row]:
         found = [e for e in t.events.values() if e["host_business_id"] == key]
-        return _soonest(found, self.caps[("Business", "hosted_events")])
+        return _soonest(found, self.setup.caps[("Business", "hosted_events")])
 
     def _business_available_events(self, t: Tables, key: int, _: Any) -> list[Row]:
         found = [
@@ -217,8 +217,10 @@ class OracleLoaders(Loaders):
 
     def _event_categories(self, t: Tables, key: int, _: Any) -> list[Row]:
         """The distinct categories in the lists its businesses show."""
-        shown_businesses = self._event_businesses(t, key, {})[: self.caps[("Event", "businesses")]]
-        size = self.caps[("Business", "categories")]
+        shown_businesses = self._event_businesses(t, key, {})[
+            : self.setup.caps[("Event", "businesses")]
+        ]
+        size = self.setup.caps[("Business", "categories")]
         found = {
             c["id"]: c
             for b in shown_businesses

@@ -76,25 +76,16 @@ class _Walk:
 
     def definition(self, node: ExecutableDefinitionNode) -> _Definition:
         found = _Definition(node)
-        self._selection_set(node.selection_set, 0, found)
+        self._selections(node.selection_set, 0, found)
         return found
 
-    def _selection_set(
+    def _selections(
         self, selection_set: SelectionSetNode, level: int | None, into: _Definition
     ) -> None:
         """`level` is None inside an introspection field, which adds no depth (as with
         Strawberry's depth limiter, so that GraphiQL's schema query passes; the cost
-        limit bounds it instead)."""
-        self._selections(selection_set, level, into)
-
-    def _selections(
-        self,
-        selection_set: SelectionSetNode,
-        level: int | None,
-        into: _Definition,
-    ) -> None:
-        """Fields of inline fragments count with their enclosing selection set, as
-        graphql-core merges them."""
+        limit bounds it instead). Fields of inline fragments count with their enclosing
+        selection set, as graphql-core merges them."""
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
                 self._field(selection, level, into)
@@ -123,7 +114,7 @@ class _Walk:
         if level is not None:
             into.height = max(into.height, level)
         if node.selection_set is not None:
-            self._selection_set(node.selection_set, None if level is None else level + 1, into)
+            self._selections(node.selection_set, None if level is None else level + 1, into)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,6 @@ __all__ = [
     "business_in_arguments",
     "guard",
     "require_power_in",
-    "require_service_power",
 ]
 
 # A mutation of one business names it `id`; joinEvent and leaveEvent name it `businessId`.
@@ -46,14 +45,9 @@ def business_in_arguments(arguments: Mapping[str, Any]) -> int:
     return decode_id("Business", value, field=field)
 
 
-def require_service_power(info: Info, operation: str) -> None:
+def require_power_in(context: Context, operation: str) -> None:
     """A service may use `operation` only with the scope POWERS names for it: FORBIDDEN
     otherwise, with `requiredScope` when a scope would allow it."""
-    require_power_in(info.context, operation)
-
-
-def require_power_in(context: Context, operation: str) -> None:
-    """`require_service_power` given the request's context."""
     power = POWERS[operation]
     if power.scope is None:
         raise Forbidden("services cannot do this")
@@ -68,7 +62,7 @@ def _require_sign_in(info: Info) -> bool:
     if not viewer.is_authenticated:
         raise Unauthenticated("sign in to do this")
     if viewer.is_service:
-        require_service_power(info, info.field_name)
+        require_power_in(info.context, info.field_name)
         return False
     return True
 
@@ -125,9 +119,9 @@ class MayUpload(BasePermission):
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         if info.context.viewer.is_service:
-            require_service_power(info, UPLOAD_SAVED_BY[kwargs["kind"]])
-            return True
-        _require_sign_in(info)
+            require_power_in(info.context, UPLOAD_SAVED_BY[kwargs["kind"]])
+        else:
+            _require_sign_in(info)
         return True
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar, cast
+from typing import Annotated, Any, Generic, Self, TypeVar, cast
 
 import strawberry
 from tortoise.models import Model
 
 from popmap_gql.api.binding import derive_columns
 from popmap_gql.api.context import Context, Info
-from popmap_gql.api.permissions import require_service_power
+from popmap_gql.api.permissions import require_power_in
 from popmap_gql.api.privacy import private, private_type
 from popmap_gql.api.sizes import COUNTS, PAGE_ITEMS, Capped, cap_of, listed, sized
 from popmap_gql.config import default_of
@@ -47,17 +47,24 @@ __all__ = [
 EventStatus = strawberry.enum(models.EventStatus, name="EventStatus")
 
 NodeT = TypeVar("NodeT")
-T = TypeVar("T")
 
 
-def _columns(row: Model) -> Mapping[str, Any]:
-    """A model's column values by column name (foreign keys as `<name>_id`), the shape of
-    a SQL row."""
-    return row.__dict__
+class _Built:
+    """A type built from a row of its read-model entity (the entity of its name)."""
+
+    @classmethod
+    def from_row(cls, row: Model) -> Self:
+        """From an ORM model: its column values by column name (foreign keys as
+        `<name>_id`), the shape of a SQL row."""
+        return cls.from_values(row.__dict__)
+
+    @classmethod
+    def from_values(cls, row: Mapping[str, Any]) -> Self:
+        return cls(**READ_MODEL[cls.__name__].values(row))
 
 
 @strawberry.type
-class Category:
+class Category(_Built):
     id: strawberry.ID
     pk: strawberry.Private[int]
     name: str
@@ -72,17 +79,9 @@ class Category:
     async def businesses(self, info: Info) -> list[Business]:
         return cast(list[Business], await related(self, info.context, "businesses"))
 
-    @classmethod
-    def from_row(cls, row: models.Category) -> Category:
-        return cls.from_values(_columns(row))
-
-    @classmethod
-    def from_values(cls, row: Mapping[str, Any]) -> Category:
-        return cls(**READ_MODEL["Category"].values(row))
-
 
 @strawberry.type
-class Business:
+class Business(_Built):
     id: strawberry.ID
     pk: strawberry.Private[int]
     owner_id: strawberry.Private[int | None]
@@ -157,23 +156,15 @@ class Business:
         if not viewer.is_authenticated:
             raise Unauthenticated("sign in to see the events your business can join")
         if viewer.is_service:
-            require_service_power(info, AVAILABLE_EVENTS)
+            require_power_in(info.context, AVAILABLE_EVENTS)
         elif not ACTS_FOR_BUSINESS.holds(viewer.audience, self.owner_id):
             raise Forbidden("only the business's owner or staff may see this")
         loader = info.context.loaders.related("Business", "available_events")
         return cast(list[Event], await loader.load(self.pk))
 
-    @classmethod
-    def from_row(cls, row: models.Business) -> Business:
-        return cls.from_values(_columns(row))
-
-    @classmethod
-    def from_values(cls, row: Mapping[str, Any]) -> Business:
-        return cls(**READ_MODEL["Business"].values(row))
-
 
 @strawberry.type
-class Event:
+class Event(_Built):
     id: strawberry.ID
     pk: strawberry.Private[int]
     host_business_id: strawberry.Private[int | None]
@@ -220,14 +211,6 @@ class Event:
     )
     async def categories(self, info: Info) -> list[Category]:
         return cast(list[Category], await related(self, info.context, "categories"))
-
-    @classmethod
-    def from_row(cls, row: models.Event) -> Event:
-        return cls.from_values(_columns(row))
-
-    @classmethod
-    def from_values(cls, row: Mapping[str, Any]) -> Event:
-        return cls(**READ_MODEL["Event"].values(row))
 
 
 @strawberry.type

@@ -10,15 +10,10 @@ from dataclasses import dataclass
 import httpx
 
 from popmap_gql.auth.jwks import JWKSCache
-from popmap_gql.auth.local_idp import (
-    LOCAL_CLIENT_ID,
-    LOCAL_ISSUER,
-    LocalIdentityProvider,
-    local_service_client_ids,
-)
+from popmap_gql.auth.local_idp import LOCAL_ISSUER, LocalIdentityProvider
 from popmap_gql.auth.provisioning import StoredUser, provision_user, update_profile
 from popmap_gql.auth.tokens import TokenClaims, TokenVerifier
-from popmap_gql.auth.userinfo import UserInfoClient
+from popmap_gql.auth.userinfo import Profile, UserInfoClient
 from popmap_gql.auth.viewer import ANONYMOUS_VIEWER, Viewer
 from popmap_gql.config import Settings
 from popmap_gql.errors import InvalidToken
@@ -137,29 +132,9 @@ class Authenticator:
     async def _complete_profile(
         self, user: StoredUser, claims: TokenClaims, token: str
     ) -> StoredUser:
-        if claims.is_id_token:
-            return await update_profile(
-                user,
-                email=claims.email,
-                first_name=claims.given_name,
-                last_name=claims.family_name,
-                issuer=claims.issuer,
-                sub=claims.sub,
-            )
-        if user.profile_complete or self.userinfo is None:
-            return user
-        # Access tokens carry no email: ask userInfo, at most once per retry interval.
-        key = (claims.issuer, claims.sub)
-        now = time.monotonic()
-        if now < self._userinfo_not_before.get(key, 0.0):
-            return user
-        if len(self._userinfo_not_before) > 10_000:  # bounded memory under many new users
-            self._userinfo_not_before.clear()
-        self._userinfo_not_before[key] = now + self._userinfo_retry_seconds
-        profile = await self.userinfo.fetch(token)
+        profile = claims if claims.is_id_token else await self._userinfo(user, claims, token)
         if profile is None:
             return user
-        self._userinfo_not_before.pop(key, None)
         return await update_profile(
             user,
             email=profile.email,
@@ -168,6 +143,22 @@ class Authenticator:
             issuer=claims.issuer,
             sub=claims.sub,
         )
+
+    async def _userinfo(self, user: StoredUser, claims: TokenClaims, token: str) -> Profile | None:
+        """Access tokens carry no email: ask userInfo, at most once per retry interval."""
+        if user.profile_complete or self.userinfo is None:
+            return None
+        key = (claims.issuer, claims.sub)
+        now = time.monotonic()
+        if now < self._userinfo_not_before.get(key, 0.0):
+            return None
+        if len(self._userinfo_not_before) > 10_000:  # bounded memory under many new users
+            self._userinfo_not_before.clear()
+        self._userinfo_not_before[key] = now + self._userinfo_retry_seconds
+        profile = await self.userinfo.fetch(token)
+        if profile is not None:
+            self._userinfo_not_before.pop(key, None)
+        return profile
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,36 +187,28 @@ def bearer_token(authorization: str) -> str:
 
 def build_authenticator(settings: Settings, http: httpx.AsyncClient) -> Authenticator:
     """Cognito when a pool is configured; otherwise the local development provider."""
-    if settings.cognito_configured:
-        keys = JWKSCache(settings.cognito_jwks_url, http, cooldown=settings.jwks_cooldown_seconds)
-        verifier = TokenVerifier(
-            issuer=settings.cognito_issuer,
-            client_ids=settings.cognito_app_client_ids,
-            keys=keys,
-            leeway=settings.token_leeway_seconds,
-            service_client_ids=settings.cognito_service_client_ids,
-            resource_server=settings.cognito_resource_server,
+    if not settings.cognito_configured:
+        logger.warning(
+            "NO COGNITO USER POOL CONFIGURED: trusting the LOCAL DEVELOPMENT identity provider"
+            " (issuer %s). Set AWS_COGNITO_USER_POOL_ID in production.",
+            LOCAL_ISSUER,
         )
-        userinfo_url = settings.cognito_userinfo_url
-        userinfo = UserInfoClient(userinfo_url, http) if userinfo_url else None
-        return Authenticator(
-            verifier,
-            staff_group=settings.staff_group,
-            userinfo=userinfo,
-            userinfo_retry_seconds=settings.userinfo_retry_seconds,
-        )
-    logger.warning(
-        "NO COGNITO USER POOL CONFIGURED: trusting the LOCAL DEVELOPMENT identity provider"
-        " (issuer %s). Set AWS_COGNITO_USER_POOL_ID in production.",
-        LOCAL_ISSUER,
-    )
-    local = LocalIdentityProvider(settings.data_dir)
+        verifier = LocalIdentityProvider(settings.data_dir).verifier(settings)
+        return Authenticator(verifier, staff_group=settings.staff_group)
+    keys = JWKSCache(settings.cognito_jwks_url, http, cooldown=settings.jwks_cooldown_seconds)
     verifier = TokenVerifier(
-        issuer=LOCAL_ISSUER,
-        client_ids=[LOCAL_CLIENT_ID],
-        keys=local.key_source(),
+        issuer=settings.cognito_issuer,
+        client_ids=settings.cognito_app_client_ids,
+        keys=keys,
         leeway=settings.token_leeway_seconds,
-        service_client_ids=local_service_client_ids(settings),
+        service_client_ids=settings.cognito_service_client_ids,
         resource_server=settings.cognito_resource_server,
     )
-    return Authenticator(verifier, staff_group=settings.staff_group)
+    userinfo_url = settings.cognito_userinfo_url
+    userinfo = UserInfoClient(userinfo_url, http) if userinfo_url else None
+    return Authenticator(
+        verifier,
+        staff_group=settings.staff_group,
+        userinfo=userinfo,
+        userinfo_retry_seconds=settings.userinfo_retry_seconds,
+    )

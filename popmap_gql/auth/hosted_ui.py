@@ -22,7 +22,6 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.requests import Request
@@ -32,9 +31,7 @@ from starlette.routing import Route
 from popmap_gql.auth.authenticator import bearer_token
 from popmap_gql.auth.local_idp import (
     LOCAL_CLIENT_ID,
-    LOCAL_ISSUER,
     LocalIdentityProvider,
-    local_service_client_ids,
 )
 from popmap_gql.auth.local_sessions import (
     FEDERATED_PROVIDERS,
@@ -77,14 +74,13 @@ _PAGE_HEADERS = {
 }
 
 
+@dataclass
 class AccessRefused(Exception):
     """An access token the local provider's endpoints refuse. `kind` is one of
     invalid, expired, revoked, scope; the message is Cognito's wording."""
 
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
+    kind: str
+    message: str
 
 
 class LocalSignIn:
@@ -92,7 +88,6 @@ class LocalSignIn:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.allowed_scopes = frozenset(STANDARD_SCOPES) | frozenset(settings.cognito_oauth_scopes)
 
     @cached_property
     def idp(self) -> LocalIdentityProvider:
@@ -101,13 +96,7 @@ class LocalSignIn:
 
     @cached_property
     def verifier(self) -> TokenVerifier:
-        return TokenVerifier(
-            issuer=LOCAL_ISSUER,
-            client_ids=[LOCAL_CLIENT_ID],
-            keys=self.idp.key_source(),
-            leeway=self.settings.token_leeway_seconds,
-            service_client_ids=local_service_client_ids(self.settings),
-        )
+        return self.idp.verifier(self.settings)
 
     async def access(self, token: str, *, scope: str) -> tuple[TokenClaims, Session | None]:
         """The claims of a person's access token holding `scope`, and its session (None
@@ -175,24 +164,22 @@ class AuthorizeRequest:
         return values
 
 
+@dataclass
 class _PageError(Exception):
     """Refused before the redirect URI is known good: answered with an error page."""
 
-    def __init__(self, error: str, description: str) -> None:
-        super().__init__(description)
-        self.error = error
-        self.description = description
+    error: str
+    description: str
 
 
+@dataclass
 class _RedirectError(Exception):
     """Refused after: the browser goes back to the app with `error` and the state."""
 
-    def __init__(self, redirect_uri: str, state: str | None, error: str, description: str):
-        super().__init__(description)
-        self.redirect_uri = redirect_uri
-        self.state = state
-        self.error = error
-        self.description = description
+    redirect_uri: str
+    state: str | None
+    error: str
+    description: str
 
 
 def _single_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
@@ -478,12 +465,12 @@ async def _authorization_code(local: LocalSignIn, form: Mapping[str, str]) -> Re
         return _token_error("invalid_grant", "code_verifier does not match the code_challenge")
     session, refresh_token = await create_session(grant.client_id, grant.person, grant.scopes)
     tokens = mint_tokens(local.idp, session, nonce=grant.nonce)
-    body: dict[str, Any] = {
-        **tokens,
-        "refresh_token": refresh_token,
-        "expires_in": TOKEN_SECONDS,
-        "token_type": "Bearer",
-    }
+    return _tokens_answer({**tokens, "refresh_token": refresh_token})
+
+
+def _tokens_answer(tokens: dict[str, str]) -> JSONResponse:
+    """The token endpoint's answer: the tokens, their lifetime and type."""
+    body = {**tokens, "expires_in": TOKEN_SECONDS, "token_type": "Bearer"}
     return JSONResponse(body, headers=_NO_STORE)
 
 
@@ -494,12 +481,7 @@ async def _refresh(local: LocalSignIn, form: Mapping[str, str]) -> Response:
     session = await session_of_refresh_token(refresh_token)
     if session is None or not session.usable or session.client_id != LOCAL_CLIENT_ID:
         return _token_error("invalid_grant", "the refresh token is invalid, expired or revoked")
-    body: dict[str, Any] = {
-        **mint_tokens(local.idp, session),
-        "expires_in": TOKEN_SECONDS,
-        "token_type": "Bearer",
-    }
-    return JSONResponse(body, headers=_NO_STORE)
+    return _tokens_answer(mint_tokens(local.idp, session))
 
 
 async def revoke(request: Request) -> Response:

@@ -15,7 +15,7 @@ import jwt
 from popmap_gql import observe, tracing
 from popmap_gql.errors import InvalidToken, KeysUnavailable
 
-__all__ = ["JWKSCache", "KeySource", "StaticKeys", "parse_jwks"]
+__all__ = ["JWKSCache", "KeySource", "StaticKeys", "fetch_json", "parse_jwks"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,6 @@ class JWKSCache:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._next_fetch_at = float("-inf")
         self._inflight: asyncio.Task[None] | None = None
-        self.fetch_count = 0
 
     async def get_key(self, kid: str) -> jwt.PyJWK:
         key = self._keys.get(kid)
@@ -110,7 +109,6 @@ class JWKSCache:
                 self._inflight = None
 
     async def _fetch(self) -> None:
-        self.fetch_count += 1
         try:
             keys = await self._download()
         except (httpx.HTTPError, ValueError) as exc:
@@ -126,18 +124,21 @@ class JWKSCache:
 
     async def _download(self) -> dict[str, jwt.PyJWK]:
         with tracing.span("cognito.jwks", {"url.full": self.url}):
-            return await self._download_keys()
+            return parse_jwks(await fetch_json(self._client, self.url, MAX_JWKS_BYTES))
 
-    async def _download_keys(self) -> dict[str, jwt.PyJWK]:
-        async with self._client.stream("GET", self.url, follow_redirects=False) as response:
-            if response.status_code != 200:
-                raise ValueError(f"HTTP {response.status_code}")
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body.extend(chunk)
-                if len(body) > MAX_JWKS_BYTES:
-                    raise ValueError(f"JWKS larger than {MAX_JWKS_BYTES} bytes")
-        return parse_jwks(json.loads(body))
+
+async def fetch_json(client: httpx.AsyncClient, url: str, max_bytes: int, **options: Any) -> Any:
+    """The JSON of a 200 answer to a GET of `url` (no redirect followed), read up to
+    `max_bytes`; ValueError or httpx's errors else."""
+    async with client.stream("GET", url, follow_redirects=False, **options) as response:
+        if response.status_code != 200:
+            raise ValueError(f"HTTP {response.status_code}")
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body.extend(chunk)
+            if len(body) > max_bytes:
+                raise ValueError(f"answer larger than {max_bytes} bytes")
+    return json.loads(body)
 
 
 def _count_fetch(outcome: str) -> None:

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from popmap_gql.auth.jwks import StaticKeys
+from popmap_gql.auth.tokens import TokenVerifier
 from popmap_gql.config import Settings
 
 __all__ = [
@@ -93,6 +94,17 @@ class LocalIdentityProvider:
         if not isinstance(loaded, rsa.RSAPrivateKey):
             raise TypeError(f"{self.key_path} does not hold an RSA key")
         return loaded
+
+    def verifier(self, settings: Settings) -> TokenVerifier:
+        """The verifier of this provider's tokens: people's and `dev-token`'s services'."""
+        return TokenVerifier(
+            issuer=LOCAL_ISSUER,
+            client_ids=[LOCAL_CLIENT_ID],
+            keys=self.key_source(),
+            leeway=settings.token_leeway_seconds,
+            service_client_ids=local_service_client_ids(settings),
+            resource_server=settings.cognito_resource_server,
+        )
 
     def key_source(self) -> StaticKeys:
         return StaticKeys({self.kid: jwt.PyJWK(self._public_jwk, algorithm="RS256")})

@@ -186,18 +186,7 @@ async def redeem_code(code: str) -> Grant | None:
         " code_challenge, scopes, person, nonce, expires_at > now() AS fresh",
         [_hash(code)],
     )
-    if not rows:
-        return None
-    row = rows[0]
-    return Grant(
-        client_id=row["client_id"],
-        redirect_uri=row["redirect_uri"],
-        code_challenge=row["code_challenge"],
-        scopes=tuple(row["scopes"]),
-        person=LocalPerson.from_json(row["person"]),
-        nonce=row["nonce"],
-        fresh=bool(row["fresh"]),
-    )
+    return Grant(**_decoded(rows[0])) if rows else None
 
 
 _SESSION_COLUMNS = (
@@ -206,16 +195,13 @@ _SESSION_COLUMNS = (
 )
 
 
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of codes or sessions, its columns named as the fields of Grant or Session."""
+    return {**row, "person": LocalPerson.from_json(row["person"]), "scopes": tuple(row["scopes"])}
+
+
 def _session(row: dict[str, Any]) -> Session:
-    return Session(
-        origin_jti=row["origin_jti"],
-        client_id=row["client_id"],
-        person=LocalPerson.from_json(row["person"]),
-        scopes=tuple(row["scopes"]),
-        auth_time=row["auth_time"],
-        expired=bool(row["expired"]),
-        revoked=bool(row["revoked"]),
-    )
+    return Session(**_decoded(row))
 
 
 async def create_session(

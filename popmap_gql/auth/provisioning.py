@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tortoise.transactions import in_transaction
@@ -95,13 +95,11 @@ async def update_profile(
     sub: str,
 ) -> StoredUser:
     """Record a fuller profile (from an ID token or userInfo) and mark it complete."""
-    new = StoredUser(
-        id=user.id,
-        username=user.username,
+    new = replace(
+        user,
         email=_fit(email, 254) or user.email,
         first_name=_fit(first_name, 150) or user.first_name,
         last_name=_fit(last_name, 150) or user.last_name,
-        identity_provider=user.identity_provider,
         profile_complete=True,
     )
     if new == user:

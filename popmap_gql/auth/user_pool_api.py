@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -47,11 +48,10 @@ AMPLIFY_REQUEST_HEADERS = (
 AMPLIFY_EXPOSED_HEADERS = ("x-amzn-errortype", "x-amzn-requestid")
 
 
+@dataclass
 class ServiceError(Exception):
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
+    kind: str
+    message: str
 
 
 def _answer(body: dict[str, Any], request_id: str, status: int = 200) -> Response:

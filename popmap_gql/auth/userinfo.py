@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 
 import httpx
 
 from popmap_gql import tracing
+from popmap_gql.auth.jwks import fetch_json
 
 __all__ = ["Profile", "UserInfoClient"]
 
@@ -42,21 +42,13 @@ class UserInfoClient:
 
     async def _fetch(self, access_token: str) -> Profile | None:
         try:
-            async with self._client.stream(
-                "GET",
+            document = await fetch_json(
+                self._client,
                 self.url,
+                MAX_USERINFO_BYTES,
                 headers={"Authorization": f"Bearer {access_token}"},
                 timeout=self._timeout,
-                follow_redirects=False,
-            ) as response:
-                if response.status_code != 200:
-                    raise ValueError(f"HTTP {response.status_code}")
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body.extend(chunk)
-                    if len(body) > MAX_USERINFO_BYTES:
-                        raise ValueError("response too large")
-            document = json.loads(body)
+            )
             if not isinstance(document, dict):
                 raise ValueError("not a JSON object")
         except (httpx.HTTPError, ValueError) as exc:

@@ -131,18 +131,13 @@ class Outcome:
     def headers(self, policy: Policy) -> list[tuple[bytes, bytes]]:
         """The answer's header fields, as ASGI raw headers (names in lower case)."""
         remaining = max(0, math.floor((WINDOW_SECONDS - self.level) / policy.interval))
-        if self.allowed:
-            window = math.ceil(self.level)
-            value = f'"{policy.name}";r={remaining};t={window}'
-            return [(b"ratelimit-policy", policy.header), (b"ratelimit", value.encode("ascii"))]
-        retry = self.retry_after(policy)
         # the draft: Retry-After no earlier than the end of the effective window `t`
-        value = f'"{policy.name}";r={remaining};t={retry}'
-        return [
-            (b"ratelimit-policy", policy.header),
-            (b"ratelimit", value.encode("ascii")),
-            (b"retry-after", str(retry).encode("ascii")),
-        ]
+        window = math.ceil(self.level) if self.allowed else self.retry_after(policy)
+        value = f'"{policy.name}";r={remaining};t={window}'
+        headers = [(b"ratelimit-policy", policy.header), (b"ratelimit", value.encode("ascii"))]
+        if not self.allowed:
+            headers.append((b"retry-after", str(window).encode("ascii")))
+        return headers
 
     def retry_after(self, policy: Policy) -> int:
         """Whole seconds until the bucket can pay this charge."""

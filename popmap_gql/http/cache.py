@@ -117,8 +117,6 @@ class ResponseCache:
         self._entries: LRU[bytes, _Entry] = LRU(
             max_bytes=max_bytes, max_entry_bytes=max_entry_bytes, size=_entry_cost
         )
-        self.hits = 0
-        self.misses = 0
 
     @property
     def bytes_held(self) -> int:
@@ -151,17 +149,14 @@ class ResponseCache:
         """
         entry = self._entries.peek(key)
         if entry is None or entry.version != version:
-            self.misses += 1
             return None
         now = time.monotonic()
         if now - entry.stored_at > self.ttl and (
             entry.refreshing_since is None or now - entry.refreshing_since > REFRESH_TIMEOUT
         ):
             entry.refreshing_since = now
-            self.misses += 1
             return None
         self._entries.get(key)  # now the most recently used
-        self.hits += 1
         return entry.body
 
     def put(self, key: bytes, version: int, body: bytes) -> bool:
@@ -312,7 +307,6 @@ class CachedResponses:
         # One per (key, version) being computed: at most one per request in progress.
         self._flights: dict[Slot, asyncio.Future[_Outcome]] = {}
         self.waiting = 0  # requests waiting for another's computation right now
-        self.shared = 0  # answers sent from another request's computation
 
     def request_key(self, query: str, operation_name: str | None, variables: bytes) -> bytes | None:
         """The request's `request_key`, or None when its document is never cached (not
@@ -338,7 +332,6 @@ class CachedResponses:
                 return Lookup(slot, flight=flight)
             outcome = await self._wait(flight, deadline)
             if isinstance(outcome, bytes):
-                self.shared += 1
                 return Lookup(slot, outcome)
             if outcome != _MOVED or time.monotonic() >= deadline:
                 return Lookup(slot)  # execute it, without making anyone wait for it

@@ -29,7 +29,7 @@ bodies costs bounded memory.
 
 from __future__ import annotations
 
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 from popmap_gql.memory import LRU
 
@@ -40,8 +40,6 @@ MAX_ENTRIES = 512
 MAX_BODY_BYTES = 4096
 # The entry's objects and the LRU's node, besides the body and the key
 ENTRY_OVERHEAD = 512
-
-V = TypeVar("V")
 
 
 class Remembered(NamedTuple):
@@ -69,10 +67,6 @@ class KnownBodies:
 
     def __len__(self) -> int:
         return len(self._known)
-
-    @property
-    def bytes_held(self) -> int:
-        return self._known.bytes
 
     def get(self, body: bytes) -> Remembered | None:
         """What is remembered for exactly these bytes, if anything."""

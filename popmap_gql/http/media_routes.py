@@ -11,6 +11,7 @@ names other bytes.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -33,12 +34,11 @@ _SIGNED_FIELDS = ("key", "Content-Type", "policy", "x-popmap-algorithm", "x-popm
 _FIELD_BYTES = 2048
 
 
+@dataclass
 class UploadRefused(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+    status: int
+    code: str
+    message: str
 
 
 def _refusal(status: int, code: str, message: str) -> JSONResponse:
@@ -102,16 +102,12 @@ async def _accept(store: LocalStore, request: Request) -> None:
     if upload is None or upload.used_at is not None:
         raise UploadRefused(409, "CONFLICT", "this upload was already used")
     try:
-        await _check(data, policy.content_type)
+        await asyncio.to_thread(check_image, data, policy.content_type, "file")
         await store.store_upload(policy.key, data)
     except BadUserInput as exc:
         raise UploadRefused(400, "BAD_REQUEST", exc.message) from None
     except ObjectExists:
         raise UploadRefused(409, "CONFLICT", "a file was already uploaded with this key") from None
-
-
-async def _check(data: bytes, content_type: str) -> None:
-    await asyncio.to_thread(check_image, data, content_type, "file")
 
 
 async def _form(request: Request) -> tuple[dict[str, str], UploadFile]:

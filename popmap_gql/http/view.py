@@ -170,18 +170,14 @@ def _operation(params: dict[str, Any]) -> tuple[str | None, dict[str, Any] | Non
     """query, variables and operationName, each of the type GraphQL over HTTP requires."""
     query, variables = params.get("query"), params.get("variables")
     operation_name, extensions = params.get("operationName"), params.get("extensions")
-    if not isinstance(query, str | None):
-        raise BadRequest("The GraphQL operation's `query` must be a string or null, if provided.")
-    if not isinstance(variables, dict | None):
-        raise BadRequest(
-            "The GraphQL operation's `variables` must be an object or null, if provided."
-        )
-    if not isinstance(operation_name, str | None):
-        raise BadRequest("The GraphQL operation's `operationName` must be a string, if provided.")
-    if not isinstance(extensions, dict | None):
-        raise BadRequest(
-            "The GraphQL operation's `extensions` must be an object or null, if provided."
-        )
+    for name, value, kind, what in (
+        ("query", query, str, "a string or null"),
+        ("variables", variables, dict, "an object or null"),
+        ("operationName", operation_name, str, "a string"),
+        ("extensions", extensions, dict, "an object or null"),
+    ):
+        if not isinstance(value, kind | None):
+            raise BadRequest(f"The GraphQL operation's `{name}` must be {what}, if provided.")
     for name, value in (("variables", variables), ("extensions", extensions)):
         if nests_deeper_than(value, MAX_JSON_DEPTH):
             raise BadRequest(

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
 from popmap_gql.errors import BadUserInput
 from popmap_gql.media.rules import CONTENT_TYPES, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
 
-__all__ = ["ImageFacts", "check_image"]
+__all__ = ["check_image"]
 
 
-@dataclass(frozen=True, slots=True)
-class ImageFacts:
-    width: int
-    height: int
-
-
-def check_image(data: bytes, content_type: str, field: str) -> ImageFacts:
-    """The image's size, once its structure and its whole pixel data read as `content_type`.
+def check_image(data: bytes, content_type: str, field: str) -> None:
+    """BAD_USER_INPUT unless its structure and its whole pixel data read as `content_type`.
 
     CPU-bound (it decodes the image): call it in a worker thread. Dimensions are checked
     from the header before anything is decoded, so a small file that claims a huge image
@@ -52,7 +45,6 @@ def check_image(data: bytes, content_type: str, field: str) -> ImageFacts:
         raise BadUserInput(
             f"the uploaded file is not a complete image of type {content_type}", field=field
         ) from None
-    return ImageFacts(width=width, height=height)
 
 
 def _check_dimensions(width: int, height: int, field: str) -> None:

@@ -37,24 +37,16 @@ class LoaderSetup:
     builders: Builders
 
     def loaders(self, audience: Audience) -> Loaders:
-        return Loaders(audience, self.model, self.caps, self.builders)
+        return Loaders(audience, self)
 
 
 class Loaders:
     """The DataLoaders of one request, each built on first use; visibility follows the
     request's viewer."""
 
-    def __init__(
-        self,
-        audience: Audience,
-        model: ReadModel,
-        caps: Mapping[tuple[str, str], int],
-        builders: Builders,
-    ) -> None:
+    def __init__(self, audience: Audience, setup: LoaderSetup) -> None:
         self.audience = audience
-        self.model = model
-        self.caps = caps
-        self.builders = builders
+        self.setup = setup
         self._loaders: dict[Any, DataLoader[Any, Any]] = {}
 
     def related(
@@ -64,31 +56,30 @@ class Loaders:
         a to-one relation the object or None)."""
         given = tuple(sorted((arguments or {}).items()))
         key = (entity_name, field, given)
-        loader = self._loaders.get(key)
-        if loader is None:
-            loader = self._loaders[key] = self._relation_loader(entity_name, field, dict(given))
-        return loader
+        if key not in self._loaders:
+            self._loaders[key] = self._relation_loader(entity_name, field, dict(given))
+        return self._loaders[key]
 
     def by_id(self, entity_name: str) -> DataLoader[int, Any]:
         """Visible objects of `entity_name` by id (None when hidden or missing)."""
         key = (entity_name, "id")
-        loader = self._loaders.get(key)
-        if loader is None:
-            loader = self._loaders[key] = self._id_loader(entity_name)
-        return loader
+        if key not in self._loaders:
+            self._loaders[key] = self._id_loader(entity_name)
+        return self._loaders[key]
 
     def _relation_loader(
         self, entity_name: str, field: str, arguments: Mapping[str, Any]
     ) -> DataLoader[Any, Any]:
-        entity = self.model[entity_name]
+        model, caps = self.setup.model, self.setup.caps
+        entity = model[entity_name]
         relation = entity.relation(field)
         assert relation is not None
-        cap = self.caps[(entity_name, field)]
-        build = self.builders[relation.target]
+        cap = caps[(entity_name, field)]
+        build = self.setup.builders[relation.target]
 
         async def load(keys: list[Any]) -> list[Any]:
             params: list[Any] = []
-            scope = SqlScope(self.audience, params, model=self.model, caps=self.caps)
+            scope = SqlScope(self.audience, params, model=model, caps=caps)
             sql = relation_rows_sql(entity, relation, scope, keys, cap, arguments)
             rows = await fetch(sql, params)
             grouped = group_rows(rows)
@@ -107,8 +98,8 @@ class Loaders:
         return DataLoader(load_fn=load)
 
     def _id_loader(self, entity_name: str) -> DataLoader[int, Any]:
-        entity = self.model[entity_name]
-        build = self.builders[entity_name]
+        entity = self.setup.model[entity_name]
+        build = self.setup.builders[entity_name]
 
         async def load(keys: list[int]) -> list[Any]:
             found = await lists.visible_by_ids(self.audience, entity.table, entity.visibility, keys)

@@ -25,6 +25,7 @@ from graphql import (
     SelectionSetNode,
     get_argument_values,
     get_directive_values,
+    get_named_type,
 )
 
 from popmap_gql.read.sql import NotCompilable, Selected
@@ -135,15 +136,8 @@ class Selector:
             given = self.arguments(definition, field_nodes[0])
             arguments = {bound.arguments[arg]: value for arg, value in given.items()}
             below: list[Selected] = []
-            target = _named(definition)
+            target = get_named_type(definition.type)
             if isinstance(target, GraphQLObjectType):
                 below = self.selected(target.name, field_nodes)
             result.append(Selected(key, bound.python_name, arguments, below))
         return result
-
-
-def _named(definition: GraphQLField) -> Any:
-    field_type: Any = definition.type
-    while hasattr(field_type, "of_type"):
-        field_type = field_type.of_type
-    return field_type
