@@ -100,6 +100,9 @@ class Cohort:
     loaded: bool = False
     pending: set[int] = field(default_factory=set)
     pending_all: bool = False
+    # what an evaluation under way read before its changes reach `known`
+    evaluating: set[int] = field(default_factory=set)
+    evaluating_all: bool = False
     worker: asyncio.Task[None] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -244,11 +247,15 @@ class Hub:
         for row in rows:
             places[row["id"]] = _Place(row["latitude"], row["longitude"])
         for cohort in cohorts:
+            # An evaluation under way may have read an event before this write and not
+            # yet added it to `known`: it is relevant too, or its leaving would be lost.
             relevant = {
                 event_id
                 for event_id, place in places.items()
                 if not cohort.loaded
+                or cohort.evaluating_all
                 or event_id in cohort.known
+                or event_id in cohort.evaluating
                 or (place is not None and cohort.in_box(place))
             }
             if relevant:
@@ -266,6 +273,7 @@ class Hub:
             async with self._slots, cohort.lock:
                 everything, cohort.pending_all = cohort.pending_all, False
                 ids, cohort.pending = sorted(cohort.pending), set()
+                cohort.evaluating, cohort.evaluating_all = set(ids), everything
                 try:
                     if everything:
                         now = await self._read_all(cohort)
@@ -279,6 +287,8 @@ class Hub:
                     cohort.pending_all |= everything
                     await asyncio.sleep(RETRY_SECONDS)
                     continue
+                finally:
+                    cohort.evaluating, cohort.evaluating_all = set(), False
                 self._send(cohort, candidates, now, started)
 
     def _send(
