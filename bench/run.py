@@ -217,6 +217,7 @@ async def wait_ready(http: httpx.AsyncClient, server: Server) -> None:
 def mint_token(email: str, groups: tuple[str, ...] = ()) -> str:
     """An access token from the local identity provider the real server trusts (in
     Cognito `groups`, e.g. staff)."""
+    dataset.APP_DATA_DIR.mkdir(parents=True, exist_ok=True)  # also the working directory
     result = subprocess.run(
         [
             str(VENV_BIN / "popmap-gql"),

@@ -13,7 +13,7 @@ import pytest
 from popmap_gql.config import Settings
 from popmap_gql.db.models import EventStatus
 from tests.fake_cognito import FakeCognito
-from tests.helpers import error_codes, make_business, make_event
+from tests.helpers import error_codes, global_id, make_business, make_category, make_event
 from tests.people import ANONYMOUS, Person, person, post, viewers
 from tests.processes import clean_env, running_server
 
@@ -21,6 +21,8 @@ SEARCH = """query ($search: String) {
   businesses(filter: {search: $search}) { totalCount edges { node { name } } } }"""
 EVENTS_IN = """query ($bbox: BoundingBox) {
   events(filter: {bbox: $bbox}) { totalCount edges { node { title } } } }"""
+UPDATE_BUSINESS = """mutation ($id: ID, $input: BusinessInput!) {
+  updateBusiness(id: $id, input: $input) { business { id name } } }"""
 COUNTS = """{
   events(first: 1) { totalCount totalCountIsExact edges { node { title } } }
   businesses(first: 1) { totalCount totalCountIsExact }
@@ -64,6 +66,106 @@ async def test_search_finds_the_term_anywhere_and_its_wildcards_literally(
         assert await names("ourdoug") == ["Abbey Bakery"]  # in the description
         assert await names("ab baker") == []  # the whole term, not its words
         assert await names("qqxzv") == []
+
+
+async def test_a_search_with_a_control_character_is_refused(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    # The searched text is a business's name and description on two lines (migration
+    # 0013): a term with a newline could otherwise match across the two.
+    await make_business("Goat", description="farm")
+
+    for who in await viewers(cognito):
+        for term in ["goat\nfarm", "goat\tfarm", "goat\x7ffarm"]:
+            body = await post(client, who, SEARCH, {"search": term})
+
+            assert error_codes(body) == ["BAD_USER_INPUT"], (who.name, term, body)
+            assert body["errors"][0]["extensions"]["field"] == "filter.search"
+
+
+async def test_search_folds_case_beyond_ascii_and_follows_every_edit(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    staff = await person(cognito, "moderator", groups=("staff",))
+    cafe = await make_business("Café Ölmühle", description="ÉPICERIE FINE")
+
+    async def names(term: str) -> list[str]:
+        body = await post(client, ANONYMOUS, SEARCH, {"search": term})
+        assert "errors" not in body, body
+        assert body["data"]["businesses"]["totalCount"] == len(body["data"]["businesses"]["edges"])
+        return [edge["node"]["name"] for edge in body["data"]["businesses"]["edges"]]
+
+    assert await names("CAFÉ ÖL") == ["Café Ölmühle"]
+    assert await names("épicerie") == ["Café Ölmühle"]
+
+    renamed = await post(
+        client,
+        staff,
+        UPDATE_BUSINESS,
+        {
+            "id": global_id("Business", cafe.id),
+            "input": {"name": "Tea Room", "description": "Leaves"},
+        },
+    )
+    assert "errors" not in renamed, renamed
+
+    assert await names("café") == []
+    assert await names("épicerie") == []
+    assert await names("TEA ROOM") == ["Tea Room"]
+    assert await names("leaves") == ["Tea Room"]
+
+
+async def test_a_count_of_several_categories_counts_each_business_once(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    bakery, coffee, tea = [await make_category(n) for n in ("Bakery", "Coffee", "Tea")]
+    [anonymous, owner, staff, service] = await viewers(cognito)
+    await make_business("Both", categories=[bakery, coffee], available_for_hire=True)
+    await make_business("Bread", categories=[bakery], available_for_hire=True)
+    await make_business("Beans", categories=[coffee, tea])
+    await make_business("Leaves", categories=[tea], available_for_hire=True)
+    await make_business("Own both", verified=False, owner=owner.user, categories=[bakery, coffee])
+    await make_business("Hidden", verified=False, categories=[coffee], available_for_hire=True)
+    query = """query ($slugs: [String!], $hire: Boolean) {
+      businesses(filter: {categorySlugs: $slugs, availableForHire: $hire}) {
+        totalCount totalCountIsExact edges { node { name } } } }"""
+    expected = {
+        # (slugs, for hire): what an anonymous viewer and a service, the owner, staff see
+        (("bakery", "coffee"), None): (
+            ["Beans", "Both", "Bread"],
+            ["Beans", "Both", "Bread", "Own both"],
+            ["Beans", "Both", "Bread", "Hidden", "Own both"],
+        ),
+        (("bakery", "coffee"), True): (
+            ["Both", "Bread"],
+            ["Both", "Bread"],
+            ["Both", "Bread", "Hidden"],
+        ),
+        (("coffee",), None): (
+            ["Beans", "Both"],
+            ["Beans", "Both", "Own both"],
+            ["Beans", "Both", "Hidden", "Own both"],
+        ),
+        (("tea", "coffee", "bakery", "tea"), True): (
+            ["Both", "Bread", "Leaves"],
+            ["Both", "Bread", "Leaves"],
+            ["Both", "Bread", "Hidden", "Leaves"],
+        ),
+    }
+
+    for (slugs, hire), (public, owners, staffs) in expected.items():
+        for who, names in [
+            (anonymous, public),
+            (service, public),
+            (owner, owners),
+            (staff, staffs),
+        ]:
+            body = await post(client, who, query, {"slugs": list(slugs), "hire": hire})
+
+            assert "errors" not in body, body
+            found = body["data"]["businesses"]
+            assert [edge["node"]["name"] for edge in found["edges"]] == names, (who.name, slugs)
+            assert (found["totalCount"], found["totalCountIsExact"]) == (len(names), True)
 
 
 async def test_a_box_includes_events_on_its_edges_and_nothing_beyond_them(

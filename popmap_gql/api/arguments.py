@@ -50,12 +50,13 @@ __all__ = [
 MAX_SLUGS = 50
 MAX_IDS = 100
 MAX_SEARCH_LENGTH = 200
-# The trigram index (migration 0009) finds a term by its runs of three letters or digits:
+# The trigram index (migration 0013) finds a term by its runs of three letters or digits:
 # a term without one would read the whole index.
 MIN_SEARCH_WORD = 3
 # "Near me" reaches this far at most: a circle's rows are found through the point index.
 MAX_NEAR_RADIUS_KM = 100.0
 _SEARCH_WORD = re.compile(rf"[^\W_]{{{MIN_SEARCH_WORD},}}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode's Cc
 
 
 class Box(Protocol):
@@ -119,6 +120,10 @@ def search_term(text: str | None) -> str | None:
     term = check_storable(text, "filter.search", max_length=MAX_SEARCH_LENGTH).strip()
     if not term:
         return None
+    if _CONTROL.search(term):  # typed search holds none; the searched text's lines part at one
+        raise BadUserInput(
+            "filter.search must not contain control characters", field="filter.search"
+        )
     if _SEARCH_WORD.search(term) is None:
         raise BadUserInput(
             f"filter.search needs a word of at least {MIN_SEARCH_WORD} letters or digits",
