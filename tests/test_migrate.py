@@ -26,6 +26,7 @@ EXPECTED_TABLES = {
     "cognito_identity",
     "data_version",
     "event",
+    "event_category",
     "local_idp_code",
     "local_idp_session",
     "media_upload",

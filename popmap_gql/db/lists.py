@@ -287,7 +287,7 @@ def business_list(
 
 
 def _of_categories(alias: str, slugs: tuple[str, ...], params: list[Any]) -> tuple[str, str]:
-    """The condition "the row `alias` of business_category is of one of these categories",
+    """The condition "the row `alias` (with a `category_id`) is of one of these categories",
     and its test of an id. The ids are read once, before the statement's plan runs: of one
     category an equality, which an index on (category_id, business_id) answers in business
     order."""
@@ -519,14 +519,13 @@ def event_list(
         conditions.extend(_in_box(flt.bbox, param))
     if flt.category_slugs is not None:
         # Only businesses the audience can see count, so a hidden business reveals nothing.
-        # Each event's participations from the index of migration 0015, then whether
-        # each business is of the categories (one look-up), then whether it is visible.
+        # The event's businesses of the categories (event_category, migration 0016: one
+        # look-up per event), of which one must be visible to the audience.
         visible = BUSINESS_VISIBILITY.sql(audience, "b", params)
-        of_categories, _ = _of_categories("bc", flt.category_slugs, params)
+        of_categories, _ = _of_categories("ec", flt.category_slugs, params)
         conditions.append(
-            "e.id IN (SELECT p.event_id FROM participation p"
-            " JOIN business_category bc ON bc.business_id = p.business_id"
-            f" JOIN business b ON b.id = p.business_id WHERE {of_categories} AND {visible})"
+            "e.id IN (SELECT ec.event_id FROM event_category ec"
+            f" JOIN business b ON b.id = ec.business_id WHERE {of_categories} AND {visible})"
         )
     if flt.business_id is not None:
         # The business counts only if the audience can see it: a hidden one has no events.
