@@ -16,7 +16,8 @@ and the request's database time is the sum of their planning and execution times
 (median of `--repeat` runs, on warm caches). Only reads are sent, so running a statement
 again changes nothing.
 
-Prints a line per request (its cost as the API computes it, statements, database time)
+Prints a line per request (its database cost as the API computes it, statements, database
+time)
 and last `dbtime_xN max=.. ms over=..`; exits 1 if a request the API served took more
 than `--limit-ms`.
 """
@@ -41,6 +42,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench` importable
 
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
+from graphql import get_operation_ast  # noqa: E402
 
 from bench import dataset  # noqa: E402
 from bench.run import mint_token  # noqa: E402
@@ -57,6 +59,7 @@ from bench.scenarios import (  # noqa: E402
     VIEWPORT,
     global_id,
 )
+from popmap_gql.api.schema import PopmapSchema, build_schema  # noqa: E402
 from popmap_gql.app import create_app  # noqa: E402
 from popmap_gql.config import Settings  # noqa: E402
 from popmap_gql.db.orm import connection_credentials  # noqa: E402
@@ -64,13 +67,27 @@ from popmap_gql.db.orm import connection_credentials  # noqa: E402
 # The whole metro area of today's city, and the whole world.
 METRO = {"south": 29.9, "north": 30.7, "west": -98.2, "east": -97.3}
 WORLD = {"south": -90, "north": 90, "west": -180, "east": 180}
+BAKERY = {"slugs": ["bakery"]}
 
-BIG_PAGE = """query Big($bbox: BoundingBox!) {
-  events(first: 100, filter: {bbox: $bbox, upcoming: true}) {
+BIG_PAGE = """query Big($bbox: BoundingBox!, $first: Int!) {
+  events(first: $first, filter: {bbox: $bbox, upcoming: true}) {
     totalCount totalCountIsExact
     edges { node { id title startsAt endsAt latitude longitude
       businesses { id name categories { id name } } categories { id name } } }
   }
+}"""
+
+BIG_CATEGORY_PAGE = """query BigOf($slugs: [String!]!, $first: Int!) {
+  events(first: $first, filter: {categorySlugs: $slugs}) {
+    totalCount
+    edges { node { id title startsAt endsAt latitude longitude
+      businesses { id name categories { id name } } categories { id name } } }
+  }
+}"""
+
+CATEGORY_COUNTS = """query Counts($slugs: [String!]!) {
+  a: events(first: 1, filter: {categorySlugs: $slugs}) { totalCount }
+  b: events(first: 1, filter: {categorySlugs: $slugs, upcoming: true}) { totalCount }
 }"""
 
 EVENTS_OF_CATEGORY = """query EventsOf($slugs: [String!]!) {
@@ -107,9 +124,32 @@ def many_counts(n: int) -> str:
     return f"query Many {{ {fields} }}"
 
 
-def requests(picks: dataset.Picks, cost_limit: int, count_cost: int) -> list[Request]:
+def database_cost(schema: PopmapSchema, query: str, variables: dict[str, Any]) -> int:
+    """The request's database cost, as the server computes it."""
+    prepared = schema.documents.prepare(query)
+    assert prepared.document is not None
+    operation = get_operation_ast(prepared.document)
+    assert operation is not None
+    return schema.cost_model.cost(prepared.fragments, operation, "Query", variables).database
+
+
+def requests(picks: dataset.Picks, schema: PopmapSchema) -> list[Request]:
+    """The benchmark's reads, the costliest reads, and the costliest the database cost
+    limit admits (the most counts, the largest page of events with their businesses'
+    categories), each beside the next one, which it refuses."""
     lookup = global_id("Business", picks.lookup_business_id)
-    fits = max(1, cost_limit // max(1, count_cost))
+    limit = schema.cost_limit.database
+    fits = 1
+    while database_cost(schema, many_counts(fits + 1), {}) <= limit:
+        fits += 1
+
+    def largest(query: str, variables: dict[str, Any]) -> int:
+        first = 1
+        while database_cost(schema, query, {**variables, "first": first + 1}) <= limit:
+            first += 1
+        return first
+
+    most, most_of = largest(BIG_PAGE, {"bbox": METRO}), largest(BIG_CATEGORY_PAGE, BAKERY)
     return [
         Request("Q1", Q1, {"first": Q1_PAGE_SIZE, "filter": {"upcoming": True}}),
         Request("Q2", Q2, {"id": lookup}),
@@ -117,18 +157,22 @@ def requests(picks: dataset.Picks, cost_limit: int, count_cost: int) -> list[Req
         Request("map", MAP, {"bbox": VIEWPORT}),
         Request("map metro", MAP, {"bbox": METRO}),
         Request("map world", MAP, {"bbox": WORLD}),
-        Request("largest page, metro", BIG_PAGE, {"bbox": METRO}),
+        Request(f"first {most}, metro", BIG_PAGE, {"bbox": METRO, "first": most}),
+        Request(f"first {most + 1} (over)", BIG_PAGE, {"bbox": METRO, "first": most + 1}),
+        Request("first 100, metro (over)", BIG_PAGE, {"bbox": METRO, "first": 100}),
         Request("search goat", SEARCH, {"search": "goat"}),
         Request("search bakery", SEARCH, {"search": "bakery"}),
         Request("search nothing", SEARCH, {"search": "qqxzv"}),
         Request("search, largest page", RELEVANT, {"search": "goat"}),
         Request("category", CATEGORY, {"slugs": ["bakery"]}),
         Request("category x3", CATEGORY, {"slugs": ["bakery", "coffee", "food-truck"]}),
-        Request("events of category", EVENTS_OF_CATEGORY, {"slugs": ["bakery"]}),
+        Request("events of category", EVENTS_OF_CATEGORY, BAKERY),
+        Request(f"first {most_of} of category", BIG_CATEGORY_PAGE, {**BAKERY, "first": most_of}),
+        Request("2 counts of category", CATEGORY_COUNTS, BAKERY),
         Request("near 5 km", NEAR, {"near": NEAR_ME}),
         Request("near 100 km", NEAR, {"near": {**NEAR_ME, "radiusKm": 100.0}}),
         Request("staff pending", STAFF_LIST, {}, viewer="staff"),
-        Request(f"{fits} counts (the cost limit)", many_counts(fits), {}),
+        Request(f"{fits} counts (the limit)", many_counts(fits), {}),
         Request(f"{fits + 1} counts (over it)", many_counts(fits + 1), {}),
     ]
 
@@ -185,7 +229,7 @@ async def measure(scale: int, limit_ms: float, repeat: int, plans: str | None = 
         budgets=False,
         graphiql=False,
     )
-    count_cost = settings.max_exact_count  # see docs/api.md "Cost"
+    schema = build_schema(settings)  # to price each request as the server does
     tokens = {
         "anonymous": None,
         "owner": await asyncio.to_thread(mint_token, picks.owner_email),
@@ -200,7 +244,7 @@ async def measure(scale: int, limit_ms: float, repeat: int, plans: str | None = 
             app.router.lifespan_context(app),
             httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http,
         ):
-            for request in requests(picks, settings.max_query_cost, count_cost):
+            for request in requests(picks, schema):
                 token = tokens[request.viewer]
                 headers = {"Authorization": f"Bearer {token}"} if token else {}
                 payload = {"query": request.query, "variables": request.variables}
@@ -231,9 +275,10 @@ async def measure(scale: int, limit_ms: float, repeat: int, plans: str | None = 
                 if served:
                     worst = max(worst, ms)
                     over += ms > limit_ms
+                cost = database_cost(schema, request.query, request.variables)
                 print(
                     f"dbtime: {request.name:<28} {response.status_code}"
-                    f" {','.join(c or '?' for c in errors) or 'ok':<18}"
+                    f" {','.join(c or '?' for c in errors) or 'ok':<18} cost {cost:>7}"
                     f" statements {len(recorder.statements):>3}  db {ms:8.2f} ms"
                 )
     finally:

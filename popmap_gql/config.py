@@ -348,6 +348,11 @@ class Settings:
     """Request body size; beyond it HTTP 413 `PAYLOAD_TOO_LARGE`."""
     max_query_cost: int = _env("POPMAP_MAX_QUERY_COST", POSITIVE, 200_000)
     """Largest query cost, the most objects an answer can hold (`QUERY_TOO_COSTLY`)."""
+    max_database_cost: int = _env("POPMAP_MAX_DATABASE_COST", POSITIVE, 25_000)
+    """Largest database cost of a query, about the rows PostgreSQL may read for it: an
+    object loaded counts one, a `totalCount` ten per row it may count (`QUERY_TOO_COSTLY`
+    with `databaseCost`). The default keeps a request under 50 ms of database time on a
+    national map (bench/README.md, "Database time per request")."""
     max_exact_count: int = _env("POPMAP_MAX_EXACT_COUNT", POSITIVE, 1_000)
     """`totalCount` counts at most this many matches; beyond, it answers this number and
     `totalCountIsExact: false`."""

@@ -15,10 +15,10 @@ import pytest
 import strawberry
 from graphql import GraphQLObjectType, get_introspection_query, get_operation_ast
 
-from popmap_gql.api.cost import CostModel
+from popmap_gql.api.cost import Cost, CostModel
 from popmap_gql.api.engine import graphql_schema, strawberry_field
 from popmap_gql.api.schema import build_schema
-from popmap_gql.api.sizes import Capped, declared, listed
+from popmap_gql.api.sizes import ROWS_READ_PER_COUNTED, Capped, declared, listed
 from popmap_gql.config import Settings, load_settings
 from popmap_gql.db.models import Category
 from tests.conftest import QueryCounter
@@ -182,6 +182,10 @@ async def test_page_size_variables_count_in_the_cost(client: httpx.AsyncClient) 
 
 
 def _cost(document: str, variables: dict[str, Any] | None = None) -> int:
+    return _costs(document, variables).objects
+
+
+def _costs(document: str, variables: dict[str, Any] | None = None) -> Cost:
     schema = build_schema(DEFAULTS)
     prepared = schema.documents.prepare(document)
     assert prepared.document is not None
@@ -254,7 +258,11 @@ class UndeclaredQuery:
 
 def test_a_list_field_without_a_declared_size_fails_at_schema_build() -> None:
     with pytest.raises(TypeError, match=r"UndeclaredQuery\.things is a list of objects"):
-        CostModel(graphql_schema(strawberry.Schema(query=UndeclaredQuery)), count_cost=1)
+        CostModel(
+            graphql_schema(strawberry.Schema(query=UndeclaredQuery)),
+            count_cost=1,
+            count_database_cost=1,
+        )
 
 
 def test_the_cost_settings_are_read_from_the_environment() -> None:
@@ -434,6 +442,7 @@ def test_counted_aliases_past_the_cost_limit_are_refused(
         DATABASE_URL=database_url,
         POPMAP_DATA_DIR=str(tmp_path),
         POPMAP_MAX_QUERY_COST=str(fits * each),
+        POPMAP_MAX_DATABASE_COST=str(10**9),  # the other limit, below
     )
     with running_server(env) as base:
         refused = _post(base, "{ " + " ".join(aliases) + " }")
@@ -444,3 +453,50 @@ def test_counted_aliases_past_the_cost_limit_are_refused(
     assert "data" not in refused
     assert "errors" not in served, served
     assert served["data"]["c0"] == {"totalCount": 0}
+
+
+def test_the_database_cost_counts_rows_read_and_not_introspection() -> None:
+    """Each object loaded is a row read; a count, what it may read for its matches (ten
+    rows per row counted); introspection reads nothing."""
+    count = DEFAULTS.max_exact_count + 1
+    objects = (1 + 2) + 1 + (1 + 2)
+
+    assert _costs(COUNTED) == Cost(objects + 2 * count, objects + 2 * count * ROWS_READ_PER_COUNTED)
+    introspection = _costs(get_introspection_query(descriptions=True))
+    assert introspection.objects > DEFAULTS.max_database_cost  # still admitted:
+    assert introspection.database == 0
+    assert _costs(MAP_PAGE).database == _costs(MAP_PAGE).objects  # rows, no count
+
+
+MAP_PAGE = """{ events(first: 100) { edges { node { id title
+  businesses { id name categories { id name } } categories { id name } } } } }"""
+
+
+def test_the_database_cost_limit_bounds_counts_and_pages_by_default(
+    database_url: str, tmp_path: Path, clean_db: None
+) -> None:
+    """By default (POPMAP_MAX_DATABASE_COST) a request makes two counts at most, and a
+    hundred events with their businesses' categories are more than one request reads."""
+    aliases = [f"c{i}: events(first: 1) {{ totalCount }}" for i in range(3)]
+    each = (DEFAULTS.max_exact_count + 1) * ROWS_READ_PER_COUNTED + 1
+    env = clean_env(DATABASE_URL=database_url, POPMAP_DATA_DIR=str(tmp_path))
+    with running_server(env) as base:
+        two = _post(base, "{ " + " ".join(aliases[:2]) + " }")
+        three = _post(base, "{ " + " ".join(aliases) + " }")
+        big = _post(base, MAP_PAGE)
+        smaller = _post(base, MAP_PAGE.replace("first: 100", "first: 20"))
+        schema = _post(base, get_introspection_query(descriptions=True))
+
+    assert "errors" not in two, two
+    assert error_codes(three) == ["QUERY_TOO_COSTLY"]
+    assert three["errors"][0]["extensions"] == {
+        "code": "QUERY_TOO_COSTLY",
+        "databaseCost": 3 * each,
+        "maxDatabaseCost": DEFAULTS.max_database_cost,
+    }
+    assert "data" not in three
+    assert error_codes(big) == ["QUERY_TOO_COSTLY"]
+    assert big["errors"][0]["extensions"]["databaseCost"] == _costs(MAP_PAGE).database
+    assert "errors" not in smaller, smaller
+    assert "errors" not in schema
+    assert schema["data"]["__schema"]["types"]

@@ -168,16 +168,23 @@ async def test_a_count_of_several_categories_counts_each_business_once(
             assert (found["totalCount"], found["totalCountIsExact"]) == (len(names), True)
 
 
+@pytest.mark.parametrize("degrees", [0.5, 1.0, 1.5, 360.0])
 async def test_a_box_includes_events_on_its_edges_and_nothing_beyond_them(
-    client: httpx.AsyncClient, cognito: FakeCognito
+    client: httpx.AsyncClient, cognito: FakeCognito, degrees: float
 ) -> None:
-    # The point index compares with a tolerance of 1e-6; the edges are exact all the same.
-    await make_event("North-west corner", latitude=30.5, longitude=-98.0)
-    await make_event("South-east corner", latitude=30.0, longitude=-97.5)
-    await make_event("Just north", latitude=30.5000001, longitude=-97.7)
-    await make_event("Just east", latitude=30.2, longitude=-97.4999999)
-    await make_event("Pending inside", latitude=30.2, longitude=-97.7, status=EventStatus.PENDING)
-    box = {"north": 30.5, "south": 30.0, "east": -97.5, "west": -98.0}
+    # The point index compares with a tolerance of 1e-6; the edges are exact all the same,
+    # through the index (up to WIDE_BOX_DEGREES) and without it (wider).
+    lat_span, lon_span = min(degrees, 40.0), degrees
+    south, west = 30.0, -98.0 if degrees < 360 else -180.0
+    north, east = south + lat_span, west + lon_span
+    await make_event("North-west corner", latitude=north, longitude=west)
+    await make_event("South-east corner", latitude=south, longitude=east)
+    await make_event("Just north", latitude=north + 1e-7, longitude=west + lon_span / 2)
+    if degrees < 360:
+        await make_event("Just east", latitude=south + lat_span / 2, longitude=east + 1e-7)
+    middle = {"latitude": south + lat_span / 2, "longitude": west + lon_span / 2}
+    await make_event("Pending inside", status=EventStatus.PENDING, **middle)  # type: ignore[arg-type]
+    box = {"north": north, "south": south, "east": east, "west": west}
 
     for who in await viewers(cognito):
         body = await post(client, who, EVENTS_IN, {"bbox": box})
@@ -189,16 +196,21 @@ async def test_a_box_includes_events_on_its_edges_and_nothing_beyond_them(
         assert body["data"]["events"]["totalCount"] == len(titles)
 
 
+# A box wider than WIDE_BOX_DEGREES is answered without the point index (db/lists.py):
+# each answer below is the same either side of it.
+@pytest.mark.parametrize("degrees", [10.0, 0.5])
 async def test_a_box_across_the_antimeridian_joins_both_sides_with_exact_edges(
-    client: httpx.AsyncClient, cognito: FakeCognito
+    client: httpx.AsyncClient, cognito: FakeCognito, degrees: float
 ) -> None:
-    await make_event("West edge", latitude=-17.0, longitude=170.0)
+    west, east = 180.0 - degrees, -180.0 + degrees
+    await make_event("West edge", latitude=-17.0, longitude=west)
     await make_event("Dateline east", latitude=-17.0, longitude=180.0)
     await make_event("Dateline west", latitude=-17.0, longitude=-180.0)
-    await make_event("East edge", latitude=-13.8, longitude=-170.0)
-    await make_event("Just west of it", latitude=-17.0, longitude=169.9999999)
+    await make_event("East edge", latitude=-17.0 + degrees / 4, longitude=east)
+    await make_event("Just west of it", latitude=-17.0, longitude=west - 1e-7)
+    await make_event("Just north of it", latitude=-17.0 + degrees / 2 + 1e-7, longitude=180.0)
     await make_event("Greenwich", latitude=-17.0, longitude=0.0)
-    box = {"north": 0.0, "south": -30.0, "east": -170.0, "west": 170.0}
+    box = {"north": -17.0 + degrees / 2, "south": -17.0 - degrees / 2, "east": east, "west": west}
 
     for who in await viewers(cognito):
         body = await post(client, who, EVENTS_IN, {"bbox": box})

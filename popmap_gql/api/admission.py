@@ -28,7 +28,7 @@ from graphql import (
     get_variable_values,
 )
 
-from popmap_gql.api.cost import CostModel, too_costly
+from popmap_gql.api.cost import Cost, CostModel, too_costly
 from popmap_gql.api.documents import Prepared
 
 __all__ = ["Admission", "admit", "canonical_variables"]
@@ -91,7 +91,7 @@ def canonical_variables(coerced: dict[str, Any]) -> bytes:
 def admit(
     schema: GraphQLSchema,
     cost_model: CostModel,
-    max_cost: int,
+    limit: Cost,
     prepared: Prepared,
     operation_name: str | None,
     variable_values: dict[str, Any] | None,
@@ -116,5 +116,7 @@ def admit(
         assert root is not None  # validated
         cost = cost_model.cost(prepared.fragments, operation, root.name, coerced.coerced)
         prepared.costs.put(memo, cost)
-    errors = (too_costly(cost, max_cost, operation),) if cost > max_cost else ()
-    return Admission(operation, name, coerced, key, cost, errors)
+    refused = too_costly(cost, limit, operation)
+    return Admission(
+        operation, name, coerced, key, cost.objects, () if refused is None else (refused,)
+    )

@@ -14,6 +14,13 @@ Database work that the answer does not show is declared too: a connection's coun
 (`totalCount`, `totalCountIsExact`, declared `COUNTS`) reads up to the count limit + 1
 rows, and costs that many points (`count_cost`), once per connection's selection.
 
+Beside it, each operation has a database cost, limited on its own
+(`POPMAP_MAX_DATABASE_COST`): what PostgreSQL reads for it, in the same unit (an object
+loaded is about one row read), so that the limit bounds a request's database time.
+Introspection reads nothing, and a count is priced at what it may read
+(`count_database_cost`: counting the thousandth match of a filter can read several
+rows per match; see sizes.py).
+
 The walk is linear in the document: a fragment's cost is computed once per page size
 it is spread under, then multiplied at each spread.
 """
@@ -53,7 +60,7 @@ from graphql import (
 from popmap_gql.api.engine import strawberry_field
 from popmap_gql.api.sizes import Capped, Counts, Paged, PageItems, declared
 
-__all__ = ["MAX_REPORTED_COST", "CostModel", "too_costly"]
+__all__ = ["MAX_REPORTED_COST", "Cost", "CostModel", "too_costly"]
 
 # Costs saturate here (the largest integer a JavaScript client reads exactly).
 MAX_REPORTED_COST = 2**53 - 1
@@ -146,11 +153,29 @@ def _check_pages(fields: Mapping[tuple[str, str], _Field]) -> None:
             raise TypeError(msg)
 
 
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """An operation's cost: the objects its answer can hold (`objects`, what budgets
+    charge) and the rows PostgreSQL may read for it (`database`)."""
+
+    objects: int
+    database: int
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(_add(self.objects, other.objects), _add(self.database, other.database))
+
+    def __mul__(self, n: int) -> Cost:
+        return Cost(_times(n, self.objects), _times(n, self.database))
+
+
+FREE = Cost(0, 0)
+
+
 class CostModel:
     """Every field's size, from the schema; costs operations against it."""
 
-    def __init__(self, schema: GraphQLSchema, count_cost: int) -> None:
-        self.count_cost = count_cost
+    def __init__(self, schema: GraphQLSchema, count_cost: int, count_database_cost: int) -> None:
+        self.count = Cost(count_cost, count_database_cost)
         introspection = _introspection_caps(schema)
         self.fields: dict[tuple[str, str], _Field] = {}
         for graphql_type in schema.type_map.values():
@@ -178,7 +203,7 @@ class CostModel:
         operation: OperationDefinitionNode,
         root_type: str,
         variables: Mapping[str, Any] | None,
-    ) -> int:
+    ) -> Cost:
         """The operation's cost with these coerced variable values (admission.py) of a
         validated document."""
         return _Costing(self, fragments, operation, variables or {}).selection_set(
@@ -206,30 +231,30 @@ class _Costing:
         self.fragments = fragments
         self.variables = variables
         # (fragment name, page size of the enclosing connection) -> cost of one spread
-        self.memo: dict[tuple[str, int | None], int] = {}
+        self.memo: dict[tuple[str, int | None], Cost] = {}
 
     def selection_set(
         self, selection_set: SelectionSetNode, type_name: str, page: int | None
-    ) -> int:
-        total = 0
+    ) -> Cost:
+        total = FREE
         counted = False  # a connection counts once, however many count fields it selects
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
                 if self.model.field(type_name, selection.name.value).kind is _Kind.COUNT:
                     if not counted:
-                        total = _add(total, self.model.count_cost)
+                        total += self.model.count
                     counted = True
                     continue
-                total = _add(total, self._field(selection, type_name, page))
+                total += self._field(selection, type_name, page)
             elif isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition
                 inner = condition.name.value if condition else type_name
-                total = _add(total, self.selection_set(selection.selection_set, inner, page))
+                total += self.selection_set(selection.selection_set, inner, page)
             elif isinstance(selection, FragmentSpreadNode):
-                total = _add(total, self._spread(selection.name.value, page))
+                total += self._spread(selection.name.value, page)
         return total
 
-    def _spread(self, name: str, page: int | None) -> int:
+    def _spread(self, name: str, page: int | None) -> Cost:
         key = (name, page)
         known = self.memo.get(key)
         if known is None:
@@ -239,21 +264,22 @@ class _Costing:
             )
         return known
 
-    def _field(self, node: FieldNode, type_name: str, page: int | None) -> int:
+    def _field(self, node: FieldNode, type_name: str, page: int | None) -> Cost:
         field = self.model.field(type_name, node.name.value)
         if field.kind is _Kind.LEAF:
-            return 0
+            return FREE
         if field.kind is _Kind.PAGED:
             assert field.paged is not None
             page = self._page_size(node, field.paged)
-        inner = 0
+        inner = FREE
         if node.selection_set is not None:
             inner = self.selection_set(node.selection_set, field.type_name, page)
-        one = _add(1, inner)
+        # an object loaded is a row read, but introspection's come from the schema
+        one = inner + (_SCHEMA_OBJECT if field.type_name.startswith("__") else _ROW)
         if field.kind is _Kind.LIST:
-            return _times(field.cap, one)
+            return one * field.cap
         if field.kind is _Kind.PAGE_ITEMS:
-            return _times(page if page is not None else 0, one)
+            return one * (page if page is not None else 0)
         return one
 
     def _page_size(self, node: FieldNode, paged: Paged) -> int:
@@ -278,10 +304,28 @@ class _Costing:
         return None  # null, or a literal validation has refused
 
 
-def too_costly(cost: int, limit: int, operation: OperationDefinitionNode) -> GraphQLError:
-    return GraphQLError(
-        f"Query cost {cost} exceeds the limit of {limit}; ask for smaller pages or fewer"
-        " nested lists.",
-        operation,
-        extensions={"code": "QUERY_TOO_COSTLY", "cost": cost, "maxCost": limit},
-    )
+_ROW = Cost(1, 1)
+_SCHEMA_OBJECT = Cost(1, 0)
+
+
+def too_costly(cost: Cost, limit: Cost, operation: OperationDefinitionNode) -> GraphQLError | None:
+    """The refusal of an operation over either limit, or None."""
+    if cost.objects > limit.objects:
+        return GraphQLError(
+            f"Query cost {cost.objects} exceeds the limit of {limit.objects}; ask for smaller"
+            " pages or fewer nested lists.",
+            operation,
+            extensions={"code": "QUERY_TOO_COSTLY", "cost": cost.objects, "maxCost": limit.objects},
+        )
+    if cost.database > limit.database:
+        return GraphQLError(
+            f"Query database cost {cost.database} exceeds the limit of {limit.database}; ask"
+            " for fewer counts (totalCount) or smaller pages.",
+            operation,
+            extensions={
+                "code": "QUERY_TOO_COSTLY",
+                "databaseCost": cost.database,
+                "maxDatabaseCost": limit.database,
+            },
+        )
+    return None

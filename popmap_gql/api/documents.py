@@ -32,6 +32,7 @@ from graphql import (
 )
 
 from popmap_gql import tracing
+from popmap_gql.api.cost import Cost
 from popmap_gql.api.limits import ShapeLimits, shape_errors
 from popmap_gql.memory import LRU
 
@@ -44,7 +45,7 @@ LONG_DOCUMENT = 20_000
 # bytes their keys may hold: 32 map-page memos take about 7 KB.
 COSTS_KEPT = 32
 COSTS_MAX_BYTES = 8 * 1024
-COST_MEMO_OVERHEAD = 160  # the key's tuple and bytes headers, the entry, the int
+COST_MEMO_OVERHEAD = 240  # the key's tuple and bytes headers, the entry, the Cost and its ints
 
 # What a parsed document costs, measured with tracemalloc (bench/document_memory.py):
 # its text and the copies of comments and strings its tokens and nodes hold (up to 3
@@ -66,7 +67,7 @@ class Prepared:
     # What keeping it costs (document_bytes)
     size: int = 0
     # Costs computed per (operation name, canonical variables)
-    costs: LRU[tuple[str | None, bytes], int] = field(
+    costs: LRU[tuple[str | None, bytes], Cost] = field(
         default_factory=lambda: LRU(
             max_entries=COSTS_KEPT, max_bytes=COSTS_MAX_BYTES, size=_memo_size
         )
@@ -82,7 +83,7 @@ class Prepared:
         }
 
 
-def _memo_size(key: tuple[str | None, bytes], cost: int) -> int:
+def _memo_size(key: tuple[str | None, bytes], cost: Cost) -> int:
     return len(key[0] or "") + len(key[1]) + COST_MEMO_OVERHEAD
 
 

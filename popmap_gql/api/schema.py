@@ -17,7 +17,7 @@ from popmap_gql.api import pipeline
 from popmap_gql.api.admission import Admission, admit
 from popmap_gql.api.binding import bind
 from popmap_gql.api.compiled import CompiledReads
-from popmap_gql.api.cost import CostModel
+from popmap_gql.api.cost import Cost, CostModel
 from popmap_gql.api.documents import Documents, Prepared
 from popmap_gql.api.engine import graphql_schema
 from popmap_gql.api.errors import log_unexpected
@@ -26,6 +26,7 @@ from popmap_gql.api.mutations import Mutation
 from popmap_gql.api.pipeline import Pipeline
 from popmap_gql.api.privacy import PrivateFields
 from popmap_gql.api.query import Query
+from popmap_gql.api.sizes import ROWS_READ_PER_COUNTED
 from popmap_gql.api.subscriptions import Subscription
 from popmap_gql.api.types import LOADER_SETUP, READ_MODEL
 from popmap_gql.config import Settings
@@ -48,7 +49,7 @@ class PopmapSchema(strawberry.Schema):
     documents: Documents
     cost_model: CostModel
     private_fields: PrivateFields
-    max_query_cost: int
+    cost_limit: Cost
     compiled: CompiledReads
     compiled_reads: bool
     loader_setup: LoaderSetup
@@ -116,7 +117,7 @@ class PopmapSchema(strawberry.Schema):
         return admit(
             graphql_schema(self),
             self.cost_model,
-            self.max_query_cost,
+            self.cost_limit,
             prepared,
             operation_name,
             variable_values,
@@ -164,9 +165,12 @@ def build_schema(
         max_bytes=memory.documents,
     )
     # fails on a list without a declared size; a count reads up to the cap + 1 rows
-    built.cost_model = CostModel(core, count_cost=settings.max_exact_count + 1)
+    count_cost = settings.max_exact_count + 1
+    built.cost_model = CostModel(
+        core, count_cost=count_cost, count_database_cost=count_cost * ROWS_READ_PER_COUNTED
+    )
     built.private_fields = PrivateFields(core)  # fails on an unmarked private field
-    built.max_query_cost = settings.max_query_cost
+    built.cost_limit = Cost(settings.max_query_cost, settings.max_database_cost)
     bound = bind(core, READ_MODEL)  # fails when the schema and the read model disagree
     built.compiled = CompiledReads(built, core, bound, plans_max_bytes=memory.plans)
     built.compiled_reads = settings.compiled_reads

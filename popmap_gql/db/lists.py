@@ -470,11 +470,20 @@ class EventFilter:
     near: Near | None = None
 
 
+# A box spanning more degrees than this (of latitude or of longitude) is not looked up in
+# the point index: PostgreSQL estimates every box as 0.1 % of the events, so it would read
+# every event of a country's or the world's box from the index (100,000 at 100x) and sort
+# them, where the exact bounds, which it estimates from the columns' statistics, lead it
+# to the (status, starts_at) or (latitude, longitude) index instead. bench/README.md
+# ("Wide boxes") has the plans either side of it.
+WIDE_BOX_DEGREES = 1.0
+
+
 def _in_box(box: BoundingBox, param: Callable[[Any], str]) -> list[str]:
     """Conditions for events inside `box`: the containment of `point(longitude, latitude)`
     in one box, or two across the antimeridian, is what the GiST index of migration 0009
     answers; geometric operators compare with a tolerance of 1e-6, so the exact bounds
-    are checked on the rows it finds."""
+    are checked on the rows it finds (and alone decide for a wide box)."""
     south, north = param(box.south), param(box.north)
     west, east = param(box.west), param(box.east)
     point = "point(e.longitude, e.latitude)"
@@ -488,6 +497,9 @@ def _in_box(box: BoundingBox, param: Callable[[Any], str]) -> list[str]:
             f" OR {point} <@ box(point(-180, {south}), point({east}, {north})))"
         )
         exact.append(f"(e.longitude >= {west} OR e.longitude <= {east})")
+    longitudes = box.east - box.west if box.west <= box.east else 360 - (box.west - box.east)
+    if max(box.north - box.south, longitudes) > WIDE_BOX_DEGREES:
+        return exact
     return [spatial, *exact]
 
 
