@@ -102,6 +102,12 @@ RELEVANT = """query Relevant($search: String!) {
   }
 }"""
 
+RANKED = """query Ranked($search: String!) {
+  businesses(first: 100, filter: {search: $search}, orderBy: RELEVANCE) {
+    totalCount edges { node { id name categories { id name } } }
+  }
+}"""
+
 STAFF_LIST = """query Staff {
   events(first: 100, filter: {status: PENDING}) { totalCount edges { node { id title } } }
 }"""
@@ -164,6 +170,9 @@ def requests(picks: dataset.Picks, schema: PopmapSchema) -> list[Request]:
         Request("search bakery", SEARCH, {"search": "bakery"}),
         Request("search nothing", SEARCH, {"search": "qqxzv"}),
         Request("search, largest page", RELEVANT, {"search": "goat"}),
+        Request("by relevance", RANKED, {"search": "goat"}),
+        Request("by relevance, owner", RANKED, {"search": "goat"}, viewer="owner"),
+        Request("by relevance, staff", RANKED, {"search": "goat"}, viewer="staff"),
         Request("category", CATEGORY, {"slugs": ["bakery"]}),
         Request("category x3", CATEGORY, {"slugs": ["bakery", "coffee", "food-truck"]}),
         Request("events of category", EVENTS_OF_CATEGORY, BAKERY),

@@ -14,6 +14,7 @@ fields and the loaders are the oracle's. Arguments are checked by the API's func
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -249,6 +250,21 @@ def oracle_setup() -> LoaderSetup:
 # --- the roots --------------------------------------------------------------------------
 
 
+def _trigrams(text: str) -> set[str]:
+    """pg_trgm's trigrams of `text`: of each word (a run of letters and digits), lower-
+    cased, with two spaces before it and one after."""
+    words = "".join(c if c.isalnum() else " " for c in text.lower()).split()
+    return {f"  {w} "[i : i + 3] for w in words for i in range(len(w) + 1)}
+
+
+def similarity(a: str, b: str) -> float:
+    """pg_trgm's `similarity`: the trigrams the two share over those of either, a real."""
+    x, y = _trigrams(a), _trigrams(b)
+    shared = len(x & y)
+    value = shared / (len(x) + len(y) - shared) if x or y else 0.0
+    return float(struct.unpack("f", struct.pack("f", value))[0])
+
+
 def _page(
     rows: list[Row], query: ListQuery, build: Callable[[Row], Any], rank: Callable[[Row], Any]
 ) -> Connection[Any]:
@@ -382,6 +398,14 @@ class OracleQuery:
         ]
         if order_by is BusinessOrder.NEWEST_FIRST:
             rank: Callable[[Row], Any] = lambda b: (b["created_at"], b["id"])  # noqa: E731
+        elif order_by is BusinessOrder.RELEVANCE:
+            # the first count_cap matches by name, by similarity to the term
+            by_name = sorted(rows, key=lambda b: tables.business_rank[b["id"]])
+            ranked = [
+                {**b, "relevance": similarity(b["name"], flt.search or "")}
+                for b in by_name[: query.count_cap]
+            ]
+            return _page(ranked, query, Business.from_values, lambda b: (b["relevance"], b["id"]))
         else:
             rank = lambda b: tables.business_rank.get(b["id"], 0)  # noqa: E731
         return _page(rows, query, Business.from_values, rank)

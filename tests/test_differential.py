@@ -38,8 +38,8 @@ from popmap_gql.api.schema import build_schema
 from popmap_gql.api.types import LOADER_SETUP
 from popmap_gql.auth.authenticator import Authenticator, build_authenticator
 from popmap_gql.config import Settings
+from popmap_gql.db.lists import BusinessOrder, Near, cursor_order
 from popmap_gql.db.lists import EventOrder as QueriesEventOrder
-from popmap_gql.db.lists import Near, cursor_order
 from popmap_gql.db.models import Business, Event, EventStatus
 from popmap_gql.db.seed import seed_demo
 from popmap_gql.http.observe import ACCESS_LOGGER
@@ -47,7 +47,7 @@ from popmap_gql.logs import FIELDS
 from popmap_gql.read.ids import encode_cursor
 from tests.fake_cognito import FakeCognito
 from tests.helpers import global_id
-from tests.oracle import oracle_context, oracle_schema
+from tests.oracle import oracle_context, oracle_schema, similarity
 from tests.people import ANONYMOUS, Person, person, service
 
 MAP = """query Map($after: String) {
@@ -146,6 +146,7 @@ class World:
     owned: Business
     pending: Event
     after_third_nearest: str  # a cursor of NEAR_ME's list, after its third approved event
+    after_most_relevant: str  # a cursor of SEARCHED by relevance, after its first verified
 
 
 async def _world(cognito: FakeCognito) -> World:
@@ -176,6 +177,12 @@ async def _world(cognito: FakeCognito) -> World:
         if near.holds(e.latitude, e.longitude)
     ]
     distance, third = sorted(approved)[2]
+    relevant = [
+        (similarity(b.name, SEARCHED), b.id)
+        for b in await Business.filter(is_verified=True)
+        if SEARCHED in f"{b.name}\n{b.description}".lower()
+    ]
+    relevance, most = max(relevant)
     return World(
         owner=owner,
         staff=await person(cognito, "moderator", groups=("staff",)),
@@ -185,7 +192,13 @@ async def _world(cognito: FakeCognito) -> World:
         after_third_nearest=encode_cursor(
             cursor_order(QueriesEventOrder.DISTANCE, near), distance, third
         ),
+        after_most_relevant=encode_cursor(
+            cursor_order(BusinessOrder.RELEVANCE, search=SEARCHED), relevance, most
+        ),
     )
+
+
+SEARCHED = "street"  # in several of the demo's names and descriptions
 
 
 # Around Republic Square, every event within 3 km: most of the demo's venues.
@@ -241,6 +254,30 @@ def _cases(world: World) -> list[Case]:
             EVERY_BUSINESS_FIELD,
             {"filter": {"categorySlugs": ["crafts"]}, "orderBy": "NEWEST_FIRST"},
             GUARDED_BUT_FOR_STAFF,
+        ),
+        Case(
+            "a search by relevance",
+            EVERY_BUSINESS_FIELD,
+            {"filter": {"search": SEARCHED}, "orderBy": "RELEVANCE"},
+            GUARDED_BUT_FOR_STAFF,
+        ),
+        Case(
+            "a search by relevance, the page after its first",
+            EVERY_BUSINESS_FIELD.replace("first: 40", "first: 3, after: $after").replace(
+                "$orderBy: BusinessOrder!", "$orderBy: BusinessOrder!, $after: String"
+            ),
+            {
+                "after": world.after_most_relevant,
+                "filter": {"search": SEARCHED, "categorySlugs": None},
+                "orderBy": "RELEVANCE",
+            },
+            GUARDED_BUT_FOR_STAFF,
+        ),
+        Case(
+            "relevance without a search",
+            EVERY_BUSINESS_FIELD,
+            {"filter": {"categorySlugs": ["crafts"]}, "orderBy": "RELEVANCE"},
+            {who: declined("error") for who in ("anonymous", "owner", "moderator", "reader")},
         ),
         Case(
             "near me, nearest first, past and future",

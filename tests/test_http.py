@@ -585,12 +585,13 @@ async def test_query_depth_is_limited(
 ) -> None:
     business = await make_business("Shop")
     variables = {"id": global_id("Business", business.id)}
-    # Nine nested lists cost far more than the default cost limit allows, so the depth
-    # limit is shown on a server whose cost limit is out of the way.
+    # Nine nested lists cost far more than the default cost limits allow, so the depth
+    # limit is shown on a server whose cost limits are out of the way.
     env = clean_env(
         DATABASE_URL=database_url,
         POPMAP_DATA_DIR=str(tmp_path),
         POPMAP_MAX_QUERY_COST=str(2**53 - 1),
+        POPMAP_MAX_DATABASE_COST=str(2**53 - 1),
     )
     depth = Settings().max_query_depth
 

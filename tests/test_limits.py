@@ -17,6 +17,7 @@ from graphql import GraphQLObjectType, get_introspection_query, get_operation_as
 
 from popmap_gql.api.cost import Cost, CostModel
 from popmap_gql.api.engine import graphql_schema, strawberry_field
+from popmap_gql.api.query import BusinessOrder
 from popmap_gql.api.schema import build_schema
 from popmap_gql.api.sizes import ROWS_READ_PER_COUNTED, Capped, declared, listed
 from popmap_gql.config import Settings, load_settings
@@ -500,3 +501,22 @@ def test_the_database_cost_limit_bounds_counts_and_pages_by_default(
     assert "errors" not in smaller, smaller
     assert "errors" not in schema
     assert schema["data"]["__schema"]["types"]
+
+
+def test_a_list_ranked_by_relevance_costs_a_count_more() -> None:
+    """Ranking reads up to the count limit's matches (RANKING_ORDERS), selected count or
+    not, with the order written as a literal or sent in a variable."""
+    plain = '{ businesses(first: 5, filter: {search: "goat"}) { edges { node { id } } } }'
+    ranked = plain.replace("first: 5,", "first: 5, orderBy: RELEVANCE,")
+    by_variable = (
+        'query ($o: BusinessOrder!) { businesses(first: 5, filter: {search: "goat"},'
+        " orderBy: $o) { edges { node { id } } } }"
+    )
+    count = Cost(
+        DEFAULTS.max_exact_count + 1, (DEFAULTS.max_exact_count + 1) * ROWS_READ_PER_COUNTED
+    )
+
+    assert _costs(ranked) == _costs(plain) + count
+    # variables reach the cost model coerced: the enum's member
+    assert _costs(by_variable, {"o": BusinessOrder.RELEVANCE}) == _costs(plain) + count
+    assert _costs(by_variable, {"o": BusinessOrder.NAME_ASC}) == _costs(plain)

@@ -292,3 +292,83 @@ async def test_total_count_stops_at_the_limit_and_says_so(
     assert len(events["edges"]) == 1
     assert over_limit["data"]["also"] == {"totalCountIsExact": False}
     assert over_limit["data"]["businesses"] == {"totalCount": 3, "totalCountIsExact": True}
+
+
+RANKED = """query ($search: String, $after: String, $first: Int) {
+  businesses(first: $first, after: $after, filter: {search: $search}, orderBy: RELEVANCE) {
+    totalCount totalCountIsExact pageInfo { hasNextPage endCursor } edges { node { name } } } }"""
+
+
+async def test_relevance_lists_the_most_similar_names_first_and_pages_by_cursor(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    await make_business("Goat")  # similarity 1
+    await make_business("Blue Goat")  # 0.5
+    await make_business("Goat Cheese Farm Shop")  # lower
+    await make_business("Dairy", description="goat milk")  # the name shares no trigram: 0
+    await make_business("Hidden Goat", verified=False)
+
+    for who in await viewers(cognito):
+        staff = who.name == "moderator"
+        expected = ["Goat", "Blue Goat", *(["Hidden Goat"] if staff else [])]
+        expected += ["Goat Cheese Farm Shop", "Dairy"]
+        first = await post(client, who, RANKED, {"search": "GOAT", "first": 2})
+        assert "errors" not in first, first
+        page = first["data"]["businesses"]
+        after = page["pageInfo"]["endCursor"]
+        rest = await post(client, who, RANKED, {"search": "GOAT", "after": after, "first": 10})
+        assert "errors" not in rest, rest
+
+        names = [e["node"]["name"] for e in page["edges"]]
+        names += [e["node"]["name"] for e in rest["data"]["businesses"]["edges"]]
+        assert names == expected, who.name
+        assert page["totalCount"] == len(expected)
+        assert page["pageInfo"]["hasNextPage"] is True
+        assert rest["data"]["businesses"]["pageInfo"]["hasNextPage"] is False
+        # a cursor measured against one term continues no other term's list
+        other = await post(client, who, RANKED, {"search": "dairy", "after": after})
+        assert error_codes(other) == ["BAD_USER_INPUT"], other
+        assert other["errors"][0]["extensions"]["field"] == "after"
+
+
+async def test_relevance_without_a_search_is_refused_naming_order_by(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    for who in await viewers(cognito):
+        for search in (None, "   "):
+            body = await post(client, who, RANKED, {"search": search})
+
+            assert error_codes(body) == ["BAD_USER_INPUT"], (who.name, body)
+            assert body["errors"][0]["extensions"]["field"] == "orderBy"
+            assert "RELEVANCE needs filter.search" in body["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("compiled", ["true", "false"])
+async def test_relevance_ranks_the_first_matches_by_name_past_the_count_limit(
+    settings: Settings, tmp_path: Path, clean_db: None, compiled: str
+) -> None:
+    # Ranking reads every match it ranks: past POPMAP_MAX_EXACT_COUNT matches, it ranks
+    # the first that many by name, which totalCountIsExact: false says.
+    for name in ["Alpine Goat Dairy Farm", "Goat", "Barn Goat", "Zed Goat", "Blue Goat"]:
+        await make_business(name)
+    assert settings.database_url is not None
+    env = clean_env(
+        DATABASE_URL=settings.database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        POPMAP_MAX_EXACT_COUNT="3",
+        POPMAP_RESPONSE_CACHE="false",
+        POPMAP_COMPILED_READS=compiled,
+    )
+    with running_server(env) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+            body = await post(api, ANONYMOUS, RANKED, {"search": "goat"})
+
+    assert "errors" not in body, body
+    found = body["data"]["businesses"]
+    # by name the first three are Alpine Goat Dairy Farm, Barn Goat, Blue Goat
+    assert [e["node"]["name"] for e in found["edges"]] == [
+        "Blue Goat",
+        "Barn Goat",
+        "Alpine Goat Dairy Farm",
+    ]
+    assert (found["totalCount"], found["totalCountIsExact"]) == (3, False)

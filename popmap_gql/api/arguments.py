@@ -35,6 +35,7 @@ __all__ = [
     "MIN_SEARCH_WORD",
     "after",
     "bounding_box",
+    "business_order",
     "category_slugs",
     "event_ids",
     "event_order",
@@ -90,14 +91,17 @@ def after(
     order: lists.BusinessOrder | lists.EventOrder,
     cursor: str | None,
     near: lists.Near | None = None,
+    *,
+    search: str | None = None,
 ) -> lists.Position | None:
     """Where a page starts: the position in a cursor made for this list's `order` (and,
-    ordered by distance, for this centre)."""
+    ordered by distance, for this centre; by relevance, for this term)."""
     if cursor is None:
         return None
     column = order.value[0]
-    kind = datetime if column.endswith("_at") else float if column == "distance" else str
-    return decode_cursor(lists.cursor_order(order, near), cursor, kind)
+    computed = column in ("distance", "relevance")
+    kind = datetime if column.endswith("_at") else float if computed else str
+    return decode_cursor(lists.cursor_order(order, near, search), cursor, kind)
 
 
 def lookup(type_name: str, value: str) -> int | None:
@@ -192,6 +196,12 @@ def near(circle: Circle | None) -> lists.Near | None:
             field="filter.near.radiusKm",
         )
     return lists.Near(circle.latitude, circle.longitude, circle.radius_km)
+
+
+def business_order(order: lists.BusinessOrder, search: str | None) -> None:
+    """`orderBy`: RELEVANCE only with a term to be relevant to."""
+    if order is lists.BusinessOrder.RELEVANCE and search is None:
+        raise BadUserInput("orderBy: RELEVANCE needs filter.search", field="orderBy")
 
 
 def event_order(order: lists.EventOrder, near: lists.Near | None) -> None:

@@ -19,7 +19,8 @@ Beside it, each operation has a database cost, limited on its own
 loaded is about one row read), so that the limit bounds a request's database time.
 Introspection reads nothing, and a count is priced at what it may read
 (`count_database_cost`: counting the thousandth match of a filter can read several
-rows per match; see sizes.py).
+rows per match; see sizes.py), as is a connection ordered by reading its matches
+(`RANKING_ORDERS`).
 
 The walk is linear in the document: a fragment's cost is computed once per page size
 it is spread under, then multiplied at each spread.
@@ -33,6 +34,7 @@ from enum import Enum
 from typing import Any
 
 from graphql import (
+    EnumValueNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -58,7 +60,7 @@ from graphql import (
 )
 
 from popmap_gql.api.engine import strawberry_field
-from popmap_gql.api.sizes import Capped, Counts, Paged, PageItems, declared
+from popmap_gql.api.sizes import RANKING_ORDERS, Capped, Counts, Paged, PageItems, declared
 
 __all__ = ["MAX_REPORTED_COST", "Cost", "CostModel", "too_costly"]
 
@@ -268,12 +270,14 @@ class _Costing:
         field = self.model.field(type_name, node.name.value)
         if field.kind is _Kind.LEAF:
             return FREE
+        inner = FREE
         if field.kind is _Kind.PAGED:
             assert field.paged is not None
             page = self._page_size(node, field.paged)
-        inner = FREE
+            if self._ranked(node):
+                inner = self.model.count
         if node.selection_set is not None:
-            inner = self.selection_set(node.selection_set, field.type_name, page)
+            inner += self.selection_set(node.selection_set, field.type_name, page)
         # an object loaded is a row read, but introspection's come from the schema
         one = inner + (_SCHEMA_OBJECT if field.type_name.startswith("__") else _ROW)
         if field.kind is _Kind.LIST:
@@ -295,9 +299,19 @@ class _Costing:
             return value
         return paged.cap
 
+    def _ranked(self, node: FieldNode) -> bool:
+        """Whether the connection is ordered by reading its matches (RANKING_ORDERS)."""
+        for argument in node.arguments or ():
+            if argument.name.value == "orderBy":
+                value = self._value(argument.value)  # a name, or a variable's Enum member
+                return getattr(value, "name", value) in RANKING_ORDERS
+        return False
+
     def _value(self, node: Any) -> Any:
         if isinstance(node, IntValueNode):
             return int(node.value)
+        if isinstance(node, EnumValueNode):
+            return node.value
         if isinstance(node, VariableNode):
             # coerced values: a default is already in them, an omitted value is absent
             return self.variables.get(node.name.value)

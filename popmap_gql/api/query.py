@@ -29,7 +29,7 @@ from popmap_gql.api.types import (
 from popmap_gql.auth.local_idp import LOCAL_CLIENT_ID, LOCAL_ISSUER, LOCAL_POOL_ID
 from popmap_gql.auth.local_sessions import FEDERATED_PROVIDERS
 from popmap_gql.auth.viewer import Viewer as AuthViewer
-from popmap_gql.config import Settings
+from popmap_gql.config import Settings, default_of
 from popmap_gql.db import lists
 from popmap_gql.db.models import EventStatus as DbEventStatus
 from popmap_gql.errors import NotFound
@@ -56,6 +56,13 @@ class BusinessOrder(Enum):
     NAME_ASC = "NAME_ASC"
     NAME_DESC = "NAME_DESC"
     NEWEST_FIRST = "NEWEST_FIRST"
+    RELEVANCE = strawberry.enum_value(
+        "RELEVANCE",
+        description="Names most similar to filter.search first (only with search): of a"
+        " search matching more than the count limit (POPMAP_MAX_EXACT_COUNT,"
+        f" {default_of('max_exact_count'):,} by default; totalCountIsExact false), the"
+        " first that many by name are ranked.",
+    )
 
 
 @strawberry.enum(description="How to order events; ties break on creation order.")
@@ -187,12 +194,13 @@ def business_list_query(
         category_slugs=arguments.category_slugs(flt.category_slugs, "filter.categorySlugs"),
         available_for_hire=flt.available_for_hire,
     )
+    arguments.business_order(order, criteria.search)
     return lists.business_list(
         context.viewer.audience,
         criteria,
         order,
         size,
-        arguments.after(order, after),
+        arguments.after(order, after, search=criteria.search),
         count_cap=context.settings.max_exact_count,
     )
 

@@ -18,6 +18,7 @@ from strawberry.types import get_object_definition
 __all__ = [
     "COUNTS",
     "PAGE_ITEMS",
+    "RANKING_ORDERS",
     "ROWS_READ_PER_COUNTED",
     "Capped",
     "Counts",
@@ -77,6 +78,10 @@ COUNTS = Counts()
 # (bench/dbtime.py: 18 ms for the 1,001 events of a category, 10 ms for a search's, and
 # 1.7 microseconds an object loaded).
 ROWS_READ_PER_COUNTED = 10
+
+# Orders (a connection's `orderBy`) that read up to the count limit's matches to order
+# them: a connection ordered so costs a count more (cost.py), selected or not.
+RANKING_ORDERS = frozenset({"RELEVANCE"})
 
 Size = Capped | Paged | PageItems | Counts
 

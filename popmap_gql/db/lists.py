@@ -3,6 +3,7 @@ rows is the tables' `Visibility` (`db/rules.py`)."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ __all__ = [
     "Nearest",
     "Page",
     "PrivateView",
+    "Ranked",
     "Row",
     "Through",
     "business_list",
@@ -58,6 +60,9 @@ class BusinessOrder(Enum):
     NAME_ASC = ("name", False)
     NAME_DESC = ("name", True)
     NEWEST_FIRST = ("created_at", True)
+    # Most similar to the search term first (filter.search): the column is the computed
+    # similarity (`Ranked`), which the page's statement selects beside the row.
+    RELEVANCE = ("relevance", True)
 
 
 class EventOrder(Enum):
@@ -96,10 +101,13 @@ class ListQuery:
     count_cap: int  # `count_of` counts at most this many rows (POPMAP_MAX_EXACT_COUNT)
     nearest: Nearest | None = None  # ordered by distance (EventOrder.DISTANCE) from here
     counted_through: Through | None = None  # what the count reads instead of `table`
+    ranked: Ranked | None = None  # ordered by similarity to the term (RELEVANCE)
 
     @property
     def cursor_order(self) -> str:
         """What the list's cursors are made for (`cursor_order`)."""
+        if self.ranked is not None:
+            return self.ranked.cursor_order
         return cursor_order(self.order, None if self.nearest is None else self.nearest.near)
 
     def where(self, params: list[Any]) -> str:
@@ -107,8 +115,9 @@ class ListQuery:
         assert list(params[: len(self.params)]) == list(self.params)
         return " AND ".join(self.conditions) or "TRUE"
 
-    def keyset(self, params: list[Any]) -> str:
-        """The condition "after the position" (ordered by (field, id)), or TRUE."""
+    def keyset(self, params: list[Any], computed: str | None = None) -> str:
+        """The condition "after the position" (ordered by (field, id)), or TRUE; the field
+        is `computed` (SQL of the table's alias) when the page computes its sort value."""
         if self.after is None:
             return "TRUE"
         column, descending = self.order.value
@@ -119,25 +128,26 @@ class ListQuery:
         at_id = f"${len(params)}"
         op = "<" if descending else ">"
         a = self.alias
-        sort = f"{a}.{column}" if self.nearest is None else self.nearest.distance
+        sort = computed or f"{a}.{column}"
         return f"({sort} {op} {at_value} OR ({sort} = {at_value} AND {a}.id {op} {at_id}))"
 
-    def order_by(self, alias: str | None = None) -> str:
+    def order_by(self, alias: str | None = None, computed: str | None = None) -> str:
+        """ORDER BY the list's order; the sort value is `computed` when given (a distance
+        or a similarity computed on the table), else the column of that name of `alias`
+        (a table's, or the page's rows, which carry a computed value as a column)."""
         column, descending = self.order.value
         a = alias or self.alias
         direction = " DESC" if descending else ""
-        # the distance is a column of the page's rows, computed on the table's
-        sort = (
-            self.nearest.distance
-            if self.nearest is not None and a == self.alias
-            else f"{a}.{column}"
-        )
+        sort = computed or f"{a}.{column}"
         return f"{sort}{direction}, {a}.id{direction}"
 
     def page_sql(self, params: list[Any]) -> str:
         """The page's rows (all columns), `first` + 1 of them, in order."""
+        if self.ranked is not None:
+            return self.ranked.page_sql(self, params)
         where = self.where(params)
-        keyset = self.keyset(params)
+        distance = None if self.nearest is None else self.nearest.distance
+        keyset = self.keyset(params, distance)
         params.append(self.first + 1)
         if self.nearest is not None:
             return self.nearest.page_sql(self, f"{where} AND {keyset}", f"${len(params)}")
@@ -261,11 +271,16 @@ def business_list(
 ) -> ListQuery:
     params: list[Any] = []
     conditions = [BUSINESS_VISIBILITY.sql(audience, "b", params)]
+    ranked = None
     if flt.search:
         # The name or description holds the term, case aside: `search_text` is both,
         # lower-cased, on two lines (migration 0013); a term holds no newline.
         params.append(_like(flt.search))
         conditions.append(f"b.search_text LIKE lower(${len(params)})")
+        if order is BusinessOrder.RELEVANCE:
+            ranked = Ranked(flt.search)
+    if order is BusinessOrder.RELEVANCE and ranked is None:
+        raise ValueError("BusinessOrder.RELEVANCE needs BusinessFilter.search")
     through = None
     if flt.category_slugs is not None:
         in_categories, through = _in_categories(flt.category_slugs, params)
@@ -283,6 +298,7 @@ def business_list(
         tuple(params),
         count_cap,
         counted_through=through,
+        ranked=ranked,
     )
 
 
@@ -298,6 +314,40 @@ def _of_categories(alias: str, slugs: tuple[str, ...], params: list[Any]) -> tup
         params.append(list(slugs))
         ids = f"= ANY(ARRAY(SELECT c.id FROM category c WHERE c.slug = ANY(${len(params)})))"
     return f"{alias}.category_id {ids}", ids
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    """The page of a search ordered by relevance (BusinessOrder.RELEVANCE): the names most
+    similar to the term first (pg_trgm's `similarity`, the share of trigrams the two
+    have in common), ties by id; keyset (similarity, id).
+
+    Ranking reads every match it ranks, so it ranks at most `count_cap` of them (as many
+    as a count counts): the first in the name order a search lists by default, which the
+    index of migration 0013 gives without reading the table. So when `totalCountIsExact`
+    is true every match is ranked; a search matching more ranks its first `count_cap` by
+    name, and a narrower term ranks them all. Its cost is a count's (sizes.py).
+    """
+
+    term: str  # the search term, as given (cursors are made for it)
+
+    @property
+    def cursor_order(self) -> str:
+        return cursor_order(BusinessOrder.RELEVANCE, search=self.term)
+
+    def page_sql(self, query: ListQuery, params: list[Any]) -> str:
+        a, table = query.alias, query.table
+        where = query.where(params)
+        params.append(self.term)  # a parameter of the page only (a count never ranks)
+        relevance = f"similarity({a}.name, ${len(params)}::text)"
+        keyset = query.keyset(params, relevance)
+        params.append(query.first + 1)
+        return (
+            f"SELECT {a}.*, {relevance} AS relevance FROM (SELECT {a}.* FROM {table} {a}"
+            f" WHERE {where} ORDER BY {a}.name, {a}.id LIMIT {query.count_cap}) {a}"
+            f" WHERE {keyset} ORDER BY {query.order_by(computed=relevance)}"
+            f" LIMIT ${len(params)}"
+        )
 
 
 def _in_categories(slugs: tuple[str, ...], params: list[Any]) -> tuple[str, Through]:
@@ -443,16 +493,22 @@ class Nearest:
             f" LIMIT {limit}) s)"
             f" SELECT {a}.*, {self.distance} AS distance FROM {table} {a} WHERE {condition}"
             f" AND {point} <@ {cap_box_sql(self.latitude, self.longitude, reach)}"
-            f" AND {self.distance} <= {reach} ORDER BY {query.order_by()} LIMIT {limit}"
+            f" AND {self.distance} <= {reach}"
+            f" ORDER BY {query.order_by(computed=self.distance)} LIMIT {limit}"
         )
 
 
-def cursor_order(order: BusinessOrder | EventOrder, near: Near | None = None) -> str:
+def cursor_order(
+    order: BusinessOrder | EventOrder, near: Near | None = None, search: str | None = None
+) -> str:
     """What a list's cursors are made for: the order, and for DISTANCE the centre too (a
-    distance continues a list only from the centre it was measured from)."""
+    distance continues a list only from the centre it was measured from), for RELEVANCE
+    the term (a digest of it: a term may be long)."""
     if order is EventOrder.DISTANCE and near is not None:
         # + 0.0: -0.0 is the same centre as 0.0
         return f"DISTANCE@{near.latitude + 0.0!r},{near.longitude + 0.0!r}"
+    if order is BusinessOrder.RELEVANCE and search is not None:
+        return f"RELEVANCE@{hashlib.sha256(search.encode()).hexdigest()[:16]}"
     return order.name
 
 
