@@ -230,14 +230,14 @@ async def _cursors(client: httpx.AsyncClient) -> list[str]:
         enum_type = graphql_schema().type_map[enum]
         assert isinstance(enum_type, graphql.GraphQLEnumType)
         for order in enum_type.values:
-            # nearest first needs a centre: a cursor made for this one
-            near = (
-                ", filter: {near: {latitude: 30.27, longitude: -97.74, radiusKm: 100}}"
-                if order == "DISTANCE"
-                else ""
-            )
+            # nearest first needs a centre, relevance a term: cursors made for these
+            made_for = {
+                "DISTANCE": ", filter: {near: {latitude: 30.27, longitude: -97.74, radiusKm: 100}}",
+                "RELEVANCE": ', filter: {search: "shop"}',
+            }.get(order, "")
             query = (
-                f"{{ {field}(first: 1, orderBy: {order}{near}) {{ pageInfo {{ endCursor }} }} }}"
+                f"{{ {field}(first: 1, orderBy: {order}{made_for})"
+                " { pageInfo { endCursor } } }"
             )
             body = await gql(client, query)
             cursors.append(body["data"][field]["pageInfo"]["endCursor"])

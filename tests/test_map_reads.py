@@ -255,17 +255,11 @@ async def test_total_count_is_exact_under_the_default_limit(client: httpx.AsyncC
     assert body["data"]["businesses"] == {"totalCount": 3, "totalCountIsExact": True}
 
 
-@pytest.mark.parametrize("compiled", ["true", "false"])
-async def test_total_count_stops_at_the_limit_and_says_so(
-    settings: Settings, cognito: FakeCognito, tmp_path: Path, clean_db: None, compiled: str
-) -> None:
-    staff = await person(cognito, "moderator", groups=("staff",))
-    for n in range(3):
-        await make_business(f"B{n}")
-        await make_event(f"E{n}")
-    await make_event("Pending", status=EventStatus.PENDING)
+def counting_to_three(settings: Settings, tmp_path: Path, compiled: str) -> dict[str, str]:
+    """A server's environment: the test's database and Cognito, counts capped at 3, no
+    response cache, the compiled read path on or off."""
     assert settings.database_url is not None
-    env = clean_env(
+    return clean_env(
         DATABASE_URL=settings.database_url,
         POPMAP_DATA_DIR=str(tmp_path),
         POPMAP_MAX_EXACT_COUNT="3",
@@ -276,6 +270,18 @@ async def test_total_count_stops_at_the_limit_and_says_so(
         AWS_COGNITO_REGION=settings.cognito_region or "",
         AWS_COGNITO_JWKS_URL=settings.cognito_jwks_url_override or "",
     )
+
+
+@pytest.mark.parametrize("compiled", ["true", "false"])
+async def test_total_count_stops_at_the_limit_and_says_so(
+    settings: Settings, cognito: FakeCognito, tmp_path: Path, clean_db: None, compiled: str
+) -> None:
+    staff = await person(cognito, "moderator", groups=("staff",))
+    for n in range(3):
+        await make_business(f"B{n}")
+        await make_event(f"E{n}")
+    await make_event("Pending", status=EventStatus.PENDING)
+    env = counting_to_three(settings, tmp_path, compiled)
 
     with running_server(env) as base:
         async with httpx.AsyncClient(base_url=base, timeout=30) as api:
@@ -351,14 +357,7 @@ async def test_relevance_ranks_the_first_matches_by_name_past_the_count_limit(
     # the first that many by name, which totalCountIsExact: false says.
     for name in ["Alpine Goat Dairy Farm", "Goat", "Barn Goat", "Zed Goat", "Blue Goat"]:
         await make_business(name)
-    assert settings.database_url is not None
-    env = clean_env(
-        DATABASE_URL=settings.database_url,
-        POPMAP_DATA_DIR=str(tmp_path),
-        POPMAP_MAX_EXACT_COUNT="3",
-        POPMAP_RESPONSE_CACHE="false",
-        POPMAP_COMPILED_READS=compiled,
-    )
+    env = counting_to_three(settings, tmp_path, compiled)
     with running_server(env) as base:
         async with httpx.AsyncClient(base_url=base, timeout=30) as api:
             body = await post(api, ANONYMOUS, RANKED, {"search": "goat"})
