@@ -169,6 +169,9 @@ def requests(picks: dataset.Picks, schema: PopmapSchema) -> list[Request]:
         Request("search goat", SEARCH, {"search": "goat"}),
         Request("search goat, owner", SEARCH, {"search": "goat"}, viewer="owner"),
         Request("search goat, staff", SEARCH, {"search": "goat"}, viewer="staff"),
+        # 20,626 matches, every one in a name starting "Zilker": the last in name order
+        Request("search zilker", SEARCH, {"search": "zilker"}),
+        Request("by relevance, zilker", RANKED, {"search": "zilker"}),
         Request("search bakery", SEARCH, {"search": "bakery"}),
         Request("search nothing", SEARCH, {"search": "qqxzv"}),
         Request("search, largest page", RELEVANT, {"search": "goat"}),
