@@ -351,8 +351,8 @@ class Settings:
     max_database_cost: int = _env("POPMAP_MAX_DATABASE_COST", POSITIVE, 25_000)
     """Largest database cost of a query, about the rows PostgreSQL may read for it: an
     object loaded counts one, a `totalCount` ten per row it may count (`QUERY_TOO_COSTLY`
-    with `databaseCost`). The default keeps a request under 50 ms of database time on a
-    national map (bench/README.md, "Database time per request")."""
+    with `databaseCost`). The default is about what PostgreSQL reads in 50 ms on a national
+    map (bench/README.md, "Database time per request")."""
     max_exact_count: int = _env("POPMAP_MAX_EXACT_COUNT", POSITIVE, 1_000)
     """`totalCount` counts at most this many matches; beyond, it answers this number and
     `totalCountIsExact: false`."""
