@@ -4,6 +4,7 @@ totalCount, for each kind of viewer and on both read paths."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -371,3 +372,41 @@ async def test_relevance_ranks_the_first_matches_by_name_past_the_count_limit(
         "Alpine Goat Dairy Farm",
     ]
     assert (found["totalCount"], found["totalCountIsExact"]) == (3, False)
+
+
+PAGED_EVENTS = """query ($after: String, $order: EventOrder!) {
+  events(first: 2, after: $after, orderBy: $order) {
+    pageInfo { hasNextPage endCursor } edges { node { title } } } }"""
+
+
+@pytest.mark.parametrize("order", ["STARTS_AT_ASC", "STARTS_AT_DESC", "NEWEST_FIRST"])
+async def test_an_owners_list_merges_their_own_rows_with_the_public_ones_in_order(
+    client: httpx.AsyncClient, cognito: FakeCognito, order: str
+) -> None:
+    # An owner's list reads the public rows and their own others in the index's order
+    # and merges them (Visibility.sql_branches): pages must interleave them exactly.
+    owner = await person(cognito, "owner")
+    for day in range(1, 7):
+        own = day % 2 == 0
+        await make_event(
+            f"Day {day}{' (own, pending)' if own else ''}",
+            starts_in=timedelta(days=day),
+            status=EventStatus.PENDING if own else EventStatus.APPROVED,
+            created_by=owner.user if own else None,
+        )
+
+    for who, own in [(ANONYMOUS, False), (owner, True)]:
+        titles: list[str] = []
+        after = None
+        while True:
+            body = await post(client, who, PAGED_EVENTS, {"after": after, "order": order})
+            assert "errors" not in body, body
+            page = body["data"]["events"]
+            titles += [edge["node"]["title"] for edge in page["edges"]]
+            if not page["pageInfo"]["hasNextPage"]:
+                break
+            after = page["pageInfo"]["endCursor"]
+        days = [d for d in range(1, 7) if own or d % 2]
+        if order != "STARTS_AT_ASC":
+            days.reverse()  # made in start order, so newest first is latest first too
+        assert titles == [f"Day {d}{' (own, pending)' if d % 2 == 0 else ''}" for d in days]

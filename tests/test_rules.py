@@ -10,7 +10,7 @@ import httpx
 from popmap_gql.db.client import fetch
 from popmap_gql.db.models import Business, Event, EventStatus
 from popmap_gql.db.powers import ANONYMOUS, Audience, Scope
-from popmap_gql.db.rules import ACTIVE_EVENTS, ACTS_FOR_BUSINESS, SPAN
+from popmap_gql.db.rules import ACTIVE_EVENTS, ACTS_FOR_BUSINESS, EVENT_VISIBILITY, SPAN
 from tests.fake_cognito import FakeCognito
 from tests.helpers import error_codes, global_id, gql, make_business, make_event, make_user
 from tests.people import person
@@ -131,3 +131,53 @@ async def test_lists_of_events_not_ended_keep_one_that_began_long_ago(
 def test_the_longest_duration_is_what_migration_0011_indexes() -> None:
     source = (Path(__file__).parent.parent / "migrations" / "0011_event_span_index.py").read_text()
     assert f"ON event (({SPAN}))" in source
+
+
+async def test_visibility_branches_are_disjoint_and_together_the_rule(
+    client: httpx.AsyncClient,
+) -> None:
+    # A list in an index's order reads each branch in that order and merges them
+    # (ListQuery.page_sql), so the branches must hold exactly the rule's rows, each once.
+    owner = await make_user("owner")
+    await make_event("Public")
+    await make_event("Own pending", status=EventStatus.PENDING, created_by=owner)
+    await make_event("Own approved", created_by=owner)
+    await make_event("Other pending", status=EventStatus.PENDING)
+    audiences = {
+        "anonymous": ANONYMOUS,
+        "owner": Audience(user_id=owner.id),
+        "service": Audience(client_id="app"),
+        "staff": Audience(user_id=owner.id, is_staff=True),
+    }
+
+    for name, audience in audiences.items():
+        params: list[object] = []
+        whole, branches = EVENT_VISIBILITY.sql_branches(audience, "e", params)
+
+        async def titles(condition: str, params: list[object] = params) -> list[str]:
+            rows = await fetch(
+                # fixed text from the rule; the values are parameters
+                f"SELECT e.title FROM event e WHERE {condition} ORDER BY e.title",  # noqa: S608
+                params,
+            )
+            return [row["title"] for row in rows]
+
+        expected = await titles(whole)
+        if not branches:
+            assert name in ("anonymous", "staff"), name
+            continue
+        found = await titles(" OR ".join(f"({b})" for b in branches))  # the same rows
+        each = [
+            row["title"]
+            for row in await fetch(
+                " UNION ALL ".join(
+                    f"SELECT e.title FROM event e WHERE {branch}"  # noqa: S608 (the rule's)
+                    for branch in branches
+                ),
+                params,
+            )
+        ]
+        assert found == expected, name
+        assert sorted(each) == expected, name  # in one branch each
+        mine = ["Own pending"] if name == "owner" else []
+        assert expected == sorted(["Own approved", "Public", *mine]), name

@@ -102,6 +102,8 @@ class ListQuery:
     nearest: Nearest | None = None  # ordered by distance (EventOrder.DISTANCE) from here
     counted_through: Through | None = None  # what the count reads instead of `table`
     ranked: Ranked | None = None  # ordered by similarity to the term (RELEVANCE)
+    # conditions[0] (who sees which rows) as disjoint branches, or () (Visibility)
+    visible_branches: tuple[str, ...] = ()
 
     @property
     def cursor_order(self) -> str:
@@ -154,11 +156,21 @@ class ListQuery:
         # The page's ids first, then its rows: the ids can come from an index alone
         # (migration 0012 covers what a list of businesses reads to find them), so rows
         # passed over by the filter are read from the index, not the table.
-        a, table = self.alias, self.table
+        a, table, limit = self.alias, self.table, f"${len(params)}"
+        ids = f"SELECT {a}.id FROM {table} {a} WHERE {where} AND {keyset}"
+        if self.visible_branches:
+            # each branch in the index's order, then merged: the same rows as the OR
+            rest = " AND ".join(self.conditions[1:]) or "TRUE"
+            column = self.order.value[0]
+            ids = " UNION ALL ".join(
+                f"(SELECT {a}.id, {a}.{column} FROM {table} {a} WHERE {branch} AND {rest}"
+                f" AND {keyset} ORDER BY {self.order_by()} LIMIT {limit})"
+                for branch in self.visible_branches
+            )
+            ids = f"SELECT {a}.id FROM ({ids}) {a}"
         return (
-            f"SELECT {a}_row.* FROM {table} {a}_row WHERE {a}_row.id IN (SELECT {a}.id"
-            f" FROM {table} {a} WHERE {where} AND {keyset} ORDER BY {self.order_by()}"
-            f" LIMIT ${len(params)}) ORDER BY {self.order_by(f'{a}_row')}"
+            f"SELECT {a}_row.* FROM {table} {a}_row WHERE {a}_row.id IN ({ids}"
+            f" ORDER BY {self.order_by()} LIMIT {limit}) ORDER BY {self.order_by(f'{a}_row')}"
         )
 
     def count_sql(self, params: list[Any]) -> str:
@@ -270,7 +282,8 @@ def business_list(
     count_cap: int,
 ) -> ListQuery:
     params: list[Any] = []
-    conditions = [BUSINESS_VISIBILITY.sql(audience, "b", params)]
+    visible, branches = BUSINESS_VISIBILITY.sql_branches(audience, "b", params)
+    conditions = [visible]
     ranked = None
     if flt.search:
         # The name or description holds the term, case aside: `search_text` is both,
@@ -299,6 +312,7 @@ def business_list(
         count_cap,
         counted_through=through,
         ranked=ranked,
+        visible_branches=branches,
     )
 
 
@@ -569,7 +583,8 @@ def event_list(
     count_cap: int,
 ) -> ListQuery:
     params: list[Any] = []
-    conditions = [EVENT_VISIBILITY.sql(audience, "e", params)]
+    visible, branches = EVENT_VISIBILITY.sql_branches(audience, "e", params)
+    conditions = [visible]
 
     def param(value: Any) -> str:
         params.append(value)
@@ -622,6 +637,7 @@ def event_list(
         tuple(params),
         count_cap,
         nearest if order is EventOrder.DISTANCE else None,
+        visible_branches=branches,
     )
 
 

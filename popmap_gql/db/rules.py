@@ -76,13 +76,26 @@ class Visibility:
 
     def sql(self, audience: Audience, alias: str, params: list[Any]) -> str:
         """SQL condition on `alias`; the user or client id is appended to `params`."""
+        return self.sql_branches(audience, alias, params)[0]
+
+    def sql_branches(
+        self, audience: Audience, alias: str, params: list[Any]
+    ) -> tuple[str, tuple[str, ...]]:
+        """`sql`, and the same condition as disjoint branches when it has more than one
+        term (the public rows; the audience's own rows that are not public), else none: a
+        list in an index's order can read each branch in that order and merge them,
+        where the OR would make PostgreSQL read and sort every row either admits."""
         if audience.sees_everything:
-            return "TRUE"
-        terms = [f"{alias}.{self.public_column} = {self._literal}"]
+            return "TRUE", ()
+        public = f"{alias}.{self.public_column} = {self._literal}"
+        own = []
         for column, value in self._own(audience):
             params.append(value)
-            terms.append(f"{alias}.{column} = ${len(params)}")
-        return terms[0] if len(terms) == 1 else f"({' OR '.join(terms)})"
+            own.append(f"{alias}.{column} = ${len(params)}")
+        if not own:
+            return public, ()
+        mine = own[0] if len(own) == 1 else f"({' OR '.join(own)})"
+        return f"({' OR '.join([public, *own])})", (public, f"NOT {public} AND {mine}")
 
     def _own(self, audience: Audience) -> list[tuple[str, int | str]]:
         """The (column, value) pairs naming the audience's own rows."""
