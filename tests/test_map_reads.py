@@ -384,7 +384,8 @@ async def test_an_owners_list_merges_their_own_rows_with_the_public_ones_in_orde
     client: httpx.AsyncClient, cognito: FakeCognito, order: str
 ) -> None:
     # An owner's list reads the public rows and their own others in the index's order
-    # and merges them (Visibility.sql_branches): pages must interleave them exactly.
+    # and merges them, staff's a branch per status (Visibility.sql_branches): pages
+    # must interleave them exactly.
     owner = await person(cognito, "owner")
     for day in range(1, 7):
         own = day % 2 == 0
@@ -395,7 +396,8 @@ async def test_an_owners_list_merges_their_own_rows_with_the_public_ones_in_orde
             created_by=owner.user if own else None,
         )
 
-    for who, own in [(ANONYMOUS, False), (owner, True)]:
+    staff = await person(cognito, "moderator", groups=("staff",))  # a branch per status
+    for who, own in [(ANONYMOUS, False), (owner, True), (staff, True)]:
         titles: list[str] = []
         after = None
         while True:

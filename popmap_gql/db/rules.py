@@ -81,12 +81,16 @@ class Visibility:
     def sql_branches(
         self, audience: Audience, alias: str, params: list[Any]
     ) -> tuple[str, tuple[str, ...]]:
-        """`sql`, and the same condition as disjoint branches when it has more than one
-        term (the public rows; the audience's own rows that are not public), else none: a
-        list in an index's order can read each branch in that order and merge them,
-        where the OR would make PostgreSQL read and sort every row either admits."""
+        """`sql`, and the same rows as disjoint branches when one index order cannot
+        give them (the public rows and the audience's own others; for whoever sees
+        everything, a branch per value of `public_column`), else none: a list in an
+        index's order reads each branch in that order and merges them, where the OR (or
+        no condition on the index's first column) would make PostgreSQL read and sort
+        every row admitted."""
         if audience.sees_everything:
-            return "TRUE", ()
+            return "TRUE", tuple(
+                f"{alias}.{self.public_column} = {_literal(value)}" for value in self._values
+            )
         public = f"{alias}.{self.public_column} = {self._literal}"
         own = []
         for column, value in self._own(audience):
@@ -108,10 +112,22 @@ class Visibility:
 
     @property
     def _literal(self) -> str:
-        # a constant of our own declaration, never a client's value
+        return _literal(self.public_value)
+
+    @property
+    def _values(self) -> tuple[bool | EventStatus, ...]:
+        """Every value `public_column` holds (NOT NULL; a status is one of EventStatus,
+        which the CHECK event_status_known enforces)."""
         if isinstance(self.public_value, EventStatus):
-            return f"'{self.public_value.value}'"
-        return "TRUE" if self.public_value else "FALSE"
+            return tuple(EventStatus)
+        return (True, False)
+
+
+def _literal(value: bool | EventStatus) -> str:
+    # a constant of our own declaration, never a client's value
+    if isinstance(value, EventStatus):
+        return f"'{value.value}'"
+    return "TRUE" if value else "FALSE"
 
 
 # Verified businesses; an owner also sees their own; staff and read.all see all.
