@@ -226,7 +226,7 @@ def recording() -> Iterator[Recorder]:
 async def explained_ms(conn: asyncpg.Connection, sql: str, values: list[Any]) -> float:
     if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
         return 0.0
-    plan = json.loads(await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *values))
+    plan = json.loads(await conn.fetchval(f"EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {sql}", *values))
     return float(plan[0]["Planning Time"]) + float(plan[0]["Execution Time"])
 
 

@@ -348,11 +348,12 @@ class Settings:
     """Request body size; beyond it HTTP 413 `PAYLOAD_TOO_LARGE`."""
     max_query_cost: int = _env("POPMAP_MAX_QUERY_COST", POSITIVE, 200_000)
     """Largest query cost, the most objects an answer can hold (`QUERY_TOO_COSTLY`)."""
-    max_database_cost: int = _env("POPMAP_MAX_DATABASE_COST", POSITIVE, 25_000)
+    max_database_cost: int = _env("POPMAP_MAX_DATABASE_COST", POSITIVE, 22_000)
     """Largest database cost of a query, about the rows PostgreSQL may read for it: an
     object loaded counts one, a `totalCount` ten per row it may count (`QUERY_TOO_COSTLY`
-    with `databaseCost`). The default is about what PostgreSQL reads in 50 ms on a national
-    map (bench/README.md, "Database time per request")."""
+    with `databaseCost`). The default, two counts and a page, is about what PostgreSQL
+    reads in 35 ms on a national map (bench/README.md, "Database time per request"), a
+    margin under 50 ms for a busy database."""
     max_exact_count: int = _env("POPMAP_MAX_EXACT_COUNT", POSITIVE, 1_000)
     """`totalCount` counts at most this many matches; beyond, it answers this number and
     `totalCountIsExact: false`."""

@@ -133,7 +133,7 @@ JWKS_COOLDOWN_SECONDS = 5.0
 # met, since the suite sends more than any client should (the fuzz test alone hundreds of
 # documents of up to 200,000 points). tests/test_budgets.py runs servers with small ones.
 UNMET_BUDGET = 10**12
-# Likewise its database cost limit (POPMAP_MAX_DATABASE_COST, 25,000 by default: two
+# Likewise its database cost limit (POPMAP_MAX_DATABASE_COST, 22,000 by default: two
 # counts) is not met: tests ask for several counts at once to test counting, and the
 # default is tested on servers of its own (tests/test_limits.py).
 UNMET_DATABASE_COST = 10**9

@@ -10,8 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
+from tortoise import connections
 
 from popmap_gql.config import Settings
+from popmap_gql.db.lists import LISTING_COLUMNS, WALK_LIMIT
 from popmap_gql.db.models import EventStatus
 from tests.fake_cognito import FakeCognito
 from tests.helpers import error_codes, global_id, make_business, make_category, make_event
@@ -412,3 +414,76 @@ async def test_an_owners_list_merges_their_own_rows_with_the_public_ones_in_orde
         if order != "STARTS_AT_ASC":
             days.reverse()  # made in start order, so newest first is latest first too
         assert titles == [f"Day {d}{' (own, pending)' if d % 2 == 0 else ''}" for d in days]
+
+
+PAGED_SEARCH = """query ($search: String, $after: String, $order: BusinessOrder) {
+  businesses(first: 10, after: $after, filter: {search: $search}, orderBy: $order) {
+    totalCount pageInfo { hasNextPage endCursor } edges { node { name } } } }"""
+
+
+async def _every_page(
+    client: httpx.AsyncClient, who: Person, search: str, order: str
+) -> tuple[list[str], int]:
+    names: list[str] = []
+    after, total = None, -1
+    while True:
+        variables = {"search": search, "after": after, "order": order}
+        body = await post(client, who, PAGED_SEARCH, variables)
+        assert "errors" not in body, (who.name, body)
+        page = body["data"]["businesses"]
+        total = page["totalCount"] if after is None else total
+        names += [edge["node"]["name"] for edge in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            return names, total
+        after = page["pageInfo"]["endCursor"]
+
+
+@pytest.mark.parametrize("order", ["NAME_ASC", "NAME_DESC", "RELEVANCE"])
+async def test_a_search_whose_matches_lie_past_the_walk_limit_lists_them_all_in_order(
+    client: httpx.AsyncClient, cognito: FakeCognito, order: str
+) -> None:
+    # A search's page walks at most WALK_LIMIT entries of the name order, then gathers
+    # every match (ListQuery._searched): here every match comes after more names than
+    # that (as "Zilker" at 100x), for each viewer, through every page.
+    everyone = await viewers(cognito)
+    owner = everyone[1]
+    assert owner.user is not None
+    await connections.get("default").execute_query(
+        "INSERT INTO business (name, description, contact_email, contact_phone, website,"
+        " instagram_url, tiktok_url, available_for_hire, logo_url, is_verified, created_at,"
+        " updated_at) SELECT 'Aardvark ' || lpad(n::text, 6, '0'), 'nothing to find', '',"
+        " '', '', '', '', false, '', true, now(), now() FROM generate_series(1, $1) n",
+        [WALK_LIMIT + 50],
+    )
+    for n in range(36):  # past the walk; more than a page of each kind
+        await make_business(f"Zilker {n:02}", verified=n % 3 != 0, owner=owner.user)
+    await make_business("Zilker goods", description="in the walk's reach", verified=True)
+    await make_business("Aardvark 000007 annex", description="near ZILKER park")
+
+    for who in everyone:
+        sees_all = who.name in ("owner", "moderator")  # the owner's own and staff
+        expected = sorted(
+            [f"Zilker {n:02}" for n in range(36) if sees_all or n % 3 != 0]
+            + ["Zilker goods", "Aardvark 000007 annex"]
+        )
+        if order == "NAME_DESC":
+            expected.reverse()
+        names, total = await _every_page(client, who, "zilker", order)
+        if order == "RELEVANCE":  # ranked by similarity: the same names, another order
+            assert sorted(names) == sorted(expected), who.name
+            assert names[-1] == "Aardvark 000007 annex"  # its name shares no trigram
+        else:
+            assert names == expected, who.name
+        assert total == len(expected), who.name
+
+
+async def test_a_search_walks_the_listing_index_by_exactly_its_columns(clean_db: None) -> None:
+    # The walk reads the index alone only if it asks for no other column (LISTING_COLUMNS
+    # beside migration 0013's definition of business_listing_idx).
+    rows = await connections.get("default").execute_query_dict(
+        "SELECT a.attname FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY"
+        " AS k(attnum, n) JOIN pg_attribute a ON a.attrelid = i.indrelid"
+        " AND a.attnum = k.attnum WHERE i.indexrelid = 'business_listing_idx'::regclass"
+        " ORDER BY k.n"
+    )
+    assert tuple(row["attname"] for row in rows) == LISTING_COLUMNS

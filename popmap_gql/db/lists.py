@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
@@ -77,6 +77,13 @@ class EventOrder(Enum):
 # (sort value, id) of the last row of the previous page
 Position = tuple[Any, int]
 
+# The most index entries a search walks in the list's order before it gathers every
+# match instead (`ListQuery._searched`): this many, or `WALK_PER_ROW` per row it looks
+# for if more. At 100x, 10,000 entries take about 3 ms (bench/dbtime.py); a search whose
+# matches are rarer there than that is served by gathering them.
+WALK_LIMIT = 10_000
+WALK_PER_ROW = 40
+
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
@@ -104,6 +111,9 @@ class ListQuery:
     ranked: Ranked | None = None  # ordered by similarity to the term (RELEVANCE)
     # conditions[0] (who sees which rows) as disjoint branches, or () (Visibility)
     visible_branches: tuple[str, ...] = ()
+    # a search in the order of an index holding what it tests: the index's columns, which
+    # a page reads alone (`_searched`), or ()
+    walked: tuple[str, ...] = ()
 
     @property
     def cursor_order(self) -> str:
@@ -157,20 +167,72 @@ class ListQuery:
         # (migration 0012 covers what a list of businesses reads to find them), so rows
         # passed over by the filter are read from the index, not the table.
         a, table, limit = self.alias, self.table, f"${len(params)}"
-        ids = f"SELECT {a}.id FROM {table} {a} WHERE {where} AND {keyset}"
-        if self.visible_branches:
-            # each branch in the index's order, then merged: the same rows as the OR
-            rest = " AND ".join(self.conditions[1:]) or "TRUE"
-            column = self.order.value[0]
-            ids = " UNION ALL ".join(
-                f"(SELECT {a}.id, {a}.{column} FROM {table} {a} WHERE {branch} AND {rest}"
-                f" AND {keyset} ORDER BY {self.order_by()} LIMIT {limit})"
-                for branch in self.visible_branches
-            )
-            ids = f"SELECT {a}.id FROM ({ids}) {a}"
         return (
-            f"SELECT {a}_row.* FROM {table} {a}_row WHERE {a}_row.id IN ({ids}"
-            f" ORDER BY {self.order_by()} LIMIT {limit}) ORDER BY {self.order_by(f'{a}_row')}"
+            f"SELECT {a}_row.* FROM {table} {a}_row WHERE {a}_row.id IN (SELECT {a}.id FROM"
+            f" ({self.first_ids(keyset, limit, self.first + 1)}) {a})"
+            f" ORDER BY {self.order_by(f'{a}_row')}"
+        )
+
+    def first_ids(self, keyset: str, limit: str, rows: int) -> str:
+        """SQL of (id, sort column) of the first `limit` (= `rows`) rows the filter admits
+        after `keyset`, in
+        the list's order. With `visible_branches`, each branch is read in the index's
+        order and the branches merged: the same rows as the OR. A search's branch is
+        read by `_searched` (its matches can lie anywhere in the order)."""
+        a, column = self.alias, self.order.value[0]
+        branches = self.visible_branches or self.conditions[:1]
+        rest = " AND ".join((*self.conditions[1:], keyset))
+        parts = [
+            self._searched(branch, rest, keyset, limit, rows)
+            if self.walked
+            else f"SELECT {a}.id, {a}.{column} FROM {self.table} {a} WHERE {branch} AND {rest}"
+            f" ORDER BY {self.order_by()} LIMIT {limit}"
+            for branch in branches
+        ]
+        merged = " UNION ALL ".join(f"({part})" for part in parts)
+        return (
+            f"SELECT {a}.id, {a}.{column} FROM ({merged}) {a}"
+            f" ORDER BY {self.order_by()} LIMIT {limit}"
+        )
+
+    def _searched(self, visible: str, rest: str, keyset: str, limit: str, rows: int) -> str:
+        """The first `limit` (= `rows`) rows of a search in one branch (`visible`), with a cost that
+        follows what it finds rather than where in the order the matches lie. The
+        planner, which assumes matches spread evenly, would walk the order's index until
+        it had them; when they all come late (the 20,000 names starting "Zilker" at
+        100x) that reads most of the index. So, in turn, each only if the one before did
+        not answer:
+
+        1. any `few` matches (at most a page and one), found by the trigram index: fewer
+           means these are all;
+        2. the index in the list's order, at most `walk_limit` entries (index-only:
+           `walked` are the index's columns), keeping the matches;
+        3. every match, from the trigram index, sorted (the matches are many, and far
+           from the position).
+
+        The statement reads (1) and only then (2) and (3), as PostgreSQL computes an
+        InitPlan when a condition first needs it."""
+        a, table, order = self.alias, self.table, self.order_by()
+        few, walk_limit = min(rows, self.first + 1), max(WALK_LIMIT, WALK_PER_ROW * rows)
+        row = f"{a}.id, {a}.{self.order.value[0]}"
+        columns = ", ".join(f"{a}.{c}" for c in self.walked)
+        walk = (
+            f"(SELECT {columns} FROM {table} {a} WHERE {visible} AND {keyset}"
+            f" ORDER BY {order} LIMIT {walk_limit}) {a}"
+        )
+        # OFFSET 0 keeps the ORDER BY and LIMIT out of the subquery: its plan gathers the
+        # matches from the trigram index instead of walking the order's
+        gathered = f"(SELECT {row} FROM {table} {a} WHERE {visible} AND {rest} OFFSET 0) {a}"
+        found, walked = "(SELECT count(*) FROM found)", "(SELECT count(*) FROM walked)"
+        return (
+            f"WITH found AS MATERIALIZED (SELECT {row} FROM {table} {a}"
+            f" WHERE {visible} AND {rest} LIMIT {few}),"
+            f" walked AS MATERIALIZED (SELECT {row} FROM {walk} WHERE {rest}"
+            f" ORDER BY {order} LIMIT {limit})"
+            f" SELECT * FROM found WHERE {found} < {few}"
+            f" UNION ALL SELECT * FROM walked WHERE {found} = {few} AND {walked} = {limit}"
+            f" UNION ALL (SELECT {row} FROM {gathered}"
+            f" WHERE {found} = {few} AND {walked} < {limit} ORDER BY {order} LIMIT {limit})"
         )
 
     def count_sql(self, params: list[Any]) -> str:
@@ -272,6 +334,11 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
+# The columns of business_listing_idx (migration 0013): what a search's page walking the
+# name order reads, from the index alone (ListQuery.walked).
+LISTING_COLUMNS = ("is_verified", "name", "id", "search_text", "available_for_hire", "owner_id")
+
+
 def business_list(
     audience: Audience,
     flt: BusinessFilter,
@@ -313,6 +380,9 @@ def business_list(
         counted_through=through,
         ranked=ranked,
         visible_branches=branches,
+        walked=LISTING_COLUMNS
+        if flt.search and order in (BusinessOrder.NAME_ASC, BusinessOrder.NAME_DESC)
+        else (),
     )
 
 
@@ -337,10 +407,11 @@ class Ranked:
     have in common), ties by id; keyset (similarity, id).
 
     Ranking reads every match it ranks, so it ranks at most `count_cap` of them (as many
-    as a count counts): the first in the name order a search lists by default, which the
-    index of migration 0013 gives without reading the table. So when `totalCountIsExact`
-    is true every match is ranked; a search matching more ranks its first `count_cap` by
-    name, and a narrower term ranks them all. Its cost is a count's (sizes.py).
+    as a count counts): the first in the name order a search lists by default, found as
+    a page in that order finds them (`ListQuery.first_ids`), and ranked by the names read
+    there; only the page's rows are read whole. So when `totalCountIsExact` is true every
+    match is ranked; a search matching more ranks its first `count_cap` by name, and a
+    narrower term ranks them all. Its cost is a count's (sizes.py).
     """
 
     term: str  # the search term, as given (cursors are made for it)
@@ -351,16 +422,21 @@ class Ranked:
 
     def page_sql(self, query: ListQuery, params: list[Any]) -> str:
         a, table = query.alias, query.table
-        where = query.where(params)
+        query.where(params)
+        by_name = replace(
+            query, order=BusinessOrder.NAME_ASC, after=None, ranked=None, walked=LISTING_COLUMNS
+        )
+        ranked = by_name.first_ids("TRUE", str(query.count_cap), query.count_cap)
         params.append(self.term)  # a parameter of the page only (a count never ranks)
         relevance = f"similarity({a}.name, ${len(params)}::text)"
         keyset = query.keyset(params, relevance)
         params.append(query.first + 1)
+        # ranked from the names the walk read; only the page's rows are read whole
         return (
-            f"SELECT {a}.*, {relevance} AS relevance FROM (SELECT {a}.* FROM {table} {a}"
-            f" WHERE {where} ORDER BY {a}.name, {a}.id LIMIT {query.count_cap}) {a}"
-            f" WHERE {keyset} ORDER BY {query.order_by(computed=relevance)}"
-            f" LIMIT ${len(params)}"
+            f"SELECT {a}_row.*, {a}.relevance FROM (SELECT {a}.id, {relevance} AS relevance"
+            f" FROM ({ranked}) {a} WHERE {keyset}"
+            f" ORDER BY {query.order_by(computed=relevance)} LIMIT ${len(params)}) {a}"
+            f" JOIN {table} {a}_row ON {a}_row.id = {a}.id ORDER BY {query.order_by()}"
         )
 
 
