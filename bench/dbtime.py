@@ -171,7 +171,10 @@ def requests(picks: dataset.Picks, schema: PopmapSchema) -> list[Request]:
         Request("search goat, staff", SEARCH, {"search": "goat"}, viewer="staff"),
         # 20,626 matches, every one in a name starting "Zilker": the last in name order
         Request("search zilker", SEARCH, {"search": "zilker"}),
+        Request("search zilker, owner", SEARCH, {"search": "zilker"}, viewer="owner"),
+        Request("search zilker, staff", SEARCH, {"search": "zilker"}, viewer="staff"),
         Request("by relevance, zilker", RANKED, {"search": "zilker"}),
+        Request("by relevance, zilker, staff", RANKED, {"search": "zilker"}, viewer="staff"),
         Request("search bakery", SEARCH, {"search": "bakery"}),
         Request("search nothing", SEARCH, {"search": "qqxzv"}),
         Request("search, largest page", RELEVANT, {"search": "goat"}),

@@ -175,38 +175,39 @@ class ListQuery:
 
     def first_ids(self, keyset: str, limit: str, rows: int) -> str:
         """SQL of (id, sort column) of the first `limit` (= `rows`) rows the filter admits
-        after `keyset`, in
-        the list's order. With `visible_branches`, each branch is read in the index's
-        order and the branches merged: the same rows as the OR. A search's branch is
-        read by `_searched` (its matches can lie anywhere in the order)."""
+        after `keyset`, in the list's order. With `visible_branches`, each branch is read
+        in the index's order and the branches merged: the same rows as the OR. A search
+        is read by `_searched` (its matches can lie anywhere in the order)."""
         a, column = self.alias, self.order.value[0]
         branches = self.visible_branches or self.conditions[:1]
         rest = " AND ".join((*self.conditions[1:], keyset))
-        parts = [
-            self._searched(branch, rest, keyset, limit, rows)
-            if self.walked
-            else f"SELECT {a}.id, {a}.{column} FROM {self.table} {a} WHERE {branch} AND {rest}"
-            f" ORDER BY {self.order_by()} LIMIT {limit}"
-            for branch in branches
-        ]
-        merged = " UNION ALL ".join(f"({part})" for part in parts)
+        if self.walked:
+            merged = self._searched(branches, rest, keyset, limit, rows)
+        else:
+            merged = " UNION ALL ".join(
+                f"(SELECT {a}.id, {a}.{column} FROM {self.table} {a} WHERE {branch}"
+                f" AND {rest} ORDER BY {self.order_by()} LIMIT {limit})"
+                for branch in branches
+            )
         return (
             f"SELECT {a}.id, {a}.{column} FROM ({merged}) {a}"
             f" ORDER BY {self.order_by()} LIMIT {limit}"
         )
 
-    def _searched(self, visible: str, rest: str, keyset: str, limit: str, rows: int) -> str:
-        """The first `limit` (= `rows`) rows of a search in one branch (`visible`), with a cost that
-        follows what it finds rather than where in the order the matches lie. The
-        planner, which assumes matches spread evenly, would walk the order's index until
-        it had them; when they all come late (the 20,000 names starting "Zilker" at
-        100x) that reads most of the index. So, in turn, each only if the one before did
-        not answer:
+    def _searched(
+        self, branches: tuple[str, ...], rest: str, keyset: str, limit: str, rows: int
+    ) -> str:
+        """The first `limit` (= `rows`) rows of a search, with a cost that follows what it
+        finds rather than where in the order the matches lie. The planner, which assumes
+        matches spread evenly, would walk the order's index until it had them; when they
+        all come late (the 20,000 names starting "Zilker" at 100x) that reads most of the
+        index. So, in turn, each only if the one before did not answer:
 
         1. any `few` matches (at most a page and one), found by the trigram index: fewer
            means these are all;
-        2. the index in the list's order, at most `walk_limit` entries (index-only:
-           `walked` are the index's columns), keeping the matches;
+        2. each branch's entries of the index in the list's order, at most `walk_limit`
+           of them (index-only: `walked` are the index's columns), keeping the matches:
+           a branch has answered when it has `limit` of them or has no more entries;
         3. every match, from the trigram index, sorted (the matches are many, and far
            from the position).
 
@@ -216,24 +217,38 @@ class ListQuery:
         few, walk_limit = min(rows, self.first + 1), max(WALK_LIMIT, WALK_PER_ROW * rows)
         row = f"{a}.id, {a}.{self.order.value[0]}"
         columns = ", ".join(f"{a}.{c}" for c in self.walked)
-        walk = (
-            f"(SELECT {columns} FROM {table} {a} WHERE {visible} AND {keyset}"
-            f" ORDER BY {order} LIMIT {walk_limit}) {a}"
-        )
+        visible = branches[0] if len(branches) == 1 else f"({' OR '.join(branches)})"
+        ctes = [
+            f"found AS MATERIALIZED (SELECT {row} FROM {table} {a} WHERE {visible}"
+            f" AND {rest} LIMIT {few})"
+        ]
+        answered = []
+        for n, branch in enumerate(branches):
+            entries = f"{table} {a} WHERE {branch} AND {keyset}"
+            ctes.append(
+                f"walked{n} AS MATERIALIZED (SELECT {row} FROM (SELECT {columns} FROM"
+                f" {entries} ORDER BY {order} LIMIT {walk_limit}) {a} WHERE {rest}"
+                f" ORDER BY {order} LIMIT {limit})"
+            )
+            answered.append(
+                f"((SELECT count(*) FROM walked{n}) = {limit} OR (SELECT count(*) FROM"
+                f" (SELECT 1 FROM {entries} LIMIT {walk_limit}) e) < {walk_limit})"
+            )
+        found = "(SELECT count(*) FROM found)"
+        walked = " AND ".join(answered)
+        parts = [f"SELECT * FROM found WHERE {found} < {few}"]
+        parts += [
+            f"SELECT * FROM walked{n} WHERE {found} = {few} AND {walked}"
+            for n in range(len(branches))
+        ]
         # OFFSET 0 keeps the ORDER BY and LIMIT out of the subquery: its plan gathers the
         # matches from the trigram index instead of walking the order's
-        gathered = f"(SELECT {row} FROM {table} {a} WHERE {visible} AND {rest} OFFSET 0) {a}"
-        found, walked = "(SELECT count(*) FROM found)", "(SELECT count(*) FROM walked)"
-        return (
-            f"WITH found AS MATERIALIZED (SELECT {row} FROM {table} {a}"
-            f" WHERE {visible} AND {rest} LIMIT {few}),"
-            f" walked AS MATERIALIZED (SELECT {row} FROM {walk} WHERE {rest}"
+        parts.append(
+            f"(SELECT {row} FROM (SELECT {row} FROM {table} {a} WHERE {visible} AND {rest}"
+            f" OFFSET 0) {a} WHERE {found} = {few} AND NOT ({walked})"
             f" ORDER BY {order} LIMIT {limit})"
-            f" SELECT * FROM found WHERE {found} < {few}"
-            f" UNION ALL SELECT * FROM walked WHERE {found} = {few} AND {walked} = {limit}"
-            f" UNION ALL (SELECT {row} FROM {gathered}"
-            f" WHERE {found} = {few} AND {walked} < {limit} ORDER BY {order} LIMIT {limit})"
         )
+        return f"WITH {', '.join(ctes)} {' UNION ALL '.join(parts)}"
 
     def count_sql(self, params: list[Any]) -> str:
         """The count of the rows the filter admits, stopping after `count_cap` + 1."""
