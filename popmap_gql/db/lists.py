@@ -223,6 +223,7 @@ class ListQuery:
             f" AND {rest} LIMIT {few})"
         ]
         answered = []
+        column, descending = self.order.value
         for n, branch in enumerate(branches):
             entries = f"{table} {a} WHERE {branch} AND {keyset}"
             ctes.append(
@@ -230,10 +231,23 @@ class ListQuery:
                 f" {entries} ORDER BY {order} LIMIT {walk_limit}) {a} WHERE {rest}"
                 f" ORDER BY {order} LIMIT {limit})"
             )
-            answered.append(
-                f"((SELECT count(*) FROM walked{n}) = {limit} OR (SELECT count(*) FROM"
-                f" (SELECT 1 FROM {entries} LIMIT {walk_limit}) e) < {walk_limit})"
+            # the walk's last entry, none if the branch has fewer
+            ctes.append(
+                f"edge{n} AS MATERIALIZED (SELECT {a}.{column} AS sort, {a}.id FROM {entries}"
+                f" ORDER BY {order} OFFSET {walk_limit - 1} LIMIT 1)"
             )
+            ran_out = f"NOT EXISTS (SELECT 1 FROM edge{n})"
+            walk = f"(SELECT count(*) FROM walked{n}) = {limit}"
+            if few < rows:
+                # Looking for more rows than it found (RELEVANCE's candidates), it walks
+                # only if some of those `few` lie within the walk's reach: else its
+                # matches lie beyond, and walking would only delay gathering them.
+                op = ">=" if descending else "<="
+                walk = (
+                    f"EXISTS (SELECT 1 FROM found, edge{n} WHERE (found.{column}, found.id)"
+                    f" {op} (edge{n}.sort, edge{n}.id)) AND {walk}"
+                )
+            answered.append(f"({ran_out} OR ({walk}))")
         found = "(SELECT count(*) FROM found)"
         walked = " AND ".join(answered)
         parts = [f"SELECT * FROM found WHERE {found} < {few}"]
