@@ -13,7 +13,7 @@ import pytest
 from tortoise import connections
 
 from popmap_gql.config import Settings
-from popmap_gql.db.lists import LISTING_COLUMNS, WALK_LIMIT
+from popmap_gql.db.lists import WALK_LIMIT, WALKED_INDEXES
 from popmap_gql.db.models import EventStatus
 from tests.fake_cognito import FakeCognito
 from tests.helpers import error_codes, global_id, make_business, make_category, make_event
@@ -438,7 +438,7 @@ async def _every_page(
         after = page["pageInfo"]["endCursor"]
 
 
-@pytest.mark.parametrize("order", ["NAME_ASC", "NAME_DESC", "RELEVANCE"])
+@pytest.mark.parametrize("order", ["NAME_ASC", "NAME_DESC", "NEWEST_FIRST", "RELEVANCE"])
 async def test_a_search_whose_matches_lie_past_the_walk_limit_lists_them_all_in_order(
     client: httpx.AsyncClient, cognito: FakeCognito, order: str
 ) -> None:
@@ -448,6 +448,9 @@ async def test_a_search_whose_matches_lie_past_the_walk_limit_lists_them_all_in_
     everyone = await viewers(cognito)
     owner = everyone[1]
     assert owner.user is not None
+    for n in range(36):  # more than a page of each kind, past the walk in name order and,
+        # made before the rest, in creation order
+        await make_business(f"Zilker {n:02}", verified=n % 3 != 0, owner=owner.user)
     await connections.get("default").execute_query(
         "INSERT INTO business (name, description, contact_email, contact_phone, website,"
         " instagram_url, tiktok_url, available_for_hire, logo_url, is_verified, created_at,"
@@ -455,8 +458,6 @@ async def test_a_search_whose_matches_lie_past_the_walk_limit_lists_them_all_in_
         " '', '', '', '', false, '', true, now(), now() FROM generate_series(1, $1) n",
         [WALK_LIMIT + 50],
     )
-    for n in range(36):  # past the walk; more than a page of each kind
-        await make_business(f"Zilker {n:02}", verified=n % 3 != 0, owner=owner.user)
     await make_business("Zilker goods", description="in the walk's reach", verified=True)
     await make_business("Aardvark 000007 annex", description="near ZILKER park")
 
@@ -468,6 +469,9 @@ async def test_a_search_whose_matches_lie_past_the_walk_limit_lists_them_all_in_
         )
         if order == "NAME_DESC":
             expected.reverse()
+        if order == "NEWEST_FIRST":
+            expected = ["Aardvark 000007 annex", "Zilker goods"]
+            expected += [f"Zilker {n:02}" for n in reversed(range(36)) if sees_all or n % 3]
         names, total = await _every_page(client, who, "zilker", order)
         if order == "RELEVANCE":  # ranked by similarity: the same names, another order
             assert sorted(names) == sorted(expected), who.name
@@ -477,13 +481,16 @@ async def test_a_search_whose_matches_lie_past_the_walk_limit_lists_them_all_in_
         assert total == len(expected), who.name
 
 
-async def test_a_search_walks_the_listing_index_by_exactly_its_columns(clean_db: None) -> None:
-    # The walk reads the index alone only if it asks for no other column (LISTING_COLUMNS
-    # beside migration 0013's definition of business_listing_idx).
+@pytest.mark.parametrize(("index", "columns"), list(WALKED_INDEXES.values()))
+async def test_a_search_walks_each_index_by_exactly_its_columns(
+    clean_db: None, index: str, columns: tuple[str, ...]
+) -> None:
+    # The walk reads the index alone only if it asks for no other column (WALKED_INDEXES
+    # beside migrations 0013 and 0017, which define the indexes).
     rows = await connections.get("default").execute_query_dict(
         "SELECT a.attname FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY"
         " AS k(attnum, n) JOIN pg_attribute a ON a.attrelid = i.indrelid"
-        " AND a.attnum = k.attnum WHERE i.indexrelid = 'business_listing_idx'::regclass"
-        " ORDER BY k.n"
+        " AND a.attnum = k.attnum WHERE i.indexrelid = $1::regclass ORDER BY k.n",
+        [index],
     )
-    assert tuple(row["attname"] for row in rows) == LISTING_COLUMNS
+    assert tuple(row["attname"] for row in rows) == columns

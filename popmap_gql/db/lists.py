@@ -363,9 +363,12 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-# The columns of business_listing_idx (migration 0013): what a search's page walking the
-# name order reads, from the index alone (ListQuery.walked).
-LISTING_COLUMNS = ("is_verified", "name", "id", "search_text", "available_for_hire", "owner_id")
+# The index a search's page walks in each order (by the order's column) and its columns
+# (migrations 0013 and 0017): what the walk reads, from the index alone (ListQuery.walked).
+WALKED_INDEXES = {
+    column: (index, ("is_verified", column, "id", "search_text", "available_for_hire", "owner_id"))
+    for column, index in (("name", "business_listing_idx"), ("created_at", "business_newest_idx"))
+}
 
 
 def business_list(
@@ -409,8 +412,8 @@ def business_list(
         counted_through=through,
         ranked=ranked,
         visible_branches=branches,
-        walked=LISTING_COLUMNS
-        if flt.search and order in (BusinessOrder.NAME_ASC, BusinessOrder.NAME_DESC)
+        walked=WALKED_INDEXES[order.value[0]][1]
+        if flt.search and order.value[0] in WALKED_INDEXES
         else (),
     )
 
@@ -453,7 +456,11 @@ class Ranked:
         a, table = query.alias, query.table
         query.where(params)
         by_name = replace(
-            query, order=BusinessOrder.NAME_ASC, after=None, ranked=None, walked=LISTING_COLUMNS
+            query,
+            order=BusinessOrder.NAME_ASC,
+            after=None,
+            ranked=None,
+            walked=WALKED_INDEXES["name"][1],
         )
         ranked = by_name.first_ids("TRUE", str(query.count_cap), query.count_cap)
         params.append(self.term)  # a parameter of the page only (a count never ranks)
