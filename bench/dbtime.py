@@ -71,6 +71,11 @@ BAKERY = {"slugs": ["bakery"]}
 AUSTIN_NEWEST = {"search": "austin", "order": "NEWEST_FIRST"}
 ZILKER_NEWEST = {"search": "zilker", "order": "NEWEST_FIRST"}
 ZILKER_LAST = {"search": "zilker", "order": "NAME_DESC"}
+LATEST = {"filter": {}, "order": "STARTS_AT_DESC"}
+ALL_TIME = {"filter": {"upcoming": False}, "order": "NEWEST_FIRST"}
+BAKERY_METRO = {"filter": {"categorySlugs": ["bakery"], "bbox": METRO}}
+# nothing starts this late: the category's events in an empty window
+FAR_AHEAD = {"filter": {"categorySlugs": ["bakery"], "startsAfter": "2999-01-01T00:00:00Z"}}
 
 BIG_PAGE = """query Big($bbox: BoundingBox!, $first: Int!) {
   events(first: $first, filter: {bbox: $bbox, upcoming: true}) {
@@ -119,6 +124,12 @@ ORDERED_BUSINESSES = """query Ordered($search: String, $order: BusinessOrder!) {
 
 NEWEST_EVENTS = """query Newest {
   events(first: 20, orderBy: NEWEST_FIRST) { totalCount edges { node { id title } } }
+}"""
+
+FILTERED_EVENTS = """query Filtered($filter: EventFilter!, $order: EventOrder! = STARTS_AT_ASC) {
+  events(first: 20, filter: $filter, orderBy: $order) {
+    totalCount edges { node { id title } }
+  }
 }"""
 
 STAFF_LIST = """query Staff {
@@ -198,6 +209,12 @@ def requests(picks: dataset.Picks, schema: PopmapSchema) -> list[Request]:
         Request("events newest", NEWEST_EVENTS, {}),
         Request("events newest, owner", NEWEST_EVENTS, {}, viewer="owner"),
         Request("events newest, staff", NEWEST_EVENTS, {}, viewer="staff"),
+        Request("events latest first", FILTERED_EVENTS, LATEST),
+        Request("events of all time", FILTERED_EVENTS, {"filter": {"upcoming": False}}),
+        Request("events of all time, staff", FILTERED_EVENTS, ALL_TIME, viewer="staff"),
+        Request("events of category, metro", FILTERED_EVENTS, BAKERY_METRO),
+        Request("events of a business", FILTERED_EVENTS, {"filter": {"businessId": lookup}}),
+        Request("events far ahead, category", FILTERED_EVENTS, FAR_AHEAD),
         Request("search bakery", SEARCH, {"search": "bakery"}),
         Request("search nothing", SEARCH, {"search": "qqxzv"}),
         Request("search, largest page", RELEVANT, {"search": "goat"}),
