@@ -132,6 +132,10 @@ FILTERED_EVENTS = """query Filtered($filter: EventFilter!, $order: EventOrder! =
   }
 }"""
 
+CATEGORIES = """query Categories {
+  categories { id name businesses { id name } }
+}"""
+
 STAFF_LIST = """query Staff {
   events(first: 100, filter: {status: PENDING}) { totalCount edges { node { id title } } }
 }"""
@@ -215,6 +219,9 @@ def requests(picks: dataset.Picks, schema: PopmapSchema) -> list[Request]:
         Request("events of category, metro", FILTERED_EVENTS, BAKERY_METRO),
         Request("events of a business", FILTERED_EVENTS, {"filter": {"businessId": lookup}}),
         Request("events far ahead, category", FILTERED_EVENTS, FAR_AHEAD),
+        Request("categories' businesses", CATEGORIES, {}),
+        Request("categories' businesses, owner", CATEGORIES, {}, viewer="owner"),
+        Request("categories' businesses, staff", CATEGORIES, {}, viewer="staff"),
         Request("search bakery", SEARCH, {"search": "bakery"}),
         Request("search nothing", SEARCH, {"search": "qqxzv"}),
         Request("search, largest page", RELEVANT, {"search": "goat"}),

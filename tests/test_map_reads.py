@@ -481,6 +481,45 @@ async def test_a_search_whose_matches_lie_past_the_walk_limit_lists_them_all_in_
         assert total == len(expected), who.name
 
 
+CATEGORY_BUSINESSES = "{ categories { slug businesses { name } } }"
+
+
+async def test_a_categorys_first_businesses_by_name_wherever_its_members_lie(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    # A category's `businesses` (the first 50 by name) reads the name order while its
+    # members are dense there, else its own rows (category_members): "late" has 60
+    # members after more names than a walk reads, "dense" 60 among the first names,
+    # "few" 3; for each viewer.
+    everyone = await viewers(cognito)
+    owner = everyone[1]
+    late, dense, few = [await make_category(name) for name in ("late", "dense", "few")]
+    for n in range(60):
+        await make_business(f"Zed {n:02}", verified=n % 4 != 0, owner=owner.user, categories=[late])
+        await make_business(f"Aaron {n:02}", verified=n % 4 != 0, categories=[dense])
+    await make_business("Aaron few", categories=[few, late])
+    await connections.get("default").execute_query(
+        "INSERT INTO business (name, description, contact_email, contact_phone, website,"
+        " instagram_url, tiktok_url, available_for_hire, logo_url, is_verified, created_at,"
+        " updated_at) SELECT 'Ab ' || lpad(n::text, 6, '0'), '', '', '', '', '', '', false,"
+        " '', true, now(), now() FROM generate_series(1, $1) n",
+        [WALK_LIMIT + 50],
+    )
+
+    for who in everyone:
+        own, staff = who.name == "owner", who.name == "moderator"
+        body = await post(client, who, CATEGORY_BUSINESSES)
+        assert "errors" not in body, body
+        listed = {
+            c["slug"]: [b["name"] for b in c["businesses"]] for c in body["data"]["categories"]
+        }
+        zed = [f"Zed {n:02}" for n in range(60) if n % 4 or own or staff]
+        aaron = [f"Aaron {n:02}" for n in range(60) if n % 4 or staff]
+        assert listed["late"] == (["Aaron few", *zed])[:50], who.name
+        assert listed["dense"] == aaron[:50], who.name
+        assert listed["few"] == ["Aaron few"], who.name
+
+
 @pytest.mark.parametrize(("index", "columns"), list(WALKED_INDEXES.values()))
 async def test_a_search_walks_each_index_by_exactly_its_columns(
     clean_db: None, index: str, columns: tuple[str, ...]

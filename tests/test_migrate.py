@@ -113,3 +113,20 @@ async def test_migrate_again_is_a_no_op(empty_database: str) -> None:
         assert await conn.fetchval("SELECT count(*) FROM tortoise_migrations") == len(MIGRATIONS)
     finally:
         await conn.close()
+
+
+async def test_a_migrated_database_compiles_no_plans(empty_database: str) -> None:
+    # Migration 0018: every new session of the database has JIT off, whoever connects
+    # and through any pooler (a setting of the database, not of our connections).
+    async def jit() -> str:
+        conn = await asyncpg.connect(**connection_credentials(empty_database))
+        try:
+            value: str = await conn.fetchval("SHOW jit")
+            return value
+        finally:
+            await conn.close()
+
+    assert await jit() == "on"  # PostgreSQL's default
+    code, output = await finish(start_migrate(empty_database))
+    assert code == 0, output
+    assert await jit() == "off"

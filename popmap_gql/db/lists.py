@@ -35,6 +35,7 @@ __all__ = [
     "Through",
     "business_list",
     "cap_box_sql",
+    "category_members",
     "category_order",
     "count_of",
     "cursor_order",
@@ -416,6 +417,33 @@ def business_list(
         if flt.search and order.value[0] in WALKED_INDEXES
         else (),
     )
+
+
+def category_members(audience: Audience, category_id: str, rows: int, params: list[Any]) -> str:
+    """SQL of (id, name) of the first `rows` businesses by name that the audience sees of
+    the category whose id is the SQL expression `category_id` (a category's
+    `businesses`). Read as a search's page is (`ListQuery._searched`): a popular
+    category's first names come from the name order's index, checking each business's
+    membership, instead of sorting all its members (48,000 at 100x); a small one's from
+    its own rows."""
+    visible, branches = BUSINESS_VISIBILITY.sql_branches(audience, "b", params)
+    member = (
+        "EXISTS (SELECT 1 FROM business_category bc WHERE bc.business_id = b.id"
+        f" AND bc.category_id = {category_id})"
+    )
+    query = ListQuery(
+        "business",
+        "b",
+        (visible, member),
+        BusinessOrder.NAME_ASC,
+        rows,
+        None,
+        (),
+        rows,
+        visible_branches=branches,
+        walked=WALKED_INDEXES["name"][1],
+    )
+    return query.first_ids("TRUE", str(rows), rows)
 
 
 def _of_categories(alias: str, slugs: tuple[str, ...], params: list[Any]) -> tuple[str, str]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from popmap_gql.db.lists import CATEGORY_ORDER
+from popmap_gql.db.lists import CATEGORY_ORDER, category_members
 from popmap_gql.db.models import EventStatus
 from popmap_gql.db.powers import Audience
 from popmap_gql.db.rules import (
@@ -361,11 +361,10 @@ def linked(table: str, alias: str, id_expression: str) -> str:
     )
 
 
-def _category_businesses(key: str, a: str, _: SqlScope) -> str:
-    return (
-        f"FROM business_category bc {linked('business', a, 'bc.business_id')}"
-        f" WHERE bc.category_id = {key}"
-    )
+def _category_businesses(key: str, a: str, scope: SqlScope) -> str:
+    rows = scope.caps[("Category", "businesses")]
+    first = category_members(scope.audience, key, rows, scope.params)
+    return f"FROM business {a} WHERE {a}.id IN (SELECT f.id FROM ({first}) f)"
 
 
 def _business_events(key: str, a: str, _: SqlScope) -> str:
