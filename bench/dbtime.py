@@ -136,6 +136,10 @@ CATEGORIES = """query Categories {
   categories { id name businesses { id name } }
 }"""
 
+AVAILABLE = """query Available($id: ID!) {
+  business(id: $id) { id availableEvents { id title } events { id } hostedEvents { id } }
+}"""
+
 STAFF_LIST = """query Staff {
   events(first: 100, filter: {status: PENDING}) { totalCount edges { node { id title } } }
 }"""
@@ -172,6 +176,7 @@ def requests(picks: dataset.Picks, schema: PopmapSchema) -> list[Request]:
     limit admits (the most counts, the largest page of events with their businesses'
     categories), each beside the next one, which it refuses."""
     lookup = global_id("Business", picks.lookup_business_id)
+    owned = global_id("Business", picks.join_business_id)  # the owner's
     limit = schema.cost_limit.database
     fits = 1
     while database_cost(schema, many_counts(fits + 1), {}) <= limit:
@@ -222,6 +227,7 @@ def requests(picks: dataset.Picks, schema: PopmapSchema) -> list[Request]:
         Request("categories' businesses", CATEGORIES, {}),
         Request("categories' businesses, owner", CATEGORIES, {}, viewer="owner"),
         Request("categories' businesses, staff", CATEGORIES, {}, viewer="staff"),
+        Request("events to join", AVAILABLE, {"id": owned}, viewer="owner"),
         Request("search bakery", SEARCH, {"search": "bakery"}),
         Request("search nothing", SEARCH, {"search": "qqxzv"}),
         Request("search, largest page", RELEVANT, {"search": "goat"}),
