@@ -115,18 +115,22 @@ async def test_migrate_again_is_a_no_op(empty_database: str) -> None:
         await conn.close()
 
 
-async def test_a_migrated_database_compiles_no_plans(empty_database: str) -> None:
-    # Migration 0018: every new session of the database has JIT off, whoever connects
-    # and through any pooler (a setting of the database, not of our connections).
-    async def jit() -> str:
+async def test_a_migrated_database_compiles_no_plans_and_starts_no_workers(
+    empty_database: str,
+) -> None:
+    # Migrations 0018 and 0019: every new session of the database has JIT off and no
+    # parallel workers, whoever connects and through any pooler (settings of the
+    # database, not of our connections).
+    async def settings() -> tuple[str, str]:
         conn = await asyncpg.connect(**connection_credentials(empty_database))
         try:
-            value: str = await conn.fetchval("SHOW jit")
-            return value
+            jit: str = await conn.fetchval("SHOW jit")
+            workers: str = await conn.fetchval("SHOW max_parallel_workers_per_gather")
+            return jit, workers
         finally:
             await conn.close()
 
-    assert await jit() == "on"  # PostgreSQL's default
+    assert await settings() == ("on", "2")  # PostgreSQL's defaults
     code, output = await finish(start_migrate(empty_database))
     assert code == 0, output
-    assert await jit() == "off"
+    assert await settings() == ("off", "0")

@@ -112,9 +112,13 @@ class ListQuery:
     ranked: Ranked | None = None  # ordered by similarity to the term (RELEVANCE)
     # conditions[0] (who sees which rows) as disjoint branches, or () (Visibility)
     visible_branches: tuple[str, ...] = ()
-    # a search in the order of an index holding what it tests: the index's columns, which
-    # a page reads alone (`_searched`), or ()
+    # a filter that may admit few rows, or rows far apart in the order: the columns the
+    # page's walk of the order's index reads (the index's own, so that it reads the index
+    # alone; "*" for whole rows), or () (`_searched`)
     walked: tuple[str, ...] = ()
+    # which of the conditions (all of them, or those a walk passes many entries to find)
+    # the walk tests after its bound; the others bound what it walks
+    sparse: tuple[str, ...] = ()
 
     @property
     def cursor_order(self) -> str:
@@ -166,11 +170,13 @@ class ListQuery:
             return self.nearest.page_sql(self, f"{where} AND {keyset}", f"${len(params)}")
         # The page's ids first, then its rows: the ids can come from an index alone
         # (migration 0012 covers what a list of businesses reads to find them), so rows
-        # passed over by the filter are read from the index, not the table.
+        # passed over by the filter are read from the index, not the table. As an array
+        # computed once, so that the planner reads the rows by id whatever it estimates
+        # the ids' statement to cost (it may otherwise scan the table to join them).
         a, table, limit = self.alias, self.table, f"${len(params)}"
         return (
-            f"SELECT {a}_row.* FROM {table} {a}_row WHERE {a}_row.id IN (SELECT {a}.id FROM"
-            f" ({self.first_ids(keyset, limit, self.first + 1)}) {a})"
+            f"SELECT {a}_row.* FROM {table} {a}_row WHERE {a}_row.id = ANY(ARRAY(SELECT {a}.id"
+            f" FROM ({self.first_ids(keyset, limit, self.first + 1)}) {a}))"
             f" ORDER BY {self.order_by(f'{a}_row')}"
         )
 
@@ -218,18 +224,31 @@ class ListQuery:
         few, walk_limit = min(rows, self.first + 1), max(WALK_LIMIT, WALK_PER_ROW * rows)
         row = f"{a}.id, {a}.{self.order.value[0]}"
         columns = ", ".join(f"{a}.{c}" for c in self.walked)
+        dense = [c for c in self.conditions[1:] if c not in self.sparse]
+        sparse = " AND ".join(self.sparse) or "TRUE"
         visible = branches[0] if len(branches) == 1 else f"({' OR '.join(branches)})"
-        ctes = [
-            f"found AS MATERIALIZED (SELECT {row} FROM {table} {a} WHERE {visible}"
-            f" AND {rest} LIMIT {few})"
-        ]
+        found = f"SELECT {row} FROM {table} {a} WHERE {visible} AND {rest} LIMIT {few}"
+        if (through := self.counted_through) is not None:
+            # from the narrower table's rows, which a count reads (`Through`)
+            narrow = rest.replace(through.replaces, through.condition)
+            narrow = f"SELECT {row} FROM {through.source} WHERE {visible} AND {narrow}"
+            if through.few is None:
+                found = f"{narrow} LIMIT {few}"
+            else:  # a row of the list may come several times: every one, if few
+                found = (
+                    f"(SELECT DISTINCT * FROM ({narrow}) n WHERE {through.few})"
+                    f" UNION ALL (SELECT * FROM ({found}) t WHERE NOT {through.few})"
+                )
+        ctes = [f"found AS MATERIALIZED ({found})"]
         answered = []
         column, descending = self.order.value
         for n, branch in enumerate(branches):
-            entries = f"{table} {a} WHERE {branch} AND {keyset}"
+            # the entries walked: what the other conditions admit in the index's order
+            entries = " AND ".join((branch, *dense, keyset))
+            entries = f"{table} {a} WHERE {entries}"
             ctes.append(
                 f"walked{n} AS MATERIALIZED (SELECT {row} FROM (SELECT {columns} FROM"
-                f" {entries} ORDER BY {order} LIMIT {walk_limit}) {a} WHERE {rest}"
+                f" {entries} ORDER BY {order} LIMIT {walk_limit}) {a} WHERE {sparse}"
                 f" ORDER BY {order} LIMIT {limit})"
             )
             # the walk's last entry, none if the branch has fewer
@@ -248,19 +267,22 @@ class ListQuery:
                     f"EXISTS (SELECT 1 FROM found, edge{n} WHERE (found.{column}, found.id)"
                     f" {op} (edge{n}.sort, edge{n}.id)) AND {walk}"
                 )
-            answered.append(f"({ran_out} OR ({walk}))")
+            answered.append(f"(({walk}) OR {ran_out})")  # the walk first: it may answer
         found = "(SELECT count(*) FROM found)"
         walked = " AND ".join(answered)
-        parts = [f"SELECT * FROM found WHERE {found} < {few}"]
+        complete = f"{found} < {few}"
+        if through is not None and through.few is not None:
+            complete = f"({through.few} OR {complete})"  # then found holds every match
+        parts = [f"SELECT * FROM found WHERE {complete}"]
         parts += [
-            f"SELECT * FROM walked{n} WHERE {found} = {few} AND {walked}"
+            f"SELECT * FROM walked{n} WHERE NOT {complete} AND {walked}"
             for n in range(len(branches))
         ]
         # OFFSET 0 keeps the ORDER BY and LIMIT out of the subquery: its plan gathers the
         # matches from the trigram index instead of walking the order's
         parts.append(
             f"(SELECT {row} FROM (SELECT {row} FROM {table} {a} WHERE {visible} AND {rest}"
-            f" OFFSET 0) {a} WHERE {found} = {few} AND NOT ({walked})"
+            f" OFFSET 0) {a} WHERE NOT {complete} AND NOT ({walked})"
             f" ORDER BY {order} LIMIT {limit})"
         )
         return f"WITH {', '.join(ctes)} {' UNION ALL '.join(parts)}"
@@ -269,15 +291,23 @@ class ListQuery:
         """The count of the rows the filter admits, stopping after `count_cap` + 1."""
         where = self.where(params)
         source = f"{self.table} {self.alias}"
-        if (through := self.counted_through) is not None:
+        through = self.counted_through
+        if through is not None and through.few is None:
             source = through.source
             where = " AND ".join(
                 through.condition if c == through.replaces else c for c in self.conditions
             )
         params.append(self.count_cap + 1)
-        return (
+        counted = (
             f"SELECT count(*) AS n FROM (SELECT 1 FROM {source}"
             f" WHERE {where} LIMIT ${len(params)}) capped"
+        )
+        if through is None or through.few is None:
+            return counted
+        narrow = where.replace(through.replaces, through.condition)
+        return (
+            f"SELECT CASE WHEN {through.few} THEN (SELECT count(DISTINCT {self.alias}.id)"
+            f" FROM {through.source} WHERE {narrow}) ELSE ({counted}) END AS n"
         )
 
     def sort_value(self, row: Row) -> Any:
@@ -294,6 +324,14 @@ class Through:
     source: str
     replaces: str
     condition: str
+    # Or, when the narrower table has several rows per row of the list: SQL true when
+    # its rows are few (fewer than `FEW_ROWS`). The narrower rows are read then, each
+    # row of the list counted once; else the list's table, in its own order.
+    few: str | None = None
+
+
+# Rows of a narrower table (a category's) few enough to read them all (`Through.few`).
+FEW_ROWS = 1_000
 
 
 async def page_of(query: ListQuery) -> Page[Row]:
@@ -413,10 +451,20 @@ def business_list(
         counted_through=through,
         ranked=ranked,
         visible_branches=branches,
+        # any filter can be rare, or common but far from the position, in the order
         walked=WALKED_INDEXES[order.value[0]][1]
-        if flt.search and order.value[0] in WALKED_INDEXES
+        if len(conditions) > 1 and order.value[0] in WALKED_INDEXES
         else (),
+        sparse=tuple(conditions[1:]),
     )
+
+
+# Each row of a category, then its business by id: however many rows the category has
+# (three or 48,000), the planner cannot merge them against every business instead.
+_CATEGORY_ROWS = (
+    "business_category bc CROSS JOIN LATERAL"
+    " (SELECT * FROM business b WHERE b.id = bc.business_id OFFSET 0) b"
+)
 
 
 def category_members(audience: Audience, category_id: str, rows: int, params: list[Any]) -> str:
@@ -440,8 +488,10 @@ def category_members(audience: Audience, category_id: str, rows: int, params: li
         None,
         (),
         rows,
+        counted_through=Through(_CATEGORY_ROWS, member, f"bc.category_id = {category_id}"),
         visible_branches=branches,
         walked=WALKED_INDEXES["name"][1],
+        sparse=(member,),
     )
     return query.first_ids("TRUE", str(rows), rows)
 
@@ -524,9 +574,7 @@ def _in_categories(slugs: tuple[str, ...], params: list[Any]) -> tuple[str, Thro
             f" AND earlier.category_id < bc.category_id AND earlier.category_id {ids})"
         )
     in_categories = f"b.id IN (SELECT bc.business_id FROM business_category bc WHERE {condition})"
-    through = Through(
-        "business_category bc JOIN business b ON b.id = bc.business_id", in_categories, counted
-    )
+    through = Through(_CATEGORY_ROWS, in_categories, counted)
     return in_categories, through
 
 
@@ -740,15 +788,31 @@ def event_list(
         conditions.append(f"e.starts_at < {param(flt.starts_before)}")
     if flt.bbox is not None:
         conditions.extend(_in_box(flt.bbox, param))
+    in_categories, through = "", None
     if flt.category_slugs is not None:
         # Only businesses the audience can see count, so a hidden business reveals nothing.
         # The event's businesses of the categories (event_category, migration 0016: one
         # look-up per event), of which one must be visible to the audience.
         visible = BUSINESS_VISIBILITY.sql(audience, "b", params)
         of_categories, _ = _of_categories("ec", flt.category_slugs, params)
-        conditions.append(
+        in_categories = (
             "e.id IN (SELECT ec.event_id FROM event_category ec"
             f" JOIN business b ON b.id = ec.business_id WHERE {of_categories} AND {visible})"
+        )
+        conditions.append(in_categories)
+        # a category of few rows: its events from its rows, rather than every event
+        # passed over in the list's order to find them
+        few_rows = (
+            "(SELECT count(*) FROM (SELECT 1 FROM event_category ec"
+            f" WHERE {of_categories} LIMIT {FEW_ROWS}) f) < {FEW_ROWS}"
+        )
+        through = Through(
+            "event_category ec CROSS JOIN LATERAL"
+            " (SELECT * FROM business b WHERE b.id = ec.business_id OFFSET 0) b"
+            " CROSS JOIN LATERAL (SELECT * FROM event e WHERE e.id = ec.event_id OFFSET 0) e",
+            in_categories,
+            f"{of_categories} AND {visible}",
+            few=few_rows,
         )
     if flt.business_id is not None:
         # The business counts only if the audience can see it: a hidden one has no events.
@@ -781,7 +845,12 @@ def event_list(
         tuple(params),
         count_cap,
         nearest if order is EventOrder.DISTANCE else None,
+        counted_through=through,
         visible_branches=branches,
+        # a category's events can be few among the thousands not ended: read them as a
+        # search is, the walk reading whole rows (what the other conditions test)
+        walked=("*",) if in_categories and order is not EventOrder.DISTANCE else (),
+        sparse=(in_categories,) if in_categories else (),
     )
 
 

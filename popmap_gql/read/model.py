@@ -364,7 +364,7 @@ def linked(table: str, alias: str, id_expression: str) -> str:
 def _category_businesses(key: str, a: str, scope: SqlScope) -> str:
     rows = scope.caps[("Category", "businesses")]
     first = category_members(scope.audience, key, rows, scope.params)
-    return f"FROM business {a} WHERE {a}.id IN (SELECT f.id FROM ({first}) f)"
+    return f"FROM business {a} WHERE {a}.id = ANY(ARRAY(SELECT f.id FROM ({first}) f))"
 
 
 def _business_events(key: str, a: str, _: SqlScope) -> str:
