@@ -13,7 +13,7 @@ import pytest
 from tortoise import connections
 
 from popmap_gql.config import Settings
-from popmap_gql.db.lists import WALK_LIMIT, WALKED_INDEXES
+from popmap_gql.db.lists import FEW_ROWS, WALK_LIMIT, WALKED_INDEXES
 from popmap_gql.db.models import EventStatus
 from tests.fake_cognito import FakeCognito
 from tests.helpers import error_codes, global_id, make_business, make_category, make_event
@@ -518,6 +518,57 @@ async def test_a_categorys_first_businesses_by_name_wherever_its_members_lie(
         assert listed["late"] == (["Aaron few", *zed])[:50], who.name
         assert listed["dense"] == aaron[:50], who.name
         assert listed["few"] == ["Aaron few"], who.name
+
+
+PAGED_OF_CATEGORY = """query ($after: String, $order: EventOrder!) {
+  events(first: 100, after: $after, filter: {categorySlugs: ["many"]}, orderBy: $order) {
+    totalCount totalCountIsExact pageInfo { hasNextPage endCursor } edges { node { title } } } }"""
+
+
+@pytest.mark.parametrize("order", ["STARTS_AT_ASC", "STARTS_AT_DESC"])
+async def test_the_events_of_a_category_of_many_rows_page_in_order(
+    client: httpx.AsyncClient, cognito: FakeCognito, order: str
+) -> None:
+    # A category with FEW_ROWS or more (event, business) rows is not read from its rows
+    # but as a search's page is (found, then a walk of the order): every event once,
+    # in order, across pages, beside events of no category and a hidden business's.
+    many = await make_category("many")
+    shown = await make_business("Shown", categories=[many])
+    also = await make_business("Also", categories=[many])
+    hidden = await make_business("Hidden", verified=False, categories=[many])
+    n = FEW_ROWS + 50
+    await connections.get("default").execute_query(
+        "INSERT INTO event (title, description, location_name, address, latitude, longitude,"
+        " starts_at, ends_at, image_url, status, created_at, updated_at) SELECT"
+        " 'E ' || lpad(n::text, 5, '0'), '', '', '', 30.27, -97.74, now() + n * interval '1 h',"
+        " now() + n * interval '1 h' + interval '2 h', '', 'APPROVED', now(), now()"
+        " FROM generate_series(1, $1) n",
+        [n + 20],
+    )
+    # "Shown" in the first n events, "Also" in every other one of them (an event is
+    # listed once however many of its businesses are of the category), "Hidden" in the
+    # last 20, which nobody else takes part in
+    await connections.get("default").execute_query(
+        "INSERT INTO participation (joined_at, business_id, event_id) SELECT now(), b.id, e.id"
+        " FROM event e, business b WHERE (b.id = $1 AND e.title <= $4)"
+        " OR (b.id = $2 AND e.title <= $4 AND e.id % 2 = 0) OR (b.id = $3 AND e.title > $4)",
+        [shown.pk, also.pk, hidden.pk, f"E {n:05}"],
+    )
+
+    titles: list[str] = []
+    after, first_page = None, None
+    while True:
+        body = await post(client, ANONYMOUS, PAGED_OF_CATEGORY, {"after": after, "order": order})
+        assert "errors" not in body, body
+        page = body["data"]["events"]
+        first_page = first_page or page
+        titles += [edge["node"]["title"] for edge in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    expected = [f"E {k:05}" for k in range(1, n + 1)]
+    assert titles == (expected if order == "STARTS_AT_ASC" else expected[::-1])
+    assert (first_page["totalCount"], first_page["totalCountIsExact"]) == (1000, False)
 
 
 @pytest.mark.parametrize(("index", "columns"), list(WALKED_INDEXES.values()))

@@ -19,6 +19,10 @@ from popmap_gql.db.rules import BUSINESS_VISIBILITY, ENDED, EVENT_VISIBILITY, Vi
 __all__ = [
     "CATEGORY_ORDER",
     "EARTH_RADIUS_KM",
+    "FEW_ROWS",
+    "WALKED_INDEXES",
+    "WALK_LIMIT",
+    "WALK_PER_ROW",
     "BoundingBox",
     "BusinessFilter",
     "BusinessOrder",
