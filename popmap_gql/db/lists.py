@@ -233,15 +233,15 @@ class ListQuery:
         visible = branches[0] if len(branches) == 1 else f"({' OR '.join(branches)})"
         found = f"SELECT {row} FROM {table} {a} WHERE {visible} AND {rest} LIMIT {few}"
         if (through := self.counted_through) is not None:
-            # from the narrower table's rows, which a count reads (`Through`)
-            narrow = rest.replace(through.replaces, through.condition)
-            narrow = f"SELECT {row} FROM {through.source} WHERE {visible} AND {narrow}"
-            if through.few is None:
-                found = f"{narrow} LIMIT {few}"
-            else:  # a row of the list may come several times: every one, if few
+            # from the narrower table's rows, as a count reads them (`Through`)
+            narrow = f"{visible} AND {rest.replace(through.replaces, through.condition)}"
+            if through.source is not None:
+                found = f"SELECT {row} FROM {through.source} WHERE {narrow} LIMIT {few}"
+            if through.few is not None:  # every one, each once
                 found = (
-                    f"(SELECT DISTINCT * FROM ({narrow}) n WHERE {through.few})"
-                    f" UNION ALL (SELECT * FROM ({found}) t WHERE NOT {through.few})"
+                    f"(SELECT DISTINCT {row} FROM {through.rows} WHERE {narrow}"
+                    f" AND {through.few}) UNION ALL (SELECT * FROM ({found}) t"
+                    f" WHERE NOT {through.few})"
                 )
         ctes = [f"found AS MATERIALIZED ({found})"]
         answered = []
@@ -296,11 +296,11 @@ class ListQuery:
         where = self.where(params)
         source = f"{self.table} {self.alias}"
         through = self.counted_through
-        if through is not None and through.few is None:
-            source = through.source
-            where = " AND ".join(
-                through.condition if c == through.replaces else c for c in self.conditions
-            )
+        narrow = where
+        if through is not None:
+            narrow = where.replace(through.replaces, through.condition)
+            if through.source is not None:
+                source, where = through.source, narrow
         params.append(self.count_cap + 1)
         counted = (
             f"SELECT count(*) AS n FROM (SELECT 1 FROM {source}"
@@ -308,10 +308,9 @@ class ListQuery:
         )
         if through is None or through.few is None:
             return counted
-        narrow = where.replace(through.replaces, through.condition)
         return (
             f"SELECT CASE WHEN {through.few} THEN (SELECT count(DISTINCT {self.alias}.id)"
-            f" FROM {through.source} WHERE {narrow}) ELSE ({counted}) END AS n"
+            f" FROM {through.rows} WHERE {narrow}) ELSE ({counted}) END AS n"
         )
 
     def sort_value(self, row: Row) -> Any:
@@ -321,17 +320,22 @@ class ListQuery:
 @dataclass(frozen=True, slots=True)
 class Through:
     """A count that reads the rows of a narrower table first: `source` joins it to the
-    list's table (one row of the list per row of the join), and `condition` on it stands
-    for the list's condition `replaces` (the same rows, the same parameters). A count stops
-    after `count_cap` + 1 rows, so it reads them in an order that finds them soonest."""
+    list's table (one row of the list per row of the join; None: the list's table
+    alone), and `condition` on it stands for the list's condition `replaces` (the same
+    rows, the same parameters). A count stops after `count_cap` + 1 rows, so it reads
+    them in an order that finds them soonest.
 
-    source: str
+    With `few`, SQL true when the narrower table's rows are few (fewer than `FEW_ROWS`,
+    a category of a handful of businesses), a count and a page's first look read those
+    rows one by one instead (`rows`, each with its row of the list by id), each row of
+    the list once: a join in the list's order would pass over every row before the
+    last of them."""
+
+    source: str | None
     replaces: str
     condition: str
-    # Or, when the narrower table has several rows per row of the list: SQL true when
-    # its rows are few (fewer than `FEW_ROWS`). The narrower rows are read then, each
-    # row of the list counted once; else the list's table, in its own order.
     few: str | None = None
+    rows: str | None = None
 
 
 # Rows of a narrower table (a category's) few enough to read them all (`Through.few`).
@@ -578,7 +582,17 @@ def _in_categories(slugs: tuple[str, ...], params: list[Any]) -> tuple[str, Thro
             f" AND earlier.category_id < bc.category_id AND earlier.category_id {ids})"
         )
     in_categories = f"b.id IN (SELECT bc.business_id FROM business_category bc WHERE {condition})"
-    through = Through(_CATEGORY_ROWS, in_categories, counted)
+    few = (
+        "(SELECT count(*) FROM (SELECT 1 FROM business_category bc"
+        f" WHERE {condition} LIMIT {FEW_ROWS}) f) < {FEW_ROWS}"
+    )
+    through = Through(
+        "business_category bc JOIN business b ON b.id = bc.business_id",
+        in_categories,
+        counted,
+        few=few,
+        rows=_CATEGORY_ROWS,
+    )
     return in_categories, through
 
 
@@ -811,12 +825,13 @@ def event_list(
             f" WHERE {of_categories} LIMIT {FEW_ROWS}) f) < {FEW_ROWS}"
         )
         through = Through(
-            "event_category ec CROSS JOIN LATERAL"
-            " (SELECT * FROM business b WHERE b.id = ec.business_id OFFSET 0) b"
-            " CROSS JOIN LATERAL (SELECT * FROM event e WHERE e.id = ec.event_id OFFSET 0) e",
+            None,
             in_categories,
             f"{of_categories} AND {visible}",
             few=few_rows,
+            rows="event_category ec CROSS JOIN LATERAL"
+            " (SELECT * FROM business b WHERE b.id = ec.business_id OFFSET 0) b"
+            " CROSS JOIN LATERAL (SELECT * FROM event e WHERE e.id = ec.event_id OFFSET 0) e",
         )
     if flt.business_id is not None:
         # The business counts only if the audience can see it: a hidden one has no events.
