@@ -342,6 +342,13 @@ class Through:
 FEW_ROWS = 1_000
 
 
+def _few_rows(rows: str, condition: str) -> str:
+    """SQL true when `rows` (a table and its alias) has fewer than FEW_ROWS rows that pass
+    `condition`, reading at most that many."""
+    limited = f"SELECT 1 FROM {rows} WHERE {condition} LIMIT {FEW_ROWS}"
+    return f"(SELECT count(*) FROM ({limited}) f) < {FEW_ROWS}"
+
+
 async def page_of(query: ListQuery) -> Page[Row]:
     params = list(query.params)
     rows: list[Row] = list(await fetch(query.page_sql(params), params))
@@ -582,15 +589,11 @@ def _in_categories(slugs: tuple[str, ...], params: list[Any]) -> tuple[str, Thro
             f" AND earlier.category_id < bc.category_id AND earlier.category_id {ids})"
         )
     in_categories = f"b.id IN (SELECT bc.business_id FROM business_category bc WHERE {condition})"
-    few = (
-        "(SELECT count(*) FROM (SELECT 1 FROM business_category bc"
-        f" WHERE {condition} LIMIT {FEW_ROWS}) f) < {FEW_ROWS}"
-    )
     through = Through(
         "business_category bc JOIN business b ON b.id = bc.business_id",
         in_categories,
         counted,
-        few=few,
+        few=_few_rows("business_category bc", condition),
         rows=_CATEGORY_ROWS,
     )
     return in_categories, through
@@ -820,15 +823,11 @@ def event_list(
         conditions.append(in_categories)
         # a category of few rows: its events from its rows, rather than every event
         # passed over in the list's order to find them
-        few_rows = (
-            "(SELECT count(*) FROM (SELECT 1 FROM event_category ec"
-            f" WHERE {of_categories} LIMIT {FEW_ROWS}) f) < {FEW_ROWS}"
-        )
         through = Through(
             None,
             in_categories,
             f"{of_categories} AND {visible}",
-            few=few_rows,
+            few=_few_rows("event_category ec", of_categories),
             rows="event_category ec CROSS JOIN LATERAL"
             " (SELECT * FROM business b WHERE b.id = ec.business_id OFFSET 0) b"
             " CROSS JOIN LATERAL (SELECT * FROM event e WHERE e.id = ec.event_id OFFSET 0) e",
