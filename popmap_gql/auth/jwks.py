@@ -110,7 +110,8 @@ class JWKSCache:
 
     async def _fetch(self) -> None:
         try:
-            keys = await self._download()
+            with tracing.span("cognito.jwks", {"url.full": self.url}):
+                keys = parse_jwks(await fetch_json(self._client, self.url, MAX_JWKS_BYTES))
         except (httpx.HTTPError, ValueError) as exc:
             self._next_fetch_at = self._clock() + min(self._cooldown, FAILURE_RETRY_SECONDS)
             logger.warning("could not fetch signing keys from %s: %s", self.url, exc)
@@ -121,10 +122,6 @@ class JWKSCache:
         if keys:  # an empty answer is an incident, not a revocation of every key
             self._keys = keys
         logger.info("fetched %d signing key(s) from %s", len(keys), self.url)
-
-    async def _download(self) -> dict[str, jwt.PyJWK]:
-        with tracing.span("cognito.jwks", {"url.full": self.url}):
-            return parse_jwks(await fetch_json(self._client, self.url, MAX_JWKS_BYTES))
 
 
 async def fetch_json(client: httpx.AsyncClient, url: str, max_bytes: int, **options: Any) -> Any:
