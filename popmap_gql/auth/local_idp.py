@@ -100,14 +100,11 @@ class LocalIdentityProvider:
         return TokenVerifier(
             issuer=LOCAL_ISSUER,
             client_ids=[LOCAL_CLIENT_ID],
-            keys=self.key_source(),
+            keys=StaticKeys({self.kid: jwt.PyJWK(self._public_jwk, algorithm="RS256")}),
             leeway=settings.token_leeway_seconds,
             service_client_ids=local_service_client_ids(settings),
             resource_server=settings.cognito_resource_server,
         )
-
-    def key_source(self) -> StaticKeys:
-        return StaticKeys({self.kid: jwt.PyJWK(self._public_jwk, algorithm="RS256")})
 
     def mint(
         self,
@@ -157,11 +154,7 @@ class LocalIdentityProvider:
             **(identity_claims or {}),
             "jti": str(uuid.uuid4()),
         }
-        headers = {"kid": self.kid}
-        return {
-            "access_token": jwt.encode(access, self._private_key, "RS256", headers=headers),
-            "id_token": jwt.encode(identity, self._private_key, "RS256", headers=headers),
-        }
+        return {"access_token": self._sign(access), "id_token": self._sign(identity)}
 
     def public_jwks(self) -> dict[str, list[dict[str, str]]]:
         """The JSON Web Key Set of this provider's public key, as Cognito publishes its."""
@@ -185,8 +178,11 @@ class LocalIdentityProvider:
             "version": 2,
             "jti": str(uuid.uuid4()),
         }
-        token = jwt.encode(access, self._private_key, "RS256", headers={"kid": self.kid})
+        token = self._sign(access)
         return {"access_token": token, "expires_in": ttl_seconds, "token_type": "Bearer"}
+
+    def _sign(self, claims: dict[str, Any]) -> str:
+        return jwt.encode(claims, self._private_key, "RS256", headers={"kid": self.kid})
 
 
 def _b64uint(value: int) -> str:
