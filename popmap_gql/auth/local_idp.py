@@ -18,6 +18,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.utils import to_base64url_uint
 
 from popmap_gql.auth.jwks import StaticKeys
 from popmap_gql.auth.tokens import TokenVerifier
@@ -63,8 +64,8 @@ class LocalIdentityProvider:
             "kty": "RSA",
             "use": "sig",
             "alg": "RS256",
-            "n": _b64uint(public_numbers.n),
-            "e": _b64uint(public_numbers.e),
+            "n": to_base64url_uint(public_numbers.n).decode(),
+            "e": to_base64url_uint(public_numbers.e).decode(),
         }
         thumbprint = json.dumps(
             {k: self._public_jwk[k] for k in ("e", "kty", "n")}, separators=(",", ":")
@@ -183,8 +184,3 @@ class LocalIdentityProvider:
 
     def _sign(self, claims: dict[str, Any]) -> str:
         return jwt.encode(claims, self._private_key, "RS256", headers={"kid": self.kid})
-
-
-def _b64uint(value: int) -> str:
-    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
