@@ -7,9 +7,9 @@ Active only when no user pool is configured. Its private key lives in the data f
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
-import os
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +23,7 @@ from jwt.utils import to_base64url_uint
 from popmap_gql.auth.jwks import StaticKeys
 from popmap_gql.auth.tokens import TokenVerifier
 from popmap_gql.config import Settings
+from popmap_gql.media.policy import write_whole
 
 __all__ = [
     "LOCAL_CLIENT_ID",
@@ -84,13 +85,9 @@ class LocalIdentityProvider:
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             )
-            try:  # O_EXCL: if two processes race, the first key wins and both use it
-                fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass
-            else:
-                with os.fdopen(fd, "wb") as file:
-                    file.write(pem)
+            # If two processes race, the first key wins and both use it.
+            with contextlib.suppress(FileExistsError):
+                write_whole(self.key_path, pem, replace=False, mode=0o600)
         loaded = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
         if not isinstance(loaded, rsa.RSAPrivateKey):
             raise TypeError(f"{self.key_path} does not hold an RSA key")
