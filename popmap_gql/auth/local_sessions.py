@@ -255,14 +255,12 @@ async def revoke_session(origin_jti: str) -> None:
     )
 
 
-async def revoke_everywhere(sub: str) -> int:
-    """Revoke every session of this user (GlobalSignOut); how many were live."""
-    rows = await fetch(
-        "UPDATE local_idp_session SET revoked_at = now()"
-        " WHERE sub = $1 AND revoked_at IS NULL RETURNING 1 AS one",
+async def revoke_everywhere(sub: str) -> None:
+    """Revoke every session of this user (GlobalSignOut)."""
+    await execute(
+        "UPDATE local_idp_session SET revoked_at = now() WHERE sub = $1 AND revoked_at IS NULL",
         [sub],
     )
-    return len(rows)
 
 
 def mint_tokens(
