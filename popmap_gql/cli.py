@@ -347,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc = media_commands.add_parser(
         "gc", help="delete uploads older than a day that no business or event shows"
     )
+    # A day is more than the time an upload may take to be saved (rules.py CLAIM_SECONDS).
     gc.add_argument(
         "--min-age-hours",
         type=float,
