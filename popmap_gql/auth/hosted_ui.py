@@ -251,12 +251,12 @@ def _to_app(redirect_uri: str, state: str | None, values: dict[str, str]) -> Res
     return RedirectResponse(f"{redirect_uri}{separator}{query}", 302, headers=_NO_STORE)
 
 
-def _error_page(error: str, description: str, status: int = 400) -> HTMLResponse:
+def _error_page(error: str, description: str) -> HTMLResponse:
     body = (
         "<h1>Sign-in error</h1>"
         f"<p><code>{html.escape(error)}</code>: {html.escape(description)}</p>"
     )
-    return HTMLResponse(_page("Sign-in error", body), status, headers=_PAGE_HEADERS)
+    return HTMLResponse(_page("Sign-in error", body), 400, headers=_PAGE_HEADERS)
 
 
 def _page(title: str, body: str) -> str:
