@@ -322,7 +322,7 @@ def _authorize_request(request: Request) -> AuthorizeRequest | Response:
     """The request's authorize parameters, checked, or the page or redirect refusing them."""
     settings: Settings = request.app.state.local_sign_in.settings
     try:
-        params = _single_values(list(request.query_params.multi_items()))
+        params = _single_values(request.query_params.multi_items())
         return parse_authorize(params, settings)
     except (_PageError, _RedirectError) as refused:
         return refused.answer()
@@ -501,7 +501,7 @@ async def logout(request: Request) -> Response:
     every sign-in shows the page."""
     local: LocalSignIn = request.app.state.local_sign_in
     try:
-        params = _single_values(list(request.query_params.multi_items()))
+        params = _single_values(request.query_params.multi_items())
     except _PageError as refused:
         return refused.answer()
     if params.get("client_id") != LOCAL_CLIENT_ID:
