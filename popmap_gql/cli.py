@@ -28,9 +28,7 @@ logger = logging.getLogger("popmap_gql")
 async def _database_url(settings: Settings) -> str:
     from popmap_gql.db.embedded import embedded_database_url
 
-    if settings.database_url:
-        return settings.database_url
-    return await embedded_database_url(settings.embedded_pgdata)
+    return settings.database_url or await embedded_database_url(settings.embedded_pgdata)
 
 
 @asynccontextmanager
