@@ -184,9 +184,7 @@ def metrics_endpoint(metrics: Metrics) -> Route:
 
 
 def create_app(settings: Settings) -> Starlette:
-    metrics: Metrics | None = None
-    if settings.metrics:
-        metrics = install_metrics(settings.metrics_multiprocess_dir)
+    metrics = install_metrics(settings.metrics_multiprocess_dir) if settings.metrics else None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

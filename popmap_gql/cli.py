@@ -10,18 +10,15 @@ import logging.config
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
 
 from tortoise import Tortoise
 
 from popmap_gql.config import ConfigError, Settings, load_settings
 from popmap_gql.logs import logging_config
-
-if TYPE_CHECKING:  # imported where used, so the other commands do not load the key code
-    from popmap_gql.auth.local_idp import LocalIdentityProvider
 
 __all__ = ["main"]
 
@@ -31,22 +28,28 @@ logger = logging.getLogger("popmap_gql")
 async def _database_url(settings: Settings) -> str:
     from popmap_gql.db.embedded import embedded_database_url
 
-    if settings.database_url:
-        return settings.database_url
-    return await embedded_database_url(settings.embedded_pgdata)
+    return settings.database_url or await embedded_database_url(settings.embedded_pgdata)
+
+
+@asynccontextmanager
+async def _orm(url: str, settings: Settings) -> AsyncIterator[None]:
+    """The ORM on a small pool of its own, for a command's work."""
+    from popmap_gql.db.orm import tortoise_config
+
+    await Tortoise.init(config=tortoise_config(url, pool_size=2, pooler=settings.db_pooler))
+    try:
+        yield
+    finally:
+        await Tortoise.close_connections()
 
 
 async def _seed(url: str, settings: Settings) -> None:
     from popmap_gql.db.migrate import migrate
-    from popmap_gql.db.orm import tortoise_config
     from popmap_gql.db.seed import seed_demo
 
     await migrate(url)
-    await Tortoise.init(config=tortoise_config(url, pool_size=2, pooler=settings.db_pooler))
-    try:
+    async with _orm(url, settings):
         report = await seed_demo()
-    finally:
-        await Tortoise.close_connections()
     print(
         f"demo data ready: {report.categories} categories, {report.businesses} businesses,"
         f" {report.events} events"
@@ -239,11 +242,22 @@ def cmd_dev_token(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from popmap_gql.auth.local_idp import LocalIdentityProvider
+    from popmap_gql.auth.local_idp import LocalIdentityProvider, local_service_client_ids
 
     local = LocalIdentityProvider(settings.data_dir)
     if args.client_credentials:
-        return _dev_service_token(local, settings, args)
+        # A service's token, as Cognito's token endpoint answers the client-credentials grant.
+        service_clients = local_service_client_ids(settings)
+        client_id = args.client_id or service_clients[0]
+        if client_id not in service_clients:
+            print(
+                f"popmap-gql: warning: {client_id} is not in AWS_COGNITO_SERVICE_CLIENT_IDS;"
+                " serve will refuse this token",
+                file=sys.stderr,
+            )
+        token = local.mint_client_credentials(client_id, args.scope, ttl_seconds=args.ttl)
+        print(json.dumps(token, indent=2))
+        return 0
     if args.email is None:
         print("popmap-gql: dev-token needs --email (or --client-credentials)", file=sys.stderr)
         return 2
@@ -255,43 +269,20 @@ def cmd_dev_token(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_media_gc(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
-    from popmap_gql.db.orm import tortoise_config
     from popmap_gql.media.stores import build_store
     from popmap_gql.media.uploads import collect_garbage
 
     async def run() -> None:
-        url = await _database_url(settings)
-        await Tortoise.init(config=tortoise_config(url, pool_size=2, pooler=settings.db_pooler))
-        try:
+        async with _orm(await _database_url(settings), settings):
             report = await collect_garbage(
                 build_store(settings), datetime.now(UTC), timedelta(hours=args.min_age_hours)
             )
-        finally:
-            await Tortoise.close_connections()
         print(
             f"media gc: {report.objects_deleted} objects deleted,"
             f" {report.uploads_forgotten} uploads forgotten"
         )
 
     asyncio.run(run())
-    return 0
-
-
-def _dev_service_token(
-    local: LocalIdentityProvider, settings: Settings, args: argparse.Namespace
-) -> int:
-    """A client-credentials token, as Cognito's token endpoint would answer a service."""
-    from popmap_gql.auth.local_idp import local_service_client_ids
-
-    client_id = args.client_id or local_service_client_ids(settings)[0]
-    if client_id not in local_service_client_ids(settings):
-        print(
-            f"popmap-gql: warning: {client_id} is not in AWS_COGNITO_SERVICE_CLIENT_IDS;"
-            " serve will refuse this token",
-            file=sys.stderr,
-        )
-    token = local.mint_client_credentials(client_id, args.scope, ttl_seconds=args.ttl)
-    print(json.dumps(token, indent=2))
     return 0
 
 
@@ -354,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc = media_commands.add_parser(
         "gc", help="delete uploads older than a day that no business or event shows"
     )
+    # A day is more than the time an upload may take to be saved (rules.py CLAIM_SECONDS).
     gc.add_argument(
         "--min-age-hours",
         type=float,
@@ -372,8 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"popmap-gql: configuration error: {exc}", file=sys.stderr)
         return 2
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
-    handler = args.handler
-    result: int = handler(settings, args)
+    result: int = args.handler(settings, args)
     return result
 
 

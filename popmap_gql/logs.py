@@ -63,21 +63,9 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return {key: _clipped(value) for key, value in fields.items()} if fields else {}
 
 
-_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
 def _escape(char: str) -> str:
-    known = _ESCAPES.get(char)
-    if known is not None:
-        return known
-    code = ord(char)
-    return (
-        f"\\x{code:02x}"
-        if code < 0x100
-        else f"\\u{code:04x}"
-        if code < 0x10000
-        else f"\\U{code:08x}"
-    )
+    """An unprintable character or a backslash as Python escapes it (\\n, \\x1b, \\u2028)."""
+    return char.encode("unicode_escape").decode("ascii")
 
 
 def _escaped(text: str, backslashes: bool = True) -> str:

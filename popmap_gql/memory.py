@@ -82,7 +82,7 @@ class LRU(Generic[K, V]):
     def put(self, key: K, value: V) -> bool:
         """Keep `value` as the most recently used, making room; whether it was kept (an
         entry larger than `max_entry_bytes` is not, and replaces nothing)."""
-        cost = self._cost(key, value)
+        cost = 0 if self._size is None else self._size(key, value)
         if self.max_entry_bytes is not None and cost > self.max_entry_bytes:
             return False
         self.pop(key)
@@ -104,9 +104,6 @@ class LRU(Generic[K, V]):
     def clear(self) -> None:
         self._entries.clear()
         self.bytes = 0
-
-    def _cost(self, key: K, value: V) -> int:
-        return 0 if self._size is None else self._size(key, value)
 
 
 @dataclass(frozen=True, slots=True)

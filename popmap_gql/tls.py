@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from popmap_gql.media.policy import write_whole
 
 __all__ = ["LocalCertificate", "local_certificate"]
 
@@ -71,15 +72,6 @@ def _covers(path: Path, names: Sequence[str]) -> bool:
     if datetime.datetime.now(datetime.UTC) >= renew_after:
         return False
     return all(_general_name(name) in alternatives for name in names)
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Replace `path` at once, created with `mode` (never readable by others in between)."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as file:
-        file.write(data)
-    os.replace(temporary, path)
 
 
 def local_certificate(data_dir: Path, host: str) -> LocalCertificate:
@@ -163,13 +155,16 @@ def local_certificate(data_dir: Path, host: str) -> LocalCertificate:
         .sign(authority_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
-    _write(
+    # Each file replaced at once, created with its mode (never readable by others in between).
+    write_whole(
         paths.key,
         server_key.private_bytes(
             pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ),
-        0o600,
+        replace=True,
+        mode=0o600,
     )
-    _write(paths.authority, authority.public_bytes(pem), 0o644)
-    _write(paths.certificate, server.public_bytes(pem) + authority.public_bytes(pem), 0o644)
+    write_whole(paths.authority, authority.public_bytes(pem), replace=True, mode=0o644)
+    certificates = server.public_bytes(pem) + authority.public_bytes(pem)
+    write_whole(paths.certificate, certificates, replace=True, mode=0o644)
     return LocalCertificate(paths.certificate, paths.key, paths.authority, created=True)

@@ -421,6 +421,19 @@ def test_logout_goes_only_to_an_allowed_sign_out_url(base: str) -> None:
     assert "location" not in wrong_client.headers
 
 
+def test_logout_refuses_a_repeated_parameter_on_a_page(base: str) -> None:
+    params = httpx.QueryParams({"client_id": LOCAL_CLIENT_ID, "logout_uri": SIGNED_OUT}).add(
+        "logout_uri", "https://evil.example/"
+    )
+
+    response = httpx.get(f"{base}/logout", params=params)
+
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    assert "logout_uri is repeated" in response.text
+    assert response.headers["x-frame-options"] == "DENY"
+
+
 def test_userinfo_answers_the_person_of_an_access_token(base: str) -> None:
     tokens = tokens_of(base, "info@example.com", provider="Facebook")
 

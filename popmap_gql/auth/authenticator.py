@@ -73,12 +73,10 @@ class Authenticator:
             # No user row, no profile, no groups: the token's scopes are its only powers.
             return Viewer(client_id=claims.service_client, scopes=claims.scopes)
         entry = await self._user(claims)
-        user = entry[1]
-        completed = await self._complete_profile(user, claims, token)
-        if completed != user:
-            entry = (time.monotonic(), completed)
+        user = await self._complete_profile(entry[1], claims, token)
+        if user != entry[1]:
+            entry = (time.monotonic(), user)
             self._users.put((claims.issuer, claims.sub), entry)
-        user = completed
         viewer = Viewer(
             user_id=user.id,
             username=user.username,
@@ -101,8 +99,7 @@ class Authenticator:
         known = self._viewers.get(_bearer_candidate(authorization))
         if known is not None:
             return known.expires_at
-        claims = await self._verify(bearer_token(authorization))
-        return claims.expires_at
+        return (await self._verify(bearer_token(authorization))).expires_at
 
     def _still_current(self, known: _KnownViewer) -> bool:
         """The token has not expired and the user entry is the one the viewer came from."""

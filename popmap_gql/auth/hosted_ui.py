@@ -154,14 +154,8 @@ class AuthorizeRequest:
             "code_challenge": self.code_challenge,
             "code_challenge_method": "S256",
         }
-        for name, value in (
-            ("state", self.state),
-            ("identity_provider", self.provider),
-            ("nonce", self.nonce),
-        ):
-            if value is not None:
-                values[name] = value
-        return values
+        optional = {"state": self.state, "identity_provider": self.provider, "nonce": self.nonce}
+        return values | {name: value for name, value in optional.items() if value is not None}
 
 
 @dataclass
@@ -170,6 +164,9 @@ class _PageError(Exception):
 
     error: str
     description: str
+
+    def answer(self) -> Response:
+        return _error_page(self.error, self.description)
 
 
 @dataclass
@@ -180,6 +177,10 @@ class _RedirectError(Exception):
     state: str | None
     error: str
     description: str
+
+    def answer(self) -> Response:
+        values = {"error": self.error, "error_description": self.description}
+        return _to_app(self.redirect_uri, self.state, values)
 
 
 def _single_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
@@ -243,23 +244,19 @@ def parse_authorize(params: Mapping[str, str], settings: Settings) -> AuthorizeR
     )
 
 
-def _with_query(uri: str, values: dict[str, str]) -> str:
-    return f"{uri}{'&' if '?' in uri else '?'}{urlencode(values)}"
+def _to_app(redirect_uri: str, state: str | None, values: dict[str, str]) -> Response:
+    """Back to the app's redirect URI with these values and the request's state."""
+    query = urlencode(values if state is None else {**values, "state": state})
+    separator = "&" if "?" in redirect_uri else "?"
+    return RedirectResponse(f"{redirect_uri}{separator}{query}", 302, headers=_NO_STORE)
 
 
-def _back_to_app(refused: _RedirectError) -> Response:
-    values = {"error": refused.error, "error_description": refused.description}
-    if refused.state is not None:
-        values["state"] = refused.state
-    return RedirectResponse(_with_query(refused.redirect_uri, values), 302, headers=_NO_STORE)
-
-
-def _error_page(error: str, description: str, status: int = 400) -> HTMLResponse:
+def _error_page(error: str, description: str) -> HTMLResponse:
     body = (
         "<h1>Sign-in error</h1>"
         f"<p><code>{html.escape(error)}</code>: {html.escape(description)}</p>"
     )
-    return HTMLResponse(_page("Sign-in error", body), status, headers=_PAGE_HEADERS)
+    return HTMLResponse(_page("Sign-in error", body), 400, headers=_PAGE_HEADERS)
 
 
 def _page(title: str, body: str) -> str:
@@ -325,12 +322,10 @@ def _authorize_request(request: Request) -> AuthorizeRequest | Response:
     """The request's authorize parameters, checked, or the page or redirect refusing them."""
     settings: Settings = request.app.state.local_sign_in.settings
     try:
-        params = _single_values(list(request.query_params.multi_items()))
+        params = _single_values(request.query_params.multi_items())
         return parse_authorize(params, settings)
-    except _PageError as refused:
-        return _error_page(refused.error, refused.description)
-    except _RedirectError as refused:
-        return _back_to_app(refused)
+    except (_PageError, _RedirectError) as refused:
+        return refused.answer()
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -366,10 +361,8 @@ async def login_submit(request: Request) -> Response:
     try:
         form = await _form(request)
         parsed = parse_authorize(form, settings)
-    except _PageError as refused:
-        return _error_page(refused.error, refused.description)
-    except _RedirectError as refused:
-        return _back_to_app(refused)
+    except (_PageError, _RedirectError) as refused:
+        return refused.answer()
     try:
         person = _person(form, parsed.provider, settings)
     except ValueError as exc:
@@ -383,11 +376,8 @@ async def login_submit(request: Request) -> Response:
         person=person,
         nonce=parsed.nonce,
     )
-    values = {"code": code}
-    if parsed.state is not None:
-        values["state"] = parsed.state
     # 302 after a POST: the browser follows it with a GET, as from Cognito's /login.
-    return RedirectResponse(_with_query(parsed.redirect_uri, values), 302, headers=_NO_STORE)
+    return _to_app(parsed.redirect_uri, parsed.state, {"code": code})
 
 
 # --- /oauth2/token --------------------------------------------------------------------------
@@ -511,9 +501,9 @@ async def logout(request: Request) -> Response:
     every sign-in shows the page."""
     local: LocalSignIn = request.app.state.local_sign_in
     try:
-        params = _single_values(list(request.query_params.multi_items()))
+        params = _single_values(request.query_params.multi_items())
     except _PageError as refused:
-        return _error_page(refused.error, refused.description)
+        return refused.answer()
     if params.get("client_id") != LOCAL_CLIENT_ID:
         return _error_page("invalid_request", f"client_id must be {LOCAL_CLIENT_ID}")
     logout_uri = params.get("logout_uri")

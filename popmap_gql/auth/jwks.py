@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import httpx
@@ -74,12 +73,10 @@ class JWKSCache:
         client: httpx.AsyncClient,
         *,
         cooldown: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
         self._client = client
         self._cooldown = cooldown
-        self._clock = clock
         self._keys: dict[str, jwt.PyJWK] = {}
         self._next_fetch_at = float("-inf")
         self._inflight: asyncio.Task[None] | None = None
@@ -88,7 +85,7 @@ class JWKSCache:
         key = self._keys.get(kid)
         if key is not None:
             return key
-        if self._clock() >= self._next_fetch_at or self._inflight is not None:
+        if time.monotonic() >= self._next_fetch_at or self._inflight is not None:
             await self._refresh()
         key = self._keys.get(kid)
         if key is not None:
@@ -110,21 +107,18 @@ class JWKSCache:
 
     async def _fetch(self) -> None:
         try:
-            keys = await self._download()
+            with tracing.span("cognito.jwks", {"url.full": self.url}):
+                keys = parse_jwks(await fetch_json(self._client, self.url, MAX_JWKS_BYTES))
         except (httpx.HTTPError, ValueError) as exc:
-            self._next_fetch_at = self._clock() + min(self._cooldown, FAILURE_RETRY_SECONDS)
+            self._next_fetch_at = time.monotonic() + min(self._cooldown, FAILURE_RETRY_SECONDS)
             logger.warning("could not fetch signing keys from %s: %s", self.url, exc)
             _count_fetch("failed")
             return
         _count_fetch("ok")
-        self._next_fetch_at = self._clock() + self._cooldown
+        self._next_fetch_at = time.monotonic() + self._cooldown
         if keys:  # an empty answer is an incident, not a revocation of every key
             self._keys = keys
         logger.info("fetched %d signing key(s) from %s", len(keys), self.url)
-
-    async def _download(self) -> dict[str, jwt.PyJWK]:
-        with tracing.span("cognito.jwks", {"url.full": self.url}):
-            return parse_jwks(await fetch_json(self._client, self.url, MAX_JWKS_BYTES))
 
 
 async def fetch_json(client: httpx.AsyncClient, url: str, max_bytes: int, **options: Any) -> Any:

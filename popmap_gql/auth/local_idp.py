@@ -7,9 +7,9 @@ Active only when no user pool is configured. Its private key lives in the data f
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
-import os
 import time
 import uuid
 from pathlib import Path
@@ -18,10 +18,12 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.utils import to_base64url_uint
 
 from popmap_gql.auth.jwks import StaticKeys
 from popmap_gql.auth.tokens import TokenVerifier
 from popmap_gql.config import Settings
+from popmap_gql.media.policy import write_whole
 
 __all__ = [
     "LOCAL_CLIENT_ID",
@@ -63,8 +65,8 @@ class LocalIdentityProvider:
             "kty": "RSA",
             "use": "sig",
             "alg": "RS256",
-            "n": _b64uint(public_numbers.n),
-            "e": _b64uint(public_numbers.e),
+            "n": to_base64url_uint(public_numbers.n).decode(),
+            "e": to_base64url_uint(public_numbers.e).decode(),
         }
         thumbprint = json.dumps(
             {k: self._public_jwk[k] for k in ("e", "kty", "n")}, separators=(",", ":")
@@ -83,13 +85,9 @@ class LocalIdentityProvider:
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             )
-            try:  # O_EXCL: if two processes race, the first key wins and both use it
-                fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass
-            else:
-                with os.fdopen(fd, "wb") as file:
-                    file.write(pem)
+            # If two processes race, the first key wins and both use it.
+            with contextlib.suppress(FileExistsError):
+                write_whole(self.key_path, pem, replace=False, mode=0o600)
         loaded = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
         if not isinstance(loaded, rsa.RSAPrivateKey):
             raise TypeError(f"{self.key_path} does not hold an RSA key")
@@ -100,14 +98,11 @@ class LocalIdentityProvider:
         return TokenVerifier(
             issuer=LOCAL_ISSUER,
             client_ids=[LOCAL_CLIENT_ID],
-            keys=self.key_source(),
+            keys=StaticKeys({self.kid: jwt.PyJWK(self._public_jwk, algorithm="RS256")}),
             leeway=settings.token_leeway_seconds,
             service_client_ids=local_service_client_ids(settings),
             resource_server=settings.cognito_resource_server,
         )
-
-    def key_source(self) -> StaticKeys:
-        return StaticKeys({self.kid: jwt.PyJWK(self._public_jwk, algorithm="RS256")})
 
     def mint(
         self,
@@ -157,11 +152,7 @@ class LocalIdentityProvider:
             **(identity_claims or {}),
             "jti": str(uuid.uuid4()),
         }
-        headers = {"kid": self.kid}
-        return {
-            "access_token": jwt.encode(access, self._private_key, "RS256", headers=headers),
-            "id_token": jwt.encode(identity, self._private_key, "RS256", headers=headers),
-        }
+        return {"access_token": self._sign(access), "id_token": self._sign(identity)}
 
     def public_jwks(self) -> dict[str, list[dict[str, str]]]:
         """The JSON Web Key Set of this provider's public key, as Cognito publishes its."""
@@ -185,10 +176,8 @@ class LocalIdentityProvider:
             "version": 2,
             "jti": str(uuid.uuid4()),
         }
-        token = jwt.encode(access, self._private_key, "RS256", headers={"kid": self.kid})
+        token = self._sign(access)
         return {"access_token": token, "expires_in": ttl_seconds, "token_type": "Bearer"}
 
-
-def _b64uint(value: int) -> str:
-    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    def _sign(self, claims: dict[str, Any]) -> str:
+        return jwt.encode(claims, self._private_key, "RS256", headers={"kid": self.kid})

@@ -20,7 +20,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from popmap_gql.auth.local_idp import LOCAL_POOL_ID, LocalIdentityProvider, local_sub
 from popmap_gql.db.client import execute, fetch
@@ -200,8 +200,14 @@ def _decoded(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "person": LocalPerson.from_json(row["person"]), "scopes": tuple(row["scopes"])}
 
 
-def _session(row: dict[str, Any]) -> Session:
-    return Session(**_decoded(row))
+async def _session_where(
+    column: Literal["refresh_token_hash", "origin_jti"], value: object
+) -> Session | None:
+    rows = await fetch(
+        f"SELECT {_SESSION_COLUMNS} FROM local_idp_session WHERE {column} = $1",  # noqa: S608
+        [value],
+    )
+    return Session(**_decoded(rows[0])) if rows else None
 
 
 async def create_session(
@@ -225,15 +231,11 @@ async def create_session(
             REFRESH_TOKEN_DAYS,
         ],
     )
-    return _session(rows[0]), refresh_token
+    return Session(**_decoded(rows[0])), refresh_token
 
 
 async def session_of_refresh_token(refresh_token: str) -> Session | None:
-    rows = await fetch(
-        f"SELECT {_SESSION_COLUMNS} FROM local_idp_session WHERE refresh_token_hash = $1",  # noqa: S608
-        [_hash(refresh_token)],
-    )
-    return _session(rows[0]) if rows else None
+    return await _session_where("refresh_token_hash", _hash(refresh_token))
 
 
 async def find_session(origin_jti: str) -> Session | None:
@@ -242,11 +244,7 @@ async def find_session(origin_jti: str) -> Session | None:
         key = uuid.UUID(origin_jti)
     except ValueError:
         return None
-    rows = await fetch(
-        f"SELECT {_SESSION_COLUMNS} FROM local_idp_session WHERE origin_jti = $1",  # noqa: S608
-        [key],
-    )
-    return _session(rows[0]) if rows else None
+    return await _session_where("origin_jti", key)
 
 
 async def revoke_session(origin_jti: str) -> None:
@@ -257,14 +255,12 @@ async def revoke_session(origin_jti: str) -> None:
     )
 
 
-async def revoke_everywhere(sub: str) -> int:
-    """Revoke every session of this user (GlobalSignOut); how many were live."""
-    rows = await fetch(
-        "UPDATE local_idp_session SET revoked_at = now()"
-        " WHERE sub = $1 AND revoked_at IS NULL RETURNING 1 AS one",
+async def revoke_everywhere(sub: str) -> None:
+    """Revoke every session of this user (GlobalSignOut)."""
+    await execute(
+        "UPDATE local_idp_session SET revoked_at = now() WHERE sub = $1 AND revoked_at IS NULL",
         [sub],
     )
-    return len(rows)
 
 
 def mint_tokens(

@@ -38,24 +38,21 @@ class UserInfoClient:
     async def fetch(self, access_token: str) -> Profile | None:
         """The profile, or None on any failure: a missing profile never fails a request."""
         with tracing.span("cognito.userinfo", {"url.full": self.url}):
-            return await self._fetch(access_token)
-
-    async def _fetch(self, access_token: str) -> Profile | None:
-        try:
-            document = await fetch_json(
-                self._client,
-                self.url,
-                MAX_USERINFO_BYTES,
-                headers={"Authorization": f"Bearer {access_token}"},
-                timeout=self._timeout,
+            try:
+                document = await fetch_json(
+                    self._client,
+                    self.url,
+                    MAX_USERINFO_BYTES,
+                    headers={"Authorization": f"Bearer {access_token}"},
+                    timeout=self._timeout,
+                )
+                if not isinstance(document, dict):
+                    raise ValueError("not a JSON object")
+            except (httpx.HTTPError, ValueError) as exc:
+                logger.warning("userInfo request failed, profile left to fill later: %s", exc)
+                return None
+            return Profile(
+                email=_text(document, "email"),
+                given_name=_text(document, "given_name"),
+                family_name=_text(document, "family_name"),
             )
-            if not isinstance(document, dict):
-                raise ValueError("not a JSON object")
-        except (httpx.HTTPError, ValueError) as exc:
-            logger.warning("userInfo request failed, profile left to fill later: %s", exc)
-            return None
-        return Profile(
-            email=_text(document, "email"),
-            given_name=_text(document, "given_name"),
-            family_name=_text(document, "family_name"),
-        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
@@ -26,6 +27,7 @@ __all__ = [
     "load_or_create_secret",
     "sign_policy",
     "verify_policy",
+    "write_whole",
 ]
 
 ALGORITHM = "POPMAP-HMAC-SHA256"
@@ -53,17 +55,25 @@ def load_or_create_secret(path: Path) -> bytes:
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    scratch = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
-    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        file.write(secrets.token_bytes(_SECRET_BYTES))
-    try:
-        os.link(scratch, path)  # never replaces a key another worker wrote first
-    except FileExistsError:
-        pass
-    finally:
-        scratch.unlink()
+    with contextlib.suppress(FileExistsError):  # another worker wrote its key first
+        write_whole(path, secrets.token_bytes(_SECRET_BYTES), replace=False, mode=0o600)
     return _read_secret(path)
+
+
+def write_whole(path: Path, data: bytes, *, replace: bool, mode: int = 0o666) -> None:
+    """Write whole or not at all: a scratch file created with `mode`, then a rename
+    (`replace`) or a link, which never replaces a file (FileExistsError)."""
+    scratch = path.with_name(f".{path.name}.{secrets.token_hex(8)}.part")
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+    try:
+        if replace:
+            os.replace(scratch, path)
+        else:
+            os.link(scratch, path)
+    finally:
+        scratch.unlink(missing_ok=True)
 
 
 def _read_secret(path: Path) -> bytes:

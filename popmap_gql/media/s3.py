@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
@@ -20,7 +20,7 @@ from popmap_gql.media.stores import ListedObject, SignedPost, StoredObject
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
-    from mypy_boto3_s3.type_defs import ListObjectsV2OutputTypeDef, ObjectIdentifierTypeDef
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 __all__ = ["S3Store"]
 
@@ -93,10 +93,8 @@ class S3Store:
         return StoredObject(size=size, content_type=found.get("ContentType", ""), data=data)
 
     async def publish(self, key: str, data: bytes, content_type: str) -> None:
-        await _call(self._put, key, data, content_type)
-
-    def _put(self, key: str, data: bytes, content_type: str) -> None:
-        self.client.put_object(
+        await _call(
+            self.client.put_object,
             Bucket=self.bucket,
             Key=key,
             Body=data,
@@ -116,15 +114,11 @@ class S3Store:
         paginator = self.client.get_paginator("list_objects_v2")
         for prefix in _PREFIXES:
             pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=prefix))
-            while (page := await _call(_next_page, pages)) is not None:
+            while (page := await _call(next, pages, None)) is not None:
                 yield [
                     ListedObject(key=item["Key"], modified_at=item["LastModified"])
                     for item in page.get("Contents", [])
                 ]
-
-
-def _next_page(pages: Iterator[ListObjectsV2OutputTypeDef]) -> ListObjectsV2OutputTypeDef | None:
-    return next(pages, None)
 
 
 async def _call(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

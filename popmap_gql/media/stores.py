@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from popmap_gql.media.policy import (
     load_or_create_secret,
     sign_policy,
     verify_policy,
+    write_whole,
 )
 from popmap_gql.media.rules import PUBLISHED_KEY, UPLOAD_KEY, content_type_of_key
 
@@ -174,17 +174,8 @@ def _unlink(paths: list[Path]) -> None:
 
 
 def _write(path: Path, data: bytes, *, replace: bool) -> None:
-    """Write whole or not at all: a scratch file, then a link (new) or a rename (replace)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.name}.{secrets.token_hex(8)}.part")
-    with scratch.open("xb") as file:
-        file.write(data)
     try:
-        if replace:
-            os.replace(scratch, path)
-        else:
-            os.link(scratch, path)
+        write_whole(path, data, replace=replace)
     except FileExistsError:
         raise ObjectExists(path.name) from None
-    finally:
-        scratch.unlink(missing_ok=True)

@@ -26,7 +26,6 @@ from popmap_gql.media.rules import (
 from popmap_gql.media.stores import MediaStore, SignedPost
 
 __all__ = [
-    "GC_AGE",
     "GarbageReport",
     "IssuedUpload",
     "claim_upload",
@@ -35,10 +34,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# Unreferenced objects and upload rows older than this are removed by `media gc`: more
-# than the time an upload may take to be saved (CLAIM_SECONDS).
-GC_AGE = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +148,7 @@ class GarbageReport:
     uploads_forgotten: int
 
 
-async def collect_garbage(
-    store: MediaStore, now: datetime, min_age: timedelta = GC_AGE
-) -> GarbageReport:
+async def collect_garbage(store: MediaStore, now: datetime, min_age: timedelta) -> GarbageReport:
     """Delete objects older than `min_age` that no business or event shows (a replaced
     logo, an upload never saved), then the upload rows of that age."""
     cutoff = now - min_age
