@@ -153,7 +153,6 @@ class Hub:
         self._flushing: asyncio.Task[None] | None = None
         # evaluations at once: leave most of the pool to HTTP requests
         self._slots = asyncio.Semaphore(max(1, settings.db_pool_size // 2))
-        self.windows = 0  # windows evaluated since start (for the access line)
 
     # --- subscribers ---------------------------------------------------------------------
 
@@ -223,7 +222,6 @@ class Hub:
             task.add_done_callback(_log_failure)
 
     async def _route(self, touched: Touched, started: float) -> None:
-        self.windows += 1
         cohorts = list(self.cohorts.values())
         if not cohorts:
             return
@@ -393,12 +391,10 @@ class Hub:
             connection = data[root]
             for edge in connection["edges"]:
                 node = dict(edge["node"])
-                event_id = _pk(node.pop(ID_KEY))
+                event_id = decode_id("Event", node.pop(ID_KEY))
                 nodes.setdefault(event_id, {})[root] = node
             page_info = connection["pageInfo"]
             after = page_info["endCursor"] if page_info["hasNextPage"] else None
-        if not cohort.query.event_roots:
-            return {}, None
         return {event_id: (_digest(by_root), by_root) for event_id, by_root in nodes.items()}, after
 
     def _note_cohorts(self) -> None:
@@ -411,10 +407,6 @@ def _unavailable() -> dict[str, Any]:
         "message": "the list could not be read now; subscribe again",
         "extensions": {"code": "SERVICE_UNAVAILABLE"},
     }
-
-
-def _pk(global_id: str) -> int:
-    return decode_id("Event", global_id)
 
 
 def _digest(nodes: Mapping[str, Any]) -> bytes:

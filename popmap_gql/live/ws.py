@@ -187,17 +187,14 @@ class _Connection:
         try:
             await asyncio.wait({reader, closed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (reader, pinger, closed):
+            for task in (reader, pinger, closed, sender):
                 task.cancel()
             for timer in self._timers:
                 timer.cancel()
             for subscription in self.subscriptions.values():
                 self._leave(subscription)
             if self.closing is not None:
-                sender.cancel()
                 await self._close_socket(self.closing)
-            else:
-                sender.cancel()
             self._access_line()
 
     def close(self, code: int, reason: str) -> None:
