@@ -376,6 +376,36 @@ async def test_a_business_joining_updates_subscribers_selecting_businesses(
         assert value["event"] == {"businesses": [{"name": "Tacos al Pastor"}]}
 
 
+FRAGMENTS = """
+subscription Parts($withStatus: Boolean!) {
+  eventsChanged { change event { ...Outer } }
+}
+fragment Outer on Event { title ...Inner ...Shared }
+fragment Inner on Event { status @include(if: $withStatus) ...Shared }
+fragment Shared on Event { description }"""
+
+
+async def test_fragments_and_the_variables_they_use_shape_each_change(
+    api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    staff = await person(cognito, "fragments", ("staff",))
+    event = await make_event("parts", description="said once")
+    edit = (
+        "mutation($id: ID!, $i: EventUpdateInput!) { updateEvent(id: $id, input: $i) { changed } }"
+    )
+    async with live(api_url) as with_status, live(api_url) as without:
+        await open_subscription(with_status, None, {"withStatus": True}, query=FRAGMENTS)
+        await open_subscription(without, None, {"withStatus": False}, query=FRAGMENTS)
+        await mutate(client, staff, edit, {"id": global_id("Event", event.id), "i": {"title": "t"}})
+        value = (await with_status.next_change())["payload"]["data"]["eventsChanged"]
+        assert value == {
+            "change": "UPDATED",
+            "event": {"title": "t", "status": "APPROVED", "description": "said once"},
+        }
+        value = (await without.next_change())["payload"]["data"]["eventsChanged"]
+        assert value == {"change": "UPDATED", "event": {"title": "t", "description": "said once"}}
+
+
 async def test_a_change_of_a_field_nobody_selected_sends_nothing(
     api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
 ) -> None:
