@@ -17,7 +17,6 @@ __all__ = [
     "MediaType",
     "UnsupportedMediaType",
     "check_json_request",
-    "json_request_media_type",
     "parse_media_type",
 ]
 
@@ -73,10 +72,14 @@ def parse_media_type(value: str) -> MediaType | None:
     return MediaType(essence["type"].lower(), essence["subtype"].lower(), parameters)
 
 
-def json_request_media_type(content_type: str | None) -> MediaType:
-    """The media type of a POST body we will execute; UnsupportedMediaType otherwise.
-
+@functools.lru_cache(maxsize=64)
+def check_json_request(content_type: str | None) -> None:
+    """UnsupportedMediaType unless a POST body of this Content-Type is one we execute:
     JSON only, in UTF-8 (GraphQL over HTTP assumes UTF-8 when no charset is given).
+
+    Clients send a handful of Content-Type values, so accepted ones are remembered (a
+    refusal raises and is never remembered, and a value over MAX_CONTENT_TYPE_LENGTH is
+    always refused: 64 short strings at most).
     """
     if content_type is None or not content_type.strip():
         raise UnsupportedMediaType("Missing Content-Type: send application/json")
@@ -86,15 +89,3 @@ def json_request_media_type(content_type: str | None) -> MediaType:
     charset = media_type.parameters.get("charset", "utf-8").lower()
     if charset not in {"utf-8", "utf8"}:
         raise UnsupportedMediaType("Unsupported charset: send UTF-8")
-    return media_type
-
-
-@functools.lru_cache(maxsize=64)
-def check_json_request(content_type: str | None) -> None:
-    """`json_request_media_type` as a check: UnsupportedMediaType, or nothing.
-
-    Clients send a handful of Content-Type values, so accepted ones are remembered (a
-    refusal raises and is never remembered, and a value over MAX_CONTENT_TYPE_LENGTH is
-    always refused: 64 short strings at most).
-    """
-    json_request_media_type(content_type)
