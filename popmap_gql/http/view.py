@@ -192,8 +192,7 @@ _HIT = {"x-popmap-cache": "hit"}
 _NOT_STORED = "no-store"
 
 # A request's operation: (name, type), as `describe_operation` tells it.
-Operation = tuple[str | None, str | None]
-_NO_OPERATION: Operation = (None, None)
+_NO_OPERATION: tuple[str | None, str | None] = (None, None)
 
 
 @functools.lru_cache(maxsize=64)
@@ -275,16 +274,12 @@ class GraphQLView:
         self.ide_html = graphiql_html() if settings.graphiql_enabled else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            # No subscriptions: refuse websockets rather than leave them half-open.
-            response: Response = Response(status_code=404)
-            await response(scope, receive, send)
-            return
+        # An HTTP route's: WebSockets on the same path go to live/ws.py.
         request = Request(scope, receive)
         accept = request.headers.get("accept", "")
         account = Account()
         try:
-            response = await self._respond(request, accept, account)
+            response: Response = await self._respond(request, accept, account)
         except InvalidToken as exc:
             # 401 tells the client to refresh its token and retry (RFC 6750 section 3).
             challenge = f'Bearer error="invalid_token", error_description="{exc.message}"'
