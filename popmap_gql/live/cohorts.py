@@ -49,7 +49,7 @@ from popmap_gql.live.query import ID_KEY, LiveQuery
 from popmap_gql.observe import RequestFacts
 from popmap_gql.read.ids import decode_id
 
-__all__ = ["MAX_EVENTS", "Cohort", "CohortKey", "Hub", "LiveRefused", "Subscriber"]
+__all__ = ["MAX_EVENTS", "Cohort", "CohortKey", "Hub", "LiveRefused", "Subscriber", "coded"]
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +190,8 @@ class Hub:
                 pass
             if not cohort.loaded:  # it failed: so does this one (the client may retry)
                 self.leave(cohort, subscriber)
-                raise LiveRefused([_unavailable()])
+                message = "the list could not be read now; subscribe again"
+                raise LiveRefused([coded(message, "SERVICE_UNAVAILABLE")])
         return cohort
 
     def leave(self, cohort: Cohort, subscriber: Subscriber) -> None:
@@ -346,11 +347,12 @@ class Hub:
             if len(found) > MAX_EVENTS:
                 raise LiveRefused(
                     [
-                        {
-                            "message": f"the filter shows more than {MAX_EVENTS} events:"
+                        coded(
+                            f"the filter shows more than {MAX_EVENTS} events:"
                             " narrow it (a smaller bbox) to subscribe",
-                            "extensions": {"code": "BAD_USER_INPUT", "field": "filter"},
-                        }
+                            "BAD_USER_INPUT",
+                            field="filter",
+                        )
                     ]
                 )
             if after is None:
@@ -402,11 +404,9 @@ class Hub:
             metrics.live_cohorts.set(len(self.cohorts))
 
 
-def _unavailable() -> dict[str, Any]:
-    return {
-        "message": "the list could not be read now; subscribe again",
-        "extensions": {"code": "SERVICE_UNAVAILABLE"},
-    }
+def coded(message: str, code: str, **extensions: Any) -> dict[str, Any]:
+    """An error as the client gets it: its message, its code and any other extensions."""
+    return {"message": message, "extensions": {"code": code, **extensions}}
 
 
 def _digest(nodes: Mapping[str, Any]) -> bytes:

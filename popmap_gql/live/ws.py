@@ -51,7 +51,7 @@ from popmap_gql.errors import InvalidToken, ServiceUnavailable
 from popmap_gql.http.budgets import Budgets, charged_cost
 from popmap_gql.http.persisted import PersistedDocuments
 from popmap_gql.http.request_errors import BadRequest
-from popmap_gql.live.cohorts import Cohort, CohortKey, Hub, LiveRefused
+from popmap_gql.live.cohorts import Cohort, CohortKey, Hub, LiveRefused, coded
 from popmap_gql.live.query import NotLive, derive
 
 __all__ = ["PROTOCOL", "LiveEndpoint"]
@@ -325,7 +325,7 @@ class _Connection:
             self._error(
                 subscription_id,
                 [
-                    _coded(
+                    coded(
                         f"at most {self.settings.ws_max_subscriptions} subscriptions at once"
                         " on one connection",
                         "TOO_MANY_SUBSCRIPTIONS",
@@ -359,9 +359,9 @@ class _Connection:
         try:
             document = await self.endpoint.persisted.document(payload, query)
         except BadRequest as exc:
-            raise LiveRefused([_coded(exc.message, exc.code)]) from None
+            raise LiveRefused([coded(exc.message, exc.code)]) from None
         if document is None:
-            raise LiveRefused([_coded("No GraphQL query found in the request", "BAD_REQUEST")])
+            raise LiveRefused([coded("No GraphQL query found in the request", "BAD_REQUEST")])
         prepared = schema.documents.prepare(document.text)
         if prepared.document is None or prepared.errors:
             raise LiveRefused([format_error(error) for error in prepared.errors])
@@ -369,13 +369,13 @@ class _Connection:
         if admission.errors:
             raise LiveRefused([format_error(error) for error in admission.errors])
         if admission.operation is None:
-            raise LiveRefused([_coded("Unknown operation named " + str(name)[:100], "BAD_REQUEST")])
+            raise LiveRefused([coded("Unknown operation named " + str(name)[:100], "BAD_REQUEST")])
         try:
             live = derive(schema.documents.schema, prepared.document, admission, variables)
         except NotLive as exc:
             raise LiveRefused(
                 [
-                    _coded(
+                    coded(
                         f"Only subscriptions are served over WebSocket ({exc}); queries"
                         " and mutations are served over HTTP",
                         "OPERATION_NOT_SUPPORTED",
@@ -413,7 +413,7 @@ class _Connection:
         if not outcome.allowed:
             retry = outcome.retry_after(subject.policy)
             message = budgets.refusal_message(subject, outcome)
-            raise LiveRefused([_coded(message, "RATE_LIMITED", retryAfter=retry)])
+            raise LiveRefused([coded(message, "RATE_LIMITED", retryAfter=retry)])
 
     def _leave(self, subscription: _Subscription) -> None:
         if subscription.cohort is not None:
@@ -467,10 +467,6 @@ def _authorization(payload: Mapping[str, Any]) -> str | None:
                 raise _Close(FORBIDDEN, "Forbidden")
             return value
     return None
-
-
-def _coded(message: str, code: str, **extensions: Any) -> dict[str, Any]:
-    return {"message": message, "extensions": {"code": code, **extensions}}
 
 
 def _http_request(websocket: WebSocket) -> Request:
