@@ -166,20 +166,17 @@ class _Connection:
         self.sent = 0
         self.subscribed = 0
         self.request = _http_request(websocket)
-        self._timers: list[asyncio.TimerHandle] = []
+        # closes the socket when it runs out: the init timeout, then the token's expiry
+        self._timer = asyncio.get_running_loop().call_later(
+            self.settings.ws_init_timeout_seconds,
+            self.close,
+            INIT_TIMEOUT,
+            "Connection initialisation timeout",
+        )
 
     # --- the connection's life -----------------------------------------------------------
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._timers.append(
-            loop.call_later(
-                self.settings.ws_init_timeout_seconds,
-                self.close,
-                INIT_TIMEOUT,
-                "Connection initialisation timeout",
-            )
-        )
         sender = asyncio.create_task(self._send_loop())
         pinger = asyncio.create_task(self._keep_alive())
         reader = asyncio.create_task(self._read_loop())
@@ -189,8 +186,7 @@ class _Connection:
         finally:
             for task in (reader, pinger, closed, sender):
                 task.cancel()
-            for timer in self._timers:
-                timer.cancel()
+            self._timer.cancel()
             for subscription in self.subscriptions.values():
                 self._leave(subscription)
             if self.closing is not None:
@@ -288,13 +284,11 @@ class _Connection:
             raise _Close(FORBIDDEN, "Forbidden") from None
         except ServiceUnavailable:
             raise _Close(TRY_AGAIN_LATER, "Try again later") from None
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
+        self._timer.cancel()
         if expires_at is not None:
-            loop = asyncio.get_running_loop()
             delay = max(0.0, expires_at - time.time())
-            self._timers.append(loop.call_later(delay, self.close, FORBIDDEN, "Token expired"))
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(delay, self.close, FORBIDDEN, "Token expired")
         self.viewer = viewer
         self.queue(_ACK)
 
