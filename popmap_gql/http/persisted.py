@@ -234,6 +234,3 @@ class PersistedDocuments:
             return  # it is executed, and refused, but never stored
         await persisted.store(document_hash, text, self.max_documents, self.max_bytes)
         self.local.put(document_hash, _Local(text, time.monotonic()))
-
-    def __len__(self) -> int:
-        return len(self.local)
