@@ -122,11 +122,6 @@ class ResponseCache:
     def bytes_held(self) -> int:
         return self._entries.bytes
 
-    @property
-    def max_entry_bytes(self) -> int:
-        assert self._entries.max_entry_bytes is not None
-        return self._entries.max_entry_bytes
-
     @staticmethod
     def key(scope: str, request: bytes) -> bytes:
         """The entry's key: who shares it (`scope`, a JSON string, so that where it ends is
@@ -138,7 +133,8 @@ class ResponseCache:
         return len(key) + len(body) + ENTRY_OVERHEAD
 
     def fits(self, key: bytes, body: bytes) -> bool:
-        return self.cost(key, body) <= self.max_entry_bytes
+        limit = self._entries.max_entry_bytes
+        return limit is None or self.cost(key, body) <= limit
 
     def get(self, key: bytes, version: int) -> bytes | None:
         """The body stored for `key` if still valid; None tells the caller to compute it.
