@@ -108,6 +108,15 @@ async def test_connection_is_acknowledged_and_pings_are_answered(api_url: str) -
             4409,
         ),
         ([{"type": "connection_init", "payload": {"Authorization": "Bearer not.a.jwt"}}], 4403),
+        *(
+            ([{"type": "connection_init"}, {"id": "1", "type": "subscribe", "payload": p}], 4400)
+            for p in (
+                {"query": 1},
+                {"query": EVENTS, "variables": []},
+                {"query": EVENTS, "operationName": 1},
+                {"query": EVENTS, "extensions": "x"},
+            )
+        ),
     ],
     ids=[
         "subscribe-before-ack",
@@ -116,6 +125,10 @@ async def test_connection_is_acknowledged_and_pings_are_answered(api_url: str) -
         "no-payload",
         "duplicate-id",
         "bad-token",
+        "query-not-a-string",
+        "variables-not-an-object",
+        "operation-name-not-a-string",
+        "extensions-not-an-object",
     ],
 )
 async def test_protocol_violations_close_with_the_protocols_codes(

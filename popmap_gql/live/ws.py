@@ -303,15 +303,8 @@ class _Connection:
             raise _Close(BAD_REQUEST, "A subscribe message needs a payload object")
         query, variables = payload.get("query"), payload.get("variables")
         name = payload.get("operationName")
-        if (
-            (query is not None and not isinstance(query, str))
-            or (variables is not None and not isinstance(variables, dict))
-            or (name is not None and not isinstance(name, str))
-            or (
-                payload.get("extensions") is not None
-                and not isinstance(payload["extensions"], dict)
-            )
-        ):
+        kinds = ((query, str), (variables, dict), (name, str), (payload.get("extensions"), dict))
+        if not all(isinstance(value, kind | None) for value, kind in kinds):
             raise _Close(BAD_REQUEST, "Invalid subscribe payload")
         if subscription_id in self.subscriptions:
             raise _Close(SUBSCRIBER_EXISTS, f"Subscriber for {subscription_id[:40]} already exists")
