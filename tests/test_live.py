@@ -514,6 +514,30 @@ async def test_the_server_pings_idle_sockets(small_limits: Served) -> None:
         assert message == {"type": "ping"}
 
 
+async def test_a_sockets_access_line_names_the_kind_of_its_viewer(
+    small_limits: Served, cognito: FakeCognito
+) -> None:
+    staff = await person(cognito, "logged", ("staff",))
+    owner = await person(cognito, "logged-owner")
+
+    def lines(kind: str) -> int:
+        return sum(f"viewer={kind} " in line for line in _socket_lines(small_limits.log))
+
+    before = {kind: lines(kind) for kind in ("anonymous", "staff", "person")}
+    async with (
+        live(small_limits.base) as anonymous,
+        live(small_limits.base) as as_staff,
+        live(small_limits.base) as as_owner,
+    ):
+        await open_subscription(anonymous, None)
+        await open_subscription(as_staff, staff)
+        await open_subscription(as_owner, owner)
+    deadline = time.monotonic() + 10
+    while any(lines(kind) < count + 1 for kind, count in before.items()):
+        assert time.monotonic() < deadline, small_limits.log.read_text()
+        await asyncio.sleep(0.05)
+
+
 async def test_subscriptions_beyond_the_limit_are_refused_with_an_error(
     small_limits: Served, clean_db: None
 ) -> None:

@@ -47,6 +47,7 @@ __all__ = [
     "note_error_codes",
     "note_operation",
     "note_viewer",
+    "viewer_kind",
 ]
 
 ACCESS_LOGGER = "popmap_gql.access"
@@ -61,17 +62,24 @@ GRAPHQL_PATH = "/graphql"
 # --- what the layers below note ------------------------------------------------------------
 
 
+def viewer_kind(viewer: Viewer) -> str:
+    """The viewer as access lines name it: service, staff, person or anonymous."""
+    if viewer.client_id is not None:
+        return "service"
+    if viewer.user_id is not None:
+        return "staff" if viewer.is_staff else "person"
+    return "anonymous"
+
+
 def note_viewer(viewer: Viewer) -> None:
     facts = current.get()
     if facts is None:
         return
+    facts.viewer_kind = viewer_kind(viewer)
     if viewer.client_id is not None:
-        facts.viewer_kind, facts.viewer_subject = "service", f"client:{viewer.client_id}"
+        facts.viewer_subject = f"client:{viewer.client_id}"
     elif viewer.user_id is not None:
-        facts.viewer_kind = "staff" if viewer.is_staff else "person"
         facts.viewer_subject = f"user:{viewer.user_id}"
-    else:
-        facts.viewer_kind = "anonymous"
 
 
 def describe_operation(

@@ -49,6 +49,7 @@ from popmap_gql.auth.viewer import Viewer
 from popmap_gql.config import Settings
 from popmap_gql.errors import InvalidToken, ServiceUnavailable
 from popmap_gql.http.budgets import Budgets, charged_cost
+from popmap_gql.http.observe import viewer_kind
 from popmap_gql.http.persisted import PersistedDocuments
 from popmap_gql.http.request_errors import BadRequest
 from popmap_gql.live.cohorts import Cohort, CohortKey, Hub, LiveRefused, coded
@@ -414,18 +415,7 @@ class _Connection:
     def _access_line(self) -> None:
         if not access_log.isEnabledFor(logging.INFO):
             return
-        viewer = self.viewer
-        kind = (
-            "none"
-            if viewer is None
-            else "service"
-            if viewer.is_service
-            else "staff"
-            if viewer.is_staff
-            else "person"
-            if viewer.is_authenticated
-            else "anonymous"
-        )
+        kind = "none" if self.viewer is None else viewer_kind(self.viewer)
         closing = self.closing
         access_log.info(
             "websocket /graphql viewer=%s subscriptions=%d sent=%d close=%s seconds=%.1f",
