@@ -74,14 +74,6 @@ def not_found() -> BadRequest:
     )
 
 
-def _not_trusted() -> BadRequest:
-    return BadRequest(
-        "Only the documents of this server's manifest run here",
-        status=403,
-        code="PERSISTED_QUERY_NOT_TRUSTED",
-    )
-
-
 def _too_large() -> BadRequest:
     return BadRequest(
         f"A persisted query's text may be at most {LONG_DOCUMENT} characters long;"
@@ -177,26 +169,26 @@ class PersistedDocuments:
         if named is None:
             if query is None:
                 return None
-            if self.trusted is not None and sha256_hex(query) not in self.trusted:
-                raise _not_trusted()
-            return Document(query)
-        if query is not None:
-            if sha256_hex(query) != named:
-                raise BadRequest(
-                    "The persisted query's hash is not the SHA-256 of its text",
-                    code="PERSISTED_QUERY_HASH_MISMATCH",
-                )
-            if self.trusted is not None:
-                if named not in self.trusted:
-                    raise _not_trusted()
+            if self.trusted is None:
                 return Document(query)
-            await self._register(named, query)
-            return Document(query, registers=True)
-        if self.trusted is not None:
+            named = sha256_hex(query)
+        elif query is not None and sha256_hex(query) != named:
+            raise BadRequest(
+                "The persisted query's hash is not the SHA-256 of its text",
+                code="PERSISTED_QUERY_HASH_MISMATCH",
+            )
+        if self.trusted is not None:  # its hashes were checked against its texts
             text = self.trusted.get(named)
             if text is None:
-                raise _not_trusted()
+                raise BadRequest(
+                    "Only the documents of this server's manifest run here",
+                    status=403,
+                    code="PERSISTED_QUERY_NOT_TRUSTED",
+                )
             return Document(text)
+        if query is not None:
+            await self._register(named, query)
+            return Document(query, registers=True)
         text = await self._lookup(named)
         if text is None:
             raise not_found()
