@@ -190,8 +190,13 @@ class _Connection:
             self._timer.cancel()
             for subscription in self.subscriptions.values():
                 self._leave(subscription)
-            if self.closing is not None:
-                await self._close_socket(self.closing)
+            closing = self.closing
+            if (
+                closing is not None
+                and self.websocket.application_state != WebSocketState.DISCONNECTED
+            ):
+                with contextlib.suppress(RuntimeError, OSError):  # the client is gone already
+                    await self.websocket.close(closing.code, closing.reason)
             self._access_line()
 
     def close(self, code: int, reason: str) -> None:
@@ -199,12 +204,6 @@ class _Connection:
         if self.closing is None:
             self.closing = _Close(code, reason)
             self.closed.set()
-
-    async def _close_socket(self, closing: _Close) -> None:
-        if self.websocket.application_state == WebSocketState.DISCONNECTED:
-            return
-        with contextlib.suppress(RuntimeError, OSError):  # the client is gone already
-            await self.websocket.close(closing.code, closing.reason)
 
     def queue(self, *messages: bytes) -> None:
         if self.closing is not None:
