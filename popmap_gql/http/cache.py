@@ -184,33 +184,19 @@ class DataVersion:
 
     def __init__(self, read: Callable[[], Awaitable[int]]) -> None:
         self._read = read
-        self._next: asyncio.Future[int] | None = None
+        self._next: asyncio.Task[int] | None = None
         self.reads = 0
 
     async def current(self) -> int:
         if self._next is None:
-            loop = asyncio.get_running_loop()
-            self._next = loop.create_future()
-            loop.call_soon(self._start, self._next)
+            self._next = asyncio.ensure_future(self._start())  # runs from the next turn on
         # shield: one waiter's cancellation must not cancel the read for the others
         return await asyncio.shield(self._next)
 
-    def _start(self, future: asyncio.Future[int]) -> None:
+    async def _start(self) -> int:
         self._next = None  # from here on, arrivals need a read of their own
         self.reads += 1
-        task = asyncio.ensure_future(self._read())
-        task.add_done_callback(lambda done: _settle(future, done))
-
-
-def _settle(future: asyncio.Future[int], done: asyncio.Future[int]) -> None:
-    if future.done():
-        return
-    if done.cancelled():
-        future.cancel()
-    elif (error := done.exception()) is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(done.result())
+        return await self._read()
 
 
 class PrivateViews:
