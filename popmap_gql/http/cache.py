@@ -168,11 +168,6 @@ def _entry_cost(key: bytes, entry: _Entry) -> int:
     return ResponseCache.cost(key, entry.body)
 
 
-def _loop_time(monotonic: float) -> float:
-    """A time.monotonic() instant on the running loop's clock."""
-    return asyncio.get_running_loop().time() + (monotonic - time.monotonic())
-
-
 class DataVersion:
     """Reads of the data version, shared by requests that arrive before a read starts.
 
@@ -321,7 +316,7 @@ class CachedResponses:
     async def _wait(self, flight: asyncio.Future[_Outcome], deadline: float) -> _Outcome:
         self.waiting += 1
         try:
-            async with asyncio.timeout_at(_loop_time(deadline)):
+            async with asyncio.timeout(deadline - time.monotonic()):  # `deadline`: monotonic
                 # shield: a waiter's cancellation must not end the flight for the others
                 return await asyncio.shield(flight)
         except TimeoutError:
