@@ -23,10 +23,11 @@ subscribers are told what changed while nobody listened.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -232,17 +233,14 @@ class Hub:
                 self._kick(cohort, started)
             return
         places: dict[int, _Place | None] = dict.fromkeys(touched.events)
-        facts = RequestFacts(request_id="live-routing", started=started)
-        token = observe.current.set(facts)
         try:
-            rows = await fetch(_ROUTING_SQL, [sorted(touched.events), sorted(touched.businesses)])
+            with _statements_counted("live-routing", started):
+                ids = [sorted(touched.events), sorted(touched.businesses)]
+                rows = await fetch(_ROUTING_SQL, ids)
         except ServiceUnavailable:
             logger.warning("live: could not read the touched events; every list is re-read")
             self.refresh_all()
             return
-        finally:
-            observe.current.reset(token)
-            _count_statements(facts)
         for row in rows:
             places[row["id"]] = _Place(row["latitude"], row["longitude"])
         for cohort in cohorts:
@@ -369,18 +367,13 @@ class Hub:
             loader_setup=self.schema.loader_setup,
             viewer=cohort.viewer,
         )
-        facts = RequestFacts(request_id="live", started=time.perf_counter())
-        token = observe.current.set(facts)
-        try:
+        with _statements_counted("live", time.perf_counter()):
             result = await self.schema.execute(
                 cohort.query.text,
                 variable_values=variables,
                 context_value=context,
                 allowed_operation_types=(OperationType.QUERY,),
             )
-        finally:
-            observe.current.reset(token)
-            _count_statements(facts)
         if result.errors:
             for error in result.errors:
                 if isinstance(error.original_error, ServiceUnavailable):
@@ -415,9 +408,17 @@ def _digest(nodes: Mapping[str, Any]) -> bytes:
     ).digest()
 
 
-def _count_statements(facts: RequestFacts) -> None:
-    if (metrics := observe.metrics) is not None and facts.statements:
-        metrics.live_statements.inc(facts.statements)
+@contextlib.contextmanager
+def _statements_counted(request_id: str, started: float) -> Iterator[None]:
+    """The statements run within, counted as the live path's (metrics' live_statements)."""
+    facts = RequestFacts(request_id=request_id, started=started)
+    token = observe.current.set(facts)
+    try:
+        yield
+    finally:
+        observe.current.reset(token)
+        if (metrics := observe.metrics) is not None and facts.statements:
+            metrics.live_statements.inc(facts.statements)
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
