@@ -13,9 +13,10 @@ import functools
 import re
 from dataclasses import dataclass, field
 
+from popmap_gql.http.request_errors import BadRequest
+
 __all__ = [
     "MediaType",
-    "UnsupportedMediaType",
     "check_json_request",
     "parse_media_type",
 ]
@@ -31,8 +32,9 @@ _PARAMETER = re.compile(
 MAX_CONTENT_TYPE_LENGTH = 256
 
 
-class UnsupportedMediaType(Exception):
-    """The request body is not in a media type the endpoint executes; the message says why."""
+def _unsupported(why: str) -> BadRequest:
+    # GraphQL over HTTP: 415 for a Content-Type the server does not support.
+    return BadRequest(why, status=415, code="UNSUPPORTED_MEDIA_TYPE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +76,7 @@ def parse_media_type(value: str) -> MediaType | None:
 
 @functools.lru_cache(maxsize=64)
 def check_json_request(content_type: str | None) -> None:
-    """UnsupportedMediaType unless a POST body of this Content-Type is one we execute:
+    """A 415 BadRequest unless a POST body of this Content-Type is one we execute:
     JSON only, in UTF-8 (GraphQL over HTTP assumes UTF-8 when no charset is given).
 
     Clients send a handful of Content-Type values, so accepted ones are remembered (a
@@ -82,10 +84,10 @@ def check_json_request(content_type: str | None) -> None:
     always refused: 64 short strings at most).
     """
     if content_type is None or not content_type.strip():
-        raise UnsupportedMediaType("Missing Content-Type: send application/json")
+        raise _unsupported("Missing Content-Type: send application/json")
     media_type = parse_media_type(content_type)
     if media_type is None or not media_type.is_json:
-        raise UnsupportedMediaType("Unsupported content type: send application/json")
+        raise _unsupported("Unsupported content type: send application/json")
     charset = media_type.parameters.get("charset", "utf-8").lower()
     if charset not in {"utf-8", "utf8"}:
-        raise UnsupportedMediaType("Unsupported charset: send UTF-8")
+        raise _unsupported("Unsupported charset: send UTF-8")

@@ -49,7 +49,7 @@ from popmap_gql.http.budgets import (
 )
 from popmap_gql.http.cache import CachedResponses, Lookup
 from popmap_gql.http.known_bodies import KnownBodies, Remembered
-from popmap_gql.http.media_types import UnsupportedMediaType, check_json_request
+from popmap_gql.http.media_types import check_json_request
 from popmap_gql.http.nesting import MAX_JSON_DEPTH, nests_deeper_than
 from popmap_gql.http.observe import (
     describe_operation,
@@ -148,11 +148,7 @@ def _query_params(request: Request) -> dict[str, Any]:
 
 async def _post_body(request: Request) -> bytes:
     """A POST request's body, once its Content-Type says it is JSON we execute."""
-    try:
-        check_json_request(request.headers.get("content-type"))
-    except UnsupportedMediaType as exc:
-        # GraphQL over HTTP: 415 for a Content-Type the server does not support.
-        raise BadRequest(str(exc), status=415, code="UNSUPPORTED_MEDIA_TYPE") from None
+    check_json_request(request.headers.get("content-type"))
     return await request.body()
 
 
