@@ -45,15 +45,12 @@ from popmap_gql.memory import LRU
 __all__ = [
     "Document",
     "PersistedDocuments",
-    "not_found",
     "requested_hash",
     "sha256_hex",
 ]
 
 _HASH = re.compile(r"[0-9a-f]{64}")
 _DOCUMENT_ID_PREFIX = "sha256:"
-# Never stored by a cache on the way: the next request may find the hash registered.
-_NOT_STORED = {"Cache-Control": "no-store"}
 
 # What an entry of the in-process copy costs besides its text (sys.getsizeof).
 ENTRY_OVERHEAD = 256
@@ -61,25 +58,6 @@ ENTRY_OVERHEAD = 256
 
 def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def not_found() -> BadRequest:
-    """Apollo's link sends the text on exactly this message or code, read from a 4xx body
-    as well as from a 200 one; a request error may not be a 200 (GraphQL over HTTP)."""
-    return BadRequest(
-        "PersistedQueryNotFound",
-        status=404,
-        code="PERSISTED_QUERY_NOT_FOUND",
-        headers=_NOT_STORED,
-    )
-
-
-def _too_large() -> BadRequest:
-    return BadRequest(
-        f"A persisted query's text may be at most {LONG_DOCUMENT} characters long;"
-        " send a longer document without its hash",
-        code="PERSISTED_QUERY_TOO_LARGE",
-    )
 
 
 def _hash_value(value: Any, where: str) -> str:
@@ -191,7 +169,15 @@ class PersistedDocuments:
             return Document(query, registers=True)
         text = await self._lookup(named)
         if text is None:
-            raise not_found()
+            # Apollo's link sends the text on exactly this message or code, read from a 4xx
+            # body as well as from a 200 one; a request error may not be a 200 (GraphQL over
+            # HTTP). No cache on the way keeps it: the next request may find the hash stored.
+            raise BadRequest(
+                "PersistedQueryNotFound",
+                status=404,
+                code="PERSISTED_QUERY_NOT_FOUND",
+                headers={"Cache-Control": "no-store"},
+            )
         return Document(text, stored_hash=named)
 
     async def still_stored(self, document_hash: str) -> bool:
@@ -220,7 +206,11 @@ class PersistedDocuments:
         if local is not None and now - local.used_at < persisted.TOUCH_INTERVAL_SECONDS:
             return
         if len(text) > LONG_DOCUMENT:
-            raise _too_large()
+            raise BadRequest(
+                f"A persisted query's text may be at most {LONG_DOCUMENT} characters long;"
+                " send a longer document without its hash",
+                code="PERSISTED_QUERY_TOO_LARGE",
+            )
         prepared = self.prepare(text)
         if prepared.document is None or prepared.errors:
             return  # it is executed, and refused, but never stored
