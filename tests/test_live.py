@@ -108,6 +108,15 @@ async def test_connection_is_acknowledged_and_pings_are_answered(api_url: str) -
             4409,
         ),
         ([{"type": "connection_init", "payload": {"Authorization": "Bearer not.a.jwt"}}], 4403),
+        *(
+            ([{"type": "connection_init"}, {"id": "1", "type": "subscribe", "payload": p}], 4400)
+            for p in (
+                {"query": 1},
+                {"query": EVENTS, "variables": []},
+                {"query": EVENTS, "operationName": 1},
+                {"query": EVENTS, "extensions": "x"},
+            )
+        ),
     ],
     ids=[
         "subscribe-before-ack",
@@ -116,6 +125,10 @@ async def test_connection_is_acknowledged_and_pings_are_answered(api_url: str) -
         "no-payload",
         "duplicate-id",
         "bad-token",
+        "query-not-a-string",
+        "variables-not-an-object",
+        "operation-name-not-a-string",
+        "extensions-not-an-object",
     ],
 )
 async def test_protocol_violations_close_with_the_protocols_codes(
@@ -376,6 +389,36 @@ async def test_a_business_joining_updates_subscribers_selecting_businesses(
         assert value["event"] == {"businesses": [{"name": "Tacos al Pastor"}]}
 
 
+FRAGMENTS = """
+subscription Parts($withStatus: Boolean!) {
+  eventsChanged { change event { ...Outer } }
+}
+fragment Outer on Event { title ...Inner ...Shared }
+fragment Inner on Event { status @include(if: $withStatus) ...Shared }
+fragment Shared on Event { description }"""
+
+
+async def test_fragments_and_the_variables_they_use_shape_each_change(
+    api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    staff = await person(cognito, "fragments", ("staff",))
+    event = await make_event("parts", description="said once")
+    edit = (
+        "mutation($id: ID!, $i: EventUpdateInput!) { updateEvent(id: $id, input: $i) { changed } }"
+    )
+    async with live(api_url) as with_status, live(api_url) as without:
+        await open_subscription(with_status, None, {"withStatus": True}, query=FRAGMENTS)
+        await open_subscription(without, None, {"withStatus": False}, query=FRAGMENTS)
+        await mutate(client, staff, edit, {"id": global_id("Event", event.id), "i": {"title": "t"}})
+        value = (await with_status.next_change())["payload"]["data"]["eventsChanged"]
+        assert value == {
+            "change": "UPDATED",
+            "event": {"title": "t", "status": "APPROVED", "description": "said once"},
+        }
+        value = (await without.next_change())["payload"]["data"]["eventsChanged"]
+        assert value == {"change": "UPDATED", "event": {"title": "t", "description": "said once"}}
+
+
 async def test_a_change_of_a_field_nobody_selected_sends_nothing(
     api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
 ) -> None:
@@ -469,6 +512,30 @@ async def test_the_server_pings_idle_sockets(small_limits: Served) -> None:
         async with asyncio.timeout(30):
             message = json.loads(await client.socket.recv())
         assert message == {"type": "ping"}
+
+
+async def test_a_sockets_access_line_names_the_kind_of_its_viewer(
+    small_limits: Served, cognito: FakeCognito
+) -> None:
+    staff = await person(cognito, "logged", ("staff",))
+    owner = await person(cognito, "logged-owner")
+
+    def lines(kind: str) -> int:
+        return sum(f"viewer={kind} " in line for line in _socket_lines(small_limits.log))
+
+    before = {kind: lines(kind) for kind in ("anonymous", "staff", "person")}
+    async with (
+        live(small_limits.base) as anonymous,
+        live(small_limits.base) as as_staff,
+        live(small_limits.base) as as_owner,
+    ):
+        await open_subscription(anonymous, None)
+        await open_subscription(as_staff, staff)
+        await open_subscription(as_owner, owner)
+    deadline = time.monotonic() + 10
+    while any(lines(kind) < count + 1 for kind, count in before.items()):
+        assert time.monotonic() < deadline, small_limits.log.read_text()
+        await asyncio.sleep(0.05)
 
 
 async def test_subscriptions_beyond_the_limit_are_refused_with_an_error(

@@ -563,6 +563,10 @@ async def test_anything_else_is_refused_and_nothing_is_registered(
         assert error_codes(refused.json()) == ["PERSISTED_QUERY_NOT_TRUSTED"]
         assert "data" not in refused.json()
     assert sha256(OTHER) not in await stored_hashes()
+    # a manifest's text under another hash: the hash is checked first, as without one
+    mismatch = await trusted.post("/graphql", json={"query": KNOWN, **hash_only(sha256(OTHER))})
+    assert mismatch.status_code == 400, mismatch.text
+    assert error_codes(mismatch.json()) == ["PERSISTED_QUERY_HASH_MISMATCH"]
 
 
 async def test_graphiql_is_off_with_trusted_documents(trusted: httpx.AsyncClient) -> None:

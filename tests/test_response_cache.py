@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 import httpx
 import orjson
+import pytest
 from asyncpg.transaction import Transaction
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -21,6 +23,7 @@ from popmap_gql.config import Settings
 from popmap_gql.db.lists import PrivateView
 from popmap_gql.db.models import Business
 from popmap_gql.db.orm import connection_credentials
+from popmap_gql.http import cache as cache_module
 from popmap_gql.http.cache import (
     ENTRY_OVERHEAD,
     CachedResponses,
@@ -659,6 +662,23 @@ async def test_a_waiter_that_gives_up_does_not_end_the_computation_for_the_other
     assert (await patient).body == orjson.dumps(answer)
     assert quitter.cancelled()
     assert cached.waiting == 0
+
+
+async def test_a_waiter_executes_the_query_itself_once_the_computation_outlasts_the_timeout(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "REFRESH_TIMEOUT", 0.2)
+    cached = _store()
+    leader = await cached.lookup(ANONYMOUS_VIEWER, NAMES_KEY)
+    assert leader.flight is not None
+    started = time.monotonic()
+    waiter = await cached.lookup(ANONYMOUS_VIEWER, NAMES_KEY)  # the leader never lands
+    assert 0.15 <= time.monotonic() - started < 5
+    assert waiter.slot == leader.slot
+    assert waiter.body is None
+    assert waiter.flight is None  # it computes the answer without making anyone wait
+    assert cached.waiting == 0
+    cached.land(leader)
 
 
 async def test_a_finished_computation_does_not_end_a_newer_one_for_the_same_entry(

@@ -122,11 +122,6 @@ class ResponseCache:
     def bytes_held(self) -> int:
         return self._entries.bytes
 
-    @property
-    def max_entry_bytes(self) -> int:
-        assert self._entries.max_entry_bytes is not None
-        return self._entries.max_entry_bytes
-
     @staticmethod
     def key(scope: str, request: bytes) -> bytes:
         """The entry's key: who shares it (`scope`, a JSON string, so that where it ends is
@@ -138,7 +133,8 @@ class ResponseCache:
         return len(key) + len(body) + ENTRY_OVERHEAD
 
     def fits(self, key: bytes, body: bytes) -> bool:
-        return self.cost(key, body) <= self.max_entry_bytes
+        limit = self._entries.max_entry_bytes
+        return limit is None or self.cost(key, body) <= limit
 
     def get(self, key: bytes, version: int) -> bytes | None:
         """The body stored for `key` if still valid; None tells the caller to compute it.
@@ -172,11 +168,6 @@ def _entry_cost(key: bytes, entry: _Entry) -> int:
     return ResponseCache.cost(key, entry.body)
 
 
-def _loop_time(monotonic: float) -> float:
-    """A time.monotonic() instant on the running loop's clock."""
-    return asyncio.get_running_loop().time() + (monotonic - time.monotonic())
-
-
 class DataVersion:
     """Reads of the data version, shared by requests that arrive before a read starts.
 
@@ -188,33 +179,19 @@ class DataVersion:
 
     def __init__(self, read: Callable[[], Awaitable[int]]) -> None:
         self._read = read
-        self._next: asyncio.Future[int] | None = None
+        self._next: asyncio.Task[int] | None = None
         self.reads = 0
 
     async def current(self) -> int:
         if self._next is None:
-            loop = asyncio.get_running_loop()
-            self._next = loop.create_future()
-            loop.call_soon(self._start, self._next)
+            self._next = asyncio.ensure_future(self._start())  # runs from the next turn on
         # shield: one waiter's cancellation must not cancel the read for the others
         return await asyncio.shield(self._next)
 
-    def _start(self, future: asyncio.Future[int]) -> None:
+    async def _start(self) -> int:
         self._next = None  # from here on, arrivals need a read of their own
         self.reads += 1
-        task = asyncio.ensure_future(self._read())
-        task.add_done_callback(lambda done: _settle(future, done))
-
-
-def _settle(future: asyncio.Future[int], done: asyncio.Future[int]) -> None:
-    if future.done():
-        return
-    if done.cancelled():
-        future.cancel()
-    elif (error := done.exception()) is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(done.result())
+        return await self._read()
 
 
 class PrivateViews:
@@ -339,7 +316,7 @@ class CachedResponses:
     async def _wait(self, flight: asyncio.Future[_Outcome], deadline: float) -> _Outcome:
         self.waiting += 1
         try:
-            async with asyncio.timeout_at(_loop_time(deadline)):
+            async with asyncio.timeout(deadline - time.monotonic()):  # `deadline`: monotonic
                 # shield: a waiter's cancellation must not end the flight for the others
                 return await asyncio.shield(flight)
         except TimeoutError:

@@ -60,9 +60,9 @@ def _size(body: bytes, remembered: Remembered) -> int:
 class KnownBodies:
     """An LRU from request bodies to what is remembered of them."""
 
-    def __init__(self, max_bytes: int, max_entries: int = MAX_ENTRIES):
+    def __init__(self, max_bytes: int):
         self._known: LRU[bytes, Remembered] = LRU(
-            max_entries=max_entries, max_bytes=max_bytes, size=_size
+            max_entries=MAX_ENTRIES, max_bytes=max_bytes, size=_size
         )
 
     def __len__(self) -> int:

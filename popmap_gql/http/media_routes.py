@@ -65,10 +65,9 @@ def media_routes() -> list[Route]:
 
     async def published(request: Request) -> Response:
         key = f"media/{request.path_params['path']}"
-        if not PUBLISHED_KEY.fullmatch(key):
-            return _refusal(404, "NOT_FOUND", "no such file")
-        path = _store(request).path(key)
-        if not path.is_file():
+        # only a published key names a path: none can leave the folder
+        path = _store(request).path(key) if PUBLISHED_KEY.fullmatch(key) else None
+        if path is None or not path.is_file():
             return _refusal(404, "NOT_FOUND", "no such file")
         return FileResponse(
             path,

@@ -13,11 +13,11 @@ import functools
 import re
 from dataclasses import dataclass, field
 
+from popmap_gql.http.request_errors import BadRequest
+
 __all__ = [
     "MediaType",
-    "UnsupportedMediaType",
     "check_json_request",
-    "json_request_media_type",
     "parse_media_type",
 ]
 
@@ -32,8 +32,9 @@ _PARAMETER = re.compile(
 MAX_CONTENT_TYPE_LENGTH = 256
 
 
-class UnsupportedMediaType(Exception):
-    """The request body is not in a media type the endpoint executes; the message says why."""
+def _unsupported(why: str) -> BadRequest:
+    # GraphQL over HTTP: 415 for a Content-Type the server does not support.
+    return BadRequest(why, status=415, code="UNSUPPORTED_MEDIA_TYPE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,28 +74,20 @@ def parse_media_type(value: str) -> MediaType | None:
     return MediaType(essence["type"].lower(), essence["subtype"].lower(), parameters)
 
 
-def json_request_media_type(content_type: str | None) -> MediaType:
-    """The media type of a POST body we will execute; UnsupportedMediaType otherwise.
-
-    JSON only, in UTF-8 (GraphQL over HTTP assumes UTF-8 when no charset is given).
-    """
-    if content_type is None or not content_type.strip():
-        raise UnsupportedMediaType("Missing Content-Type: send application/json")
-    media_type = parse_media_type(content_type)
-    if media_type is None or not media_type.is_json:
-        raise UnsupportedMediaType("Unsupported content type: send application/json")
-    charset = media_type.parameters.get("charset", "utf-8").lower()
-    if charset not in {"utf-8", "utf8"}:
-        raise UnsupportedMediaType("Unsupported charset: send UTF-8")
-    return media_type
-
-
 @functools.lru_cache(maxsize=64)
 def check_json_request(content_type: str | None) -> None:
-    """`json_request_media_type` as a check: UnsupportedMediaType, or nothing.
+    """A 415 BadRequest unless a POST body of this Content-Type is one we execute:
+    JSON only, in UTF-8 (GraphQL over HTTP assumes UTF-8 when no charset is given).
 
     Clients send a handful of Content-Type values, so accepted ones are remembered (a
     refusal raises and is never remembered, and a value over MAX_CONTENT_TYPE_LENGTH is
     always refused: 64 short strings at most).
     """
-    json_request_media_type(content_type)
+    if content_type is None or not content_type.strip():
+        raise _unsupported("Missing Content-Type: send application/json")
+    media_type = parse_media_type(content_type)
+    if media_type is None or not media_type.is_json:
+        raise _unsupported("Unsupported content type: send application/json")
+    charset = media_type.parameters.get("charset", "utf-8").lower()
+    if charset not in {"utf-8", "utf8"}:
+        raise _unsupported("Unsupported charset: send UTF-8")

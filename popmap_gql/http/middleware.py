@@ -19,12 +19,10 @@ class BodySizeLimit:
     """Refuse request bodies over `max_bytes` with 413, declared or streamed; paths in
     `limits` (an upload endpoint) have their own."""
 
-    def __init__(
-        self, app: ASGIApp, max_bytes: int, limits: Mapping[str, int] | None = None
-    ) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, limits: Mapping[str, int]) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.limits = dict(limits or {})
+        self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -21,7 +21,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,12 +42,12 @@ __all__ = [
     "ACCESS_LOGGER",
     "VIEWER_ID_KEY_FILE",
     "RequestObserver",
-    "ViewerIds",
     "describe_operation",
     "note_cache",
     "note_error_codes",
     "note_operation",
     "note_viewer",
+    "viewer_kind",
 ]
 
 ACCESS_LOGGER = "popmap_gql.access"
@@ -62,17 +62,24 @@ GRAPHQL_PATH = "/graphql"
 # --- what the layers below note ------------------------------------------------------------
 
 
+def viewer_kind(viewer: Viewer) -> str:
+    """The viewer as access lines name it: service, staff, person or anonymous."""
+    if viewer.client_id is not None:
+        return "service"
+    if viewer.user_id is not None:
+        return "staff" if viewer.is_staff else "person"
+    return "anonymous"
+
+
 def note_viewer(viewer: Viewer) -> None:
     facts = current.get()
     if facts is None:
         return
+    facts.viewer_kind = viewer_kind(viewer)
     if viewer.client_id is not None:
-        facts.viewer_kind, facts.viewer_subject = "service", f"client:{viewer.client_id}"
+        facts.viewer_subject = f"client:{viewer.client_id}"
     elif viewer.user_id is not None:
-        facts.viewer_kind = "staff" if viewer.is_staff else "person"
         facts.viewer_subject = f"user:{viewer.user_id}"
-    else:
-        facts.viewer_kind = "anonymous"
 
 
 def describe_operation(
@@ -113,17 +120,6 @@ def note_error_codes(codes: Iterable[str]) -> None:
 # --- the middleware ------------------------------------------------------------------------
 
 
-class ViewerIds:
-    """Stable, keyed hashes of viewer subjects ("user:<id>", "client:<id>")."""
-
-    def __init__(self, key: bytes) -> None:
-        self._key = key
-        self.hashed: Callable[[str], str] = functools.lru_cache(maxsize=4096)(self._hash)
-
-    def _hash(self, subject: str) -> str:
-        return hmac.new(self._key, subject.encode(), hashlib.sha256).hexdigest()[:16]
-
-
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == _REQUEST_ID_HEADER:
@@ -150,7 +146,14 @@ class RequestObserver:
     def __init__(self, app: ASGIApp, *, data_dir: Path, metrics: Metrics | None) -> None:
         self.app = app
         self.metrics = metrics
-        self.viewer_ids = ViewerIds(load_or_create_secret(data_dir / VIEWER_ID_KEY_FILE))
+        key = load_or_create_secret(data_dir / VIEWER_ID_KEY_FILE)
+
+        @functools.lru_cache(maxsize=4096)
+        def viewer_id(subject: str) -> str:
+            """A stable, keyed hash of a viewer subject ("user:<id>", "client:<id>")."""
+            return hmac.new(key, subject.encode(), hashlib.sha256).hexdigest()[:16]
+
+        self.viewer_id = viewer_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -214,7 +217,7 @@ class RequestObserver:
                 answered_by=facts.answered_by,
                 declined=facts.declined,
                 viewer_kind=facts.viewer_kind,
-                viewer_id=None if subject is None else self.viewer_ids.hashed(subject),
+                viewer_id=None if subject is None else self.viewer_id(subject),
                 error_codes=list(facts.error_codes),
             )
         return fields

@@ -45,15 +45,12 @@ from popmap_gql.memory import LRU
 __all__ = [
     "Document",
     "PersistedDocuments",
-    "not_found",
     "requested_hash",
     "sha256_hex",
 ]
 
 _HASH = re.compile(r"[0-9a-f]{64}")
 _DOCUMENT_ID_PREFIX = "sha256:"
-# Never stored by a cache on the way: the next request may find the hash registered.
-_NOT_STORED = {"Cache-Control": "no-store"}
 
 # What an entry of the in-process copy costs besides its text (sys.getsizeof).
 ENTRY_OVERHEAD = 256
@@ -61,33 +58,6 @@ ENTRY_OVERHEAD = 256
 
 def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def not_found() -> BadRequest:
-    """Apollo's link sends the text on exactly this message or code, read from a 4xx body
-    as well as from a 200 one; a request error may not be a 200 (GraphQL over HTTP)."""
-    return BadRequest(
-        "PersistedQueryNotFound",
-        status=404,
-        code="PERSISTED_QUERY_NOT_FOUND",
-        headers=_NOT_STORED,
-    )
-
-
-def _not_trusted() -> BadRequest:
-    return BadRequest(
-        "Only the documents of this server's manifest run here",
-        status=403,
-        code="PERSISTED_QUERY_NOT_TRUSTED",
-    )
-
-
-def _too_large() -> BadRequest:
-    return BadRequest(
-        f"A persisted query's text may be at most {LONG_DOCUMENT} characters long;"
-        " send a longer document without its hash",
-        code="PERSISTED_QUERY_TOO_LARGE",
-    )
 
 
 def _hash_value(value: Any, where: str) -> str:
@@ -177,29 +147,37 @@ class PersistedDocuments:
         if named is None:
             if query is None:
                 return None
-            if self.trusted is not None and sha256_hex(query) not in self.trusted:
-                raise _not_trusted()
-            return Document(query)
-        if query is not None:
-            if sha256_hex(query) != named:
-                raise BadRequest(
-                    "The persisted query's hash is not the SHA-256 of its text",
-                    code="PERSISTED_QUERY_HASH_MISMATCH",
-                )
-            if self.trusted is not None:
-                if named not in self.trusted:
-                    raise _not_trusted()
+            if self.trusted is None:
                 return Document(query)
-            await self._register(named, query)
-            return Document(query, registers=True)
-        if self.trusted is not None:
+            named = sha256_hex(query)
+        elif query is not None and sha256_hex(query) != named:
+            raise BadRequest(
+                "The persisted query's hash is not the SHA-256 of its text",
+                code="PERSISTED_QUERY_HASH_MISMATCH",
+            )
+        if self.trusted is not None:  # its hashes were checked against its texts
             text = self.trusted.get(named)
             if text is None:
-                raise _not_trusted()
+                raise BadRequest(
+                    "Only the documents of this server's manifest run here",
+                    status=403,
+                    code="PERSISTED_QUERY_NOT_TRUSTED",
+                )
             return Document(text)
+        if query is not None:
+            await self._register(named, query)
+            return Document(query, registers=True)
         text = await self._lookup(named)
         if text is None:
-            raise not_found()
+            # Apollo's link sends the text on exactly this message or code, read from a 4xx
+            # body as well as from a 200 one; a request error may not be a 200 (GraphQL over
+            # HTTP). No cache on the way keeps it: the next request may find the hash stored.
+            raise BadRequest(
+                "PersistedQueryNotFound",
+                status=404,
+                code="PERSISTED_QUERY_NOT_FOUND",
+                headers={"Cache-Control": "no-store"},
+            )
         return Document(text, stored_hash=named)
 
     async def still_stored(self, document_hash: str) -> bool:
@@ -228,12 +206,13 @@ class PersistedDocuments:
         if local is not None and now - local.used_at < persisted.TOUCH_INTERVAL_SECONDS:
             return
         if len(text) > LONG_DOCUMENT:
-            raise _too_large()
+            raise BadRequest(
+                f"A persisted query's text may be at most {LONG_DOCUMENT} characters long;"
+                " send a longer document without its hash",
+                code="PERSISTED_QUERY_TOO_LARGE",
+            )
         prepared = self.prepare(text)
         if prepared.document is None or prepared.errors:
             return  # it is executed, and refused, but never stored
         await persisted.store(document_hash, text, self.max_documents, self.max_bytes)
         self.local.put(document_hash, _Local(text, time.monotonic()))
-
-    def __len__(self) -> int:
-        return len(self.local)

@@ -49,7 +49,7 @@ from popmap_gql.http.budgets import (
 )
 from popmap_gql.http.cache import CachedResponses, Lookup
 from popmap_gql.http.known_bodies import KnownBodies, Remembered
-from popmap_gql.http.media_types import UnsupportedMediaType, check_json_request
+from popmap_gql.http.media_types import check_json_request
 from popmap_gql.http.nesting import MAX_JSON_DEPTH, nests_deeper_than
 from popmap_gql.http.observe import (
     describe_operation,
@@ -148,11 +148,7 @@ def _query_params(request: Request) -> dict[str, Any]:
 
 async def _post_body(request: Request) -> bytes:
     """A POST request's body, once its Content-Type says it is JSON we execute."""
-    try:
-        check_json_request(request.headers.get("content-type"))
-    except UnsupportedMediaType as exc:
-        # GraphQL over HTTP: 415 for a Content-Type the server does not support.
-        raise BadRequest(str(exc), status=415, code="UNSUPPORTED_MEDIA_TYPE") from None
+    check_json_request(request.headers.get("content-type"))
     return await request.body()
 
 
@@ -192,8 +188,7 @@ _HIT = {"x-popmap-cache": "hit"}
 _NOT_STORED = "no-store"
 
 # A request's operation: (name, type), as `describe_operation` tells it.
-Operation = tuple[str | None, str | None]
-_NO_OPERATION: Operation = (None, None)
+_NO_OPERATION: tuple[str | None, str | None] = (None, None)
 
 
 @functools.lru_cache(maxsize=64)
@@ -275,16 +270,12 @@ class GraphQLView:
         self.ide_html = graphiql_html() if settings.graphiql_enabled else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            # No subscriptions: refuse websockets rather than leave them half-open.
-            response: Response = Response(status_code=404)
-            await response(scope, receive, send)
-            return
+        # An HTTP route's: WebSockets on the same path go to live/ws.py.
         request = Request(scope, receive)
         accept = request.headers.get("accept", "")
         account = Account()
         try:
-            response = await self._respond(request, accept, account)
+            response: Response = await self._respond(request, accept, account)
         except InvalidToken as exc:
             # 401 tells the client to refresh its token and retry (RFC 6750 section 3).
             challenge = f'Bearer error="invalid_token", error_description="{exc.message}"'

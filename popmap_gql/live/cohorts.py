@@ -23,10 +23,11 @@ subscribers are told what changed while nobody listened.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -49,7 +50,7 @@ from popmap_gql.live.query import ID_KEY, LiveQuery
 from popmap_gql.observe import RequestFacts
 from popmap_gql.read.ids import decode_id
 
-__all__ = ["MAX_EVENTS", "Cohort", "CohortKey", "Hub", "LiveRefused", "Subscriber"]
+__all__ = ["MAX_EVENTS", "Cohort", "CohortKey", "Hub", "LiveRefused", "Subscriber", "coded"]
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +154,6 @@ class Hub:
         self._flushing: asyncio.Task[None] | None = None
         # evaluations at once: leave most of the pool to HTTP requests
         self._slots = asyncio.Semaphore(max(1, settings.db_pool_size // 2))
-        self.windows = 0  # windows evaluated since start (for the access line)
 
     # --- subscribers ---------------------------------------------------------------------
 
@@ -191,7 +191,8 @@ class Hub:
                 pass
             if not cohort.loaded:  # it failed: so does this one (the client may retry)
                 self.leave(cohort, subscriber)
-                raise LiveRefused([_unavailable()])
+                message = "the list could not be read now; subscribe again"
+                raise LiveRefused([coded(message, "SERVICE_UNAVAILABLE")])
         return cohort
 
     def leave(self, cohort: Cohort, subscriber: Subscriber) -> None:
@@ -223,7 +224,6 @@ class Hub:
             task.add_done_callback(_log_failure)
 
     async def _route(self, touched: Touched, started: float) -> None:
-        self.windows += 1
         cohorts = list(self.cohorts.values())
         if not cohorts:
             return
@@ -233,17 +233,14 @@ class Hub:
                 self._kick(cohort, started)
             return
         places: dict[int, _Place | None] = dict.fromkeys(touched.events)
-        facts = RequestFacts(request_id="live-routing", started=started)
-        token = observe.current.set(facts)
         try:
-            rows = await fetch(_ROUTING_SQL, [sorted(touched.events), sorted(touched.businesses)])
+            with _statements_counted("live-routing", started):
+                ids = [sorted(touched.events), sorted(touched.businesses)]
+                rows = await fetch(_ROUTING_SQL, ids)
         except ServiceUnavailable:
             logger.warning("live: could not read the touched events; every list is re-read")
             self.refresh_all()
             return
-        finally:
-            observe.current.reset(token)
-            _count_statements(facts)
         for row in rows:
             places[row["id"]] = _Place(row["latitude"], row["longitude"])
         for cohort in cohorts:
@@ -348,11 +345,12 @@ class Hub:
             if len(found) > MAX_EVENTS:
                 raise LiveRefused(
                     [
-                        {
-                            "message": f"the filter shows more than {MAX_EVENTS} events:"
+                        coded(
+                            f"the filter shows more than {MAX_EVENTS} events:"
                             " narrow it (a smaller bbox) to subscribe",
-                            "extensions": {"code": "BAD_USER_INPUT", "field": "filter"},
-                        }
+                            "BAD_USER_INPUT",
+                            field="filter",
+                        )
                     ]
                 )
             if after is None:
@@ -369,18 +367,13 @@ class Hub:
             loader_setup=self.schema.loader_setup,
             viewer=cohort.viewer,
         )
-        facts = RequestFacts(request_id="live", started=time.perf_counter())
-        token = observe.current.set(facts)
-        try:
+        with _statements_counted("live", time.perf_counter()):
             result = await self.schema.execute(
                 cohort.query.text,
                 variable_values=variables,
                 context_value=context,
                 allowed_operation_types=(OperationType.QUERY,),
             )
-        finally:
-            observe.current.reset(token)
-            _count_statements(facts)
         if result.errors:
             for error in result.errors:
                 if isinstance(error.original_error, ServiceUnavailable):
@@ -393,12 +386,10 @@ class Hub:
             connection = data[root]
             for edge in connection["edges"]:
                 node = dict(edge["node"])
-                event_id = _pk(node.pop(ID_KEY))
+                event_id = decode_id("Event", node.pop(ID_KEY))
                 nodes.setdefault(event_id, {})[root] = node
             page_info = connection["pageInfo"]
             after = page_info["endCursor"] if page_info["hasNextPage"] else None
-        if not cohort.query.event_roots:
-            return {}, None
         return {event_id: (_digest(by_root), by_root) for event_id, by_root in nodes.items()}, after
 
     def _note_cohorts(self) -> None:
@@ -406,15 +397,9 @@ class Hub:
             metrics.live_cohorts.set(len(self.cohorts))
 
 
-def _unavailable() -> dict[str, Any]:
-    return {
-        "message": "the list could not be read now; subscribe again",
-        "extensions": {"code": "SERVICE_UNAVAILABLE"},
-    }
-
-
-def _pk(global_id: str) -> int:
-    return decode_id("Event", global_id)
+def coded(message: str, code: str, **extensions: Any) -> dict[str, Any]:
+    """An error as the client gets it: its message, its code and any other extensions."""
+    return {"message": message, "extensions": {"code": code, **extensions}}
 
 
 def _digest(nodes: Mapping[str, Any]) -> bytes:
@@ -423,9 +408,17 @@ def _digest(nodes: Mapping[str, Any]) -> bytes:
     ).digest()
 
 
-def _count_statements(facts: RequestFacts) -> None:
-    if (metrics := observe.metrics) is not None and facts.statements:
-        metrics.live_statements.inc(facts.statements)
+@contextlib.contextmanager
+def _statements_counted(request_id: str, started: float) -> Iterator[None]:
+    """The statements run within, counted as the live path's (metrics' live_statements)."""
+    facts = RequestFacts(request_id=request_id, started=started)
+    token = observe.current.set(facts)
+    try:
+        yield
+    finally:
+        observe.current.reset(token)
+        if (metrics := observe.metrics) is not None and facts.statements:
+            metrics.live_statements.inc(facts.statements)
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

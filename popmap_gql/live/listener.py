@@ -42,8 +42,6 @@ class Listener:
         self.url = url
         self.on_touched = on_touched
         self.on_recovered = on_recovered
-        self.connected = asyncio.Event()
-        self.reconnects = 0
 
     async def run(self) -> None:
         pause = 0.1
@@ -63,18 +61,15 @@ class Listener:
             try:
                 await self._listen(connection, recovered=lost_before)
             finally:
-                self.connected.clear()
                 if not connection.is_closed():
                     connection.terminate()
             lost_before = True
-            self.reconnects += 1
             logger.warning("live: the LISTEN connection was lost; connecting again")
 
     async def _listen(self, connection: asyncpg.Connection, *, recovered: bool) -> None:
         lost = asyncio.Event()
         connection.add_termination_listener(lambda _connection: lost.set())
         await connection.add_listener(CHANNEL, self._notified)
-        self.connected.set()
         if recovered:
             logger.info("live: LISTENing again; every subscription re-reads its list")
             self.on_recovered()
@@ -84,9 +79,13 @@ class Listener:
             except TimeoutError:
                 try:
                     await connection.fetchval("SELECT 1", timeout=CHECK_SECONDS)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-                    return
-                except asyncpg.InternalClientError:
+                except (
+                    OSError,
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                    asyncpg.InternalClientError,
+                    TimeoutError,
+                ):
                     return
 
     def _notified(self, _connection: Any, _pid: int, _channel: str, payload: object) -> None:

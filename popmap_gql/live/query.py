@@ -147,7 +147,7 @@ def _derived_text(
 ) -> tuple[str, list[str]]:
     """The derived query's text and the client's variables it uses."""
     roots = []
-    parts: list[Any] = []
+    collect = _Collect(fragments)
     for i, sets in enumerate(event_sets):
         inner = " ".join(print_ast(s)[1:-1].strip() for s in sets)
         roots.append(
@@ -155,10 +155,9 @@ def _derived_text(
             f" {{ edges {{ node {{ {ID_KEY}: id {inner} }} }} pageInfo {{ hasNextPage"
             " endCursor } }"
         )
-        parts.extend(sets)
-    used_fragments = _fragments_used(parts, fragments)
-    parts.extend(fragments[name] for name in used_fragments)
-    used_variables = sorted(_variables_in(parts))
+        for selection_set in sets:
+            visit(selection_set, collect)
+    used_variables = sorted(collect.variables)
     definitions = {d.variable.name.value: d for d in operation.variable_definitions or ()}
     declared = []
     for name in used_variables:
@@ -173,44 +172,26 @@ def _derived_text(
     )
     body = " ".join(roots) if roots else "__typename"
     text = f"query PopmapLive({header}) {{ {body} }}"
-    for name in used_fragments:
+    for name in collect.fragments_used:
         text += "\n" + print_ast(fragments[name])
     return text, used_variables
 
 
-def _fragments_used(nodes: list[Any], fragments: Mapping[str, FragmentDefinitionNode]) -> list[str]:
-    found: list[str] = []
-    todo = list(nodes)
-    while todo:
-        names = _spreads_in(todo.pop())
-        for name in names:
-            if name not in found and name in fragments:
-                found.append(name)
-                todo.append(fragments[name])
-    return found
-
-
 class _Collect(Visitor):
-    def __init__(self) -> None:
+    """The fragments the visited nodes spread, directly or through other fragments (each
+    visited in turn, once), and the variables all of them use."""
+
+    def __init__(self, fragments: Mapping[str, FragmentDefinitionNode]) -> None:
         super().__init__()
-        self.spreads: list[str] = []
+        self.fragments = fragments
+        self.fragments_used: list[str] = []
         self.variables: set[str] = set()
 
     def enter_fragment_spread(self, node: FragmentSpreadNode, *_: Any) -> None:
-        self.spreads.append(node.name.value)
+        name = node.name.value
+        if name not in self.fragments_used and name in self.fragments:
+            self.fragments_used.append(name)
+            visit(self.fragments[name], self)
 
     def enter_variable(self, node: VariableNode, *_: Any) -> None:
         self.variables.add(node.name.value)
-
-
-def _spreads_in(node: Any) -> list[str]:
-    collect = _Collect()
-    visit(node, collect)
-    return collect.spreads
-
-
-def _variables_in(nodes: list[Any]) -> set[str]:
-    collect = _Collect()
-    for node in nodes:
-        visit(node, collect)
-    return collect.variables

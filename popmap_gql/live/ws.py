@@ -49,9 +49,10 @@ from popmap_gql.auth.viewer import Viewer
 from popmap_gql.config import Settings
 from popmap_gql.errors import InvalidToken, ServiceUnavailable
 from popmap_gql.http.budgets import Budgets, charged_cost
+from popmap_gql.http.observe import viewer_kind
 from popmap_gql.http.persisted import PersistedDocuments
 from popmap_gql.http.request_errors import BadRequest
-from popmap_gql.live.cohorts import Cohort, CohortKey, Hub, LiveRefused
+from popmap_gql.live.cohorts import Cohort, CohortKey, Hub, LiveRefused, coded
 from popmap_gql.live.query import NotLive, derive
 
 __all__ = ["PROTOCOL", "LiveEndpoint"]
@@ -166,20 +167,17 @@ class _Connection:
         self.sent = 0
         self.subscribed = 0
         self.request = _http_request(websocket)
-        self._timers: list[asyncio.TimerHandle] = []
+        # closes the socket when it runs out: the init timeout, then the token's expiry
+        self._timer = asyncio.get_running_loop().call_later(
+            self.settings.ws_init_timeout_seconds,
+            self.close,
+            INIT_TIMEOUT,
+            "Connection initialisation timeout",
+        )
 
     # --- the connection's life -----------------------------------------------------------
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._timers.append(
-            loop.call_later(
-                self.settings.ws_init_timeout_seconds,
-                self.close,
-                INIT_TIMEOUT,
-                "Connection initialisation timeout",
-            )
-        )
         sender = asyncio.create_task(self._send_loop())
         pinger = asyncio.create_task(self._keep_alive())
         reader = asyncio.create_task(self._read_loop())
@@ -187,17 +185,18 @@ class _Connection:
         try:
             await asyncio.wait({reader, closed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (reader, pinger, closed):
+            for task in (reader, pinger, closed, sender):
                 task.cancel()
-            for timer in self._timers:
-                timer.cancel()
+            self._timer.cancel()
             for subscription in self.subscriptions.values():
                 self._leave(subscription)
-            if self.closing is not None:
-                sender.cancel()
-                await self._close_socket(self.closing)
-            else:
-                sender.cancel()
+            closing = self.closing
+            if (
+                closing is not None
+                and self.websocket.application_state != WebSocketState.DISCONNECTED
+            ):
+                with contextlib.suppress(RuntimeError, OSError):  # the client is gone already
+                    await self.websocket.close(closing.code, closing.reason)
             self._access_line()
 
     def close(self, code: int, reason: str) -> None:
@@ -205,12 +204,6 @@ class _Connection:
         if self.closing is None:
             self.closing = _Close(code, reason)
             self.closed.set()
-
-    async def _close_socket(self, closing: _Close) -> None:
-        if self.websocket.application_state == WebSocketState.DISCONNECTED:
-            return
-        with contextlib.suppress(RuntimeError, OSError):  # the client is gone already
-            await self.websocket.close(closing.code, closing.reason)
 
     def queue(self, *messages: bytes) -> None:
         if self.closing is not None:
@@ -291,13 +284,11 @@ class _Connection:
             raise _Close(FORBIDDEN, "Forbidden") from None
         except ServiceUnavailable:
             raise _Close(TRY_AGAIN_LATER, "Try again later") from None
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
+        self._timer.cancel()
         if expires_at is not None:
-            loop = asyncio.get_running_loop()
             delay = max(0.0, expires_at - time.time())
-            self._timers.append(loop.call_later(delay, self.close, FORBIDDEN, "Token expired"))
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(delay, self.close, FORBIDDEN, "Token expired")
         self.viewer = viewer
         self.queue(_ACK)
 
@@ -312,15 +303,8 @@ class _Connection:
             raise _Close(BAD_REQUEST, "A subscribe message needs a payload object")
         query, variables = payload.get("query"), payload.get("variables")
         name = payload.get("operationName")
-        if (
-            (query is not None and not isinstance(query, str))
-            or (variables is not None and not isinstance(variables, dict))
-            or (name is not None and not isinstance(name, str))
-            or (
-                payload.get("extensions") is not None
-                and not isinstance(payload["extensions"], dict)
-            )
-        ):
+        kinds = ((query, str), (variables, dict), (name, str), (payload.get("extensions"), dict))
+        if not all(isinstance(value, kind | None) for value, kind in kinds):
             raise _Close(BAD_REQUEST, "Invalid subscribe payload")
         if subscription_id in self.subscriptions:
             raise _Close(SUBSCRIBER_EXISTS, f"Subscriber for {subscription_id[:40]} already exists")
@@ -328,7 +312,7 @@ class _Connection:
             self._error(
                 subscription_id,
                 [
-                    _coded(
+                    coded(
                         f"at most {self.settings.ws_max_subscriptions} subscriptions at once"
                         " on one connection",
                         "TOO_MANY_SUBSCRIPTIONS",
@@ -362,9 +346,9 @@ class _Connection:
         try:
             document = await self.endpoint.persisted.document(payload, query)
         except BadRequest as exc:
-            raise LiveRefused([_coded(exc.message, exc.code)]) from None
+            raise LiveRefused([coded(exc.message, exc.code)]) from None
         if document is None:
-            raise LiveRefused([_coded("No GraphQL query found in the request", "BAD_REQUEST")])
+            raise LiveRefused([coded("No GraphQL query found in the request", "BAD_REQUEST")])
         prepared = schema.documents.prepare(document.text)
         if prepared.document is None or prepared.errors:
             raise LiveRefused([format_error(error) for error in prepared.errors])
@@ -372,13 +356,13 @@ class _Connection:
         if admission.errors:
             raise LiveRefused([format_error(error) for error in admission.errors])
         if admission.operation is None:
-            raise LiveRefused([_coded("Unknown operation named " + str(name)[:100], "BAD_REQUEST")])
+            raise LiveRefused([coded("Unknown operation named " + str(name)[:100], "BAD_REQUEST")])
         try:
             live = derive(schema.documents.schema, prepared.document, admission, variables)
         except NotLive as exc:
             raise LiveRefused(
                 [
-                    _coded(
+                    coded(
                         f"Only subscriptions are served over WebSocket ({exc}); queries"
                         " and mutations are served over HTTP",
                         "OPERATION_NOT_SUPPORTED",
@@ -416,7 +400,7 @@ class _Connection:
         if not outcome.allowed:
             retry = outcome.retry_after(subject.policy)
             message = budgets.refusal_message(subject, outcome)
-            raise LiveRefused([_coded(message, "RATE_LIMITED", retryAfter=retry)])
+            raise LiveRefused([coded(message, "RATE_LIMITED", retryAfter=retry)])
 
     def _leave(self, subscription: _Subscription) -> None:
         if subscription.cohort is not None:
@@ -430,18 +414,7 @@ class _Connection:
     def _access_line(self) -> None:
         if not access_log.isEnabledFor(logging.INFO):
             return
-        viewer = self.viewer
-        kind = (
-            "none"
-            if viewer is None
-            else "service"
-            if viewer.is_service
-            else "staff"
-            if viewer.is_staff
-            else "person"
-            if viewer.is_authenticated
-            else "anonymous"
-        )
+        kind = "none" if self.viewer is None else viewer_kind(self.viewer)
         closing = self.closing
         access_log.info(
             "websocket /graphql viewer=%s subscriptions=%d sent=%d close=%s seconds=%.1f",
@@ -470,10 +443,6 @@ def _authorization(payload: Mapping[str, Any]) -> str | None:
                 raise _Close(FORBIDDEN, "Forbidden")
             return value
     return None
-
-
-def _coded(message: str, code: str, **extensions: Any) -> dict[str, Any]:
-    return {"message": message, "extensions": {"code": code, **extensions}}
 
 
 def _http_request(websocket: WebSocket) -> Request:
