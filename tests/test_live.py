@@ -443,6 +443,35 @@ async def test_a_change_of_a_field_nobody_selected_sends_nothing(
         )
 
 
+@pytest.mark.parametrize("inline", [False, True], ids=["variable", "inline"])
+async def test_a_single_id_given_for_the_ids_list_is_heard(
+    api_url: str, client: httpx.AsyncClient, cognito: FakeCognito, inline: bool
+) -> None:
+    # GraphQL reads one value given for a list input as a list of that one value.
+    staff = await person(cognito, "single", ("staff",))
+    watched = await make_event("watched")
+    other = await make_event("other")
+    edit = (
+        "mutation($id: ID!, $i: EventUpdateInput!) { updateEvent(id: $id, input: $i) { changed } }"
+    )
+    watched_id = global_id("Event", watched.id)
+    query, variables = EVENTS, {"filter": {"ids": watched_id}}
+    if inline:
+        query = EVENTS.replace("($filter: EventFilter)", "").replace(
+            "(filter: $filter)", f'(filter: {{ids: "{watched_id}"}})'
+        )
+        variables = {}
+    async with live(api_url) as anonymous:
+        await open_subscription(anonymous, None, variables, query)
+        await mutate(client, staff, edit, {"id": global_id("Event", other.id), "i": {"title": "o"}})
+        await mutate(client, staff, edit, {"id": watched_id, "i": {"title": "w"}})
+        assert change_of(await anonymous.next_change()) == (
+            "UPDATED",
+            watched_id,
+            {"title": "w", "status": "APPROVED"},
+        )
+
+
 async def test_completing_a_subscription_stops_its_messages(
     api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
 ) -> None:

@@ -73,7 +73,11 @@ class LiveQuery:
         if ids is not None:
             own = flt.get("ids")
             wanted = [encode_id("Event", i) for i in ids]
-            flt["ids"] = wanted if own is None else [i for i in wanted if i in set(own)]
+            if own is not None:
+                # one ID given for the list is a list of that one, as GraphQL coerces it
+                kept = {own} if isinstance(own, str) else set(own)
+                wanted = [i for i in wanted if i in kept]
+            flt["ids"] = wanted
         return {**self.variables, _FILTER: flt, _FIRST: first, _AFTER: after}
 
     def change(self, kind: str, event_id: int, nodes: Mapping[str, Any] | None) -> dict[str, Any]:
