@@ -22,10 +22,12 @@ from typing import Any
 
 import httpx
 import pytest
+from tortoise.connection import connections
 from websockets.exceptions import InvalidStatus
 
 from popmap_gql.config import Settings
 from popmap_gql.db.models import CognitoIdentity, EventStatus, User
+from popmap_gql.live.cohorts import MAX_EVENTS
 from tests.fake_cognito import ISSUER, FakeCognito
 from tests.helpers import global_id, make_business, make_event
 from tests.live_client import LiveClient, SilentClient, live
@@ -489,6 +491,65 @@ async def test_completing_a_subscription_stops_its_messages(
         assert message["id"] == "other"
         await moderate(client, staff, second.id, "APPROVED")
         assert (await anonymous.next_change())["id"] == "other"
+
+
+# --- refusals and failed first reads ---------------------------------------------------------
+
+
+SYDNEY = {"north": -33.0, "south": -34.5, "east": 152.0, "west": 150.0}
+
+
+async def test_a_filter_showing_more_than_max_events_is_refused_and_the_socket_stays_usable(
+    api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    staff = await person(cognito, "narrowing", ("staff",))
+    far = await make_event(
+        "in Sydney", status=EventStatus.PENDING, latitude=-33.87, longitude=151.2
+    )
+    database = connections.get("default")
+    # visible to anyone (approved, ending tomorrow), all in Austin: one more than a list holds
+    await database.execute_query(
+        "INSERT INTO event (title, description, location_name, address, latitude, longitude,"
+        " starts_at, ends_at, image_url, status, created_at, updated_at)"
+        " SELECT 'crowd ' || n, '', '', '', 30.27, -97.74, now() + interval '1 hour',"
+        " now() + interval '1 day', '', 'APPROVED', now(), now()"
+        " FROM generate_series(1, $1) AS n",
+        [MAX_EVENTS + 1],
+    )
+    try:
+        async with live(api_url) as anonymous:
+            assert (await anonymous.init())["type"] == "connection_ack"
+            await anonymous.subscribe("everything", EVENTS, {"filter": {}})
+            refused = await anonymous.receive()
+            assert refused["type"] == "error", refused
+            assert refused["id"] == "everything"
+            [error] = refused["payload"]
+            assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "filter"}
+            assert error["message"].startswith(f"the filter shows more than {MAX_EVENTS} events")
+
+            # the same socket, a narrower filter: subscribed
+            await anonymous.subscribe("sydney", EVENTS, {"filter": {"bbox": SYDNEY}})
+            await anonymous.send({"type": "ping"})
+            assert (await anonymous.receive())["type"] == "pong"
+            # and the first filter once it shows exactly MAX_EVENTS: subscribed too
+            await database.execute_query("DELETE FROM event WHERE title = 'crowd 1'")
+            await anonymous.subscribe("all", EVENTS, {"filter": {}})
+            await anonymous.send({"type": "ping"})
+            assert (await anonymous.receive())["type"] == "pong"
+            # both hear the change
+            await moderate(client, staff, far.id, "APPROVED")
+            heard = {}
+            for _ in range(2):
+                message = await anonymous.next_change()
+                heard[message["id"]] = change_of(message)
+            added = (
+                "ADDED",
+                global_id("Event", far.id),
+                {"title": "in Sydney", "status": "APPROVED"},
+            )
+            assert heard == {"sydney": added, "all": added}
+    finally:
+        await database.execute_query("DELETE FROM event WHERE title LIKE 'crowd %'")
 
 
 # --- a server of the tests' own: limits, metrics, workers -----------------------------------
