@@ -167,7 +167,7 @@ class Hub:
         cost: int,
     ) -> Cohort:
         """Add `subscriber` to the cohort of `key`, reading its list first if it is new
-        (LiveRefused when the list query is refused)."""
+        (LiveRefused when the list query is refused or the database fails it)."""
         cohort = self.cohorts.get(key)
         if cohort is None:
             per_event = max(1, cost)
@@ -180,6 +180,13 @@ class Hub:
                     now = await self._read_all(cohort)
                     cohort.known = {event_id: digest for event_id, (digest, _) in now.items()}
                     cohort.loaded = True
+            except ServiceUnavailable as exc:
+                # a fault of the database, not of the connection: this subscription is
+                # refused (the client may retry), and the socket stays open
+                self.leave(cohort, subscriber)
+                cause = exc.__cause__ or exc
+                logger.warning("live: a first read failed (%s); subscription refused", cause)
+                raise LiveRefused([coded(exc.message, exc.code)]) from None
             except BaseException:
                 self.leave(cohort, subscriber)
                 raise
