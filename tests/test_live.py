@@ -479,6 +479,46 @@ async def test_a_single_id_given_for_the_ids_list_is_heard(
         )
 
 
+SYDNEY_BOX = "{north: -33.0, south: -34.5, east: 152.0, west: 150.0}"
+DEFAULTED = {
+    # the filter is a variable the client leaves out: its default applies
+    "filter": EVENTS.replace(
+        "$filter: EventFilter", f"$filter: EventFilter = {{bbox: {SYDNEY_BOX}}}"
+    ),
+    # a variable inside an inline filter, left out: its default applies
+    "inside": EVENTS.replace("($filter: EventFilter)", "($south: Float = -34.5)").replace(
+        "(filter: $filter)",
+        "(filter: {bbox: {north: -33.0, south: $south, east: 152.0, west: 150.0}})",
+    ),
+}
+
+
+@pytest.mark.parametrize("where", DEFAULTED)
+async def test_a_variables_default_applies_to_the_subscriptions_filter(
+    api_url: str, client: httpx.AsyncClient, cognito: FakeCognito, where: str
+) -> None:
+    """As over HTTP, a variable the client does not give takes its default: the list is
+    Sydney's, so an approval in Austin is not heard and one in Sydney is."""
+    staff = await person(cognito, "defaulting", ("staff",))
+    austin = await make_event("in Austin", status=EventStatus.PENDING)
+    sydney = await make_event(
+        "in Sydney", status=EventStatus.PENDING, latitude=-33.87, longitude=151.2
+    )
+    async with live(api_url) as anonymous:
+        assert (await anonymous.init())["type"] == "connection_ack"
+        await anonymous.subscribe("map", DEFAULTED[where])
+        await anonymous.send({"type": "ping"})
+        answer = await anonymous.receive()
+        assert answer["type"] == "pong", answer
+        await moderate(client, staff, austin.id, "APPROVED")
+        await moderate(client, staff, sydney.id, "APPROVED")
+        assert change_of(await anonymous.next_change()) == (
+            "ADDED",
+            global_id("Event", sydney.id),
+            {"title": "in Sydney", "status": "APPROVED"},
+        )
+
+
 async def test_completing_a_subscription_stops_its_messages(
     api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
 ) -> None:

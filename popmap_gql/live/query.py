@@ -23,6 +23,7 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    Undefined,
     VariableNode,
     Visitor,
     print_ast,
@@ -119,11 +120,11 @@ def derive(
         changes = selector.fields("EventChange", [root.selection_set] if root.selection_set else [])
     except NotCompilable as exc:
         raise NotLive(str(exc)) from None
-    raw = dict(raw_variables or {})
+    raw = _with_defaults(operation, raw_variables)
     flt: Any = None
     for argument in root.arguments or ():
         if argument.name.value == "filter":
-            flt = value_from_ast_untyped(argument.value, raw)
+            flt = _given(value_from_ast_untyped(argument.value, raw))
     shape: list[tuple[str, str]] = []
     event_sets: list[list[SelectionSetNode]] = []
     for key, nodes in changes.items():
@@ -142,6 +143,29 @@ def derive(
         variables={name: raw[name] for name in used if name in raw},
         event_roots=tuple(f"e{i}" for i in range(len(event_sets))),
     )
+
+
+def _with_defaults(
+    operation: OperationDefinitionNode, raw_variables: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The client's variables, and the default of each one it left out, as GraphQL
+    gives them to the operation."""
+    raw = dict(raw_variables or {})
+    for definition in operation.variable_definitions or ():
+        name = definition.variable.name.value
+        if name not in raw and definition.default_value is not None:
+            raw[name] = value_from_ast_untyped(definition.default_value)
+    return raw
+
+
+def _given(value: Any) -> Any:
+    """`value` without the input fields whose variable nobody gave (GraphQL leaves such
+    a field out; a list item so given is null)."""
+    if isinstance(value, dict):
+        return {key: _given(item) for key, item in value.items() if item is not Undefined}
+    if isinstance(value, list):
+        return [None if item is Undefined else _given(item) for item in value]
+    return value
 
 
 def _derived_text(
