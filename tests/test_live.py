@@ -715,6 +715,66 @@ async def test_a_subscriber_waiting_on_a_first_read_that_fails_is_told_to_subscr
         await locker.close()
 
 
+async def test_a_socket_closed_while_it_waits_for_a_first_read_leaves_the_cohort(
+    api_url: str, api_app: Starlette, settings: Settings, cognito: FakeCognito
+) -> None:
+    """One user on two sockets subscribes to one list: A's first read waits for a lock on
+    `event`, B waits for A's read, and B's token expires meanwhile (4403). B is no longer
+    in the cohort once A's read is done: the cohort delivers to A alone, and goes when A
+    completes."""
+    sub = str(uuid.uuid4())
+    user = await User.create(username="twice", email="twice@example.com")
+    await CognitoIdentity.create(user=user, issuer=ISSUER, sub=sub, profile_complete=True)
+
+    def token(seconds: int) -> str:
+        return cognito.id_token(
+            sub=sub,
+            email="twice@example.com",
+            exp=int(time.time()) + seconds,
+            **{"cognito:username": "twice"},
+        )
+
+    hub = hub_of(api_app)
+    assert settings.database_url is not None
+    locker = await asyncpg.connect(**connection_credentials(settings.database_url))
+    try:
+        async with live(api_url) as first, live(api_url) as second:
+            assert (await first.init({"Authorization": f"Bearer {token(3600)}"}))[
+                "type"
+            ] == "connection_ack"
+            locking = locker.transaction()
+            await locking.start()
+            try:
+                await locker.execute("LOCK TABLE event IN ACCESS EXCLUSIVE MODE")
+                await first.subscribe("map", EVENTS, {"filter": {}})
+                await _until(lambda: _blocked_by(locker), "A's read to wait")
+                assert (await second.init({"Authorization": f"Bearer {token(3)}"}))[
+                    "type"
+                ] == "connection_ack"
+                await second.subscribe("map", EVENTS, {"filter": {}})
+                [cohort] = await _until(
+                    lambda: [
+                        c for c in hub.cohorts.values() if not c.loaded and len(c.members) == 2
+                    ],
+                    "B to join A's cohort",
+                )
+                assert await second.closed_with() == 4403
+                await _until(lambda: len(cohort.members) == 1, "B to leave the cohort")
+                assert await _blocked_by(locker), "the one left is A, still reading"
+            finally:
+                await locking.rollback()
+            await first.send({"type": "ping"})
+            assert (await first.receive())["type"] == "pong"
+            assert cohort.loaded
+            assert len(cohort.members) == 1
+            await first.send({"id": "map", "type": "complete"})
+            await first.send({"type": "ping"})
+            assert (await first.receive())["type"] == "pong"
+            assert hub.cohorts.get(cohort.key) is not cohort
+    finally:
+        await locker.close()
+
+
 # --- a server of the tests' own: limits, metrics, workers -----------------------------------
 
 

@@ -194,12 +194,15 @@ class Hub:
             return cohort
         cohort.members.add(subscriber)
         if not cohort.loaded:
-            async with cohort.lock:  # the first subscriber's read decides
-                pass
-            if not cohort.loaded:  # it failed: so does this one (the client may retry)
+            try:
+                async with cohort.lock:  # the first subscriber's read decides
+                    pass
+                if not cohort.loaded:  # it failed: so does this one (the client may retry)
+                    message = "the list could not be read now; subscribe again"
+                    raise LiveRefused([coded(message, "SERVICE_UNAVAILABLE")])
+            except BaseException:  # that, or this subscriber's socket closed meanwhile
                 self.leave(cohort, subscriber)
-                message = "the list could not be read now; subscribe again"
-                raise LiveRefused([coded(message, "SERVICE_UNAVAILABLE")])
+                raise
         return cohort
 
     def leave(self, cohort: Cohort, subscriber: Subscriber) -> None:

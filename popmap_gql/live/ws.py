@@ -328,9 +328,6 @@ class _Connection:
             if self.subscriptions.pop(subscription_id, None) is subscription:
                 self._error(subscription_id, refused.errors)
             return
-        if self.subscriptions.get(subscription_id) is not subscription:
-            self._leave(subscription)  # completed by the client while it was starting
-            return
         self.subscribed += 1
         _gauge("ws_subscriptions", 1)
 
