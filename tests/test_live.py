@@ -569,7 +569,7 @@ async def _until(condition: Any, what: str) -> Any:
         await asyncio.sleep(0.01)
 
 
-async def test_a_filter_showing_more_than_max_events_is_refused_and_the_socket_stays_usable(
+async def test_a_filter_showing_more_than_max_events_is_refused_or_ended_and_the_socket_goes_on(
     api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
 ) -> None:
     staff = await person(cognito, "narrowing", ("staff",))
@@ -606,18 +606,29 @@ async def test_a_filter_showing_more_than_max_events_is_refused_and_the_socket_s
             await anonymous.subscribe("all", EVENTS, {"filter": {}})
             await anonymous.send({"type": "ping"})
             assert (await anonymous.receive())["type"] == "pong"
-            # both hear the change
+            # one more event: Sydney's list hears it; the whole list, now one too many,
+            # ends with the refusal (no cohort grows past MAX_EVENTS either)
             await moderate(client, staff, far.id, "APPROVED")
-            heard = {}
-            for _ in range(2):
-                message = await anonymous.next_change()
-                heard[message["id"]] = change_of(message)
             added = (
                 "ADDED",
                 global_id("Event", far.id),
                 {"title": "in Sydney", "status": "APPROVED"},
             )
-            assert heard == {"sydney": added, "all": added}
+            heard: dict[str, list[dict[str, Any]]] = {"sydney": [], "all": []}
+            for _ in range(3):
+                message = await anonymous.receive()
+                heard[message["id"]].append(message)
+            [sydney] = heard["sydney"]
+            assert change_of(sydney) == added
+            # the whole list is told the change, then ends
+            told, ended = heard["all"]
+            assert change_of(told) == added
+            assert ended["type"] == "error", ended
+            assert ended["payload"] == refused["payload"]
+            # the id is free again, and the socket goes on
+            await anonymous.subscribe("all", EVENTS, {"filter": {"bbox": SYDNEY}})
+            await anonymous.send({"type": "ping"})
+            assert (await anonymous.receive())["type"] == "pong"
     finally:
         await database.execute_query("DELETE FROM event WHERE title LIKE 'crowd %'")
 

@@ -78,6 +78,10 @@ class Subscriber(Protocol):
     def deliver(self, payloads: list[bytes]) -> None:
         """Queue one window's `next` payloads (`{"data": ...}` serialised) for the client."""
 
+    def end(self, errors: list[dict[str, Any]]) -> None:
+        """End the subscription with an `error` message carrying `errors` (it leaves the
+        cohort)."""
+
 
 # (document text, operation name, coerced variables, user, staff, client, scopes, origin)
 CohortKey = tuple[str, str | None, bytes, int | None, bool, str | None, frozenset[str], str]
@@ -277,6 +281,8 @@ class Hub:
     async def _evaluate(self, cohort: Cohort, started: float) -> None:
         """Drain the cohort's pending ids: one statement per `first` of them."""
         while (cohort.pending or cohort.pending_all) and cohort.members:
+            failed = False
+            refused: list[dict[str, Any]] = []
             async with self._slots, cohort.lock:
                 everything, cohort.pending_all = cohort.pending_all, False
                 ids, cohort.pending = sorted(cohort.pending), set()
@@ -288,15 +294,25 @@ class Hub:
                     else:
                         now = await self._read(cohort, ids)
                         candidates = set(ids)
-                except (ServiceUnavailable, LiveRefused) as exc:
+                except ServiceUnavailable as exc:
                     logger.warning("live: evaluation failed (%s); retrying", exc)
                     cohort.pending.update(ids)
                     cohort.pending_all |= everything
-                    await asyncio.sleep(RETRY_SECONDS)
-                    continue
+                    failed = True
+                except LiveRefused as exc:
+                    refused = exc.errors
+                else:
+                    self._send(cohort, candidates, now, started)
+                    if len(cohort.known) > MAX_EVENTS:
+                        refused = _too_many()
                 finally:
                     cohort.evaluating, cohort.evaluating_all = set(), False
-                self._send(cohort, candidates, now, started)
+            if refused:  # the list outgrew what a subscription may hold: it ends
+                for subscriber in list(cohort.members):
+                    subscriber.end(refused)
+                return
+            if failed:
+                await asyncio.sleep(RETRY_SECONDS)
 
     def _send(
         self,
@@ -353,16 +369,7 @@ class Hub:
             )
             found.update(page)
             if len(found) > MAX_EVENTS:
-                raise LiveRefused(
-                    [
-                        coded(
-                            f"the filter shows more than {MAX_EVENTS} events:"
-                            " narrow it (a smaller bbox) to subscribe",
-                            "BAD_USER_INPUT",
-                            field="filter",
-                        )
-                    ]
-                )
+                raise LiveRefused(_too_many())
             if after is None:
                 return found
 
@@ -429,6 +436,11 @@ def _statements_counted(request_id: str, started: float) -> Iterator[None]:
         observe.current.reset(token)
         if (metrics := observe.metrics) is not None and facts.statements:
             metrics.live_statements.inc(facts.statements)
+
+
+def _too_many() -> list[dict[str, Any]]:
+    message = f"the filter shows more than {MAX_EVENTS} events: narrow it (a smaller bbox)"
+    return [coded(message, "BAD_USER_INPUT", field="filter")]
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

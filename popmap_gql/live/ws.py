@@ -137,15 +137,23 @@ class LiveEndpoint:
 class _Subscription:
     """One subscription of a connection: what the cohort delivers to."""
 
-    __slots__ = ("cohort", "connection", "prefix")
+    __slots__ = ("cohort", "connection", "prefix", "subscription_id")
 
     def __init__(self, connection: _Connection, subscription_id: str) -> None:
         self.connection = connection
+        self.subscription_id = subscription_id
         self.prefix = b'{"id":' + orjson.dumps(subscription_id) + b',"type":"next","payload":'
         self.cohort: Cohort | None = None
 
     def deliver(self, payloads: list[bytes]) -> None:
         self.connection.queue(*(self.prefix + payload + b"}" for payload in payloads))
+
+    def end(self, errors: list[dict[str, Any]]) -> None:
+        connection = self.connection
+        if connection.subscriptions.get(self.subscription_id) is self:
+            del connection.subscriptions[self.subscription_id]
+            connection._leave(self)
+            connection._error(self.subscription_id, errors)
 
 
 class _Connection:
