@@ -519,6 +519,32 @@ async def test_a_variables_default_applies_to_the_subscriptions_filter(
         )
 
 
+async def test_a_subscription_that_selects_no_event_fields_hears_what_enters_and_leaves(
+    api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    """`{ change eventId }` alone: the client refetches what it needs by id."""
+    staff = await person(cognito, "idsonly", ("staff",))
+    event = await make_event("ids only", status=EventStatus.PENDING)
+    async with live(api_url) as anonymous:
+        await open_subscription(
+            anonymous,
+            None,
+            query="subscription { eventsChanged { change eventId kind: __typename } }",
+        )
+        for status, change in (("APPROVED", "ADDED"), ("REJECTED", "REMOVED")):
+            await moderate(client, staff, event.id, status)
+            message = await anonymous.next_change()
+            assert message["payload"] == {
+                "data": {
+                    "eventsChanged": {
+                        "change": change,
+                        "eventId": global_id("Event", event.id),
+                        "kind": "EventChange",
+                    }
+                }
+            }
+
+
 async def test_completing_a_subscription_stops_its_messages(
     api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
 ) -> None:

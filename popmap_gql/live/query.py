@@ -134,6 +134,8 @@ def derive(
             event_sets.append([n.selection_set for n in nodes if n.selection_set is not None])
         else:
             shape.append((key, name))
+    if not event_sets:  # `event` not selected: one root still reads which events are in
+        event_sets.append([])
     text, used = _derived_text(operation, fragments, event_sets)
     return LiveQuery(
         root_key=root_key,
@@ -198,8 +200,7 @@ def _derived_text(
     header = ", ".join(
         [f"${_FILTER}: EventFilter!", f"${_FIRST}: Int!", f"${_AFTER}: String", *declared]
     )
-    body = " ".join(roots) if roots else "__typename"
-    text = f"query PopmapLive({header}) {{ {body} }}"
+    text = f"query PopmapLive({header}) {{ {' '.join(roots)} }}"
     for name in collect.fragments_used:
         text += "\n" + print_ast(fragments[name])
     return text, used_variables
