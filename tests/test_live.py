@@ -115,6 +115,9 @@ async def test_connection_is_acknowledged_and_pings_are_answered(api_url: str) -
             4409,
         ),
         ([{"type": "connection_init", "payload": {"Authorization": "Bearer not.a.jwt"}}], 4403),
+        ([{"type": "connection_init", "payload": {"Authorization": 7}}], 4403),
+        ([{"type": "connection_init", "payload": ["Bearer x"]}], 4400),
+        ([{"type": "connection_init"}, {"type": "subscribe", "payload": {"query": EVENTS}}], 4400),
         *(
             ([{"type": "connection_init"}, {"id": "1", "type": "subscribe", "payload": p}], 4400)
             for p in (
@@ -132,6 +135,9 @@ async def test_connection_is_acknowledged_and_pings_are_answered(api_url: str) -
         "no-payload",
         "duplicate-id",
         "bad-token",
+        "authorization-not-a-string",
+        "init-payload-not-an-object",
+        "subscribe-without-an-id",
         "query-not-a-string",
         "variables-not-an-object",
         "operation-name-not-a-string",
@@ -147,10 +153,69 @@ async def test_protocol_violations_close_with_the_protocols_codes(
         assert await client.closed_with() == code
 
 
-async def test_text_that_is_not_json_closes_4400(api_url: str) -> None:
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("{not json", 4400),
+        ("[1]", 4400),
+        ('{"type": 1}', 4400),
+        (b'{"type": "connection_init"}', 4400),  # a binary frame
+        ('{"type": "ping", "payload": "' + "x" * 100_000 + '"}', 1009),  # > POPMAP_MAX_BODY_BYTES
+    ],
+    ids=["not-json", "not-an-object", "type-not-a-string", "binary", "too-big"],
+)
+async def test_frames_that_are_not_messages_close_the_socket(
+    api_url: str, frame: str | bytes, code: int
+) -> None:
     async with live(api_url) as client:
-        await client.socket.send("{not json")
-        assert await client.closed_with() == 4400
+        await client.socket.send(frame)
+        assert await client.closed_with() == code
+
+
+async def test_a_pong_from_the_client_is_accepted_and_nothing_answers_it(api_url: str) -> None:
+    async with live(api_url) as client:
+        assert (await client.init())["type"] == "connection_ack"
+        await client.send({"type": "pong", "payload": {"n": 1}})
+        await client.send({"type": "ping"})
+        assert await client.receive() == {"type": "pong"}
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "message"),
+    [
+        ({}, "BAD_REQUEST", "No GraphQL query found in the request"),
+        (
+            {"query": EVENTS, "operationName": "Elsewhere"},
+            "BAD_REQUEST",
+            'Unknown operation named "Elsewhere".',  # as over HTTP
+        ),
+        (
+            {
+                "query": "subscription { eventsChanged { event { "
+                + " ".join(f"a{i}: title" for i in range(31))
+                + " } } }"
+            },
+            "TOO_MANY_ALIASES",
+            None,
+        ),
+    ],
+    ids=["no-query", "unknown-operation", "over-an-admission-limit"],
+)
+async def test_a_subscribe_the_document_checks_refuse_is_an_error_for_its_id(
+    api_url: str, payload: dict[str, Any], code: str, message: str | None
+) -> None:
+    async with live(api_url) as client:
+        assert (await client.init())["type"] == "connection_ack"
+        await client.send({"id": "s", "type": "subscribe", "payload": payload})
+        refused = await client.receive()
+        assert refused["type"] == "error", refused
+        assert refused["id"] == "s"
+        [error] = refused["payload"]
+        assert error["extensions"]["code"] == code, error
+        if message is not None:
+            assert error["message"] == message
+        await client.send({"type": "ping"})
+        assert (await client.receive())["type"] == "pong"  # the socket goes on
 
 
 async def test_a_socket_without_the_subprotocol_is_closed_4406(api_url: str) -> None:

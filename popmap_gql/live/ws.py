@@ -42,6 +42,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from popmap_gql import observe
 from popmap_gql.api.admission import Admission
+from popmap_gql.api.engine import CannotGetOperationTypeError
 from popmap_gql.api.errors import format_error
 from popmap_gql.api.schema import PopmapSchema
 from popmap_gql.auth.authenticator import Authenticator
@@ -361,7 +362,8 @@ class _Connection:
         if admission.errors:
             raise LiveRefused([format_error(error) for error in admission.errors])
         if admission.operation is None:
-            raise LiveRefused([coded("Unknown operation named " + str(name)[:100], "BAD_REQUEST")])
+            reason = CannotGetOperationTypeError(name and name[:100]).as_http_error_reason()
+            raise LiveRefused([coded(reason, "BAD_REQUEST")])  # as HTTP words it
         try:
             live = derive(schema.documents.schema, prepared.document, admission, variables)
         except NotLive as exc:
