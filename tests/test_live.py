@@ -426,6 +426,41 @@ async def test_moving_an_event_out_of_the_box_removes_it_and_back_in_adds_it(
         assert seen["title"] == "renamed"
 
 
+async def test_a_box_across_the_antimeridian_hears_events_on_both_sides_of_it(
+    api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    """Fiji's box runs from 177 E to 178 W (west > east): routing must not drop an event
+    east or west of the antimeridian, nor hear one outside the box."""
+    staff = await person(cognito, "fijian", ("staff",))
+    event = await make_event("on Taveuni", latitude=-16.8, longitude=179.9)
+    move = (
+        "mutation($id: ID!, $i: EventUpdateInput!) { updateEvent(id: $id, input: $i) { changed } }"
+    )
+    fiji = {"north": -15.0, "south": -19.0, "east": -178.0, "west": 177.0}
+    async with live(api_url) as anonymous:
+        await open_subscription(anonymous, None, {"filter": {"bbox": fiji}})
+        for longitude, change in ((-179.9, "UPDATED"), (170.0, "REMOVED"), (178.0, "ADDED")):
+            await mutate(
+                client,
+                staff,
+                move,
+                {"id": global_id("Event", event.id), "i": {"longitude": longitude}},
+            )
+            # UPDATED: no field it selects changed, but it is still in: so a title change is
+            # the next thing heard
+            if change == "UPDATED":
+                await mutate(
+                    client,
+                    staff,
+                    move,
+                    {"id": global_id("Event", event.id), "i": {"title": "across"}},
+                )
+            assert change_of(await anonymous.next_change())[:2] == (
+                change,
+                global_id("Event", event.id),
+            )
+
+
 async def test_a_business_joining_updates_subscribers_selecting_businesses(
     api_url: str, client: httpx.AsyncClient, cognito: FakeCognito
 ) -> None:
