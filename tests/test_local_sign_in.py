@@ -1100,6 +1100,16 @@ def test_user_pool_api_refuses_bad_bodies_and_parameters_with_aws_json_errors(
     assert still.status_code == 200, still.text
 
 
+def test_user_pool_api_refuses_json_nested_too_deeply_for_the_parser(base: str) -> None:
+    response = httpx.post(
+        f"{base}/",
+        content=b"[" * 60_000,  # within the 64 KB a body may have
+        headers={"content-type": AMZ_JSON, "x-amz-target": f"{TARGET}GetUser"},
+    )
+
+    assert refused(response, "SerializationException") == "the body is not JSON"
+
+
 def test_the_user_pool_api_answers_boto3(base: str) -> None:
     """The real AWS SDK, unsigned as for these operations, given this server as its
     endpoint: the wire format is Cognito's."""
