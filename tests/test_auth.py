@@ -185,6 +185,7 @@ async def test_userinfo_failure_never_fails_the_request_and_is_retried_later(
     "body",
     [
         pytest.param(b'["not", "a", "profile"]', id="an array"),
+        pytest.param(b"[" * 10_000, id="nested too deeply for the parser"),
     ],
 )
 async def test_a_userinfo_answer_that_is_no_profile_never_fails_the_request(
@@ -623,6 +624,7 @@ async def test_only_the_rsa_signing_keys_of_the_jwks_are_trusted(
     ("body", "reason"),
     [
         pytest.param(b'{"keys": "none"}', "not a JWKS document", id="no list of keys"),
+        pytest.param(b"[" * 60_000, "nested", id="nested too deeply for the parser"),
         pytest.param(
             json.dumps({"keys": [], "padding": "x" * 64 * 1024}).encode(),
             "answer larger than 65536 bytes",
