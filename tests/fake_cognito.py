@@ -71,13 +71,16 @@ class SigningKey:
 
 @dataclass
 class FakeCognito:
-    """Serves JWKS for the pool and userInfo; tests flip `jwks_status` or `userinfo_status`."""
+    """Serves JWKS for the pool and userInfo; tests flip `jwks_status` or `userinfo_status`,
+    or set the very bytes of an answer (`jwks_body`, `userinfo_body`)."""
 
     key: SigningKey = field(default_factory=lambda: SigningKey("pool-key-1"))
     attacker_key: SigningKey = field(default_factory=lambda: SigningKey("attacker-key"))
     hits: Counter[str] = field(default_factory=Counter)
     jwks_status: int = 200
     userinfo_status: int = 200
+    jwks_body: bytes | None = None
+    userinfo_body: bytes | None = None
     profiles: dict[str, dict[str, str]] = field(default_factory=dict)
     base_url: str = ""
     # Tokens the token endpoint hands out before good ones (e.g. one the API refuses).
@@ -116,6 +119,8 @@ class FakeCognito:
             self.hits["jwks"] += 1
             if self.jwks_status != 200:
                 return Response("unavailable", status_code=self.jwks_status)
+            if self.jwks_body is not None:
+                return Response(self.jwks_body, media_type="application/json")
             return JSONResponse({"keys": [self.key.jwk]})
 
         async def attacker_jwks(request: Request) -> Response:
@@ -126,6 +131,8 @@ class FakeCognito:
             self.hits["userinfo"] += 1
             if self.userinfo_status != 200:
                 return Response("unavailable", status_code=self.userinfo_status)
+            if self.userinfo_body is not None:
+                return Response(self.userinfo_body, media_type="application/json")
             token = request.headers.get("authorization", "").removeprefix("Bearer ")
             claims = jwt.decode(token, options={"verify_signature": False})
             profile = self.profiles.get(claims["sub"], {})

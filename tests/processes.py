@@ -70,28 +70,34 @@ def clean_env(**overrides: str) -> dict[str, str]:
 
 @contextmanager
 def running_server(
-    env: dict[str, str], *args: str, log: Path | None = None, scheme: str = "http"
+    env: dict[str, str],
+    *args: str,
+    log: Path | None = None,
+    scheme: str = "http",
+    host: str = "127.0.0.1",
 ) -> Iterator[str]:
-    """`popmap-gql serve` on a free port; yields its base URL once /healthz answers.
+    """`popmap-gql serve` on a free port of `host` (an IPv4 address); yields its base URL
+    once /healthz answers.
 
     Its output goes to `log` (a temporary file if none is given), never to a pipe that
     nobody reads and that could fill up and stall the server.
     """
     with tempfile.TemporaryDirectory() as scratch:
         log = log or Path(scratch) / "server.log"
-        with server_process(env, *args, log=log, scheme=scheme) as (_, base):
+        with server_process(env, *args, log=log, scheme=scheme, host=host) as (_, base):
             yield base
 
 
 @contextmanager
 def server_process(
-    env: dict[str, str], *args: str, log: Path, scheme: str = "http"
+    env: dict[str, str], *args: str, log: Path, scheme: str = "http", host: str = "127.0.0.1"
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """Like running_server, also yielding the process (to signal it, read its exit status)."""
     port = free_port()
+    command = [sys.executable, "-m", "popmap_gql", "serve", "--host", host, "--port", str(port)]
     with log.open("w") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "popmap_gql", "serve", "--port", str(port), *args],
+            [*command, *args],
             env=env,
             cwd=ROOT,
             stdout=output,
@@ -99,7 +105,7 @@ def server_process(
             text=True,
         )
     try:
-        yield process, _wait_until_healthy(process, f"{scheme}://127.0.0.1:{port}", log)
+        yield process, _wait_until_healthy(process, f"{scheme}://{host}:{port}", log)
     finally:
         stop(process)
 

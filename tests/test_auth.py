@@ -8,18 +8,20 @@ import http.client
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from popmap_gql.auth.local_idp import LocalIdentityProvider
 from popmap_gql.config import Settings
 from popmap_gql.db.models import CognitoIdentity, User
-from tests.conftest import JWKS_COOLDOWN_SECONDS, QueryCounter
+from tests.conftest import JWKS_COOLDOWN_SECONDS, QueryCounter, serving
 from tests.fake_cognito import (
     ISSUER,
     MOBILE_CLIENT,
@@ -179,6 +181,30 @@ async def test_userinfo_failure_never_fails_the_request_and_is_retried_later(
     assert during_outage["id"] == after_outage["id"]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'["not", "a", "profile"]', id="an array"),
+        pytest.param(b"[" * 10_000, id="nested too deeply for the parser"),
+    ],
+)
+async def test_a_userinfo_answer_that_is_no_profile_never_fails_the_request(
+    client: httpx.AsyncClient,
+    cognito: FakeCognito,
+    caplog: pytest.LogCaptureFixture,
+    body: bytes,
+) -> None:
+    cognito.userinfo_body = body
+    try:
+        viewer = await me(client, cognito.access_token())
+    finally:
+        cognito.userinfo_body = None
+
+    assert viewer["id"]
+    assert viewer["email"] is None
+    assert "userInfo request failed, profile left to fill later" in caplog.text
+
+
 async def test_fifty_concurrent_first_requests_create_one_user(
     client: httpx.AsyncClient, cognito: FakeCognito
 ) -> None:
@@ -247,6 +273,8 @@ def _refusals() -> dict[str, Callable[[FakeCognito], str]]:
             c.access_token(), {"alg": "PS256", "kid": c.key.kid}
         ),
         "unknown kid": lambda c: c.sign(c.claims(), key=SigningKey("no-such-kid")),
+        "no kid": lambda c: _replace_header(c.access_token(), {"alg": "RS256", "typ": "JWT"}),
+        "kid is a number": lambda c: _replace_header(c.access_token(), {"alg": "RS256", "kid": 7}),
         "expired": lambda c: c.access_token(iat=now - 7200, exp=now - 3600),
         "missing exp": lambda c: c.access_token(exp=None),
         "missing iat": lambda c: c.access_token(iat=None),
@@ -269,6 +297,9 @@ def _refusals() -> dict[str, Callable[[FakeCognito], str]]:
             c.access_token(sub=None) and c.sign({**c.claims(), "sub": 12345})
         ),
         "groups is a string": lambda c: c.access_token(**{"cognito:groups": "staff"}),
+        "username is a number": lambda c: c.access_token(username=12345),
+        "cognito:username is empty": lambda c: c.id_token(**{"cognito:username": ""}),
+        "email is a list": lambda c: c.id_token(email=["ana@example.com"]),
         "exp is a string": lambda c: c.access_token(exp="tomorrow"),
         # NumericDate claims are JSON numbers; PyJWT alone compares int(value)
         "exp is a numeric string": lambda c: c.access_token(exp=str(now + 3600)),
@@ -524,6 +555,114 @@ async def test_flood_of_unknown_kids_fetches_at_most_once_per_cooldown(
     assert [r.status_code for r in results[200:]] == [200] * 20
     windows = int(elapsed // JWKS_COOLDOWN_SECONDS) + 1
     assert 1 <= cognito.hits["jwks"] - before <= windows
+
+
+@asynccontextmanager
+async def serve_trusting(
+    fake: FakeCognito, settings: Settings, data_dir: Path
+) -> AsyncIterator[tuple[httpx.AsyncClient, Path]]:
+    """`popmap-gql serve` trusting a pool that `fake` (on a loopback port of its own)
+    stands in for: a client of it, and the file its output goes to."""
+    assert settings.database_url is not None
+    async with serving(fake.app()) as url:
+        fake.base_url = url
+        log = data_dir / "server.log"
+        with running_server(fake.server_env(settings.database_url, data_dir), log=log) as base:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+                yield api, log
+
+
+def _ec_jwk(kid: str) -> dict[str, Any]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk: dict[str, Any] = jwt.algorithms.ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    return {**jwk, "kid": kid, "use": "sig"}
+
+
+async def test_only_the_rsa_signing_keys_of_the_jwks_are_trusted(
+    settings: Settings, tmp_path: Path, clean_db: None
+) -> None:
+    """Other keys are skipped, one by one: a malformed key loses none of the others."""
+    fake = FakeCognito()
+    skipped = {
+        kid: SigningKey(kid)
+        for kid in ("encryption", "rs512", "ec", "no-modulus", "number-modulus", "modulus-one")
+    }
+    fake.jwks_body = json.dumps(
+        {
+            "keys": [
+                "not an object",
+                {name: value for name, value in SigningKey("x").jwk.items() if name != "kid"},
+                {**skipped["encryption"].jwk, "use": "enc"},
+                {**skipped["rs512"].jwk, "alg": "RS512"},
+                _ec_jwk("ec"),
+                {name: v for name, v in skipped["no-modulus"].jwk.items() if name != "n"},
+                {**skipped["number-modulus"].jwk, "n": 12345},
+                {**skipped["modulus-one"].jwk, "n": "AQ"},
+                fake.key.jwk,
+            ]
+        }
+    ).encode()
+
+    async with serve_trusting(fake, settings, tmp_path) as (api, log):
+        viewer = await me(api, fake.access_token())
+        refusals = {
+            kid: await ask_me(api, fake.sign(fake.claims(), key=key))
+            for kid, key in skipped.items()
+        }
+
+    assert viewer["id"]
+    for kid, response in refusals.items():
+        assert response.status_code == 401, kid
+        assert_refused(response)
+    output = log.read_text()
+    for kid in ("no-modulus", "number-modulus", "modulus-one"):
+        assert f"skipping malformed JWKS key {kid!r}" in output
+    assert "fetched 1 signing key(s)" in output
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        pytest.param(b'{"keys": "none"}', "not a JWKS document", id="no list of keys"),
+        pytest.param(b"[" * 60_000, "nested", id="nested too deeply for the parser"),
+        pytest.param(
+            json.dumps({"keys": [], "padding": "x" * 64 * 1024}).encode(),
+            "answer larger than 65536 bytes",
+            id="larger than 64 KB",
+        ),
+    ],
+)
+async def test_a_jwks_answer_that_is_no_key_set_is_503_not_401(
+    settings: Settings, tmp_path: Path, clean_db: None, body: bytes, reason: str
+) -> None:
+    fake = FakeCognito()
+    fake.jwks_body = body
+
+    async with serve_trusting(fake, settings, tmp_path) as (api, log):
+        response = await ask_me(api, fake.access_token())
+
+    assert response.status_code == 503, response.text
+    assert error_codes(response.json()) == ["SERVICE_UNAVAILABLE"]
+    assert "www-authenticate" not in response.headers
+    assert f"could not fetch signing keys from {fake.jwks_url}" in log.read_text()
+    assert reason in log.read_text()
+
+
+async def test_userinfo_is_asked_at_most_once_per_retry_interval(
+    settings: Settings, tmp_path: Path, clean_db: None
+) -> None:
+    """While it fails, userInfo is asked again only after POPMAP_USERINFO_RETRY_SECONDS
+    (5 minutes by default), however often the person's access tokens come."""
+    fake = FakeCognito(userinfo_status=503)
+    sub = str(uuid.uuid4())
+
+    async with serve_trusting(fake, settings, tmp_path) as (api, _log):
+        first = await me(api, fake.access_token(sub=sub))
+        again = [await me(api, fake.access_token(sub=sub)) for _ in range(3)]
+
+    assert fake.hits["userinfo"] == 1
+    assert first["email"] is None
+    assert {viewer["id"] for viewer in again} == {first["id"]}
 
 
 # --- an emulator's pool (cognito-local: local_...) ---------------------------------------

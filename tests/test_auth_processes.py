@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from popmap_gql.config import Settings
 from tests.processes import ROOT, clean_env, free_port, running_server
@@ -159,6 +161,26 @@ def test_local_identity_provider_cannot_be_used_while_a_pool_is_configured(
     assert result.returncode == 2
     assert "AWS_COGNITO_USER_POOL_ID" in result.stderr
     assert not (tmp_path / "local-idp").exists()
+
+
+def test_dev_token_refuses_a_key_file_that_holds_no_rsa_key(tmp_path: Path) -> None:
+    """The local provider signs RS256 only: another kind of key in its file is named, and
+    neither used nor replaced."""
+    key_file = tmp_path / "local-idp" / "private-key.pem"
+    key_file.parent.mkdir(mode=0o700)
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    key_file.write_bytes(pem)
+
+    result = _dev_token(clean_env(POPMAP_DATA_DIR=str(tmp_path)), "--email", "x@example.com")
+
+    assert result.returncode != 0
+    assert f"{key_file} does not hold an RSA key" in result.stderr
+    assert result.stdout == ""  # no token
+    assert key_file.read_bytes() == pem
 
 
 # --- a JWKS outage ---------------------------------------------------------------------------

@@ -300,6 +300,17 @@ async def test_a_token_closes_the_socket_with_4403_when_it_expires(
         assert await client.closed_with() == 4403
 
 
+async def test_a_service_token_closes_the_socket_with_4403_when_it_expires(
+    api_url: str, clean_db: None, cognito: FakeCognito
+) -> None:
+    """A service has no user, so its viewer is not remembered: its token's expiry is read
+    from the token itself."""
+    token = cognito.service_token(scopes=["popmap/read.all"], exp=int(time.time()) + 2)
+    async with live(api_url) as client:
+        assert (await client.init({"authorization": f"Bearer {token}"}))["type"] == "connection_ack"
+        assert await client.closed_with() == 4403
+
+
 # --- what each viewer hears -----------------------------------------------------------------
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import hashlib
 import html
+import ipaddress
 import json
 import re
 import secrets
@@ -27,8 +29,11 @@ import httpx
 import jwt
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from popmap_gql.auth.local_idp import LOCAL_CLIENT_ID, LOCAL_POOL_ID
+from popmap_gql.auth.local_idp import LOCAL_CLIENT_ID, LOCAL_POOL_ID, LocalIdentityProvider
 from popmap_gql.config import Settings
 from popmap_gql.db.orm import connection_credentials
 from tests.processes import clean_env, running_server
@@ -101,12 +106,13 @@ def sign_in(
     groups: str = "",
     provider: str = "COGNITO",
     scope: str = SCOPES,
+    nonce: str | None = None,
     http: Any = httpx,
 ) -> SignedIn:
     """authorize -> the sign-in page -> the form -> back at the app's callback (`http`:
     a client of its own, for HTTPS; by default httpx's functions)."""
     verifier, challenge = pkce()
-    params = authorize_params(challenge, identity_provider=provider, scope=scope)
+    params = authorize_params(challenge, identity_provider=provider, scope=scope, nonce=nonce)
     to_login = http.get(f"{base}/oauth2/authorize", params=params)
     assert to_login.status_code == 302, to_login.text
     assert to_login.headers["location"].startswith("/login?")
@@ -335,6 +341,63 @@ def test_a_wrong_client_is_refused(base: str) -> None:
     assert exchange(base, signed_in.code, signed_in.verifier).status_code == 200
 
 
+def test_a_token_request_missing_the_redirect_uri_does_not_use_up_the_code(base: str) -> None:
+    signed_in = sign_in(base, "no-redirect@example.com")
+    form = {
+        "grant_type": "authorization_code",
+        "code": signed_in.code,
+        "client_id": LOCAL_CLIENT_ID,
+        "code_verifier": signed_in.verifier,
+    }
+
+    missing = httpx.post(f"{base}/oauth2/token", data=form)
+    complete = exchange(base, signed_in.code, signed_in.verifier)
+
+    oauth_error(missing, "invalid_request")
+    assert missing.json()["error_description"] == "code and redirect_uri are required"
+    assert complete.status_code == 200, complete.text
+
+
+@pytest.mark.parametrize(
+    ("authorization", "description"),
+    [
+        ("Bearer abc", "another scheme than Basic"),
+        ("Basic !!!", "Basic credentials that are not base64"),
+        (f"Basic {base64.b64encode(bytes([0xFF, 0xFE, 0x3A])).decode()}", "not UTF-8"),
+    ],
+)
+def test_the_token_endpoint_refuses_unreadable_client_credentials_with_401(
+    base: str, authorization: str, description: str
+) -> None:
+    response = httpx.post(
+        f"{base}/oauth2/token",
+        data={"grant_type": "refresh_token", "refresh_token": "x"},
+        headers={"authorization": authorization},
+    )
+
+    assert response.status_code == 401, description
+    oauth_error(response, "invalid_client")
+
+
+@pytest.mark.parametrize(
+    ("form", "error"),
+    [
+        ({"grant_type": "client_credentials"}, "unauthorized_client"),
+        ({"grant_type": "password", "username": "x", "password": "y"}, "unsupported_grant_type"),
+        ({}, "unsupported_grant_type"),
+        ({"grant_type": "refresh_token"}, "invalid_request"),
+        ({"grant_type": "refresh_token", "refresh_token": ""}, "invalid_request"),
+    ],
+)
+def test_the_token_endpoint_refuses_other_grants_and_missing_parameters(
+    base: str, form: dict[str, str], error: str
+) -> None:
+    response = httpx.post(f"{base}/oauth2/token", data={**form, "client_id": LOCAL_CLIENT_ID})
+
+    assert response.status_code == 400
+    oauth_error(response, error)
+
+
 def test_a_foreign_redirect_uri_is_refused_on_a_page(base: str) -> None:
     _, challenge = pkce()
     for foreign in ("https://evil.example/callback", "http://localhost:5173/callback/x", ""):
@@ -356,6 +419,7 @@ def test_a_foreign_redirect_uri_is_refused_on_a_page(base: str) -> None:
         ({"response_type": "token"}, "unsupported_response_type"),
         ({"scope": "openid popmap/moderate"}, "invalid_scope"),
         ({"identity_provider": "Google"}, "invalid_request"),
+        ({"idp_identifier": "example.com"}, "invalid_request"),
     ],
 )
 def test_authorize_refusals_go_back_to_the_app_with_the_state(
@@ -401,6 +465,134 @@ def test_a_repeated_parameter_is_refused(base: str) -> None:
     assert "location" not in response.headers
 
 
+def test_an_overlong_parameter_is_refused_on_a_page(base: str) -> None:
+    _, challenge = pkce()
+
+    response = httpx.get(
+        f"{base}/oauth2/authorize", params=authorize_params(challenge, state="s" * 2049)
+    )
+
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    assert "parameter state is too long" in response.text
+
+
+def test_the_sign_in_page_refuses_what_authorize_refuses(base: str) -> None:
+    """Opened directly, not through /oauth2/authorize: the same checks, the same answers."""
+    _, challenge = pkce()
+
+    wrong_client = httpx.get(
+        f"{base}/login", params=authorize_params(challenge, client_id="someone-else")
+    )
+    no_pkce = httpx.get(f"{base}/login", params=authorize_params(challenge, code_challenge=None))
+
+    assert wrong_client.status_code == 400
+    assert "location" not in wrong_client.headers
+    assert f"client_id must be {LOCAL_CLIENT_ID}" in wrong_client.text
+    assert no_pkce.status_code == 302
+    answer = query_of(no_pkce.headers["location"])
+    assert answer["error"] == "invalid_request"
+    assert answer["state"] == "Xy12-eyJhcHAiOiJwb3BtYXAifQ"
+
+
+def _form_body(fields: dict[str, str]) -> bytes:
+    return str(httpx.QueryParams(fields)).encode()
+
+
+def _bodies_that_are_not_a_small_form(challenge: str) -> dict[str, tuple[str, bytes, str]]:
+    """(content type, body, the problem named) of bodies the form endpoints refuse."""
+    fields = {**authorize_params(challenge), "email": "form@example.com"}
+    return {
+        "JSON": ("application/json", json.dumps(fields).encode(), "x-www-form-urlencoded"),
+        "too large": (
+            "application/x-www-form-urlencoded",
+            _form_body({**fields, "groups": "g" * 16 * 1024}),
+            "the body is too large",
+        ),
+        "not UTF-8": (
+            "application/x-www-form-urlencoded",
+            _form_body(fields) + b"&groups=\xff",
+            "the body is not a form",
+        ),
+        "51 fields": (
+            "application/x-www-form-urlencoded",
+            _form_body({**fields, **{f"extra{n}": "x" for n in range(51 - len(fields))}}),
+            "the body is not a form",
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", ["JSON", "too large", "not UTF-8", "51 fields"])
+def test_the_sign_in_form_refuses_a_body_that_is_not_a_small_form(base: str, case: str) -> None:
+    _, challenge = pkce()
+    content_type, body, problem = _bodies_that_are_not_a_small_form(challenge)[case]
+
+    response = httpx.post(f"{base}/login", content=body, headers={"content-type": content_type})
+
+    assert response.status_code == 400
+    assert "location" not in response.headers  # no code, and not back to the app
+    assert problem in response.text
+    assert response.headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize("case", ["JSON", "too large", "not UTF-8", "51 fields"])
+def test_the_token_and_revoke_endpoints_refuse_a_body_that_is_not_a_small_form(
+    base: str, case: str
+) -> None:
+    _, challenge = pkce()
+    content_type, body, problem = _bodies_that_are_not_a_small_form(challenge)[case]
+
+    for path in ("/oauth2/token", "/oauth2/revoke"):
+        response = httpx.post(f"{base}{path}", content=body, headers={"content-type": content_type})
+
+        assert response.status_code == 400, path
+        oauth_error(response, "invalid_request")
+        assert problem in response.json()["error_description"]
+
+
+def test_the_sign_in_form_checks_the_authorize_parameters_again(base: str) -> None:
+    """The form carries them as hidden fields, so a client may change them."""
+    _, challenge = pkce()
+    fields = {**authorize_params(challenge), "email": "again@example.com", "groups": ""}
+
+    wrong_client = httpx.post(f"{base}/login", data={**fields, "client_id": "someone-else"})
+    no_pkce = httpx.post(f"{base}/login", data={**fields, "code_challenge_method": "plain"})
+
+    assert wrong_client.status_code == 400
+    assert "location" not in wrong_client.headers
+    assert f"client_id must be {LOCAL_CLIENT_ID}" in wrong_client.text
+    assert no_pkce.status_code == 302
+    answer = query_of(no_pkce.headers["location"])
+    assert answer["error"] == "invalid_request"
+    assert "code" not in answer
+
+
+@pytest.mark.parametrize(
+    ("staff", "groups"),
+    [
+        (False, "editors, <b>bold</b>"),
+        (False, "g" * 129),
+        (False, ",".join(f"group{n}" for n in range(21))),
+        (True, ",".join(f"group{n}" for n in range(20))),  # with the staff group, 21
+    ],
+)
+def test_the_sign_in_page_refuses_bad_groups_and_keeps_the_email(
+    base: str, staff: bool, groups: str
+) -> None:
+    _, challenge = pkce()
+    fields = {**authorize_params(challenge), "email": "gus@example.com", "groups": groups}
+    if staff:
+        fields["staff"] = "yes"
+
+    response = httpx.post(f"{base}/login", data=fields)
+
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    assert "Groups are up to 20 names" in response.text
+    assert 'value="gus@example.com"' in response.text  # the form again, filled in
+    assert "<b>bold" not in response.text
+
+
 def test_logout_goes_only_to_an_allowed_sign_out_url(base: str) -> None:
     allowed = httpx.get(
         f"{base}/logout", params={"client_id": LOCAL_CLIENT_ID, "logout_uri": SIGNED_OUT}
@@ -434,6 +626,24 @@ def test_logout_refuses_a_repeated_parameter_on_a_page(base: str) -> None:
     assert response.headers["x-frame-options"] == "DENY"
 
 
+def test_logout_with_a_redirect_uri_signs_in_again(base: str) -> None:
+    _, challenge = pkce()
+    params = {**authorize_params(challenge), "client_id": LOCAL_CLIENT_ID}
+
+    again = httpx.get(f"{base}/logout", params=params)
+    to_login = httpx.get(f"{base}{again.headers['location']}")
+    nowhere = httpx.get(f"{base}/logout", params={"client_id": LOCAL_CLIENT_ID})
+
+    assert again.status_code == 302
+    assert again.headers["location"].startswith("/oauth2/authorize?")
+    assert query_of(again.headers["location"]) == params
+    assert to_login.status_code == 302
+    assert to_login.headers["location"].startswith("/login?")
+    assert nowhere.status_code == 400
+    assert "location" not in nowhere.headers
+    assert "logout needs logout_uri" in nowhere.text
+
+
 def test_userinfo_answers_the_person_of_an_access_token(base: str) -> None:
     tokens = tokens_of(base, "info@example.com", provider="Facebook")
 
@@ -455,6 +665,96 @@ def test_userinfo_answers_the_person_of_an_access_token(base: str) -> None:
     assert with_id_token.status_code == 401
     assert with_id_token.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
     assert anonymous.status_code == 401
+
+
+def test_without_the_openid_scope_there_is_no_id_token_and_no_userinfo(base: str) -> None:
+    """As with Cognito: no ID token without openid, and userInfo needs that scope; the
+    user-pool API, which needs the admin scope only, still answers."""
+    tokens = tokens_of(base, "no-openid@example.com", scope=ADMIN)
+
+    info = httpx.get(
+        f"{base}/oauth2/userInfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+    user = user_pool(base, "GetUser", {"AccessToken": tokens["access_token"]})
+    refreshed = user_pool(
+        base,
+        "GetTokensFromRefreshToken",
+        {"ClientId": LOCAL_CLIENT_ID, "RefreshToken": tokens["refresh_token"]},
+    )
+
+    assert set(tokens) == {"access_token", "refresh_token", "expires_in", "token_type"}
+    assert claims(tokens["access_token"])["scope"] == ADMIN
+    assert info.status_code == 403
+    assert info.headers["www-authenticate"].startswith('Bearer error="insufficient_scope"')
+    assert info.json()["error"] == "insufficient_scope"
+    assert user.status_code == 200, user.text
+    assert {a["Name"]: a["Value"] for a in user.json()["UserAttributes"]}["email"] == (
+        "no-openid@example.com"
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    assert set(refreshed.json()["AuthenticationResult"]) == {
+        "AccessToken",
+        "ExpiresIn",
+        "TokenType",
+    }
+    assert (
+        ask_me(base, refreshed.json()["AuthenticationResult"]["AccessToken"])["username"]
+        == (claims(tokens["access_token"])["username"])
+    )
+
+
+def test_an_expired_access_token_is_refused_as_expired(
+    base: str, local_env: dict[str, str]
+) -> None:
+    """Signed with the key `serve` trusts (the data folder's), an hour past its expiry."""
+    provider = LocalIdentityProvider(Path(local_env["POPMAP_DATA_DIR"]))
+    expired = provider.mint("expired@example.com", [], ttl_seconds=-3600, scopes=("openid", ADMIN))[
+        "access_token"
+    ]
+
+    got = user_pool(base, "GetUser", {"AccessToken": expired})
+    info = httpx.get(f"{base}/oauth2/userInfo", headers={"Authorization": f"Bearer {expired}"})
+
+    assert refused(got, "NotAuthorizedException") == "Access Token has expired"
+    assert info.status_code == 401
+    assert info.headers["www-authenticate"] == (
+        'Bearer error="invalid_token", error_description="Access Token has expired"'
+    )
+
+
+def test_a_token_of_another_data_folders_key_is_refused(base: str, tmp_path: Path) -> None:
+    """Shaped as the local provider's tokens are, signed with a key `serve` does not hold."""
+    stranger = LocalIdentityProvider(tmp_path).mint(
+        "stranger@example.com", ["staff"], scopes=("openid", ADMIN)
+    )
+
+    graphql = httpx.post(
+        f"{base}/graphql",
+        json={"query": ME},
+        headers={"Authorization": f"Bearer {stranger['id_token']}"},
+    )
+    got = user_pool(base, "GetUser", {"AccessToken": stranger["access_token"]})
+
+    assert graphql.status_code == 401
+    assert graphql.headers["www-authenticate"] == (
+        'Bearer error="invalid_token", error_description="unknown signing key"'
+    )
+    assert refused(got, "NotAuthorizedException") == "Invalid Access Token"
+
+
+def test_the_nonce_of_the_sign_in_is_in_its_id_token(base: str) -> None:
+    tokens = tokens_of(base, "nonce@example.com", nonce="n-0S6_WzA2Mj")
+
+    refreshed = user_pool(
+        base,
+        "GetTokensFromRefreshToken",
+        {"ClientId": LOCAL_CLIENT_ID, "RefreshToken": tokens["refresh_token"]},
+    )
+
+    assert claims(tokens["id_token"])["nonce"] == "n-0S6_WzA2Mj"
+    assert "nonce" not in claims(tokens["access_token"])
+    # A refresh is no new authentication request: no nonce, as OIDC Core 12.2 says.
+    assert "nonce" not in claims(refreshed.json()["AuthenticationResult"]["IdToken"])
 
 
 def test_the_jwks_verifies_the_tokens(base: str) -> None:
@@ -623,6 +923,34 @@ def test_oauth2_revoke_revokes_the_refresh_token(base: str) -> None:
     refused(refreshed, "NotAuthorizedException")
 
 
+def test_oauth2_revoke_refuses_another_client_or_no_token_and_revokes_nothing(base: str) -> None:
+    tokens = tokens_of(base, "revoke-refused@example.com")
+
+    other_client = httpx.post(
+        f"{base}/oauth2/revoke", data={"token": tokens["refresh_token"], "client_id": "someone"}
+    )
+    with_secret = httpx.post(
+        f"{base}/oauth2/revoke",
+        data={"token": tokens["refresh_token"]},
+        auth=(LOCAL_CLIENT_ID, "a-secret"),
+    )
+    no_token = httpx.post(f"{base}/oauth2/revoke", data={"client_id": LOCAL_CLIENT_ID})
+    unknown = httpx.post(
+        f"{base}/oauth2/revoke", data={"token": "no-such-token", "client_id": LOCAL_CLIENT_ID}
+    )
+
+    oauth_error(other_client, "invalid_client")
+    oauth_error(with_secret, "invalid_client")
+    oauth_error(no_token, "invalid_request")
+    assert unknown.status_code == 200  # RFC 7009: tells nothing about tokens
+    still = user_pool(
+        base,
+        "GetTokensFromRefreshToken",
+        {"ClientId": LOCAL_CLIENT_ID, "RefreshToken": tokens["refresh_token"]},
+    )
+    assert still.status_code == 200, still.text
+
+
 def test_get_user_lists_the_attributes(base: str) -> None:
     tokens = tokens_of(base, "attributes@example.com")
 
@@ -700,6 +1028,86 @@ def test_user_pool_api_refusals_are_aws_json_errors(base: str) -> None:
     refused(missing, "InvalidParameterException")
     refused(not_json, "SerializationException")
     refused(no_target, "UnknownOperationException")
+
+
+def test_user_pool_api_refuses_bad_bodies_and_parameters_with_aws_json_errors(
+    base: str,
+) -> None:
+    def raw(body: bytes, content_type: str = AMZ_JSON) -> httpx.Response:
+        return httpx.post(
+            f"{base}/",
+            content=body,
+            headers={"content-type": content_type, "x-amz-target": f"{TARGET}GetUser"},
+        )
+
+    tokens = tokens_of(base, "parameters@example.com")
+
+    answers = {
+        "plain JSON": raw(b"{}", "application/json"),
+        "too large": raw(json.dumps({"AccessToken": "x" * 64 * 1024}).encode()),
+        "an array": raw(b"[]"),
+        "long token": user_pool(base, "GetUser", {"AccessToken": "x" * (16 * 1024 + 1)}),
+        "a secret": user_pool(
+            base,
+            "GetTokensFromRefreshToken",
+            {
+                "ClientId": LOCAL_CLIENT_ID,
+                "ClientSecret": "s",
+                "RefreshToken": tokens["refresh_token"],
+            },
+        ),
+        "parameters not an object": user_pool(
+            base,
+            "InitiateAuth",
+            {"AuthFlow": "REFRESH_TOKEN_AUTH", "ClientId": LOCAL_CLIENT_ID, "AuthParameters": "x"},
+        ),
+        "revoke for another client": user_pool(
+            base, "RevokeToken", {"ClientId": "someone", "Token": tokens["refresh_token"]}
+        ),
+        "revoke an unknown token": user_pool(
+            base, "RevokeToken", {"ClientId": LOCAL_CLIENT_ID, "Token": "no-such-token"}
+        ),
+    }
+
+    assert refused(answers["plain JSON"], "SerializationException") == (
+        f"Content-Type must be {AMZ_JSON}"
+    )
+    assert refused(answers["too large"], "SerializationException") == "the body is too large"
+    assert refused(answers["an array"], "SerializationException") == (
+        "the body must be a JSON object"
+    )
+    assert refused(answers["long token"], "InvalidParameterException") == (
+        "AccessToken is too long"
+    )
+    assert refused(answers["a secret"], "NotAuthorizedException") == (
+        f"Client {LOCAL_CLIENT_ID} has no secret."
+    )
+    assert refused(answers["parameters not an object"], "InvalidParameterException") == (
+        "AuthParameters is required"
+    )
+    assert refused(answers["revoke for another client"], "UnauthorizedException") == (
+        "Invalid client"
+    )
+    assert refused(answers["revoke an unknown token"], "UnsupportedTokenTypeException") == (
+        "Invalid refresh token"
+    )
+    # None of it revoked the sign-in.
+    still = user_pool(
+        base,
+        "GetTokensFromRefreshToken",
+        {"ClientId": LOCAL_CLIENT_ID, "RefreshToken": tokens["refresh_token"]},
+    )
+    assert still.status_code == 200, still.text
+
+
+def test_user_pool_api_refuses_json_nested_too_deeply_for_the_parser(base: str) -> None:
+    response = httpx.post(
+        f"{base}/",
+        content=b"[" * 60_000,  # within the 64 KB a body may have
+        headers={"content-type": AMZ_JSON, "x-amz-target": f"{TARGET}GetUser"},
+    )
+
+    assert refused(response, "SerializationException") == "the body is not JSON"
 
 
 def test_the_user_pool_api_answers_boto3(base: str) -> None:
@@ -903,3 +1311,84 @@ def test_serve_https_makes_a_certificate_and_serves_the_hosted_ui_over_tls(
     permitted = limits.value.permitted_subtrees or []
     assert x509.DNSName("localhost") in permitted
     assert x509.DNSName("example.com") not in permitted
+
+
+def test_serve_https_on_another_address_makes_a_certificate_for_it_too(
+    settings: Settings, tmp_path: Path
+) -> None:
+    assert settings.database_url is not None
+    env = clean_env(
+        DATABASE_URL=settings.database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        ALLOWED_HOSTS="127.0.0.2",
+    )
+    with running_server(env, "--https", scheme="https", host="127.0.0.2") as secure:
+        trusting = ssl.create_default_context(cafile=str(tmp_path / "tls" / "ca.pem"))
+        with httpx.Client(verify=trusting) as http:  # checks the address against the names
+            health = http.get(f"{secure}/healthz")
+
+    assert health.status_code == 200
+    certificate = x509.load_pem_x509_certificate((tmp_path / "tls" / "cert.pem").read_bytes())
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert x509.IPAddress(ipaddress.ip_address("127.0.0.2")) in names
+    assert x509.DNSName("localhost") in names  # the loopback names as always
+
+
+def _certificate_ending_in(days: int) -> bytes:
+    """A certificate for every loopback name, as `serve --https` makes, ending in `days`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=800))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("::1")),
+                ]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.mark.parametrize(
+    "left",
+    [
+        pytest.param(b"not a certificate", id="unreadable"),
+        pytest.param(_certificate_ending_in(days=10), id="ending within 30 days"),
+    ],
+)
+def test_serve_https_replaces_an_unreadable_or_ending_certificate(
+    settings: Settings, tmp_path: Path, left: bytes
+) -> None:
+    assert settings.database_url is not None
+    folder = tmp_path / "tls"
+    folder.mkdir(mode=0o700)
+    (folder / "cert.pem").write_bytes(left)
+    (folder / "key.pem").write_bytes(b"the key of that certificate")
+    env = clean_env(DATABASE_URL=settings.database_url, POPMAP_DATA_DIR=str(tmp_path))
+    log = tmp_path / "server.log"
+    with running_server(env, "--https", scheme="https", log=log) as secure:
+        trusting = ssl.create_default_context(cafile=str(folder / "ca.pem"))
+        with httpx.Client(verify=trusting) as http:
+            health = http.get(f"{secure}/healthz")
+
+    assert health.status_code == 200
+    assert f"made a certificate for this data folder; trust {folder / 'ca.pem'}" in (
+        log.read_text()
+    )
+    made = x509.load_pem_x509_certificate((folder / "cert.pem").read_bytes())
+    assert made.not_valid_after_utc - datetime.datetime.now(datetime.UTC) > datetime.timedelta(
+        days=800
+    )

@@ -132,7 +132,10 @@ async def fetch_json(client: httpx.AsyncClient, url: str, max_bytes: int, **opti
             body.extend(chunk)
             if len(body) > max_bytes:
                 raise ValueError(f"answer larger than {max_bytes} bytes")
-    return json.loads(body)
+    try:
+        return json.loads(body)
+    except RecursionError:  # arrays or objects nested deeper than the parser goes
+        raise ValueError("answer nested too deeply") from None
 
 
 def _count_fetch(outcome: str) -> None:

@@ -239,12 +239,9 @@ async def session_of_refresh_token(refresh_token: str) -> Session | None:
 
 
 async def find_session(origin_jti: str) -> Session | None:
-    """The session a token's `origin_jti` names (None for one that is not a uuid)."""
-    try:
-        key = uuid.UUID(origin_jti)
-    except ValueError:
-        return None
-    return await _session_where("origin_jti", key)
+    """The session a token's `origin_jti` names: a uuid, as only mint_tokens puts one in
+    a token the local provider signs."""
+    return await _session_where("origin_jti", uuid.UUID(origin_jti))
 
 
 async def revoke_session(origin_jti: str) -> None:

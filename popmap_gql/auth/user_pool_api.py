@@ -193,7 +193,7 @@ async def user_pool_api(request: Request) -> Response:
             raise ServiceError("SerializationException", "the body is too large")
         try:
             body = json.loads(raw or b"{}")
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # nested too deeply to parse
             raise ServiceError("SerializationException", "the body is not JSON") from None
         if not isinstance(body, dict):
             raise ServiceError("SerializationException", "the body must be a JSON object")
