@@ -17,7 +17,7 @@ from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
     "SETTINGS",
@@ -171,8 +171,12 @@ def _database_url(raw: str) -> str | None:
         raise ValueError("must be a postgres:// or postgresql:// URL")
     try:
         parts.port  # noqa: B018  # raises on a port that is not a number
+        # the port may be given as ?port= too (with ?host=, a Unix socket's: db/orm.py)
+        query_port = int(parse_qs(parts.query).get("port", ["0"])[0])
     except ValueError:
         raise ValueError("has a port that is not a number from 0 to 65535") from None
+    if not 0 <= query_port <= 65535:
+        raise ValueError("has a port that is not a number from 0 to 65535")
     return raw
 
 

@@ -42,6 +42,8 @@ def test_environment_overrides_env_file(tmp_path: Path) -> None:
         ("POPMAP_MAX_QUERY_DEPTH", "ten"),
         ("POPMAP_MAX_BODY_BYTES", "0"),
         ("DATABASE_URL", "mysql://root@localhost/popmap"),
+        ("DATABASE_URL", "postgresql://localhost/popmap?port=five"),
+        ("POPMAP_DB_LISTEN_URL", "postgresql:///popmap?host=/run/postgresql&port=99999"),
         ("CORS_ALLOWED_ORIGINS", "localhost:5173"),
         ("CORS_ALLOWED_ORIGINS", "http://localhost:5173/"),
         ("LOG_LEVEL", "loud"),
@@ -75,6 +77,28 @@ def test_server_does_not_start_with_a_malformed_setting() -> None:
     assert result.returncode == 2
     assert "POPMAP_MAX_ALIASES" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_database_url_with_a_port_parameter_that_is_no_number_stops_every_command() -> None:
+    # The port can come as ?port= (beside ?host=, a Unix socket's): it was read only when
+    # connecting, so `migrate` failed with a traceback.
+    url = "postgresql://popmap:s3cret@localhost/popmap?port=five"
+    result = subprocess.run(
+        [sys.executable, "-m", "popmap_gql", "migrate"],
+        env=clean_env(DATABASE_URL=url),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    assert "DATABASE_URL has a port that is not a number" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "s3cret" not in result.stderr
+    unix = "postgresql://popmap@/popmap?host=/run/postgresql&port=5433"
+    assert load_settings({"DATABASE_URL": unix}, env_file=None).database_url == unix
 
 
 # --- GraphiQL's default follows the identity provider -------------------------------------

@@ -151,7 +151,8 @@ class World:
 
 async def _world(cognito: FakeCognito) -> World:
     """The demo data, with an owner of three businesses (one hosting two events, one with
-    an uploaded logo and one with a given logo URL) and an event with an uploaded image."""
+    an uploaded logo and one with a given logo URL) who submitted one of those events,
+    and an event with an uploaded image."""
     await seed_demo()
     owner = await person(cognito, "owner")
     businesses = await Business.filter(is_verified=True).order_by("id").limit(3)
@@ -168,6 +169,8 @@ async def _world(cognito: FakeCognito) -> World:
         await event.save()
     events[0].image_key = "events/xyz.webp"
     await events[0].save()
+    events[1].created_by = owner.user
+    await events[1].save()
     pending = await Event.filter(status=EventStatus.PENDING).order_by("id").first()
     assert pending is not None
     near = Near(**{k: NEAR_ME[k] for k in ("latitude", "longitude")}, radius_km=NEAR_ME["radiusKm"])
@@ -324,6 +327,17 @@ def _cases(world: World) -> list[Case]:
             "the constant roots and __typename",
             "{ __typename authConfig { __typename region issuer scopes localDevelopment }"
             " serviceClient { __typename clientId scopes } me { __typename username } }",
+            {},
+        ),
+        Case(
+            "__typename of a connection, its page and its edges",
+            "{ events(first: 2) { __typename pageInfo { __typename hasNextPage }"
+            " edges { __typename cursor node { __typename id } } } }",
+            {},
+        ),
+        Case(
+            "the viewer's submitted events",
+            "{ me { submittedEvents { id title status hostBusiness { name } } } }",
             {},
         ),
         Case(
@@ -499,6 +513,8 @@ async def test_the_compiled_path_answers_as_the_oracle_and_takes_the_path_it_sho
         e["node"]["id"] for e in after_third["events"]["edges"][:3]
     ]
     assert answers[("bench Q3", "owner")]["me"]["businesses"]
+    submitted = answers[("the viewer's submitted events", "owner")]["me"]["submittedEvents"]
+    assert [event["hostBusiness"] for event in submitted] == [{"name": world.owned.name}]
     assert answers[("lookups, a pending event and an unknown id", "reader")]["serviceClient"]
     assert answers[("the owner's own business", "owner")]["business"]["availableEvents"]
     # the owner sees their pending event, anonymous does not

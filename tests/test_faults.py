@@ -8,6 +8,7 @@ Tokens are real ones signed by the fake Cognito on loopback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -321,6 +322,74 @@ async def test_exhausted_pool_answers_503_and_readyz_says_not_ready(
     assert "service unavailable (database no connection within the pool timeout)" in (
         server.log_text()
     )
+
+
+async def test_a_statement_cut_off_by_a_shutdown_answers_503_and_the_pool_recovers(
+    postgres: StoppablePostgres, server: Server, http: httpx.AsyncClient, database: str
+) -> None:
+    # The statement is running (waiting for a lock) when PostgreSQL shuts down: its
+    # connection is terminated under it, and the server must not keep it.
+    locker = await asyncpg.connect(**connection_credentials(database))
+    try:
+        await locker.execute("BEGIN; LOCK TABLE category IN ACCESS EXCLUSIVE MODE")
+        cut = asyncio.create_task(ask(http, "{ cut: categories { slug name } }"))
+        deadline = time.monotonic() + 20
+        while await waiting_on_locks(locker) < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert await waiting_on_locks(locker) == 1
+        async with stopped(postgres):
+            response = await cut
+    finally:
+        locker.terminate()
+    recovered = await _eventually_ok(http, "/graphql", UNCACHED)
+    # more reads than the pool has connections, none on a connection the shutdown cut
+    after = [await ask(http, f"{{ a{n}: categories {{ id }} }}") for n in range(POOL_SIZE * 2)]
+
+    assert_unavailable(response)
+    log = server.log_text()
+    assert "service unavailable (database unreachable)" in log
+    assert "Traceback" not in log
+    assert recovered.status_code == 200
+    assert [r.status_code for r in after] == [200] * (POOL_SIZE * 2)
+
+
+async def _set_max_connections(postgres: StoppablePostgres, value: int | None) -> None:
+    """PostgreSQL's max_connections (None: its default), which takes a restart."""
+    admin = await asyncpg.connect(**connection_credentials(postgres.url))
+    try:
+        if value is None:
+            await admin.execute("ALTER SYSTEM RESET max_connections")
+        else:
+            await admin.execute(f"ALTER SYSTEM SET max_connections = {value}")
+    finally:
+        await admin.close()
+    await asyncio.to_thread(postgres.stop)
+    await asyncio.to_thread(postgres.start)
+
+
+async def test_postgres_out_of_connection_slots_answers_503_server_out_of_resources(
+    postgres: StoppablePostgres, server: Server, http: httpx.AsyncClient, database: str
+) -> None:
+    # Every slot taken by other clients: PostgreSQL refuses the server's new connection
+    # with "too many clients" (53300), a fault of the server's resources, not of ours.
+    held: list[asyncpg.Connection] = []
+    await _set_max_connections(postgres, 8)
+    try:
+        with contextlib.suppress(asyncpg.TooManyConnectionsError):
+            while len(held) < 20:
+                held.append(await asyncpg.connect(**connection_credentials(database)))
+        response = await ask(http, UNCACHED)
+    finally:
+        for connection in held:
+            await connection.close()
+        await _set_max_connections(postgres, None)
+    recovered = await _eventually_ok(http, "/graphql", UNCACHED)
+
+    assert len(held) < 20  # the slots ran out
+    assert_unavailable(response)
+    assert "service unavailable (database server out of resources)" in server.log_text()
+    assert "Traceback" not in server.log_text()
+    assert recovered.status_code == 200
 
 
 def test_a_driver_that_lost_its_protocol_state_is_a_fault_that_retires_the_connection() -> None:

@@ -3,6 +3,7 @@ before any SQL, list sizes enforced when loading, and the introspection switch."
 
 from __future__ import annotations
 
+import asyncio
 import runpy
 import time
 from collections.abc import Iterator
@@ -11,15 +12,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import strawberry
 from graphql import GraphQLObjectType, get_introspection_query, get_operation_ast
 
 from popmap_gql.api.cost import Cost, CostModel
 from popmap_gql.api.engine import graphql_schema, strawberry_field
-from popmap_gql.api.query import BusinessOrder
+from popmap_gql.api.query import BusinessOrder, Query
 from popmap_gql.api.schema import build_schema
-from popmap_gql.api.sizes import ROWS_READ_PER_COUNTED, Capped, declared, listed
+from popmap_gql.api.sizes import (
+    ROWS_READ_PER_COUNTED,
+    Capped,
+    Paged,
+    cap_of,
+    declared,
+    listed,
+    sized,
+)
 from popmap_gql.config import Settings, load_settings
 from popmap_gql.db.models import Category
 from tests.conftest import QueryCounter
@@ -266,6 +276,38 @@ def test_a_list_field_without_a_declared_size_fails_at_schema_build() -> None:
         )
 
 
+@strawberry.type
+class MisfitQuery:
+    thing: Thing = strawberry.field(metadata=sized(Capped(3)))
+
+
+@strawberry.type
+class UnpagedQuery:
+    things: Thing = strawberry.field(metadata=sized(Paged(default=10, cap=50)))
+
+
+@pytest.mark.parametrize(
+    ("query", "refusal"),
+    [
+        (MisfitQuery, r"^MisfitQuery\.thing: Capped\(cap=3\) does not fit a field of type Thing!"),
+        (UnpagedQuery, r"^UnpagedQuery\.things: connections and paged fields must go together"),
+    ],
+)
+def test_a_size_that_does_not_fit_its_field_fails_at_schema_build(
+    query: type, refusal: str
+) -> None:
+    with pytest.raises(TypeError, match=refusal):
+        CostModel(
+            graphql_schema(strawberry.Schema(query=query)), count_cost=1, count_database_cost=1
+        )
+
+
+def test_a_loader_of_a_list_without_a_capped_size_fails_when_it_is_set_up() -> None:
+    assert cap_of(Query, "categories") == 200
+    with pytest.raises(TypeError, match=r"^Thing\.name declares no Capped size"):
+        cap_of(Thing, "name")
+
+
 def test_the_cost_settings_are_read_from_the_environment() -> None:
     settings = load_settings(
         {"POPMAP_MAX_QUERY_COST": "5000", "POPMAP_INTROSPECTION": "false"}, env_file=None
@@ -454,6 +496,43 @@ def test_counted_aliases_past_the_cost_limit_are_refused(
     assert "data" not in refused
     assert "errors" not in served, served
     assert served["data"]["c0"] == {"totalCount": 0}
+
+
+async def test_an_object_wider_than_one_statement_is_answered_by_the_resolvers(
+    database_url: str, tmp_path: Path, clean_db: None
+) -> None:
+    """By default an object takes at most 49 keys (its type's fields, __typename and
+    POPMAP_MAX_ALIASES aliases); with more aliases allowed it can take more than the 50
+    fields one SQL object holds: the resolvers answer it, and the access line says why."""
+    shop = await make_business("Crumbs")
+    keys = " ".join(f"n{n}: name" for n in range(51))
+    query = f"query ($id: ID!) {{ business(id: $id) {{ {keys} }} }}"
+    log = tmp_path / "server.log"
+    env = clean_env(
+        DATABASE_URL=database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        POPMAP_MAX_ALIASES="60",
+        POPMAP_LOG_FORMAT="json",
+    )
+    with running_server(env, log=log) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            response = await http.post(
+                "/graphql",
+                json={"query": query, "variables": {"id": global_id("Business", shop.id)}},
+                headers={"X-Request-ID": "wide-object"},
+            )
+            deadline = time.monotonic() + 15
+            while '"wide-object"' not in log.read_text() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"data": {"business": {f"n{n}": "Crumbs" for n in range(51)}}}
+    [line] = [
+        record
+        for record in (orjson.loads(t) for t in log.read_text().splitlines() if t[:1] == "{")
+        if record.get("request_id") == "wide-object"
+    ]
+    assert (line["answered_by"], line["declined"]) == ("resolvers", "size")
 
 
 def test_the_database_cost_counts_rows_read_and_not_introspection() -> None:

@@ -122,6 +122,31 @@ async def test_submitted_business_is_unverified_owned_and_returned_whole(
     assert business["id"] == global_id("Business", row.id)
 
 
+async def test_submitted_business_keeps_its_contact_email_and_availability(
+    client: httpx.AsyncClient, owner: Person
+) -> None:
+    body = await post(
+        client,
+        owner,
+        "mutation ($input: BusinessInput!) { submitBusiness(input: $input)"
+        " { business { contactEmail availableForHire } } }",
+        {
+            "input": {
+                "name": "Crumbs",
+                "contactEmail": " hello@crumbs.example ",
+                "availableForHire": True,
+            }
+        },
+    )
+
+    assert body["data"]["submitBusiness"]["business"] == {
+        "contactEmail": "hello@crumbs.example",
+        "availableForHire": True,
+    }
+    row = await Business.get(name="Crumbs")
+    assert (row.contact_email, row.available_for_hire) == ("hello@crumbs.example", True)
+
+
 async def test_update_changes_only_the_given_fields_and_replaces_categories(
     client: httpx.AsyncClient, owner: Person
 ) -> None:
@@ -165,6 +190,9 @@ BUSINESS_RULES = [
     ({"name": "Ok", "categorySlugs": ["bakery", "no-such-category"]}, "input.categorySlugs"),
     ({"name": "Ok", "categoryIds": ["Q2F0ZWdvcnk6OTk5OQ"]}, "input.categoryIds"),  # Category:9999
     ({"name": "Ok", "categoryIds": ["garbage"]}, "input.categoryIds"),
+    ({"name": "Ok", "categorySlugs": [f"c{n}" for n in range(11)]}, "input.categoryIds"),
+    ({"name": "Ok", "website": "https://[::1/menu"}, "input.website"),
+    ({"name": "Ok", "website": "https://crumbs.example/our menu"}, "input.website"),
 ]
 
 
@@ -263,6 +291,24 @@ async def test_event_hosted_by_someone_elses_business_is_refused(
     )
 
     assert error_codes(body) == ["FORBIDDEN"]
+    assert await row_counts() == before
+
+
+async def test_event_hosted_by_a_business_the_submitter_cannot_see_is_not_found(
+    client: httpx.AsyncClient, owner: Person
+) -> None:
+    hidden = await make_business("Unverified", verified=False)
+    before = await row_counts()
+
+    for host in (hidden.id, 999_999):
+        body = await post(
+            client,
+            owner,
+            SUBMIT_EVENT,
+            {"input": {**EVENT, "hostBusinessId": global_id("Business", host)}},
+        )
+        assert error_codes(body) == ["NOT_FOUND"]
+        assert body["data"] is None
     assert await row_counts() == before
 
 
@@ -584,6 +630,21 @@ async def test_verify_business_makes_it_public(
 
     assert verified["data"]["verifyBusiness"]["business"]["isVerified"] is True
     assert listed["data"]["businesses"]["edges"] == [{"node": {"name": "Draft"}}]
+
+
+async def test_moderating_an_unknown_business_or_event_is_not_found(
+    client: httpx.AsyncClient, staff: Person
+) -> None:
+    verify = "mutation ($id: ID!) { verifyBusiness(id: $id) { business { id } } }"
+
+    unknown_business = await post(client, staff, verify, {"id": global_id("Business", 999_999)})
+    unknown_event = await post(
+        client, staff, MODERATE, {"id": global_id("Event", 999_999), "s": "APPROVED"}
+    )
+
+    for body in (unknown_business, unknown_event):
+        assert error_codes(body) == ["NOT_FOUND"]
+        assert body["data"] is None
 
 
 # --- inputs and their commands --------------------------------------------------------------

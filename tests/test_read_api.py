@@ -479,6 +479,43 @@ async def test_search_text_with_nul_or_over_length_is_bad_user_input(
         assert body["errors"][0]["extensions"]["field"] == "filter.search"
 
 
+async def test_too_many_category_slugs_or_event_ids_are_bad_user_input(
+    client: httpx.AsyncClient,
+) -> None:
+    slugs = [f"category-{n}" for n in range(51)]
+    ids = [global_id("Event", n) for n in range(1, 102)]
+
+    for query, variables, field in (
+        (BUSINESS_NAMES, {"filter": {"categorySlugs": slugs}}, "filter.categorySlugs"),
+        (EVENT_TITLES, {"filter": {"categorySlugs": slugs}}, "filter.categorySlugs"),
+        (EVENT_TITLES, {"filter": {"ids": ids}}, "filter.ids"),
+    ):
+        body = await gql(client, query, variables)
+        assert error_codes(body) == ["BAD_USER_INPUT"], field
+        assert body["errors"][0]["extensions"]["field"] == field
+        assert body["data"] is None
+    # at the limits, the lists are read
+    assert await business_names(client, filter={"categorySlugs": slugs[:50]}) == []
+    assert await event_titles(client, filter={"ids": ids[:100]}) == []
+
+
+async def test_an_overlong_id_is_bad_user_input_in_a_filter_and_names_nothing_in_a_lookup(
+    client: httpx.AsyncClient,
+) -> None:
+    shop = await make_business("Shop")
+    overlong = global_id("Business", shop.id) + "A" * 64
+
+    filtered = await gql(client, EVENT_TITLES, {"filter": {"businessId": overlong}})
+    looked_up = await gql(
+        client, "query ($id: ID!) { business(id: $id) { name } }", {"id": overlong}
+    )
+
+    assert error_codes(filtered) == ["BAD_USER_INPUT"]
+    assert filtered["errors"][0]["extensions"]["field"] == "filter.businessId"
+    assert error_codes(looked_up) == ["NOT_FOUND"]
+    assert looked_up["data"] == {"business": None}
+
+
 async def test_wrongly_typed_variable_is_bad_user_input(client: httpx.AsyncClient) -> None:
     body = await gql(client, BUSINESS_NAMES, {"first": "ten"})
 

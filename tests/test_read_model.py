@@ -145,6 +145,54 @@ def test_a_schema_and_read_model_that_disagree_stop_the_build() -> None:
     assert "Category.businesses declares no size" in message
 
 
+MISSHAPEN_SDL = """
+type Query { categories: [Category!]! }
+type Category { id: ID! name: String! slug: Category businesses: [Event!]! }
+type Business { id: ID! contact_email: String events: [Event!]! }
+type Event { id: ID! categories: Category }
+scalar Viewer
+"""
+
+
+def test_fields_of_the_wrong_shape_stop_the_build() -> None:
+    with pytest.raises(ReadModelMismatch) as refused:
+        bind(build_sdl(MISSHAPEN_SDL), READ_MODEL)
+
+    message = str(refused.value)
+    # an entity whose type is no object type
+    assert "Viewer is declared but is no object type of the schema" in message
+    # a column whose GraphQL name is not the camel case of its Python name
+    assert "Business.contact_email: its GraphQL name is not contactEmail" in message
+    # a column returning an object
+    assert "Category.slug is declared as a value but returns Category" in message
+    # relations of another type, to-one for to-many, without the relation's arguments
+    assert "Category.businesses returns Event, declared Business" in message
+    assert "Event.categories: a list in one and not in the other" in message
+    assert "Business.events: arguments differ from the relation's" in message
+
+
+@strawberry.type(name="Category")
+class ArguedCategory:
+    id: strawberry.ID
+    slug: str
+
+    @strawberry.field
+    def name(self, short: bool = False) -> str:
+        return self.slug
+
+
+@strawberry.type
+class ArguedQuery:
+    @strawberry.field
+    def category(self) -> ArguedCategory:
+        return ArguedCategory(id=strawberry.ID("1"), slug="bakery")
+
+
+def test_a_column_taking_arguments_stops_the_build() -> None:
+    with pytest.raises(ReadModelMismatch, match=r"Category\.name takes arguments the read model"):
+        bind(graphql_schema(strawberry.Schema(query=ArguedQuery)), READ_MODEL)
+
+
 def test_plain_fields_become_columns_by_convention() -> None:
     @strawberry.type
     class Stall:

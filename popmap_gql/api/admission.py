@@ -13,9 +13,8 @@ limit decided for another value nor poison the decision for everyone else.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -40,9 +39,9 @@ class Admission:
 
     `operation` is None when the document has no operation of the requested name: that
     is execution's to report. `errors` holds the refusal (invalid variables, too costly);
-    `variables` the coerced values and `key` their canonical form, which every memo of a
-    decision about this request uses; `values` is graphql-core's form of them (with where
-    each came from), which its directive and argument helpers take.
+    `values` the coerced values in graphql-core's form (with where each came from), which
+    its directive and argument helpers take, and `key` their canonical form, which every
+    memo of a decision about this request uses.
     """
 
     operation: OperationDefinitionNode | None
@@ -52,31 +51,22 @@ class Admission:
     cost: int = 0
     errors: tuple[GraphQLError, ...] = ()
 
-    @property
-    def variables(self) -> dict[str, Any]:
-        """The coerced values by variable name."""
-        return self.values.coerced
-
 
 _NONE = VariableValues({}, {})
 
 
-_UNIQUE = itertools.count()  # never reused, unlike id()
-
-
-def _canonical(value: Any) -> Any:
-    """What orjson cannot write itself. An aware instant enters a key in UTC: every offset
-    of the same moment is one value to the resolvers (db/validation.py turns instants into
-    UTC); a naive one, or one UTC cannot hold, as written (validation refuses both). Any
-    other object is a key of its own, shared with no other request."""
-    if isinstance(value, datetime) and value.tzinfo is not None:
+def _canonical(value: datetime) -> str:
+    """What orjson cannot write itself: an instant, the one value of the schema's scalars
+    (DateTime) that is no JSON value, and one input objects or enums never hold (they
+    coerce to dicts and strings). An aware instant enters a key in UTC: every offset of
+    the same moment is one value to the resolvers (db/validation.py turns instants into
+    UTC); a naive one, or one UTC cannot hold, as written (validation refuses both)."""
+    if value.tzinfo is not None:
         try:
             return value.astimezone(UTC).isoformat()
         except OverflowError:
-            return value.isoformat()
-    if isinstance(value, date | time):
-        return value.isoformat()
-    return f"<object {next(_UNIQUE)}>"
+            pass
+    return value.isoformat()
 
 
 def canonical_variables(coerced: dict[str, Any]) -> bytes:

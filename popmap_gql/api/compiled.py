@@ -18,8 +18,8 @@ of long documents (documents.py) are not kept. Nothing in a plan depends on the 
 "not ended" is PostgreSQL's `now()`.
 
 Whenever a root field, a selection or a viewer needs more than the read model declares
-(an error to report, a guarded field the viewer may not read, a directive other than
-@skip/@include, a field without SQL), `answer` returns None and Strawberry's resolvers
+(an error to report, a guarded field the viewer may not read, an object too wide for one
+statement), `answer` returns None and Strawberry's resolvers
 answer instead (with the DataLoaders of `read/loaders.py`). Errors are therefore only
 ever written by the resolvers. Which path answered, and why the compiled one declined
 (one of `DECLINED`), is noted in the request's facts for its access line;
@@ -33,7 +33,7 @@ import logging
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from graphql import (
@@ -91,8 +91,6 @@ PLAN_OVERHEAD = 512
 # `declined`): the selection's reasons (read.sql.NotCompilable) and the request's.
 DECLINED = frozenset(
     {
-        "field",  # a field without SQL
-        "directive",  # a directive other than @skip/@include
         "size",  # an object too wide for one statement
         "guarded",  # a guarded field the viewer may not read (the resolver refuses it)
         "not_found",  # a lookup of an id that names no row the viewer sees
@@ -113,11 +111,9 @@ class _Fallback(Exception):
         self.reason = reason
 
 
-def _fragment(text: str | None) -> Any:
-    """JSON text from PostgreSQL, embedded as is; a fallback mark sends the request to the
-    resolvers."""
-    if text is None:
-        return None
+def _fragment(text: str) -> Any:
+    """JSON text from PostgreSQL, embedded as is (never null: an object, or a list's
+    array); a fallback mark sends the request to the resolvers."""
     if FALLBACK_MARK in text:
         raise _Fallback("guarded")
     return orjson.Fragment(text)
@@ -126,11 +122,10 @@ def _fragment(text: str | None) -> Any:
 # --- plans: pure data, shared by every request with the same key ---------------------
 
 
-class Root:
+class Root(Protocol):
     """One root field's plan."""
 
-    async def run(self, context: Context) -> Any:
-        raise NotImplementedError
+    async def run(self, context: Context) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,19 +148,16 @@ class _Declined(Root):
 
 @dataclass(frozen=True, slots=True)
 class _Value(Root):
-    """A statement answering one JSON value (`must_exist`: no row means NOT_FOUND, which
-    the resolver reports)."""
+    """A statement answering one JSON value: a lookup's row, or the categories' one
+    aggregate row; no row means NOT_FOUND, which the resolver reports."""
 
     sql: str
     params: tuple[Any, ...]
-    must_exist: bool = False
 
     async def run(self, context: Context) -> Any:
         rows = await fetch(self.sql, self.params)
         if not rows:
-            if self.must_exist:
-                raise _Fallback("not_found")
-            return None
+            raise _Fallback("not_found")
         return _fragment(rows[0]["value"])
 
 
@@ -501,7 +493,7 @@ class CompiledReads:
         visible = scope.visible(entity_name, "r")
         shown = object_json(entity, "r", selection, scope)
         sql = f"SELECT ({shown})::text AS value FROM {entity.table} r WHERE r.id = $1 AND {visible}"
-        return _Value(sql, tuple(params), must_exist=True)
+        return _Value(sql, tuple(params))
 
     def _categories(self, compiling: _Compiling, name: str, nodes: list[FieldNode]) -> Root:
         selection = compiling.selector.selected("Category", nodes)
@@ -604,7 +596,6 @@ def _serializer(field_type: Any) -> Callable[[Any], Any]:
     if isinstance(field_type, GraphQLList):
         item = _serializer(field_type.of_type)
         return lambda value: None if value is None else [item(v) for v in value]
-    if isinstance(field_type, GraphQLLeafType):
-        leaf = field_type
-        return lambda value: None if value is None else leaf.serialize(value)
-    raise NotCompilable("an object-valued field given by the object")
+    assert isinstance(field_type, GraphQLLeafType)  # given objects have leaf fields only
+    leaf = field_type
+    return lambda value: None if value is None else leaf.serialize(value)

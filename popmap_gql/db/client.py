@@ -49,6 +49,7 @@ To upgrade, re-read each against the new release's `backends/asyncpg/client.py`,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -239,7 +240,10 @@ class PopmapDBClient(AsyncpgDBClient):
             if (metrics := observe.metrics) is not None:
                 metrics.pool_in_use.dec()
             if broken:
-                connection.terminate()  # the pool replaces it on the next acquire
+                # The pool replaces it on the next acquire. One the server closed is
+                # already back in the pool, detached from this proxy, which refuses.
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    connection.terminate()
             await self._pool.release(connection)
 
     def acquire_connection(self) -> Any:

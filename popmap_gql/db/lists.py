@@ -434,6 +434,7 @@ def business_list(
     *,
     count_cap: int,
 ) -> ListQuery:
+    """RELEVANCE only with a search: its caller checks (api/arguments.py business_order)."""
     params: list[Any] = []
     visible, branches = BUSINESS_VISIBILITY.sql_branches(audience, "b", params)
     conditions = [visible]
@@ -445,8 +446,6 @@ def business_list(
         conditions.append(f"b.search_text LIKE lower(${len(params)})")
         if order is BusinessOrder.RELEVANCE:
             ranked = Ranked(flt.search)
-    if order is BusinessOrder.RELEVANCE and ranked is None:
-        raise ValueError("BusinessOrder.RELEVANCE needs BusinessFilter.search")
     through = None
     if flt.category_slugs is not None:
         in_categories, through = _in_categories(flt.category_slugs, params)
@@ -791,6 +790,8 @@ def event_list(
     *,
     count_cap: int,
 ) -> ListQuery:
+    """DISTANCE only with a centre (`flt.near`): its caller checks (api/arguments.py
+    event_order)."""
     params: list[Any] = []
     visible, branches = EVENT_VISIBILITY.sql_branches(audience, "e", params)
     conditions = [visible]
@@ -851,8 +852,6 @@ def event_list(
     nearest = None
     if flt.near is not None:
         nearest = _within(flt.near, param, conditions)
-    if order is EventOrder.DISTANCE and nearest is None:
-        raise ValueError("EventOrder.DISTANCE needs EventFilter.near")
     return ListQuery(
         "event",
         "e",

@@ -4,9 +4,10 @@ A write calls `touched` inside its own transaction: PostgreSQL delivers a notifi
 only when that transaction commits, and drops it on a rollback, so a listener never hears
 of a change nobody can read. The payload names ids only, never row data (what a viewer
 may see is decided by each subscription's own read): `{"e": [event ids], "b": [business
-ids]}`; a business stands for the events it hosts or takes part in. PostgreSQL refuses a
-payload of 8,000 bytes or more and would fail the write, so a change touching more ids
-than `MAX_IDS` says `{"all": true}` instead: every subscription re-reads its list.
+ids]}`; a business stands for the events it hosts or takes part in. Every write touches
+one event or business, or one of each, well under the 8,000 bytes PostgreSQL allows a
+payload. `{"all": true}` (from another program on the channel) makes every subscription
+re-read its list, as any payload a listener cannot read does.
 """
 
 from __future__ import annotations
@@ -18,11 +19,9 @@ import orjson
 
 from popmap_gql.db.client import Connection, execute
 
-__all__ = ["CHANNEL", "MAX_IDS", "Touched", "payload", "read_payload", "touched"]
+__all__ = ["CHANNEL", "Touched", "payload", "read_payload", "touched"]
 
 CHANNEL = "popmap_live"
-# 500 ids of up to 11 characters each, with their commas: well under 8,000 bytes.
-MAX_IDS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +45,6 @@ class Touched:
 
 def payload(events: Iterable[int] = (), businesses: Iterable[int] = ()) -> str:
     event_ids, business_ids = sorted(set(events)), sorted(set(businesses))
-    if len(event_ids) + len(business_ids) > MAX_IDS:
-        return '{"all":true}'
     body: dict[str, list[int]] = {}
     if event_ids:
         body["e"] = event_ids

@@ -7,7 +7,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 
-from popmap_gql.config import ConfigError
 from popmap_gql.db.client import DEFAULT_POOL_TIMEOUT
 
 __all__ = [
@@ -25,17 +24,13 @@ APP_LABEL = "models"
 
 
 def connection_credentials(url: str) -> dict[str, Any]:
-    """Split a postgres URL into asyncpg credentials; `?host=/dir` selects a Unix socket."""
+    """Split a postgres URL (as the settings check it: config.py) into asyncpg
+    credentials; `?host=/dir` selects a Unix socket."""
     parts = urlsplit(url)
-    if parts.scheme not in {"postgres", "postgresql"}:
-        raise ConfigError(f"not a PostgreSQL URL: scheme {parts.scheme!r}")
     query = parse_qs(parts.query)
     host = query.get("host", [parts.hostname or "localhost"])[0]
     database = unquote(parts.path.lstrip("/")) or "postgres"
-    try:
-        port = parts.port or int(query.get("port", ["5432"])[0])
-    except ValueError:  # its message may hold part of the URL, so of the password
-        raise ConfigError("the database URL's port is not a number") from None
+    port = parts.port or int(query.get("port", ["5432"])[0])
     return {
         "host": host,
         "port": port,

@@ -143,11 +143,10 @@ async def _change_participation(
         raise no_event or NotFound("no such event")
     if outcome == _NOT_VERIFIED:
         raise BadUserInput("the business is not verified yet", field="businessId")
-    if outcome == _NOT_ACTIVE:
-        approved = row["status"] == ACTIVE_EVENTS.status.value
-        reason = "has ended" if approved else "is not approved"
-        raise BadUserInput(f"only active events can be joined: this one {reason}", field="eventId")
-    raise AssertionError(f"unknown outcome {outcome!r}")
+    # the statement's verdict has no other outcome than _NOT_ACTIVE left
+    approved = row["status"] == ACTIVE_EVENTS.status.value
+    reason = "has ended" if approved else "is not approved"
+    raise BadUserInput(f"only active events can be joined: this one {reason}", field="eventId")
 
 
 async def join_event(

@@ -115,8 +115,6 @@ def _event_plan(now: datetime) -> list[dict[str, object]]:
             status, day_offset = EventStatus.CANCELLED, rng.randint(5, 40)
         start_day = (now + timedelta(days=day_offset)).replace(minute=0, second=0, microsecond=0)
         starts_at = start_day.replace(hour=rng.choice([10, 11, 16, 17, 18]))
-        if day_offset == 0:
-            starts_at = now.replace(minute=0, second=0, microsecond=0)  # running right now
         plan.append(
             {
                 "title": f"{kind} at {venue} #{number + 1}",

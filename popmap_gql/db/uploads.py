@@ -32,13 +32,12 @@ class UploadOwner:
             raise ValueError("an upload has exactly one owner: a user or a client")
 
     @classmethod
-    def of(cls, audience: Audience) -> UploadOwner | None:
-        """The owner the audience uploads as; None for the anonymous."""
+    def of(cls, audience: Audience) -> UploadOwner:
+        """The owner a signed-in audience uploads as (the mutations that take uploads
+        are for the signed-in only)."""
         if audience.client_id is not None:
             return cls(client_id=audience.client_id)
-        if audience.user_id is not None:
-            return cls(user_id=audience.user_id)
-        return None
+        return cls(user_id=audience.user_id)
 
     @property
     def column(self) -> dict[str, int | str]:

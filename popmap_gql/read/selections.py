@@ -1,9 +1,10 @@
 """From a GraphQL selection on read-model types to `Selected` trees for `read.sql`.
 
 The collection follows GraphQL's field collection: fields merged by response key across
-fragments, `@skip`/`@include` applied with the request's variables, type conditions
-checked. Any other directive, or a field the read model does not declare, makes the
-selection not compilable: the resolvers answer it instead.
+fragments, `@skip`/`@include` applied with the request's variables. It takes what
+validation left: the schema has no other executable directive, and no interface or union,
+so a fragment is only ever valid on the very type it is spread in (its type condition
+needs no check), and every field of a read-model type is bound (api/binding.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from graphql import (
     get_named_type,
 )
 
-from popmap_gql.read.sql import NotCompilable, Selected
+from popmap_gql.read.sql import Selected
 
 __all__ = ["Binding", "FieldBinding", "Selector"]
 
@@ -45,8 +46,6 @@ class FieldBinding:
 # (GraphQL type name, GraphQL field name) -> its binding, for every field of every type
 # the read model declares (see api/binding.py, which checks both agree)
 Binding = Mapping[tuple[str, str], FieldBinding]
-
-_KNOWN_DIRECTIVES = frozenset({"skip", "include"})
 
 
 class Selector:
@@ -65,9 +64,6 @@ class Selector:
         self.variables = variables  # graphql-core's coerced VariableValues
 
     def included(self, node: FieldNode | FragmentSpreadNode | InlineFragmentNode) -> bool:
-        for directive in node.directives or ():
-            if directive.name.value not in _KNOWN_DIRECTIVES:
-                raise NotCompilable(f"directive @{directive.name.value}", "directive")
         skip = get_directive_values(GraphQLSkipDirective, node, self.variables)
         if skip is not None and skip.get("if") is True:
             return False
@@ -92,27 +88,10 @@ class Selector:
                 if self.included(node):
                     key = node.alias.value if node.alias else node.name.value
                     into.setdefault(key, []).append(node)
-            elif isinstance(node, InlineFragmentNode):
-                condition = node.type_condition.name.value if node.type_condition else None
-                if self.included(node) and self._applies(condition, type_name):
-                    self._gather(type_name, node.selection_set, into)
-            elif isinstance(node, FragmentSpreadNode):
-                fragment = self.fragments.get(node.name.value)
-                if fragment is None:  # validation rejects unknown fragments
-                    raise NotCompilable("unknown fragment")
-                if self.included(node) and self._applies(
-                    fragment.type_condition.name.value, type_name
-                ):
-                    self._gather(type_name, fragment.selection_set, into)
-
-    def _applies(self, condition: str | None, type_name: str) -> bool:
-        if condition is None or condition == type_name:
-            return True
-        abstract = self.schema.type_map.get(condition)
-        concrete = self.schema.type_map.get(type_name)
-        if abstract is None or not isinstance(concrete, GraphQLObjectType):
-            return False
-        return self.schema.is_sub_type(abstract, concrete)  # type: ignore[arg-type]
+            elif isinstance(node, InlineFragmentNode) and self.included(node):
+                self._gather(type_name, node.selection_set, into)
+            elif isinstance(node, FragmentSpreadNode) and self.included(node):
+                self._gather(type_name, self.fragments[node.name.value].selection_set, into)
 
     def arguments(self, definition: GraphQLField, node: FieldNode) -> dict[str, Any]:
         return get_argument_values(definition, node, self.variables)
@@ -129,9 +108,7 @@ class Selector:
             if name == "__typename":
                 result.append(Selected(key, None))
                 continue
-            bound = self.binding.get((type_name, name))
-            if bound is None:
-                raise NotCompilable(f"{type_name}.{name} is not in the read model")
+            bound = self.binding[(type_name, name)]  # every field of the type is bound
             definition = graphql_type.fields[name]
             given = self.arguments(definition, field_nodes[0])
             arguments = {bound.arguments[arg]: value for arg, value in given.items()}

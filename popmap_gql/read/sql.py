@@ -164,8 +164,9 @@ def field_json(entity: Entity, alias: str, selected: Selected, scope: SqlScope) 
     if computed is not None:
         return computed.sql(alias, scope)
     relation = entity.relation(selected.name)
-    if relation is None:
-        raise NotCompilable(f"{entity.name}.{selected.name} is not in the read model")
+    # bound (api/binding.py): the one entity with fields it gives itself, the viewer, is
+    # no relation's target and is answered field by field (api/compiled.py `_me`)
+    assert relation is not None
     return relation_json(entity, relation, f"{alias}.{relation.key}", selected, scope, alias)
 
 
@@ -205,10 +206,10 @@ def relation_json(
 
 class NotCompilable(Exception):
     """The selection cannot be answered by one statement; the resolvers answer it.
-    `reason` says why in one word: "field" (a field without SQL), "directive" (one other
-    than @skip/@include), "size" (an object too wide for one statement), "guarded" (a
-    guarded field the viewer may not read) or "not_found" (a lookup of an unknown id)."""
+    `reason` says why in one word: "size" (an object too wide for one statement),
+    "guarded" (a guarded field the viewer may not read) or "not_found" (a lookup of an
+    unknown id)."""
 
-    def __init__(self, detail: str, reason: str = "field") -> None:
+    def __init__(self, detail: str, reason: str) -> None:
         super().__init__(detail)
         self.reason = reason
