@@ -308,8 +308,9 @@ async def test_upload_keys_sit_under_the_viewers_own_prefix(
         ("image/png", b"<html><script>alert(1)</script></html>".ljust(200, b" ")),
         ("image/png", PNG[: len(PNG) - 20]),  # truncated
         ("image/webp", JPEG),
+        ("image/png", png_claiming(0, 48)),  # a header of no pixels
     ],
-    ids=["png-as-jpeg", "html-as-png", "truncated-png", "jpeg-as-webp"],
+    ids=["png-as-jpeg", "html-as-png", "truncated-png", "jpeg-as-webp", "no-pixels"],
 )
 async def test_upload_endpoint_refuses_files_that_are_not_the_declared_image_type(
     client: httpx.AsyncClient, ana: Person, settings: Settings, declared: str, data: bytes
@@ -330,6 +331,23 @@ async def test_upload_endpoint_refuses_an_image_of_fifty_thousand_pixels_square(
     assert response.status_code == 400
     assert "pixels" in response.json()["errors"][0]["message"]
     assert signed["key"] not in stored_files(settings)
+
+
+@pytest.mark.parametrize("size", [(8001, 1), (1, 8001)], ids=["too-wide", "too-tall"])
+async def test_upload_endpoint_refuses_an_image_longer_than_the_limit_on_one_side(
+    client: httpx.AsyncClient, ana: Person, settings: Settings, size: tuple[int, int]
+) -> None:
+    # few pixels in all (8,001), but more than 8,000 on one side
+    narrow = png_claiming(*size)
+    signed = await create_upload(client, ana, "BUSINESS_LOGO", "image/png", len(narrow))
+    response = await send_form(signed, narrow)
+    assert response.status_code == 400
+    assert response.json()["errors"][0] == {
+        "message": f"the image is {size[0]} x {size[1]} pixels; at most 8000 per side and"
+        " 24000000 in all",
+        "extensions": {"code": "BAD_REQUEST"},
+    }
+    assert stored_files(settings) == set()
 
 
 @pytest.mark.parametrize("data", [PNG + b"\x00", PNG[:-1], b""], ids=["larger", "smaller", "empty"])
@@ -390,6 +408,54 @@ async def test_upload_endpoint_refuses_forms_of_another_shape(
             response = await http.post(signed["url"], files=files)
     assert response.status_code == 400, response.text
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert stored_files(settings) == set()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"drop": "x-popmap-algorithm"}, "missing form fields: x-popmap-algorithm"),
+        ({"drop": "policy", "add": ("acl", "public-read")}, "unexpected form field 'acl'"),
+        ({"drop": "policy", "add": ("key", "x")}, "unexpected form field 'key'"),
+    ],
+    ids=["missing", "unknown", "repeated"],
+)
+async def test_upload_endpoint_names_a_missing_or_unexpected_field(
+    client: httpx.AsyncClient,
+    ana: Person,
+    settings: Settings,
+    change: dict[str, Any],
+    message: str,
+) -> None:
+    signed = await create_upload(client, ana, "BUSINESS_LOGO", "image/png", len(PNG))
+    parts = [(name, (None, value, None)) for name, value in form_fields(signed).items()]
+    parts = [part for part in parts if part[0] != change["drop"]]
+    if "add" in change:
+        name, value = change["add"]
+        parts.append((name, (None, value, None)))
+    async with httpx.AsyncClient() as http:
+        response = await http.post(signed["url"], files=[*parts, ("file", ("a.png", PNG, None))])
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0] == {
+        "message": message,
+        "extensions": {"code": "BAD_REQUEST"},
+    }
+    assert stored_files(settings) == set()
+
+
+async def test_upload_endpoint_refuses_another_signing_algorithm(
+    client: httpx.AsyncClient, ana: Person, settings: Settings
+) -> None:
+    signed = await create_upload(client, ana, "BUSINESS_LOGO", "image/png", len(PNG))
+    fields = form_fields(signed)
+    algorithm = fields["x-popmap-algorithm"]
+    fields["x-popmap-algorithm"] = "HMAC-MD5"
+    response = await send_form(signed, PNG, fields=fields)
+    assert response.status_code == 403
+    assert response.json()["errors"][0] == {
+        "message": f"x-popmap-algorithm must be {algorithm}",
+        "extensions": {"code": "FORBIDDEN"},
+    }
     assert stored_files(settings) == set()
 
 
