@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from popmap_gql.config import ConfigError, load_settings
-from tests.processes import ROOT, clean_env
+from tests.processes import ROOT, clean_env, serve_to_the_end
 
 
 @pytest.mark.parametrize(
@@ -71,3 +71,17 @@ def test_the_embedded_default_never_imports_the_aws_sdk(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_serve_refuses_a_damaged_media_key_and_says_how_to_mend_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "media.key").write_bytes(b"short")  # a file cut off, or someone else's
+    env = clean_env(DATABASE_URL=database_url, POPMAP_DATA_DIR=str(tmp_path))
+
+    result = serve_to_the_end(env)
+
+    assert result.returncode != 0
+    assert f"{tmp_path / 'media.key'} is not a key made by popmap-gql;" in result.stderr
+    assert "remove it to make a new one" in result.stderr
+    assert (tmp_path / "media.key").read_bytes() == b"short"  # nothing overwritten

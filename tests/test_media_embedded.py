@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import io
 import json
 import os
@@ -546,6 +548,52 @@ async def test_upload_endpoint_refuses_an_expired_policy(
     response = await send_form(signed, PNG, fields=fields)
     assert response.status_code == 403
     assert "expired" in response.json()["errors"][0]["message"]
+    assert stored_files(settings) == set()
+
+
+def _encoded(document: Any) -> str:
+    return base64.b64encode(json.dumps(document).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        "not base64!",
+        base64.b64encode(b"not json").decode(),
+        _encoded({"expiration": "2099-01-01T00:00:00Z"}),
+        _encoded(
+            {
+                "expiration": "2099-01-01T00:00:00Z",
+                "conditions": [{"key": "k"}, {"Content-Type": "image/png"}, ["size", "1", "9"]],
+            }
+        ),
+        _encoded(
+            {
+                "expiration": "tomorrow",
+                "conditions": [
+                    {"key": "k"},
+                    {"Content-Type": "image/png"},
+                    ["content-length-range", 1, 9],
+                ],
+            }
+        ),
+    ],
+    ids=["not-base64", "not-json", "no-conditions", "bad-length-range", "bad-expiration"],
+)
+async def test_upload_endpoint_refuses_a_malformed_policy_even_with_a_valid_signature(
+    client: httpx.AsyncClient, ana: Person, settings: Settings, encoded: str
+) -> None:
+    # Signed with the server's own key: only a policy of another release could be malformed.
+    signed = await create_upload(client, ana, "BUSINESS_LOGO", "image/png", len(PNG))
+    secret = load_or_create_secret(settings.data_dir / "media.key")
+    signature = hmac.new(secret, encoded.encode(), hashlib.sha256).hexdigest()
+    fields = form_fields(signed) | {"policy": encoded, "x-popmap-signature": signature}
+    response = await send_form(signed, PNG, fields=fields)
+    assert response.status_code == 403
+    assert response.json()["errors"][0] == {
+        "message": "the policy is malformed",
+        "extensions": {"code": "FORBIDDEN"},
+    }
     assert stored_files(settings) == set()
 
 
