@@ -73,8 +73,7 @@ def viewer_kind(viewer: Viewer) -> str:
 
 def note_viewer(viewer: Viewer) -> None:
     facts = current.get()
-    if facts is None:
-        return
+    assert facts is not None  # the GraphQL view runs under RequestObserver (app.py)
     facts.viewer_kind = viewer_kind(viewer)
     if viewer.client_id is not None:
         facts.viewer_subject = f"client:{viewer.client_id}"
@@ -100,15 +99,15 @@ def describe_operation(
 def note_operation(operation: tuple[str | None, str | None]) -> None:
     """(name, type) of the operation a GraphQL request runs (see `describe_operation`)."""
     facts = current.get()
-    if facts is not None:
-        facts.operation_name, facts.operation_type = operation
+    assert facts is not None  # as note_viewer
+    facts.operation_name, facts.operation_type = operation
 
 
 def note_cache(outcome: str) -> None:
     """hit (answered from the response cache) or miss (computed, to be stored)."""
     facts = current.get()
-    if facts is not None:
-        facts.cache = outcome
+    assert facts is not None  # as note_viewer
+    facts.cache = outcome
 
 
 def note_error_codes(codes: Iterable[str]) -> None:
