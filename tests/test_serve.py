@@ -259,6 +259,44 @@ async def test_sigterm_drains_first_readyz_answers_503_while_requests_are_still_
     assert log.read_text().count("Shutting down") == workers
 
 
+@pytest.mark.parametrize(
+    "signals", [[signal.SIGINT], [signal.SIGTERM, signal.SIGINT]], ids=["INT", "TERM-then-INT"]
+)
+async def test_sigint_stops_at_once_even_while_a_sigterm_drains(
+    signals: list[signal.Signals], settings: Settings, tmp_path: Path
+) -> None:
+    assert settings.database_url is not None
+    log = tmp_path / "serve.log"
+    env = clean_env(
+        DATABASE_URL=settings.database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        POPMAP_SHUTDOWN_DRAIN_SECONDS="600",  # far longer than the test waits
+    )
+
+    async def draining() -> bool:
+        return "SIGTERM: draining" in log.read_text()
+
+    with server_process(env, log=log) as (process, base):
+        for stop_signal in signals:
+            if stop_signal == signal.SIGINT and signal.SIGTERM in signals:
+                await eventually(draining, "the drain to start")
+            process.send_signal(stop_signal)
+        exit_status = await asyncio.to_thread(process.wait, 60)
+        ready_after = await asyncio.to_thread(lambda: _refused(f"{base}/readyz"))
+
+    assert exit_status == 0, log.read_text()
+    assert "stopped by SIGINT" in log.read_text()
+    assert ready_after  # nothing answers there any more
+
+
+def _refused(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=5)
+    except httpx.ConnectError:
+        return True
+    return False
+
+
 # --- workers and connection limits --------------------------------------------------------
 
 LOG_LINE = re.compile(
