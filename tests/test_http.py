@@ -19,6 +19,7 @@ from tortoise.connection import connections
 
 from popmap_gql.config import Settings
 from popmap_gql.db.models import Business
+from popmap_gql.http.view import GRAPHQL_RESPONSE_JSON
 from tests.conftest import run_cli
 from tests.fake_cognito import FakeCognito
 from tests.helpers import error_codes, global_id, gql, make_business, make_category
@@ -206,6 +207,30 @@ async def test_answers_in_graphql_response_json_when_asked(client: httpx.AsyncCl
     assert plain.headers["content-type"].startswith("application/json")
 
 
+@pytest.mark.parametrize(
+    ("accept", "answered_in"),
+    [
+        # a q that is not a number counts as 0: the other type wins
+        ("application/json;q=abc, application/graphql-response+json;q=0.5", "graphql-response"),
+        ("application/graphql-response+json;q=x, application/json;q=0.1", "json"),
+        # longer than the values remembered (256 characters): negotiated all the same
+        ("text/html;q=0.9, " * 20 + "application/graphql-response+json", "graphql-response"),
+        ("text/html;q=0.9, " * 20 + "application/json", "json"),
+    ],
+    ids=["bad-q-json", "bad-q-graphql", "long-graphql", "long-json"],
+)
+async def test_accept_is_negotiated_whatever_its_length_or_malformed_q(
+    client: httpx.AsyncClient, accept: str, answered_in: str
+) -> None:
+    response = await client.post(
+        "/graphql", json={"query": "{ categories { id } }"}, headers={"Accept": accept}
+    )
+
+    assert response.status_code == 200
+    expected = {"json": "application/json", "graphql-response": GRAPHQL_RESPONSE_JSON}
+    assert response.headers["content-type"].split(";")[0] == expected[answered_in]
+
+
 async def test_unknown_request_extensions_are_ignored(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/graphql",
@@ -277,6 +302,22 @@ async def test_request_without_query_is_a_coded_bad_request(client: httpx.AsyncC
 
     assert response.status_code == 400
     assert error_codes(response.json()) == ["BAD_REQUEST"]
+
+
+async def test_an_empty_query_is_a_coded_bad_request(client: httpx.AsyncClient) -> None:
+    posted = await client.post("/graphql", json={"query": ""})
+    got = await client.get("/graphql", params={"query": ""})
+
+    for response in (posted, got):
+        assert response.status_code == 400
+        assert response.json() == {
+            "errors": [
+                {
+                    "message": "No GraphQL query found in the request",
+                    "extensions": {"code": "BAD_REQUEST"},
+                }
+            ]
+        }
 
 
 @pytest.mark.parametrize(
