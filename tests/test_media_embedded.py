@@ -37,6 +37,7 @@ from tests.media_kit import (
     upload,
 )
 from tests.people import ANONYMOUS, Person, person, post
+from tests.processes import running_server
 
 PNG = image_bytes("PNG")
 JPEG = image_bytes("JPEG")
@@ -785,6 +786,31 @@ async def test_cached_answers_keep_the_host_each_request_came_through(
         urls[host] = response.json()["data"]["businesses"]["edges"][0]["node"]["logoUrl"]
     assert urls["127.0.0.1"].startswith(f"http://127.0.0.1:{port}/media/")
     assert urls["localhost"].startswith(f"http://localhost:{port}/media/")
+
+
+async def test_with_a_media_base_url_and_a_user_pool_one_cached_answer_serves_every_host(
+    client: httpx.AsyncClient, settings: Settings, cognito: FakeCognito, tmp_path: Path
+) -> None:
+    # Neither media URLs nor authConfig then name the origin a request came through.
+    key = "media/business-logo/AAAAAAAAAAAAAAAAAAAAAA.png"
+    await Business.create(name="Crumbs", is_verified=True, logo_key=key)
+    assert settings.database_url is not None
+    env = cognito.server_env(
+        settings.database_url, tmp_path, POPMAP_MEDIA_BASE_URL="https://cdn.popmap.test"
+    )
+    query = {"query": "{ businesses { edges { node { logoUrl } } } }"}
+    with running_server(env) as base:
+        port = httpx.URL(base).port
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            answers = [
+                await http.post("/graphql", json=query, headers={"host": f"{host}:{port}"})
+                for host in ("127.0.0.1", "localhost")
+            ]
+
+    assert [a.headers.get("x-popmap-cache") for a in answers] == ["miss", "hit"]
+    for answer in answers:
+        [edge] = answer.json()["data"]["businesses"]["edges"]
+        assert edge["node"]["logoUrl"] == f"https://cdn.popmap.test/{key}"
 
 
 # --- housekeeping ----------------------------------------------------------------------------
