@@ -429,6 +429,9 @@ async def test_post_with_a_json_media_type_is_executed(
         "application/json, text/plain",
         "application/json text/plain",
         "application/json; charset",
+        "json",
+        "application/",
+        "/json",
         # JSON, but not in UTF-8
         "application/json; charset=iso-8859-1",
         # longer than any real one: refused before any parsing
