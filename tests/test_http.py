@@ -750,6 +750,39 @@ async def test_unexpected_errors_are_masked_for_the_client_and_logged_in_full(
     assert "Traceback" in caplog.text
 
 
+async def test_an_unexpected_error_while_authenticating_is_a_masked_500_in_graphqls_shape(
+    client: httpx.AsyncClient, cognito: FakeCognito, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = f"new-{uuid.uuid4().hex[:8]}"  # nobody the server has seen: it looks them up
+    token = cognito.id_token(
+        sub=str(uuid.uuid4()), email=f"{name}@example.com", **{"cognito:username": name}
+    )
+    db = connections.get("default")
+    # A real failure below our code, outside GraphQL execution: the table vanished.
+    await db.execute_script("ALTER TABLE cognito_identity RENAME TO cognito_identity_moved")
+    try:
+        with caplog.at_level(logging.INFO, logger="popmap_gql.access"):
+            response = await client.post(
+                "/graphql",
+                json={"query": "{ me { id } }"},
+                headers={"Authorization": f"Bearer {token}", "X-Request-ID": "masked-500"},
+            )
+    finally:
+        await db.execute_script("ALTER TABLE cognito_identity_moved RENAME TO cognito_identity")
+
+    assert response.status_code == 500
+    assert response.json() == {
+        "errors": [
+            {"message": "Internal server error", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}
+        ]
+    }
+    assert response.headers["x-request-id"] == "masked-500"  # as in its access line:
+    [line] = [r for r in caplog.records if r.name == "popmap_gql.access"]
+    assert line.getMessage() == "POST /graphql 500"
+    assert line.__dict__["fields"]["request_id"] == "masked-500"
+    assert "cognito_identity" not in response.text
+
+
 async def test_expected_errors_are_not_logged_as_incidents(
     client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:

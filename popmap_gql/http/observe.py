@@ -43,6 +43,7 @@ __all__ = [
     "VIEWER_ID_KEY_FILE",
     "RequestObserver",
     "describe_operation",
+    "echoed_request_id",
     "note_cache",
     "note_error_codes",
     "note_operation",
@@ -129,6 +130,16 @@ def _request_id(scope: Scope) -> str:
     return os.urandom(8).hex()
 
 
+_REQUEST_ID_STATE = "popmap_request_id"
+
+
+def echoed_request_id(scope: Scope) -> dict[str, str]:
+    """The X-Request-ID header of a response sent around RequestObserver (none when the
+    request never reached it)."""
+    request_id = scope.get("state", {}).get(_REQUEST_ID_STATE)
+    return {} if request_id is None else {"X-Request-ID": request_id}
+
+
 def _route(scope: Scope) -> str:
     """The path template of the route that answered (a few fixed values), or "unmatched"."""
     route = scope.get("route")
@@ -160,6 +171,9 @@ class RequestObserver:
             return
         facts = RequestFacts(_request_id(scope), time.perf_counter())
         echoed = (_REQUEST_ID_HEADER, facts.request_id.encode("ascii"))
+        # for the answer Starlette's outermost handler gives an exception (app.py), which
+        # is sent around this middleware
+        scope.setdefault("state", {})[_REQUEST_ID_STATE] = facts.request_id
 
         async def observed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
