@@ -37,7 +37,7 @@ from popmap_gql.db.orm import tortoise_config
 from popmap_gql.errors import DatabaseUnavailable, ServiceUnavailable
 from popmap_gql.http.media_routes import FORM_OVERHEAD_BYTES, media_routes
 from popmap_gql.http.middleware import BodySizeLimit
-from popmap_gql.http.observe import RequestObserver
+from popmap_gql.http.observe import RequestObserver, echoed_request_id
 from popmap_gql.http.request_tracing import RequestTracing
 from popmap_gql.http.view import GraphQLView, error_response
 from popmap_gql.live.cohorts import Hub
@@ -135,12 +135,17 @@ async def drain_on_sigterm(app: Starlette, seconds: float) -> AsyncIterator[None
 
 
 async def internal_error(request: Request, _exc: Exception) -> Response:
-    """Outside GraphQL execution (e.g. while authenticating): masked, in GraphQL's shape.
+    """Outside GraphQL execution (e.g. while authenticating): masked, in GraphQL's shape,
+    with the request id of the access line.
 
     Starlette's ServerErrorMiddleware calls this, then re-raises for uvicorn to log.
     """
     return error_response(
-        request.headers.get("accept", ""), 500, MASKED_MESSAGE, "INTERNAL_SERVER_ERROR"
+        request.headers.get("accept", ""),
+        500,
+        MASKED_MESSAGE,
+        "INTERNAL_SERVER_ERROR",
+        headers=echoed_request_id(request.scope),
     )
 
 

@@ -41,8 +41,6 @@ class LRU(Generic[K, V]):
         size: Callable[[K, V], int] | None = None,
         max_entry_bytes: int | None = None,
     ) -> None:
-        if max_bytes is not None and size is None:
-            raise ValueError("a bound in bytes needs a size function")
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.max_entry_bytes = (

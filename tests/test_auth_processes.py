@@ -122,6 +122,15 @@ def _dev_token(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
     )
 
 
+def test_dev_token_without_an_email_says_what_it_needs(tmp_path: Path) -> None:
+    minted = _dev_token(clean_env(POPMAP_DATA_DIR=str(tmp_path)), "--group", "staff")
+
+    assert minted.returncode == 2
+    assert minted.stdout == ""
+    assert "dev-token needs --email (or --client-credentials)" in minted.stderr
+    assert "Traceback" not in minted.stderr
+
+
 def test_dev_token_output_is_accepted_by_serve(settings: Settings, tmp_path: Path) -> None:
     assert settings.database_url is not None
     env = clean_env(DATABASE_URL=settings.database_url, POPMAP_DATA_DIR=str(tmp_path))

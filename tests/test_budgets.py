@@ -383,6 +383,50 @@ async def test_x_forwarded_for_from_a_peer_not_trusted_is_ignored(
     assert also.status_code == 429
 
 
+async def test_an_ipv6_address_shares_its_budget_with_its_64_and_a_mapped_ipv4_its_own(
+    http: httpx.AsyncClient,
+) -> None:
+    _, refused = await spend_all(http, FIVE, "2001:db8:1:2::1")
+    same_64 = await ask(http, FIVE, "2001:db8:1:2:ffff:ffff:ffff:9")
+    next_64 = await ask(http, FIVE, "2001:db8:1:3::1")
+    _, _ = await spend_all(http, FIVE, "198.51.100.77")
+    mapped = await ask(http, FIVE, "::ffff:198.51.100.77")
+
+    assert code(refused) == "RATE_LIMITED"
+    assert same_64.status_code == 429  # one host may hold a whole /64
+    assert next_64.status_code == 200
+    assert mapped.status_code == 429  # the same IPv4 client, spelled as IPv6
+
+
+async def test_a_forwarded_value_that_is_no_address_has_a_budget_of_its_own(
+    http: httpx.AsyncClient,
+) -> None:
+    _, refused = await spend_all(http, FIVE, "not:an:address")
+    other = await ask(http, FIVE, "not:an:other")
+
+    assert code(refused) == "RATE_LIMITED"
+    assert other.status_code == 200
+
+
+async def test_requests_refused_before_they_are_charged_spend_the_budget_too(
+    http: httpx.AsyncClient,
+) -> None:
+    # A bad token is answered 401 before any charge, then charged REFUSED_COST (a point)
+    # to its address: once its budget is spent, such requests are refused with 429 too.
+    address = "198.51.100.78"
+    bad_token = {"Authorization": "Bearer not.a.jwt"}
+    answers = [await ask(http, FIVE, address, headers=bad_token)]
+    while answers[-1].status_code == 401 and len(answers) < BUDGET * 4:
+        answers.append(await ask(http, FIVE, address, headers=bad_token))
+    elsewhere = await ask(http, FIVE, "198.51.100.79", headers=bad_token)
+
+    assert {a.status_code for a in answers[:-1]} == {401}
+    assert answers[-1].status_code == 429
+    assert code(answers[-1]) == "RATE_LIMITED"
+    assert answers[-1].headers["ratelimit"].startswith('"anonymous";r=0;')
+    assert elsewhere.status_code == 401
+
+
 # --- shared by the workers ----------------------------------------------------------------
 
 
@@ -523,6 +567,59 @@ async def test_without_redis_the_process_charges_its_own_buckets(
     assert not second.allowed  # and the process still holds the client to its budget
     warnings = [r for r in caplog.records if "Redis failed" in r.getMessage()]
     assert len(warnings) == 1  # once, not once per request
+
+
+async def test_redis_answering_an_error_is_a_fault_and_its_buckets_are_charged_once_it_recovers(
+    redis_server: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    import redis.asyncio
+
+    buckets = RedisBuckets(redis_server.url)
+    admin = redis.asyncio.Redis.from_url(redis_server.url)
+    policy = Policy("anonymous", 600)
+    key = "test:wrong-type"
+    try:
+        # a key of another type under the bucket's name: the script fails with WRONGTYPE
+        await admin.lpush("popmap:budget:" + key, "x")
+        with caplog.at_level("WARNING", logger="popmap_gql.http.budgets"):
+            during = await buckets.charge(key, 400, policy)
+            await admin.delete("popmap:budget:" + key)
+            deadline = time.monotonic() + 30  # Redis is retried REDIS_RETRY_SECONDS later
+            while "Redis answers again" not in caplog.text:
+                assert time.monotonic() < deadline, caplog.text
+                await asyncio.sleep(0.2)
+                after = await buckets.charge(key, 400, policy)
+        stored = await admin.get("popmap:budget:" + key)
+    finally:
+        await buckets.close()
+        await admin.aclose()
+
+    assert during.allowed  # served by this process's own buckets meanwhile
+    assert "Redis failed (ResponseError: WRONGTYPE" in caplog.text
+    assert after.allowed
+    assert stored is not None  # charged in Redis again
+
+
+async def test_redis_faults_are_counted_in_the_metrics(
+    settings: Settings, cognito: FakeCognito, tmp_path: Path, clean_db: None
+) -> None:
+    env = _env(
+        settings,
+        cognito,
+        tmp_path,
+        POPMAP_METRICS="true",
+        POPMAP_BUDGET_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+    )
+    with server_process(env, log=tmp_path / "server.log") as (_, base):
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            served = await ask(client, FIVE)
+            scraped = (await client.get("/metrics")).text
+
+    assert served.status_code == 200  # a broken Redis does not take the API down
+    [faults] = [
+        line for line in scraped.splitlines() if line.startswith("popmap_budget_store_faults_total")
+    ]
+    assert float(faults.split()[-1]) >= 1
 
 
 async def test_a_request_costing_more_than_the_budget_is_charged_the_whole_budget(

@@ -48,11 +48,25 @@ def test_environment_overrides_env_file(tmp_path: Path) -> None:
         ("CORS_ALLOWED_ORIGINS", "http://localhost:5173/"),
         ("LOG_LEVEL", "loud"),
         ("ALLOWED_HOSTS", " , "),
+        ("AWS_COGNITO_DOMAIN", "popmap auth"),
+        ("AWS_COGNITO_DOMAIN", "https://auth.popmap.co/login"),
     ],
 )
 def test_malformed_setting_is_refused_with_its_name(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         load_settings({name: value}, env_file=None)
+
+
+def test_a_setting_left_empty_takes_its_default(tmp_path: Path) -> None:
+    # as a copy of .env.example with a line uncommented but not filled in
+    env_file = tmp_path / ".env"
+    env_file.write_text("DATABASE_URL=\nPOPMAP_METRICS_PORT=\nPOPMAP_TRUSTED_DOCUMENTS=' '\n")
+
+    settings = load_settings({}, env_file=env_file)
+
+    assert settings.database_url is None  # the embedded PostgreSQL
+    assert settings.metrics_port is None
+    assert settings.trusted_documents is None
 
 
 def test_malformed_env_file_line_is_refused(tmp_path: Path) -> None:
@@ -120,6 +134,29 @@ def test_graphiql_is_on_by_default_only_with_the_local_identity_provider(
     environ: dict[str, str], enabled: bool
 ) -> None:
     assert load_settings(environ, env_file=None).graphiql_enabled is enabled
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"AWS_COGNITO_APP_CLIENT_ID": "web"}, "AWS_COGNITO_APP_CLIENT_ID is set but"),
+        ({"AWS_COGNITO_ISSUER": "https://issuer.test"}, "AWS_COGNITO_ISSUER is set but"),
+        (
+            {"AWS_COGNITO_JWKS_URL": "https://issuer.test/jwks.json"},
+            "AWS_COGNITO_JWKS_URL is set but",
+        ),
+        (
+            {"AWS_COGNITO_USER_POOL_ID": "us-east-1_RealPool1"},
+            "AWS_COGNITO_APP_CLIENT_ID must list",
+        ),
+        ({**POOL, "AWS_COGNITO_REGION": "eu-west-1"}, "does not match the pool's region us-east-1"),
+    ],
+)
+def test_a_user_pool_setting_without_the_others_it_needs_is_refused(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(environ, env_file=None)
 
 
 # --- emulator pools ----------------------------------------------------------------------------

@@ -47,6 +47,28 @@ def test_every_setting_is_documented_once_with_its_meaning() -> None:
         assert len(meanings[setting.name]) > 10, name
 
 
+def test_schema_graphql_is_what_export_schema_prints(tmp_path: Path) -> None:
+    def export(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "popmap_gql", "export-schema", *args],
+            env=clean_env(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    committed = (ROOT / "schema.graphql").read_text(encoding="utf-8")
+    printed = export()
+    written = export("-o", str(tmp_path / "schema.graphql"))
+
+    assert (printed.returncode, written.returncode) == (0, 0), printed.stderr + written.stderr
+    assert printed.stdout == committed
+    assert written.stdout == ""
+    assert (tmp_path / "schema.graphql").read_text(encoding="utf-8") == committed
+
+
 def test_a_setting_without_a_meaning_stops_the_generator(tmp_path: Path) -> None:
     """The meaning is the docstring under the field; the generator refuses a field without."""
     source = (ROOT / "popmap_gql" / "config.py").read_text(encoding="utf-8")

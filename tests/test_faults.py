@@ -392,6 +392,39 @@ async def test_postgres_out_of_connection_slots_answers_503_server_out_of_resour
     assert recovered.status_code == 200
 
 
+async def test_readyz_is_503_when_no_connection_answers_within_its_timeout(
+    database: str, cognito: FakeCognito, tmp_path: Path
+) -> None:
+    # One connection, waited for longer than /readyz waits (READY_TIMEOUT_SECONDS, 2 s).
+    env = cognito.server_env(
+        database,
+        tmp_path,
+        POPMAP_DB_POOL_SIZE="1",
+        POPMAP_DB_POOL_TIMEOUT_SECONDS="60",
+        POPMAP_DB_STATEMENT_TIMEOUT_MS="60000",
+    )
+    log = tmp_path / "server.log"
+    with running_server(env, log=log) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=CLIENT_TIMEOUT) as http:
+            async with table_locked(database, "category") as locker:
+                stuck = asyncio.create_task(ask(http, "{ stuck: categories { slug } }"))
+                deadline = time.monotonic() + 20
+                while await waiting_on_locks(locker) < 1 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                ready = await http.get("/readyz")
+            finished = await stuck
+            ready_again = await _eventually_ok(http, "/readyz")
+
+    assert ready.status_code == 503
+    assert ready.json() == {"status": "unavailable"}
+    assert ready.headers["retry-after"] == "5"
+    assert finished.status_code == 200
+    assert ready_again.status_code == 200
+    text = log.read_text()
+    assert "service unavailable (database no answer within the readiness timeout)" in text
+    assert "Traceback" not in text
+
+
 def test_a_driver_that_lost_its_protocol_state_is_a_fault_that_retires_the_connection() -> None:
     # Seen in bench/soak.py: PostgreSQL shutting down in the middle of a statement left
     # asyncpg saying "cannot switch to state 12; another operation (2) is in progress",

@@ -19,6 +19,7 @@ from tortoise.connection import connections
 
 from popmap_gql.config import Settings
 from popmap_gql.db.models import Business
+from popmap_gql.http.view import GRAPHQL_RESPONSE_JSON
 from tests.conftest import run_cli
 from tests.fake_cognito import FakeCognito
 from tests.helpers import error_codes, global_id, gql, make_business, make_category
@@ -206,6 +207,30 @@ async def test_answers_in_graphql_response_json_when_asked(client: httpx.AsyncCl
     assert plain.headers["content-type"].startswith("application/json")
 
 
+@pytest.mark.parametrize(
+    ("accept", "answered_in"),
+    [
+        # a q that is not a number counts as 0: the other type wins
+        ("application/json;q=abc, application/graphql-response+json;q=0.5", "graphql-response"),
+        ("application/graphql-response+json;q=x, application/json;q=0.1", "json"),
+        # longer than the values remembered (256 characters): negotiated all the same
+        ("text/html;q=0.9, " * 20 + "application/graphql-response+json", "graphql-response"),
+        ("text/html;q=0.9, " * 20 + "application/json", "json"),
+    ],
+    ids=["bad-q-json", "bad-q-graphql", "long-graphql", "long-json"],
+)
+async def test_accept_is_negotiated_whatever_its_length_or_malformed_q(
+    client: httpx.AsyncClient, accept: str, answered_in: str
+) -> None:
+    response = await client.post(
+        "/graphql", json={"query": "{ categories { id } }"}, headers={"Accept": accept}
+    )
+
+    assert response.status_code == 200
+    expected = {"json": "application/json", "graphql-response": GRAPHQL_RESPONSE_JSON}
+    assert response.headers["content-type"].split(";")[0] == expected[answered_in]
+
+
 async def test_unknown_request_extensions_are_ignored(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/graphql",
@@ -277,6 +302,22 @@ async def test_request_without_query_is_a_coded_bad_request(client: httpx.AsyncC
 
     assert response.status_code == 400
     assert error_codes(response.json()) == ["BAD_REQUEST"]
+
+
+async def test_an_empty_query_is_a_coded_bad_request(client: httpx.AsyncClient) -> None:
+    posted = await client.post("/graphql", json={"query": ""})
+    got = await client.get("/graphql", params={"query": ""})
+
+    for response in (posted, got):
+        assert response.status_code == 400
+        assert response.json() == {
+            "errors": [
+                {
+                    "message": "No GraphQL query found in the request",
+                    "extensions": {"code": "BAD_REQUEST"},
+                }
+            ]
+        }
 
 
 @pytest.mark.parametrize(
@@ -388,6 +429,9 @@ async def test_post_with_a_json_media_type_is_executed(
         "application/json, text/plain",
         "application/json text/plain",
         "application/json; charset",
+        "json",
+        "application/",
+        "/json",
         # JSON, but not in UTF-8
         "application/json; charset=iso-8859-1",
         # longer than any real one: refused before any parsing
@@ -704,6 +748,39 @@ async def test_unexpected_errors_are_masked_for_the_client_and_logged_in_full(
     assert record.exc_info is not None
     assert "category" in str(record.exc_info[1])
     assert "Traceback" in caplog.text
+
+
+async def test_an_unexpected_error_while_authenticating_is_a_masked_500_in_graphqls_shape(
+    client: httpx.AsyncClient, cognito: FakeCognito, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = f"new-{uuid.uuid4().hex[:8]}"  # nobody the server has seen: it looks them up
+    token = cognito.id_token(
+        sub=str(uuid.uuid4()), email=f"{name}@example.com", **{"cognito:username": name}
+    )
+    db = connections.get("default")
+    # A real failure below our code, outside GraphQL execution: the table vanished.
+    await db.execute_script("ALTER TABLE cognito_identity RENAME TO cognito_identity_moved")
+    try:
+        with caplog.at_level(logging.INFO, logger="popmap_gql.access"):
+            response = await client.post(
+                "/graphql",
+                json={"query": "{ me { id } }"},
+                headers={"Authorization": f"Bearer {token}", "X-Request-ID": "masked-500"},
+            )
+    finally:
+        await db.execute_script("ALTER TABLE cognito_identity_moved RENAME TO cognito_identity")
+
+    assert response.status_code == 500
+    assert response.json() == {
+        "errors": [
+            {"message": "Internal server error", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}
+        ]
+    }
+    assert response.headers["x-request-id"] == "masked-500"  # as in its access line:
+    [line] = [r for r in caplog.records if r.name == "popmap_gql.access"]
+    assert line.getMessage() == "POST /graphql 500"
+    assert line.__dict__["fields"]["request_id"] == "masked-500"
+    assert "cognito_identity" not in response.text
 
 
 async def test_expected_errors_are_not_logged_as_incidents(

@@ -160,6 +160,26 @@ def test_a_traceback_is_indented_so_its_text_cannot_pass_for_a_record() -> None:
     assert "ValueError: bad input" in line
 
 
+def test_a_json_record_keeps_its_traceback_and_stack_as_fields_of_its_one_line() -> None:
+    try:
+        raise ValueError(f"bad input\n{FORGED}")
+    except ValueError as exc:
+        error = exc
+    record = _record(f"failed: {FORGED}\r\n{FORGED}", error, path="/x")
+    record.stack_info = 'Stack (most recent call last):\n  File "x.py", line 1, in <module>'
+
+    line = JsonFormatter().format(record)
+
+    assert "\n" not in line
+    assert "\r" not in line
+    entry = orjson.loads(line)
+    assert entry["message"] == f"failed: {FORGED}\r\n{FORGED}"
+    assert entry["path"] == "/x"
+    assert entry["exception"].startswith("Traceback (most recent call last):")
+    assert entry["exception"].endswith(f"ValueError: bad input\n{FORGED}")
+    assert entry["stack"] == record.stack_info
+
+
 def test_text_fields_are_cut_and_quoted_with_their_backslashes_escaped() -> None:
     line = TextFormatter().format(_record("GET", path='\\" a=b' + "y" * 2000, codes=["A", "B"]))
 

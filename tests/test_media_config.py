@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from popmap_gql.config import ConfigError, load_settings
-from tests.processes import ROOT, clean_env
+from tests.processes import ROOT, clean_env, serve_to_the_end
 
 
 @pytest.mark.parametrize(
@@ -71,3 +71,41 @@ def test_the_embedded_default_never_imports_the_aws_sdk(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_serve_refuses_a_damaged_media_key_and_says_how_to_mend_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "media.key").write_bytes(b"short")  # a file cut off, or someone else's
+    env = clean_env(DATABASE_URL=database_url, POPMAP_DATA_DIR=str(tmp_path))
+
+    result = serve_to_the_end(env)
+
+    assert result.returncode != 0
+    assert f"{tmp_path / 'media.key'} is not a key made by popmap-gql;" in result.stderr
+    assert "remove it to make a new one" in result.stderr
+    assert (tmp_path / "media.key").read_bytes() == b"short"  # nothing overwritten
+
+
+def test_serve_with_a_bucket_but_without_boto3_names_the_extra_to_install(
+    database_url: str, tmp_path: Path
+) -> None:
+    # An install without the `s3` extra: boto3 cannot be imported (a package in front of
+    # the installed one on the path says so, as Python does when it is missing).
+    shadow = tmp_path / "without-s3" / "boto3"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named boto3')\n")
+    env = clean_env(
+        DATABASE_URL=database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        POPMAP_MEDIA_BUCKET="popmap-media",
+        PYTHONPATH=str(shadow.parent),
+    )
+
+    result = serve_to_the_end(env)
+
+    assert result.returncode != 0
+    assert (
+        "POPMAP_MEDIA_BUCKET is set but boto3 is not installed: pip install 'popmap-gql[s3]'"
+        in result.stderr
+    )

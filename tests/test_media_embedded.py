@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import io
 import json
 import os
@@ -35,6 +37,7 @@ from tests.media_kit import (
     upload,
 )
 from tests.people import ANONYMOUS, Person, person, post
+from tests.processes import running_server
 
 PNG = image_bytes("PNG")
 JPEG = image_bytes("JPEG")
@@ -308,8 +311,9 @@ async def test_upload_keys_sit_under_the_viewers_own_prefix(
         ("image/png", b"<html><script>alert(1)</script></html>".ljust(200, b" ")),
         ("image/png", PNG[: len(PNG) - 20]),  # truncated
         ("image/webp", JPEG),
+        ("image/png", png_claiming(0, 48)),  # a header of no pixels
     ],
-    ids=["png-as-jpeg", "html-as-png", "truncated-png", "jpeg-as-webp"],
+    ids=["png-as-jpeg", "html-as-png", "truncated-png", "jpeg-as-webp", "no-pixels"],
 )
 async def test_upload_endpoint_refuses_files_that_are_not_the_declared_image_type(
     client: httpx.AsyncClient, ana: Person, settings: Settings, declared: str, data: bytes
@@ -330,6 +334,23 @@ async def test_upload_endpoint_refuses_an_image_of_fifty_thousand_pixels_square(
     assert response.status_code == 400
     assert "pixels" in response.json()["errors"][0]["message"]
     assert signed["key"] not in stored_files(settings)
+
+
+@pytest.mark.parametrize("size", [(8001, 1), (1, 8001)], ids=["too-wide", "too-tall"])
+async def test_upload_endpoint_refuses_an_image_longer_than_the_limit_on_one_side(
+    client: httpx.AsyncClient, ana: Person, settings: Settings, size: tuple[int, int]
+) -> None:
+    # few pixels in all (8,001), but more than 8,000 on one side
+    narrow = png_claiming(*size)
+    signed = await create_upload(client, ana, "BUSINESS_LOGO", "image/png", len(narrow))
+    response = await send_form(signed, narrow)
+    assert response.status_code == 400
+    assert response.json()["errors"][0] == {
+        "message": f"the image is {size[0]} x {size[1]} pixels; at most 8000 per side and"
+        " 24000000 in all",
+        "extensions": {"code": "BAD_REQUEST"},
+    }
+    assert stored_files(settings) == set()
 
 
 @pytest.mark.parametrize("data", [PNG + b"\x00", PNG[:-1], b""], ids=["larger", "smaller", "empty"])
@@ -390,6 +411,54 @@ async def test_upload_endpoint_refuses_forms_of_another_shape(
             response = await http.post(signed["url"], files=files)
     assert response.status_code == 400, response.text
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert stored_files(settings) == set()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"drop": "x-popmap-algorithm"}, "missing form fields: x-popmap-algorithm"),
+        ({"drop": "policy", "add": ("acl", "public-read")}, "unexpected form field 'acl'"),
+        ({"drop": "policy", "add": ("key", "x")}, "unexpected form field 'key'"),
+    ],
+    ids=["missing", "unknown", "repeated"],
+)
+async def test_upload_endpoint_names_a_missing_or_unexpected_field(
+    client: httpx.AsyncClient,
+    ana: Person,
+    settings: Settings,
+    change: dict[str, Any],
+    message: str,
+) -> None:
+    signed = await create_upload(client, ana, "BUSINESS_LOGO", "image/png", len(PNG))
+    parts = [(name, (None, value, None)) for name, value in form_fields(signed).items()]
+    parts = [part for part in parts if part[0] != change["drop"]]
+    if "add" in change:
+        name, value = change["add"]
+        parts.append((name, (None, value, None)))
+    async with httpx.AsyncClient() as http:
+        response = await http.post(signed["url"], files=[*parts, ("file", ("a.png", PNG, None))])
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0] == {
+        "message": message,
+        "extensions": {"code": "BAD_REQUEST"},
+    }
+    assert stored_files(settings) == set()
+
+
+async def test_upload_endpoint_refuses_another_signing_algorithm(
+    client: httpx.AsyncClient, ana: Person, settings: Settings
+) -> None:
+    signed = await create_upload(client, ana, "BUSINESS_LOGO", "image/png", len(PNG))
+    fields = form_fields(signed)
+    algorithm = fields["x-popmap-algorithm"]
+    fields["x-popmap-algorithm"] = "HMAC-MD5"
+    response = await send_form(signed, PNG, fields=fields)
+    assert response.status_code == 403
+    assert response.json()["errors"][0] == {
+        "message": f"x-popmap-algorithm must be {algorithm}",
+        "extensions": {"code": "FORBIDDEN"},
+    }
     assert stored_files(settings) == set()
 
 
@@ -480,6 +549,52 @@ async def test_upload_endpoint_refuses_an_expired_policy(
     response = await send_form(signed, PNG, fields=fields)
     assert response.status_code == 403
     assert "expired" in response.json()["errors"][0]["message"]
+    assert stored_files(settings) == set()
+
+
+def _encoded(document: Any) -> str:
+    return base64.b64encode(json.dumps(document).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        "not base64!",
+        base64.b64encode(b"not json").decode(),
+        _encoded({"expiration": "2099-01-01T00:00:00Z"}),
+        _encoded(
+            {
+                "expiration": "2099-01-01T00:00:00Z",
+                "conditions": [{"key": "k"}, {"Content-Type": "image/png"}, ["size", "1", "9"]],
+            }
+        ),
+        _encoded(
+            {
+                "expiration": "tomorrow",
+                "conditions": [
+                    {"key": "k"},
+                    {"Content-Type": "image/png"},
+                    ["content-length-range", 1, 9],
+                ],
+            }
+        ),
+    ],
+    ids=["not-base64", "not-json", "no-conditions", "bad-length-range", "bad-expiration"],
+)
+async def test_upload_endpoint_refuses_a_malformed_policy_even_with_a_valid_signature(
+    client: httpx.AsyncClient, ana: Person, settings: Settings, encoded: str
+) -> None:
+    # Signed with the server's own key: only a policy of another release could be malformed.
+    signed = await create_upload(client, ana, "BUSINESS_LOGO", "image/png", len(PNG))
+    secret = load_or_create_secret(settings.data_dir / "media.key")
+    signature = hmac.new(secret, encoded.encode(), hashlib.sha256).hexdigest()
+    fields = form_fields(signed) | {"policy": encoded, "x-popmap-signature": signature}
+    response = await send_form(signed, PNG, fields=fields)
+    assert response.status_code == 403
+    assert response.json()["errors"][0] == {
+        "message": "the policy is malformed",
+        "extensions": {"code": "FORBIDDEN"},
+    }
     assert stored_files(settings) == set()
 
 
@@ -671,6 +786,31 @@ async def test_cached_answers_keep_the_host_each_request_came_through(
         urls[host] = response.json()["data"]["businesses"]["edges"][0]["node"]["logoUrl"]
     assert urls["127.0.0.1"].startswith(f"http://127.0.0.1:{port}/media/")
     assert urls["localhost"].startswith(f"http://localhost:{port}/media/")
+
+
+async def test_with_a_media_base_url_and_a_user_pool_one_cached_answer_serves_every_host(
+    client: httpx.AsyncClient, settings: Settings, cognito: FakeCognito, tmp_path: Path
+) -> None:
+    # Neither media URLs nor authConfig then name the origin a request came through.
+    key = "media/business-logo/AAAAAAAAAAAAAAAAAAAAAA.png"
+    await Business.create(name="Crumbs", is_verified=True, logo_key=key)
+    assert settings.database_url is not None
+    env = cognito.server_env(
+        settings.database_url, tmp_path, POPMAP_MEDIA_BASE_URL="https://cdn.popmap.test"
+    )
+    query = {"query": "{ businesses { edges { node { logoUrl } } } }"}
+    with running_server(env) as base:
+        port = httpx.URL(base).port
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            answers = [
+                await http.post("/graphql", json=query, headers={"host": f"{host}:{port}"})
+                for host in ("127.0.0.1", "localhost")
+            ]
+
+    assert [a.headers.get("x-popmap-cache") for a in answers] == ["miss", "hit"]
+    for answer in answers:
+        [edge] = answer.json()["data"]["businesses"]["edges"]
+        assert edge["node"]["logoUrl"] == f"https://cdn.popmap.test/{key}"
 
 
 # --- housekeeping ----------------------------------------------------------------------------

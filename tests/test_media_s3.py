@@ -336,3 +336,93 @@ async def test_a_service_uploads_an_event_image_to_the_bucket_and_gc_collects_it
     assert remaining == {shown}
     assert "2 objects deleted, 2 uploads forgotten" in output
     assert never_saved not in remaining
+
+
+async def test_a_key_whose_form_was_never_posted_is_refused_when_saved(
+    s3_client: httpx.AsyncClient, ana: Person
+) -> None:
+    business = await owned_business(s3_client, ana)
+    signed = await create_upload(s3_client, ana, "BUSINESS_LOGO", "image/png", len(PNG))
+
+    body = await save_logo(s3_client, ana, business, signed["key"])
+
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["message"] == "nothing was uploaded with this key"
+    assert await logo_key(business) == ""
+
+
+async def test_an_upload_sent_as_another_type_than_signed_is_refused_and_deleted(
+    s3_client: httpx.AsyncClient, ana: Person, s3: S3Client
+) -> None:
+    # a real bucket refuses this form (the policy binds Content-Type); moto lets it through
+    business = await owned_business(s3_client, ana)
+    signed = await create_upload(s3_client, ana, "BUSINESS_LOGO", "image/png", len(PNG))
+    fields = form_fields(signed) | {"Content-Type": "text/html"}
+    assert (await send_form(signed, PNG, fields=fields)).status_code == 204
+
+    body = await save_logo(s3_client, ana, business, signed["key"])
+
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert (
+        body["errors"][0]["message"] == "the uploaded file was sent as 'text/html', not image/png"
+    )
+    assert not object_exists(s3, signed["key"])
+    assert await logo_key(business) == ""
+
+
+async def test_a_logo_is_refused_with_503_while_the_bucket_cannot_be_reached(
+    s3_env: dict[str, str], ana: Person, clean_db: None, tmp_path: Path
+) -> None:
+    env = s3_env | {"AWS_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}  # nothing there
+    log = tmp_path / "server.log"
+    with running_server(env, log=log) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            business = await owned_business(http, ana)
+            signed = await create_upload(http, ana, "BUSINESS_LOGO", "image/png", len(PNG))
+            variables = {"id": business, "input": {"logo": signed["key"]}}
+            response = await http.post(
+                "/graphql",
+                json={"query": UPDATE_BUSINESS, "variables": variables},
+                headers=ana.headers,
+            )
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"].isdigit()
+    assert error_codes(response.json()) == ["SERVICE_UNAVAILABLE"]
+    assert response.json()["errors"][0]["message"] == "the media store is unavailable; try again"
+    assert "S3 request failed" in log.read_text()
+    assert await logo_key(business) == ""
+    assert (await MediaUpload.get(key=signed["key"])).used_at is None  # still to be saved
+
+
+@pytest.mark.parametrize(
+    ("setting", "published_at"),
+    [
+        ({"POPMAP_MEDIA_BASE_URL": "https://cdn.popmap.test/"}, "https://cdn.popmap.test/media/"),
+        # boto3's own variable, not ours: the published URL is the bucket's on AWS
+        (
+            {"AWS_S3_ENDPOINT_URL": "", "AWS_ENDPOINT_URL_S3": "MOTO"},
+            f"https://{BUCKET}.s3.us-east-1.amazonaws.com/media/",
+        ),
+    ],
+    ids=["base-url", "aws"],
+)
+async def test_a_saved_logo_is_published_at_the_base_url_or_else_the_buckets_own(
+    s3_env: dict[str, str],
+    moto_s3: str,
+    ana: Person,
+    clean_db: None,
+    setting: dict[str, str],
+    published_at: str,
+) -> None:
+    env = s3_env | {name: moto_s3 if value == "MOTO" else value for name, value in setting.items()}
+    with running_server(env) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            business = await owned_business(http, ana)
+            key = await upload(http, ana, "BUSINESS_LOGO", "image/png", PNG)
+            saved = await save_logo(http, ana, business, key)
+
+    assert "errors" not in saved, saved
+    url = saved["data"]["updateBusiness"]["business"]["logoUrl"]
+    assert url.startswith(f"{published_at}business-logo/")
+    assert url.endswith(".png")

@@ -364,6 +364,29 @@ async def test_a_lookup_records_a_use_so_a_document_in_use_is_not_evicted(
     assert rows == [{"recent": True}]
 
 
+async def test_registering_again_within_the_minute_writes_nothing_to_the_store(
+    client: httpx.AsyncClient,
+) -> None:
+    # This process stored it and recorded its use (TOUCH_INTERVAL_SECONDS, a minute): the
+    # second registration is answered from its own copy, and the store is left as it is.
+    query = unique("{ categories { name } }")
+    await register(client, query)
+    await execute(
+        "UPDATE persisted_query SET last_used = now() - interval '2 hours' WHERE hash = $1",
+        [sha256(query)],
+    )
+
+    again = await client.post("/graphql", json={"query": query, **hash_only(sha256(query))})
+    rows = await fetch(
+        "SELECT last_used < now() - interval '1 hour' AS untouched FROM persisted_query"
+        " WHERE hash = $1",
+        [sha256(query)],
+    )
+
+    assert again.json() == {"data": {"categories": []}}
+    assert rows == [{"untouched": True}]
+
+
 async def stored_bytes() -> int:
     rows = await fetch(
         "SELECT COALESCE(sum(octet_length(document)), 0) AS bytes FROM persisted_query"

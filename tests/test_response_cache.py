@@ -451,6 +451,32 @@ async def test_the_cache_holds_only_what_its_byte_budget_allows_and_no_large_ans
     assert all(size > ENTRY_CAP for _, size in large)
 
 
+async def test_with_the_cache_and_the_budgets_off_every_request_is_executed(
+    settings: Settings, tmp_path: Path, clean_db: None
+) -> None:
+    assert settings.database_url is not None
+    env = clean_env(
+        DATABASE_URL=settings.database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        POPMAP_RESPONSE_CACHE="false",
+        POPMAP_BUDGETS="false",
+    )
+    query = {"query": "{ categories { name } }"}
+    with running_server(env) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            before = await http.post("/graphql", json=query)
+            await make_category("Bakery")
+            after = await http.post("/graphql", json=query)
+            refused = await http.post("/graphql", json={"query": "{ categories { nope } }"})
+
+    assert before.json() == {"data": {"categories": []}}
+    assert after.json() == {"data": {"categories": [{"name": "Bakery"}]}}
+    assert refused.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    for answer in (before, after, refused):
+        assert "x-popmap-cache" not in answer.headers
+        assert "ratelimit" not in answer.headers
+
+
 def _fill_and_probe(
     env: dict[str, str], queries: list[str]
 ) -> tuple[list[tuple[str, int]], list[str], list[tuple[str, int]]]:

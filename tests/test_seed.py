@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
+import asyncpg
 import httpx
 
 from popmap_gql.db.models import Business, Category, Event, EventStatus, Participation
 from popmap_gql.db.seed import seed_demo
+from tests.conftest import drop_database, fresh_database, run_cli
 from tests.helpers import gql
 
 
@@ -40,3 +43,22 @@ async def test_seed_demo_is_idempotent_and_gives_upcoming_events(
         assert -98.0 < node["longitude"] < -97.5
         assert node["businesses"]
         assert all(business["categories"] for business in node["businesses"])
+
+
+async def test_the_seed_demo_command_migrates_an_empty_database_and_loads_the_demo_once(
+    server_url: str,
+) -> None:
+    url = await fresh_database(server_url)
+    try:
+        first = await asyncio.to_thread(run_cli, "seed-demo", env={"DATABASE_URL": url})
+        again = await asyncio.to_thread(run_cli, "seed-demo", env={"DATABASE_URL": url})
+        conn = await asyncpg.connect(url)
+        try:
+            businesses = await conn.fetchval("SELECT count(*) FROM business")
+        finally:
+            await conn.close()
+    finally:
+        await drop_database(server_url, url)
+
+    assert first == again == "demo data ready: 8 categories, 30 businesses, 40 events\n"
+    assert businesses == 30

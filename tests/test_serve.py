@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -23,7 +24,14 @@ import pytest
 from popmap_gql.config import Settings
 from tests.conftest import drop_database, fresh_database, run_cli
 from tests.postgres_control import postmaster_pid, scratch_folder, wait_until_gone
-from tests.processes import clean_env, running_server, serve_to_the_end, server_process
+from tests.processes import (
+    ROOT,
+    clean_env,
+    free_port,
+    running_server,
+    serve_to_the_end,
+    server_process,
+)
 
 # --- start-up -----------------------------------------------------------------------------
 
@@ -47,6 +55,64 @@ def test_serve_refuses_an_unmigrated_database_and_names_the_migrate_command(
     assert result.returncode != 0
     assert "popmap-gql migrate" in result.stderr
     assert "0001_initial" in result.stderr
+
+
+async def test_serve_demo_migrates_and_seeds_an_empty_database_then_serves_it(
+    unmigrated_database: str, tmp_path: Path
+) -> None:
+    env = clean_env(DATABASE_URL=unmigrated_database, POPMAP_DATA_DIR=str(tmp_path))
+    log = tmp_path / "server.log"
+
+    with running_server(env, "--demo", log=log) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            answer = await http.post(
+                "/graphql", json={"query": "{ businesses(first: 1) { totalCount } }"}
+            )
+
+    assert answer.json()["data"]["businesses"]["totalCount"] > 0  # the verified ones
+    assert "demo data ready: 8 categories, 30 businesses, 40 events" in log.read_text()
+
+
+def test_serve_refuses_a_database_it_cannot_reach_and_says_so(tmp_path: Path) -> None:
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/popmap"  # nothing listens
+    env = clean_env(DATABASE_URL=nowhere, POPMAP_DATA_DIR=str(tmp_path))
+
+    result = serve_to_the_end(env)
+
+    assert result.returncode == 1
+    assert "popmap-gql: cannot reach the database to check its schema" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("given", ["--tls-cert", "--tls-key"])
+def test_serve_https_refuses_a_certificate_without_its_key_or_a_key_without_its_certificate(
+    database_url: str, tmp_path: Path, given: str
+) -> None:
+    env = clean_env(DATABASE_URL=database_url, POPMAP_DATA_DIR=str(tmp_path))
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "popmap_gql",
+            "serve",
+            "--port",
+            "0",
+            "--https",
+            given,
+            str(tmp_path / "local.pem"),
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("popmap-gql: --tls-cert and --tls-key go together")
+    assert "Traceback" not in result.stderr
 
 
 # --- stop signals -------------------------------------------------------------------------
@@ -191,6 +257,44 @@ async def test_sigterm_drains_first_readyz_answers_503_while_requests_are_still_
         assert isinstance(answer.json()["data"]["categories"], list), answer.text
     assert exit_status == 0, log.read_text()
     assert log.read_text().count("Shutting down") == workers
+
+
+@pytest.mark.parametrize(
+    "signals", [[signal.SIGINT], [signal.SIGTERM, signal.SIGINT]], ids=["INT", "TERM-then-INT"]
+)
+async def test_sigint_stops_at_once_even_while_a_sigterm_drains(
+    signals: list[signal.Signals], settings: Settings, tmp_path: Path
+) -> None:
+    assert settings.database_url is not None
+    log = tmp_path / "serve.log"
+    env = clean_env(
+        DATABASE_URL=settings.database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        POPMAP_SHUTDOWN_DRAIN_SECONDS="600",  # far longer than the test waits
+    )
+
+    async def draining() -> bool:
+        return "SIGTERM: draining" in log.read_text()
+
+    with server_process(env, log=log) as (process, base):
+        for stop_signal in signals:
+            if stop_signal == signal.SIGINT and signal.SIGTERM in signals:
+                await eventually(draining, "the drain to start")
+            process.send_signal(stop_signal)
+        exit_status = await asyncio.to_thread(process.wait, 60)
+        ready_after = await asyncio.to_thread(lambda: _refused(f"{base}/readyz"))
+
+    assert exit_status == 0, log.read_text()
+    assert "stopped by SIGINT" in log.read_text()
+    assert ready_after  # nothing answers there any more
+
+
+def _refused(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=5)
+    except httpx.ConnectError:
+        return True
+    return False
 
 
 # --- workers and connection limits --------------------------------------------------------

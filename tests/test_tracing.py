@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from popmap_gql.config import ConfigError, Settings, load_settings
 from tests.conftest import JWKS_COOLDOWN_SECONDS
 from tests.fake_cognito import FakeCognito, SigningKey
 from tests.helpers import global_id, make_business
+from tests.processes import clean_env, serve_to_the_end
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -141,6 +143,30 @@ def test_tracing_is_off_unless_switched_on() -> None:
     finally:
         tracing.stop()
     assert not tracing.enabled()
+
+
+def test_serve_with_tracing_on_but_without_the_packages_names_the_extra_to_install(
+    database_url: str, tmp_path: Path
+) -> None:
+    # An install without the `otel` extra: opentelemetry cannot be imported (a package in
+    # front of the installed one on the path says so, as Python does when it is missing).
+    shadow = tmp_path / "without-otel" / "opentelemetry"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named opentelemetry')\n")
+    env = clean_env(
+        DATABASE_URL=database_url,
+        POPMAP_DATA_DIR=str(tmp_path),
+        POPMAP_OTEL="true",
+        PYTHONPATH=str(shadow.parent),
+    )
+
+    result = serve_to_the_end(env)
+
+    assert result.returncode != 0
+    assert (
+        "POPMAP_OTEL=true needs the optional OpenTelemetry packages:"
+        " pip install 'popmap-gql[otel]'" in result.stderr
+    )
 
 
 def test_tracing_settings_are_checked() -> None:

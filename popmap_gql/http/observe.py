@@ -43,6 +43,7 @@ __all__ = [
     "VIEWER_ID_KEY_FILE",
     "RequestObserver",
     "describe_operation",
+    "echoed_request_id",
     "note_cache",
     "note_error_codes",
     "note_operation",
@@ -73,8 +74,7 @@ def viewer_kind(viewer: Viewer) -> str:
 
 def note_viewer(viewer: Viewer) -> None:
     facts = current.get()
-    if facts is None:
-        return
+    assert facts is not None  # the GraphQL view runs under RequestObserver (app.py)
     facts.viewer_kind = viewer_kind(viewer)
     if viewer.client_id is not None:
         facts.viewer_subject = f"client:{viewer.client_id}"
@@ -100,15 +100,15 @@ def describe_operation(
 def note_operation(operation: tuple[str | None, str | None]) -> None:
     """(name, type) of the operation a GraphQL request runs (see `describe_operation`)."""
     facts = current.get()
-    if facts is not None:
-        facts.operation_name, facts.operation_type = operation
+    assert facts is not None  # as note_viewer
+    facts.operation_name, facts.operation_type = operation
 
 
 def note_cache(outcome: str) -> None:
     """hit (answered from the response cache) or miss (computed, to be stored)."""
     facts = current.get()
-    if facts is not None:
-        facts.cache = outcome
+    assert facts is not None  # as note_viewer
+    facts.cache = outcome
 
 
 def note_error_codes(codes: Iterable[str]) -> None:
@@ -128,6 +128,16 @@ def _request_id(scope: Scope) -> str:
                 return accepted.decode("ascii")
             break
     return os.urandom(8).hex()
+
+
+_REQUEST_ID_STATE = "popmap_request_id"
+
+
+def echoed_request_id(scope: Scope) -> dict[str, str]:
+    """The X-Request-ID header of a response sent around RequestObserver (none when the
+    request never reached it)."""
+    request_id = scope.get("state", {}).get(_REQUEST_ID_STATE)
+    return {} if request_id is None else {"X-Request-ID": request_id}
 
 
 def _route(scope: Scope) -> str:
@@ -161,6 +171,9 @@ class RequestObserver:
             return
         facts = RequestFacts(_request_id(scope), time.perf_counter())
         echoed = (_REQUEST_ID_HEADER, facts.request_id.encode("ascii"))
+        # for the answer Starlette's outermost handler gives an exception (app.py), which
+        # is sent around this middleware
+        scope.setdefault("state", {})[_REQUEST_ID_STATE] = facts.request_id
 
         async def observed_send(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -29,7 +29,7 @@ class RequestTracing:
         with tracing.request_span(scope["method"], scope["path"], carrier) as span:
 
             async def send_with_status(message: Message) -> None:
-                if message["type"] == "http.response.start" and span is not None:
+                if message["type"] == "http.response.start":
                     span.set_attribute("http.response.status_code", message["status"])
                 await send(message)
 

@@ -197,13 +197,13 @@ def _base_url(
     server: tuple[str, int | None] | None,
     host: str | None,
     root_path: str,
-    app_root_path: str | None,
 ) -> str:
     """Starlette's `request.base_url` for a request with these, and only these, parts.
 
     Building it costs more than the rest of a cache hit's checks together, and it takes
     its value from nothing else (a request scope made of these parts alone computes
-    it), so it is remembered for the few combinations real requests have.
+    it; `app_root_path`, which only a Mount sets, is never in the view's scope: the app
+    mounts nothing), so it is remembered for the few combinations real requests have.
     """
     scope: dict[str, Any] = {
         "type": "http",
@@ -214,8 +214,6 @@ def _base_url(
         "root_path": root_path,
         "headers": [] if host is None else [(b"host", host.encode("latin-1"))],
     }
-    if app_root_path is not None:
-        scope["app_root_path"] = app_root_path
     return str(Request(scope).base_url)
 
 
@@ -457,7 +455,6 @@ class GraphQLView:
             None if server is None else tuple(server),
             request.headers.get("host"),
             scope.get("root_path", ""),
-            scope.get("app_root_path"),
         )
 
     async def _execute(

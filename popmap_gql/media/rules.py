@@ -90,10 +90,9 @@ def new_upload_key(owner: UploadOwner, content_type: str) -> str:
 
 
 def published_key(upload_key: str, kind: UploadKind) -> str:
-    match = UPLOAD_KEY.fullmatch(upload_key)
-    if match is None:
-        raise ValueError(f"not an upload key: {upload_key!r}")
-    return f"media/{_KIND_SLUGS[kind]}/{match['token']}.{match['ext']}"
+    """Where the upload `upload_key` (one UPLOAD_KEY matches, as claim_upload checked) is
+    published: its file name, <token>.<ext>, under the kind's folder."""
+    return f"media/{_KIND_SLUGS[kind]}/{upload_key.rsplit('/', 1)[1]}"
 
 
 def content_type_of_key(key: str) -> str:
