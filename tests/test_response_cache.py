@@ -77,6 +77,23 @@ async def test_repeated_anonymous_query_is_served_from_the_cache(
     assert second == (["Crumbs"], "hit")
 
 
+@pytest.mark.parametrize("accept", ["application/json", "application/graphql-response+json"])
+async def test_a_hit_has_the_content_type_of_the_miss_it_repeats(
+    client: httpx.AsyncClient, accept: str
+) -> None:
+    await make_business("Typed")
+    answers = [
+        await client.post("/graphql", json={"query": NAMES}, headers={"accept": accept})
+        for _ in range(2)
+    ]
+    refused = await client.post("/graphql", content=b"{", headers={"accept": accept})
+
+    assert [a.headers["x-popmap-cache"] for a in answers] == ["miss", "hit"]
+    assert answers[0].content == answers[1].content
+    types = {a.headers["content-type"] for a in [*answers, refused]}
+    assert types == {f"{accept}; charset=utf-8"}
+
+
 async def test_a_mutation_is_seen_by_the_very_next_read(
     client: httpx.AsyncClient, cognito: FakeCognito
 ) -> None:

@@ -111,6 +111,11 @@ def _negotiate(accept: str) -> str:
 _remembered_negotiation = functools.lru_cache(maxsize=64)(_negotiate)
 
 
+def _content_type(media_type: str) -> str:
+    """What every answer's Content-Type says: a cache hit and an error as much as a miss."""
+    return f"{media_type}; charset=utf-8"
+
+
 def error_response(
     request_accept: str,
     status_code: int,
@@ -124,7 +129,7 @@ def error_response(
         {"errors": [{"message": message, "extensions": {"code": code}}]},
         status_code=status_code,
         headers=headers,
-        media_type=negotiate_media_type(request_accept),
+        media_type=_content_type(negotiate_media_type(request_accept)),
     )
 
 
@@ -382,7 +387,7 @@ class GraphQLView:
             if found.body is not None:
                 note_cache("hit")
                 hit = {**_HIT, **self.shared_get_caching} if shared else _HIT
-                return Response(found.body, media_type=media_type, headers=hit)
+                return Response(found.body, media_type=_content_type(media_type), headers=hit)
             if found.slot is not None:
                 note_cache("miss")
                 headers["x-popmap-cache"] = "miss"
@@ -513,7 +518,7 @@ class GraphQLView:
             orjson.dumps(payload),
             status_code=status,
             headers=headers,
-            media_type=f"{media_type}; charset=utf-8",
+            media_type=_content_type(media_type),
         )
 
     @staticmethod
