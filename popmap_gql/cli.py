@@ -360,11 +360,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
-    except ConfigError as exc:
+        logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
+        result: int = args.handler(settings, args)
+    except ConfigError as exc:  # a setting, or a file of the data folder (a key) it names
         print(f"popmap-gql: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
-    result: int = args.handler(settings, args)
     return result
 
 

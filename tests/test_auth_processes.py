@@ -172,22 +172,30 @@ def test_local_identity_provider_cannot_be_used_while_a_pool_is_configured(
     assert not (tmp_path / "local-idp").exists()
 
 
-def test_dev_token_refuses_a_key_file_that_holds_no_rsa_key(tmp_path: Path) -> None:
-    """The local provider signs RS256 only: another kind of key in its file is named, and
-    neither used nor replaced."""
+@pytest.mark.parametrize("kind", ["ec-key", "not-pem"])
+def test_dev_token_refuses_a_key_file_that_holds_no_rsa_key(tmp_path: Path, kind: str) -> None:
+    """The local provider signs RS256 only: another kind of key in its file, or a file
+    that holds no key, is named, and neither used nor replaced."""
     key_file = tmp_path / "local-idp" / "private-key.pem"
     key_file.parent.mkdir(mode=0o700)
-    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
+    pem = (
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        if kind == "ec-key"
+        else b"-----BEGIN PRIVATE KEY-----\ncut off"
     )
     key_file.write_bytes(pem)
 
     result = _dev_token(clean_env(POPMAP_DATA_DIR=str(tmp_path)), "--email", "x@example.com")
 
-    assert result.returncode != 0
-    assert f"{key_file} does not hold an RSA key" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"popmap-gql: configuration error: {key_file} does not hold an RSA key; remove it"
+        " to make a new one (the tokens the old one signed stop verifying)\n"
+    )  # that line alone: no traceback
     assert result.stdout == ""  # no token
     assert key_file.read_bytes() == pem
 

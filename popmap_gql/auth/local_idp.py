@@ -22,7 +22,7 @@ from jwt.utils import to_base64url_uint
 
 from popmap_gql.auth.jwks import StaticKeys
 from popmap_gql.auth.tokens import TokenVerifier
-from popmap_gql.config import Settings
+from popmap_gql.config import ConfigError, Settings
 from popmap_gql.media.policy import write_whole
 
 __all__ = [
@@ -88,9 +88,15 @@ class LocalIdentityProvider:
             # If two processes race, the first key wins and both use it.
             with contextlib.suppress(FileExistsError):
                 write_whole(self.key_path, pem, replace=False, mode=0o600)
-        loaded = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
+        try:
+            loaded = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
+        except ValueError:
+            loaded = None
         if not isinstance(loaded, rsa.RSAPrivateKey):
-            raise TypeError(f"{self.key_path} does not hold an RSA key")
+            raise ConfigError(
+                f"{self.key_path} does not hold an RSA key; remove it to make a new one"
+                " (the tokens the old one signed stop verifying)"
+            )
         return loaded
 
     def verifier(self, settings: Settings) -> TokenVerifier:

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from popmap_gql.config import ConfigError
+
 __all__ = [
     "ALGORITHM",
     "Policy",
@@ -79,7 +81,7 @@ def write_whole(path: Path, data: bytes, *, replace: bool, mode: int = 0o666) ->
 def _read_secret(path: Path) -> bytes:
     secret = path.read_bytes()
     if len(secret) != _SECRET_BYTES:
-        raise RuntimeError(f"{path} is not a key made by popmap-gql; remove it to make a new one")
+        raise ConfigError(f"{path} is not a key made by popmap-gql; remove it to make a new one")
     return secret
 
 
