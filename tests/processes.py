@@ -110,6 +110,15 @@ def server_process(
         stop(process)
 
 
+def without_package(folder: Path, name: str) -> str:
+    """A PYTHONPATH on which `name` cannot be imported, as in an install without the extra
+    that brings it: a package of that name in front of the installed one says so."""
+    shadow = folder / f"without-{name}" / name
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(f"raise ImportError('No module named {name}')\n")
+    return str(shadow.parent)
+
+
 def serve_to_the_end(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`popmap-gql serve` run until it exits, for settings it must refuse at start-up
     (TimeoutExpired if it starts serving instead)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from popmap_gql.config import ConfigError, load_settings
-from tests.processes import ROOT, clean_env, serve_to_the_end
+from tests.processes import ROOT, clean_env, serve_to_the_end, without_package
 
 
 @pytest.mark.parametrize(
@@ -90,16 +90,11 @@ def test_serve_refuses_a_damaged_media_key_and_says_how_to_mend_it(
 def test_serve_with_a_bucket_but_without_boto3_names_the_extra_to_install(
     database_url: str, tmp_path: Path
 ) -> None:
-    # An install without the `s3` extra: boto3 cannot be imported (a package in front of
-    # the installed one on the path says so, as Python does when it is missing).
-    shadow = tmp_path / "without-s3" / "boto3"
-    shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text("raise ImportError('No module named boto3')\n")
     env = clean_env(
         DATABASE_URL=database_url,
         POPMAP_DATA_DIR=str(tmp_path),
         POPMAP_MEDIA_BUCKET="popmap-media",
-        PYTHONPATH=str(shadow.parent),
+        PYTHONPATH=without_package(tmp_path, "boto3"),  # no `s3` extra
     )
 
     result = serve_to_the_end(env)

@@ -22,7 +22,7 @@ from popmap_gql.config import ConfigError, Settings, load_settings
 from tests.conftest import JWKS_COOLDOWN_SECONDS
 from tests.fake_cognito import FakeCognito, SigningKey
 from tests.helpers import global_id, make_business
-from tests.processes import clean_env, serve_to_the_end
+from tests.processes import clean_env, serve_to_the_end, without_package
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -148,16 +148,11 @@ def test_tracing_is_off_unless_switched_on() -> None:
 def test_serve_with_tracing_on_but_without_the_packages_names_the_extra_to_install(
     database_url: str, tmp_path: Path
 ) -> None:
-    # An install without the `otel` extra: opentelemetry cannot be imported (a package in
-    # front of the installed one on the path says so, as Python does when it is missing).
-    shadow = tmp_path / "without-otel" / "opentelemetry"
-    shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text("raise ImportError('No module named opentelemetry')\n")
     env = clean_env(
         DATABASE_URL=database_url,
         POPMAP_DATA_DIR=str(tmp_path),
         POPMAP_OTEL="true",
-        PYTHONPATH=str(shadow.parent),
+        PYTHONPATH=without_package(tmp_path, "opentelemetry"),  # no `otel` extra
     )
 
     result = serve_to_the_end(env)
