@@ -119,18 +119,26 @@ def without_package(folder: Path, name: str) -> str:
     return str(shadow.parent)
 
 
-def serve_to_the_end(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`popmap-gql serve` run until it exits, for settings it must refuse at start-up
-    (TimeoutExpired if it starts serving instead)."""
+def popmap_gql(
+    env: dict[str, str], *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`popmap-gql ARGS` run to its end in `env`, its output captured (TimeoutExpired if it
+    runs longer)."""
     return subprocess.run(
-        [sys.executable, "-m", "popmap_gql", "serve", "--port", "0"],
+        [sys.executable, "-m", "popmap_gql", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
+
+
+def serve_to_the_end(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`popmap-gql serve` run until it exits, for settings it must refuse at start-up
+    (TimeoutExpired if it starts serving instead)."""
+    return popmap_gql(env, "serve", "--port", "0")
 
 
 def _wait_until_healthy(process: subprocess.Popen[str], base: str, log: Path) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from popmap_gql.config import Settings
-from tests.processes import ROOT, clean_env, free_port, running_server
+from tests.processes import clean_env, free_port, popmap_gql, running_server
 
 ME = "{ me { id username email groups isStaff identityProvider } }"
 
@@ -111,15 +110,7 @@ def test_tokens_from_a_cognito_emulator_are_accepted(
 
 
 def _dev_token(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "popmap_gql", "dev-token", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return popmap_gql(env, "dev-token", *args)
 
 
 def test_dev_token_without_an_email_says_what_it_needs(tmp_path: Path) -> None:

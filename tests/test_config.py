@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from popmap_gql.config import ConfigError, load_settings
 from popmap_gql.db.orm import tortoise_config
-from tests.processes import ROOT, clean_env
+from tests.processes import clean_env, popmap_gql
 
 
 def test_defaults_need_no_environment() -> None:
@@ -78,15 +76,7 @@ def test_malformed_env_file_line_is_refused(tmp_path: Path) -> None:
 
 
 def test_server_does_not_start_with_a_malformed_setting() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "popmap_gql", "serve"],
-        env=clean_env(POPMAP_MAX_ALIASES="many"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = popmap_gql(clean_env(POPMAP_MAX_ALIASES="many"), "serve")
 
     assert result.returncode == 2
     assert "POPMAP_MAX_ALIASES" in result.stderr
@@ -97,15 +87,7 @@ def test_a_database_url_with_a_port_parameter_that_is_no_number_stops_every_comm
     # The port can come as ?port= (beside ?host=, a Unix socket's): it was read only when
     # connecting, so `migrate` failed with a traceback.
     url = "postgresql://popmap:s3cret@localhost/popmap?port=five"
-    result = subprocess.run(
-        [sys.executable, "-m", "popmap_gql", "migrate"],
-        env=clean_env(DATABASE_URL=url),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = popmap_gql(clean_env(DATABASE_URL=url), "migrate")
 
     assert result.returncode == 2
     assert "DATABASE_URL has a port that is not a number" in result.stderr

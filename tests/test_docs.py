@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from popmap_gql.config import SETTINGS, ConfigError, load_settings
-from tests.processes import ROOT, clean_env
+from tests.processes import ROOT, clean_env, popmap_gql
 from tools import settings_docs
 
 PAGES = sorted(
@@ -49,15 +49,7 @@ def test_every_setting_is_documented_once_with_its_meaning() -> None:
 
 def test_schema_graphql_is_what_export_schema_prints(tmp_path: Path) -> None:
     def export(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "popmap_gql", "export-schema", *args],
-            env=clean_env(),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return popmap_gql(clean_env(), "export-schema", *args)
 
     committed = (ROOT / "schema.graphql").read_text(encoding="utf-8")
     printed = export()
@@ -111,14 +103,8 @@ def test_a_malformed_database_url_is_refused_without_its_password(url: str) -> N
 
 
 def test_the_server_refuses_a_malformed_database_url_without_its_password() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "popmap_gql", "serve"],
-        env=clean_env(DATABASE_URL=f"postgresql://popmap:{PASSWORD}/x@db.internal/popmap"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = popmap_gql(
+        clean_env(DATABASE_URL=f"postgresql://popmap:{PASSWORD}/x@db.internal/popmap"), "serve"
     )
 
     assert result.returncode == 2

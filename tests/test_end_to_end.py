@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,20 +11,13 @@ import httpx
 
 from popmap_gql.config import Settings
 from tests.helpers import NOW
-from tests.processes import ROOT, clean_env, running_server
+from tests.processes import clean_env, popmap_gql, running_server
 
 
 def dev_tokens(env: dict[str, str], email: str, *groups: str) -> dict[str, str]:
     args = ["--email", email, *(arg for group in groups for arg in ("--group", group))]
-    result = subprocess.run(
-        [sys.executable, "-m", "popmap_gql", "dev-token", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = popmap_gql(env, "dev-token", *args)
+    assert result.returncode == 0, result.stderr
     tokens: dict[str, str] = json.loads(result.stdout)
     return tokens
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -36,7 +34,7 @@ from tests.media_kit import (
     upload,
 )
 from tests.people import Person, post
-from tests.processes import ROOT, clean_env, free_port, running_server
+from tests.processes import clean_env, free_port, popmap_gql, running_server
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -173,15 +171,7 @@ def object_exists(s3: S3Client, key: str) -> bool:
 
 
 def run_gc(env: dict[str, str]) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "popmap_gql", "media", "gc", "--min-age-hours", "0"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = popmap_gql(env, "media", "gc", "--min-age-hours", "0", timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from popmap_gql.config import Settings
-from tests.processes import ROOT, clean_env, running_server
+from tests.processes import ROOT, clean_env, popmap_gql, running_server
 
 WHO = "{ serviceClient { clientId scopes } me { id } }"
 
@@ -30,15 +29,8 @@ def local_server(
 
 
 def dev_token(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "popmap_gql", "dev-token", "--client-credentials", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = popmap_gql(env, "dev-token", "--client-credentials", *args)
+    assert result.returncode == 0, result.stderr
     token: str = json.loads(result.stdout)["access_token"]
     return token
 
