@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from popmap_gql.media.policy import write_whole
+from popmap_gql.files import write_whole
 
 __all__ = ["LocalCertificate", "local_certificate"]
 

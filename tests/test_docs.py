@@ -4,6 +4,7 @@ malformed DATABASE_URL is refused without showing its password."""
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -170,3 +171,37 @@ def test_ci_runs_the_readmes_test_command() -> None:
     assert len(commands) == 2
     assert commands[0].endswith("popmap-gql serve --demo")
     assert ci[-1].replace("--quiet ", "") == commands[1]
+
+
+def _layers() -> list[str]:
+    """ARCHITECTURE.md's chart of layers, lowest first (its first line: `a <- b <- c`)."""
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    chart = text.split("## Layers", 1)[1].split("```", 2)[1]
+    return chart.strip().splitlines()[0].split(" <- ")
+
+
+def test_every_module_imports_only_from_the_layers_left_of_its_own() -> None:
+    layers = _layers()
+    assert layers[0] == "config"
+    assert layers[-1] == "cli"
+    rank = {name: i for i, name in enumerate(layers)}
+    package = ROOT / "popmap_gql"
+    crossings = []
+    for path in sorted(package.rglob("*.py")):
+        own = path.relative_to(package).parts[0].removesuffix(".py")
+        if own not in rank:
+            continue  # beside the layers (logs, observe, files...): imported by any
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "popmap_gql" and len(parts) > 1:
+                    target = parts[1]
+                    if rank.get(target, -1) > rank[own]:
+                        crossings.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
+    assert crossings == []

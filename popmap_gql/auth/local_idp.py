@@ -23,7 +23,7 @@ from jwt.utils import to_base64url_uint
 from popmap_gql.auth.jwks import StaticKeys
 from popmap_gql.auth.tokens import TokenVerifier
 from popmap_gql.config import ConfigError, Settings
-from popmap_gql.media.policy import write_whole
+from popmap_gql.files import write_whole
 
 __all__ = [
     "LOCAL_CLIENT_ID",

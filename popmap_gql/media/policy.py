@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from popmap_gql.config import ConfigError
+from popmap_gql.files import write_whole
 
 __all__ = [
     "ALGORITHM",
@@ -29,7 +29,6 @@ __all__ = [
     "load_or_create_secret",
     "sign_policy",
     "verify_policy",
-    "write_whole",
 ]
 
 ALGORITHM = "POPMAP-HMAC-SHA256"
@@ -60,22 +59,6 @@ def load_or_create_secret(path: Path) -> bytes:
     with contextlib.suppress(FileExistsError):  # another worker wrote its key first
         write_whole(path, secrets.token_bytes(_SECRET_BYTES), replace=False, mode=0o600)
     return _read_secret(path)
-
-
-def write_whole(path: Path, data: bytes, *, replace: bool, mode: int = 0o666) -> None:
-    """Write whole or not at all: a scratch file created with `mode`, then a rename
-    (`replace`) or a link, which never replaces a file (FileExistsError)."""
-    scratch = path.with_name(f".{path.name}.{secrets.token_hex(8)}.part")
-    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as file:
-        file.write(data)
-    try:
-        if replace:
-            os.replace(scratch, path)
-        else:
-            os.link(scratch, path)
-    finally:
-        scratch.unlink(missing_ok=True)
 
 
 def _read_secret(path: Path) -> bytes:

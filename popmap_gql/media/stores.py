@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Protocol
 
 from popmap_gql.config import Settings
+from popmap_gql.files import write_whole
 from popmap_gql.media.policy import (
     ALGORITHM,
     Policy,
     load_or_create_secret,
     sign_policy,
     verify_policy,
-    write_whole,
 )
 from popmap_gql.media.rules import PUBLISHED_KEY, UPLOAD_KEY, content_type_of_key
 
