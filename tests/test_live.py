@@ -37,7 +37,7 @@ from tests.fake_cognito import ISSUER, FakeCognito
 from tests.helpers import global_id, make_business, make_event
 from tests.live_client import PATIENCE_SECONDS, LiveClient, SilentClient, live
 from tests.people import Person, person
-from tests.processes import server_process
+from tests.processes import free_port, server_process
 
 EVENTS = """
 subscription Map($filter: EventFilter) {
@@ -1166,6 +1166,30 @@ async def test_sigterm_closes_sockets_with_1012_so_clients_reconnect_elsewhere(
             await open_subscription(client, None)
             process.send_signal(signal.SIGTERM)
             assert await client.closed_with() == 1012
+
+
+async def test_a_socket_whose_token_cannot_be_checked_now_is_closed_1013_try_again_later(
+    settings: Settings, cognito: FakeCognito, tmp_path: Path
+) -> None:
+    """The pool's signing keys cannot be fetched (nothing listens at the JWKS URL) and none
+    is cached: not a bad token (4403) but a server that cannot tell yet, as HTTP's 503."""
+    env = _env(
+        settings,
+        cognito,
+        tmp_path,
+        AWS_COGNITO_JWKS_URL=f"http://127.0.0.1:{free_port()}/jwks.json",
+    )
+    with server_process(env, log=tmp_path / "server.log") as (_, base):
+        async with live(base) as client:
+            await client.send(
+                {
+                    "type": "connection_init",
+                    "payload": {"Authorization": f"Bearer {cognito.access_token()}"},
+                }
+            )
+            assert await client.closed_with() == 1013
+        async with live(base) as anonymous:  # a socket without a token needs no key
+            assert (await anonymous.init())["type"] == "connection_ack"
 
 
 async def test_open_sockets_do_not_use_up_the_http_connection_limit(
