@@ -1168,6 +1168,37 @@ async def test_sigterm_closes_sockets_with_1012_so_clients_reconnect_elsewhere(
             assert await client.closed_with() == 1012
 
 
+async def test_when_the_touched_events_cannot_be_read_every_list_is_read_again(
+    settings: Settings, cognito: FakeCognito, tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    """The statement that routes a window's changes (which events where) waits for a lock
+    on `participation` past the server's statement timeout: nothing may be lost, so every
+    list is read again, and the subscriber hears the change once it can be read."""
+    staff = await person(cognito, "routing", ("staff",))
+    event = await make_event("behind a lock", status=EventStatus.PENDING)
+    log = tmp_path / "server.log"
+    env = _env(settings, cognito, tmp_path, POPMAP_DB_STATEMENT_TIMEOUT_MS="300")
+    assert settings.database_url is not None
+    locker = await asyncpg.connect(**connection_credentials(settings.database_url))
+    try:
+        with server_process(env, log=log) as (_, base):
+            async with live(base) as anonymous:
+                await open_subscription(anonymous, None)
+                async with locker.transaction():
+                    await locker.execute("LOCK TABLE participation IN ACCESS EXCLUSIVE MODE")
+                    await moderate(client, staff, event.id, "APPROVED")
+                    await _until(
+                        lambda: "every list is re-read" in log.read_text(),
+                        "the routing statement to give up",
+                    )
+                assert change_of(await anonymous.next_change())[:2] == (
+                    "ADDED",
+                    global_id("Event", event.id),
+                )
+    finally:
+        await locker.close()
+
+
 async def test_a_socket_whose_token_cannot_be_checked_now_is_closed_1013_try_again_later(
     settings: Settings, cognito: FakeCognito, tmp_path: Path
 ) -> None:
