@@ -185,6 +185,15 @@ def user_pool(base: str, operation: str, body: dict[str, Any]) -> httpx.Response
     )
 
 
+def refresh(base: str, refresh_token: str) -> httpx.Response:
+    """The user-pool API's refresh of `refresh_token`, for the local app client."""
+    return user_pool(
+        base,
+        "GetTokensFromRefreshToken",
+        {"ClientId": LOCAL_CLIENT_ID, "RefreshToken": refresh_token},
+    )
+
+
 def refused(response: httpx.Response, kind: str) -> str:
     """The message of an AWS JSON-protocol error of this kind."""
     assert response.status_code == 400, response.text
@@ -676,11 +685,7 @@ def test_without_the_openid_scope_there_is_no_id_token_and_no_userinfo(base: str
         f"{base}/oauth2/userInfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}
     )
     user = user_pool(base, "GetUser", {"AccessToken": tokens["access_token"]})
-    refreshed = user_pool(
-        base,
-        "GetTokensFromRefreshToken",
-        {"ClientId": LOCAL_CLIENT_ID, "RefreshToken": tokens["refresh_token"]},
-    )
+    refreshed = refresh(base, tokens["refresh_token"])
 
     assert set(tokens) == {"access_token", "refresh_token", "expires_in", "token_type"}
     assert claims(tokens["access_token"])["scope"] == ADMIN
@@ -745,11 +750,7 @@ def test_a_token_of_another_data_folders_key_is_refused(base: str, tmp_path: Pat
 def test_the_nonce_of_the_sign_in_is_in_its_id_token(base: str) -> None:
     tokens = tokens_of(base, "nonce@example.com", nonce="n-0S6_WzA2Mj")
 
-    refreshed = user_pool(
-        base,
-        "GetTokensFromRefreshToken",
-        {"ClientId": LOCAL_CLIENT_ID, "RefreshToken": tokens["refresh_token"]},
-    )
+    refreshed = refresh(base, tokens["refresh_token"])
 
     assert claims(tokens["id_token"])["nonce"] == "n-0S6_WzA2Mj"
     assert "nonce" not in claims(tokens["access_token"])
@@ -799,11 +800,7 @@ def test_auth_config_names_the_local_user_pool_endpoint(base: str) -> None:
 def test_get_tokens_from_refresh_token_gives_tokens_the_api_accepts(base: str) -> None:
     tokens = tokens_of(base, "refresh@example.com", staff=True)
 
-    response = user_pool(
-        base,
-        "GetTokensFromRefreshToken",
-        {"ClientId": LOCAL_CLIENT_ID, "RefreshToken": tokens["refresh_token"]},
-    )
+    response = refresh(base, tokens["refresh_token"])
 
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == AMZ_JSON
@@ -872,11 +869,7 @@ def test_a_revoked_refresh_token_is_refused_everywhere(base: str) -> None:
     assert revoked.status_code == 200
     assert revoked.json() == {}
     message = refused(
-        user_pool(
-            base,
-            "GetTokensFromRefreshToken",
-            {"ClientId": LOCAL_CLIENT_ID, "RefreshToken": tokens["refresh_token"]},
-        ),
+        refresh(base, tokens["refresh_token"]),
         "NotAuthorizedException",
     )
     assert message == "Refresh Token has been revoked"
@@ -915,11 +908,7 @@ def test_oauth2_revoke_revokes_the_refresh_token(base: str) -> None:
     )
 
     assert response.status_code == 200
-    refreshed = user_pool(
-        base,
-        "GetTokensFromRefreshToken",
-        {"ClientId": LOCAL_CLIENT_ID, "RefreshToken": tokens["refresh_token"]},
-    )
+    refreshed = refresh(base, tokens["refresh_token"])
     refused(refreshed, "NotAuthorizedException")
 
 
@@ -943,11 +932,7 @@ def test_oauth2_revoke_refuses_another_client_or_no_token_and_revokes_nothing(ba
     oauth_error(with_secret, "invalid_client")
     oauth_error(no_token, "invalid_request")
     assert unknown.status_code == 200  # RFC 7009: tells nothing about tokens
-    still = user_pool(
-        base,
-        "GetTokensFromRefreshToken",
-        {"ClientId": LOCAL_CLIENT_ID, "RefreshToken": tokens["refresh_token"]},
-    )
+    still = refresh(base, tokens["refresh_token"])
     assert still.status_code == 200, still.text
 
 
@@ -990,17 +975,9 @@ def test_global_sign_out_revokes_every_sign_in_of_that_person(base: str) -> None
     assert response.status_code == 200
     assert response.json() == {}
     for device in (laptop, phone):
-        refreshed = user_pool(
-            base,
-            "GetTokensFromRefreshToken",
-            {"ClientId": LOCAL_CLIENT_ID, "RefreshToken": device["refresh_token"]},
-        )
+        refreshed = refresh(base, device["refresh_token"])
         refused(refreshed, "NotAuthorizedException")
-    still = user_pool(
-        base,
-        "GetTokensFromRefreshToken",
-        {"ClientId": LOCAL_CLIENT_ID, "RefreshToken": someone_else["refresh_token"]},
-    )
+    still = refresh(base, someone_else["refresh_token"])
     assert still.status_code == 200
     again = user_pool(base, "GlobalSignOut", {"AccessToken": phone["access_token"]})
     refused(again, "NotAuthorizedException")
@@ -1011,9 +988,7 @@ def test_user_pool_api_refusals_are_aws_json_errors(base: str) -> None:
     wrong_client = user_pool(
         base, "GetTokensFromRefreshToken", {"ClientId": "someone", "RefreshToken": "x"}
     )
-    unknown_token = user_pool(
-        base, "GetTokensFromRefreshToken", {"ClientId": LOCAL_CLIENT_ID, "RefreshToken": "x"}
-    )
+    unknown_token = refresh(base, "x")
     missing = user_pool(base, "GetUser", {})
     not_json = httpx.post(
         f"{base}/",
@@ -1092,11 +1067,7 @@ def test_user_pool_api_refuses_bad_bodies_and_parameters_with_aws_json_errors(
         "Invalid refresh token"
     )
     # None of it revoked the sign-in.
-    still = user_pool(
-        base,
-        "GetTokensFromRefreshToken",
-        {"ClientId": LOCAL_CLIENT_ID, "RefreshToken": tokens["refresh_token"]},
-    )
+    still = refresh(base, tokens["refresh_token"])
     assert still.status_code == 200, still.text
 
 
