@@ -186,6 +186,43 @@ async def test_an_uploaded_image_replaces_an_events_image_url_on_update(
     assert bad_input_field(reused) == "input.image"
 
 
+async def test_an_empty_image_url_removes_an_uploaded_picture_as_for_a_logo(
+    client: httpx.AsyncClient, ana: Person
+) -> None:
+    """`imageUrl: ""` clears the event's picture, uploaded or not, as `logoUrl: ""` clears
+    a business's: the uploaded one used to stay."""
+    assert ana.user is not None
+    event = await Event.create(
+        title="Night market",
+        latitude=30.2,
+        longitude=-97.7,
+        starts_at=datetime.now(UTC) + timedelta(days=1),
+        ends_at=datetime.now(UTC) + timedelta(days=1, hours=3),
+        created_by_id=ana.user.id,
+    )
+    event_id = global_id("Event", event.pk)
+    image_key = await upload(client, ana, "EVENT_IMAGE", "image/png", PNG)
+    saved = await post(client, ana, UPDATE_EVENT, {"id": event_id, "input": {"image": image_key}})
+    assert "errors" not in saved, saved
+    business = await owned_business(ana)
+    logo_key = await upload(client, ana, "BUSINESS_LOGO", "image/png", PNG)
+    assert "errors" not in await save_logo(client, ana, business, logo_key)
+
+    cleared = await post(client, ana, UPDATE_EVENT, {"id": event_id, "input": {"imageUrl": ""}})
+    no_logo = await post(
+        client,
+        ana,
+        UPDATE_BUSINESS,
+        {"id": global_id("Business", business.pk), "input": {"logoUrl": ""}},
+    )
+
+    assert "errors" not in cleared, cleared
+    assert no_logo["data"]["updateBusiness"]["business"]["logoUrl"] is None
+    assert cleared["data"]["updateEvent"]["changed"] is True
+    assert cleared["data"]["updateEvent"]["event"]["imageUrl"] is None
+    assert (await Event.get(id=event.pk)).image_key == ""
+
+
 async def test_a_logo_can_be_given_when_the_business_is_submitted(
     client: httpx.AsyncClient, ana: Person
 ) -> None:

@@ -324,6 +324,9 @@ async def update_event(audience: Audience, event_id: int, changes: EventChanges)
         if event.status not in EDITABLE_STATUSES:
             raise BadUserInput(f"a {event.status.value} event cannot be changed", field="id")
         columns = _event_columns(_merged(event, changes))
+        # the picture as given: `_merged` carries the stored URL, which is "" beside an
+        # upload, so only the change itself tells whether imageUrl "" clears the upload
+        columns.update(_picture("image", changes.image, changes.image_url))
         if changes.image is not None:
             await mark_used(conn, changes.image)
         changed = {name for name, value in columns.items() if getattr(event, name) != value}
