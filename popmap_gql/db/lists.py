@@ -131,9 +131,10 @@ class ListQuery:
             return self.ranked.cursor_order
         return cursor_order(self.order, None if self.nearest is None else self.nearest.near)
 
-    def where(self, params: list[Any]) -> str:
-        """The WHERE clause; the conditions' parameters are the first of `params`."""
-        assert list(params[: len(self.params)]) == list(self.params)
+    @property
+    def where(self) -> str:
+        """The WHERE clause; the conditions' parameters are `params`, the first of a
+        statement's."""
         return " AND ".join(self.conditions) or "TRUE"
 
     def keyset(self, params: list[Any], computed: str | None = None) -> str:
@@ -166,7 +167,7 @@ class ListQuery:
         """The page's rows (all columns), `first` + 1 of them, in order."""
         if self.ranked is not None:
             return self.ranked.page_sql(self, params)
-        where = self.where(params)
+        where = self.where
         distance = None if self.nearest is None else self.nearest.distance
         keyset = self.keyset(params, distance)
         params.append(self.first + 1)
@@ -293,7 +294,7 @@ class ListQuery:
 
     def count_sql(self, params: list[Any]) -> str:
         """The count of the rows the filter admits, stopping after `count_cap` + 1."""
-        where = self.where(params)
+        where = self.where
         source = f"{self.table} {self.alias}"
         through = self.counted_through
         narrow = where
@@ -546,7 +547,6 @@ class Ranked:
 
     def page_sql(self, query: ListQuery, params: list[Any]) -> str:
         a, table = query.alias, query.table
-        query.where(params)
         by_name = replace(
             query,
             order=BusinessOrder.NAME_ASC,
