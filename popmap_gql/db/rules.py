@@ -91,7 +91,7 @@ class Visibility:
             return "TRUE", tuple(
                 f"{alias}.{self.public_column} = {_literal(value)}" for value in self._values
             )
-        public = f"{alias}.{self.public_column} = {self._literal}"
+        public = f"{alias}.{self.public_column} = {_literal(self.public_value)}"
         own = []
         for column, value in self._own(audience):
             params.append(value)
@@ -109,10 +109,6 @@ class Visibility:
         if audience.client_id is not None and self.client_column is not None:
             own.append((self.client_column, audience.client_id))
         return own
-
-    @property
-    def _literal(self) -> str:
-        return _literal(self.public_value)
 
     @property
     def _values(self) -> tuple[bool | EventStatus, ...]:

@@ -36,7 +36,6 @@ from popmap_gql.db.rules import (
     BUSINESS_VISIBILITY,
     ENDED,
     EVENT_VISIBILITY,
-    ActiveEvents,
     ActsForBusiness,
     Visibility,
 )
@@ -318,14 +317,12 @@ def _picture(
     return python, sql
 
 
-def _active(active: ActiveEvents) -> tuple[Callable[..., Any], Callable[..., str]]:
-    def python(obj: Any, _: Any) -> bool:
-        return active.holds(obj.status, obj.ends_at, datetime.now(UTC))
+def _active_python(obj: Any, _: Any) -> bool:
+    return ACTIVE_EVENTS.holds(obj.status, obj.ends_at, datetime.now(UTC))
 
-    def sql(alias: str, _: SqlScope) -> str:
-        return f"({active.sql(alias)})"
 
-    return python, sql
+def _active_sql(alias: str, _: SqlScope) -> str:
+    return f"({ACTIVE_EVENTS.sql(alias)})"
 
 
 def _viewer_is_owner_sql(alias: str, scope: SqlScope) -> str:
@@ -400,7 +397,6 @@ def _submitted_events(key: str, a: str, _: SqlScope) -> str:
 
 _logo_python, _logo_sql = _picture("logo_key", "logo_url", "given_logo_url")
 _image_python, _image_sql = _picture("image_key", "image_url", "given_image_url")
-_active_python, _active_sql = _active(ACTIVE_EVENTS)
 
 CATEGORY = Entity(
     name="Category",
