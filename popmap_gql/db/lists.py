@@ -18,11 +18,9 @@ from popmap_gql.db.rules import BUSINESS_VISIBILITY, ENDED, EVENT_VISIBILITY, Vi
 
 __all__ = [
     "CATEGORY_ORDER",
-    "EARTH_RADIUS_KM",
     "FEW_ROWS",
     "WALKED_INDEXES",
     "WALK_LIMIT",
-    "WALK_PER_ROW",
     "BoundingBox",
     "BusinessFilter",
     "BusinessOrder",
@@ -36,15 +34,11 @@ __all__ = [
     "PrivateView",
     "Ranked",
     "Row",
-    "Through",
     "business_list",
-    "cap_box_sql",
     "category_members",
-    "category_order",
     "count_of",
     "cursor_order",
     "data_version",
-    "distance_sql",
     "event_list",
     "list_categories",
     "page_of",
@@ -381,14 +375,9 @@ async def count_of(query: ListQuery) -> Count:
 CATEGORY_ORDER = ('{a}.name COLLATE "C"', "{a}.id")
 
 
-def category_order(alias: str) -> str:
-    return ", ".join(term.format(a=alias) for term in CATEGORY_ORDER)
-
-
 async def list_categories(limit: int) -> Sequence[Row]:
-    return await fetch(
-        f"SELECT c.* FROM category c ORDER BY {category_order('c')} LIMIT $1", [limit]
-    )
+    order = ", ".join(term.format(a="c") for term in CATEGORY_ORDER)
+    return await fetch(f"SELECT c.* FROM category c ORDER BY {order} LIMIT $1", [limit])
 
 
 async def visible_by_ids(
