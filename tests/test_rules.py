@@ -128,6 +128,54 @@ async def test_lists_of_events_not_ended_keep_one_that_began_long_ago(
     assert available == {"Host": [], "Joiner": both}
 
 
+async def test_an_event_of_ten_thousand_years_leaves_the_lists_of_events_not_ended_working(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    """The bound on the start is the instant minus the longest duration held: anyone
+    signed in may submit an event from year 1 to year 9999 (pending, seen by nobody
+    else), and that bound then lay before the first timestamp PostgreSQL can hold, so
+    every "not ended" list failed with "timestamp out of range" for every viewer."""
+    submitter, owner = await person(cognito, "submitter"), await person(cognito, "owner")
+    assert owner.user is not None
+    host = await make_business("Host", owner=owner.user)
+    await make_event("Soon", starts_in=timedelta(days=1), businesses=[host])
+    body = await gql(
+        client,
+        """mutation ($input: EventInput!) { submitEvent(input: $input) { event { id } } }""",
+        {
+            "input": {
+                "title": "Forever",
+                "latitude": 30.27,
+                "longitude": -97.74,
+                "startsAt": "0001-01-02T00:00:00Z",
+                "endsAt": "9999-12-30T00:00:00Z",
+            }
+        },
+        headers=submitter.headers,
+    )
+    assert error_codes(body) == [], body
+
+    body = await gql(
+        client,
+        """query ($host: ID!, $then: DateTime!) {
+          upcoming: events(filter: {upcoming: true}) { edges { node { title } } totalCount }
+          after: events(filter: {endsAfter: $then}) { edges { node { title } } }
+          business(id: $host) { events(upcoming: true) { title } }
+          me { businesses { availableEvents { title } } }
+        }""",
+        {"host": global_id("Business", host.id), "then": "0001-01-02T00:00:00Z"},
+        headers=owner.headers,
+    )
+
+    assert error_codes(body) == [], body
+    data = body["data"]
+    assert [edge["node"]["title"] for edge in data["upcoming"]["edges"]] == ["Soon"]
+    assert data["upcoming"]["totalCount"] == 1
+    assert [edge["node"]["title"] for edge in data["after"]["edges"]] == ["Soon"]
+    assert [event["title"] for event in data["business"]["events"]] == ["Soon"]
+    assert data["me"]["businesses"] == [{"availableEvents": []}]
+
+
 def test_the_longest_duration_is_what_migration_0011_indexes() -> None:
     source = (Path(__file__).parent.parent / "migrations" / "0011_event_span_index.py").read_text()
     assert f"ON event (({SPAN}))" in source

@@ -156,13 +156,20 @@ class Ended:
         lasts longer than the longest one. A list in start order then reads its index on
         `starts_at` from shortly before `instant` instead of from the first event ever
         held (the longest duration is one look-up in migration 0011's index; with no
-        event at all, nothing is selected either way)."""
+        event at all, nothing is selected either way). The bound goes no further back
+        than `_EARLIEST`: an event may last from year 1 to 9999, and `instant` minus that
+        would lie before the first timestamp PostgreSQL holds (4714 BC), an error."""
         span = f"(SELECT max({SPAN}) FROM event)"  # noqa: S608 (constants only)
+        span = f"LEAST({span}, {instant} - {_EARLIEST})"
         return (
             f"{alias}.{self.end_column} >= {instant}"
             f" AND {alias}.{self.start_column} >= {instant} - {span}"
         )
 
+
+# Before any instant the API stores (validation.check_instant: year 1 and later), with
+# days to spare for a time zone's offset when PostgreSQL subtracts the interval's days.
+_EARLIEST = "'0001-01-01 00:00:00+00'::timestamptz - interval '2 days'"
 
 # An event's duration, as migration 0011 indexes it: the planner reads the longest from
 # that index only when the expression is written exactly so.
