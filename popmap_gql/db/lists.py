@@ -121,9 +121,8 @@ class ListQuery:
     @property
     def cursor_order(self) -> str:
         """What the list's cursors are made for (`cursor_order`)."""
-        if self.ranked is not None:
-            return self.ranked.cursor_order
-        return cursor_order(self.order, None if self.nearest is None else self.nearest.near)
+        near = None if self.nearest is None else self.nearest.near
+        return cursor_order(self.order, near, None if self.ranked is None else self.ranked.term)
 
     @property
     def where(self) -> str:
@@ -529,10 +528,6 @@ class Ranked:
     """
 
     term: str  # the search term, as given (cursors are made for it)
-
-    @property
-    def cursor_order(self) -> str:
-        return cursor_order(BusinessOrder.RELEVANCE, search=self.term)
 
     def page_sql(self, query: ListQuery, params: list[Any]) -> str:
         a, table = query.alias, query.table
