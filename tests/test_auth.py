@@ -17,7 +17,12 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
+from popmap_gql.auth.jwks import FETCH_SECONDS
 from popmap_gql.auth.local_idp import LocalIdentityProvider
 from popmap_gql.config import Settings
 from popmap_gql.db.models import CognitoIdentity, User
@@ -646,6 +651,51 @@ async def test_a_jwks_answer_that_is_no_key_set_is_503_not_401(
     assert "www-authenticate" not in response.headers
     assert f"could not fetch signing keys from {fake.jwks_url}" in log.read_text()
     assert reason in log.read_text()
+
+
+def _dripping(body: bytes, *, seconds: float = 10.0) -> Starlette:
+    """An upstream that sends a space every 0.25 s for `seconds`, then `body`: each read
+    comes well within the HTTP client's timeouts, the whole answer long after."""
+
+    async def drip() -> AsyncIterator[bytes]:
+        for _ in range(int(seconds / 0.25)):
+            yield b" "
+            await asyncio.sleep(0.25)
+        yield body
+
+    async def answer(request: Request) -> Response:
+        return StreamingResponse(drip(), media_type="application/json")
+
+    return Starlette(routes=[Route("/slow", answer)])
+
+
+@pytest.mark.parametrize("upstream", ["AWS_COGNITO_JWKS_URL", "AWS_COGNITO_USERINFO_URL"])
+async def test_an_upstream_answering_a_byte_at_a_time_is_given_up_within_seconds(
+    cognito: FakeCognito, settings: Settings, tmp_path: Path, clean_db: None, upstream: str
+) -> None:
+    """A JWKS (503) or userInfo (no profile yet) answer is cut off after FETCH_SECONDS
+    however slowly, not after each read's timeout times its bytes."""
+    assert settings.database_url is not None
+    sub = str(uuid.uuid4())
+    if upstream == "AWS_COGNITO_JWKS_URL":
+        body = json.dumps({"keys": [cognito.key.jwk]})
+    else:
+        body = json.dumps({"sub": sub, "email": "slow@example.com"})
+
+    async with serving(_dripping(body.encode())) as slow:
+        env = cognito.server_env(settings.database_url, tmp_path, **{upstream: f"{slow}/slow"})
+        with running_server(env) as base:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+                started = time.monotonic()
+                response = await ask_me(api, cognito.access_token(sub=sub))
+                elapsed = time.monotonic() - started
+
+    assert elapsed < FETCH_SECONDS + 2, elapsed
+    if upstream == "AWS_COGNITO_JWKS_URL":
+        assert response.status_code == 503, response.text
+    else:
+        assert response.status_code == 200, response.text
+        assert response.json()["data"]["me"]["email"] is None
 
 
 async def test_userinfo_is_asked_at_most_once_per_retry_interval(
