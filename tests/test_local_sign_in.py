@@ -1338,16 +1338,25 @@ def _certificate_ending_in(days: int) -> bytes:
     [
         pytest.param(b"not a certificate", id="unreadable"),
         pytest.param(_certificate_ending_in(days=10), id="ending within 30 days"),
+        # As a run stopped after writing a new key, before its certificate, leaves them.
+        pytest.param(_certificate_ending_in(days=400), id="not of the key beside it"),
     ],
 )
-def test_serve_https_replaces_an_unreadable_or_ending_certificate(
+def test_serve_https_replaces_an_unreadable_ending_or_mismatched_certificate(
     settings: Settings, tmp_path: Path, left: bytes
 ) -> None:
     assert settings.database_url is not None
     folder = tmp_path / "tls"
     folder.mkdir(mode=0o700)
     (folder / "cert.pem").write_bytes(left)
-    (folder / "key.pem").write_bytes(b"the key of that certificate")
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    (folder / "key.pem").write_bytes(
+        other_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     env = clean_env(DATABASE_URL=settings.database_url, POPMAP_DATA_DIR=str(tmp_path))
     log = tmp_path / "server.log"
     with running_server(env, "--https", scheme="https", log=log) as secure:
