@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import http.client
 import json
 import time
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,6 +26,7 @@ from starlette.routing import Route
 
 from popmap_gql.auth.jwks import FETCH_SECONDS
 from popmap_gql.auth.local_idp import LocalIdentityProvider
+from popmap_gql.auth.userinfo import UserInfoClient
 from popmap_gql.config import Settings
 from popmap_gql.db.models import CognitoIdentity, User
 from tests.conftest import JWKS_COOLDOWN_SECONDS, QueryCounter, serving
@@ -696,6 +699,30 @@ async def test_an_upstream_answering_a_byte_at_a_time_is_given_up_within_seconds
     else:
         assert response.status_code == 200, response.text
         assert response.json()["data"]["me"]["email"] is None
+
+
+async def test_a_compressed_userinfo_answer_is_refused_before_it_is_inflated() -> None:
+    """64 KB of gzip inflate to 64 MB: the 16 KB bound of userInfo (and 64 KB of the
+    keys) holds for the bytes in memory, not only for those on the wire."""
+    bomb = gzip.compress(b'{"email": "bomb@example.com"' + b" " * 60_000_000 + b"}")
+    assert len(bomb) < 64 * 1024
+
+    async def answer(request: Request) -> Response:
+        return Response(bomb, media_type="application/json", headers={"content-encoding": "gzip"})
+
+    async with (
+        serving(Starlette(routes=[Route("/userInfo", answer)])) as upstream,
+        httpx.AsyncClient() as http,
+    ):
+        tracemalloc.start()
+        try:
+            profile = await UserInfoClient(f"{upstream}/userInfo", http).fetch("token")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    assert profile is None
+    assert peak < 8_000_000, peak
 
 
 async def test_userinfo_is_asked_at_most_once_per_retry_interval(

@@ -125,18 +125,30 @@ class JWKSCache:
         logger.info("fetched %d signing key(s) from %s", len(keys), self.url)
 
 
-async def fetch_json(client: httpx.AsyncClient, url: str, max_bytes: int, **options: Any) -> Any:
+async def fetch_json(
+    client: httpx.AsyncClient, url: str, max_bytes: int, *, headers: dict[str, str] | None = None
+) -> Any:
     """The JSON of a 200 answer to a GET of `url` (no redirect followed), read up to
-    `max_bytes` within FETCH_SECONDS; ValueError or httpx's errors else."""
+    `max_bytes` within FETCH_SECONDS; ValueError or httpx's errors else.
+
+    The answer must come uncompressed: httpx inflates each compressed chunk whole, so
+    64 KB of gzip could become 64 MB in memory before `max_bytes` is looked at."""
     body = bytearray()
     try:
         async with (
             asyncio.timeout(FETCH_SECONDS),
-            client.stream("GET", url, follow_redirects=False, **options) as response,
+            client.stream(
+                "GET",
+                url,
+                headers={"Accept-Encoding": "identity", **(headers or {})},
+                follow_redirects=False,
+            ) as response,
         ):
             if response.status_code != 200:
                 raise ValueError(f"HTTP {response.status_code}")
-            async for chunk in response.aiter_bytes():
+            if (encoding := response.headers.get("content-encoding", "identity")) != "identity":
+                raise ValueError(f"answer compressed ({encoding[:20]}) though asked not to be")
+            async for chunk in response.aiter_raw():
                 body.extend(chunk)
                 if len(body) > max_bytes:
                     raise ValueError(f"answer larger than {max_bytes} bytes")
