@@ -111,8 +111,8 @@ class LocalPerson:
         )
 
     @classmethod
-    def from_json(cls, value: str | dict[str, Any]) -> LocalPerson:
-        data = json.loads(value) if isinstance(value, str) else value
+    def from_json(cls, value: str) -> LocalPerson:
+        data = json.loads(value)
         return cls(data["email"], tuple(data["groups"]), data["provider"])
 
 
