@@ -369,7 +369,6 @@ async def login_submit(request: Request) -> Response:
         page = _sign_in_page(parsed, settings, email=form.get("email", ""), problem=str(exc))
         return HTMLResponse(page, 400, headers=_PAGE_HEADERS)
     code = await issue_code(
-        client_id=LOCAL_CLIENT_ID,
         redirect_uri=parsed.redirect_uri,
         code_challenge=parsed.code_challenge,
         scopes=parsed.scopes,
@@ -453,7 +452,7 @@ async def _authorization_code(local: LocalSignIn, form: Mapping[str, str]) -> Re
         return _token_error("invalid_grant", "redirect_uri is not the one the code was issued for")
     if not secrets.compare_digest(s256(verifier), grant.code_challenge):
         return _token_error("invalid_grant", "code_verifier does not match the code_challenge")
-    session, refresh_token = await create_session(grant.client_id, grant.person, grant.scopes)
+    session, refresh_token = await create_session(grant.person, grant.scopes)
     tokens = mint_tokens(local.idp, session, nonce=grant.nonce)
     return _tokens_answer({**tokens, "refresh_token": refresh_token})
 
@@ -469,7 +468,7 @@ async def _refresh(local: LocalSignIn, form: Mapping[str, str]) -> Response:
     if not refresh_token:
         return _token_error("invalid_request", "refresh_token is required")
     session = await session_of_refresh_token(refresh_token)
-    if session is None or not session.usable or session.client_id != LOCAL_CLIENT_ID:
+    if session is None or not session.usable:
         return _token_error("invalid_grant", "the refresh token is invalid, expired or revoked")
     return _tokens_answer(mint_tokens(local.idp, session))
 

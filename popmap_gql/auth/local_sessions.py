@@ -22,7 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from popmap_gql.auth.local_idp import LOCAL_POOL_ID, LocalIdentityProvider, local_sub
+from popmap_gql.auth.local_idp import (
+    LOCAL_CLIENT_ID,
+    LOCAL_POOL_ID,
+    LocalIdentityProvider,
+    local_sub,
+)
 from popmap_gql.db.client import execute, fetch
 
 __all__ = [
@@ -120,7 +125,6 @@ class LocalPerson:
 class Grant:
     """What a redeemed authorization code was issued for."""
 
-    client_id: str
     redirect_uri: str
     code_challenge: str
     scopes: tuple[str, ...]
@@ -132,7 +136,6 @@ class Grant:
 @dataclass(frozen=True, slots=True)
 class Session:
     origin_jti: str
-    client_id: str
     person: LocalPerson
     scopes: tuple[str, ...]
     auth_time: datetime
@@ -150,7 +153,6 @@ def _hash(secret: str) -> str:
 
 async def issue_code(
     *,
-    client_id: str,
     redirect_uri: str,
     code_challenge: str,
     scopes: tuple[str, ...],
@@ -166,7 +168,7 @@ async def issue_code(
         " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, now() + make_interval(secs => $8))",
         [
             _hash(code),
-            client_id,
+            LOCAL_CLIENT_ID,
             redirect_uri,
             code_challenge,
             list(scopes),
@@ -182,15 +184,15 @@ async def redeem_code(code: str) -> Grant | None:
     """The grant of `code`, which is used up by this call whatever its outcome (a
     second attempt, even after a wrong verifier, finds nothing); None if unknown."""
     rows = await fetch(
-        "DELETE FROM local_idp_code WHERE code_hash = $1 RETURNING client_id, redirect_uri,"
-        " code_challenge, scopes, person, nonce, expires_at > now() AS fresh",
+        "DELETE FROM local_idp_code WHERE code_hash = $1 RETURNING redirect_uri, code_challenge,"
+        " scopes, person, nonce, expires_at > now() AS fresh",
         [_hash(code)],
     )
     return Grant(**_decoded(rows[0])) if rows else None
 
 
 _SESSION_COLUMNS = (
-    "origin_jti::text AS origin_jti, client_id, person, scopes, auth_time,"
+    "origin_jti::text AS origin_jti, person, scopes, auth_time,"
     " expires_at <= now() AS expired, revoked_at IS NOT NULL AS revoked"
 )
 
@@ -210,9 +212,7 @@ async def _session_where(
     return Session(**_decoded(rows[0])) if rows else None
 
 
-async def create_session(
-    client_id: str, person: LocalPerson, scopes: tuple[str, ...]
-) -> tuple[Session, str]:
+async def create_session(person: LocalPerson, scopes: tuple[str, ...]) -> tuple[Session, str]:
     """A new sign-in and its refresh token (returned once, stored only as a hash)."""
     refresh_token = secrets.token_urlsafe(48)
     await execute("DELETE FROM local_idp_session WHERE expires_at < now()")
@@ -224,7 +224,7 @@ async def create_session(
         [
             uuid.uuid4(),
             _hash(refresh_token),
-            client_id,
+            LOCAL_CLIENT_ID,
             person.sub,
             person.to_json(),
             list(scopes),
