@@ -486,6 +486,19 @@ def test_an_overlong_parameter_is_refused_on_a_page(base: str) -> None:
     assert "parameter state is too long" in response.text
 
 
+@pytest.mark.parametrize("name", ["nonce", "email", "state"])
+def test_a_nul_character_in_a_parameter_is_refused_on_a_page(base: str, name: str) -> None:
+    """Not a 500 from PostgreSQL, whose text and jsonb cannot hold one."""
+    _, challenge = pkce()
+    fields = {**authorize_params(challenge), "email": "nul@example.com", "groups": ""}
+
+    response = httpx.post(f"{base}/login", data={**fields, name: "a\x00b@example.com"})
+
+    assert response.status_code == 400, response.text
+    assert "location" not in response.headers
+    assert f"parameter {name} holds a NUL character" in response.text
+
+
 def test_the_sign_in_page_refuses_what_authorize_refuses(base: str) -> None:
     """Opened directly, not through /oauth2/authorize: the same checks, the same answers."""
     _, challenge = pkce()

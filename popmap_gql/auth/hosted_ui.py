@@ -190,6 +190,8 @@ def _single_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
             raise _PageError("invalid_request", f"parameter {name} is repeated")
         if len(value) > MAX_PARAM_CHARS:
             raise _PageError("invalid_request", f"parameter {name} is too long")
+        if "\x00" in value:  # PostgreSQL's text and jsonb cannot hold it (a nonce, an email)
+            raise _PageError("invalid_request", f"parameter {name} holds a NUL character")
         values[name] = value
     return values
 
