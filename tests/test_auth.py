@@ -78,6 +78,29 @@ async def test_without_token_me_is_null(client: httpx.AsyncClient) -> None:
     assert response.json() == {"data": {"me": None}}
 
 
+async def test_a_nul_character_in_a_profile_claim_is_dropped_not_a_500(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    """Cognito lets a person put any character in their own attributes, and PostgreSQL's
+    text cannot hold a NUL: from an ID token or from userInfo, it is left out."""
+    by_id, by_userinfo = str(uuid.uuid4()), str(uuid.uuid4())
+    cognito.profiles[by_userinfo] = {"email": "bo\x00@example.com", "family_name": "Li\x00"}
+
+    first = await me(
+        client,
+        cognito.id_token(
+            sub=by_id,
+            email="ana@example.com",
+            given_name="An\x00a",
+            **{"cognito:username": "ana\x00"},
+        ),
+    )
+    second = await me(client, cognito.access_token(sub=by_userinfo, username="bo"))
+
+    assert (first["username"], first["firstName"]) == ("ana", "Ana")
+    assert (second["email"], second["lastName"]) == ("bo@example.com", "Li")
+
+
 async def test_access_and_id_tokens_of_one_person_give_the_same_viewer(
     client: httpx.AsyncClient, cognito: FakeCognito
 ) -> None:
