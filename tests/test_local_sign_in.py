@@ -943,6 +943,8 @@ def test_oauth2_revoke_refuses_another_client_or_no_token_and_revokes_nothing(ba
 
     oauth_error(other_client, "invalid_client")
     oauth_error(with_secret, "invalid_client")
+    # RFC 7009 section 2.2.1 and RFC 6749 section 5.2: authenticated with HTTP Basic, 401
+    assert (other_client.status_code, with_secret.status_code) == (400, 401)
     oauth_error(no_token, "invalid_request")
     assert unknown.status_code == 200  # RFC 7009: tells nothing about tokens
     still = refresh(base, tokens["refresh_token"])

@@ -413,16 +413,24 @@ def s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-async def token(request: Request) -> Response:
-    local: LocalSignIn = request.app.state.local_sign_in
+async def _client_form(request: Request) -> Mapping[str, str] | Response:
+    """The form of a token or revoke request by the local app client, or the error: 401
+    for a client that authenticated with HTTP Basic (RFC 6749 section 5.2), else 400."""
     try:
         form = await _form(request)
     except _PageError as refused:
         return _token_error(refused.error, refused.description)
-    client = _client_of(request, form)
-    if client != LOCAL_CLIENT_ID:
+    if _client_of(request, form) != LOCAL_CLIENT_ID:
         status = 401 if "authorization" in request.headers else 400
         return _token_error("invalid_client", f"the client must be {LOCAL_CLIENT_ID}", status)
+    return form
+
+
+async def token(request: Request) -> Response:
+    local: LocalSignIn = request.app.state.local_sign_in
+    form = await _client_form(request)
+    if isinstance(form, Response):
+        return form
     grant_type = form.get("grant_type")
     if grant_type == "authorization_code":
         return await _authorization_code(local, form)
@@ -478,12 +486,9 @@ async def _refresh(local: LocalSignIn, form: Mapping[str, str]) -> Response:
 async def revoke(request: Request) -> Response:
     """/oauth2/revoke (RFC 7009): revoke a refresh token and the tokens of its sign-in.
     An unknown token is answered 200 too, so the endpoint tells nothing about tokens."""
-    try:
-        form = await _form(request)
-    except _PageError as refused:
-        return _token_error(refused.error, refused.description)
-    if _client_of(request, form) != LOCAL_CLIENT_ID:
-        return _token_error("invalid_client", f"the client must be {LOCAL_CLIENT_ID}")
+    form = await _client_form(request)
+    if isinstance(form, Response):
+        return form
     refresh_token = form.get("token")
     if not refresh_token:
         return _token_error("invalid_request", "token is required")
