@@ -478,7 +478,7 @@ async def _refresh(local: LocalSignIn, form: Mapping[str, str]) -> Response:
     if not refresh_token:
         return _token_error("invalid_request", "refresh_token is required")
     session = await session_of_refresh_token(refresh_token)
-    if session is None or not session.usable:
+    if session is None or session.expired or session.revoked:
         return _token_error("invalid_grant", "the refresh token is invalid, expired or revoked")
     return _tokens_answer(mint_tokens(local.idp, session))
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -111,9 +111,7 @@ class LocalPerson:
         ]
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"email": self.email, "groups": list(self.groups), "provider": self.provider}
-        )
+        return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, value: str) -> LocalPerson:
@@ -141,10 +139,6 @@ class Session:
     auth_time: datetime
     expired: bool
     revoked: bool
-
-    @property
-    def usable(self) -> bool:
-        return not (self.expired or self.revoked)
 
 
 def _hash(secret: str) -> str:
