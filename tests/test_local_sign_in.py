@@ -1096,6 +1096,23 @@ def test_user_pool_api_refuses_json_nested_too_deeply_for_the_parser(base: str) 
     assert refused(response, "SerializationException") == "the body is not JSON"
 
 
+@pytest.mark.parametrize(
+    ("operation", "body"),
+    [
+        ("RevokeToken", {"ClientId": LOCAL_CLIENT_ID, "Token": "\ud800"}),
+        ("GetTokensFromRefreshToken", {"ClientId": LOCAL_CLIENT_ID, "RefreshToken": "\ud800"}),
+        ("GetUser", {"AccessToken": "a.b.\ud800"}),
+    ],
+)
+def test_user_pool_api_refuses_a_string_that_is_no_unicode_text(
+    base: str, operation: str, body: dict[str, str]
+) -> None:
+    """JSON can escape half of a UTF-16 pair (\\ud800), which no UTF-8 can encode."""
+    answer = user_pool(base, operation, body)
+
+    assert "is not Unicode text" in refused(answer, "InvalidParameterException")
+
+
 def test_the_user_pool_api_answers_boto3(base: str) -> None:
     """The real AWS SDK, unsigned as for these operations, given this server as its
     endpoint: the wire format is Cognito's."""
