@@ -6,8 +6,8 @@ authority made for this data folder alone: it may only vouch for the names it wa
 for (X.509 name constraints: localhost, loopback addresses and the host `serve` binds),
 and its private key is never written anywhere (it signs the server's certificate and is
 dropped), so trusting it cannot let anyone vouch for another site. When the certificate
-nears its end, or lacks a host asked for, a new authority and certificate replace them
-(and the new `ca.pem` must be trusted again).
+nears its end, lacks a host asked for or is not the key's, a new authority and
+certificate replace them (and the new `ca.pem` must be trusted again).
 """
 
 from __future__ import annotations
@@ -60,13 +60,19 @@ def _general_name(name: str, *, subtree: bool = False) -> x509.GeneralName:
     return x509.IPAddress(ipaddress.ip_network(address) if subtree else address)
 
 
-def _covers(path: Path, names: Sequence[str]) -> bool:
+def _covers(paths: LocalCertificate, names: Sequence[str]) -> bool:
+    """The certificate is readable, far from its end, names every host, and is the one of
+    the key beside it (a run stopped between writing the two leaves a new key by an old
+    certificate, and TLS would not start)."""
     try:
-        certificate = x509.load_pem_x509_certificate(path.read_bytes())
+        certificate = x509.load_pem_x509_certificate(paths.certificate.read_bytes())
         alternatives = certificate.extensions.get_extension_for_class(
             x509.SubjectAlternativeName
         ).value
-    except (OSError, ValueError, x509.ExtensionNotFound):
+        key = serialization.load_pem_private_key(paths.key.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError, x509.ExtensionNotFound):
+        return False
+    if key.public_key() != certificate.public_key():
         return False
     renew_after = certificate.not_valid_after_utc - datetime.timedelta(days=RENEW_WITHIN_DAYS)
     if datetime.datetime.now(datetime.UTC) >= renew_after:
@@ -82,7 +88,7 @@ def local_certificate(data_dir: Path, host: str) -> LocalCertificate:
         folder / "cert.pem", folder / "key.pem", folder / "ca.pem", created=False
     )
     names = _names(host)
-    if paths.key.exists() and _covers(paths.certificate, names):
+    if _covers(paths, names):
         return paths
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     now = datetime.datetime.now(datetime.UTC)

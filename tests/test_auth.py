@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import http.client
 import json
 import time
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,8 +19,14 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
+from popmap_gql.auth.jwks import FETCH_SECONDS
 from popmap_gql.auth.local_idp import LocalIdentityProvider
+from popmap_gql.auth.userinfo import UserInfoClient
 from popmap_gql.config import Settings
 from popmap_gql.db.models import CognitoIdentity, User
 from tests.conftest import JWKS_COOLDOWN_SECONDS, QueryCounter, serving
@@ -68,6 +76,29 @@ async def test_without_token_me_is_null(client: httpx.AsyncClient) -> None:
     response = await ask_me(client, None)
 
     assert response.json() == {"data": {"me": None}}
+
+
+async def test_a_nul_character_in_a_profile_claim_is_dropped_not_a_500(
+    client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    """Cognito lets a person put any character in their own attributes, and PostgreSQL's
+    text cannot hold a NUL: from an ID token or from userInfo, it is left out."""
+    by_id, by_userinfo = str(uuid.uuid4()), str(uuid.uuid4())
+    cognito.profiles[by_userinfo] = {"email": "bo\x00@example.com", "family_name": "Li\x00"}
+
+    first = await me(
+        client,
+        cognito.id_token(
+            sub=by_id,
+            email="ana@example.com",
+            given_name="An\x00a",
+            **{"cognito:username": "ana\x00"},
+        ),
+    )
+    second = await me(client, cognito.access_token(sub=by_userinfo, username="bo"))
+
+    assert (first["username"], first["firstName"]) == ("ana", "Ana")
+    assert (second["email"], second["lastName"]) == ("bo@example.com", "Li")
 
 
 async def test_access_and_id_tokens_of_one_person_give_the_same_viewer(
@@ -646,6 +677,75 @@ async def test_a_jwks_answer_that_is_no_key_set_is_503_not_401(
     assert "www-authenticate" not in response.headers
     assert f"could not fetch signing keys from {fake.jwks_url}" in log.read_text()
     assert reason in log.read_text()
+
+
+def _dripping(body: bytes, *, seconds: float = 10.0) -> Starlette:
+    """An upstream that sends a space every 0.25 s for `seconds`, then `body`: each read
+    comes well within the HTTP client's timeouts, the whole answer long after."""
+
+    async def drip() -> AsyncIterator[bytes]:
+        for _ in range(int(seconds / 0.25)):
+            yield b" "
+            await asyncio.sleep(0.25)
+        yield body
+
+    async def answer(request: Request) -> Response:
+        return StreamingResponse(drip(), media_type="application/json")
+
+    return Starlette(routes=[Route("/slow", answer)])
+
+
+@pytest.mark.parametrize("upstream", ["AWS_COGNITO_JWKS_URL", "AWS_COGNITO_USERINFO_URL"])
+async def test_an_upstream_answering_a_byte_at_a_time_is_given_up_within_seconds(
+    cognito: FakeCognito, settings: Settings, tmp_path: Path, clean_db: None, upstream: str
+) -> None:
+    """A JWKS (503) or userInfo (no profile yet) answer is cut off after FETCH_SECONDS
+    however slowly, not after each read's timeout times its bytes."""
+    assert settings.database_url is not None
+    sub = str(uuid.uuid4())
+    if upstream == "AWS_COGNITO_JWKS_URL":
+        body = json.dumps({"keys": [cognito.key.jwk]})
+    else:
+        body = json.dumps({"sub": sub, "email": "slow@example.com"})
+
+    async with serving(_dripping(body.encode())) as slow:
+        env = cognito.server_env(settings.database_url, tmp_path, **{upstream: f"{slow}/slow"})
+        with running_server(env) as base:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+                started = time.monotonic()
+                response = await ask_me(api, cognito.access_token(sub=sub))
+                elapsed = time.monotonic() - started
+
+    assert elapsed < FETCH_SECONDS + 2, elapsed
+    if upstream == "AWS_COGNITO_JWKS_URL":
+        assert response.status_code == 503, response.text
+    else:
+        assert response.status_code == 200, response.text
+        assert response.json()["data"]["me"]["email"] is None
+
+
+async def test_a_compressed_userinfo_answer_is_refused_before_it_is_inflated() -> None:
+    """64 KB of gzip inflate to 64 MB: the 16 KB bound of userInfo (and 64 KB of the
+    keys) holds for the bytes in memory, not only for those on the wire."""
+    bomb = gzip.compress(b'{"email": "bomb@example.com"' + b" " * 60_000_000 + b"}")
+    assert len(bomb) < 64 * 1024
+
+    async def answer(request: Request) -> Response:
+        return Response(bomb, media_type="application/json", headers={"content-encoding": "gzip"})
+
+    async with (
+        serving(Starlette(routes=[Route("/userInfo", answer)])) as upstream,
+        httpx.AsyncClient() as http,
+    ):
+        tracemalloc.start()
+        try:
+            profile = await UserInfoClient(f"{upstream}/userInfo", http).fetch("token")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    assert profile is None
+    assert peak < 8_000_000, peak
 
 
 async def test_userinfo_is_asked_at_most_once_per_retry_interval(

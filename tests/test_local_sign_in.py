@@ -486,6 +486,19 @@ def test_an_overlong_parameter_is_refused_on_a_page(base: str) -> None:
     assert "parameter state is too long" in response.text
 
 
+@pytest.mark.parametrize("name", ["nonce", "email", "state"])
+def test_a_nul_character_in_a_parameter_is_refused_on_a_page(base: str, name: str) -> None:
+    """Not a 500 from PostgreSQL, whose text and jsonb cannot hold one."""
+    _, challenge = pkce()
+    fields = {**authorize_params(challenge), "email": "nul@example.com", "groups": ""}
+
+    response = httpx.post(f"{base}/login", data={**fields, name: "a\x00b@example.com"})
+
+    assert response.status_code == 400, response.text
+    assert "location" not in response.headers
+    assert f"parameter {name} holds a NUL character" in response.text
+
+
 def test_the_sign_in_page_refuses_what_authorize_refuses(base: str) -> None:
     """Opened directly, not through /oauth2/authorize: the same checks, the same answers."""
     _, challenge = pkce()
@@ -930,6 +943,8 @@ def test_oauth2_revoke_refuses_another_client_or_no_token_and_revokes_nothing(ba
 
     oauth_error(other_client, "invalid_client")
     oauth_error(with_secret, "invalid_client")
+    # RFC 7009 section 2.2.1 and RFC 6749 section 5.2: authenticated with HTTP Basic, 401
+    assert (other_client.status_code, with_secret.status_code) == (400, 401)
     oauth_error(no_token, "invalid_request")
     assert unknown.status_code == 200  # RFC 7009: tells nothing about tokens
     still = refresh(base, tokens["refresh_token"])
@@ -1079,6 +1094,23 @@ def test_user_pool_api_refuses_json_nested_too_deeply_for_the_parser(base: str) 
     )
 
     assert refused(response, "SerializationException") == "the body is not JSON"
+
+
+@pytest.mark.parametrize(
+    ("operation", "body"),
+    [
+        ("RevokeToken", {"ClientId": LOCAL_CLIENT_ID, "Token": "\ud800"}),
+        ("GetTokensFromRefreshToken", {"ClientId": LOCAL_CLIENT_ID, "RefreshToken": "\ud800"}),
+        ("GetUser", {"AccessToken": "a.b.\ud800"}),
+    ],
+)
+def test_user_pool_api_refuses_a_string_that_is_no_unicode_text(
+    base: str, operation: str, body: dict[str, str]
+) -> None:
+    """JSON can escape half of a UTF-16 pair (\\ud800), which no UTF-8 can encode."""
+    answer = user_pool(base, operation, body)
+
+    assert "is not Unicode text" in refused(answer, "InvalidParameterException")
 
 
 def test_the_user_pool_api_answers_boto3(base: str) -> None:
@@ -1338,16 +1370,25 @@ def _certificate_ending_in(days: int) -> bytes:
     [
         pytest.param(b"not a certificate", id="unreadable"),
         pytest.param(_certificate_ending_in(days=10), id="ending within 30 days"),
+        # As a run stopped after writing a new key, before its certificate, leaves them.
+        pytest.param(_certificate_ending_in(days=400), id="not of the key beside it"),
     ],
 )
-def test_serve_https_replaces_an_unreadable_or_ending_certificate(
+def test_serve_https_replaces_an_unreadable_ending_or_mismatched_certificate(
     settings: Settings, tmp_path: Path, left: bytes
 ) -> None:
     assert settings.database_url is not None
     folder = tmp_path / "tls"
     folder.mkdir(mode=0o700)
     (folder / "cert.pem").write_bytes(left)
-    (folder / "key.pem").write_bytes(b"the key of that certificate")
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    (folder / "key.pem").write_bytes(
+        other_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     env = clean_env(DATABASE_URL=settings.database_url, POPMAP_DATA_DIR=str(tmp_path))
     log = tmp_path / "server.log"
     with running_server(env, "--https", scheme="https", log=log) as secure:

@@ -190,6 +190,8 @@ def _single_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
             raise _PageError("invalid_request", f"parameter {name} is repeated")
         if len(value) > MAX_PARAM_CHARS:
             raise _PageError("invalid_request", f"parameter {name} is too long")
+        if "\x00" in value:  # PostgreSQL's text and jsonb cannot hold it (a nonce, an email)
+            raise _PageError("invalid_request", f"parameter {name} holds a NUL character")
         values[name] = value
     return values
 
@@ -369,7 +371,6 @@ async def login_submit(request: Request) -> Response:
         page = _sign_in_page(parsed, settings, email=form.get("email", ""), problem=str(exc))
         return HTMLResponse(page, 400, headers=_PAGE_HEADERS)
     code = await issue_code(
-        client_id=LOCAL_CLIENT_ID,
         redirect_uri=parsed.redirect_uri,
         code_challenge=parsed.code_challenge,
         scopes=parsed.scopes,
@@ -412,16 +413,24 @@ def s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-async def token(request: Request) -> Response:
-    local: LocalSignIn = request.app.state.local_sign_in
+async def _client_form(request: Request) -> Mapping[str, str] | Response:
+    """The form of a token or revoke request by the local app client, or the error: 401
+    for a client that authenticated with HTTP Basic (RFC 6749 section 5.2), else 400."""
     try:
         form = await _form(request)
     except _PageError as refused:
         return _token_error(refused.error, refused.description)
-    client = _client_of(request, form)
-    if client != LOCAL_CLIENT_ID:
+    if _client_of(request, form) != LOCAL_CLIENT_ID:
         status = 401 if "authorization" in request.headers else 400
         return _token_error("invalid_client", f"the client must be {LOCAL_CLIENT_ID}", status)
+    return form
+
+
+async def token(request: Request) -> Response:
+    local: LocalSignIn = request.app.state.local_sign_in
+    form = await _client_form(request)
+    if isinstance(form, Response):
+        return form
     grant_type = form.get("grant_type")
     if grant_type == "authorization_code":
         return await _authorization_code(local, form)
@@ -453,7 +462,7 @@ async def _authorization_code(local: LocalSignIn, form: Mapping[str, str]) -> Re
         return _token_error("invalid_grant", "redirect_uri is not the one the code was issued for")
     if not secrets.compare_digest(s256(verifier), grant.code_challenge):
         return _token_error("invalid_grant", "code_verifier does not match the code_challenge")
-    session, refresh_token = await create_session(grant.client_id, grant.person, grant.scopes)
+    session, refresh_token = await create_session(grant.person, grant.scopes)
     tokens = mint_tokens(local.idp, session, nonce=grant.nonce)
     return _tokens_answer({**tokens, "refresh_token": refresh_token})
 
@@ -469,7 +478,7 @@ async def _refresh(local: LocalSignIn, form: Mapping[str, str]) -> Response:
     if not refresh_token:
         return _token_error("invalid_request", "refresh_token is required")
     session = await session_of_refresh_token(refresh_token)
-    if session is None or not session.usable or session.client_id != LOCAL_CLIENT_ID:
+    if session is None or session.expired or session.revoked:
         return _token_error("invalid_grant", "the refresh token is invalid, expired or revoked")
     return _tokens_answer(mint_tokens(local.idp, session))
 
@@ -477,12 +486,9 @@ async def _refresh(local: LocalSignIn, form: Mapping[str, str]) -> Response:
 async def revoke(request: Request) -> Response:
     """/oauth2/revoke (RFC 7009): revoke a refresh token and the tokens of its sign-in.
     An unknown token is answered 200 too, so the endpoint tells nothing about tokens."""
-    try:
-        form = await _form(request)
-    except _PageError as refused:
-        return _token_error(refused.error, refused.description)
-    if _client_of(request, form) != LOCAL_CLIENT_ID:
-        return _token_error("invalid_client", f"the client must be {LOCAL_CLIENT_ID}")
+    form = await _client_form(request)
+    if isinstance(form, Response):
+        return form
     refresh_token = form.get("token")
     if not refresh_token:
         return _token_error("invalid_request", "token is required")

@@ -19,6 +19,10 @@ __all__ = ["JWKSCache", "KeySource", "StaticKeys", "fetch_json", "parse_jwks"]
 logger = logging.getLogger(__name__)
 
 MAX_JWKS_BYTES = 64 * 1024
+# The whole of a fetch, answer read to its end: the HTTP client's timeouts bound each
+# read, not their sum, so an upstream sending a byte a second would hold a request (or
+# every request waiting on the keys) for hours.
+FETCH_SECONDS = 3.0
 # After a failed fetch, try again sooner than the normal cooldown: an outage should not
 # keep us on 503 for a whole window once the keys are reachable again.
 FAILURE_RETRY_SECONDS = 5.0
@@ -121,17 +125,35 @@ class JWKSCache:
         logger.info("fetched %d signing key(s) from %s", len(keys), self.url)
 
 
-async def fetch_json(client: httpx.AsyncClient, url: str, max_bytes: int, **options: Any) -> Any:
+async def fetch_json(
+    client: httpx.AsyncClient, url: str, max_bytes: int, *, headers: dict[str, str] | None = None
+) -> Any:
     """The JSON of a 200 answer to a GET of `url` (no redirect followed), read up to
-    `max_bytes`; ValueError or httpx's errors else."""
-    async with client.stream("GET", url, follow_redirects=False, **options) as response:
-        if response.status_code != 200:
-            raise ValueError(f"HTTP {response.status_code}")
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body.extend(chunk)
-            if len(body) > max_bytes:
-                raise ValueError(f"answer larger than {max_bytes} bytes")
+    `max_bytes` within FETCH_SECONDS; ValueError or httpx's errors else.
+
+    The answer must come uncompressed: httpx inflates each compressed chunk whole, so
+    64 KB of gzip could become 64 MB in memory before `max_bytes` is looked at."""
+    body = bytearray()
+    try:
+        async with (
+            asyncio.timeout(FETCH_SECONDS),
+            client.stream(
+                "GET",
+                url,
+                headers={"Accept-Encoding": "identity", **(headers or {})},
+                follow_redirects=False,
+            ) as response,
+        ):
+            if response.status_code != 200:
+                raise ValueError(f"HTTP {response.status_code}")
+            if (encoding := response.headers.get("content-encoding", "identity")) != "identity":
+                raise ValueError(f"answer compressed ({encoding[:20]}) though asked not to be")
+            async for chunk in response.aiter_raw():
+                body.extend(chunk)
+                if len(body) > max_bytes:
+                    raise ValueError(f"answer larger than {max_bytes} bytes")
+    except TimeoutError:
+        raise ValueError(f"no whole answer within {FETCH_SECONDS:g} s") from None
     try:
         return json.loads(body)
     except RecursionError:  # arrays or objects nested deeper than the parser goes

@@ -12,6 +12,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,23 @@ def local_service_client_ids(settings: Settings) -> tuple[str, ...]:
 def local_sub(email: str) -> str:
     """The stable `sub` the local provider gives an email address."""
     return str(uuid.uuid5(_SUB_NAMESPACE, email.lower()))
+
+
+def _issued(sub: str, ttl_seconds: int) -> dict[str, Any]:
+    """The claims of every token the provider signs: whose, by whom, from now on."""
+    now = int(time.time())
+    return {"sub": sub, "iss": LOCAL_ISSUER, "iat": now, "auth_time": now, "exp": now + ttl_seconds}
+
+
+def _access(client_id: str, scopes: Sequence[str]) -> dict[str, Any]:
+    """What an access token adds, a person's or a service's, as Cognito's (version 2)."""
+    return {
+        "token_use": "access",
+        "client_id": client_id,
+        "scope": " ".join(scopes),
+        "version": 2,
+        "jti": str(uuid.uuid4()),
+    }
 
 
 class LocalIdentityProvider:
@@ -127,27 +145,10 @@ class LocalIdentityProvider:
         `session` adds the claims Cognito ties to one sign-in (`origin_jti`, `event_id`,
         `auth_time`), `identity_claims` more claims of the ID token (a federated user's
         `identities`, a `nonce`)."""
-        now = int(time.time())
         sub = sub or local_sub(email)
         username = username or sub
-        common: dict[str, Any] = {
-            "sub": sub,
-            "iss": LOCAL_ISSUER,
-            "iat": now,
-            "auth_time": now,
-            "exp": now + ttl_seconds,
-            "cognito:groups": groups,
-            **(session or {}),
-        }
-        access = {
-            **common,
-            "token_use": "access",
-            "client_id": LOCAL_CLIENT_ID,
-            "scope": " ".join(scopes),
-            "username": username,
-            "version": 2,
-            "jti": str(uuid.uuid4()),
-        }
+        common = {**_issued(sub, ttl_seconds), "cognito:groups": groups, **(session or {})}
+        access = {**common, **_access(LOCAL_CLIENT_ID, scopes), "username": username}
         identity = {
             **common,
             "token_use": "id",
@@ -169,19 +170,7 @@ class LocalIdentityProvider:
     ) -> dict[str, str | int]:
         """What Cognito's token endpoint answers to the client-credentials grant: an
         access token whose `sub` and `client_id` are the app client, with no username."""
-        now = int(time.time())
-        access = {
-            "sub": client_id,
-            "iss": LOCAL_ISSUER,
-            "iat": now,
-            "auth_time": now,
-            "exp": now + ttl_seconds,
-            "token_use": "access",
-            "client_id": client_id,
-            "scope": " ".join(scopes),
-            "version": 2,
-            "jti": str(uuid.uuid4()),
-        }
+        access = {**_issued(client_id, ttl_seconds), **_access(client_id, scopes)}
         token = self._sign(access)
         return {"access_token": token, "expires_in": ttl_seconds, "token_type": "Bearer"}
 

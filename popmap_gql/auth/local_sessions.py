@@ -18,11 +18,16 @@ import hashlib
 import json
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from popmap_gql.auth.local_idp import LOCAL_POOL_ID, LocalIdentityProvider, local_sub
+from popmap_gql.auth.local_idp import (
+    LOCAL_CLIENT_ID,
+    LOCAL_POOL_ID,
+    LocalIdentityProvider,
+    local_sub,
+)
 from popmap_gql.db.client import execute, fetch
 
 __all__ = [
@@ -106,13 +111,11 @@ class LocalPerson:
         ]
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"email": self.email, "groups": list(self.groups), "provider": self.provider}
-        )
+        return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, value: str | dict[str, Any]) -> LocalPerson:
-        data = json.loads(value) if isinstance(value, str) else value
+    def from_json(cls, value: str) -> LocalPerson:
+        data = json.loads(value)
         return cls(data["email"], tuple(data["groups"]), data["provider"])
 
 
@@ -120,7 +123,6 @@ class LocalPerson:
 class Grant:
     """What a redeemed authorization code was issued for."""
 
-    client_id: str
     redirect_uri: str
     code_challenge: str
     scopes: tuple[str, ...]
@@ -132,16 +134,11 @@ class Grant:
 @dataclass(frozen=True, slots=True)
 class Session:
     origin_jti: str
-    client_id: str
     person: LocalPerson
     scopes: tuple[str, ...]
     auth_time: datetime
     expired: bool
     revoked: bool
-
-    @property
-    def usable(self) -> bool:
-        return not (self.expired or self.revoked)
 
 
 def _hash(secret: str) -> str:
@@ -150,7 +147,6 @@ def _hash(secret: str) -> str:
 
 async def issue_code(
     *,
-    client_id: str,
     redirect_uri: str,
     code_challenge: str,
     scopes: tuple[str, ...],
@@ -166,7 +162,7 @@ async def issue_code(
         " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, now() + make_interval(secs => $8))",
         [
             _hash(code),
-            client_id,
+            LOCAL_CLIENT_ID,
             redirect_uri,
             code_challenge,
             list(scopes),
@@ -182,15 +178,15 @@ async def redeem_code(code: str) -> Grant | None:
     """The grant of `code`, which is used up by this call whatever its outcome (a
     second attempt, even after a wrong verifier, finds nothing); None if unknown."""
     rows = await fetch(
-        "DELETE FROM local_idp_code WHERE code_hash = $1 RETURNING client_id, redirect_uri,"
-        " code_challenge, scopes, person, nonce, expires_at > now() AS fresh",
+        "DELETE FROM local_idp_code WHERE code_hash = $1 RETURNING redirect_uri, code_challenge,"
+        " scopes, person, nonce, expires_at > now() AS fresh",
         [_hash(code)],
     )
     return Grant(**_decoded(rows[0])) if rows else None
 
 
 _SESSION_COLUMNS = (
-    "origin_jti::text AS origin_jti, client_id, person, scopes, auth_time,"
+    "origin_jti::text AS origin_jti, person, scopes, auth_time,"
     " expires_at <= now() AS expired, revoked_at IS NOT NULL AS revoked"
 )
 
@@ -210,9 +206,7 @@ async def _session_where(
     return Session(**_decoded(rows[0])) if rows else None
 
 
-async def create_session(
-    client_id: str, person: LocalPerson, scopes: tuple[str, ...]
-) -> tuple[Session, str]:
+async def create_session(person: LocalPerson, scopes: tuple[str, ...]) -> tuple[Session, str]:
     """A new sign-in and its refresh token (returned once, stored only as a hash)."""
     refresh_token = secrets.token_urlsafe(48)
     await execute("DELETE FROM local_idp_session WHERE expires_at < now()")
@@ -224,7 +218,7 @@ async def create_session(
         [
             uuid.uuid4(),
             _hash(refresh_token),
-            client_id,
+            LOCAL_CLIENT_ID,
             person.sub,
             person.to_json(),
             list(scopes),

@@ -36,7 +36,9 @@ class _LostRace(Exception):
 
 
 def _fit(value: str | None, length: int) -> str:
-    return (value or "")[:length]
+    """A claim as a column takes it: NULs left out (a person may type anything into
+    their own Cognito attributes, and PostgreSQL's text cannot hold one), cut to size."""
+    return (value or "").replace("\x00", "")[:length]
 
 
 async def find_user(issuer: str, sub: str) -> StoredUser | None:

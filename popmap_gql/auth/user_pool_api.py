@@ -75,6 +75,10 @@ def _string(body: dict[str, Any], name: str, *, within: str | None = None) -> st
         )
     if len(value) > 16 * 1024:
         raise ServiceError("InvalidParameterException", f"{where} is too long")
+    try:
+        value.encode()  # JSON may escape a lone surrogate (\ud800), which has no UTF-8
+    except UnicodeEncodeError:
+        raise ServiceError("InvalidParameterException", f"{where} is not Unicode text") from None
     return value
 
 

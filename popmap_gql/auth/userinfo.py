@@ -30,10 +30,9 @@ def _text(document: dict[str, object], name: str) -> str | None:
 
 
 class UserInfoClient:
-    def __init__(self, url: str, client: httpx.AsyncClient, *, timeout: float = 3.0) -> None:
+    def __init__(self, url: str, client: httpx.AsyncClient) -> None:
         self.url = url
         self._client = client
-        self._timeout = timeout
 
     async def fetch(self, access_token: str) -> Profile | None:
         """The profile, or None on any failure: a missing profile never fails a request."""
@@ -44,7 +43,6 @@ class UserInfoClient:
                     self.url,
                     MAX_USERINFO_BYTES,
                     headers={"Authorization": f"Bearer {access_token}"},
-                    timeout=self._timeout,
                 )
                 if not isinstance(document, dict):
                     raise ValueError("not a JSON object")
