@@ -255,6 +255,7 @@ EVENT_RULES = [
     ({"longitude": -200}, "input.longitude"),
     ({"endsAt": EVENT["startsAt"]}, "input.endsAt"),
     ({"endsAt": (NOW + timedelta(days=4)).isoformat()}, "input.endsAt"),
+    ({"endsAt": (NOW + timedelta(days=5 + 366, seconds=1)).isoformat()}, "input.endsAt"),
     ({"startsAt": "2026-12-01T10:00:00", "endsAt": "2026-12-01T12:00:00"}, "input.startsAt"),
     ({"imageUrl": "javascript:alert(document.cookie)"}, "input.imageUrl"),
     ({"description": "d" * 5001}, "input.description"),
@@ -274,6 +275,27 @@ async def test_invalid_event_is_refused_and_nothing_is_written(
     assert error_codes(body) == ["BAD_USER_INPUT"]
     assert body["errors"][0]["extensions"]["field"] == field
     assert await row_counts() == before
+
+
+async def test_an_event_may_last_a_year_and_a_day_then_its_end_cannot_move_later(
+    client: httpx.AsyncClient, owner: Person
+) -> None:
+    longest = {**EVENT, "endsAt": (NOW + timedelta(days=5 + 366)).isoformat()}
+    body = await post(client, owner, SUBMIT_EVENT, {"input": longest})
+    assert error_codes(body) == [], body
+    event_id = body["data"]["submitEvent"]["event"]["id"]
+
+    later = (NOW + timedelta(days=5 + 366, seconds=1)).isoformat()
+    body = await post(
+        client,
+        owner,
+        "mutation ($id: ID!, $input: EventUpdateInput!) { updateEvent(id: $id, input: $input)"
+        " { changed } }",
+        {"id": event_id, "input": {"endsAt": later}},
+    )
+
+    assert error_codes(body) == ["BAD_USER_INPUT"], body
+    assert body["errors"][0]["extensions"]["field"] == "input.endsAt"
 
 
 async def test_event_hosted_by_someone_elses_business_is_refused(

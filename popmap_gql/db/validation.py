@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from popmap_gql.errors import BadUserInput
@@ -103,10 +103,18 @@ def check_instant(value: datetime, field: str) -> datetime:
     return utc
 
 
+# The longest an event may last. Lists of events not ended read from "now minus the
+# longest event held" (db/rules.py `Ended`): without a bound, one pending event of
+# centuries, seen by nobody else, made every such list read every past event.
+MAX_EVENT_DAYS = 366
+
+
 def check_period(starts_at: datetime, ends_at: datetime, prefix: str) -> tuple[datetime, datetime]:
-    """(start, end) in UTC; the end must come after the start."""
+    """(start, end) in UTC; the end must come after the start, by at most MAX_EVENT_DAYS."""
     starts_at = check_instant(starts_at, f"{prefix}startsAt")
     ends_at = check_instant(ends_at, f"{prefix}endsAt")
     if ends_at <= starts_at:
         raise BadUserInput("endsAt must be after startsAt", field=f"{prefix}endsAt")
+    if ends_at - starts_at > timedelta(days=MAX_EVENT_DAYS):
+        raise BadUserInput(f"an event lasts at most {MAX_EVENT_DAYS} days", field=f"{prefix}endsAt")
     return starts_at, ends_at
