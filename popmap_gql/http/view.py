@@ -393,10 +393,10 @@ class GraphQLView:
                 headers["x-popmap-cache"] = "miss"
                 if shared:
                     headers.update(self.shared_get_caching)
-        if operation is None:  # a known body: its own copy of the variables for this execution
-            operation, _ = await self._parse(request, body)
-        query, variables, operation_name = operation
-        try:
+        try:  # from here on, whatever happens must end the lookup's computation (land)
+            if operation is None:  # a known body: its own variables, its document resolved
+                operation, _ = await self._parse(request, body)
+            query, variables, operation_name = operation
             result = await self._execute(request, query, variables, operation_name, viewer)
             fault = service_fault(result.errors)
             if fault is not None:
