@@ -22,7 +22,6 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
-from strawberry.exceptions import MissingQueryError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
@@ -428,7 +427,7 @@ class GraphQLView:
         params = _query_params(request) if body is None else _body_params(body)
         query, variables, operation_name = _operation(params)
         document = await self.persisted.document(params, query)
-        if document is None:
+        if document is None or not document.text:
             raise BadRequest("No GraphQL query found in the request")
         return (document.text, variables, operation_name), document
 
@@ -485,8 +484,6 @@ class GraphQLView:
                 operation_name=operation_name,
                 allowed_operation_types=_GET_OPERATIONS if is_get else _POST_OPERATIONS,
             )
-        except MissingQueryError:
-            raise BadRequest("No GraphQL query found in the request") from None
         except CannotGetOperationTypeError as exc:
             raise BadRequest(exc.as_http_error_reason()) from None
         except InvalidOperationTypeError as exc:
