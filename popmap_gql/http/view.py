@@ -102,6 +102,8 @@ def _negotiate(accept: str) -> str:
                     q = float(value)
                 except ValueError:
                     q = 0.0
+        if q <= 0:  # "not acceptable" (RFC 9110 section 12.4.2); a malformed q counts so
+            continue
         if q > best_q or (q == best_q and media == GRAPHQL_RESPONSE_JSON):
             best, best_q = media, q
     return best
