@@ -47,7 +47,7 @@ from popmap_gql.http.budgets import (
     charged_cost,
 )
 from popmap_gql.http.cache import CachedResponses, Lookup
-from popmap_gql.http.known_bodies import KnownBodies, Remembered
+from popmap_gql.http.known_bodies import MAX_BODY_BYTES, Remembered, known_bodies
 from popmap_gql.http.media_types import check_json_request
 from popmap_gql.http.nesting import MAX_JSON_DEPTH, nests_deeper_than
 from popmap_gql.http.observe import (
@@ -249,7 +249,7 @@ class GraphQLView:
             else None
         )
         memory = DocumentMemory(settings.document_memory_bytes)
-        self.known = KnownBodies(memory.known_bodies)
+        self.known = known_bodies(memory.known_bodies)
         self.budgets = build_budgets(settings)
         self.persisted = PersistedDocuments(
             prepare=schema.documents.prepare,
@@ -366,9 +366,13 @@ class GraphQLView:
             admission = self._admission(query, operation_name, variables)
             cost = charged_cost(admission)
             key = self._cache_key(query, admission)
-            if key is not None and body is not None and not document.registers:
-                remembered = Remembered(key, described, document.stored_hash, cost)
-                self.known.remember(body, remembered)
+            if (
+                key is not None
+                and body is not None
+                and len(body) <= MAX_BODY_BYTES  # a larger one is checked each time
+                and not document.registers
+            ):
+                self.known.put(body, Remembered(key, described, document.stored_hash, cost))
         note_operation(described)
         if self.budgets is not None:  # charged before any lookup or execution
             subject = account.subject
@@ -420,7 +424,7 @@ class GraphQLView:
             and known.stored_hash is not None
             and not await self.persisted.still_stored(known.stored_hash)
         ):
-            self.known.forget(body)
+            self.known.pop(body)
             return None
         return known
 
