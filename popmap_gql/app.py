@@ -45,7 +45,7 @@ from popmap_gql.live.listener import Listener
 from popmap_gql.live.ws import LiveEndpoint
 from popmap_gql.media.stores import UPLOAD_PATH, build_store
 from popmap_gql.metrics import CONTENT_TYPE, Metrics
-from popmap_gql.metrics import install as install_metrics
+from popmap_gql.observe import install as install_metrics
 
 __all__ = ["create_app", "create_app_from_environment"]
 

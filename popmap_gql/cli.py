@@ -226,7 +226,8 @@ def _prepare_metrics(settings: Settings, args: argparse.Namespace) -> None:
         return
     from prometheus_client import start_http_server
 
-    from popmap_gql.metrics import exposition_registry, install
+    from popmap_gql.metrics import exposition_registry
+    from popmap_gql.observe import install
 
     # One process: the app in this process records into the same Metrics (install).
     registry = exposition_registry(folder, None if folder else install(None).registry)

@@ -1,16 +1,16 @@
 """Prometheus metrics (`POPMAP_METRICS=true`), with prometheus_client.
 
 One `Metrics` per process, installed in `popmap_gql.observe.metrics` by the first app
-that asks for it. Under `serve --workers N` (N > 1) every worker writes its values to
-files in the folder `serve` names in PROMETHEUS_MULTIPROC_DIR (prometheus_client's
-multiprocess mode, chosen by that variable when the library is imported), and whichever
-process answers a scrape sums them: counters and histograms over every worker that ever
-ran since `serve` started, gauges over the live ones.
+that asks for it (`observe.install`; this module imports nothing of ours, so any layer
+can reach the installed one through `observe` without importing prometheus_client).
+Under `serve --workers N` (N > 1) every worker writes its values to files in the folder
+`serve` names in PROMETHEUS_MULTIPROC_DIR (prometheus_client's multiprocess mode, chosen
+by that variable when the library is imported), and whichever process answers a scrape
+sums them: counters and histograms over every worker that ever ran since `serve`
+started, gauges over the live ones.
 
 Label values come from a fixed set (routes, statuses, kinds) except operation names,
-which clients choose: `OperationNames` keeps those few and short (see there), and only
-names of operations that ran count; a refused request is labelled "" like an anonymous
-operation.
+which clients choose: `OperationNames` keeps those few and short (see there).
 """
 
 from __future__ import annotations
@@ -31,9 +31,6 @@ from prometheus_client import (
     multiprocess,
 )
 
-from popmap_gql import observe
-from popmap_gql.observe import RequestFacts
-
 __all__ = [
     "CONTENT_TYPE",
     "MAX_OPERATION_NAMES",
@@ -41,7 +38,6 @@ __all__ = [
     "Metrics",
     "OperationNames",
     "exposition_registry",
-    "install",
     "prepare_multiprocess_dir",
 ]
 
@@ -179,19 +175,6 @@ class Metrics:
             "From the end of a window of changes to the changes queued for subscribers.",
         )
 
-    def observe_request(self, facts: RequestFacts, route: str, seconds: float) -> None:
-        # A name enters the labels only once an operation of that name ran (or its
-        # cached answer was served): a refused request's name is the client's text and
-        # would use up the label slots.
-        ran = facts.executed or facts.cache == "hit"
-        operation = self.operations.label(facts.operation_name if ran else None)
-        self.requests.labels(route, operation, str(facts.status)).inc()
-        self.latency.labels(route, operation).observe(seconds)
-        if facts.cache == "hit":
-            self.cache_hits.inc()
-        elif facts.cache == "miss":
-            self.cache_misses.inc()
-
     def exposition(self) -> bytes:
         """The text a scrape gets: this process's values, or every worker's."""
         return generate_latest(exposition_registry(self.multiprocess_dir, self.registry))
@@ -212,17 +195,6 @@ def exposition_registry(
     merged = CollectorRegistry()
     multiprocess.MultiProcessCollector(merged, str(multiprocess_dir))  # type: ignore[no-untyped-call]
     return merged
-
-
-_install_lock = threading.Lock()
-
-
-def install(multiprocess_dir: Path | None) -> Metrics:
-    """The process's Metrics, created on first call and kept in `observe.metrics`."""
-    with _install_lock:
-        if observe.metrics is None:
-            observe.metrics = Metrics(multiprocess_dir)
-        return observe.metrics
 
 
 def prepare_multiprocess_dir(folder: Path) -> Path:

@@ -8,14 +8,18 @@ request's access line and its metrics from it when the response has gone. Tasks 
 request starts (DataLoader batches) copy its context, so they fill in the same object.
 
 `metrics` is the process's `popmap_gql.metrics.Metrics` once an app with
-`POPMAP_METRICS=true` has installed it, else None: code below the HTTP layer records
-into it only when it is there, at the cost of one attribute read when it is not.
+`POPMAP_METRICS=true` has installed it (`install`), else None: code below the HTTP layer
+records into it only when it is there, at the cost of one attribute read when it is not.
+This module imports `popmap_gql.metrics` (and so prometheus_client) only in `install`,
+and that module imports nothing of ours.
 """
 
 from __future__ import annotations
 
+import threading
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,6 +29,7 @@ __all__ = [
     "RequestFacts",
     "count_statement",
     "current",
+    "install",
     "metrics",
     "note_answered_by",
     "note_declined",
@@ -60,6 +65,18 @@ class RequestFacts:
 current: ContextVar[RequestFacts | None] = ContextVar("popmap_request", default=None)
 
 metrics: Metrics | None = None
+_install_lock = threading.Lock()
+
+
+def install(multiprocess_dir: Path | None) -> Metrics:
+    """The process's Metrics, created on first call and kept in `metrics`."""
+    global metrics
+    from popmap_gql.metrics import Metrics
+
+    with _install_lock:
+        if metrics is None:
+            metrics = Metrics(multiprocess_dir)
+        return metrics
 
 
 def count_statement() -> None:

@@ -109,6 +109,8 @@ def sql_span(args: tuple[Any, ...]) -> AbstractContextManager[Any]:
 _MAX_SQL_TEXT = 4096
 # Operation names are GraphQL names a client chose; spans keep at most this much.
 _MAX_NAME = 100
+# As much of a request's path as its span keeps.
+_MAX_PATH = 512
 
 
 @contextlib.contextmanager
@@ -121,9 +123,11 @@ def request_span(method: str, path: str, headers: Mapping[str, str]) -> Iterator
     from opentelemetry.trace import SpanKind
 
     parent = propagate.extract(dict(headers))
-    attributes = {"http.request.method": method, "url.path": path}
+    attributes = {"http.request.method": method, "url.path": path[:_MAX_PATH]}
+    # Named by the method alone (OpenTelemetry's name without a route) until the GraphQL
+    # operation names it: a path is the client's text, any length, a new one each time.
     with tracer.start_as_current_span(
-        f"{method} {path}", context=parent, kind=SpanKind.SERVER, attributes=attributes
+        method, context=parent, kind=SpanKind.SERVER, attributes=attributes
     ) as current:
         yield current
 

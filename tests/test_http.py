@@ -216,8 +216,11 @@ async def test_answers_in_graphql_response_json_when_asked(client: httpx.AsyncCl
         # longer than the values remembered (256 characters): negotiated all the same
         ("text/html;q=0.9, " * 20 + "application/graphql-response+json", "graphql-response"),
         ("text/html;q=0.9, " * 20 + "application/json", "json"),
+        # q=0 is "not acceptable" (RFC 9110 section 12.4.2): never the type answered in
+        ("application/graphql-response+json;q=0", "json"),
+        ("application/graphql-response+json;q=0, application/json;q=0", "json"),
     ],
-    ids=["bad-q-json", "bad-q-graphql", "long-graphql", "long-json"],
+    ids=["bad-q-json", "bad-q-graphql", "long-graphql", "long-json", "q0-alone", "q0-both"],
 )
 async def test_accept_is_negotiated_whatever_its_length_or_malformed_q(
     client: httpx.AsyncClient, accept: str, answered_in: str

@@ -390,13 +390,24 @@ async def test_upload_endpoint_refuses_an_image_longer_than_the_limit_on_one_sid
     assert stored_files(settings) == set()
 
 
-@pytest.mark.parametrize("data", [PNG + b"\x00", PNG[:-1], b""], ids=["larger", "smaller", "empty"])
+@pytest.mark.parametrize(
+    ("data", "has"),
+    [
+        (PNG + b"\x00", f"more than {len(PNG)}"),
+        (PNG + b"\x00" * 1000, f"more than {len(PNG)}"),  # read only that far
+        (PNG[:-1], str(len(PNG) - 1)),
+        (b"", "0"),
+    ],
+    ids=["larger", "much-larger", "smaller", "empty"],
+)
 async def test_upload_endpoint_refuses_a_file_of_another_size_than_signed(
-    client: httpx.AsyncClient, ana: Person, settings: Settings, data: bytes
+    client: httpx.AsyncClient, ana: Person, settings: Settings, data: bytes, has: str
 ) -> None:
     signed = await create_upload(client, ana, "BUSINESS_LOGO", "image/png", len(PNG))
     response = await send_form(signed, data)
     assert response.status_code == 400, response.text
+    message = response.json()["errors"][0]["message"]
+    assert message == f"the file must have {len(PNG)} bytes, it has {has}"
     assert signed["key"] not in stored_files(settings)
 
 

@@ -3,8 +3,10 @@ the way may keep GET answers."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -20,6 +23,7 @@ from starlette.applications import Starlette
 from popmap_gql.api.documents import LONG_DOCUMENT
 from popmap_gql.config import ConfigError, Settings, load_settings
 from popmap_gql.db.client import execute, fetch
+from popmap_gql.db.orm import connection_credentials
 from tests.fake_cognito import POOL_ID, WEB_CLIENT, FakeCognito
 from tests.helpers import error_codes, make_category
 from tests.people import person
@@ -464,6 +468,57 @@ async def test_a_remembered_hash_only_body_is_refused_once_the_store_drops_its_h
     assert sha256(first) not in await stored_hashes()
     assert dropped.status_code == 404
     assert error_codes(dropped.json()) == ["PERSISTED_QUERY_NOT_FOUND"]
+
+
+async def test_a_remembered_body_whose_hash_goes_while_it_waits_lets_no_one_wait_for_it(
+    client: httpx.AsyncClient, api_app: Starlette, settings: Settings
+) -> None:
+    # A remembered hash-only body is checked against the store, then looks its answer up
+    # (leading the computation others wait for), and only then resolves its document. If
+    # the hash went meanwhile (another replica's registrations evicted it), its 404 must
+    # still end that computation: else the next request for the same answer waited
+    # REFRESH_TIMEOUT (5 s) for it, and the entry stayed in the table of computations.
+    query = unique("{ categories { name } }")
+    body = orjson.dumps(hash_only(sha256(query)))
+    await register(client, query)
+    remembered = await client.post("/graphql", content=body, headers=APOLLO_HEADERS)
+    assert remembered.headers["x-popmap-cache"] == "hit"
+    await make_category("Bakery")  # a write: the next lookup computes the answer
+    assert settings.database_url is not None
+    credentials = connection_credentials(settings.database_url)
+    watcher, holder = [await asyncpg.connect(**credentials) for _ in range(2)]
+    try:
+        holding = holder.transaction()
+        await holding.start()
+        await holder.execute("LOCK TABLE data_version IN ACCESS EXCLUSIVE MODE")
+        request = asyncio.create_task(client.post("/graphql", content=body, headers=APOLLO_HEADERS))
+        for _ in range(1000):  # until it reads the data version, past the store's check
+            if await watcher.fetchval(WAITING_ON_DATA_VERSION):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the request never read the data version")
+        await execute("DELETE FROM persisted_query WHERE hash = $1", [sha256(query)])
+        endpoint_of(api_app).persisted.local.pop(sha256(query))  # gone from memory too
+        await holding.rollback()
+        dropped = await request
+    finally:
+        await watcher.close()
+        await holder.close()
+    assert error_codes(dropped.json()) == ["PERSISTED_QUERY_NOT_FOUND"]
+
+    started = time.monotonic()
+    again = await client.post(
+        "/graphql", json={"query": query, **hash_only(sha256(query))}, headers=APOLLO_HEADERS
+    )
+    assert again.status_code == 200, again.text
+    assert time.monotonic() - started < 2
+
+
+WAITING_ON_DATA_VERSION = (
+    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+    " WHERE NOT l.granted AND c.relname = 'data_version'"
+)
 
 
 async def test_a_registering_body_is_not_remembered_but_the_same_text_alone_is(

@@ -88,6 +88,24 @@ async def test_a_request_is_one_trace_continuing_the_callers(
     assert "Secret Sauce" not in _attributes(found)
 
 
+async def test_a_path_the_client_chose_neither_names_a_span_nor_fills_it(
+    client: httpx.AsyncClient, spans: InMemorySpanExporter
+) -> None:
+    # Span names are what tracing back ends group by: a name made of the client's path
+    # would be a new group per request, and as long as the request line allows.
+    spans.clear()
+
+    response = await client.get("/" + "x" * 20_000)
+
+    assert response.status_code == 404
+    [server] = [span for span in spans.get_finished_spans() if span.kind is SpanKind.SERVER]
+    assert server.name == "GET"
+    path = dict(server.attributes or {})["url.path"]
+    assert isinstance(path, str)
+    assert path.startswith("/xxx")
+    assert len(path) <= 512
+
+
 async def test_a_known_document_is_not_parsed_again(
     client: httpx.AsyncClient, spans: InMemorySpanExporter
 ) -> None:

@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 from popmap_gql.memory import LRU
 
-__all__ = ["ENTRY_OVERHEAD", "MAX_BODY_BYTES", "MAX_ENTRIES", "KnownBodies", "Remembered"]
+__all__ = ["ENTRY_OVERHEAD", "MAX_BODY_BYTES", "MAX_ENTRIES", "Remembered", "known_bodies"]
 
 MAX_ENTRIES = 512
 # Real map and lookup requests are a few hundred bytes; larger bodies are checked each time.
@@ -53,29 +53,11 @@ class Remembered(NamedTuple):
     cost: int
 
 
+def known_bodies(max_bytes: int) -> LRU[bytes, Remembered]:
+    """An LRU from request bodies to what is remembered of them (the endpoint keeps only
+    bodies of at most MAX_BODY_BYTES that passed every check and may be cached)."""
+    return LRU(max_entries=MAX_ENTRIES, max_bytes=max_bytes, size=_size)
+
+
 def _size(body: bytes, remembered: Remembered) -> int:
     return len(body) + len(remembered.key) + ENTRY_OVERHEAD
-
-
-class KnownBodies:
-    """An LRU from request bodies to what is remembered of them."""
-
-    def __init__(self, max_bytes: int):
-        self._known: LRU[bytes, Remembered] = LRU(
-            max_entries=MAX_ENTRIES, max_bytes=max_bytes, size=_size
-        )
-
-    def __len__(self) -> int:
-        return len(self._known)
-
-    def get(self, body: bytes) -> Remembered | None:
-        """What is remembered for exactly these bytes, if anything."""
-        return self._known.get(body)
-
-    def remember(self, body: bytes, remembered: Remembered) -> None:
-        """Call only for a body that passed every check and may be cached."""
-        if len(body) <= MAX_BODY_BYTES:
-            self._known.put(body, remembered)
-
-    def forget(self, body: bytes) -> None:
-        self._known.pop(body)

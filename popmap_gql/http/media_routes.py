@@ -92,10 +92,11 @@ async def _accept(store: LocalStore, request: Request) -> None:
     except PolicyRefused as exc:
         raise UploadRefused(403, "FORBIDDEN", str(exc)) from None
     _match(policy, fields)
-    data = await file.read(policy.max_bytes + 1)
+    data = await file.read(policy.max_bytes + 1)  # no further: how much more is unknown
     if not policy.min_bytes <= len(data) <= policy.max_bytes:
+        has = f"more than {policy.max_bytes}" if len(data) > policy.max_bytes else len(data)
         raise UploadRefused(
-            400, "BAD_REQUEST", f"the file must have {policy.max_bytes} bytes, it has {len(data)}"
+            400, "BAD_REQUEST", f"the file must have {policy.max_bytes} bytes, it has {has}"
         )
     upload = await MediaUpload.get_or_none(key=policy.key)
     if upload is None or upload.used_at is not None:

@@ -150,6 +150,20 @@ def _route(scope: Scope) -> str:
     return "unmatched"
 
 
+def _count(metrics: Metrics, facts: RequestFacts, route: str, seconds: float) -> None:
+    # A name enters the labels only once an operation of that name ran (or its cached
+    # answer was served): a refused request's name is the client's text and would use up
+    # the label slots, so it is labelled "" like an anonymous operation.
+    ran = facts.executed or facts.cache == "hit"
+    operation = metrics.operations.label(facts.operation_name if ran else None)
+    metrics.requests.labels(route, operation, str(facts.status)).inc()
+    metrics.latency.labels(route, operation).observe(seconds)
+    if facts.cache == "hit":
+        metrics.cache_hits.inc()
+    elif facts.cache == "miss":
+        metrics.cache_misses.inc()
+
+
 class RequestObserver:
     """Facts, request id, access line and metrics for every HTTP request."""
 
@@ -196,7 +210,7 @@ class RequestObserver:
         seconds = time.perf_counter() - facts.started
         route = _route(scope)
         if self.metrics is not None:
-            self.metrics.observe_request(facts, route, seconds)
+            _count(self.metrics, facts, route, seconds)
         if access_log.isEnabledFor(logging.INFO):
             fields = self._fields(scope, facts, route, seconds)
             access_log.info(

@@ -22,7 +22,6 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
-from strawberry.exceptions import MissingQueryError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
@@ -48,7 +47,7 @@ from popmap_gql.http.budgets import (
     charged_cost,
 )
 from popmap_gql.http.cache import CachedResponses, Lookup
-from popmap_gql.http.known_bodies import KnownBodies, Remembered
+from popmap_gql.http.known_bodies import MAX_BODY_BYTES, Remembered, known_bodies
 from popmap_gql.http.media_types import check_json_request
 from popmap_gql.http.nesting import MAX_JSON_DEPTH, nests_deeper_than
 from popmap_gql.http.observe import (
@@ -103,6 +102,8 @@ def _negotiate(accept: str) -> str:
                     q = float(value)
                 except ValueError:
                     q = 0.0
+        if q <= 0:  # "not acceptable" (RFC 9110 section 12.4.2); a malformed q counts so
+            continue
         if q > best_q or (q == best_q and media == GRAPHQL_RESPONSE_JSON):
             best, best_q = media, q
     return best
@@ -248,7 +249,7 @@ class GraphQLView:
             else None
         )
         memory = DocumentMemory(settings.document_memory_bytes)
-        self.known = KnownBodies(memory.known_bodies)
+        self.known = known_bodies(memory.known_bodies)
         self.budgets = build_budgets(settings)
         self.persisted = PersistedDocuments(
             prepare=schema.documents.prepare,
@@ -365,9 +366,13 @@ class GraphQLView:
             admission = self._admission(query, operation_name, variables)
             cost = charged_cost(admission)
             key = self._cache_key(query, admission)
-            if key is not None and body is not None and not document.registers:
-                remembered = Remembered(key, described, document.stored_hash, cost)
-                self.known.remember(body, remembered)
+            if (
+                key is not None
+                and body is not None
+                and len(body) <= MAX_BODY_BYTES  # a larger one is checked each time
+                and not document.registers
+            ):
+                self.known.put(body, Remembered(key, described, document.stored_hash, cost))
         note_operation(described)
         if self.budgets is not None:  # charged before any lookup or execution
             subject = account.subject
@@ -393,10 +398,10 @@ class GraphQLView:
                 headers["x-popmap-cache"] = "miss"
                 if shared:
                     headers.update(self.shared_get_caching)
-        if operation is None:  # a known body: its own copy of the variables for this execution
-            operation, _ = await self._parse(request, body)
-        query, variables, operation_name = operation
-        try:
+        try:  # from here on, whatever happens must end the lookup's computation (land)
+            if operation is None:  # a known body: its own variables, its document resolved
+                operation, _ = await self._parse(request, body)
+            query, variables, operation_name = operation
             result = await self._execute(request, query, variables, operation_name, viewer)
             fault = service_fault(result.errors)
             if fault is not None:
@@ -419,7 +424,7 @@ class GraphQLView:
             and known.stored_hash is not None
             and not await self.persisted.still_stored(known.stored_hash)
         ):
-            self.known.forget(body)
+            self.known.pop(body)
             return None
         return known
 
@@ -428,7 +433,7 @@ class GraphQLView:
         params = _query_params(request) if body is None else _body_params(body)
         query, variables, operation_name = _operation(params)
         document = await self.persisted.document(params, query)
-        if document is None:
+        if document is None or not document.text:
             raise BadRequest("No GraphQL query found in the request")
         return (document.text, variables, operation_name), document
 
@@ -485,8 +490,6 @@ class GraphQLView:
                 operation_name=operation_name,
                 allowed_operation_types=_GET_OPERATIONS if is_get else _POST_OPERATIONS,
             )
-        except MissingQueryError:
-            raise BadRequest("No GraphQL query found in the request") from None
         except CannotGetOperationTypeError as exc:
             raise BadRequest(exc.as_http_error_reason()) from None
         except InvalidOperationTypeError as exc:
