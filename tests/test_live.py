@@ -161,8 +161,9 @@ async def test_protocol_violations_close_with_the_protocols_codes(
         ('{"type": 1}', 4400),
         (b'{"type": "connection_init"}', 4400),  # a binary frame
         ('{"type": "ping", "payload": "' + "x" * 100_000 + '"}', 1009),  # > POPMAP_MAX_BODY_BYTES
+        ('{"type": "ping", "payload": "' + "\u00e9" * 50_001 + '"}', 1009),  # 2 bytes each
     ],
-    ids=["not-json", "not-an-object", "type-not-a-string", "binary", "too-big"],
+    ids=["not-json", "not-an-object", "type-not-a-string", "binary", "too-big", "too-big-in-bytes"],
 )
 async def test_frames_that_are_not_messages_close_the_socket(
     api_url: str, frame: str | bytes, code: int

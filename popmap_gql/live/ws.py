@@ -248,7 +248,7 @@ class _Connection:
                 text = message.get("text")
                 if text is None:
                     raise _Close(BAD_REQUEST, "Binary messages are not supported")
-                if len(text) > self.settings.max_body_bytes:
+                if len(text.encode()) > self.settings.max_body_bytes:  # bytes, not characters
                     raise _Close(TOO_BIG, "Message too big")
                 await self._handle(_parse(text))
         except _Close as close:
