@@ -1054,6 +1054,35 @@ async def test_identical_subscriptions_share_one_statement_and_far_away_ones_cos
             assert shared == alone
 
 
+async def test_a_subscription_watching_given_ids_costs_nothing_when_others_change(
+    small_limits: Served, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    """`filter.ids` routes as a box does: a change of an event it does not name runs no
+    statement for its cohort."""
+    staff = await person(cognito, "id-watcher", ("staff",))
+    other, watched = [await make_event(f"ids {n}", status=EventStatus.PENDING) for n in range(2)]
+    async with (
+        httpx.AsyncClient(base_url=small_limits.base) as server,
+        live(small_limits.base) as watcher,
+        live(small_limits.base) as whole_map,
+    ):
+        ids = [global_id("Event", watched.id)]
+        await open_subscription(watcher, None, {"filter": {"ids": ids}})
+        await open_subscription(whole_map, None, {"filter": {"bbox": AUSTIN}})
+        before = _metric((await server.get("/metrics")).text, "popmap_live_statements_total")
+        await moderate(client, staff, other.id, "APPROVED")
+        assert change_of(await whole_map.next_change())[:2] == (
+            "ADDED",
+            global_id("Event", other.id),
+        )
+        await moderate(client, staff, watched.id, "APPROVED")
+        for listener in (watcher, whole_map):
+            assert change_of(await listener.next_change())[:2] == ("ADDED", ids[0])
+        after = _metric((await server.get("/metrics")).text, "popmap_live_statements_total")
+        # two routing statements, the map's two evaluations, the watcher's one
+        assert after - before == 5
+
+
 async def test_a_client_that_does_not_read_is_closed_1008_not_buffered(
     small_limits: Served, client: httpx.AsyncClient, cognito: FakeCognito
 ) -> None:

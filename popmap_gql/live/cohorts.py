@@ -8,8 +8,8 @@ is all it keeps, never rows.
 Committed writes arrive as `Touched` ids (db/notify.py). The `Hub` gathers them over a
 window (POPMAP_LIVE_WINDOW_MS), then resolves them in one statement for every cohort of
 the process: the touched events, the events of touched businesses, and where each lies.
-A cohort whose box holds none of those places and whose list holds none of those events
-is skipped: such a write costs it nothing. Every other cohort runs its list query
+A cohort whose box holds none of those places and whose list holds none of those events,
+or whose `filter.ids` names none of them, is skipped: such a write costs it nothing. Every other cohort runs its list query
 (live/query.py) restricted to its candidates, one statement per window (per `first`
 events), and diffs the answer against what it remembered: ADDED (now in, before not),
 UPDATED (in both, selected fields changed), REMOVED (before in, now not). Each change is
@@ -48,7 +48,7 @@ from popmap_gql.db.notify import Touched
 from popmap_gql.errors import ServiceUnavailable
 from popmap_gql.live.query import ID_KEY, LiveQuery
 from popmap_gql.observe import RequestFacts
-from popmap_gql.read.ids import decode_id
+from popmap_gql.read.ids import decode_id, lookup_pk
 
 __all__ = ["MAX_EVENTS", "Cohort", "CohortKey", "Hub", "LiveRefused", "Subscriber", "coded"]
 
@@ -110,6 +110,19 @@ class Cohort:
     evaluating_all: bool = False
     worker: asyncio.Task[None] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # the events `filter.ids` names (None: no such filter); routing hears only those
+    watched: frozenset[int] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        ids = self.query.filter.get("ids")
+        if ids is None:
+            self.watched = None
+            return
+        # One ID given for the list is a list of that one, as GraphQL coerces it; an ID
+        # the list would refuse names nothing (such a cohort never gets past its read).
+        given = [ids] if isinstance(ids, str) else ids
+        pks = (lookup_pk("Event", i) for i in given if isinstance(i, str))
+        self.watched = frozenset(pk for pk in pks if pk is not None)
 
     def in_box(self, place: _Place) -> bool:
         """Whether the filter's box and circle (if any) hold `place`: a necessary
@@ -263,11 +276,14 @@ class Hub:
             relevant = {
                 event_id
                 for event_id, place in places.items()
-                if not cohort.loaded
-                or cohort.evaluating_all
-                or event_id in cohort.known
-                or event_id in cohort.evaluating
-                or (place is not None and cohort.in_box(place))
+                if (cohort.watched is None or event_id in cohort.watched)
+                and (
+                    not cohort.loaded
+                    or cohort.evaluating_all
+                    or event_id in cohort.known
+                    or event_id in cohort.evaluating
+                    or (place is not None and cohort.in_box(place))
+                )
             }
             if relevant:
                 cohort.pending |= relevant
