@@ -864,6 +864,49 @@ async def test_a_subscriber_waiting_on_a_first_read_that_fails_is_told_to_subscr
         await locker.close()
 
 
+async def test_first_reads_at_once_leave_most_of_the_pool_to_http(
+    api_url: str, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    """A reconnect storm: new cohorts' first reads take no more of the database pool
+    than evaluations may (half of it), so HTTP requests are still served meanwhile."""
+    assert settings.database_url is not None
+    slots = max(1, settings.db_pool_size // 2)
+    locker = await asyncpg.connect(**connection_credentials(settings.database_url))
+    sockets = [live(api_url) for _ in range(settings.db_pool_size)]
+    clients = [await s.__aenter__() for s in sockets]
+    try:
+        locking = locker.transaction()
+        await locking.start()
+        try:
+            await locker.execute("LOCK TABLE event IN ACCESS EXCLUSIVE MODE")
+            for n, c in enumerate(clients):  # each its own box: its own cohort
+                await c.init()
+                box = {"north": 31.0, "south": 30.0, "east": -97.0 + n, "west": -98.0}
+                await c.subscribe("map", EVENTS, {"filter": {"bbox": box}})
+
+            async def waiting() -> int:
+                return len(await _blocked_by(locker))
+
+            await _until(waiting, "the reads to wait")
+            await asyncio.sleep(1)  # the others are given the time to start theirs
+            assert 0 < await waiting() <= slots
+            # a request the response cache cannot answer needs a connection of the pool
+            query = (
+                f"{{ b{uuid.uuid4().hex}: businesses(first: 1) {{ edges {{ node {{ id }} }} }} }}"
+            )
+            response = await client.post("/graphql", json={"query": query}, timeout=5)
+            assert response.status_code == 200, response.text
+        finally:
+            await locking.rollback()
+        for c in clients:
+            await c.send({"type": "ping"})
+            assert (await c.receive())["type"] == "pong"
+    finally:
+        for s in sockets:
+            await s.__aexit__(None, None, None)
+        await locker.close()
+
+
 async def test_a_socket_closed_while_it_waits_for_a_first_read_leaves_the_cohort(
     api_url: str, api_app: Starlette, settings: Settings, cognito: FakeCognito
 ) -> None:

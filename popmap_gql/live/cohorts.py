@@ -9,11 +9,12 @@ Committed writes arrive as `Touched` ids (db/notify.py). The `Hub` gathers them 
 window (POPMAP_LIVE_WINDOW_MS), then resolves them in one statement for every cohort of
 the process: the touched events, the events of touched businesses, and where each lies.
 A cohort whose box holds none of those places and whose list holds none of those events,
-or whose `filter.ids` names none of them, is skipped: such a write costs it nothing. Every other cohort runs its list query
-(live/query.py) restricted to its candidates, one statement per window (per `first`
-events), and diffs the answer against what it remembered: ADDED (now in, before not),
-UPDATED (in both, selected fields changed), REMOVED (before in, now not). Each change is
-serialised once and sent to every subscriber of the cohort.
+or whose `filter.ids` names none of them, is skipped: such a write costs it nothing.
+Every other cohort runs its list query (live/query.py) restricted to its candidates, one
+statement per window (per `first` events), and diffs the answer against what it
+remembered: ADDED (now in, before not), UPDATED (in both, selected fields changed),
+REMOVED (before in, now not). Each change is serialised once and sent to every
+subscriber of the cohort.
 
 `refresh_all` (a notification that could not list its ids, or the listening connection
 lost and regained) makes every cohort read its whole list again and send what differs:
@@ -169,7 +170,7 @@ class Hub:
         self._touched = Touched()
         self._window: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
-        # evaluations at once: leave most of the pool to HTTP requests
+        # evaluations and first reads at once: leave most of the pool to HTTP requests
         self._slots = asyncio.Semaphore(max(1, settings.db_pool_size // 2))
 
     # --- subscribers ---------------------------------------------------------------------
@@ -193,7 +194,9 @@ class Hub:
             cohort.members.add(subscriber)
             self.cohorts[key] = cohort
             try:
-                async with cohort.lock:
+                # a slot as an evaluation takes: a reconnect storm's first reads leave
+                # most of the pool to HTTP requests too
+                async with cohort.lock, self._slots:
                     now = await self._read_all(cohort)
                     cohort.known = {event_id: digest for event_id, (digest, _) in now.items()}
                     cohort.loaded = True
@@ -299,7 +302,9 @@ class Hub:
         while (cohort.pending or cohort.pending_all) and cohort.members:
             failed = False
             refused: list[dict[str, Any]] = []
-            async with self._slots, cohort.lock:
+            # the cohort's lock before a slot, as join takes them: a cohort waiting for its
+            # first read (a slot) can never hold up an evaluation holding one
+            async with cohort.lock, self._slots:
                 everything, cohort.pending_all = cohort.pending_all, False
                 ids, cohort.pending = sorted(cohort.pending), set()
                 cohort.evaluating, cohort.evaluating_all = set(ids), everything
