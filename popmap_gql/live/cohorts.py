@@ -111,53 +111,53 @@ class Cohort:
     evaluating_all: bool = False
     worker: asyncio.Task[None] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # the events `filter.ids` names (None: no such filter); routing hears only those
-    watched: frozenset[int] | None = field(init=False)
+    # What routing reads of the filter before any statement: the events `ids` names, the
+    # box (south, north, west, east) and the circle; None when it has none, or one routing
+    # cannot read (the list query itself decides: routing never drops an event it holds).
+    watched: frozenset[int] | None = field(init=False, default=None)
+    box: tuple[float, float, float, float] | None = field(init=False, default=None)
+    circle: Near | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        ids = self.query.filter.get("ids")
-        if ids is None:
-            self.watched = None
-            return
-        # One ID given for the list is a list of that one, as GraphQL coerces it; an ID
-        # the list would refuse names nothing (such a cohort never gets past its read).
-        given = [ids] if isinstance(ids, str) else ids
-        pks = (lookup_pk("Event", i) for i in given if isinstance(i, str))
-        self.watched = frozenset(pk for pk in pks if pk is not None)
+        flt = self.query.filter
+        if (ids := flt.get("ids")) is not None:
+            # One ID given for the list is a list of that one, as GraphQL coerces it; an
+            # ID the list would refuse names nothing (its cohort never gets past its read).
+            given = [ids] if isinstance(ids, str) else ids
+            pks = (lookup_pk("Event", i) for i in given if isinstance(i, str))
+            self.watched = frozenset(pk for pk in pks if pk is not None)
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            box = flt["bbox"]
+            self.box = (
+                float(box["south"]),
+                float(box["north"]),
+                float(box["west"]),
+                float(box["east"]),
+            )
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            near = flt["near"]
+            self.circle = Near(
+                float(near["latitude"]), float(near["longitude"]), float(near["radiusKm"])
+            )
 
     def in_box(self, place: _Place) -> bool:
         """Whether the filter's box and circle (if any) hold `place`: a necessary
         condition for an event to be in the list, checked before any statement."""
-        return self._in_bbox(place) and self._near(place)
-
-    def _near(self, place: _Place) -> bool:
-        near = self.query.filter.get("near")
-        if not isinstance(near, dict):
+        latitude, longitude = place.latitude, place.longitude
+        if self.box is not None:
+            south, north, west, east = self.box
+            if not south <= latitude <= north:
+                return False
+            if west <= east and not west <= longitude <= east:
+                return False
+            if west > east and east < longitude < west:  # a box across the antimeridian
+                return False
+        circle = self.circle
+        if circle is None:
             return True
-        try:
-            circle = Near(
-                float(near["latitude"]), float(near["longitude"]), float(near["radiusKm"])
-            )
-        except (KeyError, TypeError, ValueError):
-            return True  # the list query itself decides
         # The distance the list's SQL computes, in Python (the same double); a hair of
         # slack all the same, as routing must never drop an event the list holds.
-        return circle.distance_km(place.latitude, place.longitude) <= circle.radius_km * (1 + 1e-9)
-
-    def _in_bbox(self, place: _Place) -> bool:
-        box = self.query.filter.get("bbox")
-        if not isinstance(box, dict):
-            return True
-        try:
-            south, north = float(box["south"]), float(box["north"])
-            west, east = float(box["west"]), float(box["east"])
-        except (KeyError, TypeError, ValueError):
-            return True  # the list query itself decides
-        if not south <= place.latitude <= north:
-            return False
-        if west <= east:
-            return west <= place.longitude <= east
-        return place.longitude >= west or place.longitude <= east
+        return circle.distance_km(latitude, longitude) <= circle.radius_km * (1 + 1e-9)
 
 
 class Hub:
