@@ -169,7 +169,6 @@ class Hub:
         self.cohorts: dict[CohortKey, Cohort] = {}
         self._touched = Touched()
         self._window: asyncio.TimerHandle | None = None
-        self._flushing: asyncio.Task[None] | None = None
         # evaluations and first reads at once: leave most of the pool to HTTP requests
         self._slots = asyncio.Semaphore(max(1, settings.db_pool_size // 2))
 
