@@ -105,12 +105,21 @@ async def test_connection_is_acknowledged_and_pings_are_answered(api_url: str) -
         ([{"id": "1", "type": "subscribe", "payload": {"query": EVENTS}}], 4401),
         ([{"type": "connection_init"}, {"type": "connection_init"}], 4429),
         ([{"type": "connection_init"}, {"type": "nonsense"}], 4400),
+        ([{"type": "connection_init"}, {"type": "\U0001f600" * 40}], 4400),
         ([{"type": "connection_init"}, {"id": "1", "type": "subscribe"}], 4400),
         (
             [
                 {"type": "connection_init"},
                 {"id": "1", "type": "subscribe", "payload": {"query": EVENTS}},
                 {"id": "1", "type": "subscribe", "payload": {"query": EVENTS}},
+            ],
+            4409,
+        ),
+        (
+            [
+                {"type": "connection_init"},
+                {"id": "\U0001f600" * 40, "type": "subscribe", "payload": {"query": EVENTS}},
+                {"id": "\U0001f600" * 40, "type": "subscribe", "payload": {"query": EVENTS}},
             ],
             4409,
         ),
@@ -132,8 +141,10 @@ async def test_connection_is_acknowledged_and_pings_are_answered(api_url: str) -
         "subscribe-before-ack",
         "second-init",
         "unknown-type",
+        "unknown-type-of-long-characters",
         "no-payload",
         "duplicate-id",
+        "duplicate-id-of-long-characters",
         "bad-token",
         "authorization-not-a-string",
         "init-payload-not-an-object",

@@ -213,7 +213,8 @@ class _Connection:
     def close(self, code: int, reason: str) -> None:
         """Close the socket with `code` (from any task; the first reason wins)."""
         if self.closing is None:
-            self.closing = _Close(code, reason)
+            # a close frame's reason holds at most 123 bytes (RFC 6455, 5.5)
+            self.closing = _Close(code, reason.encode()[:123].decode(errors="ignore"))
             self.reader.cancel()
 
     def queue(self, *messages: bytes) -> None:
