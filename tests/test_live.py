@@ -105,12 +105,21 @@ async def test_connection_is_acknowledged_and_pings_are_answered(api_url: str) -
         ([{"id": "1", "type": "subscribe", "payload": {"query": EVENTS}}], 4401),
         ([{"type": "connection_init"}, {"type": "connection_init"}], 4429),
         ([{"type": "connection_init"}, {"type": "nonsense"}], 4400),
+        ([{"type": "connection_init"}, {"type": "\U0001f600" * 40}], 4400),
         ([{"type": "connection_init"}, {"id": "1", "type": "subscribe"}], 4400),
         (
             [
                 {"type": "connection_init"},
                 {"id": "1", "type": "subscribe", "payload": {"query": EVENTS}},
                 {"id": "1", "type": "subscribe", "payload": {"query": EVENTS}},
+            ],
+            4409,
+        ),
+        (
+            [
+                {"type": "connection_init"},
+                {"id": "\U0001f600" * 40, "type": "subscribe", "payload": {"query": EVENTS}},
+                {"id": "\U0001f600" * 40, "type": "subscribe", "payload": {"query": EVENTS}},
             ],
             4409,
         ),
@@ -132,8 +141,10 @@ async def test_connection_is_acknowledged_and_pings_are_answered(api_url: str) -
         "subscribe-before-ack",
         "second-init",
         "unknown-type",
+        "unknown-type-of-long-characters",
         "no-payload",
         "duplicate-id",
+        "duplicate-id-of-long-characters",
         "bad-token",
         "authorization-not-a-string",
         "init-payload-not-an-object",
@@ -161,8 +172,9 @@ async def test_protocol_violations_close_with_the_protocols_codes(
         ('{"type": 1}', 4400),
         (b'{"type": "connection_init"}', 4400),  # a binary frame
         ('{"type": "ping", "payload": "' + "x" * 100_000 + '"}', 1009),  # > POPMAP_MAX_BODY_BYTES
+        ('{"type": "ping", "payload": "' + "\u00e9" * 50_001 + '"}', 1009),  # 2 bytes each
     ],
-    ids=["not-json", "not-an-object", "type-not-a-string", "binary", "too-big"],
+    ids=["not-json", "not-an-object", "type-not-a-string", "binary", "too-big", "too-big-in-bytes"],
 )
 async def test_frames_that_are_not_messages_close_the_socket(
     api_url: str, frame: str | bytes, code: int
@@ -863,6 +875,49 @@ async def test_a_subscriber_waiting_on_a_first_read_that_fails_is_told_to_subscr
         await locker.close()
 
 
+async def test_first_reads_at_once_leave_most_of_the_pool_to_http(
+    api_url: str, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    """A reconnect storm: new cohorts' first reads take no more of the database pool
+    than evaluations may (half of it), so HTTP requests are still served meanwhile."""
+    assert settings.database_url is not None
+    slots = max(1, settings.db_pool_size // 2)
+    locker = await asyncpg.connect(**connection_credentials(settings.database_url))
+    sockets = [live(api_url) for _ in range(settings.db_pool_size)]
+    clients = [await s.__aenter__() for s in sockets]
+    try:
+        locking = locker.transaction()
+        await locking.start()
+        try:
+            await locker.execute("LOCK TABLE event IN ACCESS EXCLUSIVE MODE")
+            for n, c in enumerate(clients):  # each its own box: its own cohort
+                await c.init()
+                box = {"north": 31.0, "south": 30.0, "east": -97.0 + n, "west": -98.0}
+                await c.subscribe("map", EVENTS, {"filter": {"bbox": box}})
+
+            async def waiting() -> int:
+                return len(await _blocked_by(locker))
+
+            await _until(waiting, "the reads to wait")
+            await asyncio.sleep(1)  # the others are given the time to start theirs
+            assert 0 < await waiting() <= slots
+            # a request the response cache cannot answer needs a connection of the pool
+            query = (
+                f"{{ b{uuid.uuid4().hex}: businesses(first: 1) {{ edges {{ node {{ id }} }} }} }}"
+            )
+            response = await client.post("/graphql", json={"query": query}, timeout=5)
+            assert response.status_code == 200, response.text
+        finally:
+            await locking.rollback()
+        for c in clients:
+            await c.send({"type": "ping"})
+            assert (await c.receive())["type"] == "pong"
+    finally:
+        for s in sockets:
+            await s.__aexit__(None, None, None)
+        await locker.close()
+
+
 async def test_a_socket_closed_while_it_waits_for_a_first_read_leaves_the_cohort(
     api_url: str, api_app: Starlette, settings: Settings, cognito: FakeCognito
 ) -> None:
@@ -1051,6 +1106,35 @@ async def test_identical_subscriptions_share_one_statement_and_far_away_ones_cos
                 for m in many:
                     await m.__aexit__(None, None, None)
             assert shared == alone
+
+
+async def test_a_subscription_watching_given_ids_costs_nothing_when_others_change(
+    small_limits: Served, client: httpx.AsyncClient, cognito: FakeCognito
+) -> None:
+    """`filter.ids` routes as a box does: a change of an event it does not name runs no
+    statement for its cohort."""
+    staff = await person(cognito, "id-watcher", ("staff",))
+    other, watched = [await make_event(f"ids {n}", status=EventStatus.PENDING) for n in range(2)]
+    async with (
+        httpx.AsyncClient(base_url=small_limits.base) as server,
+        live(small_limits.base) as watcher,
+        live(small_limits.base) as whole_map,
+    ):
+        ids = [global_id("Event", watched.id)]
+        await open_subscription(watcher, None, {"filter": {"ids": ids}})
+        await open_subscription(whole_map, None, {"filter": {"bbox": AUSTIN}})
+        before = _metric((await server.get("/metrics")).text, "popmap_live_statements_total")
+        await moderate(client, staff, other.id, "APPROVED")
+        assert change_of(await whole_map.next_change())[:2] == (
+            "ADDED",
+            global_id("Event", other.id),
+        )
+        await moderate(client, staff, watched.id, "APPROVED")
+        for listener in (watcher, whole_map):
+            assert change_of(await listener.next_change())[:2] == ("ADDED", ids[0])
+        after = _metric((await server.get("/metrics")).text, "popmap_live_statements_total")
+        # two routing statements, the map's two evaluations, the watcher's one
+        assert after - before == 5
 
 
 async def test_a_client_that_does_not_read_is_closed_1008_not_buffered(

@@ -8,12 +8,13 @@ is all it keeps, never rows.
 Committed writes arrive as `Touched` ids (db/notify.py). The `Hub` gathers them over a
 window (POPMAP_LIVE_WINDOW_MS), then resolves them in one statement for every cohort of
 the process: the touched events, the events of touched businesses, and where each lies.
-A cohort whose box holds none of those places and whose list holds none of those events
-is skipped: such a write costs it nothing. Every other cohort runs its list query
-(live/query.py) restricted to its candidates, one statement per window (per `first`
-events), and diffs the answer against what it remembered: ADDED (now in, before not),
-UPDATED (in both, selected fields changed), REMOVED (before in, now not). Each change is
-serialised once and sent to every subscriber of the cohort.
+A cohort whose box holds none of those places and whose list holds none of those events,
+or whose `filter.ids` names none of them, is skipped: such a write costs it nothing.
+Every other cohort runs its list query (live/query.py) restricted to its candidates, one
+statement per window (per `first` events), and diffs the answer against what it
+remembered: ADDED (now in, before not), UPDATED (in both, selected fields changed),
+REMOVED (before in, now not). Each change is serialised once and sent to every
+subscriber of the cohort.
 
 `refresh_all` (a notification that could not list its ids, or the listening connection
 lost and regained) makes every cohort read its whole list again and send what differs:
@@ -48,7 +49,7 @@ from popmap_gql.db.notify import Touched
 from popmap_gql.errors import ServiceUnavailable
 from popmap_gql.live.query import ID_KEY, LiveQuery
 from popmap_gql.observe import RequestFacts
-from popmap_gql.read.ids import decode_id
+from popmap_gql.read.ids import decode_id, lookup_pk
 
 __all__ = ["MAX_EVENTS", "Cohort", "CohortKey", "Hub", "LiveRefused", "Subscriber", "coded"]
 
@@ -110,40 +111,53 @@ class Cohort:
     evaluating_all: bool = False
     worker: asyncio.Task[None] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # What routing reads of the filter before any statement: the events `ids` names, the
+    # box (south, north, west, east) and the circle; None when it has none, or one routing
+    # cannot read (the list query itself decides: routing never drops an event it holds).
+    watched: frozenset[int] | None = field(init=False, default=None)
+    box: tuple[float, float, float, float] | None = field(init=False, default=None)
+    circle: Near | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        flt = self.query.filter
+        if (ids := flt.get("ids")) is not None:
+            # One ID given for the list is a list of that one, as GraphQL coerces it; an
+            # ID the list would refuse names nothing (its cohort never gets past its read).
+            given = [ids] if isinstance(ids, str) else ids
+            pks = (lookup_pk("Event", i) for i in given if isinstance(i, str))
+            self.watched = frozenset(pk for pk in pks if pk is not None)
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            box = flt["bbox"]
+            self.box = (
+                float(box["south"]),
+                float(box["north"]),
+                float(box["west"]),
+                float(box["east"]),
+            )
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            near = flt["near"]
+            self.circle = Near(
+                float(near["latitude"]), float(near["longitude"]), float(near["radiusKm"])
+            )
 
     def in_box(self, place: _Place) -> bool:
         """Whether the filter's box and circle (if any) hold `place`: a necessary
         condition for an event to be in the list, checked before any statement."""
-        return self._in_bbox(place) and self._near(place)
-
-    def _near(self, place: _Place) -> bool:
-        near = self.query.filter.get("near")
-        if not isinstance(near, dict):
+        latitude, longitude = place.latitude, place.longitude
+        if self.box is not None:
+            south, north, west, east = self.box
+            if not south <= latitude <= north:
+                return False
+            if west <= east and not west <= longitude <= east:
+                return False
+            if west > east and east < longitude < west:  # a box across the antimeridian
+                return False
+        circle = self.circle
+        if circle is None:
             return True
-        try:
-            circle = Near(
-                float(near["latitude"]), float(near["longitude"]), float(near["radiusKm"])
-            )
-        except (KeyError, TypeError, ValueError):
-            return True  # the list query itself decides
         # The distance the list's SQL computes, in Python (the same double); a hair of
         # slack all the same, as routing must never drop an event the list holds.
-        return circle.distance_km(place.latitude, place.longitude) <= circle.radius_km * (1 + 1e-9)
-
-    def _in_bbox(self, place: _Place) -> bool:
-        box = self.query.filter.get("bbox")
-        if not isinstance(box, dict):
-            return True
-        try:
-            south, north = float(box["south"]), float(box["north"])
-            west, east = float(box["west"]), float(box["east"])
-        except (KeyError, TypeError, ValueError):
-            return True  # the list query itself decides
-        if not south <= place.latitude <= north:
-            return False
-        if west <= east:
-            return west <= place.longitude <= east
-        return place.longitude >= west or place.longitude <= east
+        return circle.distance_km(latitude, longitude) <= circle.radius_km * (1 + 1e-9)
 
 
 class Hub:
@@ -155,8 +169,7 @@ class Hub:
         self.cohorts: dict[CohortKey, Cohort] = {}
         self._touched = Touched()
         self._window: asyncio.TimerHandle | None = None
-        self._flushing: asyncio.Task[None] | None = None
-        # evaluations at once: leave most of the pool to HTTP requests
+        # evaluations and first reads at once: leave most of the pool to HTTP requests
         self._slots = asyncio.Semaphore(max(1, settings.db_pool_size // 2))
 
     # --- subscribers ---------------------------------------------------------------------
@@ -180,7 +193,9 @@ class Hub:
             cohort.members.add(subscriber)
             self.cohorts[key] = cohort
             try:
-                async with cohort.lock:
+                # a slot as an evaluation takes: a reconnect storm's first reads leave
+                # most of the pool to HTTP requests too
+                async with cohort.lock, self._slots:
                     now = await self._read_all(cohort)
                     cohort.known = {event_id: digest for event_id, (digest, _) in now.items()}
                     cohort.loaded = True
@@ -263,11 +278,14 @@ class Hub:
             relevant = {
                 event_id
                 for event_id, place in places.items()
-                if not cohort.loaded
-                or cohort.evaluating_all
-                or event_id in cohort.known
-                or event_id in cohort.evaluating
-                or (place is not None and cohort.in_box(place))
+                if (cohort.watched is None or event_id in cohort.watched)
+                and (
+                    not cohort.loaded
+                    or cohort.evaluating_all
+                    or event_id in cohort.known
+                    or event_id in cohort.evaluating
+                    or (place is not None and cohort.in_box(place))
+                )
             }
             if relevant:
                 cohort.pending |= relevant
@@ -283,7 +301,9 @@ class Hub:
         while (cohort.pending or cohort.pending_all) and cohort.members:
             failed = False
             refused: list[dict[str, Any]] = []
-            async with self._slots, cohort.lock:
+            # the cohort's lock before a slot, as join takes them: a cohort waiting for its
+            # first read (a slot) can never hold up an evaluation holding one
+            async with cohort.lock, self._slots:
                 everything, cohort.pending_all = cohort.pending_all, False
                 ids, cohort.pending = sorted(cohort.pending), set()
                 cohort.evaluating, cohort.evaluating_all = set(ids), everything

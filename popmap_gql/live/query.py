@@ -68,16 +68,12 @@ class LiveQuery:
     def variables_for(
         self, ids: list[int] | None, first: int, after: str | None = None
     ) -> dict[str, Any]:
-        """The derived query's variables for these events (None: every event of the filter)."""
+        """The derived query's variables for these events (None: every event of the
+        filter). Routing gives a cohort only events its own `filter.ids` names (Cohort
+        .watched), so `ids` replaces those."""
         flt = dict(self.filter)
         if ids is not None:
-            own = flt.get("ids")
-            wanted = [encode_id("Event", i) for i in ids]
-            if own is not None:
-                # one ID given for the list is a list of that one, as GraphQL coerces it
-                kept = {own} if isinstance(own, str) else set(own)
-                wanted = [i for i in wanted if i in kept]
-            flt["ids"] = wanted
+            flt["ids"] = [encode_id("Event", i) for i in ids]
         return {**self.variables, _FILTER: flt, _FIRST: first, _AFTER: after}
 
     def change(self, kind: str, event_id: int, nodes: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -171,31 +171,33 @@ class _Connection:
         self.viewer: Viewer | None = None
         self.init_received = False
         self.closing: _Close | None = None
-        self.closed = asyncio.Event()
         self.started = time.perf_counter()
         self.sent = 0
         self.subscribed = 0
         self.request = _http_request(websocket)
+        loop = asyncio.get_running_loop()
         # closes the socket when it runs out: the init timeout, then the token's expiry
-        self._timer = asyncio.get_running_loop().call_later(
+        self._timer = loop.call_later(
             self.settings.ws_init_timeout_seconds,
             self.close,
             INIT_TIMEOUT,
             "Connection initialisation timeout",
         )
+        self._pinger = loop.call_later(self.settings.ws_keepalive_seconds, self._ping)
+        # They start once run() waits; the connection lasts as long as the reader, which
+        # close() ends.
+        self.reader = asyncio.create_task(self._read_loop())
+        self.sender = asyncio.create_task(self._send_loop())
 
     # --- the connection's life -----------------------------------------------------------
 
     async def run(self) -> None:
-        sender = asyncio.create_task(self._send_loop())
-        pinger = asyncio.create_task(self._keep_alive())
-        reader = asyncio.create_task(self._read_loop())
-        closed = asyncio.create_task(self.closed.wait())
         try:
-            await asyncio.wait({reader, closed}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({self.reader})
         finally:
-            for task in (reader, pinger, closed, sender):
-                task.cancel()
+            self.reader.cancel()
+            self.sender.cancel()
+            self._pinger.cancel()
             self._timer.cancel()
             for subscription in self.subscriptions.values():
                 self._leave(subscription)
@@ -211,8 +213,9 @@ class _Connection:
     def close(self, code: int, reason: str) -> None:
         """Close the socket with `code` (from any task; the first reason wins)."""
         if self.closing is None:
-            self.closing = _Close(code, reason)
-            self.closed.set()
+            # a close frame's reason holds at most 123 bytes (RFC 6455, 5.5)
+            self.closing = _Close(code, reason.encode()[:123].decode(errors="ignore"))
+            self.reader.cancel()
 
     def queue(self, *messages: bytes) -> None:
         if self.closing is not None:
@@ -232,12 +235,13 @@ class _Connection:
                     if (metrics := observe.metrics) is not None:
                         metrics.ws_messages.inc()
         except (RuntimeError, OSError):
-            self.closed.set()  # the client went away
+            self.reader.cancel()  # the client went away
 
-    async def _keep_alive(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.ws_keepalive_seconds)
-            self.queue(_PING)
+    def _ping(self) -> None:
+        """Every POPMAP_WS_KEEPALIVE_SECONDS (a timer, not a task per idle socket)."""
+        self.queue(_PING)
+        loop = asyncio.get_running_loop()
+        self._pinger = loop.call_later(self.settings.ws_keepalive_seconds, self._ping)
 
     async def _read_loop(self) -> None:
         try:
@@ -248,7 +252,7 @@ class _Connection:
                 text = message.get("text")
                 if text is None:
                     raise _Close(BAD_REQUEST, "Binary messages are not supported")
-                if len(text) > self.settings.max_body_bytes:
+                if len(text.encode()) > self.settings.max_body_bytes:  # bytes, not characters
                     raise _Close(TOO_BIG, "Message too big")
                 await self._handle(_parse(text))
         except _Close as close:
