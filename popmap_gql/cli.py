@@ -269,8 +269,7 @@ def cmd_dev_token(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_media_gc(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
-    from popmap_gql.media.stores import build_store
-    from popmap_gql.media.uploads import collect_garbage
+    from popmap_gql.media.uploads import build_store, collect_garbage
 
     async def run() -> None:
         async with _orm(await _database_url(settings), settings):
