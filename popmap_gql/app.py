@@ -43,7 +43,8 @@ from popmap_gql.http.view import GraphQLView, error_response
 from popmap_gql.live.cohorts import Hub
 from popmap_gql.live.listener import Listener
 from popmap_gql.live.ws import LiveEndpoint
-from popmap_gql.media.stores import UPLOAD_PATH, build_store
+from popmap_gql.media.stores import UPLOAD_PATH
+from popmap_gql.media.uploads import build_store
 from popmap_gql.metrics import CONTENT_TYPE, Metrics
 from popmap_gql.observe import install as install_metrics
 

@@ -144,6 +144,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
             )
         return url
 
+    _check_data_folder_keys(settings)
     # The embedded server (if any) belongs to this process; workers and the reloader's
     # children reach it through DATABASE_URL and stop with it.
     url = asyncio.run(prepare())
@@ -180,6 +181,19 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         ssl_certfile=certificate,
         ssl_keyfile=key,
     )
+
+
+def _check_data_folder_keys(settings: Settings) -> None:
+    """Read (or make) the data folder's keys that the app loads at start-up, so that a
+    damaged one is refused here, in one line (a ConfigError, exit 2), and not by a
+    traceback from uvicorn's startup (exit 3)."""
+    from popmap_gql.auth.local_idp import LocalIdentityProvider
+    from popmap_gql.media.uploads import build_store
+
+    if not settings.cognito_configured:
+        LocalIdentityProvider(settings.data_dir)
+    if settings.media_bucket is None:
+        build_store(settings)
 
 
 def _tls_files(settings: Settings, args: argparse.Namespace) -> tuple[str | None, str | None]:
@@ -270,8 +284,7 @@ def cmd_dev_token(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_media_gc(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
-    from popmap_gql.media.stores import build_store
-    from popmap_gql.media.uploads import collect_garbage
+    from popmap_gql.media.uploads import build_store, collect_garbage
 
     async def run() -> None:
         async with _orm(await _database_url(settings), settings):

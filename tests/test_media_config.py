@@ -54,7 +54,7 @@ def test_the_embedded_default_never_imports_the_aws_sdk(tmp_path: Path) -> None:
         "from popmap_gql.app import create_app\n"
         "from popmap_gql.cli import build_parser\n"
         "from popmap_gql.config import load_settings\n"
-        "from popmap_gql.media.stores import build_store\n"
+        "from popmap_gql.media.uploads import build_store\n"
         "settings = load_settings({'POPMAP_DATA_DIR': sys.argv[1]}, env_file=None)\n"
         "create_app(settings); build_parser(); build_store(settings)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in {'boto3', 'botocore'}))\n"

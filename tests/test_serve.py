@@ -20,6 +20,8 @@ import asyncpg
 import httpx
 import psutil
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from popmap_gql.config import Settings
 from tests.conftest import drop_database, fresh_database, run_cli
@@ -81,6 +83,49 @@ def test_serve_refuses_a_database_it_cannot_reach_and_says_so(tmp_path: Path) ->
 
     assert result.returncode == 1
     assert "popmap-gql: cannot reach the database to check its schema" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["ec-key", "not-pem"])
+def test_serve_refuses_a_local_key_file_that_holds_no_rsa_key_before_uvicorn_starts(
+    database_url: str, tmp_path: Path, kind: str
+) -> None:
+    # As dev-token does (test_auth_processes): one line naming the file and the mend.
+    key_file = tmp_path / "local-idp" / "private-key.pem"
+    key_file.parent.mkdir(mode=0o700)
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    key_file.write_bytes(pem if kind == "ec-key" else b"-----BEGIN PRIVATE KEY-----\ncut off")
+    env = clean_env(DATABASE_URL=database_url, POPMAP_DATA_DIR=str(tmp_path))
+
+    result = serve_to_the_end(env)
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"popmap-gql: configuration error: {key_file} does not hold an RSA key; remove it"
+        " to make a new one (the tokens the old one signed stop verifying)"
+    )
+    assert "Traceback" not in result.stderr
+    assert "Popmap GraphQL API on" not in result.stdout  # refused before uvicorn ran
+
+
+def test_serve_refuses_a_media_key_file_it_did_not_make_before_uvicorn_starts(
+    database_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "media.key").write_bytes(b"too short")
+    env = clean_env(DATABASE_URL=database_url, POPMAP_DATA_DIR=str(tmp_path))
+
+    result = serve_to_the_end(env)
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"popmap-gql: configuration error: {tmp_path / 'media.key'} is not a key made by"
+        " popmap-gql; remove it to make a new one"
+    )
     assert "Traceback" not in result.stderr
 
 

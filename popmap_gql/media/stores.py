@@ -19,7 +19,6 @@ from popmap_gql.files import write_whole
 from popmap_gql.media.policy import (
     ALGORITHM,
     Policy,
-    load_or_create_secret,
     sign_policy,
     verify_policy,
 )
@@ -33,7 +32,6 @@ __all__ = [
     "ObjectExists",
     "SignedPost",
     "StoredObject",
-    "build_store",
     "public_base",
 ]
 
@@ -90,15 +88,6 @@ def public_base(settings: Settings) -> str | None:
             return f"{settings.s3_endpoint_url}/{settings.media_bucket}"
         return f"https://{settings.media_bucket}.s3.{settings.media_region}.amazonaws.com"
     return None
-
-
-def build_store(settings: Settings) -> MediaStore:
-    """S3 when a bucket is configured (boto3 imported only then), else the data folder."""
-    if settings.media_bucket:
-        from popmap_gql.media.s3 import S3Store
-
-        return S3Store(settings)
-    return LocalStore(settings.media_dir, load_or_create_secret(settings.data_dir / "media.key"))
 
 
 class LocalStore:

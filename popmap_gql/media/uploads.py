@@ -12,7 +12,7 @@ from popmap_gql.db import uploads
 from popmap_gql.db.models import MediaUpload, UploadKind
 from popmap_gql.errors import BadUserInput
 from popmap_gql.media.images import check_image
-from popmap_gql.media.policy import Policy
+from popmap_gql.media.policy import Policy, load_or_create_secret
 from popmap_gql.media.rules import (
     CLAIM_SECONDS,
     CONTENT_TYPES,
@@ -23,17 +23,26 @@ from popmap_gql.media.rules import (
     new_upload_key,
     published_key,
 )
-from popmap_gql.media.stores import MediaStore, SignedPost
+from popmap_gql.media.s3 import S3Store
+from popmap_gql.media.stores import LocalStore, MediaStore, SignedPost
 
 __all__ = [
     "GarbageReport",
     "IssuedUpload",
+    "build_store",
     "claim_upload",
     "collect_garbage",
     "create_upload",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def build_store(settings: Settings) -> MediaStore:
+    """S3 when a bucket is configured (boto3 imported only then), else the data folder."""
+    if settings.media_bucket:
+        return S3Store(settings)
+    return LocalStore(settings.media_dir, load_or_create_secret(settings.data_dir / "media.key"))
 
 
 @dataclass(frozen=True, slots=True)
